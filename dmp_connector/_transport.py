@@ -1,0 +1,465 @@
+"""The SOAP send loops: the only module that talks to httpx.
+
+Every national SOAP service is called the same way. An :class:`Operation` is a small
+sans-I/O object (build the request, parse the answer, say whether it is safe to
+repeat); :class:`BaseClient` does everything that is not I/O (envelope, MTOM, audit,
+reading the answer); :class:`Client` and :class:`AsyncClient` only hold the send loop.
+
+One logical call = one ``wsa:MessageID``, made once and reused on every attempt, so the
+audit trail and the server logs line up. Audit events are emitted once per attempt,
+inside the retry loop. httpx exceptions are translated here, chained with ``from``.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import ClassVar, Generic, Self, TypeVar
+
+import httpx
+import tenacity
+from lxml import etree
+
+from .audit import (
+    AuditActor,
+    AuditDispatcher,
+    AuditEvent,
+    AuditSink,
+    JsonLinesSink,
+    LoggingSink,
+    Outcome,
+    Pseudonymizer,
+    endpoint_of,
+)
+from .config import Environment, Settings
+from .errors import (
+    ConnectError,
+    DmpConnectorError,
+    HttpStatusError,
+    MalformedResponseError,
+    RequestTimeout,
+    ServiceError,
+    SoapFaultError,
+    TlsError,
+    TransportError,
+    UnsafeXmlError,
+)
+from .retries import RetryPolicy, parse_retry_after, tenacity_kwargs
+from .soap.envelope import Addressing, SoapMessage, WsSecurity, build_envelope, new_message_id, parse_envelope
+from .soap.mtom import Attachment, MtomPayload, MultipartRelatedParser, encode_mtom, is_multipart
+from .xml import to_bytes
+
+__all__ = ["AsyncClient", "BaseClient", "CallContext", "Client", "Operation", "SoapRequest"]
+
+T = TypeVar("T")
+
+_SOAP12 = "application/soap+xml"
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What an operation may use to build its request: the settings and this call's id."""
+
+    settings: Settings
+    message_id: str
+
+
+@dataclass(frozen=True)
+class SoapRequest:
+    """What an operation builds: body, extra headers, MTOM parts and audit facts.
+
+    ``patient`` is the matricule concerned, used only to derive the audit pseudonym;
+    it is never logged. ``security`` overrides the client's WS-Security for this call.
+    """
+
+    body: Sequence[etree._Element]
+    headers: Sequence[etree._Element] = ()
+    attachments: Sequence[Attachment] = ()
+    security: WsSecurity | None = None
+    patient: str | None = None
+    document_ids: tuple[str, ...] = ()
+
+
+class Operation(ABC, Generic[T]):
+    """One SOAP operation of a national service, without I/O.
+
+    Subclasses set the class attributes and write :meth:`endpoint`, :meth:`build` and
+    :meth:`parse`. ``safe_to_repeat`` is False unless repeating the very same request
+    cannot change the outcome (queries; a deposit whose unique ids make a replay
+    harmless). Only such operations are retried.
+    """
+
+    service: ClassVar[str]
+    """Service name used in audit events and errors: ``insi``, ``dmp`` …"""
+    name: ClassVar[str]
+    """Operation name used in audit events and errors."""
+    action: ClassVar[str]
+    """The ``wsa:Action`` (and SOAP 1.2 ``action`` media-type parameter)."""
+    safe_to_repeat: ClassVar[bool] = False
+    """Whether the retry policy may send it again after a transient failure."""
+
+    @abstractmethod
+    def endpoint(self, environment: Environment) -> str:
+        """The URL to post to, taken from the environment (never hard-coded)."""
+
+    @abstractmethod
+    def build(self, call: CallContext) -> SoapRequest:
+        """Build the request; called once per logical call, before the first attempt."""
+
+    @abstractmethod
+    def parse(self, message: SoapMessage) -> T:
+        """Turn the answer into a typed result, or raise a :class:`ServiceError`."""
+
+
+@dataclass
+class _Prepared:
+    """A call ready to send: built once, sent on every attempt."""
+
+    operation: Operation[object]
+    url: str
+    message_id: str
+    headers: dict[str, str]
+    body: bytes | None
+    mtom: MtomPayload | None
+    patient: str | None
+    document_ids: tuple[str, ...]
+    started: float = field(default_factory=time.monotonic)
+
+
+class _ResponseReader:
+    """Collects an answer chunk by chunk (MTOM parts spooled, SOAP bounded) without I/O."""
+
+    def __init__(self, response: httpx.Response, settings: Settings, max_response_bytes: int) -> None:
+        self.status_code = response.status_code
+        self.content_type = response.headers.get("content-type", "")
+        self.retry_after = response.headers.get("retry-after")
+        self._limit = settings.xml.max_bytes
+        self._max_response = max_response_bytes
+        self._parts: MultipartRelatedParser | None = None
+        self._buffer = bytearray()
+        if is_multipart(self.content_type):
+            self._parts = MultipartRelatedParser(
+                self.content_type, max_root_bytes=settings.xml.max_bytes, max_total_bytes=max_response_bytes
+            )
+
+    def feed(self, chunk: bytes) -> None:
+        if self._parts is not None:
+            self._parts.feed(chunk)
+            return
+        self._buffer += chunk
+        if len(self._buffer) > self._limit:
+            raise UnsafeXmlError(f"the answer is over the {self._limit}-byte XML limit", hint="raise xml.max_bytes")
+
+    def finish(self) -> tuple[bytes, dict[str, Attachment]]:
+        if self._parts is not None:
+            parts = self._parts.close()
+            return parts.root, dict(parts.attachments)
+        return bytes(self._buffer), {}
+
+
+class BaseClient:
+    """Everything the two send loops share, with no I/O: prepare, read, audit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        security: WsSecurity | None = None,
+        audit: Iterable[AuditSink] = (),
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        self.settings = settings
+        self.security = security
+        self.retry = retry if retry is not None else settings.retry
+        self.max_response_bytes = max_response_bytes
+        self.audit = AuditDispatcher(audit)
+        if settings.audit.log:
+            self.audit.add(LoggingSink())
+        self._jsonl: JsonLinesSink | None = None
+        if settings.audit.jsonl_path is not None:
+            self._jsonl = JsonLinesSink(settings.audit.jsonl_path)
+            self.audit.add(self._jsonl)
+        key = settings.audit.pseudonym_key
+        self._pseudonymizer = Pseudonymizer(key.get_secret_value().encode() if key else None)
+        org, pro = settings.organisation, settings.professional
+        self._actor = AuditActor(
+            software_name=settings.software.name,
+            software_version=settings.software.version,
+            organisation_id=org.national_id if org else None,
+            professional_id=pro.national_id if pro else None,
+        )
+
+    def _prepare(self, operation: Operation[T]) -> _Prepared:
+        message_id = new_message_id()
+        url = operation.endpoint(self.settings.environment)
+        request = operation.build(CallContext(settings=self.settings, message_id=message_id))
+        envelope = build_envelope(
+            request.body,
+            addressing=Addressing(action=operation.action, to=url, message_id=message_id),
+            headers=request.headers,
+            security=request.security or self.security,
+        )
+        headers = {"Accept": f"{_SOAP12}, multipart/related"}
+        body: bytes | None = None
+        mtom: MtomPayload | None = None
+        if request.attachments:
+            mtom = encode_mtom(envelope, request.attachments, action=operation.action)
+            headers["Content-Type"] = mtom.content_type
+            headers["Content-Length"] = str(mtom.content_length)
+        else:
+            body = to_bytes(envelope)
+            headers["Content-Type"] = f'{_SOAP12}; charset=utf-8; action="{operation.action}"'
+        return _Prepared(
+            operation=operation,  # type: ignore[arg-type]
+            url=url,
+            message_id=message_id,
+            headers=headers,
+            body=body,
+            mtom=mtom,
+            patient=request.patient,
+            document_ids=request.document_ids,
+        )
+
+    def _reader(self, response: httpx.Response) -> _ResponseReader:
+        return _ResponseReader(response, self.settings, self.max_response_bytes)
+
+    def _conclude(self, prepared: _Prepared, reader: _ResponseReader) -> object:
+        """Turn a complete answer into the operation's result or a typed error."""
+        status = reader.status_code
+        name = prepared.operation.name
+        soapish = reader.content_type.startswith(_SOAP12) or reader.content_type.startswith("multipart/related")
+        if status >= 400 and not soapish:
+            retry_after = parse_retry_after(reader.retry_after)
+            raise HttpStatusError(
+                f"{prepared.operation.service} answered HTTP {status} to {name} without a SOAP message",
+                status_code=status,
+                retry_after=retry_after,
+                retryable=status in self.retry.retry_on_status,
+                hint="the service may be down or overloaded; try again later"
+                if status >= 500
+                else "check the endpoint URL and the client certificate",
+            )
+        root, attachments = reader.finish()
+        if not soapish:
+            raise MalformedResponseError(
+                f"{prepared.operation.service} answered {name} with content type "
+                f"{reader.content_type or 'none'}, not a SOAP 1.2 message",
+                hint="check that the endpoint URL points at the SOAP service",
+            )
+        message = parse_envelope(root, attachments=attachments, limits=self.settings.xml, operation=name)
+        return prepared.operation.parse(message)
+
+    def _emit(
+        self,
+        prepared: _Prepared,
+        *,
+        attempt: int,
+        started: float,
+        error: BaseException | None,
+        http_status: int | None,
+    ) -> None:
+        code: str | None = None
+        if isinstance(error, ServiceError):
+            code = error.code
+        elif isinstance(error, SoapFaultError):
+            code = error.code
+        elif isinstance(error, HttpStatusError):
+            code = str(error.status_code)
+        event = AuditEvent(
+            timestamp=datetime.now(UTC),
+            service=prepared.operation.service,
+            operation=prepared.operation.name,
+            endpoint=endpoint_of(prepared.url),
+            correlation_id=prepared.message_id,
+            attempt=attempt,
+            actor=self._actor,
+            patient=self._pseudonymizer.patient(prepared.patient) if prepared.patient else None,
+            document_ids=prepared.document_ids,
+            outcome=Outcome.SUCCESS if error is None else Outcome.FAILURE,
+            error_type=type(error).__name__ if error is not None else None,
+            error_code=code,
+            http_status=http_status,
+            duration_ms=(time.monotonic() - started) * 1000.0,
+        )
+        self.audit.emit(event)
+
+    def _retrying_kwargs(self, operation: Operation[T]) -> dict[str, object]:
+        return tenacity_kwargs(self.retry, safe_to_repeat=operation.safe_to_repeat)
+
+    def _close_sinks(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+
+
+def _translate(exc: httpx.HTTPError, prepared: _Prepared) -> TransportError:
+    """httpx's errors → ours, at this one boundary."""
+    what = f"{prepared.operation.service} {prepared.operation.name}"
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeout(
+            f"{what}: no answer in time ({type(exc).__name__})", hint="raise timeouts.read or try again later"
+        )
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            reason = getattr(cause, "reason", None) or type(cause).__name__
+            return TlsError(
+                f"{what}: TLS handshake failed ({reason})",
+                hint="check tls.ca_bundle (the server's CA) and the client certificate the server expects",
+            )
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectError(f"{what}: cannot connect to {httpx.URL(prepared.url).host}", hint="check the network and URL")
+    return ConnectError(f"{what}: the connection failed before an answer came ({type(exc).__name__})")
+
+
+def _status_of(exc: BaseException) -> int | None:
+    return exc.status_code if isinstance(exc, HttpStatusError) else None
+
+
+class Client(BaseClient):
+    """Synchronous SOAP client; the service clients (INSi, DMP) are built on it.
+
+    Pass ``http_client`` to bring your own :class:`httpx.Client` (proxies, pools, event
+    hooks); it is then yours to close, and its TLS settings are yours too.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http_client: httpx.Client | None = None,
+        security: WsSecurity | None = None,
+        audit: Iterable[AuditSink] = (),
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        super().__init__(settings, security=security, audit=audit, retry=retry, max_response_bytes=max_response_bytes)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.Client(**_http_options(settings))
+
+    def send(self, operation: Operation[T]) -> T:
+        """Send one operation, retrying it if it is safe to repeat, and return its result."""
+        prepared = self._prepare(operation)
+        result: object = None
+        for attempt in tenacity.Retrying(**self._retrying_kwargs(operation)):  # type: ignore[arg-type]
+            with attempt:
+                result = self._attempt(prepared, attempt.retry_state.attempt_number)
+        return result  # type: ignore[return-value]
+
+    def _attempt(self, prepared: _Prepared, number: int) -> object:
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            content = prepared.body if prepared.body is not None else prepared.mtom.iter_bytes()  # type: ignore[union-attr]
+            try:
+                with self._http.stream("POST", prepared.url, content=content, headers=prepared.headers) as response:
+                    status = response.status_code
+                    reader = self._reader(response)
+                    for chunk in response.iter_bytes():
+                        reader.feed(chunk)
+            except httpx.HTTPError as exc:
+                raise _translate(exc, prepared) from exc
+            result = self._conclude(prepared, reader)
+        except DmpConnectorError as exc:
+            exc.attempts = number
+            self._emit(prepared, attempt=number, started=started, error=exc, http_status=status or _status_of(exc))
+            raise
+        except Exception as exc:
+            self._emit(prepared, attempt=number, started=started, error=exc, http_status=status)
+            raise
+        self._emit(prepared, attempt=number, started=started, error=None, http_status=status)
+        return result
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it, and the audit file."""
+        if self._owns_http:
+            self._http.close()
+        self._close_sinks()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class AsyncClient(BaseClient):
+    """Asynchronous twin of :class:`Client`, same constructor and behaviour."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        security: WsSecurity | None = None,
+        audit: Iterable[AuditSink] = (),
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        super().__init__(settings, security=security, audit=audit, retry=retry, max_response_bytes=max_response_bytes)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.AsyncClient(**_http_options(settings))
+
+    async def send(self, operation: Operation[T]) -> T:
+        """Send one operation, retrying it if it is safe to repeat, and return its result."""
+        prepared = self._prepare(operation)
+        result: object = None
+        async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(operation)):  # type: ignore[arg-type]
+            with attempt:
+                result = await self._attempt(prepared, attempt.retry_state.attempt_number)
+        return result  # type: ignore[return-value]
+
+    async def _attempt(self, prepared: _Prepared, number: int) -> object:
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            content = prepared.body if prepared.body is not None else prepared.mtom.aiter_bytes()  # type: ignore[union-attr]
+            try:
+                async with self._http.stream("POST", prepared.url, content=content, headers=prepared.headers) as response:
+                    status = response.status_code
+                    reader = self._reader(response)
+                    async for chunk in response.aiter_bytes():
+                        reader.feed(chunk)
+            except httpx.HTTPError as exc:
+                raise _translate(exc, prepared) from exc
+            result = self._conclude(prepared, reader)
+        except DmpConnectorError as exc:
+            exc.attempts = number
+            self._emit(prepared, attempt=number, started=started, error=exc, http_status=status or _status_of(exc))
+            raise
+        except Exception as exc:
+            self._emit(prepared, attempt=number, started=started, error=exc, http_status=status)
+            raise
+        self._emit(prepared, attempt=number, started=started, error=None, http_status=status)
+        return result
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it, and the audit file."""
+        if self._owns_http:
+            await self._http.aclose()
+        self._close_sinks()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def _http_options(settings: Settings) -> dict[str, object]:
+    from ._tls import build_ssl_context
+
+    t = settings.timeouts
+    return {
+        "verify": build_ssl_context(settings.tls),
+        "timeout": httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+        "follow_redirects": False,
+    }

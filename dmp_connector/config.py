@@ -1,0 +1,502 @@
+"""Settings: the target environment, who is calling, and with which credentials.
+
+One :class:`Settings` object feeds every client. It can be built in code, from
+environment variables (``DMP_CONNECTOR_`` prefix, ``__`` between levels) and from a TOML
+file, in that order of precedence::
+
+    settings = Settings.load("dmp-connector.toml")          # file, then env over it
+    settings = Settings(software=SoftwareIdentity(...), environment="test")
+
+No service holds a URL of its own: every endpoint comes from :class:`Environment`.
+Facts marked [I] in the reference notes (production INSi URLs, structure-id prefixes
+other than FINESS/SIRET, the ADELI prefix) are settings with a documented default.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import uuid
+from enum import StrEnum
+from pathlib import Path
+import json
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .codes import Code
+from .errors import ConfigurationError
+from .retries import RetryPolicy
+from .xml import XmlLimits
+
+__all__ = [
+    "AuditSettings",
+    "DmpService",
+    "Environment",
+    "EnvironmentName",
+    "MailServer",
+    "Organisation",
+    "Professional",
+    "ProfessionalIdKind",
+    "Settings",
+    "SoftwareIdentity",
+    "StructureIdKind",
+    "Timeouts",
+    "TlsCredentials",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class EnvironmentName(StrEnum):
+    """Where the calls go: the embedded sandbox, a national test platform, or production."""
+
+    SANDBOX = "sandbox"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class DmpService(StrEnum):
+    """The DMP's SOAP services; each is ``<dmp_base_url>/<service>``."""
+
+    REGISTRY = "registry"
+    REPOSITORY = "repository"
+    PATIENTS = "patients"
+    PATIENTS_PDQ = "patientsPDQ"
+    PATIENTS_SPECIFIC = "patientsSpecific"
+    PATIENT_CERTIF = "patientCertif"
+    HABILITATIONS = "habilitations"
+
+
+class MailServer(BaseModel):
+    """An MSSanté operator's SMTP submission or IMAP server (STARTTLS on a plain port)."""
+
+    model_config = _FROZEN
+
+    host: str = Field(min_length=1)
+    """Host name as the operator's certificate names it."""
+    port: int = Field(gt=0, lt=65536)
+    """587 for submission, 143 for IMAP in the MSSanté interface."""
+    starttls: bool = True
+    """Upgrade the connection with STARTTLS; the MSSanté rules require TLS ≥ 1.2."""
+
+
+_DMP_PRODUCTION = "https://lps2.dmp.gouv.fr/si-dmp-server/v2/services"
+_ANNUAIRE = "https://gateway.api.esante.gouv.fr/fhir/v2"
+_WHITELIST = "https://espacedeconfiance.mssante.fr/listeblanchemssante.xml"
+
+
+class Environment(BaseModel):
+    """Every endpoint of one target environment.
+
+    Use the presets (:meth:`sandbox`, :meth:`test`, :meth:`production`) and override a
+    field where your contract says otherwise. MSSanté servers belong to your operator,
+    not to a national platform, so they have no preset outside the sandbox.
+    """
+
+    model_config = _FROZEN
+
+    name: EnvironmentName
+    """Which kind of environment this is; production refuses test identities and vice versa."""
+    insi_url: str
+    """INSi endpoint when the caller authenticates with a card assertion (CPx mode)."""
+    insi_mtls_url: str
+    """INSi endpoint when the organisation authenticates with its certificate (mutual TLS)."""
+    dmp_base_url: str
+    """Base of the DMP services; a service URL is ``<base>/<service>``."""
+    annuaire_url: str = _ANNUAIRE
+    """Annuaire Santé FHIR API (no test platform exists: the production API is used everywhere)."""
+    mssante_whitelist_url: str = _WHITELIST
+    """The MSSanté trust-space domain list."""
+    mssante_smtp: MailServer | None = None
+    """Your operator's SMTP submission server."""
+    mssante_imap: MailServer | None = None
+    """Your operator's IMAP server."""
+
+    @field_validator("insi_url", "insi_mtls_url", "dmp_base_url", "annuaire_url", "mssante_whitelist_url")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError(f"{value!r} is not an https:// URL; every national service is reached over TLS")
+        return value.rstrip("/")
+
+    @property
+    def is_production(self) -> bool:
+        """True for production: only real identities (INS OID .8/.9) may be used there."""
+        return self.name is EnvironmentName.PRODUCTION
+
+    def dmp_url(self, service: DmpService) -> str:
+        """URL of one DMP service."""
+        return f"{self.dmp_base_url}/{DmpService(service).value}"
+
+    def require_smtp(self) -> MailServer:
+        """The SMTP server, or a clear error when it is not configured."""
+        if self.mssante_smtp is None:
+            raise ConfigurationError(
+                "no MSSanté SMTP server is configured",
+                hint="set environment.mssante_smtp (host, port) to your MSSanté operator's submission server",
+            )
+        return self.mssante_smtp
+
+    def require_imap(self) -> MailServer:
+        """The IMAP server, or a clear error when it is not configured."""
+        if self.mssante_imap is None:
+            raise ConfigurationError(
+                "no MSSanté IMAP server is configured",
+                hint="set environment.mssante_imap (host, port) to your MSSanté operator's IMAP server",
+            )
+        return self.mssante_imap
+
+    @classmethod
+    def sandbox(cls, base_url: str = "https://127.0.0.1:8443", *, smtp_port: int = 8587, imap_port: int = 8143) -> Self:
+        """The embedded sandbox on loopback; ``base_url`` is where it listens."""
+        base = base_url.rstrip("/")
+        host = base.split("://", 1)[1].split(":", 1)[0].split("/", 1)[0]
+        return cls(
+            name=EnvironmentName.SANDBOX,
+            insi_url=f"{base}/insi/lps",
+            insi_mtls_url=f"{base}/insi/lps",
+            dmp_base_url=f"{base}/si-dmp-server/v2/services",
+            annuaire_url=f"{base}/fhir/v2",
+            mssante_whitelist_url=f"{base}/listeblanchemssante.xml",
+            mssante_smtp=MailServer(host=host, port=smtp_port),
+            mssante_imap=MailServer(host=host, port=imap_port),
+        )
+
+    @classmethod
+    def test(cls, platform: str = "dev6") -> Self:
+        """The national qualification platforms (INSi "qualiflps", DMP ``<platform>.lps2``)."""
+        if not platform.isalnum():
+            raise ConfigurationError(f"DMP test platform {platform!r} is not a plain name such as 'dev6'")
+        return cls(
+            name=EnvironmentName.TEST,
+            insi_url="https://qualiflps.services-ps.ameli.fr:443/lps",
+            insi_mtls_url="https://qualiflps-services-ps-tlsm.ameli.fr:443/lps",
+            dmp_base_url=f"https://{platform}.lps2.dmp.gouv.fr/si-dmp-server/v2/services",
+        )
+
+    @classmethod
+    def production(cls) -> Self:
+        """Production. The INSi URLs are inferred from the test ones [I]: check them with your CNDA kit."""
+        return cls(
+            name=EnvironmentName.PRODUCTION,
+            insi_url="https://services-ps.ameli.fr/lps",
+            insi_mtls_url="https://services-ps-tlsm.ameli.fr/lps",
+            dmp_base_url=_DMP_PRODUCTION,
+        )
+
+    @classmethod
+    def preset(cls, name: EnvironmentName | str, **overrides: Any) -> Self:
+        """The preset for ``name`` with some fields overridden (what a TOML table gives)."""
+        kind = EnvironmentName(name)
+        if kind is EnvironmentName.SANDBOX:
+            base = cls.sandbox(**{k: overrides.pop(k) for k in ("base_url", "smtp_port", "imap_port") if k in overrides})
+        elif kind is EnvironmentName.TEST:
+            base = cls.test(**({"platform": overrides.pop("platform")} if "platform" in overrides else {}))
+        else:
+            base = cls.production()
+        data = base.model_dump()
+        data.update(overrides)
+        return cls.model_validate(data)
+
+
+class SoftwareIdentity(BaseModel):
+    """The software (LPS) as the national services know it."""
+
+    model_config = _FROZEN
+
+    name: str = Field(min_length=1)
+    """Product name, as declared to the CNDA and the DMP homologation (``LPS_Nom``)."""
+    version: str = Field(min_length=1)
+    """Product version (``LPS_Version``)."""
+    editor: str = Field(min_length=1)
+    """The editor's company name."""
+    dmp_homologation_id: str | None = None
+    """DMP homologation number (VIHF ``LPS_ID_HOMOLOGATION_DMP``); required for DMP calls."""
+    insi_authorisation_id: str | None = None
+    """CNDA authorisation number for INSi (``ContexteLPS/LPS/IDAM``); required for INSi calls."""
+    instance_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    """Id of this installation (``ContexteLPS/LPS/Instance``); set it once and keep it stable."""
+
+
+class StructureIdKind(StrEnum):
+    """Kinds of organisation id; the value is the prefix of the national id (IdNat_Struct).
+
+    FINESS (1) and SIRET (3) are confirmed by the reference; ADELI-rang (0), SIREN (2)
+    and RPPS-rang (4) follow the ANS national-id convention [I].
+    """
+
+    ADELI_RANG = "0"
+    FINESS = "1"
+    SIREN = "2"
+    SIRET = "3"
+    RPPS_RANG = "4"
+
+
+class Organisation(BaseModel):
+    """The organisation (structure) on whose behalf the software calls."""
+
+    model_config = _FROZEN
+
+    id: str = Field(min_length=1, pattern=r"^[0-9A-Za-z]+$")
+    """The structure's own id (9-digit FINESS, 14-digit SIRET, …) without prefix."""
+    id_kind: StructureIdKind
+    """What kind of id ``id`` is."""
+    name: str = Field(min_length=1)
+    """Name shown in documents and mail."""
+    activity_sector: Code | None = None
+    """Activity sector (TRE_R02 / JDV_J61, e.g. ``SA07`` cabinet individuel); required by the VIHF."""
+
+    @model_validator(mode="after")
+    def _id_shape(self) -> Self:
+        expected = {StructureIdKind.FINESS: 9, StructureIdKind.SIRET: 14, StructureIdKind.SIREN: 9}
+        length = expected.get(self.id_kind)
+        if length is not None and (len(self.id) != length or not self.id.isdigit()):
+            raise ValueError(f"a {self.id_kind.name} id has {length} digits")
+        return self
+
+    @property
+    def national_id(self) -> str:
+        """Struct_IdNat: kind prefix + id (``1`` + FINESS …), as the VIHF and CDA carry it."""
+        return f"{self.id_kind.value}{self.id}"
+
+
+class ProfessionalIdKind(StrEnum):
+    """Kinds of professional id; the value is the IdNat_PS prefix (RPPS 8; ADELI 0 [I])."""
+
+    ADELI = "0"
+    RPPS = "8"
+
+
+class Professional(BaseModel):
+    """The health professional acting (author of documents, VIHF subject)."""
+
+    model_config = _FROZEN
+
+    id: str = Field(pattern=r"^[0-9A-Za-z]+$")
+    """RPPS (11 digits) or ADELI (9 characters) number, without prefix."""
+    id_kind: ProfessionalIdKind = ProfessionalIdKind.RPPS
+    """What kind of id ``id`` is."""
+    family_name: str = Field(min_length=1)
+    """Family name."""
+    given_name: str = Field(min_length=1)
+    """First given name."""
+    profession: Code
+    """Profession (TRE_G15, e.g. ``10`` médecin, code system ``1.2.250.1.71.1.2.7``)."""
+    specialty: Code | None = None
+    """Specialty (TRE_R38 for physicians, TRE_G05 for pharmacists); the VIHF requires it for both."""
+    role: Code | None = None
+    """Role for role-characterised professionals (TRE_R85)."""
+
+    @model_validator(mode="after")
+    def _id_shape(self) -> Self:
+        if self.id_kind is ProfessionalIdKind.RPPS and (len(self.id) != 11 or not self.id.isdigit()):
+            raise ValueError("an RPPS number has 11 digits")
+        if self.id_kind is ProfessionalIdKind.ADELI and len(self.id) != 9:
+            raise ValueError("an ADELI number has 9 characters")
+        return self
+
+    @property
+    def national_id(self) -> str:
+        """IdNat_PS: kind prefix + id (``8`` + RPPS), as the VIHF and CDA carry it."""
+        return f"{self.id_kind.value}{self.id}"
+
+
+class TlsCredentials(BaseModel):
+    """Client certificate for mutual TLS and the CA bundle to trust.
+
+    Give either ``cert_file`` + ``key_file`` (PEM) or ``pkcs12_file``. Files are checked
+    (present, readable, dates, key matches) when a client is built, with an error that
+    names the file. Verification of the server is never turned off: without
+    ``ca_bundle`` the system trust store is used, which does not hold IGC-Santé — give
+    the IGC-Santé chain for national services.
+    """
+
+    model_config = _FROZEN
+
+    cert_file: Path | None = None
+    """PEM client certificate (its chain may follow in the same file)."""
+    key_file: Path | None = None
+    """PEM private key of the client certificate."""
+    key_password: SecretStr | None = None
+    """Password of an encrypted PEM key."""
+    pkcs12_file: Path | None = None
+    """PKCS#12 (.p12/.pfx) holding the key and certificate."""
+    pkcs12_password: SecretStr | None = None
+    """Password of the PKCS#12 file."""
+    ca_bundle: Path | None = None
+    """PEM bundle of the CAs that sign the servers' certificates (IGC-Santé for national services)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        pem = self.cert_file is not None or self.key_file is not None
+        if pem and self.pkcs12_file is not None:
+            raise ValueError("give either cert_file + key_file or pkcs12_file, not both")
+        if pem and (self.cert_file is None or self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    @property
+    def has_client_certificate(self) -> bool:
+        """True when a client certificate is configured."""
+        return self.cert_file is not None or self.pkcs12_file is not None
+
+
+class Timeouts(BaseModel):
+    """HTTP timeouts in seconds; a deposit of large documents may need a longer ``write``."""
+
+    model_config = _FROZEN
+
+    connect: float = Field(default=10.0, gt=0)
+    """Time to open the TCP connection and finish the TLS handshake."""
+    read: float = Field(default=60.0, gt=0)
+    """Longest wait for the next bytes of the answer."""
+    write: float = Field(default=60.0, gt=0)
+    """Longest wait to send the next bytes of the request."""
+    pool: float = Field(default=10.0, gt=0)
+    """Longest wait for a free connection in the pool."""
+
+
+class AuditSettings(BaseModel):
+    """Where audit events go, and how patients are pseudonymised in them."""
+
+    model_config = _FROZEN
+
+    pseudonym_key: SecretStr | None = None
+    """Secret key of the HMAC that pseudonymises the INS in events; without it a random key is
+    drawn per process, so the same patient cannot be correlated across runs."""
+    jsonl_path: Path | None = None
+    """Append every event as one JSON line to this file."""
+    log: bool = False
+    """Also send every event to the ``dmp_connector.audit`` logger at INFO."""
+
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("the pseudonymisation key must be at least 16 bytes (32 recommended)")
+        return value
+
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("dmp_connector_config_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Everything a client needs; see the module docstring for how it is loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DMP_CONNECTOR_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    software: SoftwareIdentity
+    """The calling software's identity (required: the services refuse anonymous software)."""
+    environment: Annotated[Environment, NoDecode] = Field(default_factory=Environment.sandbox)
+    """Target environment; a name (``"test"``) or a table that overrides a preset."""
+    organisation: Organisation | None = None
+    """The calling organisation; required by INSi, the DMP and MSSanté."""
+    professional: Professional | None = None
+    """The acting professional; required for calls made in a professional's name."""
+    tls: TlsCredentials = Field(default_factory=TlsCredentials)
+    """Client certificate and trusted CAs."""
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    """HTTP timeouts."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retry policy for operations that are safe to repeat."""
+    xml: XmlLimits = Field(default_factory=XmlLimits)
+    """Bounds on every XML input."""
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    """Audit sinks and pseudonymisation."""
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment_preset(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            # From an environment variable: a preset name, or a JSON table.
+            if value.lstrip().startswith("{"):
+                value = json.loads(value)
+            else:
+                return Environment.preset(value)
+        required = ("insi_url", "insi_mtls_url", "dmp_base_url")
+        if isinstance(value, dict) and "name" in value and not all(k in value for k in required):
+            data = dict(value)
+            return Environment.preset(data.pop("name"), **data)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Code over environment variables over the TOML file given to :meth:`load`."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Self:
+        """Load from a TOML file (or ``$DMP_CONNECTOR_CONFIG``), environment variables and ``overrides``.
+
+        Every problem is reported at once as a :class:`ConfigurationError` naming the
+        setting, never with a secret value.
+        """
+        raw = config_file if config_file is not None else os.environ.get("DMP_CONNECTOR_CONFIG")
+        path = Path(raw) if raw else None
+        if path is not None:
+            if not path.is_file():
+                raise ConfigurationError(f"configuration file {path} does not exist", hint="check --config or DMP_CONNECTOR_CONFIG")
+            if not os.access(path, os.R_OK):
+                raise ConfigurationError(f"configuration file {path} is not readable", hint="check its permissions")
+        token = _config_file.set(path)
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise _config_error(exc, path) from None
+        except ValueError as exc:  # TOML syntax errors
+            raise ConfigurationError(f"cannot read configuration file {path}: {exc}") from exc
+        finally:
+            _config_file.reset(token)
+
+    def require_organisation(self) -> Organisation:
+        """The organisation, or a clear error naming the missing setting."""
+        if self.organisation is None:
+            raise ConfigurationError(
+                "no organisation is configured", hint="set [organisation] id, id_kind and name in your configuration"
+            )
+        return self.organisation
+
+    def require_professional(self) -> Professional:
+        """The professional, or a clear error naming the missing setting."""
+        if self.professional is None:
+            raise ConfigurationError(
+                "no professional is configured",
+                hint="set [professional] id, family_name, given_name and profession in your configuration",
+            )
+        return self.professional
+
+
+def _config_error(exc: ValidationError, path: Path | None) -> ConfigurationError:
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        problems.append(f"{where}: {err['msg']}")
+    origin = f" (file {path})" if path else ""
+    return ConfigurationError(
+        f"invalid configuration{origin}: " + "; ".join(problems),
+        hint="settings come from code, DMP_CONNECTOR_* environment variables and the TOML file",
+    )

@@ -1,0 +1,185 @@
+"""The one error tree of dmp_connector.
+
+Every error the SDK raises derives from :class:`DmpConnectorError`, so a vendor can
+catch everything with one clause and still branch on the kind of failure::
+
+    DmpConnectorError
+    ├── ConfigurationError          the settings are wrong or a file is missing/expired
+    ├── TransportError              the request did not get an answer
+    │   ├── RequestTimeout
+    │   ├── TlsError
+    │   ├── ConnectError
+    │   └── HttpStatusError         an HTTP error status with no SOAP answer (502/503/504 …)
+    ├── ProtocolError               an answer came back but is not what the protocol says
+    │   ├── SoapFaultError          a SOAP 1.2 Fault (code, subcodes and reason kept)
+    │   ├── MalformedResponseError  not SOAP, not MTOM, missing parts …
+    │   └── UnsafeXmlError          DTD, entities, too deep, too large: refused unread
+    ├── ServiceError                a national service answered "no", with its code kept
+    └── ValidationError             what we were asked to build or send is invalid
+
+Messages say what failed and what to do. They never carry health data: no patient
+identity, no document content. Foreign exceptions are translated at one boundary each
+and chained with ``raise … from exc`` so that the cause stays inspectable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigurationError",
+    "ConnectError",
+    "DmpConnectorError",
+    "HttpStatusError",
+    "MalformedResponseError",
+    "ProtocolError",
+    "RequestTimeout",
+    "ServiceError",
+    "SoapFaultError",
+    "TlsError",
+    "TransportError",
+    "UnsafeXmlError",
+    "ValidationError",
+]
+
+
+class DmpConnectorError(Exception):
+    """Root of every error raised by dmp_connector.
+
+    ``message`` says what failed, ``hint`` what to do about it. ``attempts`` is the number
+    of attempts made when the error ends a retried call (1 when no retry happened).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        self.attempts = 1
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class ConfigurationError(DmpConnectorError):
+    """The configuration is incomplete or inconsistent, or a file it names is unusable."""
+
+
+class TransportError(DmpConnectorError):
+    """The request could not be carried to the service or its answer was not received.
+
+    ``retryable`` tells the retry policy whether repeating the same request may help.
+    """
+
+    retryable: bool = True
+
+
+class RequestTimeout(TransportError):
+    """The service did not answer in time (connect, read, write or pool timeout)."""
+
+
+class TlsError(TransportError):
+    """The TLS handshake failed: unknown server CA, refused client certificate, protocol."""
+
+    retryable = False
+
+
+class ConnectError(TransportError):
+    """No connection could be opened or it was dropped before an answer came."""
+
+
+class HttpStatusError(TransportError):
+    """The server answered with an HTTP error status and no SOAP envelope.
+
+    ``retry_after`` holds the delay in seconds the server asked for, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        retry_after: float | None = None,
+        retryable: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+
+class ProtocolError(DmpConnectorError):
+    """An answer arrived but does not follow the protocol."""
+
+
+class SoapFaultError(ProtocolError):
+    """The service answered with a SOAP 1.2 Fault.
+
+    ``code`` is the ``env:Code/env:Value`` (``env:Sender``, ``env:Receiver`` …) as a
+    Clark name, ``subcodes`` the nested ``env:Subcode`` values, ``reason`` the first
+    ``env:Reason/env:Text``. ``detail`` keeps the serialized ``env:Detail`` for the
+    service layer, which may turn it into a :class:`ServiceError`; it is never put in
+    the message because a service may echo request data there.
+    """
+
+    def __init__(
+        self,
+        *,
+        code: str,
+        reason: str,
+        subcodes: Sequence[str] = (),
+        detail: bytes | None = None,
+        operation: str | None = None,
+    ) -> None:
+        where = f" to {operation}" if operation else ""
+        super().__init__(
+            f"the service answered{where} with a SOAP fault {code}: {reason}",
+            hint="a Sender fault means the request must change; a Receiver fault is on the service side",
+        )
+        self.code = code
+        self.reason = reason
+        self.subcodes = tuple(subcodes)
+        self.detail = detail
+        self.operation = operation
+
+
+class MalformedResponseError(ProtocolError):
+    """The answer is not a well-formed SOAP 1.2 / MTOM message of the expected shape."""
+
+
+class UnsafeXmlError(ProtocolError):
+    """XML refused before it was read: DTD, entity, external reference, size or depth."""
+
+
+class ServiceError(DmpConnectorError):
+    """A national service processed the request and refused it.
+
+    The service's own ``code`` and ``text`` are kept as they came, so that a vendor can
+    look them up in the service's guide; ``service`` and ``operation`` say who said no.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        code: str,
+        text: str | None = None,
+        operation: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.service = service
+        self.code = code
+        self.text = text
+        self.operation = operation
+
+
+class ValidationError(DmpConnectorError):
+    """What the caller asked to build or send breaks a rule; ``problems`` lists each one."""
+
+    def __init__(self, message: str, *, problems: Sequence[str] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = tuple(problems)

@@ -1,0 +1,230 @@
+"""How a simulator is reached: in-process as an httpx transport, or on a loopback socket.
+
+A simulator is a plain function ``HttpRequest -> HttpResponse``. The same function can
+be handed to :func:`as_transport` (no port, for unit tests) or served by
+:class:`LoopbackServer` (real TCP, real TLS with client-certificate checks, for
+integration tests and the examples).
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from .pki import IssuedCertificate, TestPki
+
+__all__ = [
+    "Handler",
+    "HttpRequest",
+    "HttpResponse",
+    "LoopbackServer",
+    "as_async_transport",
+    "as_transport",
+    "server_ssl_context",
+]
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A request as a simulator sees it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    client_subject: str | None = None
+    """The TLS client certificate's subject (RFC 4514), or None in-process / without one."""
+
+    def header(self, name: str, default: str = "") -> str:
+        """A header by case-insensitive name."""
+        lowered = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lowered:
+                return value
+        return default
+
+
+@dataclass
+class HttpResponse:
+    """A simulator's answer. ``delay`` sleeps before answering; ``drop`` closes without one."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | Iterable[bytes] = b""
+    delay: float = 0.0
+    drop: bool = False
+
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+def _body_bytes(body: bytes | Iterable[bytes]) -> bytes:
+    return body if isinstance(body, bytes) else b"".join(body)
+
+
+def as_transport(handler: Handler) -> httpx.MockTransport:
+    """The simulator as an in-process transport for :class:`httpx.Client`."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        answer = handler(
+            HttpRequest(
+                method=request.method,
+                path=request.url.raw_path.decode("ascii"),
+                headers=dict(request.headers),
+                body=request.read(),
+            )
+        )
+        if answer.drop:
+            raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request)
+        if answer.delay:
+            time.sleep(answer.delay)
+        return httpx.Response(answer.status, headers=answer.headers, content=_body_bytes(answer.body))
+
+    return httpx.MockTransport(handle)
+
+
+def as_async_transport(handler: Handler) -> httpx.MockTransport:
+    """The simulator as an in-process transport for :class:`httpx.AsyncClient`."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        answer = handler(
+            HttpRequest(
+                method=request.method, path=request.url.raw_path.decode("ascii"), headers=dict(request.headers), body=body
+            )
+        )
+        if answer.drop:
+            raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request)
+        if answer.delay:
+            import asyncio
+
+            await asyncio.sleep(answer.delay)
+        return httpx.Response(answer.status, headers=answer.headers, content=_body_bytes(answer.body))
+
+    return httpx.MockTransport(handle)
+
+
+def server_ssl_context(
+    server: IssuedCertificate, pki: TestPki, *, require_client_cert: bool = True, workdir: Path
+) -> ssl.SSLContext:
+    """TLS ≥ 1.2 server context presenting ``server`` and, by default, requiring a client certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    cert_path, key_path = server.write_pem(workdir, "sandbox-server")
+    ctx.load_cert_chain(cert_path, key_path)
+    ctx.load_verify_locations(cadata=pki.ca_pem.decode("ascii"))
+    ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    return ctx
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Silence the stdlib's per-request stderr lines."""
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length", "0"))
+        return self.rfile.read(length)
+
+    def _dispatch(self) -> None:
+        subject = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            peer = self.connection.getpeercert()
+            if peer:
+                subject = ",".join("=".join(pair) for rdn in peer.get("subject", ()) for pair in rdn)
+        request = HttpRequest(
+            method=self.command,
+            path=self.path,
+            headers={k: v for k, v in self.headers.items()},
+            body=self._read_body(),
+            client_subject=subject,
+        )
+        answer = self.server.handler(request)
+        if answer.delay:
+            time.sleep(answer.delay)
+        if answer.drop:
+            self.close_connection = True
+            return
+        body = _body_bytes(answer.body)
+        self.send_response(answer.status)
+        for key, value in answer.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), _RequestHandler)
+        self.handler = handler
+        if ssl_context is not None:
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def finish_request(self, request: object, client_address: object) -> None:
+        # The handshake runs in the request's own thread, so that a client that fails
+        # it (a test of a refused certificate) does not stall the accept loop.
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)  # type: ignore[arg-type]
+
+
+class LoopbackServer:
+    """Serve a simulator on ``127.0.0.1`` on a free port, in a background thread."""
+
+    def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._server = _Server(handler, ssl_context)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dmpc-loopback", daemon=True)
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        """Base URL of the server."""
+
+    def start(self) -> Self:
+        """Start serving; returns self for chaining."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

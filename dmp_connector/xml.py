@@ -1,0 +1,131 @@
+"""The single hardened XML parser.
+
+Everything dmp_connector reads as XML — SOAP answers, MTOM root parts, CDA documents,
+XDM metadata, files read from disk — goes through :func:`parse_xml`. It is the only
+place in the package that calls lxml's parser (ruff's banned-api rule keeps it so).
+
+The parser refuses rather than repairs:
+
+* a document type declaration of any kind (so no entity can be declared, expanded or
+  fetched: billion-laughs and XXE are refused, not defused);
+* more bytes than :attr:`XmlLimits.max_bytes`, checked before parsing;
+* nesting deeper than :attr:`XmlLimits.max_depth`;
+* anything libxml2 itself finds too large with ``huge_tree`` off (a text node over
+  10 MB, for instance).
+
+Network access and DTD loading are off in libxml2 as well, so that nothing is fetched
+even before the declaration is seen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import MalformedResponseError, UnsafeXmlError
+
+__all__ = ["XmlLimits", "parse_xml", "parse_xml_file", "to_bytes"]
+
+
+class XmlLimits(BaseModel):
+    """Bounds applied to every XML input; the defaults suit SOAP answers and CDA documents."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Largest XML input accepted, in bytes (MTOM attachments are not counted)."""
+    max_depth: int = Field(default=128, gt=0, le=256)
+    """Deepest element nesting accepted; a CDA document rarely goes past 30."""
+
+
+DEFAULT_LIMITS = XmlLimits()
+
+
+def _parser() -> etree.XMLParser:
+    # A fresh parser per call: lxml parsers keep state and are not thread-safe.
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        collect_ids=False,
+        remove_comments=False,
+    )
+
+
+def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, what: str = "XML input") -> etree._Element:
+    """Parse untrusted XML bytes and return the root element, or refuse them.
+
+    ``what`` names the input in error messages ("the INSi answer", "CDA file …") so that
+    the error says what failed without quoting the content.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError("parse_xml takes bytes; encode text yourself so that no encoding is guessed")
+    size = len(data)
+    if size > limits.max_bytes:
+        raise UnsafeXmlError(
+            f"{what} is {size} bytes, over the {limits.max_bytes}-byte limit",
+            hint="raise XmlLimits.max_bytes if this size is legitimate",
+        )
+    if size == 0:
+        raise MalformedResponseError(f"{what} is empty")
+    try:
+        root = etree.fromstring(bytes(data), parser=_parser())
+    except etree.XMLSyntaxError as exc:
+        raise _syntax_error(exc, what) from exc
+    if root is None:  # pragma: no cover - lxml raises on an empty document
+        raise MalformedResponseError(f"{what} has no root element")
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise UnsafeXmlError(
+            f"{what} carries a document type declaration (DTD), which is refused",
+            hint="no protocol used here needs a DTD; the input may be an entity-expansion or XXE attempt",
+        )
+    _check_depth(root, limits.max_depth, what)
+    return root
+
+
+def parse_xml_file(path: str | Path, *, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
+    """Read and parse an XML file with the same rules; reads at most ``max_bytes + 1`` bytes."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(limits.max_bytes + 1)
+    except OSError as exc:
+        raise MalformedResponseError(
+            f"cannot read XML file {p.name}: {exc.strerror or exc}", hint="check the path and its permissions"
+        ) from exc
+    return parse_xml(data, limits=limits, what=f"XML file {p.name}")
+
+
+def to_bytes(element: etree._Element, *, xml_declaration: bool = True) -> bytes:
+    """Serialize an element as UTF-8 bytes, the only encoding the national services take."""
+    return etree.tostring(element, encoding="UTF-8", xml_declaration=xml_declaration)
+
+
+def _syntax_error(exc: etree.XMLSyntaxError, what: str) -> Exception:
+    msg = str(exc.msg or "")
+    lowered = msg.lower()
+    # libxml2's own hard limits (huge_tree off) and entity guards read as syntax errors;
+    # name them as refusals so that callers do not retry or report them as corruption.
+    if any(word in lowered for word in ("huge", "entity", "amplification", "depth", "too large", "excessive")):
+        return UnsafeXmlError(f"{what} was refused by the XML limits: {msg}")
+    line = getattr(exc, "lineno", None)
+    return MalformedResponseError(f"{what} is not well-formed XML (line {line}): {msg}")
+
+
+def _check_depth(root: etree._Element, max_depth: int, what: str) -> None:
+    depth = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            depth += 1
+            if depth > max_depth:
+                raise UnsafeXmlError(
+                    f"{what} nests elements deeper than {max_depth} levels",
+                    hint="raise XmlLimits.max_depth if this depth is legitimate",
+                )
+        else:
+            depth -= 1

@@ -1,0 +1,135 @@
+"""The hardened parser refuses every classic XML attack and bounds what it reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dmp_connector.errors import MalformedResponseError, UnsafeXmlError
+from dmp_connector.xml import XmlLimits, parse_xml, parse_xml_file, to_bytes
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<lolz>&lol9;</lolz>"""
+
+QUADRATIC_BLOWUP = (
+    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "' + b"A" * 50_000 + b'">]><x>' + b"&a;" * 5_000 + b"</x>"
+)
+
+
+def xxe(target: str) -> bytes:
+    return (
+        f'<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "{target}">]><foo>&xxe;</foo>'
+    ).encode()
+
+
+def test_plain_xml_parses_with_namespaces_intact() -> None:
+    root = parse_xml(b'<a xmlns="urn:x"><b attr="1">t\xc3\xa9</b></a>')
+    assert root.tag == "{urn:x}a"
+    assert root[0].text == "té"
+    assert parse_xml(to_bytes(root)).tag == "{urn:x}a"
+
+
+def test_billion_laughs_is_refused() -> None:
+    with pytest.raises(UnsafeXmlError):
+        parse_xml(BILLION_LAUGHS)
+
+
+def test_quadratic_blowup_is_refused() -> None:
+    with pytest.raises(UnsafeXmlError):
+        parse_xml(QUADRATIC_BLOWUP)
+
+
+def test_external_file_entity_is_refused_and_not_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    with pytest.raises(UnsafeXmlError) as info:
+        parse_xml(xxe(secret.as_uri()))
+    assert "TOP-SECRET-CONTENT" not in str(info.value)
+
+
+def test_external_network_entity_is_refused() -> None:
+    with pytest.raises(UnsafeXmlError):
+        parse_xml(xxe("http://127.0.0.1:9/evil.dtd"))
+
+
+def test_external_dtd_reference_is_refused() -> None:
+    doc = b'<?xml version="1.0"?><!DOCTYPE foo SYSTEM "http://127.0.0.1:9/foo.dtd"><foo/>'
+    with pytest.raises(UnsafeXmlError):
+        parse_xml(doc)
+
+
+def test_parameter_entity_is_refused() -> None:
+    doc = b'<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY % p SYSTEM "http://127.0.0.1:9/p.dtd"> %p;]><foo/>'
+    with pytest.raises(UnsafeXmlError):
+        parse_xml(doc)
+
+
+def test_oversized_input_is_refused_before_parsing() -> None:
+    limits = XmlLimits(max_bytes=1024)
+    with pytest.raises(UnsafeXmlError, match="1024-byte limit"):
+        parse_xml(b"<a>" + b"x" * 2000 + b"</a>", limits=limits)
+
+
+def test_huge_text_node_is_refused_with_huge_tree_off() -> None:
+    with pytest.raises(UnsafeXmlError):
+        parse_xml(b"<a>" + b"x" * 10_000_001 + b"</a>")
+
+
+def test_depth_bound() -> None:
+    limits = XmlLimits(max_depth=10)
+    parse_xml(b"<a>" * 10 + b"</a>" * 10, limits=limits)
+    with pytest.raises(UnsafeXmlError, match="deeper than 10"):
+        parse_xml(b"<a>" * 11 + b"</a>" * 11, limits=limits)
+
+
+def test_libxml2_own_depth_limit_reads_as_refusal() -> None:
+    with pytest.raises(UnsafeXmlError):
+        parse_xml(b"<a>" * 300 + b"</a>" * 300)
+
+
+def test_malformed_and_empty_inputs() -> None:
+    with pytest.raises(MalformedResponseError, match="not well-formed"):
+        parse_xml(b"<a><b></a>")
+    with pytest.raises(MalformedResponseError, match="empty"):
+        parse_xml(b"")
+
+
+def test_text_is_refused_so_no_encoding_is_guessed() -> None:
+    with pytest.raises(TypeError):
+        parse_xml("<a/>")  # type: ignore[arg-type]
+
+
+def test_file_reading_applies_the_same_rules(tmp_path: Path) -> None:
+    good = tmp_path / "ok.xml"
+    good.write_bytes(b"<ok/>")
+    assert parse_xml_file(good).tag == "ok"
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(BILLION_LAUGHS)
+    with pytest.raises(UnsafeXmlError, match=r"bad\.xml"):
+        parse_xml_file(bad)
+    big = tmp_path / "big.xml"
+    big.write_bytes(b"<a>" + b"x" * 5000 + b"</a>")
+    with pytest.raises(UnsafeXmlError):
+        parse_xml_file(big, limits=XmlLimits(max_bytes=100))
+    with pytest.raises(MalformedResponseError, match="cannot read"):
+        parse_xml_file(tmp_path / "missing.xml")
+
+
+def test_official_samples_parse() -> None:
+    samples = Path(__file__).resolve().parents[2] / "shared" / "xds" / "samples"
+    files = sorted(samples.glob("*.xml"))
+    assert files, f"no samples found in {samples}"
+    for path in files:
+        assert parse_xml_file(path).tag.startswith("{urn:")
