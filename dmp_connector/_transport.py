@@ -297,8 +297,8 @@ class BaseClient:
             self._jsonl.close()
 
 
-def _translate(exc: httpx.HTTPError, prepared: _Prepared) -> TransportError:
-    """httpx's errors → ours, at this one boundary."""
+def _translate(exc: httpx.HTTPError | OSError, prepared: _Prepared) -> TransportError:
+    """httpx's errors (and the socket errors some async paths let through) → ours, at this one boundary."""
     what = f"{prepared.operation.service} {prepared.operation.name}"
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(
@@ -363,7 +363,7 @@ class Client(BaseClient):
                     reader = self._reader(response)
                     for chunk in response.iter_bytes():
                         reader.feed(chunk)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, OSError) as exc:  # ssl.SSLError is an OSError
                 raise _translate(exc, prepared) from exc
             result = self._conclude(prepared, reader)
         except DmpConnectorError as exc:
@@ -426,7 +426,7 @@ class AsyncClient(BaseClient):
                     reader = self._reader(response)
                     async for chunk in response.aiter_bytes():
                         reader.feed(chunk)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, OSError) as exc:  # ssl.SSLError is an OSError
                 raise _translate(exc, prepared) from exc
             result = self._conclude(prepared, reader)
         except DmpConnectorError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "LoopbackServer",
+    "ScriptedHandler",
     "as_async_transport",
     "as_transport",
     "server_ssl_context",
@@ -65,6 +67,36 @@ class HttpResponse:
 
 
 Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class ScriptedHandler:
+    """A simulator with faults queued in front of it, recording every request it sees.
+
+    Each queued entry answers one request, in order: an :class:`HttpResponse` is sent as
+    is (a 503, a malformed body …); a handler is called instead of the simulator (to
+    delay or drop the simulator's own answer after it did its work). When the queue is
+    empty the simulator answers.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[HttpRequest] = []
+        self._queue: deque[HttpResponse | Handler] = deque()
+        self._lock = threading.Lock()
+
+    def then(self, *entries: HttpResponse | Handler) -> ScriptedHandler:
+        """Queue answers for the next requests."""
+        with self._lock:
+            self._queue.extend(entries)
+        return self
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with self._lock:
+            self.requests.append(request)
+            entry = self._queue.popleft() if self._queue else self.handler
+        if isinstance(entry, HttpResponse):
+            return entry
+        return entry(request)
 
 
 def _body_bytes(body: bytes | Iterable[bytes]) -> bytes:
@@ -207,7 +239,11 @@ class LoopbackServer:
 
     def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self._server = _Server(handler, ssl_context)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="dmpc-loopback", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05}, name="dmpc-loopback",
+            daemon=True,
+        )
         scheme = "https" if ssl_context is not None else "http"
         self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         """Base URL of the server."""

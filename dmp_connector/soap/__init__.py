@@ -2,12 +2,11 @@
 
 Nothing here does I/O: the transport sends what :func:`build_envelope` and
 :func:`encode_mtom` produce and hands what it receives to :class:`MultipartRelatedParser`
-and :func:`parse_envelope`.
+and :func:`parse_envelope`. Namespace URIs are in :mod:`dmp_connector.soap.namespaces`.
 """
 
 from __future__ import annotations
 
-from . import namespaces
 from .envelope import (
     Addressing,
     AssertionSecurity,
@@ -42,7 +41,6 @@ __all__ = [
     "decode_mtom",
     "encode_mtom",
     "is_multipart",
-    "namespaces",
     "new_message_id",
     "parse_envelope",
     "resolve_xop",

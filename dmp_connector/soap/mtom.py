@@ -38,6 +38,7 @@ import re
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -100,17 +101,20 @@ class _Digest(Protocol):
 
 class _BytesSource:
     def __init__(self, data: bytes) -> None:
-        self._data = data
+        self._data: bytes | None = data
+        self._size = len(data)
 
     @property
     def size(self) -> int:
-        return len(self._data)
+        return self._size
 
     def open(self) -> BinaryIO:
+        if self._data is None:
+            raise ValueError("I/O operation on a closed attachment")
         return io.BytesIO(self._data)
 
     def close(self) -> None:
-        self._data = b""
+        self._data = None
 
 
 class _PathSource:
@@ -147,12 +151,18 @@ class _PathSource:
 
 
 class _SpoolSource:
-    """A received part in a SpooledTemporaryFile, shared by readers that each keep their own position."""
+    """A received part in a SpooledTemporaryFile, shared by readers that each keep their own position.
+
+    The file is closed when the attachment is garbage-collected, like any temporary file,
+    so that a caller who keeps only the document bytes need not close every part;
+    :meth:`Attachment.close` releases it earlier.
+    """
 
     def __init__(self, spool: IO[bytes], size: int) -> None:
         self._spool = spool
         self._size = size
         self._lock = threading.Lock()
+        weakref.finalize(self, spool.close)
 
     @property
     def size(self) -> int:
@@ -494,6 +504,14 @@ class MtomMessageParts:
         """Release the temporary files of every attachment."""
         for attachment in self.attachments.values():
             attachment.close()
+
+    def __enter__(self) -> MtomMessageParts:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 class _State(Enum):
