@@ -61,7 +61,8 @@ def _public_bytes(key: PrivateKeyTypes) -> bytes:
 
 
 def _load_pem_pair(creds: TlsCredentials) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
-    assert creds.cert_file is not None and creds.key_file is not None
+    assert creds.cert_file is not None
+    assert creds.key_file is not None
     cert_data = _read(creds.cert_file, "client certificate file")
     key_data = _read(creds.key_file, "client key file")
     try:
@@ -97,7 +98,9 @@ def _load_pkcs12(creds: TlsCredentials) -> tuple[list[x509.Certificate], Private
             hint="check tls.pkcs12_password",
         ) from exc
     if key is None or cert is None:
-        raise ConfigurationError(f"PKCS#12 file {creds.pkcs12_file} does not hold both a private key and its certificate")
+        raise ConfigurationError(
+            f"PKCS#12 file {creds.pkcs12_file} does not hold both a private key and its certificate"
+        )
     return [cert, *extra], key
 
 
@@ -143,7 +146,9 @@ def _load_ca_bundle(path: Path, *, now: dt.datetime | None) -> bytes:
 
 
 @contextmanager
-def _private_pem_files(chain: list[x509.Certificate], key: PrivateKeyTypes, password: bytes) -> Iterator[tuple[str, str]]:
+def _private_pem_files(
+    chain: list[x509.Certificate], key: PrivateKeyTypes, password: bytes
+) -> Iterator[tuple[str, str]]:
     # ssl.SSLContext only loads a client identity from files: write it to a private
     # directory, the key encrypted with a one-time password, and remove it at once.
     with tempfile.TemporaryDirectory(prefix="dmpc-tls-") as tmp:

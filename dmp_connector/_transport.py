@@ -25,6 +25,7 @@ import httpx
 import tenacity
 from lxml import etree
 
+from ._tls import build_ssl_context
 from .audit import (
     AuditActor,
     AuditDispatcher,
@@ -155,6 +156,11 @@ class _ResponseReader:
         if len(self._buffer) > self._limit:
             raise UnsafeXmlError(f"the answer is over the {self._limit}-byte XML limit", hint="raise xml.max_bytes")
 
+    def abort(self) -> None:
+        """Release what was spooled when the answer will not be read to the end."""
+        if self._parts is not None:
+            self._parts.abort()
+
     def finish(self) -> tuple[bytes, dict[str, Attachment]]:
         if self._parts is not None:
             parts = self._parts.close()
@@ -265,9 +271,7 @@ class BaseClient:
         http_status: int | None,
     ) -> None:
         code: str | None = None
-        if isinstance(error, ServiceError):
-            code = error.code
-        elif isinstance(error, SoapFaultError):
+        if isinstance(error, (ServiceError, SoapFaultError)):
             code = error.code
         elif isinstance(error, HttpStatusError):
             code = str(error.status_code)
@@ -314,7 +318,9 @@ def _translate(exc: httpx.HTTPError | OSError, prepared: _Prepared) -> Transport
             )
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.ConnectError):
-        return ConnectError(f"{what}: cannot connect to {httpx.URL(prepared.url).host}", hint="check the network and URL")
+        return ConnectError(
+            f"{what}: cannot connect to {httpx.URL(prepared.url).host}", hint="check the network and URL"
+        )
     return ConnectError(f"{what}: the connection failed before an answer came ({type(exc).__name__})")
 
 
@@ -341,7 +347,7 @@ class Client(BaseClient):
     ) -> None:
         super().__init__(settings, security=security, audit=audit, retry=retry, max_response_bytes=max_response_bytes)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.Client(**_http_options(settings))
+        self._http = http_client if http_client is not None else _sync_http(settings)
 
     def send(self, operation: Operation[T]) -> T:
         """Send one operation, retrying it if it is safe to repeat, and return its result."""
@@ -361,8 +367,12 @@ class Client(BaseClient):
                 with self._http.stream("POST", prepared.url, content=content, headers=prepared.headers) as response:
                     status = response.status_code
                     reader = self._reader(response)
-                    for chunk in response.iter_bytes():
-                        reader.feed(chunk)
+                    try:
+                        for chunk in response.iter_bytes():
+                            reader.feed(chunk)
+                    except BaseException:
+                        reader.abort()
+                        raise
             except (httpx.HTTPError, OSError) as exc:  # ssl.SSLError is an OSError
                 raise _translate(exc, prepared) from exc
             result = self._conclude(prepared, reader)
@@ -385,7 +395,9 @@ class Client(BaseClient):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -404,7 +416,7 @@ class AsyncClient(BaseClient):
     ) -> None:
         super().__init__(settings, security=security, audit=audit, retry=retry, max_response_bytes=max_response_bytes)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.AsyncClient(**_http_options(settings))
+        self._http = http_client if http_client is not None else _async_http(settings)
 
     async def send(self, operation: Operation[T]) -> T:
         """Send one operation, retrying it if it is safe to repeat, and return its result."""
@@ -421,11 +433,17 @@ class AsyncClient(BaseClient):
         try:
             content = prepared.body if prepared.body is not None else prepared.mtom.aiter_bytes()  # type: ignore[union-attr]
             try:
-                async with self._http.stream("POST", prepared.url, content=content, headers=prepared.headers) as response:
+                async with self._http.stream(
+                    "POST", prepared.url, content=content, headers=prepared.headers
+                ) as response:
                     status = response.status_code
                     reader = self._reader(response)
-                    async for chunk in response.aiter_bytes():
-                        reader.feed(chunk)
+                    try:
+                        async for chunk in response.aiter_bytes():
+                            reader.feed(chunk)
+                    except BaseException:
+                        reader.abort()
+                        raise
             except (httpx.HTTPError, OSError) as exc:  # ssl.SSLError is an OSError
                 raise _translate(exc, prepared) from exc
             result = self._conclude(prepared, reader)
@@ -454,12 +472,17 @@ class AsyncClient(BaseClient):
         await self.aclose()
 
 
-def _http_options(settings: Settings) -> dict[str, object]:
-    from ._tls import build_ssl_context
-
+def _http_options(settings: Settings) -> tuple[ssl.SSLContext, httpx.Timeout]:
+    """The TLS context (always verifying) and timeouts of the HTTP client we create."""
     t = settings.timeouts
-    return {
-        "verify": build_ssl_context(settings.tls),
-        "timeout": httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-        "follow_redirects": False,
-    }
+    return build_ssl_context(settings.tls), httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+
+
+def _sync_http(settings: Settings) -> httpx.Client:
+    verify, timeout = _http_options(settings)
+    return httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
+
+
+def _async_http(settings: Settings) -> httpx.AsyncClient:
+    verify, timeout = _http_options(settings)
+    return httpx.AsyncClient(verify=verify, timeout=timeout, follow_redirects=False)

@@ -15,11 +15,11 @@ other than FINESS/SIRET, the ADELI prefix) are settings with a documented defaul
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import uuid
 from enum import StrEnum
 from pathlib import Path
-import json
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -197,7 +197,9 @@ class Environment(BaseModel):
         """The preset for ``name`` with some fields overridden (what a TOML table gives)."""
         kind = EnvironmentName(name)
         if kind is EnvironmentName.SANDBOX:
-            base = cls.sandbox(**{k: overrides.pop(k) for k in ("base_url", "smtp_port", "imap_port") if k in overrides})
+            base = cls.sandbox(
+                **{k: overrides.pop(k) for k in ("base_url", "smtp_port", "imap_port") if k in overrides}
+            )
         elif kind is EnvironmentName.TEST:
             base = cls.test(**({"platform": overrides.pop("platform")} if "platform" in overrides else {}))
         else:
@@ -459,7 +461,9 @@ class Settings(BaseSettings):
         path = Path(raw) if raw else None
         if path is not None:
             if not path.is_file():
-                raise ConfigurationError(f"configuration file {path} does not exist", hint="check --config or DMP_CONNECTOR_CONFIG")
+                raise ConfigurationError(
+                    f"configuration file {path} does not exist", hint="check --config or DMP_CONNECTOR_CONFIG"
+                )
             if not os.access(path, os.R_OK):
                 raise ConfigurationError(f"configuration file {path} is not readable", hint="check its permissions")
         token = _config_file.set(path)

@@ -20,6 +20,7 @@ even before the declaration is seen.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,7 +79,7 @@ def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, what: str = "X
         raise _syntax_error(exc, what) from exc
     if root is None:  # pragma: no cover - lxml raises on an empty document
         raise MalformedResponseError(f"{what} has no root element")
-    docinfo = root.getroottree().docinfo
+    docinfo: Any = root.getroottree().docinfo  # lxml-stubs lacks DocInfo.doctype
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise UnsafeXmlError(
             f"{what} carries a document type declaration (DTD), which is refused",

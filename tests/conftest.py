@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +49,3 @@ def make_settings(pki_files: PkiFiles, **overrides: object) -> Settings:
     }
     data.update(overrides)
     return Settings.model_validate(data)
-
-
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)  # type: ignore[misc]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dmp_connector.codes import Code
 from dmp_connector.config import (
     DmpService,
     Environment,
@@ -17,7 +18,6 @@ from dmp_connector.config import (
     StructureIdKind,
     TlsCredentials,
 )
-from dmp_connector.codes import Code
 from dmp_connector.errors import ConfigurationError
 
 TOML = """
@@ -137,7 +137,8 @@ def test_code_overrides_environment(clean_env: pytest.MonkeyPatch, tmp_path: Pat
 def test_environment_table_overrides_one_url(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
     path = tmp_path / "dmp.toml"
     path.write_text(
-        TOML.replace('platform = "dev9"', 'platform = "dev9"\ninsi_url = "https://proxy.example/insi"'), encoding="utf-8"
+        TOML.replace('platform = "dev9"', 'platform = "dev9"\ninsi_url = "https://proxy.example/insi"'),
+        encoding="utf-8",
     )
     settings = Settings.load(path)
     assert settings.environment.insi_url == "https://proxy.example/insi"
@@ -172,7 +173,7 @@ def test_broken_toml_is_a_configuration_error(tmp_path: Path, clean_env: pytest.
 
 
 def test_secrets_are_hidden_in_repr() -> None:
-    creds = TlsCredentials(pkcs12_file=Path("x.p12"), pkcs12_password="s3cr3t-value")  # type: ignore[arg-type]
+    creds = TlsCredentials(pkcs12_file=Path("x.p12"), pkcs12_password="s3cr3t-value")
     assert "s3cr3t-value" not in repr(creds)
 
 

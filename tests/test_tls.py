@@ -33,27 +33,27 @@ def test_no_client_certificate_still_verifies_the_server() -> None:
 
 def test_encrypted_pem_key_needs_its_password(pki_files: PkiFiles, tmp_path: Path) -> None:
     cert, key = pki_files.client.write_pem(tmp_path, "enc", password=b"pw-123")
-    build_ssl_context(TlsCredentials(cert_file=cert, key_file=key, key_password="pw-123"))  # type: ignore[arg-type]
+    build_ssl_context(TlsCredentials(cert_file=cert, key_file=key, key_password="pw-123"))
     with pytest.raises(ConfigurationError, match="cannot be decrypted") as info:
         build_ssl_context(TlsCredentials(cert_file=cert, key_file=key))
     assert "key_password" in str(info.value)
     with pytest.raises(ConfigurationError, match="password is wrong"):
-        build_ssl_context(TlsCredentials(cert_file=cert, key_file=key, key_password="nope"))  # type: ignore[arg-type]
+        build_ssl_context(TlsCredentials(cert_file=cert, key_file=key, key_password="nope"))
 
 
 def test_pkcs12(pki_files: PkiFiles, tmp_path: Path) -> None:
     p12 = tmp_path / "org.p12"
     p12.write_bytes(pki_files.client.pkcs12(b"p12-pass", chain=(pki_files.pki.ca.certificate,)))
-    build_ssl_context(TlsCredentials(pkcs12_file=p12, pkcs12_password="p12-pass"))  # type: ignore[arg-type]
+    build_ssl_context(TlsCredentials(pkcs12_file=p12, pkcs12_password="p12-pass"))
     with pytest.raises(ConfigurationError, match="wrong password") as info:
-        build_ssl_context(TlsCredentials(pkcs12_file=p12, pkcs12_password="bad"))  # type: ignore[arg-type]
+        build_ssl_context(TlsCredentials(pkcs12_file=p12, pkcs12_password="bad"))
     assert "p12-pass" not in str(info.value)
 
 
 def test_missing_files_are_named(pki_files: PkiFiles, tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="client certificate file .*nope.crt does not exist"):
+    with pytest.raises(ConfigurationError, match=r"client certificate file .*nope.crt does not exist"):
         build_ssl_context(TlsCredentials(cert_file=tmp_path / "nope.crt", key_file=pki_files.client_key))
-    with pytest.raises(ConfigurationError, match="CA bundle .*ca-missing.pem does not exist"):
+    with pytest.raises(ConfigurationError, match=r"CA bundle .*ca-missing.pem does not exist"):
         build_ssl_context(TlsCredentials(ca_bundle=tmp_path / "ca-missing.pem"))
 
 

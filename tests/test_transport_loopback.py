@@ -116,9 +116,7 @@ def test_soap_fault_becomes_a_typed_error_and_is_not_retried(
     assert info.value.reason == "Requête invalide"
     assert info.value.operation == "echo"
     assert len(script.requests) == 1
-    assert [(e.outcome, e.error_type, e.http_status) for e in sink.events] == [
-        (Outcome.FAILURE, "SoapFaultError", 500)
-    ]
+    assert [(e.outcome, e.error_type, e.http_status) for e in sink.events] == [(Outcome.FAILURE, "SoapFaultError", 500)]
 
 
 @MODES
@@ -207,7 +205,7 @@ def test_non_soap_success_is_malformed(
     mode: str, pki_files: PkiFiles, server: LoopbackServer, script: ScriptedHandler
 ) -> None:
     script.then(HttpResponse(200, {"Content-Type": "text/html"}, b"<html/>"))
-    with pytest.raises(MalformedResponseError, match="not a SOAP 1.2 message"):
+    with pytest.raises(MalformedResponseError, match=r"not a SOAP 1\.2 message"):
         call(mode, settings_for(pki_files, server), EchoOperation("x"), MemorySink())
 
 

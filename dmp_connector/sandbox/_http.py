@@ -131,7 +131,10 @@ def as_async_transport(handler: Handler) -> httpx.MockTransport:
         body = await request.aread()
         answer = handler(
             HttpRequest(
-                method=request.method, path=request.url.raw_path.decode("ascii"), headers=dict(request.headers), body=body
+                method=request.method,
+                path=request.url.raw_path.decode("ascii"),
+                headers=dict(request.headers),
+                body=body,
             )
         )
         if answer.drop:
@@ -162,7 +165,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         """Silence the stdlib's per-request stderr lines."""
 
     def do_POST(self) -> None:
@@ -194,7 +197,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         request = HttpRequest(
             method=self.command,
             path=self.path,
-            headers={k: v for k, v in self.headers.items()},
+            headers=dict(self.headers.items()),
             body=self._read_body(),
             client_subject=subject,
         )
@@ -241,7 +244,8 @@ class LoopbackServer:
         self._server = _Server(handler, ssl_context)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05}, name="dmpc-loopback",
+            kwargs={"poll_interval": 0.05},
+            name="dmpc-loopback",
             daemon=True,
         )
         scheme = "https" if ssl_context is not None else "http"
@@ -262,5 +266,7 @@ class LoopbackServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

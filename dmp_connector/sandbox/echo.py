@@ -25,13 +25,21 @@ from typing import ClassVar
 
 from lxml import etree
 
-from .._transport import CallContext, Operation, SoapRequest
-from ..config import Environment
-from ..errors import DmpConnectorError
-from ..soap import namespaces as ns
-from ..soap.envelope import Addressing, SoapMessage, build_envelope, parse_envelope, resolve_xop, xop_include
-from ..soap.mtom import Attachment, decode_mtom, encode_mtom, is_multipart
-from ..xml import to_bytes
+from dmp_connector._transport import CallContext, Operation, SoapRequest
+from dmp_connector.config import Environment
+from dmp_connector.errors import DmpConnectorError
+from dmp_connector.soap import namespaces as ns
+from dmp_connector.soap.envelope import (
+    Addressing,
+    SoapMessage,
+    build_envelope,
+    parse_envelope,
+    resolve_xop,
+    xop_include,
+)
+from dmp_connector.soap.mtom import Attachment, decode_mtom, encode_mtom, is_multipart
+from dmp_connector.xml import to_bytes
+
 from ._http import HttpRequest, HttpResponse
 
 __all__ = ["ECHO_ACTION", "ECHO_NS", "EchoOperation", "EchoResult", "echo_service"]

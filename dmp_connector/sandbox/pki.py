@@ -60,7 +60,9 @@ class IssuedCertificate:
         encryption: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
         )
-        return pkcs12.serialize_key_and_certificates(b"dmp-connector", self.key, self.certificate, list(chain) or None, encryption)
+        return pkcs12.serialize_key_and_certificates(
+            b"dmp-connector", self.key, self.certificate, list(chain) or None, encryption
+        )
 
     def write_pem(self, directory: Path, stem: str, *, password: bytes | None = None) -> tuple[Path, Path]:
         """Write ``<stem>.crt`` and ``<stem>.key`` (mode 0600) and return their paths."""
@@ -124,7 +126,7 @@ class TestPki:
         self,
         subject: x509.Name,
         *,
-        usage: ExtendedKeyUsageOID | x509.ObjectIdentifier,
+        usage: x509.ObjectIdentifier,
         sans: list[x509.GeneralName],
         not_before: dt.datetime | None,
         not_after: dt.datetime | None,
@@ -156,9 +158,7 @@ class TestPki:
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca.key.public_key()), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca.key.public_key()), critical=False)
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
