@@ -1,7 +1,39 @@
-"""The embedded sandbox: simulators of the national services on loopback, and a test PKI."""
+"""The embedded sandbox: simulators of the national services on loopback, and a test PKI.
+
+A simulator is a function ``HttpRequest -> HttpResponse``: hand it to
+:func:`as_transport` to run in-process (no port) or to :class:`LoopbackServer` to serve
+it on 127.0.0.1 with real TLS. :class:`ScriptedHandler` queues faults in front of it.
+"""
 
 from __future__ import annotations
 
+from ._http import (
+    Handler,
+    HttpRequest,
+    HttpResponse,
+    LoopbackServer,
+    ScriptedHandler,
+    as_async_transport,
+    as_transport,
+    server_ssl_context,
+)
+from .echo import ECHO_ACTION, ECHO_NS, EchoOperation, EchoResult, echo_service
 from .pki import IssuedCertificate, TestPki
 
-__all__ = ["IssuedCertificate", "TestPki"]
+__all__ = [
+    "ECHO_ACTION",
+    "ECHO_NS",
+    "EchoOperation",
+    "EchoResult",
+    "Handler",
+    "HttpRequest",
+    "HttpResponse",
+    "IssuedCertificate",
+    "LoopbackServer",
+    "ScriptedHandler",
+    "TestPki",
+    "as_async_transport",
+    "as_transport",
+    "echo_service",
+    "server_ssl_context",
+]
