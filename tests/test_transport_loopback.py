@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import ssl
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -255,12 +256,28 @@ def test_patient_is_pseudonymised_in_audit_events(
 
 
 @MODES
-def test_client_without_certificate_is_refused_by_the_server(
-    mode: str, pki_files: PkiFiles, server: LoopbackServer
+def test_client_without_certificate_is_refused_by_a_tls12_server(
+    mode: str, pki_files: PkiFiles, script: ScriptedHandler, tmp_path: Path
 ) -> None:
+    ctx = server_ssl_context(pki_files.server, pki_files.pki, workdir=tmp_path, maximum_version=ssl.TLSVersion.TLSv1_2)
+    with LoopbackServer(script, ssl_context=ctx) as tls12:
+        settings = settings_for(pki_files, tls12, tls=TlsCredentials(ca_bundle=pki_files.ca_bundle))
+        with pytest.raises(TlsError) as info:
+            call(mode, settings, EchoOperation("x"), MemorySink())
+    assert info.value.attempts == 1
+    assert script.requests == []
+
+
+@MODES
+def test_client_without_certificate_is_refused_by_a_tls13_server(
+    mode: str, pki_files: PkiFiles, server: LoopbackServer, script: ScriptedHandler
+) -> None:
+    # Under TLS 1.3 the server's refusal comes after the client's handshake: the client
+    # sees either the alert (TlsError) or only a dropped connection (ConnectError).
     settings = settings_for(pki_files, server, tls=TlsCredentials(ca_bundle=pki_files.ca_bundle))
-    with pytest.raises(TlsError):
+    with pytest.raises((TlsError, ConnectError)):
         call(mode, settings, EchoOperation("x"), MemorySink())
+    assert script.requests == []
 
 
 @MODES

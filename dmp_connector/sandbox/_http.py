@@ -149,11 +149,22 @@ def as_async_transport(handler: Handler) -> httpx.MockTransport:
 
 
 def server_ssl_context(
-    server: IssuedCertificate, pki: TestPki, *, require_client_cert: bool = True, workdir: Path
+    server: IssuedCertificate,
+    pki: TestPki,
+    *,
+    require_client_cert: bool = True,
+    workdir: Path,
+    maximum_version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED,
 ) -> ssl.SSLContext:
-    """TLS ≥ 1.2 server context presenting ``server`` and, by default, requiring a client certificate."""
+    """TLS ≥ 1.2 server context presenting ``server`` and, by default, requiring a client certificate.
+
+    ``maximum_version=TLSv1_2`` mimics the national services (TLS 1.2): there a refused
+    client certificate fails the handshake itself, whereas under TLS 1.3 the refusal
+    arrives after it and the client may only see a dropped connection.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = maximum_version
     cert_path, key_path = server.write_pem(workdir, "sandbox-server")
     ctx.load_cert_chain(cert_path, key_path)
     ctx.load_verify_locations(cadata=pki.ca_pem.decode("ascii"))
