@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from .config import TlsCredentials
+from .config import CertificateFiles, TlsCredentials
 from .errors import ConfigurationError
 
-__all__ = ["build_ssl_context", "check_certificate_dates"]
+__all__ = ["build_ssl_context", "check_certificate_dates", "load_client_identity"]
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -60,7 +60,7 @@ def _public_bytes(key: PrivateKeyTypes) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _load_pem_pair(creds: TlsCredentials) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
+def _load_pem_pair(creds: CertificateFiles) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
     assert creds.cert_file is not None
     assert creds.key_file is not None
     cert_data = _read(creds.cert_file, "client certificate file")
@@ -86,7 +86,7 @@ def _load_pem_pair(creds: TlsCredentials) -> tuple[list[x509.Certificate], Priva
     return chain, key
 
 
-def _load_pkcs12(creds: TlsCredentials) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
+def _load_pkcs12(creds: CertificateFiles) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
     assert creds.pkcs12_file is not None
     data = _read(creds.pkcs12_file, "PKCS#12 file")
     password = creds.pkcs12_password.get_secret_value().encode() if creds.pkcs12_password else None
@@ -105,9 +105,13 @@ def _load_pkcs12(creds: TlsCredentials) -> tuple[list[x509.Certificate], Private
 
 
 def load_client_identity(
-    creds: TlsCredentials, *, now: dt.datetime | None = None
+    creds: CertificateFiles, *, now: dt.datetime | None = None
 ) -> tuple[list[x509.Certificate], PrivateKeyTypes] | None:
-    """Load and check the client certificate chain and key, or ``None`` when none is configured."""
+    """Load and check a certificate chain and its key, or ``None`` when none is configured.
+
+    Used for the TLS client certificate and, by the signature package, for the signature
+    certificate: same files, same checks, same errors.
+    """
     if creds.pkcs12_file is not None:
         chain, key = _load_pkcs12(creds)
         source = str(creds.pkcs12_file)

@@ -116,6 +116,14 @@ class Operation(ABC, Generic[T]):
     def parse(self, message: SoapMessage) -> T:
         """Turn the answer into a typed result, or raise a :class:`ServiceError`."""
 
+    def map_fault(self, fault: SoapFaultError) -> DmpConnectorError:
+        """Turn a SOAP fault into the service's own error; by default the fault itself.
+
+        A service overrides this to read its fault codes (INSi ``siram_*`` / ``insi_*``)
+        and return a :class:`ServiceError`, marked ``transient`` when a retry may help.
+        """
+        return fault
+
 
 @dataclass
 class _Prepared:
@@ -258,7 +266,13 @@ class BaseClient:
                 f"{reader.content_type or 'none'}, not a SOAP 1.2 message",
                 hint="check that the endpoint URL points at the SOAP service",
             )
-        message = parse_envelope(root, attachments=attachments, limits=self.settings.xml, operation=name)
+        try:
+            message = parse_envelope(root, attachments=attachments, limits=self.settings.xml, operation=name)
+        except SoapFaultError as fault:
+            mapped = prepared.operation.map_fault(fault)
+            if mapped is fault:
+                raise
+            raise mapped from fault
         return prepared.operation.parse(message)
 
     def _emit(

@@ -38,14 +38,18 @@ from .xml import XmlLimits
 
 __all__ = [
     "AuditSettings",
+    "CertificateFiles",
     "DmpService",
     "Environment",
     "EnvironmentName",
+    "InsiAuthMode",
+    "InsiSettings",
     "MailServer",
     "Organisation",
     "Professional",
     "ProfessionalIdKind",
     "Settings",
+    "SigningSettings",
     "SoftwareIdentity",
     "StructureIdKind",
     "Timeouts",
@@ -311,30 +315,26 @@ class Professional(BaseModel):
         return f"{self.id_kind.value}{self.id}"
 
 
-class TlsCredentials(BaseModel):
-    """Client certificate for mutual TLS and the CA bundle to trust.
+class CertificateFiles(BaseModel):
+    """A certificate and its private key, as PEM files or one PKCS#12 file.
 
     Give either ``cert_file`` + ``key_file`` (PEM) or ``pkcs12_file``. Files are checked
-    (present, readable, dates, key matches) when a client is built, with an error that
-    names the file. Verification of the server is never turned off: without
-    ``ca_bundle`` the system trust store is used, which does not hold IGC-Santé — give
-    the IGC-Santé chain for national services.
+    (present, readable, dates, key matches) when they are first used, with an error that
+    names the file.
     """
 
     model_config = _FROZEN
 
     cert_file: Path | None = None
-    """PEM client certificate (its chain may follow in the same file)."""
+    """PEM certificate (its chain may follow in the same file)."""
     key_file: Path | None = None
-    """PEM private key of the client certificate."""
+    """PEM private key of the certificate."""
     key_password: SecretStr | None = None
     """Password of an encrypted PEM key."""
     pkcs12_file: Path | None = None
     """PKCS#12 (.p12/.pfx) holding the key and certificate."""
     pkcs12_password: SecretStr | None = None
     """Password of the PKCS#12 file."""
-    ca_bundle: Path | None = None
-    """PEM bundle of the CAs that sign the servers' certificates (IGC-Santé for national services)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -346,9 +346,58 @@ class TlsCredentials(BaseModel):
         return self
 
     @property
+    def has_certificate(self) -> bool:
+        """True when a certificate is configured."""
+        return self.cert_file is not None or self.pkcs12_file is not None
+
+
+class TlsCredentials(CertificateFiles):
+    """Client certificate for mutual TLS and the CA bundle to trust.
+
+    The client certificate is the organisation's authentication certificate (IGC-Santé
+    "AUTH_CLI"; ``INSI-AUTO``/``INSI-MANU`` for INSi). Verification of the server is
+    never turned off: without ``ca_bundle`` the system trust store is used, which does
+    not hold IGC-Santé — give the IGC-Santé chain for national services.
+    """
+
+    ca_bundle: Path | None = None
+    """PEM bundle of the CAs that sign the servers' certificates (IGC-Santé for national services)."""
+
+    @property
     def has_client_certificate(self) -> bool:
         """True when a client certificate is configured."""
-        return self.cert_file is not None or self.pkcs12_file is not None
+        return self.has_certificate
+
+
+class SigningSettings(BaseModel):
+    """How the SDK signs (VIHF, submission sets): the organisation's signature certificate.
+
+    The DMP expects a *separate* signature certificate (IGC-Santé "SIGN") from the TLS
+    one. Without ``credentials`` a vendor plugs its own ``Signer`` (card, HSM) in code.
+    """
+
+    model_config = _FROZEN
+
+    credentials: CertificateFiles | None = None
+    """The signature certificate and key (PEM or PKCS#12)."""
+
+
+class InsiAuthMode(StrEnum):
+    """How the software authenticates to INSi."""
+
+    MTLS = "mtls"
+    """The organisation's ``INSI-AUTO``/``INSI-MANU`` certificate in mutual TLS (the default)."""
+    ASSERTION = "assertion"
+    """A card-based (CPx) assertion in ``wsse:Security``, from a pluggable provider."""
+
+
+class InsiSettings(BaseModel):
+    """Options of the INSi teleservice client."""
+
+    model_config = _FROZEN
+
+    auth_mode: InsiAuthMode = InsiAuthMode.MTLS
+    """Mutual TLS (default) or a card-based assertion."""
 
 
 class Timeouts(BaseModel):
@@ -410,6 +459,10 @@ class Settings(BaseSettings):
     """The acting professional; required for calls made in a professional's name."""
     tls: TlsCredentials = Field(default_factory=TlsCredentials)
     """Client certificate and trusted CAs."""
+    signing: SigningSettings = Field(default_factory=SigningSettings)
+    """Signature certificate and algorithms (VIHF, submission sets)."""
+    insi: InsiSettings = Field(default_factory=InsiSettings)
+    """INSi client options."""
     timeouts: Timeouts = Field(default_factory=Timeouts)
     """HTTP timeouts."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

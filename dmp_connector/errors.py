@@ -16,6 +16,9 @@ catch everything with one clause and still branch on the kind of failure::
     │   └── UnsafeXmlError          DTD, entities, too deep, too large: refused unread
     ├── ServiceError                a national service answered "no", with its code kept
     └── ValidationError             what we were asked to build or send is invalid
+        ├── InvalidIdentifierError  a matricule, key, OID or national id that breaks its rules
+        ├── IdentityNotQualifiedError  an identity not QUAL used where the rules require it
+        └── SignatureVerificationError  a signature that does not verify (``reason`` says why)
 
 Messages say what failed and what to do. They never carry health data: no patient
 identity, no document content. Foreign exceptions are translated at one boundary each
@@ -31,10 +34,13 @@ __all__ = [
     "ConnectError",
     "DmpConnectorError",
     "HttpStatusError",
+    "IdentityNotQualifiedError",
+    "InvalidIdentifierError",
     "MalformedResponseError",
     "ProtocolError",
     "RequestTimeout",
     "ServiceError",
+    "SignatureVerificationError",
     "SoapFaultError",
     "TlsError",
     "TransportError",
@@ -158,6 +164,9 @@ class ServiceError(DmpConnectorError):
 
     The service's own ``code`` and ``text`` are kept as they came, so that a vendor can
     look them up in the service's guide; ``service`` and ``operation`` say who said no.
+    ``transient`` is True when the service said it is temporarily unable to answer
+    (INSi ``insi_1xx`` technical errors, XDS ``…Busy``): the retry policy may repeat
+    such a call if the operation is safe to repeat.
     """
 
     def __init__(
@@ -168,6 +177,7 @@ class ServiceError(DmpConnectorError):
         code: str,
         text: str | None = None,
         operation: str | None = None,
+        transient: bool = False,
         hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
@@ -175,6 +185,7 @@ class ServiceError(DmpConnectorError):
         self.code = code
         self.text = text
         self.operation = operation
+        self.transient = transient
 
 
 class ValidationError(DmpConnectorError):
@@ -183,3 +194,27 @@ class ValidationError(DmpConnectorError):
     def __init__(self, message: str, *, problems: Sequence[str] = (), hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.problems = tuple(problems)
+
+
+class InvalidIdentifierError(ValidationError):
+    """An identifier (INS matricule and key, OID, RPPS, FINESS …) breaks its format rules.
+
+    The message says which rule failed; it does not repeat the identifier, which may be
+    a patient's matricule.
+    """
+
+
+class IdentityNotQualifiedError(ValidationError):
+    """An identity whose status is not QUAL was used where the identity-vigilance rules require it
+    (a matricule in a CDA, a DMP call, a patient's MSSanté address), or an INSi call was
+    attempted for a doubtful or fictitious identity."""
+
+
+class SignatureVerificationError(ValidationError):
+    """A signature did not verify. ``reason`` is a stable code for programs:
+    ``digest_mismatch``, ``bad_signature``, ``untrusted_certificate``, ``expired_certificate``,
+    ``manifest_mismatch``, ``wrapping``, ``malformed``."""
+
+    def __init__(self, message: str, *, reason: str, problems: Sequence[str] = (), hint: str | None = None) -> None:
+        super().__init__(message, problems=problems, hint=hint)
+        self.reason = reason

@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tenacity import RetryCallState
 
-from .errors import DmpConnectorError, HttpStatusError, TransportError
+from .errors import DmpConnectorError, HttpStatusError, ServiceError, TransportError
 
 __all__ = [
     "RetryPolicy",
@@ -156,13 +156,16 @@ def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
     For an HTTP status the policy's :attr:`~RetryPolicy.retry_on_status` decides, not the
     transport's ``retryable`` flag, so that a vendor can widen or narrow the set in one
     place. Other transport errors carry their own ``retryable`` (False for TLS: a bad
-    certificate will not fix itself). Faults, service refusals and validation errors are
-    answers, not accidents, and are never repeated.
+    certificate will not fix itself). A :class:`ServiceError` is repeated only when the
+    service said it was a transient condition (``transient``); other faults, service
+    refusals and validation errors are answers, not accidents, and are never repeated.
     """
     if isinstance(exc, HttpStatusError):
         return exc.status_code in policy.retry_on_status
     if isinstance(exc, TransportError):
         return exc.retryable is True
+    if isinstance(exc, ServiceError):
+        return exc.transient is True
     return False
 
 

@@ -191,6 +191,7 @@ def test_parse_retry_after_round_trips_http_dates(now: datetime, ahead: int) -> 
         (SoapFaultError(code="env:Receiver", reason="busy"), False),
         (MalformedResponseError("not SOAP"), False),
         (ServiceError("no", service="insi", code="01"), False),
+        (ServiceError("busy", service="insi", code="insi_102", transient=True), True),
         (ValidationError("bad"), False),
         (ConfigurationError("missing"), False),
         (DmpConnectorError("other"), False),

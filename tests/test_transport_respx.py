@@ -13,7 +13,14 @@ from lxml import etree
 from dmp_connector._transport import AsyncClient, Client
 from dmp_connector.audit import MemorySink
 from dmp_connector.config import Environment, Settings
-from dmp_connector.errors import HttpStatusError, MalformedResponseError, RequestTimeout, SoapFaultError
+from dmp_connector.errors import (
+    DmpConnectorError,
+    HttpStatusError,
+    MalformedResponseError,
+    RequestTimeout,
+    ServiceError,
+    SoapFaultError,
+)
 from dmp_connector.retries import RetryPolicy
 from dmp_connector.sandbox._http import as_async_transport, as_transport
 from dmp_connector.sandbox.echo import ECHO_ACTION, ECHO_NS, EchoOperation, echo_service
@@ -171,3 +178,36 @@ def test_own_async_http_client_is_used_and_left_open() -> None:
         await http.aclose()
 
     asyncio.run(run())
+
+
+class MappedEcho(EchoOperation):
+    """An operation that reads its service's fault codes, as INSi and the DMP will."""
+
+    def map_fault(self, fault: SoapFaultError) -> DmpConnectorError:
+        transient = fault.code.endswith("}Receiver")
+        return ServiceError(
+            f"echo refused: {fault.reason}", service="sandbox", code=fault.subcodes[0], transient=transient
+        )
+
+
+RECEIVER_FAULT = FAULT.replace(b"env:Sender", b"env:Receiver")
+
+
+@MODES
+@respx.mock
+def test_transient_service_error_from_a_mapped_fault_is_retried(mode: str) -> None:
+    route = respx.post(URL).mock(side_effect=[soap(RECEIVER_FAULT, 500), echo_service_response("after fault")])
+    assert send(mode, MappedEcho("after fault")).text == "after fault"
+    assert route.call_count == 2
+
+
+@MODES
+@respx.mock
+def test_permanent_service_error_keeps_the_fault_as_cause(mode: str) -> None:
+    route = respx.post(URL).mock(return_value=soap(FAULT, 500))
+    with pytest.raises(ServiceError) as info:
+        send(mode, MappedEcho("x"))
+    assert info.value.code == "{urn:siram}insi_102"
+    assert not info.value.transient
+    assert isinstance(info.value.__cause__, SoapFaultError)
+    assert route.call_count == 1

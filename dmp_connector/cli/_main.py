@@ -1,4 +1,4 @@
-"""The ``dmp-connector`` console script.
+"""The ``dmp-connector`` root command, its global options and the ``config`` group.
 
 Global options come first (``dmp-connector --env test --config my.toml --json config show``);
 each service adds its own command group (``ins``, ``cda``, ``dmp``, ``mss``, ``sandbox``).
@@ -18,12 +18,12 @@ from typing import Any, NoReturn
 
 import click
 
-from ._tls import build_ssl_context
-from ._version import __version__
-from .config import Settings
-from .errors import ConfigurationError, DmpConnectorError, ValidationError
+from dmp_connector._tls import build_ssl_context
+from dmp_connector._version import __version__
+from dmp_connector.config import Settings
+from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
 
-__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "main"]
+__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -1,0 +1,16 @@
+"""The ``dmp-connector`` console script.
+
+``_main`` holds the root command, the global options (``--env``, ``--config``, ``--json``)
+and the shared output/exit-code helpers; each service adds its command group from a
+module of its own here (``ins``, ``sandbox`` …), registered below. Commands use the
+public API only.
+
+Exit codes: 0 success; 1 a service, transport or protocol error; 2 a usage error; 3 a
+configuration error; 4 a validation error.
+"""
+
+from __future__ import annotations
+
+from ._main import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliState, main, pass_state
+
+__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]
