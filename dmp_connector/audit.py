@@ -168,6 +168,10 @@ def endpoint_of(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+_PROCESS_KEY = secrets.token_bytes(32)
+"""The key used when none is configured: one per process, so that every client agrees."""
+
+
 class Pseudonymizer:
     """Turns a patient matricule into a keyed pseudonym that cannot be reversed from the log.
 
@@ -181,7 +185,7 @@ class Pseudonymizer:
 
     def __init__(self, key: bytes | None = None) -> None:
         if key is None:
-            key = secrets.token_bytes(32)
+            key = _PROCESS_KEY
         elif len(key) < 16:
             raise ValueError("the pseudonymisation key must be at least 16 bytes (32 recommended)")
         self._key = bytes(key)

@@ -86,8 +86,21 @@ def test_pseudonym_differs_with_another_key() -> None:
     assert Pseudonymizer(KEY).patient(MATRICULE) != Pseudonymizer(b"o" * 32).patient(MATRICULE)
 
 
-def test_pseudonym_random_key_per_instance() -> None:
-    assert Pseudonymizer().patient(MATRICULE) != Pseudonymizer().patient(MATRICULE)
+def test_without_a_key_every_pseudonymizer_of_the_process_agrees() -> None:
+    # One random key per process: two clients of one application correlate, a keyed one does not.
+    assert Pseudonymizer().patient(MATRICULE) == Pseudonymizer().patient(MATRICULE)
+    assert Pseudonymizer().patient(MATRICULE) != Pseudonymizer(KEY).patient(MATRICULE)
+
+
+def test_without_a_key_another_process_gives_another_pseudonym() -> None:
+    import subprocess
+    import sys
+
+    code = f"from dmp_connector.audit import Pseudonymizer; print(Pseudonymizer().patient({MATRICULE!r}))"
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in "ab"
+    }
+    assert len(runs) == 2
 
 
 def test_pseudonym_never_contains_the_matricule() -> None:
