@@ -145,10 +145,9 @@ class _ResponseReader:
 
     def __init__(self, response: httpx.Response, settings: Settings, max_response_bytes: int) -> None:
         self.status_code = response.status_code
-        self.content_type = response.headers.get("content-type", "")
+        self.content_type = response.headers.get("content-type", "").strip()
         self.retry_after = response.headers.get("retry-after")
         self._limit = settings.xml.max_bytes
-        self._max_response = max_response_bytes
         self._parts: MultipartRelatedParser | None = None
         self._buffer = bytearray()
         if is_multipart(self.content_type):
@@ -247,7 +246,8 @@ class BaseClient:
         """Turn a complete answer into the operation's result or a typed error."""
         status = reader.status_code
         name = prepared.operation.name
-        soapish = reader.content_type.startswith(_SOAP12) or reader.content_type.startswith("multipart/related")
+        media_type = reader.content_type.lower()
+        soapish = media_type.startswith((_SOAP12, "multipart/related"))
         if status >= 400 and not soapish:
             retry_after = parse_retry_after(reader.retry_after)
             raise HttpStatusError(
