@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import ClassVar, Generic, Self, TypeVar
 
@@ -39,6 +39,7 @@ from .audit import (
 )
 from .config import Environment, Settings
 from .errors import (
+    ConfigurationError,
     ConnectError,
     DmpConnectorError,
     HttpStatusError,
@@ -196,7 +197,13 @@ class BaseClient:
             self.audit.add(LoggingSink())
         self._jsonl: JsonLinesSink | None = None
         if settings.audit.jsonl_path is not None:
-            self._jsonl = JsonLinesSink(settings.audit.jsonl_path)
+            try:
+                self._jsonl = JsonLinesSink(settings.audit.jsonl_path)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"the audit journal {settings.audit.jsonl_path} cannot be opened: {exc.strerror or exc}",
+                    hint="check audit.jsonl_path and its directory's permissions",
+                ) from exc
             self.audit.add(self._jsonl)
         key = settings.audit.pseudonym_key
         self._pseudonymizer = Pseudonymizer(key.get_secret_value().encode() if key else None)
@@ -273,6 +280,12 @@ class BaseClient:
             if mapped is fault:
                 raise
             raise mapped from fault
+        if status >= 300:
+            raise MalformedResponseError(
+                f"{prepared.operation.service} answered {name} with HTTP {status} and a SOAP message "
+                "that is not a fault",
+                hint="the service broke the SOAP 1.2 HTTP binding; report it with the correlation id",
+            )
         return prepared.operation.parse(message)
 
     def _emit(
@@ -289,8 +302,9 @@ class BaseClient:
             code = error.code
         elif isinstance(error, HttpStatusError):
             code = str(error.status_code)
+        duration = time.monotonic() - started
         event = AuditEvent(
-            timestamp=datetime.now(UTC),
+            timestamp=datetime.now(UTC) - timedelta(seconds=duration),
             service=prepared.operation.service,
             operation=prepared.operation.name,
             endpoint=endpoint_of(prepared.url),
@@ -303,7 +317,7 @@ class BaseClient:
             error_type=type(error).__name__ if error is not None else None,
             error_code=code,
             http_status=http_status,
-            duration_ms=(time.monotonic() - started) * 1000.0,
+            duration_ms=duration * 1000.0,
         )
         self.audit.emit(event)
 
@@ -361,7 +375,11 @@ class Client(BaseClient):
     ) -> None:
         super().__init__(settings, security=security, audit=audit, retry=retry, max_response_bytes=max_response_bytes)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else _sync_http(settings)
+        try:
+            self._http = http_client if http_client is not None else _sync_http(settings)
+        except BaseException:
+            self._close_sinks()
+            raise
 
     def send(self, operation: Operation[T]) -> T:
         """Send one operation, retrying it if it is safe to repeat, and return its result."""
@@ -430,7 +448,11 @@ class AsyncClient(BaseClient):
     ) -> None:
         super().__init__(settings, security=security, audit=audit, retry=retry, max_response_bytes=max_response_bytes)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else _async_http(settings)
+        try:
+            self._http = http_client if http_client is not None else _async_http(settings)
+        except BaseException:
+            self._close_sinks()
+            raise
 
     async def send(self, operation: Operation[T]) -> T:
         """Send one operation, retrying it if it is safe to repeat, and return its result."""

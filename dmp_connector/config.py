@@ -17,18 +17,29 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import socket
+import tomllib
 import uuid
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from .codes import Code
@@ -228,8 +239,18 @@ class SoftwareIdentity(BaseModel):
     """DMP homologation number (VIHF ``LPS_ID_HOMOLOGATION_DMP``); required for DMP calls."""
     insi_authorisation_id: str | None = None
     """CNDA authorisation number for INSi (``ContexteLPS/LPS/IDAM``); required for INSi calls."""
-    instance_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
-    """Id of this installation (``ContexteLPS/LPS/Instance``); set it once and keep it stable."""
+    instance_id: str = Field(default="", validate_default=True)
+    """Id of this installation (``ContexteLPS/LPS/Instance``). Without one, a UUID derived from the
+    software name, editor and host name is used, so that it stays the same from run to run; set it
+    to keep it across a change of host name."""
+
+    @field_validator("instance_id")
+    @classmethod
+    def _stable_instance(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            return value
+        seed = f"dmp-connector:{info.data.get('name')}:{info.data.get('editor')}:{socket.gethostname()}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
 
 
 class StructureIdKind(StrEnum):
@@ -398,6 +419,12 @@ class InsiSettings(BaseModel):
 
     auth_mode: InsiAuthMode = InsiAuthMode.MTLS
     """Mutual TLS (default) or a card-based assertion."""
+    emitter: str | None = Field(default=None, min_length=1)
+    """``Emetteur`` of ``ContexteBAM``/``ContexteLPS``; by default the organisation's national id.
+    Public clients send the certificate subject's OU (mTLS) or the professional's id [I]."""
+    message_id_prefix: Literal["uuid:", "urn:uuid:"] = "uuid:"
+    """Form of ``wsa:MessageID`` on INSi requests: ``uuid:<uuid4>`` as every captured INSi
+    request carries it (the default), or the RFC 4122 ``urn:uuid:`` form used elsewhere."""
 
 
 class Timeouts(BaseModel):
@@ -500,7 +527,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _config_file.get()
         if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=_read_toml(path)))
         return tuple(sources)
 
     @classmethod
@@ -524,7 +551,7 @@ class Settings(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise _config_error(exc, path) from None
-        except ValueError as exc:  # TOML syntax errors
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"cannot read configuration file {path}: {exc}") from exc
         finally:
             _config_file.reset(token)
@@ -545,6 +572,28 @@ class Settings(BaseSettings):
                 hint="set [professional] id, family_name, given_name and profession in your configuration",
             )
         return self.professional
+
+
+_PATH_KEYS = ("cert_file", "key_file", "pkcs12_file", "ca_bundle", "jsonl_path")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict, with relative file paths made relative to the file itself."""
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    return _anchor_paths(data, path.resolve().parent)
+
+
+def _anchor_paths(node: dict[str, Any], base: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out[key] = _anchor_paths(value, base)
+        elif key in _PATH_KEYS and isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            out[key] = str(base / value)
+        else:
+            out[key] = value
+    return out
 
 
 def _config_error(exc: ValidationError, path: Path | None) -> ConfigurationError:

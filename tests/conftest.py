@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,14 @@ class PkiFiles:
     client_cert: Path
     client_key: Path
     workdir: Path
+
+
+@pytest.fixture(autouse=True)
+def _no_configuration_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read DMP_CONNECTOR_* variables: keep the developer's shell out of the tests."""
+    for key in list(os.environ):
+        if key.startswith("DMP_CONNECTOR_"):
+            monkeypatch.delenv(key)
 
 
 @pytest.fixture(scope="session")

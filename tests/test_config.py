@@ -184,3 +184,27 @@ def test_missing_organisation_and_professional_say_what_to_set(clean_env: pytest
         settings.require_organisation()
     with pytest.raises(ConfigurationError, match=r"\[professional\]"):
         settings.require_professional()
+
+
+def test_relative_paths_in_the_file_are_relative_to_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "dmp.toml"
+    path.write_text(
+        TOML
+        + '\n[tls]\ncert_file = "certs/auth.crt"\nkey_file = "/abs/auth.key"\n[audit]\njsonl_path = "audit.jsonl"\n',
+        encoding="utf-8",
+    )
+    settings = Settings.load(path)
+    assert settings.tls.cert_file == folder / "certs" / "auth.crt"
+    assert settings.tls.key_file == Path("/abs/auth.key")
+    assert settings.audit.jsonl_path == folder / "audit.jsonl"
+
+
+def test_instance_id_is_stable_from_run_to_run() -> None:
+    first = Settings.load(software={"name": "A", "version": "1", "editor": "E"}).software.instance_id
+    again = Settings.load(software={"name": "A", "version": "2", "editor": "E"}).software.instance_id
+    other = Settings.load(software={"name": "B", "version": "1", "editor": "E"}).software.instance_id
+    assert first == again != other
+    chosen = Settings.load(software={"name": "A", "version": "1", "editor": "E", "instance_id": "x-1"})
+    assert chosen.software.instance_id == "x-1"

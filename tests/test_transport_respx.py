@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,8 +13,9 @@ from lxml import etree
 
 from dmp_connector._transport import AsyncClient, Client
 from dmp_connector.audit import MemorySink
-from dmp_connector.config import Environment, Settings
+from dmp_connector.config import AuditSettings, Environment, Settings
 from dmp_connector.errors import (
+    ConfigurationError,
     DmpConnectorError,
     HttpStatusError,
     MalformedResponseError,
@@ -147,12 +149,12 @@ def test_mtom_answer_is_decoded(mode: str) -> None:
     assert result.text == "with part" and result.documents[0].read() == data
 
 
-def echo_service_response(text: str) -> httpx.Response:
+def echo_service_response(text: str, status: int = 200) -> httpx.Response:
     """An echo answer carrying ``text``, as the simulator would send it."""
     envelope = build_envelope(
         _echo_response(text), addressing=Addressing(action=ECHO_ACTION + "Response", to="urn:anon")
     )
-    return soap(to_bytes(envelope))
+    return soap(to_bytes(envelope), status)
 
 
 def _echo_response(text: str) -> etree._Element:
@@ -211,3 +213,29 @@ def test_permanent_service_error_keeps_the_fault_as_cause(mode: str) -> None:
     assert not info.value.transient
     assert isinstance(info.value.__cause__, SoapFaultError)
     assert route.call_count == 1
+
+
+@MODES
+@respx.mock
+def test_error_status_with_a_non_fault_envelope_is_malformed(mode: str) -> None:
+    respx.post(URL).mock(return_value=echo_service_response("looks fine", status=500))
+    with pytest.raises(MalformedResponseError, match="not a fault"):
+        send(mode, EchoOperation("x"))
+
+
+def test_unopenable_audit_journal_is_a_configuration_error(tmp_path: Path) -> None:
+    settings = SETTINGS.model_copy(update={"audit": AuditSettings(jsonl_path=tmp_path / "missing-dir" / "a.jsonl")})
+    with pytest.raises(ConfigurationError, match="audit journal"):
+        Client(settings)
+
+
+def test_uppercase_media_type_is_understood() -> None:
+    envelope = to_bytes(
+        build_envelope(_echo_response("upper"), addressing=Addressing(action=ECHO_ACTION + "Response", to="urn:anon"))
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Type": "Application/SOAP+XML; charset=UTF-8"}, content=envelope)
+
+    with Client(SETTINGS, http_client=httpx.Client(transport=httpx.MockTransport(handler))) as client:
+        assert client.send(EchoOperation("upper")).text == "upper"

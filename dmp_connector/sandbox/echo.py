@@ -14,7 +14,7 @@ Request payload (namespace :data:`ECHO_NS`)::
 
 The answer is ``e:EchoResponse`` with the same text, the caller's ``wsa:MessageID`` and,
 for each document, its size and SHA-256 plus the same bytes back in an MTOM part.
-``<e:Fail code="Sender|Receiver" subcode="…">reason</e:Fail>`` answers with that fault.
+``<e:Fail code="Sender|Receiver">reason</e:Fail>`` answers with that fault.
 """
 
 from __future__ import annotations
