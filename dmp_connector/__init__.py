@@ -6,6 +6,7 @@ underscore is private and may change without notice.
 
 from __future__ import annotations
 
+from ._tls import build_ssl_context
 from ._transport import AsyncClient, BaseClient, CallContext, Client, Operation, SoapRequest
 from ._version import __version__
 from .audit import (
@@ -119,6 +120,7 @@ __all__ = [
     "WsSecurity",
     "XmlLimits",
     "__version__",
+    "build_ssl_context",
     "parse_xml",
     "parse_xml_file",
 ]
