@@ -1,0 +1,46 @@
+"""The national health identity (INS): matricule and OID, identity traits, identity statuses.
+
+* :mod:`.matricule` — :class:`INS`, :class:`InsOid`, :func:`compute_key`: the matricule, its key
+  and the formats it takes in CDA, XDS and MSSanté;
+* :mod:`.traits` — :class:`IdentityTraits`, :class:`BirthDate`, :class:`Sex`,
+  :func:`normalize_name` and the trait comparison;
+* :mod:`.identity` — :class:`Identity` and :class:`IdentityStatus`: the RNIV rules that say
+  when INSi may be called and when the matricule may be shared.
+
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from .identity import Identity, IdentityStatus
+from .matricule import INS, InsKind, InsOid, MatriculeRules, compute_key
+from .traits import (
+    BirthDate,
+    DifferenceKind,
+    IdentityTraits,
+    Sex,
+    TraitComparison,
+    TraitDifference,
+    first_name_coherent,
+    normalize_name,
+    split_first_names,
+)
+
+__all__ = [
+    "INS",
+    "BirthDate",
+    "DifferenceKind",
+    "Identity",
+    "IdentityStatus",
+    "IdentityTraits",
+    "InsKind",
+    "InsOid",
+    "MatriculeRules",
+    "Sex",
+    "TraitComparison",
+    "TraitDifference",
+    "compute_key",
+    "first_name_coherent",
+    "normalize_name",
+    "split_first_names",
+]

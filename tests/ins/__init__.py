@@ -1,0 +1,1 @@
+"""Tests of the INS identity model and the INSi client."""
