@@ -401,6 +401,27 @@ class SigningSettings(BaseModel):
 
     credentials: CertificateFiles | None = None
     """The signature certificate and key (PEM or PKCS#12)."""
+    signature_algorithm: str = Field(default="rsa-sha256", pattern=r"^rsa-sha(256|1)$")
+    """``rsa-sha256`` (default, ANS's 2024 VIHF example) or ``rsa-sha1`` (the profile of the public DMP
+    implementations, for a platform that still wants it)."""
+    digest_algorithm: str = Field(default="sha256", pattern=r"^sha(256|1)$")
+    """Digest of the signed references: ``sha256`` (default) or ``sha1``."""
+    vihf_version: str = Field(default="3.0", min_length=1)
+    """``VIHF_Version`` sent: ``3.0`` in every public implementation and ANS's example; ANS's mapping
+    table says ``4.0`` — set it here if the platform asks for it."""
+    vihf_validity_seconds: int | None = Field(default=None, gt=0)
+    """When set, the VIHF carries ``Conditions NotBefore/NotOnOrAfter`` this many seconds apart and is
+    reused while valid; by default it has no validity window (as DRIMbox and the editor kit send it)
+    and a fresh one is signed for each call."""
+    vihf_attribute_overrides: dict[str, str | None] = Field(default_factory=dict)
+    """VIHF attributes by name: a text value replaces (or adds) the attribute, ``None`` removes it —
+    so that a newer guide can be followed without a code change."""
+    xades_version: str = Field(default="1.1.1", pattern=r"^1\.(1\.1|3\.2)$")
+    """XAdES namespace of the submission-set signature: ``1.1.1`` (default, as DRIMbox sends it) or
+    ``1.3.2`` (probably the editor kit's library) [I]; the DMP test platforms accepted both."""
+    xades_signing_certificate: str = Field(default="signer", pattern=r"^(signer|chain)$")
+    """What the submission-set signature's ``SigningCertificate`` lists: ``signer`` (default, DRIMbox)
+    or ``chain`` (the signer's whole chain, as the editor kit does)."""
 
 
 class InsiAuthMode(StrEnum):

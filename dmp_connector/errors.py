@@ -213,7 +213,7 @@ class IdentityNotQualifiedError(ValidationError):
 class SignatureVerificationError(ValidationError):
     """A signature did not verify. ``reason`` is a stable code for programs:
     ``digest_mismatch``, ``bad_signature``, ``untrusted_certificate``, ``expired_certificate``,
-    ``manifest_mismatch``, ``wrapping``, ``malformed``."""
+    ``expired_assertion``, ``manifest_mismatch``, ``wrapping``, ``malformed``."""
 
     def __init__(self, message: str, *, reason: str, problems: Sequence[str] = (), hint: str | None = None) -> None:
         super().__init__(message, problems=problems, hint=hint)

@@ -11,9 +11,12 @@ configuration error; 4 a validation error.
 
 from __future__ import annotations
 
+from . import ins_insi  # noqa: F401  (registers ins search/verify)
 from ._main import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliState, main, pass_state
 from .ins import ins
+from .sandbox import sandbox
 
 main.add_command(ins)
+main.add_command(sandbox)
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]

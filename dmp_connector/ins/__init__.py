@@ -12,7 +12,23 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
+from .client import AsyncInsiClient, InsiClient
 from .identity import Identity, IdentityStatus
+from .insi import (
+    CarteVitaleBeneficiary,
+    InsiHistoryEntry,
+    InsiIdentity,
+    InsiResult,
+    InsiResultCode,
+    InsiServiceError,
+    InsiSeverity,
+    InsiVerification,
+    SearchByCarteVitale,
+    SearchByTraits,
+    SearchCriteria,
+    VerificationVerdict,
+    VitaleNir,
+)
 from .matricule import INS, InsKind, InsOid, MatriculeRules, compute_key
 from .traits import (
     BirthDate,
@@ -28,17 +44,32 @@ from .traits import (
 
 __all__ = [
     "INS",
+    "AsyncInsiClient",
     "BirthDate",
+    "CarteVitaleBeneficiary",
     "DifferenceKind",
     "Identity",
     "IdentityStatus",
     "IdentityTraits",
     "InsKind",
     "InsOid",
+    "InsiClient",
+    "InsiHistoryEntry",
+    "InsiIdentity",
+    "InsiResult",
+    "InsiResultCode",
+    "InsiServiceError",
+    "InsiSeverity",
+    "InsiVerification",
     "MatriculeRules",
+    "SearchByCarteVitale",
+    "SearchByTraits",
+    "SearchCriteria",
     "Sex",
     "TraitComparison",
     "TraitDifference",
+    "VerificationVerdict",
+    "VitaleNir",
     "compute_key",
     "first_name_coherent",
     "normalize_name",

@@ -18,9 +18,18 @@ from ._http import (
     server_ssl_context,
 )
 from .echo import ECHO_ACTION, ECHO_NS, EchoOperation, EchoResult, echo_service
+from .insi import (
+    DEFAULT_INSI_IDENTITIES,
+    InsiSimulator,
+    SeededIdentity,
+    SimulatedFault,
+    in_process_async_insi,
+    in_process_insi,
+)
 from .pki import IssuedCertificate, TestPki
 
 __all__ = [
+    "DEFAULT_INSI_IDENTITIES",
     "ECHO_ACTION",
     "ECHO_NS",
     "EchoOperation",
@@ -28,12 +37,17 @@ __all__ = [
     "Handler",
     "HttpRequest",
     "HttpResponse",
+    "InsiSimulator",
     "IssuedCertificate",
     "LoopbackServer",
     "ScriptedHandler",
+    "SeededIdentity",
+    "SimulatedFault",
     "TestPki",
     "as_async_transport",
     "as_transport",
     "echo_service",
+    "in_process_async_insi",
+    "in_process_insi",
     "server_ssl_context",
 ]

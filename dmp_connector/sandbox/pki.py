@@ -1,16 +1,32 @@
-"""A throw-away PKI for the sandbox and for tests: a root CA, server and client certificates.
+"""A throw-away PKI for the sandbox and for tests: a root CA, server, organisation and professional certificates.
 
-It stands in for IGC-Santé on loopback so that mutual TLS is real in tests and in
-the examples: the server checks the client certificate, the client checks the server
-against the test CA, nothing is turned off. Keys are RSA (the national services sign
-with RSA). Never use these certificates outside a sandbox.
+It stands in for IGC-Santé on loopback so that mutual TLS and signatures are real in
+tests and in the examples: the server checks the client certificate, the client checks
+the server against the test CA, the DMP simulator checks the VIHF's signature, nothing is
+turned off. Keys are RSA (the national services sign with RSA). Never use these
+certificates outside a sandbox.
+
+Subjects are shaped like IGC-Santé ones (reference notes ``ins.md`` §2.6, ``dmp_xds.md`` §5):
+
+* organisation authentication — ``C=FR, O=<name>, OU=<structure national id>, CN=INSI-AUTO``
+  (INSi requires the CN ``INSI-AUTO`` or ``INSI-MANU``; Padoa's sample has
+  ``O=CENTRE DE SANTE RPPS15287/OU=10B0152872``), key usage digitalSignature +
+  keyEncipherment, extended usage clientAuth;
+* organisation signature ("cachet") — ``C=FR, ST=…, O=<name>, OU=<structure id>, CN=DMP SIGN``
+  as in ANS's VIHF example, key usage digitalSignature + nonRepudiation;
+* professional — ``C=FR, O=<name>, OU=<structure id>, SN=<surname>, GN=<given name>,
+  CN=<IdNat_PS>`` [I: the reference does not show a card certificate's subject; the national id
+  as CN follows the card id the CPx assertion carries], one key for authentication and
+  signature (a real CPS card has one of each).
+
+:func:`generate_test_pki` writes a whole set to a directory (``dmp-connector sandbox pki DIR``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cryptography import x509
@@ -18,8 +34,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import SecretStr
 
-__all__ = ["IssuedCertificate", "TestPki"]
+from dmp_connector.config import CertificateFiles, TlsCredentials
+from dmp_connector.errors import ConfigurationError
+
+__all__ = ["IssuedCertificate", "TestPki", "TestPkiFiles", "generate_test_pki"]
+
+INSI_AUTO = "INSI-AUTO"
+"""The CN INSi requires of an organisation certificate used by machine-initiated calls."""
+INSI_MANU = "INSI-MANU"
+"""The CN INSi requires of an organisation certificate used by user-initiated calls."""
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -34,6 +59,39 @@ def _name(common_name: str, organisation: str) -> x509.Name:
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
+
+
+def _key_usage(
+    *, digital_signature: bool = True, non_repudiation: bool = False, encipherment: bool = False
+) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=non_repudiation,
+        key_encipherment=encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+_TLS_USAGE = _key_usage(encipherment=True)
+_SIGN_USAGE = _key_usage(non_repudiation=True)
+_CARD_USAGE = _key_usage(non_repudiation=True, encipherment=True)
+
+
+def _organisation_name(common_name: str, organisation: str, structure_id: str, state: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COUNTRY_NAME, "FR")]
+    if state:
+        attributes.append(x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, state))
+    attributes += [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, structure_id),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ]
+    return x509.Name(attributes)
 
 
 @dataclass(frozen=True)
@@ -126,10 +184,11 @@ class TestPki:
         self,
         subject: x509.Name,
         *,
-        usage: x509.ObjectIdentifier,
+        usage: x509.ObjectIdentifier | None,
         sans: list[x509.GeneralName],
         not_before: dt.datetime | None,
         not_after: dt.datetime | None,
+        key_usage: x509.KeyUsage = _TLS_USAGE,
     ) -> IssuedCertificate:
         start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
         end = not_after or start + dt.timedelta(days=365)
@@ -143,23 +202,12 @@ class TestPki:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=True,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(key_usage, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca.key.public_key()), critical=False)
         )
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return IssuedCertificate(builder.sign(self.ca.key, hashes.SHA256()), key)
@@ -202,3 +250,213 @@ class TestPki:
             not_before=not_before,
             not_after=not_after,
         )
+
+    def issue_organisation_auth(
+        self,
+        *,
+        organisation: str,
+        structure_id: str,
+        common_name: str = INSI_AUTO,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+    ) -> IssuedCertificate:
+        """An organisation's authentication certificate (mutual TLS to INSi and the DMP), IGC-Santé shaped.
+
+        ``structure_id`` is the structure's national id (``1`` + FINESS …), carried in OU;
+        the CN defaults to ``INSI-AUTO`` (use :data:`INSI_MANU` for user-initiated calls).
+        """
+        return self._issue(
+            _organisation_name(common_name, organisation, structure_id),
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            sans=[],
+            not_before=not_before,
+            not_after=not_after,
+        )
+
+    def issue_organisation_sign(
+        self,
+        *,
+        organisation: str,
+        structure_id: str,
+        common_name: str = "DMP SIGN",
+        state: str | None = "Paris (75)",
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+    ) -> IssuedCertificate:
+        """An organisation's signature ("cachet") certificate: signs the VIHF and the submission sets.
+
+        Key usage digitalSignature + nonRepudiation and no extended usage, so that it cannot
+        serve as a TLS client certificate by mistake.
+        """
+        return self._issue(
+            _organisation_name(common_name, organisation, structure_id, state),
+            usage=None,
+            sans=[],
+            not_before=not_before,
+            not_after=not_after,
+            key_usage=_SIGN_USAGE,
+        )
+
+    def issue_professional(
+        self,
+        national_id: str,
+        *,
+        family_name: str,
+        given_name: str,
+        organisation: str | None = None,
+        structure_id: str | None = None,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+    ) -> IssuedCertificate:
+        """A professional's certificate shaped like an IGC-Santé card one (see the module docstring).
+
+        ``national_id`` is the IdNat_PS (``8`` + RPPS); it is the CN [I]. The key signs and
+        authenticates (clientAuth), so the same certificate serves direct-mode TLS and
+        card-style signatures in tests.
+        """
+        attributes = [x509.NameAttribute(NameOID.COUNTRY_NAME, "FR")]
+        if organisation:
+            attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))
+        if structure_id:
+            attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, structure_id))
+        attributes += [
+            x509.NameAttribute(NameOID.SURNAME, family_name),
+            x509.NameAttribute(NameOID.GIVEN_NAME, given_name),
+            x509.NameAttribute(NameOID.COMMON_NAME, national_id),
+        ]
+        return self._issue(
+            x509.Name(attributes),
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            sans=[],
+            not_before=not_before,
+            not_after=not_after,
+            key_usage=_CARD_USAGE,
+        )
+
+
+@dataclass(frozen=True)
+class TestPkiFiles:
+    """The files :func:`generate_test_pki` wrote (PEM keys unencrypted, mode 0600; PKCS#12 with ``p12_password``)."""
+
+    __test__ = False  # not a pytest test class
+
+    directory: Path
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    org_auth_cert: Path
+    org_auth_key: Path
+    org_auth_p12: Path
+    org_sign_cert: Path
+    org_sign_key: Path
+    org_sign_p12: Path
+    professional_cert: Path
+    professional_key: Path
+    p12_password: str
+    structure_id: str
+    professional_id: str
+
+    def files(self) -> dict[str, Path]:
+        """Every file written, by role (``ca_cert``, ``server_key`` …)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "directory" and f.name.endswith(("_cert", "_key", "_p12"))
+        }
+
+    def tls_credentials(self) -> TlsCredentials:
+        """Mutual TLS as the organisation (``INSI-AUTO``), trusting the test CA."""
+        return TlsCredentials(cert_file=self.org_auth_cert, key_file=self.org_auth_key, ca_bundle=self.ca_cert)
+
+    def signing_credentials(self, *, pkcs12: bool = False) -> CertificateFiles:
+        """The organisation's signature certificate, as PEM files or as its PKCS#12."""
+        if pkcs12:
+            return CertificateFiles(pkcs12_file=self.org_sign_p12, pkcs12_password=SecretStr(self.p12_password))
+        return CertificateFiles(cert_file=self.org_sign_cert, key_file=self.org_sign_key)
+
+
+def generate_test_pki(
+    directory: str | Path,
+    *,
+    organisation: str = "CABINET SANDBOX",
+    structure_id: str = "1123456789",
+    professional_id: str = "899700000001",
+    family_name: str = "SANDBOX",
+    given_name: str = "JEANNE",
+    p12_password: str = "dmp-connector-sandbox",  # noqa: S107 - a sandbox PKI, printed by the CLI
+    overwrite: bool = False,
+    now: dt.datetime | None = None,
+) -> TestPkiFiles:
+    """Create a test PKI and write it to ``directory``: CA, server, organisation (auth, sign), professional.
+
+    ::
+
+        ca.crt                                the root to trust (CA bundle)
+        server.crt  server.key                localhost, 127.0.0.1
+        org-auth.crt org-auth.key org-auth.p12  CN=INSI-AUTO, OU=<structure_id>  (mutual TLS)
+        org-sign.crt org-sign.key org-sign.p12  CN=DMP SIGN                     (VIHF, submission sets)
+        professional.crt professional.key       CN=<professional_id>, SN, GN
+
+    The defaults match an organisation with FINESS ``123456789`` (national id
+    ``1123456789``). Existing files are refused unless ``overwrite``: a ConfigurationError
+    names the first one.
+    """
+    target = Path(directory)
+    names = {
+        "ca_cert": "ca.crt",
+        "server_cert": "server.crt",
+        "server_key": "server.key",
+        "org_auth_cert": "org-auth.crt",
+        "org_auth_key": "org-auth.key",
+        "org_auth_p12": "org-auth.p12",
+        "org_sign_cert": "org-sign.crt",
+        "org_sign_key": "org-sign.key",
+        "org_sign_p12": "org-sign.p12",
+        "professional_cert": "professional.crt",
+        "professional_key": "professional.key",
+    }
+    paths = {role: target / name for role, name in names.items()}
+    if not overwrite:
+        for path in paths.values():
+            if path.exists():
+                raise ConfigurationError(
+                    f"{path} already exists; the test PKI was not written",
+                    hint="choose an empty directory or overwrite (--force)",
+                )
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create {target}: {exc.strerror or exc}") from exc
+    pki = TestPki.create(now=now)
+    start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+    server = pki.issue_server(not_before=start)
+    auth = pki.issue_organisation_auth(organisation=organisation, structure_id=structure_id, not_before=start)
+    sign = pki.issue_organisation_sign(organisation=organisation, structure_id=structure_id, not_before=start)
+    professional = pki.issue_professional(
+        professional_id,
+        family_name=family_name,
+        given_name=given_name,
+        organisation=organisation,
+        structure_id=structure_id,
+        not_before=start,
+    )
+    chain = (pki.ca.certificate,)
+    password = p12_password.encode()
+    try:
+        paths["ca_cert"].write_bytes(pki.ca_pem)
+        server.write_pem(target, "server")
+        auth.write_pem(target, "org-auth")
+        sign.write_pem(target, "org-sign")
+        professional.write_pem(target, "professional")
+        for role, issued in (("org_auth_p12", auth), ("org_sign_p12", sign)):
+            paths[role].write_bytes(issued.pkcs12(password, chain=chain))
+            paths[role].chmod(0o600)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write the test PKI to {target}: {exc.strerror or exc}") from exc
+    return TestPkiFiles(
+        directory=target,
+        p12_password=p12_password,
+        structure_id=structure_id,
+        professional_id=professional_id,
+        **paths,
+    )

@@ -3,6 +3,12 @@
 The SDK never needs the private key itself. A vendor plugs a smart card (CPS, through
 PKCS#11), an HSM or a remote signing service by implementing two methods; the
 file-based :class:`FileSigner` is the default, loaded from :class:`CertificateFiles`.
+
+XML signatures are built around this seam, not around a key object: the SDK writes
+``ds:SignedInfo`` itself, canonicalises it and hands those bytes to :meth:`Signer.sign`
+(see :mod:`dmp_connector.signature._xmldsig` for why). A card or HSM therefore sees
+exactly one call per signature, with the bytes a PKCS#11 ``CKM_SHA256_RSA_PKCS``
+mechanism expects.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from dmp_connector._tls import check_certificate_dates, load_client_identity
-from dmp_connector.config import CertificateFiles
+from dmp_connector.config import CertificateFiles, SigningSettings
 from dmp_connector.errors import ConfigurationError
 
-__all__ = ["DigestAlgorithm", "FileSigner", "SignatureAlgorithm", "Signer"]
+from .keys import check_signing_certificate, leaf_certificate, load_signing_identity
+
+__all__ = ["DigestAlgorithm", "FileSigner", "SignatureAlgorithm", "Signer", "algorithms_from_settings", "check_signer"]
 
 
 class SignatureAlgorithm(StrEnum):
@@ -36,12 +43,47 @@ class SignatureAlgorithm(StrEnum):
         """The hash function under the signature."""
         return hashes.SHA256() if self is SignatureAlgorithm.RSA_SHA256 else hashes.SHA1()  # noqa: S303
 
+    @classmethod
+    def from_setting(cls, name: str) -> SignatureAlgorithm:
+        """``rsa-sha256`` / ``rsa-sha1`` (as :class:`SigningSettings` spells them) or the URI itself."""
+        by_name = {"rsa-sha256": cls.RSA_SHA256, "rsa-sha1": cls.RSA_SHA1}
+        try:
+            return by_name.get(name.lower()) or cls(name)
+        except ValueError:
+            raise ConfigurationError(
+                f"unknown signature algorithm {name!r}", hint="use rsa-sha256 (default) or rsa-sha1"
+            ) from None
+
 
 class DigestAlgorithm(StrEnum):
     """XML-DSig digest algorithms for references."""
 
     SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
     SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
+
+    @property
+    def hash(self) -> hashes.HashAlgorithm:
+        """The hash function of the digest."""
+        return hashes.SHA256() if self is DigestAlgorithm.SHA256 else hashes.SHA1()  # noqa: S303
+
+    @classmethod
+    def from_setting(cls, name: str) -> DigestAlgorithm:
+        """``sha256`` / ``sha1`` (as :class:`SigningSettings` spells them) or the URI itself."""
+        by_name = {"sha256": cls.SHA256, "sha1": cls.SHA1}
+        try:
+            return by_name.get(name.lower()) or cls(name)
+        except ValueError:
+            raise ConfigurationError(
+                f"unknown digest algorithm {name!r}", hint="use sha256 (default) or sha1"
+            ) from None
+
+
+def algorithms_from_settings(signing: SigningSettings) -> tuple[SignatureAlgorithm, DigestAlgorithm]:
+    """The signature and digest algorithms the settings ask for (RSA-SHA256 / SHA-256 by default)."""
+    return (
+        SignatureAlgorithm.from_setting(signing.signature_algorithm),
+        DigestAlgorithm.from_setting(signing.digest_algorithm),
+    )
 
 
 @runtime_checkable
@@ -74,18 +116,23 @@ class FileSigner:
 
     @classmethod
     def from_files(cls, files: CertificateFiles, *, now: dt.datetime | None = None) -> FileSigner:
-        """Load and check the files: dates, key matching the certificate, RSA key, signing usage."""
-        identity = load_client_identity(files, now=now)
-        if identity is None:
+        """Load and check the files: dates, key matching the certificate, RSA key, signing usage.
+
+        Every refusal is a :class:`ConfigurationError` that names the file (see
+        :func:`~dmp_connector.signature.keys.load_signing_identity`).
+        """
+        chain, key = load_signing_identity(files, now=now)
+        return cls(chain, key)
+
+    @classmethod
+    def from_settings(cls, signing: SigningSettings, *, now: dt.datetime | None = None) -> FileSigner:
+        """The signer ``[signing.credentials]`` describes, or a clear error when none is configured."""
+        if signing.credentials is None:
             raise ConfigurationError(
                 "no signature certificate is configured",
                 hint="set [signing.credentials] (cert_file + key_file, or pkcs12_file), or plug your own Signer",
             )
-        chain, key = identity
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ConfigurationError("the signature key is not an RSA key; the national services sign with RSA")
-        _check_signing_usage(chain[0])
-        return cls(chain, key)
+        return cls.from_files(signing.credentials, now=now)
 
     def sign(self, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
         """RSA PKCS#1 v1.5 signature of ``data``."""
@@ -100,16 +147,15 @@ class FileSigner:
 
     def check_dates(self, *, now: dt.datetime | None = None) -> None:
         """Refuse to sign with a certificate that expired since it was loaded."""
-        check_certificate_dates(self._chain[0], "signature certificate", now=now)
+        check_signing_certificate(self._chain[0], what="the signature certificate", now=now)
 
 
-def _check_signing_usage(cert: x509.Certificate) -> None:
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return  # no restriction stated
-    if not (usage.digital_signature or usage.content_commitment):
-        raise ConfigurationError(
-            "the signature certificate's key usage allows neither digitalSignature nor nonRepudiation",
-            hint="use the organisation's signature (SIGN) certificate, not its authentication one",
-        )
+def check_signer(signer: Signer, *, now: dt.datetime | None = None) -> x509.Certificate:
+    """The signer's certificate, checked before each signature: dates, RSA key, key usage.
+
+    A card or HSM signer is checked like a file one, so that an expired card certificate
+    fails here, with a clear message, rather than at the national service.
+    """
+    cert = leaf_certificate(signer.certificate_chain())
+    check_signing_certificate(cert, what="the signature certificate", now=now)
+    return cert

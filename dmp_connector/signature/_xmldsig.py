@@ -1,0 +1,516 @@
+"""XML-DSig built with lxml and signed through a :class:`~dmp_connector.signature.Signer`; verified with signxml.
+
+Why the SDK writes ``ds:SignedInfo`` itself instead of handing a key to signxml's
+``XMLSigner``: signxml wants a private-key object, and a CPS card or an HSM has none to
+give. Wrapping a :class:`Signer` in a subclass of ``rsa.RSAPrivateKey`` whose ``sign()``
+delegates would work today, but it must also stub ``decrypt``, ``private_numbers``,
+``private_bytes`` … and breaks whenever cryptography adds an abstract method. Building
+the signature with lxml instead gives one call, ``signer.sign(c14n(SignedInfo))``, which
+is exactly what a PKCS#11 ``CKM_SHA256_RSA_PKCS`` mechanism takes, and full control of
+what signxml does not offer: the signature right after ``saml:Issuer``, the
+``ec:InclusiveNamespaces`` list of ANS's VIHF example, and the ``ds:Manifest`` and XAdES
+properties of the submission-set signature. Verification stays with signxml (and, in the
+tests, xmlsec1), so our builder is always checked by someone else's code.
+
+API (shared with the submission-set XAdES module)::
+
+    C14nMethod                    the four canonicalisation URIs (.exclusive, .with_comments)
+    DS, EC, ENVELOPED_SIGNATURE   namespace and transform URIs
+    Transform(algorithm, inclusive_prefixes=())
+    Reference(uri, digest_value, transforms=(), type=None, id=None)
+
+    canonicalize(element, method=C14nMethod.EXC_C14N, *, inclusive_prefixes=()) -> bytes
+        the element as the given c14n renders it *in its current context* (in-scope namespaces kept)
+    digest(data, algorithm: DigestAlgorithm) -> bytes                     raw digest bytes
+    append_reference(parent, reference, digest_algorithm) -> ds:Reference
+        adds <ds:Reference> to ds:SignedInfo or a ds:Manifest (same prefix as the parent)
+    signature_skeleton(*, c14n_method, signature_algorithm, digest_algorithm, references=(),
+                       signature_id=None, prefix="ds", c14n_prefixes=()) -> ds:Signature
+        <ds:Signature [Id]><ds:SignedInfo>…</ds:SignedInfo></ds:Signature>, not signed yet;
+        append ds:Object children, then more references, before completing it
+    complete_signature(signature, signer, signature_algorithm, *, include_chain=False) -> bytes
+        canonicalises SignedInfo where it now stands, calls signer.sign() once, inserts
+        ds:SignatureValue and ds:KeyInfo/ds:X509Data right after SignedInfo; returns the value
+    sign_enveloped(element, signer, *, signature_algorithm, digest_algorithm, position=0,
+                   id_attribute="ID", inclusive_prefixes=(), prefix="ds", include_chain=False)
+        enveloped signature of ``element`` referenced by ``#<its id>``, inserted at ``position``
+    certificate_base64(cert) -> str                                         DER, base64, one line
+
+    verify_certificate_path(chain, trusted, *, now=None) -> leaf certificate
+        path from the leaf to one of ``trusted`` (signatures, CA flags, dates, leaf key usage);
+        SignatureVerificationError reason untrusted_certificate / expired_certificate
+    key_info_certificates(signature) -> list[x509.Certificate]              from ds:KeyInfo/ds:X509Data
+    verify_with_signxml(root, *, certificate, expect_references=1, location="./",
+                        id_attribute=None, allow_sha1=True, now=None, uri_resolver=None)
+        signxml's check of every reference and of the signature value, errors translated to
+        SignatureVerificationError (digest_mismatch, bad_signature, malformed); returns signxml's
+        VerifyResult list — trust only their ``signed_xml``
+
+Order of work for an enveloping signature (XAdES): make the skeleton, append the
+``ds:Object`` children, compute each reference's digest with :func:`canonicalize` *once
+the object is in place* (inclusive c14n renders the namespaces in scope), append the
+references, then :func:`complete_signature`.
+
+Caveat: lxml drops ``#default`` from an InclusiveNamespaces list (libxml2 itself and
+xmlsec1 honour it). It only matters when a default namespace is in scope at the apex and
+not used there; the VIHF avoids it by putting the assertion itself in the default namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, cast
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from lxml import etree
+from signxml.algorithms import DigestAlgorithm as SxDigest
+from signxml.algorithms import SignatureMethod as SxMethod
+from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature, SignXMLException
+from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
+
+from dmp_connector.errors import MalformedResponseError, SignatureVerificationError, UnsafeXmlError, ValidationError
+from dmp_connector.xml import parse_xml
+
+from .signer import DigestAlgorithm, SignatureAlgorithm, Signer
+
+__all__ = [
+    "DS",
+    "EC",
+    "ENVELOPED_SIGNATURE",
+    "C14nMethod",
+    "Reference",
+    "Transform",
+    "append_reference",
+    "canonicalize",
+    "certificate_base64",
+    "complete_signature",
+    "digest",
+    "key_info_certificates",
+    "sign_enveloped",
+    "signature_skeleton",
+    "verify_certificate_path",
+    "verify_with_signxml",
+]
+
+DS: Final = "http://www.w3.org/2000/09/xmldsig#"
+"""XML-DSig namespace."""
+EC: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
+"""Exclusive c14n namespace (``ec:InclusiveNamespaces``)."""
+ENVELOPED_SIGNATURE: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+"""The enveloped-signature transform."""
+
+_MAX_PATH = 8
+
+
+class C14nMethod(StrEnum):
+    """Canonicalisation algorithms: exclusive for the VIHF, inclusive with comments for the DMP's XAdES."""
+
+    C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+    C14N_WITH_COMMENTS = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments"
+    EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+    EXC_C14N_WITH_COMMENTS = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
+
+    @property
+    def exclusive(self) -> bool:
+        """True for the exclusive variants."""
+        return self.value.startswith(EC)
+
+    @property
+    def with_comments(self) -> bool:
+        """True for the variants that keep comments."""
+        return self.value.endswith("#WithComments")
+
+
+@dataclass(frozen=True)
+class Transform:
+    """One ``ds:Transform``; ``inclusive_prefixes`` becomes ``ec:InclusiveNamespaces/@PrefixList``."""
+
+    algorithm: str
+    inclusive_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One ``ds:Reference``: what it points at, its digest, and how the digest was made."""
+
+    uri: str
+    digest_value: bytes
+    transforms: tuple[Transform, ...] = ()
+    type: str | None = None
+    id: str | None = None
+
+
+def _ds(local: str) -> str:
+    return f"{{{DS}}}{local}"
+
+
+def canonicalize(
+    element: etree._Element, method: C14nMethod = C14nMethod.EXC_C14N, *, inclusive_prefixes: Sequence[str] = ()
+) -> bytes:
+    """The canonical form of ``element`` and its descendants, namespaces in scope included.
+
+    The element is serialised (lxml copies the in-scope namespace declarations onto it)
+    and read back through the hardened parser before canonicalisation: lxml silently drops
+    InclusiveNamespaces prefixes unknown to a tree's dictionary, which a tree built in code
+    may be, and a parsed tree is what verifiers canonicalise too.
+    """
+    method = C14nMethod(method)
+    copy = parse_xml(etree.tostring(element, with_tail=False), what="the XML to canonicalise")
+    return etree.tostring(
+        copy,
+        method="c14n",
+        exclusive=method.exclusive,
+        with_comments=method.with_comments,
+        inclusive_ns_prefixes=list(inclusive_prefixes) or None,
+    )
+
+
+def digest(data: bytes, algorithm: DigestAlgorithm) -> bytes:
+    """The raw digest of ``data`` (base64 it for ``ds:DigestValue``)."""
+    hasher = hashes.Hash(DigestAlgorithm(algorithm).hash)
+    hasher.update(data)
+    return hasher.finalize()
+
+
+def certificate_base64(cert: x509.Certificate) -> str:
+    """The DER certificate in base64 on one line, as ``ds:X509Certificate`` holds it."""
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+
+def _append_transform(transforms: etree._Element, transform: Transform) -> None:
+    element = etree.SubElement(transforms, _ds("Transform"), Algorithm=transform.algorithm)
+    if transform.inclusive_prefixes:
+        inclusive = etree.SubElement(element, f"{{{EC}}}InclusiveNamespaces", nsmap={"ec": EC})
+        inclusive.set("PrefixList", " ".join(transform.inclusive_prefixes))
+
+
+def append_reference(parent: etree._Element, reference: Reference, digest_algorithm: DigestAlgorithm) -> etree._Element:
+    """Add a ``ds:Reference`` to ``parent`` (``ds:SignedInfo`` or ``ds:Manifest``) and return it.
+
+    ::
+
+        <ds:Reference URI="#_0f3c…">
+          <ds:Transforms>
+            <ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>
+            <ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#">
+              <ec:InclusiveNamespaces xmlns:ec="…xml-exc-c14n#" PrefixList="ds saml #default xsi"/>
+            </ds:Transform>
+          </ds:Transforms>
+          <ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>
+          <ds:DigestValue>uJdsyFXk…</ds:DigestValue>
+        </ds:Reference>
+    """
+    element = etree.SubElement(parent, _ds("Reference"))
+    if reference.id is not None:
+        element.set("Id", reference.id)
+    element.set("URI", reference.uri)
+    if reference.type is not None:
+        element.set("Type", reference.type)
+    if reference.transforms:
+        transforms = etree.SubElement(element, _ds("Transforms"))
+        for transform in reference.transforms:
+            _append_transform(transforms, transform)
+    etree.SubElement(element, _ds("DigestMethod"), Algorithm=DigestAlgorithm(digest_algorithm).value)
+    etree.SubElement(element, _ds("DigestValue")).text = base64.b64encode(reference.digest_value).decode("ascii")
+    return element
+
+
+def signature_skeleton(
+    *,
+    c14n_method: C14nMethod,
+    signature_algorithm: SignatureAlgorithm,
+    digest_algorithm: DigestAlgorithm,
+    references: Sequence[Reference] = (),
+    signature_id: str | None = None,
+    prefix: str | None = "ds",
+    c14n_prefixes: Sequence[str] = (),
+) -> etree._Element:
+    """A ``ds:Signature`` holding only its ``ds:SignedInfo``; :func:`complete_signature` signs it.
+
+    ::
+
+        <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
+          <ds:SignedInfo>
+            <ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
+            <ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>
+            <ds:Reference …/>
+          </ds:SignedInfo>
+        </ds:Signature>
+
+    ``prefix=None`` puts XML-DSig in the default namespace, as ANS's VIHF example does.
+    """
+    # lxml-stubs type nsmap as Mapping[str, str]; lxml takes None for the default namespace.
+    signature = etree.Element(_ds("Signature"), nsmap=cast("dict[str, str]", {prefix: DS}))
+    if signature_id is not None:
+        signature.set("Id", signature_id)
+    signed_info = etree.SubElement(signature, _ds("SignedInfo"))
+    c14n = etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=C14nMethod(c14n_method).value)
+    if c14n_prefixes:
+        inclusive = etree.SubElement(c14n, f"{{{EC}}}InclusiveNamespaces", nsmap={"ec": EC})
+        inclusive.set("PrefixList", " ".join(c14n_prefixes))
+    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=SignatureAlgorithm(signature_algorithm).value)
+    for reference in references:
+        append_reference(signed_info, reference, digest_algorithm)
+    return signature
+
+
+def _inclusive_prefixes(method_element: etree._Element) -> tuple[str, ...]:
+    inclusive = method_element.find(f"{{{EC}}}InclusiveNamespaces")
+    if inclusive is None:
+        return ()
+    return tuple((inclusive.get("PrefixList") or "").split())
+
+
+def complete_signature(
+    signature: etree._Element,
+    signer: Signer,
+    signature_algorithm: SignatureAlgorithm,
+    *,
+    include_chain: bool = False,
+) -> bytes:
+    """Sign ``ds:SignedInfo`` where it stands and insert ``ds:SignatureValue`` and ``ds:KeyInfo`` after it.
+
+    Call it last, once the signature sits in its final document: SignedInfo is
+    canonicalised in place. ``signer.sign`` is called exactly once. ``include_chain`` adds
+    the signer's issuers after its certificate in ``ds:X509Data``.
+    ::
+
+        <ds:SignedInfo>…</ds:SignedInfo>
+        <ds:SignatureValue>Qm9u…</ds:SignatureValue>
+        <ds:KeyInfo><ds:X509Data><ds:X509Certificate>MIID…</ds:X509Certificate></ds:X509Data></ds:KeyInfo>
+    """
+    signed_info = signature.find(_ds("SignedInfo"))
+    if signed_info is None or signature.find(_ds("SignatureValue")) is not None:
+        raise ValidationError("complete_signature needs a ds:Signature with a ds:SignedInfo and no value yet")
+    method_element = signed_info.find(_ds("CanonicalizationMethod"))
+    algorithm_element = signed_info.find(_ds("SignatureMethod"))
+    if method_element is None or algorithm_element is None:
+        raise ValidationError("ds:SignedInfo needs its CanonicalizationMethod and SignatureMethod")
+    algorithm = SignatureAlgorithm(signature_algorithm)
+    if algorithm_element.get("Algorithm") != algorithm.value:
+        raise ValidationError("the SignatureMethod of ds:SignedInfo is not the algorithm asked for")
+    method = C14nMethod(method_element.get("Algorithm") or "")
+    signed_bytes = canonicalize(signed_info, method, inclusive_prefixes=_inclusive_prefixes(method_element))
+    value = signer.sign(signed_bytes, algorithm)
+
+    signature_value = etree.SubElement(signature, _ds("SignatureValue"))
+    signature_value.text = base64.b64encode(value).decode("ascii")
+    signed_info.addnext(signature_value)
+    chain = list(signer.certificate_chain())
+    if chain:
+        key_info = etree.SubElement(signature, _ds("KeyInfo"))
+        x509_data = etree.SubElement(key_info, _ds("X509Data"))
+        for cert in chain if include_chain else chain[:1]:
+            etree.SubElement(x509_data, _ds("X509Certificate")).text = certificate_base64(cert)
+        signature_value.addnext(key_info)
+    return value
+
+
+def sign_enveloped(
+    element: etree._Element,
+    signer: Signer,
+    *,
+    signature_algorithm: SignatureAlgorithm,
+    digest_algorithm: DigestAlgorithm,
+    position: int = 0,
+    id_attribute: str = "ID",
+    inclusive_prefixes: Sequence[str] = (),
+    prefix: str | None = "ds",
+    include_chain: bool = False,
+) -> etree._Element:
+    """Sign ``element`` with an enveloped signature (exclusive c14n) inserted as its child at ``position``.
+
+    The reference is ``#<element's id_attribute>``; its digest is taken before the
+    signature is inserted, which is what the enveloped-signature transform gives back.
+    Returns the ``ds:Signature``.
+    """
+    element_id = element.get(id_attribute)
+    if not element_id:
+        raise ValidationError(f"an enveloped signature needs the element's {id_attribute} attribute")
+    if element.find(f".//{_ds('Signature')}") is not None:
+        raise ValidationError("the element to sign already holds a ds:Signature")
+    exclusive = C14nMethod.EXC_C14N
+    digest_value = digest(canonicalize(element, exclusive, inclusive_prefixes=inclusive_prefixes), digest_algorithm)
+    reference = Reference(
+        uri=f"#{element_id}",
+        digest_value=digest_value,
+        transforms=(Transform(ENVELOPED_SIGNATURE), Transform(exclusive.value, tuple(inclusive_prefixes))),
+    )
+    signature = signature_skeleton(
+        c14n_method=exclusive,
+        signature_algorithm=signature_algorithm,
+        digest_algorithm=digest_algorithm,
+        references=[reference],
+        prefix=prefix,
+    )
+    element.insert(position, signature)
+    complete_signature(signature, signer, signature_algorithm, include_chain=include_chain)
+    return signature
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+def key_info_certificates(signature: etree._Element) -> list[x509.Certificate]:
+    """The certificates of ``ds:KeyInfo/ds:X509Data``, in document order; ``malformed`` if unreadable."""
+    certs: list[x509.Certificate] = []
+    for text_element in signature.iterfind(f"{_ds('KeyInfo')}/{_ds('X509Data')}/{_ds('X509Certificate')}"):
+        try:
+            der = base64.b64decode("".join((text_element.text or "").split()), validate=True)
+            certs.append(x509.load_der_x509_certificate(der))
+        except (binascii.Error, ValueError) as exc:
+            raise SignatureVerificationError(
+                "a ds:X509Certificate of the signature is not a readable certificate", reason="malformed"
+            ) from exc
+    return certs
+
+
+def _describe(cert: x509.Certificate) -> str:
+    try:
+        return cert.subject.rfc4514_string()
+    except ValueError:  # pragma: no cover - a subject cryptography cannot print
+        return f"serial {cert.serial_number}"
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, CryptoInvalidSignature):
+        return False
+    return True
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def verify_certificate_path(
+    chain: Sequence[x509.Certificate], trusted: Sequence[x509.Certificate], *, now: dt.datetime | None = None
+) -> x509.Certificate:
+    """Check that ``chain[0]`` leads to one of ``trusted`` and that every certificate on the way is valid now.
+
+    The path is built by signature (the other certificates of ``chain`` may serve as
+    intermediates, in any order); each issuer on it must be a CA. A leaf that is itself in
+    ``trusted`` (a pinned certificate) is accepted. The leaf's key usage, when stated,
+    must allow signing. Raises :class:`SignatureVerificationError` with reason
+    ``untrusted_certificate`` or ``expired_certificate``.
+    """
+    if not chain:
+        raise SignatureVerificationError("the signature carries no certificate", reason="malformed")
+    if not trusted:
+        raise SignatureVerificationError(
+            "no trusted certificate was given to check the signer against", reason="untrusted_certificate"
+        )
+    moment = now or dt.datetime.now(dt.UTC)
+    leaf, pool = chain[0], list(chain[1:])
+    path = [leaf]
+    current = leaf
+    for _ in range(_MAX_PATH):
+        if current in trusted:
+            break
+        issuer = next((c for c in [*trusted, *pool] if _issued_by(current, c)), None)
+        if issuer is None:
+            raise SignatureVerificationError(
+                f"the signing certificate ({_describe(leaf)}) does not chain to a trusted certificate",
+                reason="untrusted_certificate",
+                hint="give the CA that issued it (the IGC-Santé chain, or the test PKI's CA) as trusted",
+            )
+        if not _is_ca(issuer):
+            raise SignatureVerificationError(
+                f"{_describe(issuer)} issued the signing certificate but is not a CA", reason="untrusted_certificate"
+            )
+        path.append(issuer)
+        current = issuer
+    else:
+        raise SignatureVerificationError("the certificate path is too long", reason="untrusted_certificate")
+    for cert in path:
+        if moment < cert.not_valid_before_utc:
+            raise SignatureVerificationError(
+                f"certificate {_describe(cert)} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+                reason="expired_certificate",
+            )
+        if moment > cert.not_valid_after_utc:
+            raise SignatureVerificationError(
+                f"certificate {_describe(cert)} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+                reason="expired_certificate",
+            )
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return leaf
+    if not (usage.digital_signature or usage.content_commitment):
+        raise SignatureVerificationError(
+            f"the key usage of {_describe(leaf)} does not allow signing", reason="untrusted_certificate"
+        )
+    return leaf
+
+
+_SIGNATURE_METHODS = {
+    SignatureAlgorithm.RSA_SHA256: SxMethod.RSA_SHA256,
+    SignatureAlgorithm.RSA_SHA1: SxMethod.RSA_SHA1,
+}
+_DIGESTS = {DigestAlgorithm.SHA256: SxDigest.SHA256, DigestAlgorithm.SHA1: SxDigest.SHA1}
+
+
+def verify_with_signxml(
+    root: etree._Element,
+    *,
+    certificate: x509.Certificate,
+    expect_references: int | bool = 1,
+    location: str = "./",
+    id_attribute: str | None = None,
+    allow_sha1: bool = True,
+    now: dt.datetime | None = None,
+    uri_resolver: Callable[[str], etree._Element | bytes | None] | None = None,
+) -> list[VerifyResult]:
+    """Verify the ``ds:Signature`` at ``location`` under ``root`` with signxml, against ``certificate``.
+
+    ``certificate`` must already be trusted (see :func:`verify_certificate_path`): signxml
+    is told to use it and nothing else. Only RSA-SHA256 / SHA-256 are accepted, plus
+    RSA-SHA1 / SHA-1 when ``allow_sha1`` (the public DMP implementations sign with them).
+    signxml's errors become :class:`SignatureVerificationError`: ``digest_mismatch`` for a
+    reference whose digest differs, ``bad_signature`` for a signature value that does not
+    verify, ``malformed`` for anything signxml cannot read.
+    """
+    methods = {SxMethod.RSA_SHA256} | ({SxMethod.RSA_SHA1} if allow_sha1 else set())
+    digests = {SxDigest.SHA256} | ({SxDigest.SHA1} if allow_sha1 else set())
+    config = SignatureConfiguration(
+        location=location,
+        expect_references=expect_references,
+        signature_methods=frozenset(methods),
+        digest_algorithms=frozenset(digests),
+        verification_time=now or dt.datetime.now(dt.UTC),
+    )
+    try:
+        result = XMLVerifier().verify(
+            root,
+            x509_cert=certificate,
+            id_attribute=id_attribute,
+            expect_config=config,
+            uri_resolver=uri_resolver,
+        )
+    except InvalidDigest as exc:
+        raise SignatureVerificationError(
+            "a signed element was changed after signing (digest mismatch)", reason="digest_mismatch"
+        ) from exc
+    except InvalidCertificate as exc:
+        raise SignatureVerificationError(
+            f"the signing certificate is refused: {exc}", reason="expired_certificate"
+        ) from exc
+    except InvalidSignature as exc:
+        raise SignatureVerificationError("the signature value does not verify", reason="bad_signature") from exc
+    except (InvalidInput, SignXMLException, etree.DocumentInvalid, ValueError) as exc:
+        raise SignatureVerificationError(f"the signature cannot be read: {exc}", reason="malformed") from exc
+    except (UnsafeXmlError, MalformedResponseError) as exc:  # pragma: no cover - signxml parses itself
+        raise SignatureVerificationError(str(exc), reason="malformed") from exc
+    return result if isinstance(result, list) else [result]

@@ -1,0 +1,18 @@
+"""``examples/verify_ins.py`` runs against the sandbox simulator and every check in it holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_verify_ins_example_runs_and_every_check_passes() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "verify_ins.py")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "every check passed" in done.stdout
+    assert "FAILED" not in done.stdout

@@ -1,0 +1,1 @@
+"""Tests of the Signer seam, the VIHF and the submission-set signature."""
