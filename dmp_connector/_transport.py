@@ -117,6 +117,10 @@ class Operation(ABC, Generic[T]):
     def parse(self, message: SoapMessage) -> T:
         """Turn the answer into a typed result, or raise a :class:`ServiceError`."""
 
+    def new_message_id(self, settings: Settings) -> str:
+        """The ``wsa:MessageID`` of a new call (``urn:uuid:<uuid4>``); a service may want another form."""
+        return new_message_id()
+
     def map_fault(self, fault: SoapFaultError) -> DmpConnectorError:
         """Turn a SOAP fault into the service's own error; by default the fault itself.
 
@@ -216,7 +220,7 @@ class BaseClient:
         )
 
     def _prepare(self, operation: Operation[T]) -> _Prepared:
-        message_id = new_message_id()
+        message_id = operation.new_message_id(self.settings)
         url = operation.endpoint(self.settings.environment)
         request = operation.build(CallContext(settings=self.settings, message_id=message_id))
         envelope = build_envelope(

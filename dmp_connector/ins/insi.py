@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -43,7 +44,6 @@ from dmp_connector.errors import (
     ValidationError,
 )
 from dmp_connector.soap.envelope import AssertionSecurity, SoapMessage
-from dmp_connector.soap.namespaces import WSA
 from dmp_connector.xml import parse_xml
 
 from .identity import INS, BirthDate, Identity, IdentityTraits, InsOid, Sex, TraitComparison
@@ -58,7 +58,6 @@ __all__ = [
     "INSI_RESULTAT_NS",
     "SIRAM_NS",
     "CarteVitaleBeneficiary",
-    "InsiEnvelopeFinish",
     "InsiHistoryEntry",
     "InsiIdentity",
     "InsiResult",
@@ -654,38 +653,6 @@ def assess_verification(identity: Identity, result: InsiResult, *, searches: int
 # --- Building requests ----------------------------------------------------------------------------
 
 
-class InsiEnvelopeFinish:
-    """The last step on an INSi envelope: the ``wsa:MessageID`` form, then ``wsse:Security``.
-
-    It runs where WS-Security runs (last, on the finished envelope). The MessageID keeps
-    the call's UUID and takes the configured prefix (``uuid:`` by default, as INSi
-    requests carry it)::
-
-        <wsa:MessageID>urn:uuid:0f6c…</wsa:MessageID>  →  <wsa:MessageID>uuid:0f6c…</wsa:MessageID>
-
-    With tokens (a CPx assertion, a Vitale assertion) they are copied into
-    ``wsse:Security``; without any, the empty ``wsse:Security`` is removed, as mTLS
-    requests carry none.
-    """
-
-    def __init__(self, *, message_id_prefix: str = "uuid:", tokens: Sequence[etree._Element] = ()) -> None:
-        self.message_id_prefix = message_id_prefix
-        self._assertions = AssertionSecurity(*tokens) if tokens else None
-
-    def apply(self, envelope: etree._Element, security: etree._Element) -> None:
-        header = security.getparent()
-        if header is None:  # pragma: no cover - build_envelope always puts it in the header
-            raise ValidationError("wsse:Security is not in a SOAP header")
-        message_id = header.find(f"{{{WSA}}}MessageID")
-        if message_id is not None and message_id.text:
-            bare = message_id.text.strip().removeprefix("urn:uuid:").removeprefix("uuid:")
-            message_id.text = self.message_id_prefix + bare
-        if self._assertions is not None:
-            self._assertions.apply(envelope, security)
-        else:
-            header.remove(security)
-
-
 def _call_uuid(message_id: str) -> str:
     return message_id.removeprefix("urn:uuid:").removeprefix("uuid:")
 
@@ -782,7 +749,7 @@ class _InsiSearch(Operation[InsiResult]):
         """A traits search leaves ``COUVERTURE`` empty."""
 
     def build(self, call: CallContext) -> SoapRequest:
-        """The two context headers, the body, and the final MessageID/Security step."""
+        """The two context headers, the body, and the assertions if any."""
         idam, emitter = _lps_facts(call.settings)
         when = _timestamp(self._clock)
         context_id = _call_uuid(call.message_id)
@@ -792,11 +759,14 @@ class _InsiSearch(Operation[InsiResult]):
         return SoapRequest(
             body=[self._body()],
             headers=[bam, lps],
-            security=InsiEnvelopeFinish(
-                message_id_prefix=call.settings.insi.message_id_prefix, tokens=self.security_tokens
-            ),
+            # mTLS requests carry no wsse:Security at all; card assertions go there as given.
+            security=AssertionSecurity(*self.security_tokens) if self.security_tokens else None,
             patient=self.patient,
         )
+
+    def new_message_id(self, settings: Settings) -> str:
+        """``uuid:<uuid4>`` by default, the form every captured INSi request carries."""
+        return settings.insi.message_id_prefix + str(uuid.uuid4())
 
     def parse(self, message: SoapMessage) -> InsiResult:
         """``RESULTAT`` → :class:`InsiResult`."""
