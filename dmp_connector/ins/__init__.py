@@ -5,9 +5,9 @@
 * :mod:`.traits` — :class:`IdentityTraits`, :class:`BirthDate`, :class:`Sex`,
   :func:`normalize_name` and the trait comparison;
 * :mod:`.identity` — :class:`Identity` and :class:`IdentityStatus`: the RNIV rules that say
-  when INSi may be called and when the matricule may be shared.
-
-Nothing here does I/O.
+  when INSi may be called and when the matricule may be shared;
+* :mod:`.insi` — the INSi operations (sans-I/O: requests built, answers and faults read);
+* :mod:`.client` — :class:`InsiClient` / :class:`AsyncInsiClient`, the only part that sends.
 """
 
 from __future__ import annotations

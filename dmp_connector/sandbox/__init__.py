@@ -26,7 +26,7 @@ from .insi import (
     in_process_async_insi,
     in_process_insi,
 )
-from .pki import IssuedCertificate, TestPki
+from .pki import IssuedCertificate, TestPki, TestPkiFiles, generate_test_pki
 
 __all__ = [
     "DEFAULT_INSI_IDENTITIES",
@@ -44,9 +44,11 @@ __all__ = [
     "SeededIdentity",
     "SimulatedFault",
     "TestPki",
+    "TestPkiFiles",
     "as_async_transport",
     "as_transport",
     "echo_service",
+    "generate_test_pki",
     "in_process_async_insi",
     "in_process_insi",
     "server_ssl_context",
