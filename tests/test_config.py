@@ -208,3 +208,10 @@ def test_instance_id_is_stable_from_run_to_run() -> None:
     assert first == again != other
     chosen = Settings.load(software={"name": "A", "version": "1", "editor": "E", "instance_id": "x-1"})
     assert chosen.software.instance_id == "x-1"
+
+
+def test_code_takes_an_oid_or_an_xds_symbolic_scheme() -> None:
+    assert Code.of("E1762", "ASTM", "Full Document").code_system == "ASTM"
+    assert Code.of("SA07", "1.2.250.1.71.4.2.4").display_name is None
+    with pytest.raises(ValueError, match="code_system"):
+        Code.of("X", "not-an-oid")

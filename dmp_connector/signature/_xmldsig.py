@@ -59,7 +59,6 @@ not used there; the VIHF avoids it by putting the assertion itself in the defaul
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,6 +92,7 @@ __all__ = [
     "complete_signature",
     "digest",
     "key_info_certificates",
+    "load_certificate",
     "sign_enveloped",
     "signature_skeleton",
     "verify_certificate_path",
@@ -360,16 +360,28 @@ def sign_enveloped(
 
 def key_info_certificates(signature: etree._Element) -> list[x509.Certificate]:
     """The certificates of ``ds:KeyInfo/ds:X509Data``, in document order; ``malformed`` if unreadable."""
-    certs: list[x509.Certificate] = []
-    for text_element in signature.iterfind(f"{_ds('KeyInfo')}/{_ds('X509Data')}/{_ds('X509Certificate')}"):
-        try:
-            der = base64.b64decode("".join((text_element.text or "").split()), validate=True)
-            certs.append(x509.load_der_x509_certificate(der))
-        except (binascii.Error, ValueError) as exc:
-            raise SignatureVerificationError(
-                "a ds:X509Certificate of the signature is not a readable certificate", reason="malformed"
-            ) from exc
-    return certs
+    return [
+        load_certificate(text_element.text)
+        for text_element in signature.iterfind(f"{_ds('KeyInfo')}/{_ds('X509Data')}/{_ds('X509Certificate')}")
+    ]
+
+
+def load_certificate(text: str | None) -> x509.Certificate:
+    """Read a base64 ``ds:X509Certificate`` and parse, now, every field the checks use.
+
+    cryptography parses extensions, names and the key lazily; a forged certificate must fail
+    here as ``malformed``, not later with a foreign exception in the middle of a check.
+    """
+    try:
+        der = base64.b64decode("".join((text or "").split()), validate=True)
+        cert = x509.load_der_x509_certificate(der)
+        cert.public_key()
+        _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except Exception as exc:  # cryptography raises ValueError, TypeError, InvalidVersion, DuplicateExtension…
+        raise SignatureVerificationError(
+            "a ds:X509Certificate of the signature is not a readable certificate", reason="malformed"
+        ) from exc
+    return cert
 
 
 def _describe(cert: x509.Certificate) -> str:

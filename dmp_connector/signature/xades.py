@@ -76,7 +76,7 @@ from ._manifest import (
     document_digest,
     unb64,
 )
-from ._xmldsig import verify_certificate_path
+from ._xmldsig import load_certificate, verify_certificate_path
 from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, algorithms_from_settings, check_signer
 
 __all__ = [
@@ -247,16 +247,9 @@ class SubmissionSetSignatureProfile(BaseModel):
 DEFAULT_PROFILE = SubmissionSetSignatureProfile()
 
 
-def _scheme_code(code: str, scheme: str, display_name: str) -> Code:
-    # The XDS codingScheme of these three codes is a symbolic name ("URN", "ASTM"), as the public
-    # DMP implementations send it, not an OID: Code's OID pattern would refuse it, so the value is
-    # built without validation. The values are constants checked by the tests.
-    return Code.model_construct(code=code, code_system=scheme, display_name=display_name)
-
-
-CLASS_CODE = _scheme_code("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature")
-TYPE_CODE = _scheme_code("E1762", "ASTM", "Full Document")
-FORMAT_CODE = _scheme_code("http://www.w3.org/2000/09/xmldsig#", "URN", "Default Signature Style")
+CLASS_CODE = Code.of("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature")
+TYPE_CODE = Code.of("E1762", "ASTM", "Full Document")
+FORMAT_CODE = Code.of("http://www.w3.org/2000/09/xmldsig#", "URN", "Default Signature Style")
 EVENT_CODE = Code(code=PURPOSE_OF_SIGNATURE, code_system="1.2.840.10065.1.12", display_name="Source")
 CONFIDENTIALITY_CODES = (
     Code(code="N", code_system="2.16.840.1.113883.5.25", display_name="Normal"),
@@ -712,21 +705,6 @@ def _resolve(
     return tuple(resolved)
 
 
-def _load_certificate(text: str | None) -> x509.Certificate:
-    """Read a ``ds:X509Certificate`` and parse, now, every field the checks use.
-
-    cryptography parses extensions, names and the key lazily; a forged certificate must fail
-    here as ``malformed``, not later with a foreign exception in the middle of a check.
-    """
-    try:
-        cert = x509.load_der_x509_certificate(unb64(text))
-        cert.public_key()
-        _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
-    except Exception as exc:  # cryptography raises ValueError, TypeError, InvalidVersion, DuplicateExtension…
-        raise _fail("malformed", "an X509Certificate is not a readable DER certificate in base64") from exc
-    return cert
-
-
 def _key_info_certificates(key_info: etree._Element) -> tuple[x509.Certificate, ...]:
     x509_data = _elements(key_info)
     if len(x509_data) != 1 or x509_data[0].tag != _ds("X509Data"):
@@ -735,7 +713,7 @@ def _key_info_certificates(key_info: etree._Element) -> tuple[x509.Certificate, 
     for node in _elements(x509_data[0]):
         if node.tag != _ds("X509Certificate"):
             continue
-        certificates.append(_load_certificate(node.text))
+        certificates.append(load_certificate(node.text))
     if not certificates:
         raise _fail("malformed", "KeyInfo carries no X509Certificate")
     return tuple(certificates)
