@@ -1,0 +1,1113 @@
+"""The XDS.b model written as ebRIM 3.0 and read back: submissions, registry answers, retrieve.
+
+Builders return lxml elements for :func:`~dmp_connector.soap.build_envelope`; readers take the
+bytes of a message (parsed by the hardened :func:`~dmp_connector.xml.parse_xml`) or an element
+already parsed by it (``SoapMessage.payload``). Elements are found by namespace URI, never by
+prefix. A message that breaks ebRIM or the XDS shapes raises
+:class:`~dmp_connector.errors.MalformedResponseError` naming the object and the attribute, never
+a value.
+
+A document entry as :func:`build_submit_objects_request` writes it (abridged)::
+
+    <rim:ExtrinsicObject id="Document01" mimeType="text/xml" objectType="urn:uuid:7edca82f-…">
+      <rim:Slot name="creationTime"><rim:ValueList><rim:Value>20250102030405</rim:Value>…
+      <rim:Name><rim:LocalizedString value="Compte rendu de consultation"/></rim:Name>
+      <rim:Classification classificationScheme="urn:uuid:41a5887f-…" classifiedObject="Document01"
+                          id="urn:uuid:…" nodeRepresentation="11488-4">
+        <rim:Slot name="codingScheme"><rim:ValueList><rim:Value>2.16.840.1.113883.6.1</rim:Value>…
+        <rim:Name><rim:LocalizedString value="Compte rendu de consultation"/></rim:Name>
+      </rim:Classification>
+      <rim:ExternalIdentifier id="urn:uuid:…" identificationScheme="urn:uuid:2e82c1f6-…"
+                              registryObject="Document01" value="1.2.250.1.999.7.2">
+        <rim:Name><rim:LocalizedString value="XDSDocumentEntry.uniqueId"/></rim:Name>
+      </rim:ExternalIdentifier>
+    </rim:ExtrinsicObject>
+
+The ids of classifications and external identifiers are UUIDs derived from the entry's uniqueId
+and id, so the same metadata always gives the same bytes (a retried deposit sends what the first
+attempt sent) and two deposits never share one.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, ParamSpec, TypeVar
+from urllib.parse import unquote
+
+import pydantic
+from lxml import etree
+from pydantic import BaseModel, ConfigDict, Field
+
+from dmp_connector.errors import MalformedResponseError, ValidationError
+from dmp_connector.soap.envelope import resolve_xop, xop_include
+from dmp_connector.soap.mtom import Attachment
+from dmp_connector.soap.namespaces import LCM, RIM, RS, XDSB, XOP
+from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml
+
+from .errors import RegistryError, RegistryResponse
+from .model import (
+    RECEIVED,
+    AnyCode,
+    Association,
+    Author,
+    Cx,
+    DocumentEntry,
+    Folder,
+    ObjectRef,
+    Slot,
+    SubmissionRequest,
+    SubmissionSet,
+    Xcn,
+    XdsTime,
+    xds_code,
+)
+from .vocabulary import (
+    REFERENCE_ID_LIST_SLOT,
+    ClassificationNode,
+    DocumentEntryScheme,
+    DocumentEntryType,
+    ErrorSeverity,
+    FolderScheme,
+    ResponseStatus,
+    SubmissionSetScheme,
+)
+
+__all__ = [
+    "DocumentRequest",
+    "RegistryObjects",
+    "RetrieveDocumentSetRequest",
+    "RetrieveDocumentSetResponse",
+    "RetrievedDocument",
+    "build_provide_and_register_request",
+    "build_registry_response",
+    "build_retrieve_document_set_request",
+    "build_retrieve_document_set_response",
+    "build_submit_objects_request",
+    "parse_provide_and_register_request",
+    "parse_registry_response",
+    "parse_retrieve_document_set_request",
+    "parse_retrieve_document_set_response",
+    "parse_submit_objects_request",
+    "read_registry_objects",
+    "write_registry_objects",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
+
+_ID_NAMESPACE: Final = uuid.UUID("6f1c9f4e-3d0a-5b7e-9c1d-2a4b6c8e0f13")
+_OASIS_PARTIAL_SUCCESS: Final = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:PartialSuccess"
+_DEFAULT_MIME_TYPE: Final = "application/octet-stream"
+
+
+def _rim(tag: str) -> str:
+    return f"{{{RIM}}}{tag}"
+
+
+def _rs(tag: str) -> str:
+    return f"{{{RS}}}{tag}"
+
+
+def _xdsb(tag: str) -> str:
+    return f"{{{XDSB}}}{tag}"
+
+
+def _xml_safe(func: Callable[P, R]) -> Callable[P, R]:
+    """lxml refuses text XML cannot carry with a bare ValueError: say which message failed, as ours."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ValueError as exc:
+            if isinstance(exc, pydantic.ValidationError):
+                raise
+            raise ValidationError(
+                f"{func.__name__}: a value holds characters XML cannot carry",
+                hint="remove control characters from titles, comments and display names",
+            ) from exc
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+class _Ids:
+    """Deterministic ids for the classifications and external identifiers of one entry."""
+
+    def __init__(self, owner: str, seed: str) -> None:
+        self._owner = owner
+        self._seed = seed
+        self._count = 0
+
+    def next(self, kind: str) -> str:
+        self._count += 1
+        name = f"{self._seed}|{self._owner}|{kind}|{self._count}"
+        return f"urn:uuid:{uuid.uuid5(_ID_NAMESPACE, name)}"
+
+
+def _slot(parent: etree._Element, name: str, values: Iterable[str | None]) -> None:
+    present = [v for v in values if v is not None]
+    if not present:
+        return
+    slot = etree.SubElement(parent, _rim("Slot"), name=name)
+    value_list = etree.SubElement(slot, _rim("ValueList"))
+    for value in present:
+        etree.SubElement(value_list, _rim("Value")).text = value
+
+
+def _localized(parent: etree._Element, tag: str, text: str | None) -> None:
+    if text is not None:
+        etree.SubElement(etree.SubElement(parent, _rim(tag)), _rim("LocalizedString"), value=text)
+
+
+def _code(parent: etree._Element, scheme: str, owner: str, ids: _Ids, code: AnyCode) -> None:
+    classification = etree.SubElement(
+        parent,
+        _rim("Classification"),
+        classificationScheme=scheme,
+        classifiedObject=owner,
+        id=ids.next("code"),
+        nodeRepresentation=code.code,
+    )
+    _slot(classification, "codingScheme", [code.code_system])
+    _localized(classification, "Name", code.display_name)
+
+
+def _author(parent: etree._Element, scheme: str, owner: str, ids: _Ids, author: Author) -> None:
+    classification = etree.SubElement(
+        parent,
+        _rim("Classification"),
+        classificationScheme=scheme,
+        classifiedObject=owner,
+        id=ids.next("author"),
+        nodeRepresentation="",
+    )
+    _slot(classification, "authorPerson", [author.person.text if author.person else None])
+    _slot(classification, "authorInstitution", [x.text for x in author.institutions])
+    _slot(classification, "authorRole", author.roles)
+    _slot(classification, "authorSpecialty", author.specialties)
+    _slot(classification, "authorTelecommunication", author.telecommunications)
+
+
+def _external_id(parent: etree._Element, scheme: str, owner: str, ids: _Ids, value: str, name: str) -> None:
+    identifier = etree.SubElement(
+        parent,
+        _rim("ExternalIdentifier"),
+        id=ids.next("external"),
+        identificationScheme=scheme,
+        registryObject=owner,
+        value=value,
+    )
+    _localized(identifier, "Name", name)
+
+
+def _node(parent: etree._Element, node: str, owner: str, ids: _Ids) -> None:
+    etree.SubElement(
+        parent, _rim("Classification"), classifiedObject=owner, classificationNode=node, id=ids.next("node")
+    )
+
+
+def _extra_slots(parent: etree._Element, slots: Sequence[Slot]) -> None:
+    for slot in slots:
+        element = etree.SubElement(parent, _rim("Slot"), name=slot.name)
+        value_list = etree.SubElement(element, _rim("ValueList"))
+        for value in slot.values:
+            etree.SubElement(value_list, _rim("Value")).text = value
+
+
+def _wire(value: XdsTime | Cx | Xcn | None) -> str | None:
+    return None if value is None else value.text
+
+
+def _status(element: etree._Element, status: str | None) -> None:
+    if status is not None:
+        element.set("status", str(status))
+
+
+def _write_document(parent: etree._Element, entry: DocumentEntry) -> None:
+    owner = entry.entry_uuid
+    ids = _Ids(owner, entry.unique_id)
+    element = etree.SubElement(
+        parent, _rim("ExtrinsicObject"), id=owner, mimeType=entry.mime_type, objectType=entry.object_type.value
+    )
+    _status(element, entry.availability_status)
+    if entry.logical_id is not None:
+        element.set("lid", entry.logical_id)
+    _slot(element, "creationTime", [_wire(entry.creation_time)])
+    _slot(element, "hash", [entry.hash])
+    _slot(element, "languageCode", [entry.language_code])
+    _slot(element, "legalAuthenticator", [_wire(entry.legal_authenticator)])
+    _slot(element, "repositoryUniqueId", [entry.repository_unique_id])
+    _slot(element, "serviceStartTime", [_wire(entry.service_start_time)])
+    _slot(element, "serviceStopTime", [_wire(entry.service_stop_time)])
+    _slot(element, "size", [None if entry.size is None else str(entry.size)])
+    _slot(element, "sourcePatientId", [_wire(entry.source_patient_id)])
+    _slot(element, "sourcePatientInfo", entry.source_patient_info)
+    _slot(element, REFERENCE_ID_LIST_SLOT, entry.reference_ids)
+    _extra_slots(element, entry.extra_slots)
+    _localized(element, "Name", entry.title)
+    _localized(element, "Description", entry.comments)
+    if entry.version is not None:
+        etree.SubElement(element, _rim("VersionInfo"), versionName=entry.version)
+    for author in entry.authors:
+        _author(element, DocumentEntryScheme.AUTHOR, owner, ids, author)
+    singles: list[tuple[str, AnyCode | None]] = [
+        (DocumentEntryScheme.CLASS_CODE, entry.class_code),
+        *((DocumentEntryScheme.CONFIDENTIALITY_CODE, c) for c in entry.confidentiality_codes),
+        *((DocumentEntryScheme.EVENT_CODE_LIST, c) for c in entry.event_codes),
+        (DocumentEntryScheme.FORMAT_CODE, entry.format_code),
+        (DocumentEntryScheme.HEALTHCARE_FACILITY_TYPE_CODE, entry.healthcare_facility_type_code),
+        (DocumentEntryScheme.PRACTICE_SETTING_CODE, entry.practice_setting_code),
+        (DocumentEntryScheme.TYPE_CODE, entry.type_code),
+    ]
+    for scheme, code in singles:
+        if code is not None:
+            _code(element, scheme, owner, ids, code)
+    _external_id(
+        element, DocumentEntryScheme.PATIENT_ID, owner, ids, entry.patient_id.text, "XDSDocumentEntry.patientId"
+    )
+    _external_id(element, DocumentEntryScheme.UNIQUE_ID, owner, ids, entry.unique_id, "XDSDocumentEntry.uniqueId")
+
+
+def _write_submission_set(parent: etree._Element, ss: SubmissionSet) -> None:
+    owner = ss.entry_uuid
+    ids = _Ids(owner, ss.unique_id)
+    element = etree.SubElement(parent, _rim("RegistryPackage"), id=owner)
+    _status(element, ss.availability_status)
+    _slot(element, "submissionTime", [ss.submission_time.text])
+    _slot(element, "intendedRecipient", ss.intended_recipients)
+    _extra_slots(element, ss.extra_slots)
+    _localized(element, "Name", ss.title)
+    _localized(element, "Description", ss.comments)
+    _node(element, ClassificationNode.SUBMISSION_SET, owner, ids)
+    for author in ss.authors:
+        _author(element, SubmissionSetScheme.AUTHOR, owner, ids, author)
+    if ss.content_type_code is not None:
+        _code(element, SubmissionSetScheme.CONTENT_TYPE_CODE, owner, ids, ss.content_type_code)
+    _external_id(element, SubmissionSetScheme.UNIQUE_ID, owner, ids, ss.unique_id, "XDSSubmissionSet.uniqueId")
+    _external_id(element, SubmissionSetScheme.SOURCE_ID, owner, ids, ss.source_id, "XDSSubmissionSet.sourceId")
+    _external_id(element, SubmissionSetScheme.PATIENT_ID, owner, ids, ss.patient_id.text, "XDSSubmissionSet.patientId")
+
+
+def _write_folder(parent: etree._Element, folder: Folder) -> None:
+    owner = folder.entry_uuid
+    ids = _Ids(owner, folder.unique_id)
+    element = etree.SubElement(parent, _rim("RegistryPackage"), id=owner)
+    _status(element, folder.availability_status)
+    _slot(element, "lastUpdateTime", [_wire(folder.last_update_time)])
+    _extra_slots(element, folder.extra_slots)
+    _localized(element, "Name", folder.title)
+    _localized(element, "Description", folder.comments)
+    _node(element, ClassificationNode.FOLDER, owner, ids)
+    for code in folder.codes:
+        _code(element, FolderScheme.CODE_LIST, owner, ids, code)
+    _external_id(element, FolderScheme.UNIQUE_ID, owner, ids, folder.unique_id, "XDSFolder.uniqueId")
+    _external_id(element, FolderScheme.PATIENT_ID, owner, ids, folder.patient_id.text, "XDSFolder.patientId")
+
+
+def _write_association(parent: etree._Element, association: Association) -> None:
+    element = etree.SubElement(
+        parent,
+        _rim("Association"),
+        id=association.entry_uuid,
+        associationType=str(association.association_type),
+        sourceObject=association.source_object,
+        targetObject=association.target_object,
+    )
+    _status(element, association.availability_status)
+    status = association.submission_set_status
+    _slot(element, "SubmissionSetStatus", [None if status is None else str(status)])
+    _slot(element, "PreviousVersion", [association.previous_version])
+    _slot(
+        element, "OriginalStatus", [None if association.original_status is None else str(association.original_status)]
+    )
+    _slot(element, "NewStatus", [None if association.new_status is None else str(association.new_status)])
+    _extra_slots(element, association.extra_slots)
+
+
+def write_registry_objects(
+    registry_object_list: etree._Element,
+    *,
+    submission_sets: Sequence[SubmissionSet] = (),
+    documents: Sequence[DocumentEntry] = (),
+    folders: Sequence[Folder] = (),
+    associations: Sequence[Association] = (),
+    object_refs: Sequence[ObjectRef] = (),
+) -> None:
+    """Append the objects to a ``rim:RegistryObjectList``: submission sets, documents, folders, associations."""
+    for ref in object_refs:
+        element = etree.SubElement(registry_object_list, _rim("ObjectRef"), id=ref.id)
+        if ref.home is not None:
+            element.set("home", ref.home)
+    for ss in submission_sets:
+        _write_submission_set(registry_object_list, ss)
+    for document in documents:
+        _write_document(registry_object_list, document)
+    for folder in folders:
+        _write_folder(registry_object_list, folder)
+    for association in associations:
+        _write_association(registry_object_list, association)
+
+
+def _fill_submit_objects(root: etree._Element, request: SubmissionRequest) -> None:
+    registry_object_list = etree.SubElement(root, _rim("RegistryObjectList"))
+    write_registry_objects(
+        registry_object_list,
+        submission_sets=[request.submission_set],
+        documents=request.documents,
+        folders=request.folders,
+        associations=request.associations,
+    )
+
+
+@_xml_safe
+def build_submit_objects_request(request: SubmissionRequest) -> etree._Element:
+    """The ``lcm:SubmitObjectsRequest`` of ``request``: the body of ITI-57, the core of ITI-41 and XDM::
+
+    <lcm:SubmitObjectsRequest xmlns:lcm="urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
+                              xmlns:rim="urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0">
+      <rim:RegistryObjectList>
+        <rim:RegistryPackage id="SubmissionSet01">…</rim:RegistryPackage>
+        <rim:ExtrinsicObject id="Document01" …>…</rim:ExtrinsicObject>
+        <rim:Association id="Association01" associationType="…:HasMember" sourceObject="SubmissionSet01"
+                         targetObject="Document01">…</rim:Association>
+      </rim:RegistryObjectList>
+    </lcm:SubmitObjectsRequest>
+    """
+    root = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
+    _fill_submit_objects(root, request)
+    return root
+
+
+@_xml_safe
+def build_provide_and_register_request(request: SubmissionRequest) -> etree._Element:
+    """The ITI-41 body: the submission, then one ``xdsb:Document`` per entry pointing at its MTOM part::
+
+    <xdsb:ProvideAndRegisterDocumentSetRequest xmlns:xdsb="urn:ihe:iti:xds-b:2007" …>
+      <lcm:SubmitObjectsRequest>…</lcm:SubmitObjectsRequest>
+      <xdsb:Document id="Document01"><xop:Include href="cid:1b4e…@dmp-connector"/></xdsb:Document>
+      <xdsb:Document id="Signature01"><xop:Include href="cid:77ac…@dmp-connector"/></xdsb:Document>
+    </xdsb:ProvideAndRegisterDocumentSetRequest>
+
+    Every document entry needs its Content-ID in ``request.contents``; the bytes travel as
+    attachments of :func:`~dmp_connector.soap.encode_mtom` with those ids.
+    """
+    missing = [d.entry_uuid for d in request.documents if d.entry_uuid not in request.contents]
+    if missing:
+        raise ValidationError(
+            "a Provide and Register request needs the MTOM part of every document",
+            problems=[f"document {entry_id} has no Content-ID in contents" for entry_id in missing],
+        )
+    root = etree.Element(
+        _xdsb("ProvideAndRegisterDocumentSetRequest"), nsmap={"xdsb": XDSB, "lcm": LCM, "rim": RIM, "xop": XOP}
+    )
+    _fill_submit_objects(etree.SubElement(root, f"{{{LCM}}}SubmitObjectsRequest"), request)
+    for document in request.documents:
+        holder = etree.SubElement(root, _xdsb("Document"), id=document.entry_uuid)
+        holder.append(xop_include(request.contents[document.entry_uuid]))
+    return root
+
+
+def _write_registry_response(element: etree._Element, response: RegistryResponse) -> None:
+    """Set the status of an element of ``rs:RegistryResponseType`` and append its error list."""
+    element.set("status", response.status.value)
+    if response.request_id is not None:
+        element.set("requestId", response.request_id)
+    if not response.errors:
+        return
+    highest = ErrorSeverity.ERROR if any(e.is_error for e in response.errors) else ErrorSeverity.WARNING
+    error_list = etree.SubElement(element, _rs("RegistryErrorList"), highestSeverity=highest.value)
+    for error in response.errors:
+        item = etree.SubElement(
+            error_list,
+            _rs("RegistryError"),
+            codeContext=error.code_context,
+            errorCode=str(error.error_code),
+            severity=str(error.severity),
+        )
+        if error.location is not None:
+            item.set("location", error.location)
+
+
+@_xml_safe
+def build_registry_response(response: RegistryResponse) -> etree._Element:
+    """An ``rs:RegistryResponse`` (what the sandbox answers to ITI-41 and ITI-57)::
+
+    <rs:RegistryResponse xmlns:rs="urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
+                         status="urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure">
+      <rs:RegistryErrorList highestSeverity="urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error">
+        <rs:RegistryError codeContext="…" errorCode="XDSUnknownPatientId" severity="…:Error"/>
+      </rs:RegistryErrorList>
+    </rs:RegistryResponse>
+    """
+    root = etree.Element(_rs("RegistryResponse"), nsmap={"rs": RS})
+    _write_registry_response(root, response)
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_root(
+    source: bytes | etree._Element, expected: str, what: str, *, limits: XmlLimits = DEFAULT_LIMITS
+) -> etree._Element:
+    """The root element of a message (parsed by :func:`parse_xml` if given as bytes), checked by name."""
+    root = parse_xml(source, limits=limits, what=what) if isinstance(source, bytes | bytearray) else source
+    if not isinstance(root, etree._Element):
+        raise TypeError(f"{what} is read from bytes or an element parsed by dmp_connector.xml.parse_xml")
+    if root.tag != expected:
+        raise MalformedResponseError(f"{what} is not a {_local(expected)}: its root element is {_clark(root)}")
+    return root
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _clark(element: etree._Element) -> str:
+    qname = etree.QName(element)
+    return f"{{{qname.namespace}}}{qname.localname}" if qname.namespace else qname.localname
+
+
+def _children(element: etree._Element, tag: str | None = None) -> list[etree._Element]:
+    return [c for c in element if isinstance(c.tag, str) and (tag is None or c.tag == tag)]
+
+
+def _scheme(value: str | None) -> str:
+    """A scheme UUID compared without whitespace and case (some producers wrap or upper-case them)."""
+    return "".join((value or "").split()).lower()
+
+
+def _attribute(element: etree._Element, name: str, where: str) -> str:
+    value = element.get(name)
+    if value is None or not value.strip():
+        raise MalformedResponseError(f"{where}: the {_local(str(element.tag))} has no {name} attribute")
+    return value.strip()
+
+
+@dataclass
+class _Classification:
+    scheme: str
+    node: str
+    code: str | None
+    classified: str | None
+    slots: dict[str, list[str]]
+    name: str | None
+
+
+@dataclass
+class _Object:
+    element: etree._Element
+    id: str
+    where: str
+    slots: dict[str, list[str]] = field(default_factory=dict)
+    name: str | None = None
+    description: str | None = None
+    version: str | None = None
+    classifications: list[_Classification] = field(default_factory=list)
+    identifiers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _read_slots(element: etree._Element, where: str) -> dict[str, list[str]]:
+    slots: dict[str, list[str]] = {}
+    for slot in _children(element, _rim("Slot")):
+        name = _attribute(slot, "name", where)
+        if name in slots:
+            raise MalformedResponseError(f"{where}: the slot {name} appears twice")
+        values: list[str] = []
+        for value_list in _children(slot, _rim("ValueList")):
+            values += [v.text or "" for v in _children(value_list, _rim("Value"))]
+        slots[name] = values
+    return slots
+
+
+def _read_localized(element: etree._Element | None) -> str | None:
+    if element is None:
+        return None
+    for string in _children(element, _rim("LocalizedString")):
+        value = string.get("value")
+        if value is not None:
+            return value
+    return None
+
+
+def _read_classification(element: etree._Element, where: str) -> _Classification:
+    return _Classification(
+        scheme=_scheme(element.get("classificationScheme")),
+        node=_scheme(element.get("classificationNode")),
+        code=element.get("nodeRepresentation"),
+        classified=element.get("classifiedObject"),
+        slots=_read_slots(element, where),
+        name=_read_localized(element.find(_rim("Name"))),
+    )
+
+
+def _read_object(element: etree._Element, kind: str) -> _Object:
+    raw_id = element.get("id")
+    where = f"{kind} {raw_id}" if raw_id else kind
+    obj = _Object(element=element, id=_attribute(element, "id", where), where=where)
+    obj.slots = _read_slots(element, where)
+    obj.name = _read_localized(element.find(_rim("Name")))
+    obj.description = _read_localized(element.find(_rim("Description")))
+    version = element.find(_rim("VersionInfo"))
+    obj.version = version.get("versionName") if version is not None else None
+    for child in _children(element, _rim("Classification")):
+        obj.classifications.append(_read_classification(child, where))
+    for child in _children(element, _rim("ExternalIdentifier")):
+        obj.identifiers.append((_scheme(child.get("identificationScheme")), _attribute(child, "value", where)))
+    return obj
+
+
+def _single(obj: _Object, slots: Mapping[str, list[str]], name: str) -> str | None:
+    values = slots.get(name)
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise MalformedResponseError(f"{obj.where}: the slot {name} must hold exactly one value")
+    return values[0]
+
+
+def _identifier(obj: _Object, scheme: str, name: str, *, required: bool = True) -> str | None:
+    found = [value for s, value in obj.identifiers if s == scheme]
+    if len(found) > 1:
+        raise MalformedResponseError(f"{obj.where}: {name} appears more than once")
+    if not found:
+        if required:
+            raise MalformedResponseError(f"{obj.where} has no {name} (ExternalIdentifier {scheme})")
+        return None
+    return found[0]
+
+
+def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
+    codes: list[AnyCode] = []
+    for classification in obj.classifications:
+        if classification.scheme != scheme:
+            continue
+        system = _single(obj, classification.slots, "codingScheme")
+        if not classification.code or system is None:
+            raise MalformedResponseError(
+                f"{obj.where}: a {name} classification lacks nodeRepresentation or codingScheme"
+            )
+        try:
+            codes.append(xds_code(classification.code, system, classification.name))
+        except pydantic.ValidationError as exc:
+            raise MalformedResponseError(f"{obj.where}: a {name} code is not valid ({_first_error(exc)})") from exc
+    return codes
+
+
+def _one_code(obj: _Object, scheme: str, name: str) -> AnyCode | None:
+    codes = _codes(obj, scheme, name)
+    if len(codes) > 1:
+        raise MalformedResponseError(f"{obj.where}: {name} appears more than once")
+    return codes[0] if codes else None
+
+
+def _authors(obj: _Object, scheme: str) -> list[dict[str, Any]]:
+    authors: list[dict[str, Any]] = []
+    for classification in obj.classifications:
+        if classification.scheme != scheme:
+            continue
+        slots = classification.slots
+        person = _single(obj, slots, "authorPerson")
+        specialties = slots.get("authorSpecialty", []) + slots.get("authorSpeciality", [])
+        authors.append(
+            {
+                "person": person or None,
+                "institutions": tuple(slots.get("authorInstitution", [])),
+                "roles": tuple(slots.get("authorRole", [])),
+                "specialties": tuple(specialties),
+                "telecommunications": tuple(slots.get("authorTelecommunication", [])),
+            }
+        )
+    return authors
+
+
+def _extras(slots: Mapping[str, list[str]], modelled: Iterable[str]) -> tuple[Slot, ...]:
+    known = set(modelled)
+    return tuple(Slot(name=name, values=tuple(values)) for name, values in slots.items() if name not in known)
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or 'value'}: {error['msg']}" for error in exc.errors()[:3]
+    )
+
+
+def _validated(model: type[M], data: Mapping[str, Any], where: str) -> M:
+    """Validate received metadata, turning pydantic's error into ours (locations and rules, no values)."""
+    try:
+        return model.model_validate(data, context=RECEIVED)
+    except pydantic.ValidationError as exc:
+        raise MalformedResponseError(f"{where} is not valid XDS metadata: {_first_error(exc)}") from exc
+
+
+_DOCUMENT_SLOT_NAMES: Final = (
+    "creationTime",
+    "hash",
+    "languageCode",
+    "legalAuthenticator",
+    "repositoryUniqueId",
+    "serviceStartTime",
+    "serviceStopTime",
+    "size",
+    "sourcePatientId",
+    "sourcePatientInfo",
+    REFERENCE_ID_LIST_SLOT,
+)
+
+
+def _document(obj: _Object) -> DocumentEntry:
+    element, slots = obj.element, obj.slots
+    object_type = element.get("objectType") or DocumentEntryType.STABLE.value
+    try:
+        entry_type = DocumentEntryType(_scheme(object_type))
+    except ValueError:
+        raise MalformedResponseError(f"{obj.where}: objectType is neither stable nor on-demand") from None
+    size = _single(obj, slots, "size")
+    if size is not None and not size.strip().isdigit():
+        raise MalformedResponseError(f"{obj.where}: the size slot is not a number of bytes")
+    data: dict[str, Any] = {
+        "entry_uuid": obj.id,
+        "unique_id": _identifier(obj, DocumentEntryScheme.UNIQUE_ID, "uniqueId"),
+        "patient_id": _identifier(obj, DocumentEntryScheme.PATIENT_ID, "patientId"),
+        "mime_type": element.get("mimeType") or _DEFAULT_MIME_TYPE,
+        "object_type": entry_type,
+        "availability_status": element.get("status"),
+        "logical_id": element.get("lid") or None,
+        "version": obj.version,
+        "class_code": _one_code(obj, DocumentEntryScheme.CLASS_CODE, "classCode"),
+        "type_code": _one_code(obj, DocumentEntryScheme.TYPE_CODE, "typeCode"),
+        "format_code": _one_code(obj, DocumentEntryScheme.FORMAT_CODE, "formatCode"),
+        "healthcare_facility_type_code": _one_code(
+            obj, DocumentEntryScheme.HEALTHCARE_FACILITY_TYPE_CODE, "healthcareFacilityTypeCode"
+        ),
+        "practice_setting_code": _one_code(obj, DocumentEntryScheme.PRACTICE_SETTING_CODE, "practiceSettingCode"),
+        "confidentiality_codes": tuple(_codes(obj, DocumentEntryScheme.CONFIDENTIALITY_CODE, "confidentialityCode")),
+        "event_codes": tuple(_codes(obj, DocumentEntryScheme.EVENT_CODE_LIST, "eventCodeList")),
+        "authors": tuple(_authors(obj, DocumentEntryScheme.AUTHOR)),
+        "legal_authenticator": _single(obj, slots, "legalAuthenticator") or None,
+        "creation_time": _single(obj, slots, "creationTime"),
+        "service_start_time": _single(obj, slots, "serviceStartTime"),
+        "service_stop_time": _single(obj, slots, "serviceStopTime"),
+        "language_code": _single(obj, slots, "languageCode"),
+        "hash": _single(obj, slots, "hash"),
+        "size": int(size) if size is not None else None,
+        "title": obj.name,
+        "comments": obj.description,
+        "source_patient_id": _single(obj, slots, "sourcePatientId"),
+        "source_patient_info": tuple(slots.get("sourcePatientInfo", [])),
+        "repository_unique_id": _single(obj, slots, "repositoryUniqueId"),
+        "reference_ids": tuple(slots.get(REFERENCE_ID_LIST_SLOT, [])),
+        "extra_slots": _extras(slots, _DOCUMENT_SLOT_NAMES),
+    }
+    return _validated(DocumentEntry, data, obj.where)
+
+
+def _submission_set(obj: _Object) -> SubmissionSet:
+    slots = obj.slots
+    submission_time = _single(obj, slots, "submissionTime")
+    if submission_time is None:
+        raise MalformedResponseError(f"{obj.where} has no submissionTime")
+    data: dict[str, Any] = {
+        "entry_uuid": obj.id,
+        "unique_id": _identifier(obj, SubmissionSetScheme.UNIQUE_ID, "uniqueId"),
+        "source_id": _identifier(obj, SubmissionSetScheme.SOURCE_ID, "sourceId"),
+        "patient_id": _identifier(obj, SubmissionSetScheme.PATIENT_ID, "patientId"),
+        "submission_time": submission_time,
+        "content_type_code": _one_code(obj, SubmissionSetScheme.CONTENT_TYPE_CODE, "contentTypeCode"),
+        "authors": tuple(_authors(obj, SubmissionSetScheme.AUTHOR)),
+        "title": obj.name,
+        "comments": obj.description,
+        "intended_recipients": tuple(slots.get("intendedRecipient", [])),
+        "availability_status": obj.element.get("status"),
+        "extra_slots": _extras(slots, ("submissionTime", "intendedRecipient")),
+    }
+    return _validated(SubmissionSet, data, obj.where)
+
+
+def _folder(obj: _Object) -> Folder:
+    slots = obj.slots
+    data: dict[str, Any] = {
+        "entry_uuid": obj.id,
+        "unique_id": _identifier(obj, FolderScheme.UNIQUE_ID, "uniqueId"),
+        "patient_id": _identifier(obj, FolderScheme.PATIENT_ID, "patientId"),
+        "codes": tuple(_codes(obj, FolderScheme.CODE_LIST, "codeList")),
+        "title": obj.name,
+        "comments": obj.description,
+        "last_update_time": _single(obj, slots, "lastUpdateTime"),
+        "availability_status": obj.element.get("status"),
+        "extra_slots": _extras(slots, ("lastUpdateTime",)),
+    }
+    return _validated(Folder, data, obj.where)
+
+
+def _association(element: etree._Element) -> Association:
+    obj = _read_object(element, "Association")
+    slots = obj.slots
+    data: dict[str, Any] = {
+        "entry_uuid": obj.id,
+        "association_type": _attribute(element, "associationType", obj.where),
+        "source_object": _attribute(element, "sourceObject", obj.where),
+        "target_object": _attribute(element, "targetObject", obj.where),
+        "submission_set_status": _single(obj, slots, "SubmissionSetStatus"),
+        "previous_version": _single(obj, slots, "PreviousVersion"),
+        "original_status": _single(obj, slots, "OriginalStatus"),
+        "new_status": _single(obj, slots, "NewStatus"),
+        "availability_status": element.get("status"),
+        "extra_slots": _extras(slots, ("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus")),
+    }
+    return _validated(Association, data, obj.where)
+
+
+@dataclass
+class RegistryObjects:
+    """What a ``rim:RegistryObjectList`` holds, typed, in document order within each kind."""
+
+    submission_sets: list[SubmissionSet] = field(default_factory=list)
+    documents: list[DocumentEntry] = field(default_factory=list)
+    folders: list[Folder] = field(default_factory=list)
+    associations: list[Association] = field(default_factory=list)
+    object_refs: list[ObjectRef] = field(default_factory=list)
+
+
+_SS_IDENTIFIERS: Final = frozenset({SubmissionSetScheme.UNIQUE_ID.value, SubmissionSetScheme.SOURCE_ID.value})
+_FOLDER_IDENTIFIERS: Final = frozenset({FolderScheme.UNIQUE_ID.value})
+
+
+def read_registry_objects(registry_object_list: etree._Element) -> RegistryObjects:
+    """Read a ``rim:RegistryObjectList`` into typed objects.
+
+    Classifications and external identifiers may sit inside their object or next to it in the
+    list (``classifiedObject`` / ``registryObject`` say whose they are): both are read. A
+    ``rim:RegistryPackage`` is a submission set or a folder by its classification node (or, when
+    a producer left it out, by its identifiers). Unknown kinds of objects are skipped.
+    """
+    loose_classifications: dict[str, list[_Classification]] = {}
+    loose_identifiers: dict[str, list[tuple[str, str]]] = {}
+    for child in _children(registry_object_list):
+        if child.tag == _rim("Classification"):
+            classification = _read_classification(child, "a list-level Classification")
+            owner = classification.classified or ""
+            loose_classifications.setdefault(owner, []).append(classification)
+        elif child.tag == _rim("ExternalIdentifier"):
+            owner = child.get("registryObject") or ""
+            scheme = _scheme(child.get("identificationScheme"))
+            loose_identifiers.setdefault(owner, []).append((scheme, _attribute(child, "value", "ExternalIdentifier")))
+
+    found = RegistryObjects()
+    for child in _children(registry_object_list):
+        tag = child.tag
+        if tag == _rim("ObjectRef"):
+            data = {"id": _attribute(child, "id", "ObjectRef"), "home": child.get("home") or None}
+            found.object_refs.append(_validated(ObjectRef, data, "ObjectRef"))
+        elif tag == _rim("Association"):
+            found.associations.append(_association(child))
+        elif tag in (_rim("ExtrinsicObject"), _rim("RegistryPackage")):
+            kind = "DocumentEntry" if tag == _rim("ExtrinsicObject") else "RegistryPackage"
+            obj = _read_object(child, kind)
+            obj.classifications += loose_classifications.get(obj.id, [])
+            obj.identifiers += loose_identifiers.get(obj.id, [])
+            if tag == _rim("ExtrinsicObject"):
+                found.documents.append(_document(obj))
+            else:
+                _read_package(obj, found)
+    return found
+
+
+def _read_package(obj: _Object, found: RegistryObjects) -> None:
+    nodes = {c.node for c in obj.classifications if c.node}
+    schemes = {scheme for scheme, _ in obj.identifiers}
+    if ClassificationNode.SUBMISSION_SET.value in nodes or (not nodes and schemes & _SS_IDENTIFIERS):
+        obj.where = obj.where.replace("RegistryPackage", "SubmissionSet", 1)
+        found.submission_sets.append(_submission_set(obj))
+    elif ClassificationNode.FOLDER.value in nodes or (not nodes and schemes & _FOLDER_IDENTIFIERS):
+        obj.where = obj.where.replace("RegistryPackage", "Folder", 1)
+        found.folders.append(_folder(obj))
+    else:
+        raise MalformedResponseError(f"{obj.where} is neither a submission set nor a folder")
+
+
+def parse_submit_objects_request(
+    source: bytes | etree._Element, *, limits: XmlLimits = DEFAULT_LIMITS
+) -> SubmissionRequest:
+    """Read an ``lcm:SubmitObjectsRequest`` (ITI-57 body, XDM ``METADATA.XML``) into a :class:`SubmissionRequest`.
+
+    The shapes are checked; the submission rules are not (call ``.problems()``), so that a
+    registry simulator can answer with the right XDS error rather than a parse failure.
+    """
+    what = "the SubmitObjectsRequest"
+    root = _read_root(source, f"{{{LCM}}}SubmitObjectsRequest", what, limits=limits)
+    return _submission_from(root, what)
+
+
+def _submission_from(root: etree._Element, what: str, contents: Mapping[str, str] | None = None) -> SubmissionRequest:
+    lists = _children(root, _rim("RegistryObjectList"))
+    if len(lists) != 1:
+        raise MalformedResponseError(f"{what} must hold one rim:RegistryObjectList")
+    objects = read_registry_objects(lists[0])
+    if len(objects.submission_sets) != 1:
+        raise MalformedResponseError(
+            f"{what} holds {len(objects.submission_sets)} submission sets; a submission has exactly one"
+        )
+    data = {
+        "submission_set": objects.submission_sets[0],
+        "documents": tuple(objects.documents),
+        "folders": tuple(objects.folders),
+        "associations": tuple(objects.associations),
+        "contents": dict(contents or {}),
+    }
+    return _validated(SubmissionRequest, data, what)
+
+
+def parse_provide_and_register_request(
+    source: bytes | etree._Element, *, limits: XmlLimits = DEFAULT_LIMITS
+) -> tuple[SubmissionRequest, dict[str, etree._Element]]:
+    """Read an ITI-41 body: the submission, and each ``xdsb:Document`` element by entry id.
+
+    Give a document's element and the message's attachments to
+    :func:`~dmp_connector.soap.resolve_xop` for its bytes. ``contents`` of the submission names
+    the MTOM part of each document sent as an ``xop:Include``.
+    """
+    what = "the ProvideAndRegisterDocumentSetRequest"
+    root = _read_root(source, _xdsb("ProvideAndRegisterDocumentSetRequest"), what, limits=limits)
+    documents: dict[str, etree._Element] = {}
+    contents: dict[str, str] = {}
+    for element in _children(root, _xdsb("Document")):
+        entry_id = _attribute(element, "id", f"{what}: an xdsb:Document")
+        if entry_id in documents:
+            raise MalformedResponseError(f"{what} carries the document {entry_id} twice")
+        documents[entry_id] = element
+        include = element.find(f"{{{XOP}}}Include")
+        href = include.get("href", "") if include is not None else ""
+        if href[:4].lower() == "cid:" and href[4:]:
+            contents[entry_id] = unquote(href[4:])
+    requests = _children(root, f"{{{LCM}}}SubmitObjectsRequest")
+    if len(requests) != 1:
+        raise MalformedResponseError(f"{what} must hold one lcm:SubmitObjectsRequest")
+    return _submission_from(requests[0], what, contents), documents
+
+
+def _read_registry_response(element: etree._Element, what: str) -> RegistryResponse:
+    """The status and errors of any element of ``rs:RegistryResponseType``."""
+    raw = (element.get("status") or "").strip()
+    if raw == _OASIS_PARTIAL_SUCCESS:
+        raw = ResponseStatus.PARTIAL_SUCCESS.value
+    try:
+        status = ResponseStatus(raw)
+    except ValueError:
+        raise MalformedResponseError(
+            f"{what} has an unknown status" + (f" {raw[:120]}" if raw else " (none)"),
+            hint="XDS answers Success, Failure or PartialSuccess (urn:…:ResponseStatusType:…)",
+        ) from None
+    errors: list[RegistryError] = []
+    for error_list in _children(element, _rs("RegistryErrorList")):
+        for item in _children(error_list, _rs("RegistryError")):
+            data = {
+                "error_code": item.get("errorCode") or "",
+                "code_context": item.get("codeContext") or (item.text or "").strip(),
+                "severity": item.get("severity") or ErrorSeverity.ERROR,
+                "location": item.get("location"),
+            }
+            errors.append(_validated(RegistryError, data, f"{what}: a RegistryError"))
+    return RegistryResponse(status=status, errors=tuple(errors), request_id=element.get("requestId"))
+
+
+def parse_registry_response(source: bytes | etree._Element, *, limits: XmlLimits = DEFAULT_LIMITS) -> RegistryResponse:
+    """Read an ``rs:RegistryResponse`` (the ITI-41 and ITI-57 answers); an unknown status is refused."""
+    what = "the RegistryResponse"
+    return _read_registry_response(_read_root(source, _rs("RegistryResponse"), what, limits=limits), what)
+
+
+# --------------------------------------------------------------------------------------------
+# ITI-43 Retrieve Document Set
+
+_RETRIEVE_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class DocumentRequest(BaseModel):
+    """One document to retrieve: the repository that holds it and its uniqueId."""
+
+    model_config = _RETRIEVE_FROZEN
+
+    repository_unique_id: str = Field(min_length=1, max_length=256)
+    """The entry's repositoryUniqueId (the DMP: ``1.2.250.1.213.4.1.1.1.2``)."""
+    document_unique_id: str = Field(min_length=1, max_length=256)
+    """The entry's uniqueId."""
+    home_community_id: str | None = Field(default=None, min_length=1, max_length=256)
+    """homeCommunityId, for cross-community retrieval only."""
+
+
+class RetrieveDocumentSetRequest(BaseModel):
+    """The body of ITI-43: one or more documents to retrieve."""
+
+    model_config = _RETRIEVE_FROZEN
+
+    documents: tuple[DocumentRequest, ...] = Field(min_length=1)
+    """The documents, in the order the answer should list them."""
+
+
+class RetrievedDocument(BaseModel):
+    """One document of an ITI-43 answer: its ids and type, and its bytes once resolved.
+
+    ``content_id`` names the MTOM part (absent when a server sent base64 inline); ``content``
+    is filled when :func:`parse_retrieve_document_set_response` is given the attachments.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    repository_unique_id: str = Field(min_length=1, max_length=256)
+    """RepositoryUniqueId."""
+    document_unique_id: str = Field(min_length=1, max_length=256)
+    """DocumentUniqueId."""
+    mime_type: str = Field(min_length=1, max_length=256)
+    """mimeType."""
+    home_community_id: str | None = None
+    """HomeCommunityId, if given."""
+    new_repository_unique_id: str | None = None
+    """NewRepositoryUniqueId (on-demand documents made persistent)."""
+    new_document_unique_id: str | None = None
+    """NewDocumentUniqueId (on-demand documents)."""
+    content_id: str | None = None
+    """Content-ID of the MTOM part holding the bytes."""
+    content: Attachment | None = Field(default=None, repr=False, exclude=True)
+    """The bytes, as an :class:`~dmp_connector.soap.Attachment`, when resolved; never shown in reprs."""
+
+
+class RetrieveDocumentSetResponse(BaseModel):
+    """An ITI-43 answer: the registry response (status, errors) and the documents returned."""
+
+    model_config = _RETRIEVE_FROZEN
+
+    response: RegistryResponse
+    """Status and errors; PartialSuccess when some documents could not be returned."""
+    documents: tuple[RetrievedDocument, ...] = ()
+    """The documents returned."""
+
+
+@_xml_safe
+def build_retrieve_document_set_request(request: RetrieveDocumentSetRequest) -> etree._Element:
+    """The ITI-43 body::
+
+    <xdsb:RetrieveDocumentSetRequest xmlns:xdsb="urn:ihe:iti:xds-b:2007">
+      <xdsb:DocumentRequest>
+        <xdsb:RepositoryUniqueId>1.2.250.1.213.4.1.1.1.2</xdsb:RepositoryUniqueId>
+        <xdsb:DocumentUniqueId>1.2.250.1.999.7.2</xdsb:DocumentUniqueId>
+      </xdsb:DocumentRequest>
+    </xdsb:RetrieveDocumentSetRequest>
+    """
+    root = etree.Element(_xdsb("RetrieveDocumentSetRequest"), nsmap={"xdsb": XDSB})
+    for document in request.documents:
+        item = etree.SubElement(root, _xdsb("DocumentRequest"))
+        if document.home_community_id is not None:
+            etree.SubElement(item, _xdsb("HomeCommunityId")).text = document.home_community_id
+        etree.SubElement(item, _xdsb("RepositoryUniqueId")).text = document.repository_unique_id
+        etree.SubElement(item, _xdsb("DocumentUniqueId")).text = document.document_unique_id
+    return root
+
+
+def _text(parent: etree._Element, tag: str, where: str, *, required: bool = True) -> str | None:
+    element = parent.find(_xdsb(tag))
+    value = (element.text or "").strip() if element is not None else ""
+    if not value:
+        if required:
+            raise MalformedResponseError(f"{where} has no {tag}")
+        return None
+    return value
+
+
+def parse_retrieve_document_set_request(
+    source: bytes | etree._Element, *, limits: XmlLimits = DEFAULT_LIMITS
+) -> RetrieveDocumentSetRequest:
+    """Read an ITI-43 request (what the sandbox receives)."""
+    what = "the RetrieveDocumentSetRequest"
+    root = _read_root(source, _xdsb("RetrieveDocumentSetRequest"), what, limits=limits)
+    documents = []
+    for item in _children(root, _xdsb("DocumentRequest")):
+        data = {
+            "repository_unique_id": _text(item, "RepositoryUniqueId", what),
+            "document_unique_id": _text(item, "DocumentUniqueId", what),
+            "home_community_id": _text(item, "HomeCommunityId", what, required=False),
+        }
+        documents.append(_validated(DocumentRequest, data, f"{what}: a DocumentRequest"))
+    return _validated(RetrieveDocumentSetRequest, {"documents": tuple(documents)}, what)
+
+
+@_xml_safe
+def build_retrieve_document_set_response(response: RetrieveDocumentSetResponse) -> etree._Element:
+    """An ITI-43 answer whose documents are ``xop:Include`` references to MTOM parts::
+
+    <xdsb:RetrieveDocumentSetResponse xmlns:xdsb="urn:ihe:iti:xds-b:2007" …>
+      <rs:RegistryResponse status="urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"/>
+      <xdsb:DocumentResponse>
+        <xdsb:RepositoryUniqueId>1.2.250.1.213.4.1.1.1.2</xdsb:RepositoryUniqueId>
+        <xdsb:DocumentUniqueId>1.2.250.1.999.7.2</xdsb:DocumentUniqueId>
+        <xdsb:mimeType>text/xml</xdsb:mimeType>
+        <xdsb:Document><xop:Include href="cid:…"/></xdsb:Document>
+      </xdsb:DocumentResponse>
+    </xdsb:RetrieveDocumentSetResponse>
+    """
+    root = etree.Element(_xdsb("RetrieveDocumentSetResponse"), nsmap={"xdsb": XDSB, "rs": RS, "xop": XOP})
+    _write_registry_response(etree.SubElement(root, _rs("RegistryResponse")), response.response)
+    for document in response.documents:
+        if document.content_id is None:
+            raise ValidationError(f"document {document.document_unique_id} has no content_id to refer to")
+        item = etree.SubElement(root, _xdsb("DocumentResponse"))
+        if document.home_community_id is not None:
+            etree.SubElement(item, _xdsb("HomeCommunityId")).text = document.home_community_id
+        etree.SubElement(item, _xdsb("RepositoryUniqueId")).text = document.repository_unique_id
+        etree.SubElement(item, _xdsb("DocumentUniqueId")).text = document.document_unique_id
+        if document.new_repository_unique_id is not None:
+            etree.SubElement(item, _xdsb("NewRepositoryUniqueId")).text = document.new_repository_unique_id
+        if document.new_document_unique_id is not None:
+            etree.SubElement(item, _xdsb("NewDocumentUniqueId")).text = document.new_document_unique_id
+        etree.SubElement(item, _xdsb("mimeType")).text = document.mime_type
+        etree.SubElement(item, _xdsb("Document")).append(xop_include(document.content_id))
+    return root
+
+
+def parse_retrieve_document_set_response(
+    source: bytes | etree._Element,
+    attachments: Mapping[str, Attachment] | None = None,
+    *,
+    limits: XmlLimits = DEFAULT_LIMITS,
+) -> RetrieveDocumentSetResponse:
+    """Read an ITI-43 answer; with the message's ``attachments`` each document's ``content`` is resolved.
+
+    A document sent as base64 inside the XML (a server that does not use MTOM) is resolved too,
+    into an in-memory attachment. Without ``attachments`` only the ids and ``content_id`` are read.
+    """
+    what = "the RetrieveDocumentSetResponse"
+    root = _read_root(source, _xdsb("RetrieveDocumentSetResponse"), what, limits=limits)
+    responses = _children(root, _rs("RegistryResponse"))
+    if len(responses) != 1:
+        raise MalformedResponseError(f"{what} must hold one rs:RegistryResponse")
+    registry_response = _read_registry_response(responses[0], what)
+    documents = []
+    for item in _children(root, _xdsb("DocumentResponse")):
+        where = f"{what}: a DocumentResponse"
+        holder = item.find(_xdsb("Document"))
+        if holder is None:
+            raise MalformedResponseError(f"{where} has no Document")
+        include = holder.find(f"{{{XOP}}}Include")
+        href = include.get("href", "") if include is not None else ""
+        data: dict[str, Any] = {
+            "repository_unique_id": _text(item, "RepositoryUniqueId", where),
+            "document_unique_id": _text(item, "DocumentUniqueId", where),
+            "mime_type": _text(item, "mimeType", where),
+            "home_community_id": _text(item, "HomeCommunityId", where, required=False),
+            "new_repository_unique_id": _text(item, "NewRepositoryUniqueId", where, required=False),
+            "new_document_unique_id": _text(item, "NewDocumentUniqueId", where, required=False),
+            "content_id": unquote(href[4:]) if href[:4].lower() == "cid:" and href[4:] else None,
+        }
+        if attachments is not None:
+            data["content"] = resolve_xop(holder, attachments)
+        documents.append(_validated(RetrievedDocument, data, where))
+    return RetrieveDocumentSetResponse(response=registry_response, documents=tuple(documents))

@@ -1,0 +1,1348 @@
+"""The XDS.b metadata model: document entries, submission sets, folders and associations.
+
+One typed model for what the DMP client deposits and reads back, what the sandbox stores, and
+what MSSanté's XDM packages carry. It says nothing about XML: :mod:`dmp_connector.xds.ebrim`
+writes and reads it as ebRIM 3.0.
+
+Two levels of checks, because the same model holds what we build and what others send:
+
+* the **shape** of every value is checked when a model is made (a CX, an XCN, an XDS time, a
+  hash), by pydantic: a bad value raises pydantic's ``ValidationError`` naming the field;
+* the **rules** of a submission (mandatory attributes, one patient, OIDs, associations that
+  point somewhere) are checked by :class:`SubmissionRequest` when you make one, and listed in
+  one :class:`~dmp_connector.errors.ValidationError` whose ``problems`` name each rule broken.
+  What the parser reads from the wire is not refused for breaking those rules (a registry
+  answer is what it is); :meth:`SubmissionRequest.problems` lists them on demand.
+  :meth:`SubmissionRequest.check` adds the DMP's own rules (``MetadataProfile.DMP``).
+
+Problem messages name entries by their id and attribute, never by a value: a patient id or a
+title is health data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from enum import IntEnum, StrEnum
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Protocol, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
+
+from dmp_connector.codes import Code
+from dmp_connector.errors import ValidationError
+
+from .vocabulary import (
+    AssociationType,
+    AvailabilityStatus,
+    DocumentEntryType,
+    SubmissionSetStatus,
+)
+
+__all__ = [
+    "RECEIVED",
+    "SUBMISSION_SET_ID",
+    "AnyCode",
+    "Association",
+    "AssociationValues",
+    "Author",
+    "Cx",
+    "DocumentEntry",
+    "Folder",
+    "ForeignCode",
+    "MetadataProfile",
+    "ObjectRef",
+    "SignatureEntryValues",
+    "Slot",
+    "SubmissionRequest",
+    "SubmissionSet",
+    "TimePrecision",
+    "Xcn",
+    "XdsTime",
+    "Xon",
+    "coded_value",
+    "is_oid",
+    "new_entry_uuid",
+    "symbolic_id",
+    "xds_code",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+SUBMISSION_SET_ID: Final = "SubmissionSet01"
+"""The symbolic id of the submission set in a deposit, as the DMP implementations write it."""
+
+RECEIVED: Final[Mapping[str, bool]] = MappingProxyType({"received": True})
+"""Validation context for metadata read from the wire: its shape is checked, not the submission rules."""
+
+_OID_RE: Final = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+_UUID_URN_RE: Final = re.compile(
+    r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+_NOT_XML_CHAR: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_HL7_SEPARATORS: Final = frozenset("^&~\\|")
+_MAX_OID: Final = 64
+_LONG_NAME: Final = 256  # rim:LongName: slot values, nodeRepresentation, external identifier values
+_FREE_FORM: Final = 1024  # rim:FreeFormText: LocalizedString values (title, comments, display names)
+
+
+def is_oid(value: str, *, max_length: int = _MAX_OID) -> bool:
+    """True for a dotted OID (no leading zero in an arc) of at most ``max_length`` characters."""
+    return len(value) <= max_length and _OID_RE.match(value) is not None
+
+
+def new_entry_uuid() -> str:
+    """A fresh ``urn:uuid:`` entryUUID, for an entry that must keep its id in the registry."""
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+def symbolic_id(kind: str, number: int) -> str:
+    """A symbolic id, ``symbolic_id("Document", 1) == "Document01"``: the registry gives it a UUID.
+
+    Symbolic ids make a retried deposit send the same metadata bytes and cannot collide with an
+    entry already in the registry, which is why deposits use them.
+    """
+    if not kind.isidentifier() or number < 0:
+        raise ValidationError("a symbolic id is a name (letters, digits, _) and a non-negative number")
+    return f"{kind}{number:02d}"
+
+
+def _xml_chars(value: str) -> str:
+    if _NOT_XML_CHAR.search(value):
+        raise ValueError("holds a character XML 1.0 cannot carry (a control character or a lone surrogate)")
+    return value
+
+
+def _hl7_component(value: str) -> str:
+    _xml_chars(value)
+    if any(char in _HL7_SEPARATORS for char in value):
+        raise ValueError("holds an HL7 separator (^ & ~ \\ |), which an XDS value cannot escape")
+    return value
+
+
+def _entry_id(value: str) -> str:
+    _xml_chars(value)
+    if not value or any(char.isspace() for char in value):
+        raise ValueError("an entry id is a non-empty string without spaces (a symbolic id or a urn:uuid:)")
+    if value.lower().startswith("urn:uuid:") and not _UUID_URN_RE.match(value):
+        raise ValueError("an id that starts with urn:uuid: must be a UUID")
+    return value
+
+
+def _urn(value: str) -> str:
+    _xml_chars(value)
+    if not value or any(char.isspace() for char in value):
+        raise ValueError("is not a URN: empty or with spaces")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_xml_chars)]
+"""Free text that XML can carry (no control characters)."""
+Component = Annotated[str, Field(min_length=1), AfterValidator(_hl7_component)]
+"""One HL7 v2 component: non-empty, without separators."""
+EntryId = Annotated[str, AfterValidator(_entry_id)]
+"""An entry's id: symbolic (``Document01``) in a submission, ``urn:uuid:…`` in the registry."""
+
+
+def _known(enum_type: type[StrEnum]) -> BeforeValidator:
+    """Turn a known value into its enum member and keep any other string as it came."""
+
+    def convert(value: object) -> object:
+        if isinstance(value, str) and not isinstance(value, enum_type):
+            try:
+                return enum_type(value)
+            except ValueError:
+                return value
+        return value
+
+    return BeforeValidator(convert)
+
+
+Status = Annotated[AvailabilityStatus | str, _known(AvailabilityStatus), AfterValidator(_xml_chars)]
+"""An availability status: an :class:`AvailabilityStatus` member, or a URN this SDK does not know."""
+
+
+# --------------------------------------------------------------------------------------------
+# Time
+
+
+class TimePrecision(IntEnum):
+    """How many digits an XDS time carries: ``YYYY[MM[DD[hh[mm[ss]]]]]``."""
+
+    YEAR = 4
+    MONTH = 6
+    DAY = 8
+    HOUR = 10
+    MINUTE = 12
+    SECOND = 14
+
+
+_DTM_RE: Final = re.compile(r"^[0-9]{4}(?:[0-9]{2}){0,5}$")
+
+
+class XdsTime(BaseModel):
+    """An XDS time (HL7 DTM in UTC): a moment and the precision it was given with.
+
+    XDS times carry no time zone: they are UTC, truncated to 4 to 14 digits
+    (``20051224`` is a day, ``200412230800`` a minute). The precision is kept so that a
+    time read as a day is written back as a day. Build one from an aware ``datetime``
+    (``XdsTime.of(moment)``, seconds), a ``date`` (day precision) or the text itself
+    (``XdsTime.parse("20051224")``)::
+
+        XdsTime.of(datetime(2025, 1, 2, 4, 5, 6, tzinfo=ZoneInfo("Europe/Paris"))).text == "20250102030506"
+    """
+
+    model_config = _FROZEN
+
+    moment: dt.datetime
+    """The start of the interval the value names, in UTC (a day precision time is that day at 00:00)."""
+    precision: TimePrecision = TimePrecision.SECOND
+    """Number of digits written."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return _parse_dtm(data)
+        if isinstance(data, dt.datetime):
+            data = {"moment": data}
+        elif isinstance(data, dt.date):
+            return {"moment": dt.datetime(data.year, data.month, data.day, tzinfo=dt.UTC), "precision": 8}
+        if isinstance(data, dict) and isinstance(data.get("moment"), dt.datetime):
+            moment: dt.datetime = data["moment"]
+            if moment.tzinfo is None or moment.utcoffset() is None:
+                raise ValueError("an XDS time needs a timezone-aware datetime (XDS times are UTC)")
+            precision = TimePrecision(int(data.get("precision", TimePrecision.SECOND)))
+            data = {**data, "moment": _truncate(moment.astimezone(dt.UTC), precision), "precision": precision}
+        return data
+
+    @classmethod
+    def of(cls, moment: dt.datetime, precision: TimePrecision = TimePrecision.SECOND) -> XdsTime:
+        """The time of an aware ``datetime``, truncated to ``precision``."""
+        return cls(moment=moment, precision=precision)
+
+    @classmethod
+    def parse(cls, text: str) -> XdsTime:
+        """Read ``YYYY[MM[DD[hh[mm[ss]]]]]``; anything else is refused."""
+        return cls.model_validate(text)
+
+    @classmethod
+    def now(cls) -> XdsTime:
+        """The current time to the second (a submissionTime, say)."""
+        return cls(moment=dt.datetime.now(dt.UTC))
+
+    @property
+    def text(self) -> str:
+        """The wire form, e.g. ``20250102030506``."""
+        m = self.moment
+        full = f"{m.year:04d}{m.month:02d}{m.day:02d}{m.hour:02d}{m.minute:02d}{m.second:02d}"
+        return full[: self.precision]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _parse_dtm(text: str) -> dict[str, object]:
+    if not _DTM_RE.match(text):
+        raise ValueError("is not an XDS time: YYYY[MM[DD[hh[mm[ss]]]]] in UTC, 4 to 14 digits, no time zone")
+    digits = [int(text[i : i + 2]) for i in range(4, len(text), 2)]
+    parts = [int(text[:4]), *digits]
+    defaults = [1, 1, 1, 0, 0, 0]
+    year, month, day, hour, minute, second = parts + defaults[len(parts) :]
+    try:
+        moment = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
+    except ValueError:
+        raise ValueError("is not an XDS time: a field is out of range (month 13, day 32 …)") from None
+    return {"moment": moment, "precision": TimePrecision(len(text))}
+
+
+def _truncate(moment: dt.datetime, precision: TimePrecision) -> dt.datetime:
+    moment = moment.replace(microsecond=0)
+    if precision < TimePrecision.SECOND:
+        moment = moment.replace(second=0)
+    if precision < TimePrecision.MINUTE:
+        moment = moment.replace(minute=0)
+    if precision < TimePrecision.HOUR:
+        moment = moment.replace(hour=0)
+    if precision < TimePrecision.DAY:
+        moment = moment.replace(day=1)
+    if precision < TimePrecision.MONTH:
+        moment = moment.replace(month=1)
+    return moment
+
+
+# --------------------------------------------------------------------------------------------
+# HL7 v2 data types carried in XDS values
+
+
+def _components(text: str, count: int, what: str) -> list[str]:
+    """Split ``text`` on ``^`` into ``count`` components; trailing empty components may be left out."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} is read from a string")
+    parts = text.split("^")
+    if len(parts) > count and any(parts[count:]):
+        raise ValueError(f"is not an XDS {what}: more than {count} components")
+    parts = parts[:count]
+    return parts + [""] * (count - len(parts))
+
+
+def _parse_hd(text: str, what: str) -> str | None:
+    """An HL7 HD as XDS allows it, ``&<OID>&ISO``: the universal id, or None when empty."""
+    if not text:
+        return None
+    sub = text.split("&")
+    if len(sub) != 3 or sub[0] or sub[2] != "ISO" or not sub[1]:
+        raise ValueError(f"is not an XDS {what}: the assigning authority must be &<OID>&ISO")
+    return sub[1]
+
+
+def _format(components: Sequence[str | None]) -> str:
+    values = ["" if c is None else c for c in components]
+    while values and not values[-1]:
+        values.pop()
+    return "^".join(values)
+
+
+def _hd(universal_id: str | None) -> str | None:
+    return None if universal_id is None else f"&{universal_id}&ISO"
+
+
+def _empty(parts: Sequence[str], positions: Sequence[int], what: str) -> None:
+    for position in positions:
+        if parts[position - 1]:
+            raise ValueError(f"is not an XDS {what}: component {position} must be empty")
+
+
+class Cx(BaseModel):
+    """A patient identifier in HL7 CX form, ``<id>^^^&<OID>&ISO[^<type>]``.
+
+    XDS allows only the id, the assigning authority (an OID) and, as the French rules add, the
+    identifier type: ``NH`` for the INS, ``PI`` for a local IPP::
+
+        Cx.parse("248092327650415^^^&1.2.250.1.213.1.4.8&ISO^NH").id_type == "NH"
+    """
+
+    model_config = _FROZEN
+
+    id: Component
+    """The identifier (the INS matricule, an IPP …)."""
+    assigning_authority: Component
+    """OID of the authority that issued it (``1.2.250.1.213.1.4.8`` for the production INS-NIR)."""
+    id_type: Component | None = None
+    """HL7 identifier type code (component 5): ``NH`` for the INS."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        parts = _components(data, 5, "CX")
+        _empty(parts, (2, 3), "CX")
+        authority = _parse_hd(parts[3], "CX")
+        if authority is None:
+            raise ValueError("is not an XDS CX: the assigning authority (component 4) is missing")
+        return {"id": parts[0], "assigning_authority": authority, "id_type": parts[4] or None}
+
+    @classmethod
+    def parse(cls, text: str) -> Cx:
+        """Read a CX string."""
+        return cls.model_validate(text)
+
+    @classmethod
+    def ins(cls, matricule: str, oid: str) -> Cx:
+        """The CX of an INS: ``<matricule>^^^&<oid>&ISO^NH`` (the OID says NIR or NIA, production or test)."""
+        return cls(id=matricule, assigning_authority=oid, id_type="NH")
+
+    @property
+    def text(self) -> str:
+        """The wire form."""
+        return _format([self.id, None, None, _hd(self.assigning_authority), self.id_type])
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Xcn(BaseModel):
+    """A person in HL7 XCN form, as XDS carries an author or a legal authenticator.
+
+    The French rules write a health professional as
+    ``<IdNat_PS>^<NOM>^<Prénom>^^^^^^&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS``
+    (:meth:`national_professional`). Components 8, 11, 12 and beyond 13 are not used by XDS
+    and are refused when they are not empty.
+    """
+
+    model_config = _FROZEN
+
+    id: Component | None = None
+    """Component 1, the person's identifier (IdNat_PS: ``8`` + RPPS …)."""
+    family_name: Component | None = None
+    """Component 2."""
+    given_name: Component | None = None
+    """Component 3."""
+    further_given_names: Component | None = None
+    """Component 4."""
+    suffix: Component | None = None
+    """Component 5."""
+    prefix: Component | None = None
+    """Component 6 (``Dr``, ``Pr`` …)."""
+    degree: Component | None = None
+    """Component 7."""
+    assigning_authority: Component | None = None
+    """Component 9 as an OID (written ``&<OID>&ISO``): who issued :attr:`id`."""
+    name_type_code: Component | None = None
+    """Component 10 (``D`` for the French professional form)."""
+    identifier_type_code: Component | None = None
+    """Component 13 (``IDNPS`` for a national professional id)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        parts = _components(data, 13, "XCN")
+        _empty(parts, (8, 11, 12), "XCN")
+        names = (
+            "id",
+            "family_name",
+            "given_name",
+            "further_given_names",
+            "suffix",
+            "prefix",
+            "degree",
+        )
+        values: dict[str, object] = {name: parts[i] or None for i, name in enumerate(names)}
+        values["assigning_authority"] = _parse_hd(parts[8], "XCN")
+        values["name_type_code"] = parts[9] or None
+        values["identifier_type_code"] = parts[12] or None
+        return values
+
+    @model_validator(mode="after")
+    def _someone(self) -> Self:
+        if self.id is None and self.family_name is None and self.given_name is None:
+            raise ValueError("an XCN needs an identifier or a name")
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> Xcn:
+        """Read an XCN string."""
+        return cls.model_validate(text)
+
+    @classmethod
+    def national_professional(cls, national_id: str, family_name: str, given_name: str) -> Xcn:
+        """A professional as the DMP wants it: IdNat_PS, names, ``&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS``."""
+        return cls(
+            id=national_id,
+            family_name=family_name,
+            given_name=given_name,
+            assigning_authority="1.2.250.1.71.4.2.1",
+            name_type_code="D",
+            identifier_type_code="IDNPS",
+        )
+
+    @property
+    def text(self) -> str:
+        """The wire form."""
+        return _format(
+            [
+                self.id,
+                self.family_name,
+                self.given_name,
+                self.further_given_names,
+                self.suffix,
+                self.prefix,
+                self.degree,
+                None,
+                _hd(self.assigning_authority),
+                self.name_type_code,
+                None,
+                None,
+                self.identifier_type_code,
+            ]
+        )
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Xon(BaseModel):
+    """An organisation in HL7 XON form, as XDS carries an author's institution.
+
+    French form: ``<name>^^^^^&1.2.250.1.71.4.2.2&ISO^IDNST^^^<IdNat_Struct>``
+    (:meth:`national_structure`). In indirect mode the submission set's institution must be
+    the VIHF's ``Identifiant_Structure``, or the DMP refuses the deposit.
+    """
+
+    model_config = _FROZEN
+
+    organization_name: Component
+    """Component 1, the name."""
+    assigning_authority: Component | None = None
+    """Component 6 as an OID (written ``&<OID>&ISO``)."""
+    identifier_type_code: Component | None = None
+    """Component 7 (``IDNST`` for a national structure id)."""
+    organization_identifier: Component | None = None
+    """Component 10, the organisation's id (IdNat_Struct: ``1`` + FINESS, ``3`` + SIRET …)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        parts = _components(data, 10, "XON")
+        _empty(parts, (2, 3, 4, 5, 8, 9), "XON")
+        return {
+            "organization_name": parts[0],
+            "assigning_authority": _parse_hd(parts[5], "XON"),
+            "identifier_type_code": parts[6] or None,
+            "organization_identifier": parts[9] or None,
+        }
+
+    @classmethod
+    def parse(cls, text: str) -> Xon:
+        """Read an XON string."""
+        return cls.model_validate(text)
+
+    @classmethod
+    def national_structure(cls, name: str, national_id: str) -> Xon:
+        """An organisation as the DMP wants it: name, ``&1.2.250.1.71.4.2.2&ISO^IDNST``, IdNat_Struct."""
+        return cls(
+            organization_name=name,
+            assigning_authority="1.2.250.1.71.4.2.2",
+            identifier_type_code="IDNST",
+            organization_identifier=national_id,
+        )
+
+    @property
+    def text(self) -> str:
+        """The wire form."""
+        return _format(
+            [
+                self.organization_name,
+                None,
+                None,
+                None,
+                None,
+                _hd(self.assigning_authority),
+                self.identifier_type_code,
+                None,
+                None,
+                self.organization_identifier,
+            ]
+        )
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def coded_value(code: Code) -> str:
+    """A code as an authorRole/authorSpecialty value, ``<code>^<display>^<system>``.
+
+    The French rules write a specialty so: ``G15_10/SM26^Médecine générale^1.2.250.1.213.1.1.4.5``.
+    """
+    for part in (code.code, code.display_name, code.code_system):
+        if part and any(char in _HL7_SEPARATORS for char in part):
+            raise ValidationError("a code written as an XDS value cannot hold an HL7 separator (^ & ~ \\ |)")
+    return f"{code.code}^{code.display_name or ''}^{code.code_system}"
+
+
+# --------------------------------------------------------------------------------------------
+# Codes, authors, slots
+
+
+class ForeignCode(BaseModel):
+    """A code whose coding scheme is a name, not an OID: kept as another registry sent it.
+
+    :class:`~dmp_connector.codes.Code` holds an OID (or the symbolic ``URN``/``ASTM``); IHE test
+    data and some affinity domains name their schemes instead (``LOINC``, ``Connect-a-thon
+    classCodes``). The parser keeps such a code as a ``ForeignCode`` rather than refusing the
+    whole answer; the DMP profile refuses it in what you send (:class:`MetadataProfile`).
+    """
+
+    model_config = _FROZEN
+
+    code: Text = Field(min_length=1)
+    """The code itself (``nodeRepresentation``)."""
+    code_system: Text = Field(min_length=1)
+    """The ``codingScheme`` slot, as sent."""
+    display_name: Text | None = None
+    """The classification's ``Name``."""
+
+
+AnyCode = Code | ForeignCode
+"""A code as XDS metadata holds it: with an OID scheme (:class:`Code`) or a named one (:class:`ForeignCode`)."""
+
+
+def xds_code(code: str, code_system: str, display_name: str | None = None) -> AnyCode:
+    """A :class:`Code` when ``code_system`` is an OID (or ``URN``/``ASTM``), else a :class:`ForeignCode`."""
+    if code_system in ("URN", "ASTM") or _OID_RE.match(code_system):
+        return Code(code=code, code_system=code_system, display_name=display_name)
+    return ForeignCode(code=code, code_system=code_system, display_name=display_name)
+
+
+class Author(BaseModel):
+    """One ``author`` classification: a person, their institutions, roles and specialties.
+
+    Roles and specialties are kept as the strings XDS carries (the DMP writes a specialty as
+    ``G15_10/SM26^Médecine générale^1.2.250.1.213.1.1.4.5``: :func:`coded_value` makes one).
+    """
+
+    model_config = _FROZEN
+
+    person: Xcn | None = None
+    """``authorPerson`` (at most one)."""
+    institutions: tuple[Xon, ...] = ()
+    """``authorInstitution`` values."""
+    roles: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    """``authorRole`` values (the CDA ``functionCode/@displayName`` for the DMP)."""
+    specialties: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    """``authorSpecialty`` values."""
+    telecommunications: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    """``authorTelecommunication`` values (XTN, e.g. ``^^Internet^jean.dupont@medecin.mssante.fr``)."""
+
+
+class Slot(BaseModel):
+    """A ``rim:Slot`` this model has no field for, kept so that nothing read is lost."""
+
+    model_config = _FROZEN
+
+    name: Text = Field(min_length=1)
+    """The slot's name."""
+    values: tuple[Text, ...] = ()
+    """Its values, in order."""
+
+
+# --------------------------------------------------------------------------------------------
+# Entries
+
+
+_DOCUMENT_SLOTS: Final = frozenset(
+    {
+        "creationTime",
+        "hash",
+        "languageCode",
+        "legalAuthenticator",
+        "repositoryUniqueId",
+        "serviceStartTime",
+        "serviceStopTime",
+        "size",
+        "sourcePatientId",
+        "sourcePatientInfo",
+        "urn:ihe:iti:xds:2013:referenceIdList",
+    }
+)
+_SUBMISSION_SET_SLOTS: Final = frozenset({"submissionTime", "intendedRecipient"})
+_FOLDER_SLOTS: Final = frozenset({"lastUpdateTime"})
+_ASSOCIATION_SLOTS: Final = frozenset({"SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus"})
+
+
+def _no_modelled_slot(slots: tuple[Slot, ...], modelled: frozenset[str], what: str) -> None:
+    clashes = sorted({slot.name for slot in slots} & modelled)
+    if clashes:
+        raise ValueError(f"extra_slots repeats {', '.join(clashes)}, which {what} holds as a field")
+    names = [slot.name for slot in slots]
+    if len(set(names)) != len(names):
+        raise ValueError("extra_slots holds two slots with the same name")
+
+
+class SignatureEntryValues(Protocol):
+    """The entry values of a submission-set signature (what ``sign_submission_set`` returns)."""
+
+    @property
+    def unique_id(self) -> str: ...
+    @property
+    def entry_id(self) -> str: ...
+    @property
+    def mime_type(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def language_code(self) -> str: ...
+    @property
+    def class_code(self) -> Code: ...
+    @property
+    def type_code(self) -> Code: ...
+    @property
+    def format_code(self) -> Code: ...
+    @property
+    def event_codes(self) -> tuple[Code, ...]: ...
+    @property
+    def confidentiality_codes(self) -> tuple[Code, ...]: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha1(self) -> str: ...
+    @property
+    def signing_time(self) -> dt.datetime: ...
+
+
+class DocumentEntry(BaseModel):
+    """An XDS DocumentEntry (``rim:ExtrinsicObject``): the metadata of one document.
+
+    Only the attributes every entry has are required here; what a *submission* must also carry
+    (class, type, format, confidentiality, creation time …) is checked by
+    :class:`SubmissionRequest`, because a registry may answer with less.
+    """
+
+    model_config = _FROZEN
+
+    entry_uuid: EntryId
+    """entryUUID: ``Document01`` in a deposit (the registry assigns the UUID), ``urn:uuid:…`` in an answer."""
+    unique_id: Text = Field(min_length=1)
+    """uniqueId: an OID, or ``<OID>^<extension>`` (for a CDA: ``id/@root`` and ``@extension``)."""
+    patient_id: Cx
+    """patientId: the INS in the DMP (``<matricule>^^^&1.2.250.1.213.1.4.8&ISO^NH``)."""
+    mime_type: Text = Field(min_length=1)
+    """mimeType: ``text/xml`` for a CDA, ``application/pdf`` …"""
+    object_type: DocumentEntryType = DocumentEntryType.STABLE
+    """Stable (stored) or on-demand entry."""
+    availability_status: Status | None = None
+    """Approved, Deprecated (or the DMP's Deleted/Archived): set by the registry, absent in a deposit."""
+    logical_id: EntryId | None = None
+    """logicalID (``lid``): the entryUUID of the first version; needed for an ITI-57 metadata update."""
+    version: Annotated[Text, Field(min_length=1, max_length=16)] | None = None
+    """``VersionInfo/@versionName``: the entry's version number, given by the registry."""
+    class_code: AnyCode | None = None
+    """classCode (JDV_J57 for the DMP, derived from the typeCode)."""
+    type_code: AnyCode | None = None
+    """typeCode (LOINC, JDV_J07): the CDA ``code``."""
+    format_code: AnyCode | None = None
+    """formatCode (JDV_J60): ``urn:ihe:iti:xds-sd:pdf:2008`` for a PDF body …"""
+    healthcare_facility_type_code: AnyCode | None = None
+    """healthcareFacilityTypeCode (JDV_J02)."""
+    practice_setting_code: AnyCode | None = None
+    """practiceSettingCode (JDV_J04)."""
+    confidentiality_codes: tuple[AnyCode, ...] = ()
+    """confidentialityCode: the CDA's first, then the DMP visibility codes (MASQUE_PS …)."""
+    event_codes: tuple[AnyCode, ...] = ()
+    """eventCodeList."""
+    authors: tuple[Author, ...] = ()
+    """author classifications."""
+    legal_authenticator: Xcn | None = None
+    """legalAuthenticator."""
+    creation_time: XdsTime | None = None
+    """creationTime: the CDA ``effectiveTime``."""
+    service_start_time: XdsTime | None = None
+    """serviceStartTime."""
+    service_stop_time: XdsTime | None = None
+    """serviceStopTime."""
+    language_code: Text | None = None
+    """languageCode (``fr-FR``)."""
+    hash: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{40}$")] | None = None
+    """hash: SHA-1 of the document, hex (XDS.b fixes SHA-1 here)."""
+    size: Annotated[int, Field(ge=0)] | None = None
+    """size in bytes."""
+    title: Text | None = None
+    """title (``rim:Name``)."""
+    comments: Text | None = None
+    """comments (``rim:Description``)."""
+    source_patient_id: Cx | None = None
+    """sourcePatientId: the producer's local id (IPP), or the INS when there is none."""
+    source_patient_info: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    """sourcePatientInfo lines, ``PID-5|DUPONT^Jean^^^^^L``, ``PID-7|19800101``, ``PID-8|M``."""
+    repository_unique_id: Text | None = None
+    """repositoryUniqueId: set by the repository (the DMP: ``1.2.250.1.213.4.1.1.1.2``); needed to retrieve."""
+    reference_ids: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    """referenceIdList (CXi values)."""
+    extra_slots: tuple[Slot, ...] = ()
+    """Slots this model has no field for (``URI``, ``documentAvailability`` …), kept as read."""
+
+    @model_validator(mode="after")
+    def _extras(self) -> Self:
+        _no_modelled_slot(self.extra_slots, _DOCUMENT_SLOTS, "a DocumentEntry")
+        return self
+
+    @classmethod
+    def for_signature(
+        cls,
+        signature: SignatureEntryValues,
+        *,
+        patient_id: Cx,
+        healthcare_facility_type_code: AnyCode,
+        practice_setting_code: AnyCode,
+        source_patient_id: Cx | None = None,
+        legal_authenticator: Xcn | None = None,
+        authors: Sequence[Author] = (),
+        source_patient_info: Sequence[str] = (),
+    ) -> DocumentEntry:
+        """The entry of the submission-set signature document, from ``sign_submission_set``'s values.
+
+        The DMP wants the signature's healthcareFacilityType and practiceSetting copied from the
+        CDA, its legalAuthenticator set to the submission set's author, and its creation and
+        service times set to when it was signed; the other values come with the signature.
+        """
+        when = XdsTime.of(signature.signing_time)
+        return cls(
+            entry_uuid=signature.entry_id,
+            unique_id=signature.unique_id,
+            patient_id=patient_id,
+            source_patient_id=source_patient_id or patient_id,
+            source_patient_info=tuple(source_patient_info),
+            mime_type=signature.mime_type,
+            title=signature.title,
+            language_code=signature.language_code,
+            class_code=signature.class_code,
+            type_code=signature.type_code,
+            format_code=signature.format_code,
+            event_codes=tuple(signature.event_codes),
+            confidentiality_codes=tuple(signature.confidentiality_codes),
+            healthcare_facility_type_code=healthcare_facility_type_code,
+            practice_setting_code=practice_setting_code,
+            legal_authenticator=legal_authenticator,
+            authors=tuple(authors),
+            creation_time=when,
+            service_start_time=when,
+            service_stop_time=when,
+            hash=signature.sha1,
+            size=signature.size,
+        )
+
+    def codes(self) -> Iterator[tuple[str, AnyCode]]:
+        """Every code of the entry with the attribute it sits in (for checks and filters)."""
+        for name in (
+            "class_code",
+            "type_code",
+            "format_code",
+            "healthcare_facility_type_code",
+            "practice_setting_code",
+        ):
+            code = getattr(self, name)
+            if code is not None:
+                yield name, code
+        for code in self.confidentiality_codes:
+            yield "confidentiality_codes", code
+        for code in self.event_codes:
+            yield "event_codes", code
+
+
+class SubmissionSet(BaseModel):
+    """An XDS SubmissionSet (``rim:RegistryPackage``): who sent what, when, for which patient."""
+
+    model_config = _FROZEN
+
+    entry_uuid: EntryId = SUBMISSION_SET_ID
+    """entryUUID: ``SubmissionSet01`` in a deposit, ``urn:uuid:…`` in an answer."""
+    unique_id: Text = Field(min_length=1)
+    """uniqueId: an OID made once per logical deposit and reused on every retry."""
+    source_id: Text = Field(min_length=1)
+    """sourceId: the sending system's root OID."""
+    patient_id: Cx
+    """patientId: the same as every entry's."""
+    submission_time: XdsTime
+    """submissionTime."""
+    content_type_code: AnyCode | None = None
+    """contentTypeCode (JDV_J59 for the DMP: ``07`` consultation …); required in a submission."""
+    authors: tuple[Author, ...] = ()
+    """author classifications: the DMP requires an authorPerson (the person or system sending)."""
+    title: Text | None = None
+    """title (``rim:Name``)."""
+    comments: Text | None = None
+    """comments (``rim:Description``)."""
+    intended_recipients: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    """intendedRecipient values (``XON|XCN`` or ``|XTN``), as XDM and XDR use them."""
+    availability_status: Status | None = None
+    """Set by the registry in answers."""
+    extra_slots: tuple[Slot, ...] = ()
+    """Slots this model has no field for."""
+
+    @model_validator(mode="after")
+    def _extras(self) -> Self:
+        _no_modelled_slot(self.extra_slots, _SUBMISSION_SET_SLOTS, "a SubmissionSet")
+        return self
+
+
+class Folder(BaseModel):
+    """An XDS Folder (``rim:RegistryPackage``): a group of entries of one patient."""
+
+    model_config = _FROZEN
+
+    entry_uuid: EntryId
+    """entryUUID: ``Folder01`` in a submission."""
+    unique_id: Text = Field(min_length=1)
+    """uniqueId (an OID)."""
+    patient_id: Cx
+    """patientId."""
+    codes: tuple[AnyCode, ...] = ()
+    """codeList."""
+    title: Text | None = None
+    """title."""
+    comments: Text | None = None
+    """comments."""
+    last_update_time: XdsTime | None = None
+    """lastUpdateTime, set by the registry."""
+    availability_status: Status | None = None
+    """Set by the registry in answers."""
+    extra_slots: tuple[Slot, ...] = ()
+    """Slots this model has no field for."""
+
+    @model_validator(mode="after")
+    def _extras(self) -> Self:
+        _no_modelled_slot(self.extra_slots, _FOLDER_SLOTS, "a Folder")
+        return self
+
+
+class AssociationValues(Protocol):
+    """An association as plain values (the signature package's ``Association`` is one)."""
+
+    @property
+    def association_type(self) -> str: ...
+    @property
+    def source_object(self) -> str: ...
+    @property
+    def target_object(self) -> str: ...
+    @property
+    def submission_set_status(self) -> str | None: ...
+
+
+class Association(BaseModel):
+    """An XDS Association (``rim:Association``) between two entries.
+
+    ::
+
+        <rim:Association id="Association01" associationType="urn:…:AssociationType:HasMember"
+                         sourceObject="SubmissionSet01" targetObject="Document01">
+          <rim:Slot name="SubmissionSetStatus"><rim:ValueList><rim:Value>Original</rim:Value>…
+    """
+
+    model_config = _FROZEN
+
+    entry_uuid: EntryId
+    """The association's id (``Association01`` in a submission)."""
+    association_type: Annotated[AssociationType | str, _known(AssociationType), AfterValidator(_urn)]
+    """HasMember, RPLC, signs, UpdateAvailabilityStatus …; an unknown type is kept as it came."""
+    source_object: EntryId
+    """sourceObject: an id in the same submission, or the ``urn:uuid:`` of a registry entry."""
+    target_object: EntryId
+    """targetObject: likewise."""
+    submission_set_status: Annotated[SubmissionSetStatus | str, _known(SubmissionSetStatus)] | None = None
+    """``SubmissionSetStatus`` slot of a HasMember from the submission set: ``Original`` in a deposit."""
+    previous_version: Annotated[Text, Field(min_length=1)] | None = None
+    """``PreviousVersion`` slot (ITI-57): the version the new entry version replaces."""
+    original_status: Status | None = None
+    """``OriginalStatus`` slot of an UpdateAvailabilityStatus association."""
+    new_status: Status | None = None
+    """``NewStatus`` slot of an UpdateAvailabilityStatus association."""
+    availability_status: Status | None = None
+    """Set by the registry in answers."""
+    extra_slots: tuple[Slot, ...] = ()
+    """Slots this model has no field for."""
+
+    @model_validator(mode="after")
+    def _extras(self) -> Self:
+        _no_modelled_slot(self.extra_slots, _ASSOCIATION_SLOTS, "an Association")
+        return self
+
+    @classmethod
+    def has_member(
+        cls, entry_uuid: str, source_object: str, target_object: str, *, previous_version: str | None = None
+    ) -> Association:
+        """HasMember from a submission set to one of its entries, ``SubmissionSetStatus = Original``."""
+        return cls(
+            entry_uuid=entry_uuid,
+            association_type=AssociationType.HAS_MEMBER,
+            source_object=source_object,
+            target_object=target_object,
+            submission_set_status=SubmissionSetStatus.ORIGINAL,
+            previous_version=previous_version,
+        )
+
+    @classmethod
+    def from_values(cls, values: AssociationValues, *, entry_uuid: str) -> Association:
+        """An association from plain values, such as the signature's ``signs`` association."""
+        return cls(
+            entry_uuid=entry_uuid,
+            association_type=values.association_type,
+            source_object=values.source_object,
+            target_object=values.target_object,
+            submission_set_status=values.submission_set_status,
+        )
+
+
+class ObjectRef(BaseModel):
+    """A ``rim:ObjectRef``: what a stored query with ``returnType="ObjectRef"`` answers."""
+
+    model_config = _FROZEN
+
+    id: EntryId
+    """The entryUUID of the object."""
+    home: Text | None = None
+    """homeCommunityId, when the registry gives one."""
+
+
+# --------------------------------------------------------------------------------------------
+# The submission
+
+
+class MetadataProfile(StrEnum):
+    """Which rules :meth:`SubmissionRequest.problems` applies."""
+
+    XDS = "xds"
+    """IHE XDS.b: mandatory attributes, one patient, OIDs, associations that point somewhere."""
+    DMP = "dmp"
+    """XDS plus the DMP's rules: OID coding schemes, the INS as patient id, a submission-set authorPerson."""
+
+
+_INS_AUTHORITIES: Final = frozenset({f"1.2.250.1.213.1.4.{n}" for n in (8, 9, 10, 11)})
+"""INS-NIR, INS-NIA (production), INS-NIR of test and of demonstration (``ins.md``)."""
+_MANDATORY_IN_SUBMISSION: Final = (
+    ("class_code", "classCode"),
+    ("type_code", "typeCode"),
+    ("format_code", "formatCode"),
+    ("healthcare_facility_type_code", "healthcareFacilityTypeCode"),
+    ("practice_setting_code", "practiceSettingCode"),
+    ("creation_time", "creationTime"),
+    ("language_code", "languageCode"),
+    ("source_patient_id", "sourcePatientId"),
+)
+
+
+class SubmissionRequest(BaseModel):
+    """Everything one ``lcm:SubmitObjectsRequest`` carries: a submission set, its entries and associations.
+
+    The same object serves a deposit (ITI-41, with :attr:`contents` naming each document's MTOM
+    part), a metadata update (ITI-57) and an XDM package. Making one checks the XDS rules and
+    raises :class:`~dmp_connector.errors.ValidationError` listing every problem;
+    :meth:`build` makes the HasMember associations for you.
+    """
+
+    model_config = _FROZEN
+
+    submission_set: SubmissionSet
+    """The submission set."""
+    documents: tuple[DocumentEntry, ...] = ()
+    """The document entries (for a DMP deposit: the documents, then the signature ``Signature01``)."""
+    folders: tuple[Folder, ...] = ()
+    """Folders, rarely used."""
+    associations: tuple[Association, ...] = ()
+    """Every association, HasMember included."""
+    contents: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    """For ITI-41: document entry id → Content-ID of its MTOM part (the bytes are not held here)."""
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> Self:
+        if isinstance(info.context, Mapping) and info.context.get("received"):
+            return self
+        problems = self.problems()
+        if problems:
+            raise _invalid(problems, "XDS")
+        return self
+
+    @classmethod
+    def build(
+        cls,
+        submission_set: SubmissionSet,
+        documents: Sequence[DocumentEntry],
+        *,
+        folders: Sequence[Folder] = (),
+        associations: Sequence[Association | AssociationValues] = (),
+        contents: Mapping[str, str] | None = None,
+    ) -> SubmissionRequest:
+        """A submission with a HasMember (``Original``) from the submission set to each document and folder.
+
+        ``associations`` are added after them (the signature's ``signs``, an RPLC …); those that
+        are not :class:`Association` objects get the next symbolic id (``Association03`` …).
+        """
+        made: list[Association] = []
+        members: list[DocumentEntry | Folder] = [*documents, *folders]
+        for entry in members:
+            made.append(
+                Association.has_member(
+                    symbolic_id("Association", len(made) + 1), submission_set.entry_uuid, entry.entry_uuid
+                )
+            )
+        for extra in associations:
+            if isinstance(extra, Association):
+                made.append(extra)
+            else:
+                made.append(Association.from_values(extra, entry_uuid=symbolic_id("Association", len(made) + 1)))
+        return cls(
+            submission_set=submission_set,
+            documents=tuple(documents),
+            folders=tuple(folders),
+            associations=tuple(made),
+            contents=dict(contents or {}),
+        )
+
+    @classmethod
+    def status_update(
+        cls,
+        submission_set: SubmissionSet,
+        entry_uuid: str,
+        *,
+        original_status: AvailabilityStatus | str,
+        new_status: AvailabilityStatus | str,
+    ) -> SubmissionRequest:
+        """ITI-57 status change of one registry entry (DMP delete or archive, TD3.3c/d).
+
+        One UpdateAvailabilityStatus association from the submission set to the entry's
+        ``urn:uuid:``, with the ``OriginalStatus`` and ``NewStatus`` slots.
+        """
+        association = Association(
+            entry_uuid=symbolic_id("Association", 1),
+            association_type=AssociationType.UPDATE_AVAILABILITY_STATUS,
+            source_object=submission_set.entry_uuid,
+            target_object=entry_uuid,
+            original_status=original_status,
+            new_status=new_status,
+        )
+        return cls(submission_set=submission_set, associations=(association,))
+
+    @classmethod
+    def metadata_update(
+        cls, submission_set: SubmissionSet, entry: DocumentEntry, *, previous_version: str
+    ) -> SubmissionRequest:
+        """ITI-57 metadata update: ``entry`` as a new version of a registry entry (DMP masking, TD3.3a/b).
+
+        ``entry`` carries the complete new metadata, a new id, and the ``logical_id`` of the
+        entry it updates; the HasMember association carries ``PreviousVersion``.
+        """
+        association = Association.has_member(
+            symbolic_id("Association", 1),
+            submission_set.entry_uuid,
+            entry.entry_uuid,
+            previous_version=previous_version,
+        )
+        return cls(submission_set=submission_set, documents=(entry,), associations=(association,))
+
+    # ---------------------------------------------------------------------------- checks
+
+    def problems(self, profile: MetadataProfile = MetadataProfile.XDS) -> list[str]:
+        """Every rule this submission breaks, one sentence each (empty when it is valid)."""
+        found: list[str] = []
+        found += _submission_set_problems(self.submission_set)
+        patient = self.submission_set.patient_id
+        for document in self.documents:
+            found += _document_problems(document, patient)
+        for folder in self.folders:
+            found += _folder_problems(folder, patient)
+        found += self._graph_problems()
+        if profile is MetadataProfile.DMP:
+            found += self._dmp_problems()
+        return found
+
+    def check(self, profile: MetadataProfile = MetadataProfile.DMP) -> Self:
+        """Raise :class:`~dmp_connector.errors.ValidationError` listing every problem under ``profile``."""
+        problems = self.problems(profile)
+        if problems:
+            raise _invalid(problems, profile.value.upper())
+        return self
+
+    def _graph_problems(self) -> list[str]:
+        found: list[str] = []
+        ss_id = self.submission_set.entry_uuid
+        document_ids = [d.entry_uuid for d in self.documents]
+        folder_ids = [f.entry_uuid for f in self.folders]
+        all_ids = [ss_id, *document_ids, *folder_ids, *(a.entry_uuid for a in self.associations)]
+        for repeated in sorted({i for i in all_ids if all_ids.count(i) > 1}):
+            found.append(f"the id {repeated} is used by more than one object of the submission")
+        unique_ids = [self.submission_set.unique_id, *(d.unique_id for d in self.documents)]
+        unique_ids += [f.unique_id for f in self.folders]
+        for repeated in sorted({i for i in unique_ids if unique_ids.count(i) > 1}):
+            found.append(f"the uniqueId {repeated} is used by more than one entry of the submission")
+
+        known = set(all_ids)
+        members: set[str] = set()
+        for association in self.associations:
+            where = f"association {association.entry_uuid}"
+            for end, value in (
+                ("sourceObject", association.source_object),
+                ("targetObject", association.target_object),
+            ):
+                if value not in known and not _UUID_URN_RE.match(value):
+                    found.append(f"{where}: {end} {value} is neither in the submission nor a urn:uuid: registry entry")
+            kind = association.association_type
+            if kind == AssociationType.HAS_MEMBER and association.source_object == ss_id:
+                members.add(association.target_object)
+                if association.submission_set_status is None:
+                    found.append(f"{where}: a HasMember from the submission set needs the SubmissionSetStatus slot")
+                previous = association.previous_version
+                target = next((d for d in self.documents if d.entry_uuid == association.target_object), None)
+                if previous is not None and target is not None and target.logical_id is None:
+                    found.append(
+                        f"document {target.entry_uuid}: a new version (PreviousVersion) needs the logicalId it updates"
+                    )
+            elif kind == AssociationType.UPDATE_AVAILABILITY_STATUS:
+                if association.source_object != ss_id:
+                    found.append(f"{where}: an UpdateAvailabilityStatus association starts at the submission set")
+                if association.original_status is None or association.new_status is None:
+                    found.append(f"{where}: an UpdateAvailabilityStatus association needs OriginalStatus and NewStatus")
+            elif kind in _DOCUMENT_RELATIONS and association.source_object not in document_ids:
+                found.append(
+                    f"{where}: the source of a {_short(kind)} association must be a document of the submission"
+                )
+        for entry_id in (*document_ids, *folder_ids):
+            if entry_id not in members:
+                found.append(f"entry {entry_id} is not a member of the submission set (no HasMember association)")
+        for entry_id in self.contents:
+            if entry_id not in document_ids:
+                found.append(f"contents names {entry_id}, which is not a document entry of the submission")
+        return found
+
+    def _dmp_problems(self) -> list[str]:
+        found: list[str] = []
+        ss = self.submission_set
+        entries: list[tuple[str, Iterator[tuple[str, AnyCode]]]] = [
+            ("submission set", iter([("content_type_code", ss.content_type_code)] if ss.content_type_code else []))
+        ]
+        entries += [(f"document {d.entry_uuid}", d.codes()) for d in self.documents]
+        entries += [(f"folder {f.entry_uuid}", iter([("codes", c) for c in f.codes])) for f in self.folders]
+        for where, codes in entries:
+            for attribute, code in codes:
+                if isinstance(code, ForeignCode):
+                    found.append(f"{where}: the coding scheme of {attribute} is not an OID (the DMP wants OIDs)")
+        patients = [("submission set", ss.patient_id)] + [
+            (f"document {d.entry_uuid}", d.patient_id) for d in self.documents
+        ]
+        for where, patient in patients:
+            if patient.id_type != "NH" or patient.assigning_authority not in _INS_AUTHORITIES:
+                found.append(f"{where}: the patientId must be an INS (^^^&1.2.250.1.213.1.4.8&ISO^NH or a test OID)")
+        if not any(author.person is not None for author in ss.authors):
+            found.append("submission set: the DMP requires an author with authorPerson (who or what sends)")
+        return found
+
+
+def _invalid(problems: Sequence[str], profile: str) -> ValidationError:
+    """One error for every problem; the first three are in the message (they hold ids, never patient data)."""
+    shown = "; ".join(problems[:3]) + ("; …" if len(problems) > 3 else "")
+    plural = "s" if len(problems) > 1 else ""
+    return ValidationError(
+        f"the XDS submission breaks {len(problems)} {profile} rule{plural}: {shown}",
+        problems=problems,
+        hint="each problem names the entry and the attribute to fix; .problems lists them all",
+    )
+
+
+_DOCUMENT_RELATIONS: Final = frozenset(
+    {
+        AssociationType.REPLACE,
+        AssociationType.APPEND,
+        AssociationType.TRANSFORM,
+        AssociationType.TRANSFORM_AND_REPLACE,
+        AssociationType.SIGNS,
+    }
+)
+
+
+def _short(kind: str) -> str:
+    return kind.rsplit(":", 1)[-1]
+
+
+def _check_unique_id(value: str, where: str) -> list[str]:
+    root, caret, extension = value.partition("^")
+    if not is_oid(root) or (caret and not 0 < len(extension) <= 16):
+        return [f"{where}: uniqueId {value} is not an OID of at most 64 characters (with an optional ^extension)"]
+    return []
+
+
+def _check_oid(value: str | None, where: str, attribute: str) -> list[str]:
+    if value is not None and not is_oid(value):
+        return [f"{where}: {attribute} {value} is not an OID of at most 64 characters"]
+    return []
+
+
+def _check_lengths(where: str, values: Iterator[tuple[str, str | None, int]]) -> list[str]:
+    return [
+        f"{where}: {attribute} is longer than the {limit} characters ebRIM allows"
+        for attribute, value, limit in values
+        if value is not None and len(value) > limit
+    ]
+
+
+def _code_lengths(name: str, code: AnyCode) -> Iterator[tuple[str, str | None, int]]:
+    yield name, code.code, _LONG_NAME
+    yield f"{name} coding scheme", code.code_system, _LONG_NAME
+    yield f"{name} display name", code.display_name, _FREE_FORM
+
+
+def _author_problems(authors: Sequence[Author], where: str) -> list[str]:
+    found: list[str] = []
+    for index, author in enumerate(authors, 1):
+        if author.person is None and not author.institutions and not author.telecommunications:
+            found.append(f"{where}: author {index} has neither authorPerson, authorInstitution nor telecommunication")
+        values: list[tuple[str, str | None, int]] = [
+            ("authorPerson", author.person.text if author.person else None, _LONG_NAME)
+        ]
+        values += [("authorInstitution", x.text, _LONG_NAME) for x in author.institutions]
+        values += [("authorRole", r, _LONG_NAME) for r in author.roles]
+        values += [("authorSpecialty", s, _LONG_NAME) for s in author.specialties]
+        values += [("authorTelecommunication", t, _LONG_NAME) for t in author.telecommunications]
+        found += _check_lengths(f"{where} author {index}", iter(values))
+    return found
+
+
+def _patient_problems(patient: Cx, where: str, attribute: str = "patientId") -> list[str]:
+    problems = _check_oid(patient.assigning_authority, where, f"{attribute} assigning authority")
+    return problems + _check_lengths(where, iter([(attribute, patient.text, _LONG_NAME)]))
+
+
+def _submission_set_problems(ss: SubmissionSet) -> list[str]:
+    where = "submission set"
+    found = _check_oid(ss.unique_id, where, "uniqueId") + _check_oid(ss.source_id, where, "sourceId")
+    found += _patient_problems(ss.patient_id, where)
+    if ss.content_type_code is None:
+        found.append(f"{where}: contentTypeCode is missing")
+    found += _author_problems(ss.authors, where)
+    lengths: list[tuple[str, str | None, int]] = [
+        ("title", ss.title, _FREE_FORM),
+        ("comments", ss.comments, _FREE_FORM),
+    ]
+    lengths += [("intendedRecipient", r, _LONG_NAME) for r in ss.intended_recipients]
+    if ss.content_type_code is not None:
+        lengths += _code_lengths("contentTypeCode", ss.content_type_code)
+    lengths += [(f"slot {s.name}", v, _LONG_NAME) for s in ss.extra_slots for v in s.values]
+    return found + _check_lengths(where, iter(lengths))
+
+
+def _document_problems(document: DocumentEntry, patient: Cx) -> list[str]:
+    where = f"document {document.entry_uuid}"
+    found = _check_unique_id(document.unique_id, where)
+    for field, name in _MANDATORY_IN_SUBMISSION:
+        if getattr(document, field) is None:
+            found.append(f"{where}: {name} is missing")
+    if not document.confidentiality_codes:
+        found.append(f"{where}: confidentialityCode is missing")
+    if document.patient_id != patient:
+        found.append(f"{where}: patientId differs from the submission set's (one submission, one patient)")
+    found += _patient_problems(document.patient_id, where)
+    if document.source_patient_id is not None:
+        found += _patient_problems(document.source_patient_id, where, "sourcePatientId")
+    found += _check_oid(document.repository_unique_id, where, "repositoryUniqueId")
+    start, stop = document.service_start_time, document.service_stop_time
+    if start is not None and stop is not None and start.moment > stop.moment:
+        found.append(f"{where}: serviceStartTime is after serviceStopTime")
+    found += _author_problems(document.authors, where)
+    lengths: list[tuple[str, str | None, int]] = [
+        ("title", document.title, _FREE_FORM),
+        ("comments", document.comments, _FREE_FORM),
+        ("uniqueId", document.unique_id, _LONG_NAME),
+        ("mimeType", document.mime_type, _LONG_NAME),
+        ("languageCode", document.language_code, _LONG_NAME),
+        ("legalAuthenticator", document.legal_authenticator.text if document.legal_authenticator else None, _LONG_NAME),
+    ]
+    for name, code in document.codes():
+        lengths += _code_lengths(name, code)
+    lengths += [("sourcePatientInfo", v, _LONG_NAME) for v in document.source_patient_info]
+    lengths += [("referenceIdList", v, _LONG_NAME) for v in document.reference_ids]
+    lengths += [(f"slot {s.name}", v, _LONG_NAME) for s in document.extra_slots for v in s.values]
+    return found + _check_lengths(where, iter(lengths))
+
+
+def _folder_problems(folder: Folder, patient: Cx) -> list[str]:
+    where = f"folder {folder.entry_uuid}"
+    found = _check_oid(folder.unique_id, where, "uniqueId") + _patient_problems(folder.patient_id, where)
+    if folder.patient_id != patient:
+        found.append(f"{where}: patientId differs from the submission set's")
+    lengths: list[tuple[str, str | None, int]] = [("title", folder.title, _FREE_FORM)]
+    lengths += [("comments", folder.comments, _FREE_FORM)]
+    for code in folder.codes:
+        lengths += _code_lengths("codeList", code)
+    return found + _check_lengths(where, iter(lengths))
