@@ -49,13 +49,18 @@ from .xml import XmlLimits
 
 __all__ = [
     "AuditSettings",
+    "CdaSettings",
     "CertificateFiles",
+    "DirectorySettings",
     "DmpService",
+    "DmpSettings",
     "Environment",
     "EnvironmentName",
     "InsiAuthMode",
     "InsiSettings",
     "MailServer",
+    "MssanteAuthMode",
+    "MssanteSettings",
     "Organisation",
     "Professional",
     "ProfessionalIdKind",
@@ -448,6 +453,74 @@ class InsiSettings(BaseModel):
     request carries it (the default), or the RFC 4122 ``urn:uuid:`` form used elsewhere."""
 
 
+class MssanteAuthMode(StrEnum):
+    """How the software authenticates to its MSSanté operator (SMTP and IMAP)."""
+
+    CERTIFICATE = "certificate"
+    """Applicative mailbox (BAL APP): the organisation's IGC-Santé certificate in mutual TLS after STARTTLS."""
+    XOAUTH2 = "xoauth2"
+    """Personal or organisational mailbox: SASL XOAUTH2 with the user's Pro Santé Connect access token."""
+
+
+class MssanteSettings(BaseModel):
+    """Options of the MSSanté mail transport; the servers themselves come from :class:`Environment`."""
+
+    model_config = _FROZEN
+
+    auth_mode: MssanteAuthMode = MssanteAuthMode.CERTIFICATE
+    """Client certificate (applicative mailbox, the default) or XOAUTH2 with a PSC token."""
+    mailbox: str | None = Field(default=None, min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
+    """Your MSSanté address: the default sender, and the XOAUTH2/IMAP user unless ``login`` says otherwise."""
+    login: str | None = Field(default=None, min_length=1)
+    """Authentication identity when the operator's differs from ``mailbox``."""
+    tls: TlsCredentials | None = None
+    """Client certificate and trusted CAs for mail; by default the top-level ``tls``. An applicative
+    mailbox uses an IGC-Santé "Élémentaire Organisation" certificate, often not the INSi one."""
+    connect_timeout: float = Field(default=15.0, gt=0)
+    """Time to open the connection, upgrade it with STARTTLS and authenticate."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Longest wait for one server reply (a large DATA or FETCH counts as one)."""
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    """Largest message sent, as serialised; 25 MB is the cap towards Mon espace santé. A smaller
+    ``SIZE`` announced by the server applies too."""
+    max_fetch_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    """Largest message read back over IMAP; a larger one is refused unread."""
+    nil: str | None = Field(default=None, min_length=1)
+    """Product reference given when the software was declared on convergence.esante.gouv.fr, sent as
+    ``X-MSS-NIL`` on every mail."""
+
+    def identity(self) -> str:
+        """The authentication identity (``login``, else ``mailbox``), or a clear error when neither is set."""
+        user = self.login or self.mailbox
+        if user is None:
+            raise ConfigurationError(
+                "no MSSanté mailbox is configured", hint="set mssante.mailbox to your MSSanté address"
+            )
+        return user
+
+
+class DirectorySettings(BaseModel):
+    """Access to the Annuaire Santé FHIR API, where professionals' MSSanté addresses are looked up.
+
+    The API has no test platform: every environment reads the production directory (public
+    data), at ``Environment.annuaire_url``. The key comes from an application subscribed to
+    "API Annuaire Santé en libre accès" on the ANS API portal.
+    """
+
+    model_config = _FROZEN
+
+    api_key: SecretStr | None = None
+    """Sent as the ``ESANTE-API-KEY`` header; a secret (``DMP_CONNECTOR_DIRECTORY__API_KEY``)."""
+    requests_per_second: float = Field(default=17.0, gt=0, le=17.0)
+    """Ceiling on calls per second from this process; the API allows 17 per application."""
+    page_size: int = Field(default=50, ge=1, le=1000)
+    """``_count`` asked for each page of results (the API's default is 50)."""
+    max_pages: int = Field(default=20, ge=1)
+    """Most ``next`` links followed for one search, so that a broad search cannot run away."""
+    ca_bundle: Path | None = None
+    """CAs trusted for the API's server; by default the system store (the gateway is publicly certified)."""
+
+
 class Timeouts(BaseModel):
     """HTTP timeouts in seconds; a deposit of large documents may need a longer ``write``."""
 
@@ -484,6 +557,70 @@ class AuditSettings(BaseModel):
         return value
 
 
+class CdaSettings(BaseModel):
+    """Where the official CDA conformance kit is, and how validation uses it.
+
+    The SDK ships neither the CDA schema nor the ANS schematrons: they are official data the
+    vendor downloads (the ANS *TestContenuCDA* kit) and points the SDK at. Without
+    ``kit_dir`` only the structural checks run.
+    """
+
+    model_config = _FROZEN
+
+    kit_dir: Path | None = None
+    """Root of the kit: holds ``infrastructure/cda/CDA_extended.xsd``, ``schematrons/`` and
+    ``jeuxDeValeurs/`` (``DMP_CONNECTOR_CDA__KIT_DIR``). Nothing is ever written there."""
+    cache_dir: Path | None = None
+    """Where compiled schematrons are kept between runs (``DMP_CONNECTOR_CDA__CACHE_DIR``); by default
+    ``$XDG_CACHE_HOME/dmp-connector`` or ``~/.cache/dmp-connector``."""
+    disk_cache: bool = True
+    """Keep compiled schematrons on disk; False keeps them in memory only (each process compiles again)."""
+    generic_schematrons: tuple[str, ...] = ("StrucMin", "IHE", "ModelesDeContenusCDA", "Modeles_ANS", "terminologie")
+    """The kit-wide schematrons run on every document besides its volet's, as the kit's own pipeline
+    does: ``StrucMin`` (header), ``IHE``, ``ModelesDeContenusCDA``, ``Modeles_ANS`` (sections and
+    entries) and ``terminologie`` (codes against the terminologies the kit carries)."""
+
+    @classmethod
+    def from_environment(cls) -> CdaSettings:
+        """``kit_dir`` and ``cache_dir`` from ``DMP_CONNECTOR_CDA__KIT_DIR`` / ``__CACHE_DIR``, for use without
+        a full :class:`Settings` (which also needs the software's identity)."""
+        values = {
+            key: os.environ[f"DMP_CONNECTOR_CDA__{key.upper()}"]
+            for key in ("kit_dir", "cache_dir")
+            if os.environ.get(f"DMP_CONNECTOR_CDA__{key.upper()}")
+        }
+        return cls.model_validate(values)
+
+
+class DmpSettings(BaseModel):
+    """Options of the DMP client: the facts the reference notes mark [I], each with a documented default."""
+
+    model_config = _FROZEN
+
+    unique_id_root: str = Field(default="2.25", pattern=r"^[0-2](\.(0|[1-9][0-9]*))+$", max_length=40)
+    """Root OID of the submission-set and signature uniqueIds the client derives. ``2.25`` (UUID-based,
+    ITU-T X.667) needs no registration; put your software's OID branch here if you have one."""
+    source_id: str | None = Field(default=None, pattern=r"^[0-2](\.(0|[1-9][0-9]*))+$", max_length=64)
+    """SubmissionSet.sourceId, the sending software's root OID. Without it, an OID under ``2.25`` derived
+    from the software's name and editor (stable from run to run) is sent [I]."""
+    content_type_code: Code = Code.of("07", "1.2.250.1.213.2.2", "Consultation")
+    """SubmissionSet.contentTypeCode (JDV_J59) when a deposit does not name one. The code system is the one
+    DRIMbox sends (``04`` "Hospitalisation de jour"); ``07`` consultation is the reference's example [I]."""
+    page_size: int = Field(default=100, ge=1, le=1000)
+    """Entries fetched per GetDocuments call when a search is too large for one LeafClass answer."""
+    authentication_mode: Literal["DIRECTE", "INDIRECTE", "INDIRECTE_RENFORCEE"] = "INDIRECTE"
+    """VIHF ``Authentification_Mode`` of every DMP call: the organisation's certificate (indirect) by default."""
+    test_existence_action: str = Field(default="urn:hl7-org:v3:PRPA_IN201307UV02", min_length=1)
+    """``wsa:Action`` of TD0.2: DRIMbox sends the request's interaction; the editor kit's proxy sends
+    ``urn:hl7-org:v3:PRPA_IN201308UV02``."""
+    hl7_processing_code: Literal["P", "D", "T"] = "P"
+    """``processingCode`` of the HL7 v3 messages (TD0.2, TD0.5, TD1.x): production; DRIMbox sends ``D`` to
+    the test platforms [I]."""
+    confirm_duplicates: bool = True
+    """When a replayed deposit meets ``XDSDuplicateUniqueIdInRegistry``, read the stored entry back
+    (GetDocuments by uniqueId) to compare its hash before reporting "already deposited"."""
+
+
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("dmp_connector_config_file", default=None)
 
 
@@ -511,6 +648,10 @@ class Settings(BaseSettings):
     """Signature certificate and algorithms (VIHF, submission sets)."""
     insi: InsiSettings = Field(default_factory=InsiSettings)
     """INSi client options."""
+    mssante: MssanteSettings = Field(default_factory=MssanteSettings)
+    """MSSanté mail options (authentication mode, mailbox, limits)."""
+    directory: DirectorySettings = Field(default_factory=DirectorySettings)
+    """Annuaire Santé API access (key, rate limit)."""
     timeouts: Timeouts = Field(default_factory=Timeouts)
     """HTTP timeouts."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -519,6 +660,10 @@ class Settings(BaseSettings):
     """Bounds on every XML input."""
     audit: AuditSettings = Field(default_factory=AuditSettings)
     """Audit sinks and pseudonymisation."""
+    cda: CdaSettings = Field(default_factory=CdaSettings)
+    """The CDA conformance kit used to validate documents."""
+    dmp: DmpSettings = Field(default_factory=DmpSettings)
+    """DMP client options (derived unique ids, contentTypeCode default, paging, VIHF authentication mode)."""
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -595,7 +740,7 @@ class Settings(BaseSettings):
         return self.professional
 
 
-_PATH_KEYS = ("cert_file", "key_file", "pkcs12_file", "ca_bundle", "jsonl_path")
+_PATH_KEYS = ("cert_file", "key_file", "pkcs12_file", "ca_bundle", "jsonl_path", "kit_dir", "cache_dir")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

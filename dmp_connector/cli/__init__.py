@@ -11,12 +11,19 @@ configuration error; 4 a validation error.
 
 from __future__ import annotations
 
-from . import ins_insi  # noqa: F401  (registers ins search/verify)
+from . import (
+    cda_build,  # noqa: F401  (registers cda build)
+    ins_insi,  # noqa: F401  (registers ins search/verify)
+)
 from ._main import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliState, main, pass_state
+from .cda import cda
 from .ins import ins
+from .mss import mss
 from .sandbox import sandbox
 
 main.add_command(ins)
+main.add_command(cda)
 main.add_command(sandbox)
+main.add_command(mss)
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]

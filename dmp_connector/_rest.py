@@ -1,0 +1,417 @@
+"""JSON over HTTPS GET: the second and last module that talks to httpx.
+
+Some national services are REST, not SOAP — the Annuaire Santé FHIR API first. They get
+the same guarantees as the SOAP transport, in a much smaller loop: one correlation id per
+logical call, the shared retry policy (a GET is safe to repeat; ``429 Too Many Requests``
+is retried too, after its ``Retry-After``), one audit event per attempt, a bound on the
+answer's size, and httpx's errors translated into ours here, chained with ``from``.
+
+Secrets such as an API key travel in ``secret_headers``: they are sent, never audited.
+A :class:`TokenBucket` may be given to keep under a service's rate limit; it is consulted
+before every attempt, retries included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import tenacity
+
+from ._tls import build_ssl_context
+from .audit import (
+    AuditActor,
+    AuditDispatcher,
+    AuditEvent,
+    AuditSink,
+    JsonLinesSink,
+    LoggingSink,
+    Outcome,
+    Pseudonymizer,
+    endpoint_of,
+)
+from .config import Settings, TlsCredentials
+from .errors import (
+    ConfigurationError,
+    ConnectError,
+    DmpConnectorError,
+    HttpStatusError,
+    MalformedResponseError,
+    RequestTimeout,
+    TlsError,
+    TransportError,
+)
+from .retries import RetryPolicy, parse_retry_after, tenacity_kwargs
+
+__all__ = ["AsyncRestClient", "JsonObject", "RestClient", "RestRequest", "TokenBucket"]
+
+JsonObject = dict[str, Any]
+"""A decoded JSON object."""
+
+_JSON_TYPES = ("application/json", "application/fhir+json")
+_TOO_MANY_REQUESTS = 429
+
+
+class TokenBucket:
+    """At most ``rate`` requests per second on average, with bursts of up to ``capacity``.
+
+    :meth:`reserve` takes one token and says how long to wait before using it; sync and
+    async callers sleep their own way, so one bucket serves both. Thread-safe. ``clock``
+    is for tests.
+    """
+
+    def __init__(self, rate: float, *, capacity: float | None = None, clock: Callable[[], float] = time.monotonic):
+        if rate <= 0:
+            raise ValueError("the rate must be positive")
+        self.rate = float(rate)
+        self.capacity = float(capacity) if capacity is not None else max(1.0, float(rate))
+        self._clock = clock
+        self._tokens = self.capacity
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rate={self.rate}, capacity={self.capacity})"
+
+    def reserve(self) -> float:
+        """Take a token; the seconds to wait before the request may go (0 when one was free)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= 1.0
+            if self._tokens >= 0:
+                return 0.0
+            return -self._tokens / self.rate
+
+
+@dataclass(frozen=True)
+class RestRequest:
+    """One logical GET: where, what, and the facts its audit events carry."""
+
+    service: str
+    """Service name for audit events and errors: ``annuaire`` …"""
+    operation: str
+    """Operation name for audit events and errors: ``practitioner-search`` …"""
+    url: str
+    """Absolute URL; query parameters go in ``params``."""
+    params: Mapping[str, str | Sequence[str]] | None = None
+    """Query parameters (a list repeats the parameter)."""
+    headers: Mapping[str, str] | None = None
+    """Extra headers, audited as sent (none of them secret)."""
+    secret_headers: Mapping[str, str] | None = None
+    """Headers holding secrets (an API key): sent, never audited nor put in errors."""
+
+
+class _RestBase:
+    """Audit, retry policy and answer reading shared by the two clients, without I/O."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        audit: Iterable[AuditSink] = (),
+        retry: RetryPolicy | None = None,
+        throttle: TokenBucket | None = None,
+        max_response_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.settings = settings
+        base = retry if retry is not None else settings.retry
+        self.retry = base.model_copy(update={"retry_on_status": base.retry_on_status | {_TOO_MANY_REQUESTS}})
+        self.throttle = throttle
+        self.max_response_bytes = max_response_bytes
+        self.audit = AuditDispatcher(audit)
+        if settings.audit.log:
+            self.audit.add(LoggingSink())
+        self._jsonl: JsonLinesSink | None = None
+        if settings.audit.jsonl_path is not None:
+            try:
+                self._jsonl = JsonLinesSink(settings.audit.jsonl_path)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"the audit journal {settings.audit.jsonl_path} cannot be opened: {exc.strerror or exc}",
+                    hint="check audit.jsonl_path and its directory's permissions",
+                ) from exc
+            self.audit.add(self._jsonl)
+        key = settings.audit.pseudonym_key
+        self._pseudonymizer = Pseudonymizer(key.get_secret_value().encode() if key else None)
+        org, pro = settings.organisation, settings.professional
+        self._actor = AuditActor(
+            software_name=settings.software.name,
+            software_version=settings.software.version,
+            organisation_id=org.national_id if org else None,
+            professional_id=pro.national_id if pro else None,
+        )
+
+    def _headers(self, request: RestRequest) -> dict[str, str]:
+        headers = {"Accept": "application/fhir+json, application/json"}
+        headers.update(request.headers or {})
+        headers.update(request.secret_headers or {})
+        return headers
+
+    def _emit(
+        self,
+        request: RestRequest,
+        correlation_id: str,
+        attempt: int,
+        started: float,
+        error: BaseException | None,
+        status: int | None,
+    ) -> None:
+        if status is None and isinstance(error, HttpStatusError):
+            status = error.status_code
+        duration = time.monotonic() - started
+        self.audit.emit(
+            AuditEvent(
+                timestamp=datetime.now(UTC) - timedelta(seconds=duration),
+                service=request.service,
+                operation=request.operation,
+                endpoint=endpoint_of(request.url),
+                correlation_id=correlation_id,
+                attempt=attempt,
+                actor=self._actor,
+                outcome=Outcome.SUCCESS if error is None else Outcome.FAILURE,
+                error_type=type(error).__name__ if error is not None else None,
+                error_code=str(error.status_code) if isinstance(error, HttpStatusError) else None,
+                http_status=status,
+                duration_ms=duration * 1000.0,
+            )
+        )
+
+    def _check_status(self, request: RestRequest, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        if status in (401, 403):
+            hint = "check the API key (directory.api_key) and that its application is subscribed to this API"
+        elif status == _TOO_MANY_REQUESTS:
+            hint = "the service's rate limit was hit; lower the request rate"
+        elif status >= 500:
+            hint = "the service may be down or overloaded; try again later"
+        else:
+            hint = "check the request's URL and parameters"
+        raise HttpStatusError(
+            f"{request.service} answered HTTP {status} to {request.operation}",
+            status_code=status,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retryable=status in self.retry.retry_on_status,
+            hint=hint,
+        )
+
+    def _decode(self, request: RestRequest, response: httpx.Response, body: bytes) -> JsonObject:
+        media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in _JSON_TYPES:
+            raise MalformedResponseError(
+                f"{request.service} answered {request.operation} with content type {media_type or 'none'}, not JSON",
+                hint="check that the URL points at the API",
+            )
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedResponseError(f"{request.service} answered {request.operation} with invalid JSON") from exc
+        if not isinstance(data, dict):
+            raise MalformedResponseError(f"{request.service} answered {request.operation} with JSON that is no object")
+        return data
+
+    def _too_large(self, request: RestRequest) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"{request.service} answered {request.operation} with more than {self.max_response_bytes} bytes",
+            hint="narrow the search or lower the page size",
+        )
+
+    def _close_sinks(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+
+
+def _translate(exc: httpx.HTTPError | OSError, request: RestRequest) -> TransportError:
+    """httpx's errors (and bare socket errors) → ours, at this one boundary."""
+    what = f"{request.service} {request.operation}"
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeout(f"{what}: no answer in time ({type(exc).__name__})", hint="try again later")
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            reason = getattr(cause, "reason", None) or type(cause).__name__
+            return TlsError(f"{what}: TLS handshake failed ({reason})", hint="check the CA bundle trusted for it")
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectError(f"{what}: cannot connect to {httpx.URL(request.url).host}", hint="check the network")
+    return ConnectError(f"{what}: the connection failed before an answer came ({type(exc).__name__})")
+
+
+def _client_options(settings: Settings, tls: TlsCredentials | None) -> tuple[ssl.SSLContext, httpx.Timeout]:
+    t = settings.timeouts
+    context = build_ssl_context(tls if tls is not None else TlsCredentials())
+    return context, httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+
+
+class RestClient(_RestBase):
+    """Synchronous JSON GET client. ``tls`` sets the trusted CAs (and a client certificate, if any);
+    without it the system store is trusted and no certificate is presented."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http_client: httpx.Client | None = None,
+        tls: TlsCredentials | None = None,
+        audit: Iterable[AuditSink] = (),
+        retry: RetryPolicy | None = None,
+        throttle: TokenBucket | None = None,
+        max_response_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        super().__init__(settings, audit=audit, retry=retry, throttle=throttle, max_response_bytes=max_response_bytes)
+        self._owns_http = http_client is None
+        try:
+            if http_client is None:
+                verify, timeout = _client_options(settings, tls)
+                http_client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
+        except BaseException:
+            self._close_sinks()
+            raise
+        self._http = http_client
+
+    def get_json(self, request: RestRequest) -> JsonObject:
+        """GET ``request`` and return its JSON object, retrying what the policy allows."""
+        correlation_id = f"urn:uuid:{uuid.uuid4()}"
+        result: JsonObject = {}
+        for attempt in tenacity.Retrying(**tenacity_kwargs(self.retry, safe_to_repeat=True)):
+            with attempt:
+                result = self._attempt(request, correlation_id, attempt.retry_state.attempt_number)
+        return result
+
+    def _attempt(self, request: RestRequest, correlation_id: str, number: int) -> JsonObject:
+        if self.throttle is not None:
+            delay = self.throttle.reserve()
+            if delay > 0:
+                time.sleep(delay)
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            try:
+                with self._http.stream("GET", request.url, params=request.params, headers=self._headers(request)) as r:
+                    status = r.status_code
+                    self._check_status(request, r)
+                    body = bytearray()
+                    for chunk in r.iter_bytes():
+                        body += chunk
+                        if len(body) > self.max_response_bytes:
+                            raise self._too_large(request)
+            except (httpx.HTTPError, OSError) as exc:
+                raise _translate(exc, request) from exc
+            result = self._decode(request, r, bytes(body))
+        except DmpConnectorError as exc:
+            exc.attempts = number
+            self._emit(request, correlation_id, number, started, exc, status)
+            raise
+        except Exception as exc:
+            self._emit(request, correlation_id, number, started, exc, status)
+            raise
+        self._emit(request, correlation_id, number, started, None, status)
+        return result
+
+    def close(self) -> None:
+        """Close the HTTP client if this object made it, and the audit journal."""
+        if self._owns_http:
+            self._http.close()
+        self._close_sinks()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncRestClient(_RestBase):
+    """Asynchronous twin of :class:`RestClient`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        tls: TlsCredentials | None = None,
+        audit: Iterable[AuditSink] = (),
+        retry: RetryPolicy | None = None,
+        throttle: TokenBucket | None = None,
+        max_response_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        super().__init__(settings, audit=audit, retry=retry, throttle=throttle, max_response_bytes=max_response_bytes)
+        self._owns_http = http_client is None
+        try:
+            if http_client is None:
+                verify, timeout = _client_options(settings, tls)
+                http_client = httpx.AsyncClient(verify=verify, timeout=timeout, follow_redirects=False)
+        except BaseException:
+            self._close_sinks()
+            raise
+        self._http = http_client
+
+    async def get_json(self, request: RestRequest) -> JsonObject:
+        """GET ``request`` and return its JSON object, retrying what the policy allows."""
+        correlation_id = f"urn:uuid:{uuid.uuid4()}"
+        result: JsonObject = {}
+        async for attempt in tenacity.AsyncRetrying(**tenacity_kwargs(self.retry, safe_to_repeat=True)):
+            with attempt:
+                result = await self._attempt(request, correlation_id, attempt.retry_state.attempt_number)
+        return result
+
+    async def _attempt(self, request: RestRequest, correlation_id: str, number: int) -> JsonObject:
+        if self.throttle is not None:
+            delay = self.throttle.reserve()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            try:
+                async with self._http.stream(
+                    "GET", request.url, params=request.params, headers=self._headers(request)
+                ) as r:
+                    status = r.status_code
+                    self._check_status(request, r)
+                    body = bytearray()
+                    async for chunk in r.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.max_response_bytes:
+                            raise self._too_large(request)
+            except (httpx.HTTPError, OSError) as exc:
+                raise _translate(exc, request) from exc
+            result = self._decode(request, r, bytes(body))
+        except DmpConnectorError as exc:
+            exc.attempts = number
+            self._emit(request, correlation_id, number, started, exc, status)
+            raise
+        except Exception as exc:
+            self._emit(request, correlation_id, number, started, exc, status)
+            raise
+        self._emit(request, correlation_id, number, started, None, status)
+        return result
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object made it, and the audit journal."""
+        if self._owns_http:
+            await self._http.aclose()
+        self._close_sinks()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,654 @@
+"""Reading any CI-SIS CDA R2 document into :class:`~dmp_connector.cda.model.ClinicalDocument`.
+
+Input goes through the hardened parser (:func:`dmp_connector.xml.parse_xml`): a DTD, an
+entity or too deep a tree is refused unread. What the model types is read into it; what
+it does not is kept so that :func:`~dmp_connector.cda.build` writes it back:
+
+* header elements without a typed field (``dataEnterer``, ``informant``, ``authenticator``,
+  ``inFulfillmentOf``, ``authorization``) and untyped children of ``patient``,
+  ``patientRole``, ``serviceEvent``, ``encompassingEncounter`` and ``section`` are kept as
+  XML (:class:`~dmp_connector.cda.model.RawElement`);
+* narrative blocks are kept as they are; entries go to the reader registered for their
+  templateId, or are kept as :class:`~dmp_connector.cda.model.RawEntry`.
+
+Dropped: comments and processing instructions, and inside typed elements what their model
+lacks (``codeSystemName``, ``translation``, a ``serviceProviderOrganization`` …).
+
+A self-presenting document (an ``xsl:stylesheet`` holding the ``ClinicalDocument``) is read
+as the document inside; its stylesheet is not kept.
+
+Large PDF bodies: libxml2 refuses a text node over 10 MB (the base64 of a 7.5 MB PDF) unless
+``huge_tree`` is on, which the hardened parser never turns on. So before parsing, the base64
+text of a ``nonXMLBody`` is cut out of the bytes (it holds no markup: only base64 characters
+and white space, checked), the rest is parsed, and the base64 is decoded from the input
+without a second copy. A PDF is then limited only by :attr:`dmp_connector.xml.XmlLimits.max_bytes`
+(64 MB of XML by default, a 47 MB PDF).
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Final
+
+import pydantic
+from lxml import etree
+
+from dmp_connector.codes import Code
+from dmp_connector.errors import MalformedResponseError, ValidationError
+from dmp_connector.ins import INS, BirthDate, Identity, IdentityStatus, IdentityTraits, InsOid, Sex
+from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml
+
+from ._namespaces import HL7, hl7, local_name
+from .model import (
+    OTHER_HEADER_ELEMENTS,
+    Address,
+    AddressPart,
+    AddressPartKind,
+    AssignedEntity,
+    AssociatedEntity,
+    Author,
+    ClinicalDocument,
+    Device,
+    Encounter,
+    HealthCareFacility,
+    InformationRecipient,
+    InstanceId,
+    LegalAuthenticator,
+    Narrative,
+    NonXmlBody,
+    Organization,
+    Participant,
+    Patient,
+    Performer,
+    Period,
+    PersonName,
+    RawElement,
+    Section,
+    ServiceEvent,
+    StructuredBody,
+    Telecom,
+    _reading,
+    read_entry,
+)
+
+__all__ = ["parse", "parse_file", "parse_ts"]
+
+_INS_ROOTS: Final = frozenset(oid.value for oid in InsOid)
+_ADDRESS_PARTS: Final = frozenset(kind.value for kind in AddressPartKind)
+_TS: Final = re.compile(
+    r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})"
+    r"(?:(?P<H>\d{2})(?P<M>\d{2})?(?P<S>\d{2})?(?:\.(?P<f>\d{1,6})\d*)?)?"
+    r"(?P<z>[+-]\d{3,4})?$"
+)
+# A nonXMLBody whose text is pure base64: the opening tags, then the text up to its end tag.
+_NON_XML_BODY: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>")
+_BASE64_TEXT: Final = re.compile(rb"[A-Za-z0-9+/=\s]*")
+
+
+# --------------------------------------------------------------------------- public
+
+
+def parse(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS) -> ClinicalDocument:
+    """Read a CDA document (bytes of the XML file) into the model.
+
+    Hostile XML raises :class:`~dmp_connector.errors.UnsafeXmlError`, XML that is not
+    well-formed :class:`~dmp_connector.errors.MalformedResponseError`, a document that is
+    not a CDA or lacks what every CDA has :class:`~dmp_connector.errors.ValidationError`.
+    """
+    root, pdf = _parse_tree(data, limits)
+    document = _find_document(root)
+    try:
+        with _reading():
+            return _document(document, pdf)
+    except pydantic.ValidationError as exc:  # from models of other packages (Code, IdentityTraits …)
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
+        raise ValidationError(
+            "the CDA document has invalid values: " + "; ".join(problems), problems=problems
+        ) from None
+
+
+def parse_file(path: str | Path, *, limits: XmlLimits = DEFAULT_LIMITS) -> ClinicalDocument:
+    """Read a CDA file; at most ``limits.max_bytes + 1`` bytes are read."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(limits.max_bytes + 1)
+    except OSError as exc:
+        raise MalformedResponseError(f"cannot read CDA file {p.name}: {exc.strerror or exc}") from exc
+    return parse(data, limits=limits)
+
+
+def parse_ts(text: str, *, lenient: bool = False) -> datetime | date:
+    """A CDA ``TS`` value: ``YYYYMMDD`` gives a date, longer values a datetime (aware when ``±ZZZZ`` is given).
+
+    ``lenient`` reads a 3-digit zone ``+100`` as ``+0100``: some ANS examples carry one, and
+    :func:`parse` uses it for received documents (which :func:`build` then writes as ``+0100``).
+    """
+    match = _TS.match(text.strip())
+    if match is None:
+        raise ValidationError(
+            "a CDA time is YYYYMMDD or YYYYMMDDHH[MM[SS]][.f]±ZZZZ", problems=("time: unsupported format",)
+        )
+    g = match.groupdict()
+    year, month, day = int(g["y"]), int(g["m"]), int(g["d"])
+    try:
+        if g["H"] is None:
+            return date(year, month, day)
+        zone = None
+        if g["z"] is not None:
+            if len(g["z"]) == 4 and not lenient:
+                raise ValidationError("a CDA time zone is ±HHMM", problems=("time: time zone of 3 digits",))
+            digits = g["z"][1:].rjust(4, "0")  # "+100" read as +0100, as the ANS BIO-TROD examples mean it
+            sign = -1 if g["z"][0] == "-" else 1
+            zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        micro = int((g["f"] or "0").ljust(6, "0"))
+        return datetime(year, month, day, int(g["H"]), int(g["M"] or 0), int(g["S"] or 0), micro, tzinfo=zone)
+    except ValueError:
+        raise ValidationError("a CDA time is not on the calendar", problems=("time: impossible date",)) from None
+
+
+# --------------------------------------------------------------------------- tree
+
+
+def _parse_tree(data: bytes, limits: XmlLimits) -> tuple[etree._Element, bytes | None]:
+    """The parsed tree and, when its base64 was cut out before parsing, the decoded PDF body."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError("parse takes bytes; read the file in binary mode")
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    if len(data) > limits.max_bytes:
+        return parse_xml(bytes(data), limits=limits, what="the CDA document"), None  # refused there, with its words
+    cut = _cut_base64(data)
+    if cut is not None:
+        start, end = cut
+        reduced = bytes(data[:start]) + bytes(data[end:])
+        root = parse_xml(reduced, limits=limits, what="the CDA document")
+        text = _body_text(_find_document(root))
+        if text is not None and not text.text and len(text) == 0:
+            pdf = _decode_base64(memoryview(data)[start:end])
+            return root, pdf
+    return parse_xml(bytes(data), limits=limits, what="the CDA document"), None
+
+
+def _cut_base64(data: bytes | bytearray) -> tuple[int, int] | None:
+    """Offsets of the base64 text of the one ``nonXMLBody``, or None when it cannot be cut safely."""
+    found = list(_NON_XML_BODY.finditer(data))
+    if len(found) != 1:
+        return None
+    prefix = found[0].group(1)
+    name = (prefix + b":" if prefix else b"") + b"text"
+    opening = re.compile(rb"\s*<" + re.escape(name) + rb"\b[^>]*(?<!/)>")
+    match = opening.match(data, found[0].end())
+    if match is None:
+        return None
+    start = match.end()
+    end = data.find(b"</" + name, start)
+    if end < 0 or _BASE64_TEXT.fullmatch(data, start, end) is None:
+        return None
+    return start, end
+
+
+def _decode_base64(text: memoryview) -> bytes:
+    try:
+        return binascii.a2b_base64(text)
+    except binascii.Error:
+        raise ValidationError(
+            "the document's PDF body is not valid base64", problems=("body: invalid base64",)
+        ) from None
+
+
+def _find_document(root: etree._Element) -> etree._Element:
+    if root.tag == hl7("ClinicalDocument"):
+        return root
+    inner = root.find(f".//{hl7('ClinicalDocument')}")
+    if inner is None:
+        raise ValidationError(
+            f"this XML is not a CDA document: its root is <{local_name(root)}>, and no ClinicalDocument is inside",
+            problems=("ClinicalDocument: missing",),
+        )
+    return inner
+
+
+def _body_text(document: etree._Element) -> etree._Element | None:
+    return document.find(f"{hl7('component')}/{hl7('nonXMLBody')}/{hl7('text')}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _children(element: etree._Element, name: str) -> Iterator[etree._Element]:
+    return element.iterchildren(hl7(name))
+
+
+def _child(element: etree._Element, name: str) -> etree._Element | None:
+    return element.find(hl7(name))
+
+
+def _require(element: etree._Element, name: str, where: str) -> etree._Element:
+    found = element.find(hl7(name))
+    if found is None:
+        raise ValidationError(f"the CDA document has no {where}/{name}", problems=(f"{where}/{name}: missing",))
+    return found
+
+
+def _text(element: etree._Element | None) -> str | None:
+    if element is None:
+        return None
+    text = "".join(str(t) for t in element.itertext()).strip()
+    return text or None
+
+
+def _ii(element: etree._Element | None) -> InstanceId | None:
+    if element is None or element.get("root") is None:
+        return None
+    return InstanceId(root=(element.get("root") or "").strip(), extension=element.get("extension") or None)
+
+
+def _iis(element: etree._Element, name: str = "id") -> tuple[InstanceId, ...]:
+    return tuple(i for i in (_ii(e) for e in _children(element, name)) if i is not None)
+
+
+def _code(element: etree._Element | None) -> Code | None:
+    if element is None or not element.get("code") or not element.get("codeSystem"):
+        return None
+    return Code(
+        code=element.get("code") or "",
+        code_system=(element.get("codeSystem") or "").strip(),
+        display_name=element.get("displayName") or None,
+    )
+
+
+def _ts(element: etree._Element | None) -> datetime | date | None:
+    if element is None or not element.get("value"):
+        return None
+    return parse_ts(element.get("value") or "", lenient=True)
+
+
+def _period(element: etree._Element | None) -> Period | None:
+    if element is None:
+        return None
+    low, high, value = _ts(_child(element, "low")), _ts(_child(element, "high")), _ts(element)
+    if low is None and high is None and value is None:
+        return None
+    return Period(low=low, high=high, value=value)
+
+
+def _raw(elements: Iterator[etree._Element] | list[etree._Element]) -> tuple[RawElement, ...]:
+    return tuple(RawElement.from_element(e) for e in elements)
+
+
+def _untyped(element: etree._Element, typed: frozenset[str]) -> list[etree._Element]:
+    return [
+        c for c in element if isinstance(c.tag, str) and not (c.tag.startswith(f"{{{HL7}}}") and local_name(c) in typed)
+    ]
+
+
+def _addresses(element: etree._Element) -> tuple[Address, ...]:
+    out = []
+    for addr in _children(element, "addr"):
+        parts = tuple(
+            AddressPart(kind=AddressPartKind(local_name(p)), value=(p.text or "").strip())
+            for p in addr
+            if isinstance(p.tag, str) and local_name(p) in _ADDRESS_PARTS and (p.text or "").strip()
+        )
+        out.append(
+            Address(
+                parts=parts,
+                text=(addr.text or "").strip() or None,
+                use=addr.get("use") or None,
+                null_flavor=addr.get("nullFlavor") or None,
+            )
+        )
+    return tuple(out)
+
+
+def _telecoms(element: etree._Element) -> tuple[Telecom, ...]:
+    out = []
+    for tel in _children(element, "telecom"):
+        value, flavor = tel.get("value") or None, tel.get("nullFlavor") or None
+        if value is None and flavor is None:
+            continue
+        out.append(Telecom(value=value, use=tel.get("use") or None, null_flavor=None if value else flavor))
+    return tuple(out)
+
+
+def _person_name(element: etree._Element | None) -> PersonName | None:
+    name = _child(element, "name") if element is not None else None
+    if name is None:
+        return None
+    family = _text(_child(name, "family"))
+    if family is None:
+        return None
+    return PersonName(
+        family=family,
+        given=_text(_child(name, "given")),
+        prefix=_text(_child(name, "prefix")),
+        suffix=_text(_child(name, "suffix")),
+    )
+
+
+def _organization(element: etree._Element | None) -> Organization | None:
+    if element is None:
+        return None
+    return Organization(
+        id=_ii(_child(element, "id")),
+        name=_text(_child(element, "name")),
+        telecoms=_telecoms(element),
+        addresses=_addresses(element),
+        industry_class=_code(_child(element, "standardIndustryClassCode")),
+    )
+
+
+def _assigned(element: etree._Element) -> AssignedEntity:
+    ident = _ii(_child(element, "id"))
+    device_element = _child(element, "assignedAuthoringDevice")
+    device = None
+    if device_element is not None:
+        device = Device(
+            manufacturer_model_name=_text(_child(device_element, "manufacturerModelName")),
+            software_name=_text(_child(device_element, "softwareName")),
+        )
+    return AssignedEntity(
+        id=ident,
+        code=_code(_child(element, "code")),
+        addresses=_addresses(element),
+        telecoms=_telecoms(element),
+        person=_person_name(_child(element, "assignedPerson")),
+        device=device,
+        organization=_organization(_child(element, "representedOrganization")),
+    )
+
+
+# --------------------------------------------------------------------------- header
+
+
+def _document(doc: etree._Element, pdf: bytes | None) -> ClinicalDocument:
+    where = "ClinicalDocument"
+    ident = _ii(_require(doc, "id", where))
+    set_id = _ii(_child(doc, "setId"))
+    version = _child(doc, "versionNumber")
+    version_text = version.get("value") if version is not None else None
+    type_code = _code(_require(doc, "code", where))
+    effective = _ts(_require(doc, "effectiveTime", where))
+    if ident is None or type_code is None or effective is None:
+        raise ValidationError(
+            "the CDA document lacks its id root, its type code or its effectiveTime value",
+            problems=("ClinicalDocument: id/code/effectiveTime",),
+        )
+    replaces = None
+    related = _child(doc, "relatedDocument")
+    if related is not None:
+        if related.get("typeCode") != "RPLC":
+            raise ValidationError(
+                "relatedDocument is only RPLC (replacement) in CI-SIS documents",
+                problems=("relatedDocument/@typeCode",),
+            )
+        parent = _child(related, "parentDocument")
+        replaces = _ii(_child(parent, "id")) if parent is not None else None
+    custodian = doc.find(f"{hl7('custodian')}/{hl7('assignedCustodian')}/{hl7('representedCustodianOrganization')}")
+    legal = _require(doc, "legalAuthenticator", where)
+    encounter = doc.find(f"{hl7('componentOf')}/{hl7('encompassingEncounter')}")
+    if custodian is None or encounter is None:
+        raise ValidationError(
+            "the CDA document lacks its custodian organisation or its encompassing encounter",
+            problems=("custodian/componentOf: missing",),
+        )
+    confidentiality = _code(_child(doc, "confidentialityCode"))
+    language = _child(doc, "languageCode")
+    fields: dict[str, object] = {}
+    if confidentiality is not None:
+        fields["confidentiality"] = confidentiality
+    if language is not None and language.get("code"):
+        fields["language"] = language.get("code")
+    return ClinicalDocument(
+        id=ident,
+        type_code=type_code,
+        title=_text(_child(doc, "title")) or "",
+        effective_time=effective,
+        set_id=set_id,
+        version=int(version_text) if version_text and version_text.strip().isdigit() else 1,
+        replaces=replaces,
+        template_ids=_iis(doc, "templateId"),
+        patient=_patient(_require(_require(doc, "recordTarget", where), "patientRole", "recordTarget")),
+        authors=tuple(_author(a) for a in _children(doc, "author")),
+        custodian=_organization(custodian) or Organization(),
+        legal_authenticator=_legal(legal),
+        participants=tuple(_participant(p) for p in _children(doc, "participant")),
+        information_recipients=tuple(_recipient(r) for r in _children(doc, "informationRecipient")),
+        service_events=tuple(
+            _service_event(e) for e in doc.iterfind(f"{hl7('documentationOf')}/{hl7('serviceEvent')}")
+        ),
+        encounter=_encounter(encounter),
+        body=_body(doc, pdf),
+        other_header=_raw([c for c in doc if isinstance(c.tag, str) and local_name(c) in OTHER_HEADER_ELEMENTS]),
+        **fields,
+    )
+
+
+_PATIENT_TYPED: Final = frozenset({"name", "administrativeGenderCode", "birthTime", "birthplace"})
+_ROLE_TYPED: Final = frozenset({"id", "addr", "telecom", "patient"})
+
+
+def _patient(role: etree._Element) -> Patient:
+    person = _require(role, "patient", "patientRole")
+    ins: INS | None = None
+    others = []
+    for element in _children(role, "id"):
+        ident = _ii(element)
+        if ident is None:
+            continue
+        if ins is None and ident.root in _INS_ROOTS and ident.extension:
+            ins = INS.from_cda_id(ident.root, ident.extension, lenient=True)
+        else:
+            others.append(ident)
+    name = _require(person, "name", "patient")
+    parts: dict[tuple[str, str | None], str] = {}
+    for part in name:
+        if isinstance(part.tag, str) and (text := _text(part)) is not None:
+            parts.setdefault((local_name(part), part.get("qualifier")), text)
+    birth_name = parts.get(("family", "BR")) or parts.get(("family", None)) or parts.get(("family", "CL"))
+    if birth_name is None:
+        raise ValidationError("the patient has no family name", problems=("patient/name/family: missing",))
+    first_names = _first_names(parts.get(("given", None)), parts.get(("given", "BR")), parts.get(("given", "CL")))
+    gender = _child(person, "administrativeGenderCode")
+    sex = {"M": Sex.M, "F": Sex.F, "UN": Sex.I}.get(gender.get("code") or "" if gender is not None else "")
+    if sex is None:
+        raise ValidationError("the patient has no administrative sex (M, F, UN)", problems=("patient/sex",))
+    birth = _child(person, "birthTime")
+    birth_value = (birth.get("value") or "").strip() if birth is not None else ""
+    if len(birth_value) < 4:
+        raise ValidationError("the patient has no birth time", problems=("patient/birthTime: missing",))
+    place = person.find(f"{hl7('birthplace')}/{hl7('place')}/{hl7('addr')}")
+    traits = IdentityTraits(
+        birth_name=birth_name,
+        birth_first_names=first_names,
+        sex=sex,
+        birth_date=_birth_date(birth_value),
+        birth_place=_text(_child(place, "county")) if place is not None else None,
+        used_name=parts.get(("family", "CL")),
+        used_first_name=parts.get(("given", "CL")),
+    )
+    status = IdentityStatus.QUAL if ins is not None else IdentityStatus.PROV
+    return Patient(
+        identity=Identity(traits=traits, ins=ins, status=status),
+        other_ids=tuple(others),
+        addresses=_addresses(role),
+        telecoms=_telecoms(role),
+        name_prefix=parts.get(("prefix", None)),
+        usage_name=parts.get(("family", "SP")),
+        birth_place_name=_text(_child(place, "city")) if place is not None else None,
+        extras=_raw(_untyped(person, _PATIENT_TYPED)),
+        role_extras=_raw(_untyped(role, _ROLE_TYPED)),
+    )
+
+
+def _first_names(listed: str | None, first: str | None, used: str | None) -> tuple[str, ...]:
+    """The birth first names from ``given`` (the list) and ``given@BR`` (the first, which may hold a space)."""
+    if listed is None:
+        if first is None and used is None:
+            raise ValidationError("the patient has no first name", problems=("patient/name/given: missing",))
+        return ((first or used) or "",)
+    if first is not None and (listed == first or listed.startswith(first + " ")):
+        rest = listed[len(first) :].split()
+        return (first, *rest)
+    return tuple(listed.split())
+
+
+def _birth_date(value: str) -> BirthDate:
+    digits = value[:8]
+    if len(digits) == 6:
+        return BirthDate.parse(f"{digits[:4]}-{digits[4:6]}")
+    return BirthDate.parse(digits)
+
+
+def _author(element: etree._Element) -> Author:
+    time = _ts(_child(element, "time"))
+    entity = _child(element, "assignedAuthor")
+    if time is None or entity is None:
+        raise ValidationError("an author lacks its time or assignedAuthor", problems=("author: time/assignedAuthor",))
+    return Author(
+        time=time,
+        entity=_assigned(entity),
+        function_code=_code(_child(element, "functionCode")),
+    )
+
+
+def _legal(element: etree._Element) -> LegalAuthenticator:
+    time = _ts(_child(element, "time"))
+    entity = _child(element, "assignedEntity")
+    if time is None or entity is None:
+        raise ValidationError(
+            "the legal authenticator lacks its time or assignedEntity", problems=("legalAuthenticator",)
+        )
+    return LegalAuthenticator(time=time, entity=_assigned(entity))
+
+
+def _participant(element: etree._Element) -> Participant:
+    entity = _require(element, "associatedEntity", "participant")
+    return Participant(
+        type_code=element.get("typeCode") or "",
+        template_ids=_iis(element, "templateId"),
+        function_code=_code(_child(element, "functionCode")),
+        time=_period(_child(element, "time")),
+        entity=AssociatedEntity(
+            class_code=entity.get("classCode") or "",
+            ids=_iis(entity),
+            code=_code(_child(entity, "code")),
+            addresses=_addresses(entity),
+            telecoms=_telecoms(entity),
+            person=_person_name(_child(entity, "associatedPerson")),
+            organization=_organization(_child(entity, "scopingOrganization")),
+        ),
+    )
+
+
+def _recipient(element: etree._Element) -> InformationRecipient:
+    intended = _require(element, "intendedRecipient", "informationRecipient")
+    return InformationRecipient(
+        type_code=element.get("typeCode") or "PRCP",
+        ids=_iis(intended),
+        addresses=_addresses(intended),
+        telecoms=_telecoms(intended),
+        person=_person_name(_child(intended, "informationRecipient")),
+        organization=_organization(_child(intended, "receivedOrganization")),
+    )
+
+
+_EVENT_TYPED: Final = frozenset({"id", "code", "effectiveTime"})
+
+
+def _service_event(element: etree._Element) -> ServiceEvent:
+    performers = list(_children(element, "performer"))
+    performer = None
+    if performers:
+        first = performers[0]
+        performer = Performer(
+            template_ids=_iis(first, "templateId"),
+            function_code=_code(_child(first, "functionCode")),
+            time=_period(_child(first, "time")),
+            entity=_assigned(_require(first, "assignedEntity", "performer")),
+        )
+    extras = [e for e in _untyped(element, _EVENT_TYPED) if e not in performers[:1]]
+    return ServiceEvent(
+        ids=_iis(element),
+        code=_code(_child(element, "code")),
+        effective_time=_period(_child(element, "effectiveTime")),
+        performer=performer,
+        class_code=element.get("classCode") or None,
+        extras=_raw(extras),
+    )
+
+
+_ENCOUNTER_TYPED: Final = frozenset({"id", "code", "effectiveTime", "location"})
+
+
+def _encounter(element: etree._Element) -> Encounter:
+    period = _period(_child(element, "effectiveTime"))
+    facility = None
+    hcf = element.find(f"{hl7('location')}/{hl7('healthCareFacility')}")
+    if hcf is not None:
+        place = _child(hcf, "location")
+        place_addresses = _addresses(place) if place is not None else ()
+        facility = HealthCareFacility(
+            id=_ii(_child(hcf, "id")),
+            code=_code(_child(hcf, "code")),
+            place_name=_text(_child(place, "name")) if place is not None else None,
+            place_address=place_addresses[0] if place_addresses else None,
+        )
+    return Encounter(
+        ids=_iis(element),
+        code=_code(_child(element, "code")),
+        effective_time=period,
+        facility=facility,
+        extras=_raw(_untyped(element, _ENCOUNTER_TYPED)),
+    )
+
+
+# --------------------------------------------------------------------------- body
+
+
+def _body(doc: etree._Element, pdf: bytes | None) -> StructuredBody | NonXmlBody:
+    component = _require(doc, "component", "ClinicalDocument")
+    structured = _child(component, "structuredBody")
+    if structured is not None:
+        sections = tuple(_section(s) for s in structured.iterfind(f"{hl7('component')}/{hl7('section')}"))
+        return StructuredBody(sections=sections)
+    text = _body_text(doc)
+    if text is None:
+        raise ValidationError(
+            "the document has neither a structuredBody nor a nonXMLBody/text", problems=("component",)
+        )
+    media_type = text.get("mediaType") or "text/plain"
+    if media_type != "application/pdf" or text.get("representation") != "B64":
+        raise ValidationError(
+            f"only base64 PDF bodies are read; this one is {media_type} ({text.get('representation') or 'TXT'})",
+            problems=("nonXMLBody/text",),
+        )
+    if pdf is None:
+        content = (text.text or "").encode("ascii", "replace")
+        if _BASE64_TEXT.fullmatch(content) is None:
+            raise ValidationError("the document's PDF body is not base64", problems=("body: invalid base64",))
+        pdf = _decode_base64(memoryview(content))
+    return NonXmlBody(data=pdf, media_type=media_type)
+
+
+_SECTION_TYPED: Final = frozenset({"templateId", "id", "code", "title", "text", "entry", "component"})
+
+
+def _section(element: etree._Element) -> Section:
+    text = _child(element, "text")
+    return Section(
+        xml_id=element.get("ID") or None,
+        template_ids=_iis(element, "templateId"),
+        id=_ii(_child(element, "id")),
+        code=_code(_child(element, "code")),
+        title=_text(_child(element, "title")),
+        text=Narrative.from_element(text) if text is not None else None,
+        extras=_raw(_untyped(element, _SECTION_TYPED)),
+        entries=tuple(read_entry(e) for e in _children(element, "entry")),
+        subsections=tuple(_section(s) for s in element.iterfind(f"{hl7('component')}/{hl7('section')}")),
+    )

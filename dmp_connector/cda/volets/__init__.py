@@ -1,0 +1,82 @@
+"""The structured volets the SDK builds end to end: the VSM and the LDL-SES.
+
+Importing this package registers the readers of its typed entries with
+:func:`dmp_connector.cda.register_entry_reader`, so that :func:`dmp_connector.cda.parse`
+reads them back as :class:`Problem`, :class:`Allergy`, :class:`Medication` and
+:class:`NoMedication` and :class:`SimpleObservation` (``dmp_connector.cda`` imports it).
+"""
+
+from __future__ import annotations
+
+from dmp_connector.cda.model import register_entry_reader
+
+from ._entries import (
+    ALLERGY_CONCERN_TEMPLATES,
+    MEDICATION_TEMPLATES,
+    PROBLEM_CONCERN_TEMPLATES,
+    SIMPLE_OBSERVATION_TEMPLATES,
+    Allergy,
+    InternalReference,
+    MaxDose,
+    Medication,
+    NoMedication,
+    Problem,
+    Quantity,
+    SimpleObservation,
+    VoletEntry,
+    read_treatment,
+)
+from .ldl_ses import (
+    LDL_SES_FORMAT_CODE,
+    LDL_SES_TEMPLATE,
+    LDL_SES_TYPE_CODE,
+    LdlSesContent,
+    StaySummary,
+    as_ldl_ses,
+    ldl_ses_document,
+    ldl_ses_problems,
+)
+from .vsm import (
+    VSM_FORMAT_CODE,
+    VSM_SERVICE_CODE,
+    VSM_TEMPLATE,
+    VSM_TYPE_CODE,
+    VsmContent,
+    as_vsm,
+    vsm_document,
+    vsm_problems,
+)
+
+__all__ = [
+    "LDL_SES_FORMAT_CODE",
+    "LDL_SES_TEMPLATE",
+    "LDL_SES_TYPE_CODE",
+    "VSM_FORMAT_CODE",
+    "VSM_SERVICE_CODE",
+    "VSM_TEMPLATE",
+    "VSM_TYPE_CODE",
+    "Allergy",
+    "InternalReference",
+    "LdlSesContent",
+    "MaxDose",
+    "Medication",
+    "NoMedication",
+    "Problem",
+    "Quantity",
+    "SimpleObservation",
+    "StaySummary",
+    "VoletEntry",
+    "VsmContent",
+    "as_ldl_ses",
+    "as_vsm",
+    "ldl_ses_document",
+    "ldl_ses_problems",
+    "vsm_document",
+    "vsm_problems",
+]
+
+# The most specific templateId of each statement: the CI-SIS one, never the shared CCD/IHE ones.
+register_entry_reader(PROBLEM_CONCERN_TEMPLATES[-1], Problem.from_element)
+register_entry_reader(ALLERGY_CONCERN_TEMPLATES[-1], Allergy.from_element)
+register_entry_reader(MEDICATION_TEMPLATES[2], read_treatment)
+register_entry_reader(SIMPLE_OBSERVATION_TEMPLATES[-1], SimpleObservation.from_element)

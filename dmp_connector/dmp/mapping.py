@@ -1,0 +1,345 @@
+"""From a CDA document to a complete DMP deposit, with no metadata typed by hand.
+
+:func:`document_entry` maps the documents package's :class:`~dmp_connector.cda.DocumentMetadata`
+(fields named after the XDS attributes) onto an :class:`~dmp_connector.xds.DocumentEntry`;
+:func:`prepare_deposit` builds the whole ITI-41 submission from the document's bytes: the entry,
+the submission set, the submission-set signature as its own document with its ``signs``
+association, an RPLC association when the document replaces another, and the MTOM parts.
+
+Idempotency lives here. The ids a replay must reuse are not drawn at random:
+
+* the document's uniqueId is the CDA's own ``ClinicalDocument/id``;
+* the submission set's and the signature's uniqueIds are derived (UUID v5, written under
+  ``settings.dmp.unique_id_root``) from the document's uniqueId **and the SHA-1 of its bytes**;
+* entry ids are symbolic (``Document01``, ``Signature01``), MTOM Content-IDs are derived from
+  the entry id and the hash.
+
+So the same document deposited twice — a retry after a lost answer, even from a new process —
+carries the same ids, and a registry that already holds it answers
+``XDSDuplicateUniqueIdInRegistry`` instead of storing a second copy; a *different* document
+under the same CDA id gets other derived ids, which is how the client tells the two apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dmp_connector.cda import ClinicalDocument, DocumentMetadata, XdsAuthor, XdsPerson, build, extract_metadata
+from dmp_connector.codes import Code
+from dmp_connector.config import Settings
+from dmp_connector.errors import IdentityNotQualifiedError, ValidationError
+from dmp_connector.ins import INS, Identity
+from dmp_connector.signature import (
+    Association,
+    Signer,
+    SubmissionSetSignature,
+    SubmissionSetSignatureProfile,
+    SubmittedDocument,
+    sign_submission_set,
+)
+from dmp_connector.soap import Attachment
+from dmp_connector.xds import (
+    AssociationType,
+    Author,
+    Cx,
+    DocumentEntry,
+    MetadataProfile,
+    SubmissionRequest,
+    SubmissionSet,
+    Xcn,
+    XdsTime,
+    Xon,
+    is_oid,
+    symbolic_id,
+)
+
+__all__ = [
+    "DOCUMENT_ENTRY_ID",
+    "DepositIds",
+    "PreparedDeposit",
+    "deposit_ids",
+    "derived_oid",
+    "document_entry",
+    "prepare_deposit",
+    "source_id",
+    "submission_author",
+]
+
+DOCUMENT_ENTRY_ID: Final = symbolic_id("Document", 1)
+"""The document's entry id in a deposit (the signature's is ``Signature01``)."""
+_NAMESPACE: Final = uuid.UUID("3c1b8f0e-6a52-5d47-9e1f-0d2c7a4b9e61")
+_MAX_OID: Final = 64
+
+
+def derived_oid(root: str, *parts: str) -> str:
+    """A stable OID under ``root`` for ``parts``: ``2.25.<UUID v5 as an integer>`` by default.
+
+    The same parts always give the same OID, different parts a different one (UUID v5 over the
+    joined parts). Under a longer root the integer is cut to fit the 64 characters XDS allows.
+    """
+    if not is_oid(root) or len(root) > 40:
+        raise ValidationError("the unique id root must be an OID of at most 40 characters")
+    number = uuid.uuid5(_NAMESPACE, "\x1f".join(parts)).int
+    room = _MAX_OID - len(root) - 1
+    digits = str(number)[:room].lstrip("0") or "0"
+    return f"{root}.{digits}"
+
+
+class DepositIds(BaseModel):
+    """The uniqueIds of one logical deposit: the same for the same document bytes, every time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    document: str
+    """The document's uniqueId: the CDA ``ClinicalDocument/id``."""
+    submission_set: str
+    """The submission set's uniqueId, derived from the document's uniqueId and hash."""
+    signature: str
+    """The signature document's uniqueId, derived likewise."""
+
+
+def deposit_ids(settings: Settings, document_unique_id: str, sha1: str) -> DepositIds:
+    """The deposit's uniqueIds for a document (see the module docstring)."""
+    root = settings.dmp.unique_id_root
+    key = sha1.lower()
+    return DepositIds(
+        document=document_unique_id,
+        submission_set=derived_oid(root, "submission-set", document_unique_id, key),
+        signature=derived_oid(root, "signature", document_unique_id, key),
+    )
+
+
+def source_id(settings: Settings) -> str:
+    """SubmissionSet.sourceId: ``settings.dmp.source_id``, else an OID derived from the software's name and editor."""
+    if settings.dmp.source_id is not None:
+        return settings.dmp.source_id
+    software = settings.software
+    return derived_oid("2.25", "source-id", software.name, software.editor)
+
+
+def _xcn(person: XdsPerson | None) -> Xcn | None:
+    if person is None:
+        return None
+    return Xcn.parse(person.xcn())
+
+
+def _telecom(url: str) -> str | None:
+    """An XTN as XDS wants it: ``^^Internet^<address>`` for a mailbox, ``^PRN^PH^^^^^^^^^<number>`` for a phone."""
+    scheme, _, value = url.partition(":")
+    if not value:
+        return None
+    if scheme.lower() == "mailto":
+        return f"^^Internet^{value}"
+    if scheme.lower() == "tel":
+        return f"^PRN^PH^^^^^^^^^{value}"
+    return None
+
+
+def _author(author: XdsAuthor) -> Author:
+    xon = author.xon()
+    specialty = author.specialty_cne()
+    role = author.role
+    telecoms = tuple(t for t in (_telecom(url) for url in author.telecoms) if t is not None)
+    return Author(
+        person=_xcn(author.person),
+        institutions=(Xon.parse(xon),) if xon else (),
+        roles=((role.display_name or role.code),) if role is not None else (),
+        specialties=(specialty,) if specialty else (),
+        telecommunications=telecoms,
+    )
+
+
+def _time(value: dt.datetime | dt.date | None) -> XdsTime | None:
+    """An XDS time; a date-time without time zone is taken as UTC [I] (the CDA builder refuses such times)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime) and value.utcoffset() is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return XdsTime.model_validate(value)
+
+
+def document_entry(metadata: DocumentMetadata, *, entry_id: str = DOCUMENT_ENTRY_ID) -> DocumentEntry:
+    """The DocumentEntry of a CDA document, every attribute from its extracted metadata.
+
+    ::
+
+        metadata.type_code            → typeCode          metadata.authors[i]   → author (XCN, XON, role, specialty)
+        metadata.unique_id            → uniqueId          metadata.patient_id   → patientId (the INS as CX)
+        metadata.creation_time        → creationTime      metadata.hash / size  → hash / size
+    """
+    return DocumentEntry(
+        entry_uuid=entry_id,
+        unique_id=metadata.unique_id,
+        patient_id=Cx.parse(metadata.patient_id),
+        mime_type=metadata.mime_type,
+        class_code=metadata.class_code,
+        type_code=metadata.type_code,
+        format_code=metadata.format_code,
+        healthcare_facility_type_code=metadata.healthcare_facility_type_code,
+        practice_setting_code=metadata.practice_setting_code,
+        confidentiality_codes=metadata.confidentiality_codes,
+        event_codes=metadata.event_codes,
+        authors=tuple(_author(a) for a in metadata.authors),
+        legal_authenticator=_xcn(metadata.legal_authenticator),
+        creation_time=_time(metadata.creation_time),
+        service_start_time=_time(metadata.service_start_time),
+        service_stop_time=_time(metadata.service_stop_time),
+        language_code=metadata.language_code,
+        hash=metadata.hash,
+        size=metadata.size,
+        title=metadata.title,
+        source_patient_id=Cx.parse(metadata.source_patient_id),
+        source_patient_info=metadata.source_patient_info,
+        reference_ids=metadata.reference_id_list,
+    )
+
+
+def submission_author(settings: Settings, fallback: Author | None = None) -> Author:
+    """The submission set's author: the configured professional on behalf of the configured organisation.
+
+    In indirect mode the DMP refuses a deposit whose authorInstitution is not the VIHF's
+    ``Identifiant_Structure``: the institution is always the configured organisation. Without a
+    configured professional the document's first author person is used.
+    """
+    organisation = settings.require_organisation()
+    institution = Xon.national_structure(organisation.name, organisation.national_id)
+    professional = settings.professional
+    if professional is not None:
+        person = Xcn.national_professional(professional.national_id, professional.family_name, professional.given_name)
+    elif fallback is not None and fallback.person is not None:
+        person = fallback.person
+    else:
+        raise ValidationError(
+            "the submission set needs an author person and none is configured",
+            hint="set [professional] in the settings",
+        )
+    return Author(person=person, institutions=(institution,))
+
+
+class PreparedDeposit(BaseModel):
+    """Everything one ITI-41 deposit sends, built once and reused on every attempt."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    request: SubmissionRequest
+    """The submission (checked against the DMP profile)."""
+    attachments: tuple[Attachment, ...] = Field(repr=False)
+    """The MTOM parts: the document, then the signature."""
+    entry: DocumentEntry
+    """The document's entry."""
+    signature: SubmissionSetSignature = Field(repr=False)
+    """The submission-set signature."""
+    ids: DepositIds
+    """The deposit's uniqueIds."""
+    ins: INS
+    """The patient (for the VIHF and the audit pseudonym)."""
+    replaces: str | None = None
+    """The entryUUID the document replaces (RPLC), if any."""
+
+
+def _same_patient(ins: INS, patient_id: Cx) -> bool:
+    return patient_id.id == ins.matricule and patient_id.assigning_authority == ins.oid.value
+
+
+def prepare_deposit(
+    document: bytes | ClinicalDocument,
+    *,
+    settings: Settings,
+    signer: Signer,
+    patient: Identity,
+    replaces: str | None = None,
+    content_type_code: Code | None = None,
+    confidentiality: Sequence[Code] = (),
+    submission_time: dt.datetime | None = None,
+) -> PreparedDeposit:
+    """Build the deposit of ``document`` for ``patient`` (a QUAL identity); nothing is sent.
+
+    ``replaces`` is the ``urn:uuid:`` entryUUID of the entry this document replaces (resolve a
+    uniqueId first); ``confidentiality`` adds DMP visibility codes (``MASQUE_PS`` …) after the
+    CDA's own. ``content_type_code`` defaults to ``settings.dmp.content_type_code``.
+    ``submission_time`` (now by default) is also the signing time.
+    """
+    ins = patient.require_qualified("a DMP deposit")
+    if isinstance(document, ClinicalDocument):
+        data = build(document)
+        metadata = extract_metadata(document, confidentiality=confidentiality, data=data)
+    else:
+        data = bytes(document)
+        metadata = extract_metadata(data, confidentiality=confidentiality, limits=settings.xml)
+    entry = document_entry(metadata)
+    if not _same_patient(ins, entry.patient_id):
+        raise IdentityNotQualifiedError(
+            "the document is about another patient than the identity given for the deposit",
+            hint="deposit the document in its own patient's DMP (recordTarget's INS)",
+        )
+    if "^" in entry.unique_id:
+        raise ValidationError(
+            "the document's id has an extension: the submission-set signature names documents by urn:oid:, "
+            "so the DMP needs a CDA id that is an OID alone",
+            problems=["ClinicalDocument/id: root^extension"],
+            hint="build the document with an id root only (dmp_connector.cda.new_oid())",
+        )
+    if replaces is not None and not replaces.startswith("urn:uuid:"):
+        raise ValidationError("replaces must be the entryUUID (urn:uuid:…) of the entry to replace")
+
+    ids = deposit_ids(settings, entry.unique_id, entry.hash or "")
+    moment = (submission_time or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+    author = submission_author(settings, entry.authors[0] if entry.authors else None)
+    patient_id = entry.patient_id
+    submission_set = SubmissionSet(
+        unique_id=ids.submission_set,
+        source_id=source_id(settings),
+        patient_id=patient_id,
+        submission_time=XdsTime.of(moment),
+        content_type_code=content_type_code or settings.dmp.content_type_code,
+        authors=(author,),
+    )
+    signature = sign_submission_set(
+        submission_set_unique_id=ids.submission_set,
+        documents=[SubmittedDocument(unique_id=entry.unique_id, content=data, is_cda=True)],
+        signer=signer,
+        unique_id=ids.signature,
+        profile=SubmissionSetSignatureProfile.from_settings(settings.signing),
+        signing_time=moment,
+        limits=settings.xml,
+    )
+    signature_entry = DocumentEntry.for_signature(
+        signature,
+        patient_id=patient_id,
+        source_patient_id=entry.source_patient_id,
+        healthcare_facility_type_code=entry.healthcare_facility_type_code or metadata.healthcare_facility_type_code,
+        practice_setting_code=entry.practice_setting_code or metadata.practice_setting_code,
+        legal_authenticator=author.person,
+    )
+    key = (entry.hash or "")[:16]
+    document_part = Attachment.from_bytes(data, content_type=entry.mime_type, content_id=f"doc-{key}@dmp-connector")
+    signature_part = Attachment.from_bytes(
+        signature.xml, content_type="text/xml", content_id=f"sig-{key}@dmp-connector"
+    )
+    associations: list[Association] = [signature.signs_association(signature.entry_id, submission_set.entry_uuid)]
+    if replaces is not None:
+        associations.append(
+            Association(
+                association_type=AssociationType.REPLACE.value, source_object=entry.entry_uuid, target_object=replaces
+            )
+        )
+    request = SubmissionRequest.build(
+        submission_set,
+        [entry, signature_entry],
+        associations=associations,
+        contents={entry.entry_uuid: document_part.content_id, signature.entry_id: signature_part.content_id},
+    ).check(MetadataProfile.DMP)
+    return PreparedDeposit(
+        request=request,
+        attachments=(document_part, signature_part),
+        entry=entry,
+        signature=signature,
+        ids=ids,
+        ins=ins,
+        replaces=replaces,
+    )

@@ -1,0 +1,244 @@
+"""The DMP's XDS.b transactions as sans-I/O operations: ITI-41, ITI-18, ITI-43, ITI-57.
+
+Each is a small :class:`~dmp_connector._transport.Operation`: its endpoint (one DMP service),
+its ``wsa:Action``, whether it is safe to repeat, how it builds its body and how it reads the
+answer. The send loop (retries, audit, TLS, MTOM) is :class:`dmp_connector.Client`'s; the
+sequencing (paging, duplicate checks, version look-ups) is :mod:`dmp_connector.dmp.client`'s.
+
+Every operation carries its own WS-Security: a VIHF (:class:`~dmp_connector.signature.VihfSecurity`)
+naming the patient and the access mode, signed when the envelope is built — once per logical
+call, so a retry resends the same assertion.
+
+Answers are read strictly; a registry Failure becomes a typed error
+(:func:`~dmp_connector.dmp.errors.registry_error`) *inside* the retry loop, so that a
+``…Busy`` answer is retried like a 503 when the operation is safe to repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Final, TypeVar
+
+from lxml import etree
+
+from dmp_connector._transport import CallContext, Operation, SoapRequest
+from dmp_connector.config import DmpService, Environment
+from dmp_connector.errors import DmpConnectorError, SoapFaultError
+from dmp_connector.soap import Attachment, SoapMessage, WsSecurity
+from dmp_connector.xds import (
+    Action,
+    AdhocQueryRequest,
+    AdhocQueryResponse,
+    RegistryError,
+    RegistryErrorCode,
+    RegistryResponse,
+    ResponseStatus,
+    RetrieveDocumentSetRequest,
+    RetrieveDocumentSetResponse,
+    SubmissionRequest,
+    build_adhoc_query_request,
+    build_provide_and_register_request,
+    build_retrieve_document_set_request,
+    build_submit_objects_request,
+    parse_adhoc_query_response,
+    parse_registry_response,
+    parse_retrieve_document_set_response,
+)
+
+from .errors import DepositedDocument, PartialDepositError, fault_error, registry_error
+from .mapping import PreparedDeposit
+
+__all__ = [
+    "DmpOperation",
+    "ProvideAndRegister",
+    "RegistryStoredQuery",
+    "RetrieveDocumentSet",
+    "UpdateDocumentSet",
+]
+
+T = TypeVar("T")
+
+_DUPLICATE: Final = RegistryErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY
+
+
+class DmpOperation(Operation[T]):
+    """What every DMP operation shares: the service, the VIHF security, the audit facts, the fault mapping."""
+
+    service: ClassVar[str] = "dmp"
+    dmp_service: ClassVar[DmpService]
+    """The DMP service the operation posts to (``<dmp_base_url>/<service>``)."""
+
+    def __init__(
+        self, *, security: WsSecurity | None, patient: str | None = None, document_ids: Sequence[str] = ()
+    ) -> None:
+        self.security = security
+        self.patient = patient
+        self.document_ids = tuple(document_ids)
+
+    def endpoint(self, environment: Environment) -> str:
+        """``<dmp_base_url>/<service>`` of the environment."""
+        return environment.dmp_url(self.dmp_service)
+
+    def map_fault(self, fault: SoapFaultError) -> DmpConnectorError:
+        """A SOAP fault as a DMP error: transient when ``env:Receiver``, typed when a subcode names a DMP refusal."""
+        return fault_error(fault, operation=self.name)
+
+    def _request(self, body: etree._Element, attachments: Sequence[Attachment] = ()) -> SoapRequest:
+        return SoapRequest(
+            body=[body],
+            attachments=attachments,
+            security=self.security,
+            patient=self.patient,
+            document_ids=self.document_ids,
+        )
+
+
+def _per_document(response: RegistryResponse, prepared: PreparedDeposit) -> list[DepositedDocument]:
+    """Each deposited document with the errors that name it (by uniqueId or entry id in location or context).
+
+    An error that names no document is counted against every one: the registry did not say which.
+    """
+    documents = [
+        (prepared.entry.entry_uuid, prepared.entry.unique_id),
+        (prepared.signature.entry_id, prepared.signature.unique_id),
+    ]
+    found: dict[str, list[RegistryError]] = {entry_id: [] for entry_id, _ in documents}
+    for error in response.errors:
+        where = f"{error.location or ''} {error.code_context}"
+        named = [entry_id for entry_id, unique_id in documents if entry_id in where or unique_id in where]
+        for entry_id in named or [entry_id for entry_id, _ in documents]:
+            found[entry_id].append(error)
+    return [DepositedDocument(entry_id, unique_id, found[entry_id]) for entry_id, unique_id in documents]
+
+
+class ProvideAndRegister(DmpOperation[RegistryResponse]):
+    """ITI-41 Provide and Register Document Set-b over MTOM (TD2.1 deposit, TD2.2 replacement).
+
+    Safe to repeat: the ids of a prepared deposit are stable (see :mod:`dmp_connector.dmp.mapping`)
+    and the same bytes are sent on every attempt, so a replay cannot create a second document —
+    it meets ``XDSDuplicateUniqueIdInRegistry``, which :meth:`parse` returns rather than raises,
+    for the client to confirm as "already deposited". Other Failures raise typed errors; a
+    PartialSuccess raises :class:`~dmp_connector.dmp.errors.PartialDepositError` with each
+    document's outcome.
+    """
+
+    name = "ProvideAndRegisterDocumentSet-b"
+    action = Action.PROVIDE_AND_REGISTER.value
+    safe_to_repeat = True
+    dmp_service = DmpService.REPOSITORY
+
+    def __init__(self, prepared: PreparedDeposit, *, security: WsSecurity | None) -> None:
+        super().__init__(
+            security=security,
+            patient=prepared.ins.matricule,
+            document_ids=(prepared.ids.document, prepared.ids.signature),
+        )
+        self.prepared = prepared
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``xdsb:ProvideAndRegisterDocumentSetRequest`` with an ``xop:Include`` per document part."""
+        body = build_provide_and_register_request(self.prepared.request)
+        return self._request(body, attachments=self.prepared.attachments)
+
+    def parse(self, message: SoapMessage) -> RegistryResponse:
+        """The registry response; raises on a Failure that is not only duplicate uniqueIds, and on PartialSuccess."""
+        response = parse_registry_response(message.payload)
+        if response.status is ResponseStatus.SUCCESS:
+            return response
+        if response.status is ResponseStatus.PARTIAL_SUCCESS:
+            raise PartialDepositError(response, _per_document(response, self.prepared), operation=self.name)
+        errors = [e for e in response.errors if e.is_error]
+        if errors and all(e.error_code == _DUPLICATE for e in errors):
+            return response
+        raise registry_error(response, operation=self.name)
+
+
+class RegistryStoredQuery(DmpOperation[AdhocQueryResponse]):
+    """ITI-18 Registry Stored Query (TD3.1): FindDocuments, GetDocuments, FindSubmissionSets …
+
+    Safe to repeat (it only reads). A Failure raises a typed error; a PartialSuccess is returned
+    with its errors, for the caller to report next to what was found.
+    """
+
+    name = "RegistryStoredQuery"
+    action = Action.REGISTRY_STORED_QUERY.value
+    safe_to_repeat = True
+    dmp_service = DmpService.REGISTRY
+
+    def __init__(self, request: AdhocQueryRequest, *, security: WsSecurity | None, patient: str | None) -> None:
+        super().__init__(security=security, patient=patient)
+        self.request = request
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``query:AdhocQueryRequest``."""
+        return self._request(build_adhoc_query_request(self.request))
+
+    def parse(self, message: SoapMessage) -> AdhocQueryResponse:
+        """The typed answer; a Failure raises."""
+        answer = parse_adhoc_query_response(message.payload)
+        if answer.response.status is ResponseStatus.FAILURE:
+            raise registry_error(answer.response, operation=self.name)
+        return answer
+
+
+class RetrieveDocumentSet(DmpOperation[RetrieveDocumentSetResponse]):
+    """ITI-43 Retrieve Document Set (TD3.2); the documents come back as MTOM parts, spooled to disk when large."""
+
+    name = "RetrieveDocumentSet"
+    action = Action.RETRIEVE_DOCUMENT_SET.value
+    safe_to_repeat = True
+    dmp_service = DmpService.REPOSITORY
+
+    def __init__(
+        self, request: RetrieveDocumentSetRequest, *, security: WsSecurity | None, patient: str | None
+    ) -> None:
+        super().__init__(
+            security=security, patient=patient, document_ids=[d.document_unique_id for d in request.documents]
+        )
+        self.request = request
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``xdsb:RetrieveDocumentSetRequest``."""
+        return self._request(build_retrieve_document_set_request(self.request))
+
+    def parse(self, message: SoapMessage) -> RetrieveDocumentSetResponse:
+        """The answer with each document's content resolved; a Failure raises."""
+        answer = parse_retrieve_document_set_response(message.payload, message.attachments)
+        if answer.response.status is ResponseStatus.FAILURE:
+            raise registry_error(answer.response, operation=self.name)
+        return answer
+
+
+class UpdateDocumentSet(DmpOperation[RegistryResponse]):
+    """ITI-57 Update Document Set (TD3.3a–d): a status change or a new metadata version.
+
+    Not safe to repeat: a replayed status change meets an entry whose status already changed,
+    and a replayed metadata update would add another version.
+    """
+
+    name = "UpdateDocumentSet"
+    action = Action.UPDATE_DOCUMENT_SET.value
+    safe_to_repeat = False
+    dmp_service = DmpService.REGISTRY
+
+    def __init__(
+        self,
+        request: SubmissionRequest,
+        *,
+        security: WsSecurity | None,
+        patient: str | None,
+        document_ids: Sequence[str] = (),
+    ) -> None:
+        super().__init__(security=security, patient=patient, document_ids=document_ids)
+        self.request = request
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``lcm:SubmitObjectsRequest``."""
+        return self._request(build_submit_objects_request(self.request))
+
+    def parse(self, message: SoapMessage) -> RegistryResponse:
+        """The registry response; anything but Success raises."""
+        response = parse_registry_response(message.payload)
+        if response.status is not ResponseStatus.SUCCESS:
+            raise registry_error(response, operation=self.name)
+        return response

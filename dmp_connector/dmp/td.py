@@ -1,0 +1,303 @@
+"""The DMP-specific transactions ("TD") as sans-I/O operations, and their typed requests and results.
+
+| TD | operation | service | answer |
+|---|---|---|---|
+| TD0.2 | :class:`PatientQueryOperation` (``TEST_EXST``) | ``patients`` | :class:`DmpStatus` |
+| TD0.3 | :class:`SetAuthorizationOperation` | ``habilitations`` | ``DMPOK`` or a typed refusal |
+| — | :class:`ListAuthorizationsOperation` | ``habilitations`` | :class:`AuthorizedProfessional` rows |
+| TD0.4 | :class:`PatientListOperation` | ``patientsSpecific`` | :class:`RecentDmp` rows |
+| TD0.5 | :class:`FindCandidatesOperation` (PDQv3) | ``patientsPDQ`` | :class:`PatientCandidate` rows |
+| TD1.1–1.4 | :class:`RegistrationOperation` | ``patients`` | accepted, or ``DMPFound`` / ``DMPClosed`` … |
+| TD1.3a | :class:`PatientQueryOperation` (``DONNEES_ADMIN`` [I]) | ``patients`` | :class:`AdministrativeData` |
+
+The XML of each lives in :mod:`dmp_connector.dmp._td`, where what is not public is marked [I].
+A refusal (HL7 v3 ``AE``/``AR``, a ``status`` other than ``DMPOK``, a SOAP fault) raises the
+typed error of :mod:`dmp_connector.dmp.errors` inside the retry loop; only the read-only
+transactions are safe to repeat.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+from dmp_connector._transport import CallContext, SoapRequest
+from dmp_connector.config import DmpService, Settings
+from dmp_connector.ins import INS
+from dmp_connector.soap import SoapMessage, WsSecurity
+
+from ._td import (
+    AckDetail,
+    Acknowledgement,
+    AckType,
+    AdministrativeData,
+    AuthorizationAction,
+    AuthorizationStatus,
+    AuthorizedProfessional,
+    Closure,
+    ClosureReason,
+    DmpState,
+    DmpStatus,
+    Hl7Header,
+    Oppositions,
+    PatientCandidate,
+    PatientQuery,
+    PatientQueryAnswer,
+    PatientSearch,
+    QueryReason,
+    RecentDmp,
+    RecentDmpKind,
+    RegistrationAnswer,
+    RegistrationKind,
+    RegistrationRequest,
+    ServiceStatus,
+    TdAction,
+    build_find_candidates_request,
+    build_list_authorizations_request,
+    build_patient_list_request,
+    build_patient_query_request,
+    build_registration_request,
+    build_set_authorization_request,
+    parse_find_candidates_response,
+    parse_list_authorizations_response,
+    parse_patient_list_response,
+    parse_patient_query_response,
+    parse_registration_response,
+    parse_set_authorization_response,
+)
+from .errors import DmpNotFoundError, error_for_codes
+from .mapping import source_id
+from .operations import DmpOperation
+
+__all__ = [
+    "AckDetail",
+    "AckType",
+    "Acknowledgement",
+    "AdministrativeData",
+    "AuthorizationAction",
+    "AuthorizationStatus",
+    "AuthorizedProfessional",
+    "Closure",
+    "ClosureReason",
+    "DmpState",
+    "DmpStatus",
+    "FindCandidatesOperation",
+    "ListAuthorizationsOperation",
+    "Oppositions",
+    "PatientCandidate",
+    "PatientListOperation",
+    "PatientQueryAnswer",
+    "PatientQueryOperation",
+    "PatientSearch",
+    "QueryReason",
+    "RecentDmp",
+    "RecentDmpKind",
+    "RegistrationAnswer",
+    "RegistrationKind",
+    "RegistrationOperation",
+    "RegistrationRequest",
+    "ServiceStatus",
+    "SetAuthorizationOperation",
+    "TdAction",
+]
+
+_URN_UUID: Final = "urn:uuid:"
+
+
+def hl7_header(call: CallContext) -> Hl7Header:
+    """The HL7 v3 wrapper of a request: the call's ``wsa:MessageID`` as message id, the software as sender."""
+    settings: Settings = call.settings
+    root = source_id(settings)
+    message_id = call.message_id[len(_URN_UUID) :] if call.message_id.startswith(_URN_UUID) else call.message_id
+    return Hl7Header(
+        message_id=message_id,
+        id_root=root,
+        creation_time=dt.datetime.now(dt.UTC),
+        sender_root=root,
+        sender_name=settings.software.name,
+        processing_code=settings.dmp.hl7_processing_code,
+    )
+
+
+def _refused(acknowledgement: Acknowledgement, operation: str) -> None:
+    if acknowledgement.accepted:
+        return
+    codes = acknowledgement.codes or (acknowledgement.type_code.value,)
+    text = next((d.text for d in acknowledgement.details if d.text), None)
+    raise error_for_codes(codes, text=text, operation=operation)
+
+
+def _check_status(status: ServiceStatus, operation: str) -> None:
+    if not status.ok:
+        raise error_for_codes([status.status], text=status.context, operation=operation)
+
+
+class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
+    """TD0.2 test of existence (or TD1.3a administrative-data read): ``PRPA_IN201307UV02``.
+
+    An NF answer to TD0.2 is a result (``exists=False``), not an error; to the administrative-data
+    read it raises :class:`~dmp_connector.dmp.errors.DmpNotFoundError`.
+    """
+
+    name = "PatientQuery"
+    action = TdAction.PATIENT_QUERY.value
+    safe_to_repeat = True
+    dmp_service = DmpService.PATIENTS
+
+    def __init__(
+        self, ins: INS, *, reason: QueryReason, security: WsSecurity | None, action: str | None = None
+    ) -> None:
+        super().__init__(security=security, patient=ins.matricule)
+        self.ins = ins
+        self.reason = reason
+        if action is not None:
+            self.action = action  # type: ignore[misc]  # the test-existence action is a setting
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``PRPA_IN201307UV02`` with the reason and the INS."""
+        header = hl7_header(call)
+        query = PatientQuery(ins=self.ins, reason=self.reason, query_id=header.message_id)
+        return self._request(build_patient_query_request(query, header))
+
+    def parse(self, message: SoapMessage) -> PatientQueryAnswer:
+        """The status (and data); a refusal raises."""
+        answer = parse_patient_query_response(message.payload)
+        _refused(answer.acknowledgement, self.name)
+        if self.reason is QueryReason.ADMINISTRATIVE_DATA and not answer.status.exists:
+            raise DmpNotFoundError(
+                "the patient has no DMP (TD1.3a answered NF)",
+                code="NF",
+                operation=self.name,
+                hint="create the DMP (create_dmp) if the patient agrees",
+            )
+        return answer
+
+
+class SetAuthorizationOperation(DmpOperation[ServiceStatus]):
+    """TD0.3: add or remove this professional's authorisation (optionally as médecin traitant).
+
+    Not repeated on failure: whether the DMP answers a second AJOUT as success is not public.
+    """
+
+    name = "setAuthorization"
+    action = TdAction.SET_AUTHORIZATION.value
+    dmp_service = DmpService.HABILITATIONS
+
+    def __init__(
+        self, ins: INS, action: AuthorizationAction, *, treating_doctor: bool, security: WsSecurity | None
+    ) -> None:
+        super().__init__(security=security, patient=ins.matricule)
+        self.ins = ins
+        self.change = action
+        self.treating_doctor = treating_doctor
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``setAuthorization``."""
+        body = build_set_authorization_request(self.ins, self.change, treating_doctor=self.treating_doctor)
+        return self._request(body)
+
+    def parse(self, message: SoapMessage) -> ServiceStatus:
+        """``DMPOK``, or a typed refusal."""
+        status = parse_set_authorization_response(message.payload)
+        _check_status(status, self.name)
+        return status
+
+
+class ListAuthorizationsOperation(DmpOperation[tuple[AuthorizedProfessional, ...]]):
+    """The professionals authorised on a DMP (``listAuthorizationByPatient``, mode ``TOUTE``)."""
+
+    name = "listAuthorizationByPatient"
+    action = TdAction.LIST_AUTHORIZATIONS.value
+    safe_to_repeat = True
+    dmp_service = DmpService.HABILITATIONS
+
+    def __init__(self, ins: INS, *, security: WsSecurity | None, mode: str = "TOUTE") -> None:
+        super().__init__(security=security, patient=ins.matricule)
+        self.ins = ins
+        self.mode = mode
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``listAuthorizationByPatient``."""
+        return self._request(build_list_authorizations_request(self.ins, mode=self.mode))
+
+    def parse(self, message: SoapMessage) -> tuple[AuthorizedProfessional, ...]:
+        """The professionals, or a typed refusal."""
+        status, professionals = parse_list_authorizations_response(message.payload)
+        _check_status(status, self.name)
+        return professionals
+
+
+class PatientListOperation(DmpOperation[tuple[RecentDmp, ...]]):
+    """TD0.4: the DMPs recently accessible to this professional (``patientList``)."""
+
+    name = "patientList"
+    action = TdAction.PATIENT_LIST.value
+    safe_to_repeat = True
+    dmp_service = DmpService.PATIENTS_SPECIFIC
+
+    def __init__(self, since: dt.date, kind: RecentDmpKind, *, security: WsSecurity | None) -> None:
+        super().__init__(security=security)
+        self.since = since
+        self.kind = kind
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``patientList``."""
+        return self._request(build_patient_list_request(self.since, self.kind))
+
+    def parse(self, message: SoapMessage) -> tuple[RecentDmp, ...]:
+        """The DMPs, or a typed refusal."""
+        status, patients = parse_patient_list_response(message.payload)
+        _check_status(status, self.name)
+        return patients
+
+
+class FindCandidatesOperation(DmpOperation[tuple[PatientCandidate, ...]]):
+    """TD0.5: patients matching partial traits (IHE PDQv3 ``findCandidatesQuery``)."""
+
+    name = "findCandidatesQuery"
+    action = TdAction.FIND_CANDIDATES.value
+    safe_to_repeat = True
+    dmp_service = DmpService.PATIENTS_PDQ
+
+    def __init__(self, search: PatientSearch, *, security: WsSecurity | None) -> None:
+        super().__init__(security=security)
+        self.search = search
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """``PRPA_IN201305UV02``."""
+        header = hl7_header(call)
+        search = self.search if self.search.query_id else self.search.model_copy(update={"query_id": header.message_id})
+        return self._request(build_find_candidates_request(search, header))
+
+    def parse(self, message: SoapMessage) -> tuple[PatientCandidate, ...]:
+        """The candidates, or a typed refusal."""
+        acknowledgement, candidates = parse_find_candidates_response(message.payload)
+        _refused(acknowledgement, self.name)
+        return candidates
+
+
+class RegistrationOperation(DmpOperation[RegistrationAnswer]):
+    """TD1.1 create, TD1.2 reactivate, TD1.3b update, TD1.4 close: ``PRPA_IN201311UV02`` / ``…14UV02``.
+
+    Not safe to repeat: a replayed creation meets ``DMPFound``.
+    """
+
+    name = "PatientRegistration"
+    dmp_service = DmpService.PATIENTS
+
+    def __init__(self, request: RegistrationRequest, *, security: WsSecurity | None) -> None:
+        super().__init__(security=security, patient=request.ins.matricule)
+        self.request = request
+        self.action = (  # type: ignore[misc]  # one class, two interactions
+            TdAction.CREATE.value if request.kind is RegistrationKind.CREATE else TdAction.REVISE.value
+        )
+
+    def build(self, call: CallContext) -> SoapRequest:
+        """The registration request."""
+        return self._request(build_registration_request(self.request, hl7_header(call)))
+
+    def parse(self, message: SoapMessage) -> RegistrationAnswer:
+        """The acceptance; ``DMPFound`` / ``DMPClosed`` … raise their typed errors."""
+        answer = parse_registration_response(message.payload)
+        _refused(answer.acknowledgement, f"{self.name} {self.request.kind.value}")
+        return answer

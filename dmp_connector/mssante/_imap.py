@@ -1,0 +1,526 @@
+"""IMAP reading over the standard library's imaplib: the one IMAP core.
+
+imaplib is synchronous; :class:`~dmp_connector.mssante.transport.AsyncMailTransport`
+runs this same core in a worker thread rather than using an asyncio IMAP client,
+because the one such client on PyPI (aioimaplib) has no STARTTLS, which the MSSanté
+interface requires on port 143. IMAP reading is a handful of request/response
+exchanges, so a thread per call costs little.
+
+This module is the boundary for imaplib, ssl and socket errors on the IMAP side: each
+becomes one of ours, chained with ``from``. Message content is never logged, and
+imaplib's own debug output is left off.
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta, timezone
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+
+from dmp_connector.config import MailServer, MssanteAuthMode
+from dmp_connector.errors import (
+    ConnectError,
+    DmpConnectorError,
+    ProtocolError,
+    RequestTimeout,
+    ServiceError,
+    TlsError,
+    ValidationError,
+)
+
+from ._mail import MailSummary, redact_text
+from .auth import MailAuthenticationError, MailCredentials, xoauth2_initial_response
+
+__all__ = ["ImapSession", "encode_folder", "parse_fetch_summaries"]
+
+_LIST_BATCH = 200
+_HEADER_FIELDS = "(SUBJECT FROM MESSAGE-ID CONTENT-TYPE)"
+_CODE = re.compile(r"\[([A-Za-z-]+)")
+_MONTHS = {
+    m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)
+}
+_INTERNALDATE = re.compile(
+    rb'INTERNALDATE "\s?(?P<day>[0-9]{1,2})-(?P<mon>[A-Za-z]{3})-(?P<year>[0-9]{4}) '
+    rb'(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2}) (?P<zs>[-+])(?P<zh>[0-9]{2})(?P<zm>[0-9]{2})"'
+)
+_UID = re.compile(rb"\bUID ([0-9]+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE ([0-9]+)")
+_FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
+
+
+class _MessageTooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+class _BoundedIMAP4(imaplib.IMAP4):
+    """imaplib reads a literal whole into memory: refuse one over the limit before reading it."""
+
+    def __init__(self, host: str, port: int, timeout: float, max_literal: int) -> None:
+        self.max_literal = max_literal
+        super().__init__(host, port, timeout)
+
+    def read(self, size: int) -> bytes:
+        if size > self.max_literal:
+            raise _MessageTooLarge(size)
+        return super().read(size)
+
+
+def encode_folder(name: str) -> str:
+    """A folder name as an IMAP quoted string in modified UTF-7 (RFC 3501 §5.1.3)."""
+    if not name or any(c in name for c in "\r\n\x00"):
+        raise ValidationError("a folder name must be non-empty and on one line")
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            raw = "".join(pending).encode("utf-16-be")
+            out.append("&" + base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for char in name:
+        if 0x20 <= ord(char) <= 0x7E:
+            flush()
+            out.append("&-" if char == "&" else char)
+        else:
+            pending.append(char)
+    flush()
+    encoded = "".join(out).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{encoded}"'
+
+
+def _response_code(text: str) -> str | None:
+    match = _CODE.search(text)
+    return match.group(1).upper() if match else None
+
+
+def _text(data: Sequence[object]) -> str:
+    parts = []
+    for item in data:
+        if isinstance(item, bytes):
+            parts.append(item.decode("utf-8", "replace"))
+        elif isinstance(item, tuple) and item and isinstance(item[0], bytes):
+            parts.append(item[0].decode("utf-8", "replace"))
+    return redact_text(" ".join(parts).strip())
+
+
+def _internal_date(meta: bytes) -> datetime | None:
+    match = _INTERNALDATE.search(meta)
+    if match is None:
+        return None
+    month = _MONTHS.get(match["mon"].decode("ascii").capitalize())
+    if month is None:
+        return None
+    offset = timedelta(hours=int(match["zh"]), minutes=int(match["zm"]))
+    zone = timezone(-offset if match["zs"] == b"-" else offset)
+    try:
+        return datetime(
+            int(match["year"]), month, int(match["day"]), int(match["h"]), int(match["m"]), int(match["s"]), tzinfo=zone
+        )
+    except ValueError:
+        return None
+
+
+def _fetch_records(data: Sequence[object]) -> Iterator[tuple[bytes, bytes | None]]:
+    """(metadata, literal) per message of a FETCH answer; items after a literal belong to its message."""
+    meta: bytes | None = None
+    literal: bytes | None = None
+    for item in data:
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], bytes):
+            if meta is not None:
+                yield meta, literal
+            meta, literal = item[0], item[1] if isinstance(item[1], bytes) else None
+        elif isinstance(item, bytes):
+            if meta is not None and not re.match(rb"^[0-9]+ \(", item):
+                meta += item
+            else:
+                if meta is not None:
+                    yield meta, literal
+                meta, literal = item, None
+    if meta is not None:
+        yield meta, literal
+
+
+def parse_fetch_summaries(data: Sequence[object], folder: str) -> list[MailSummary]:
+    """Turn the answer to ``UID FETCH (UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS …])``."""
+    parser = BytesHeaderParser(policy=default_policy)
+    summaries = []
+    for meta, literal in _fetch_records(data):
+        uid = _UID.search(meta)
+        if uid is None:
+            continue
+        size = _SIZE.search(meta)
+        flags = _FLAGS.search(meta)
+        subject = sender = message_id = content_type = None
+        if literal is not None:
+            headers = parser.parsebytes(literal)
+            subject = str(headers["Subject"]) if headers["Subject"] is not None else None
+            sender = str(headers["From"]) if headers["From"] is not None else None
+            message_id = str(headers["Message-ID"]).strip() if headers["Message-ID"] is not None else None
+            content_type = headers.get_content_type() if headers["Content-Type"] is not None else None
+        summaries.append(
+            MailSummary(
+                uid=int(uid.group(1)),
+                folder=folder,
+                flags=frozenset(flags.group(1).decode("ascii", "replace").split()) if flags else frozenset(),
+                size=int(size.group(1)) if size else 0,
+                internal_date=_internal_date(meta),
+                message_id=message_id,
+                content_type=content_type,
+                subject=subject,
+                sender=sender,
+            )
+        )
+    return sorted(summaries, key=lambda s: s.uid)
+
+
+def _tls_error(exc: ssl.SSLError, what: str) -> TlsError:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TlsError(
+            f"{what}: the server's certificate is not trusted ({exc.verify_message})",
+            hint="set mssante.tls.ca_bundle (or tls.ca_bundle) to your operator's CA chain (IGC-Santé)",
+        )
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    return TlsError(
+        f"{what}: TLS failed ({reason})",
+        hint="check the CA bundle and, for an applicative mailbox, the client certificate the operator expects",
+    )
+
+
+def translate(exc: BaseException, what: str, *, after_tls: bool = False) -> DmpConnectorError:
+    """imaplib, ssl and socket errors → ours; the one IMAP boundary."""
+    if isinstance(exc, DmpConnectorError):
+        return exc
+    if isinstance(exc, _MessageTooLarge):
+        return ProtocolError(
+            f"{what}: the server sent a {exc.size}-byte literal, over the limit",
+            hint="raise mssante.max_fetch_bytes if such messages are expected",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return _tls_error(exc, what)
+    if isinstance(exc, TimeoutError):
+        return RequestTimeout(f"{what}: the IMAP server did not answer in time", hint="raise mssante.timeout")
+    if isinstance(exc, imaplib.IMAP4.abort):
+        if after_tls:
+            return TlsError(
+                f"{what}: the IMAP server closed the connection right after TLS",
+                hint="it probably refused the client certificate: check mssante.tls",
+            )
+        return ConnectError(f"{what}: the IMAP connection was lost ({redact_text(str(exc))})")
+    if isinstance(exc, imaplib.IMAP4.error):
+        text = redact_text(str(exc))
+        return ServiceError(
+            f"{what}: the IMAP server refused the command: {text}",
+            service="mssante",
+            code=_response_code(text) or "NO",
+            text=text,
+            operation=what,
+        )
+    if isinstance(exc, (ConnectionError, EOFError)):
+        if after_tls:
+            return TlsError(
+                f"{what}: the IMAP server closed the connection right after TLS",
+                hint="it probably refused the client certificate: check mssante.tls",
+            )
+        return ConnectError(f"{what}: the IMAP connection was lost")
+    if isinstance(exc, OSError):
+        return ConnectError(f"{what}: cannot reach the IMAP server ({exc.strerror or type(exc).__name__})")
+    return ProtocolError(f"{what}: unexpected IMAP failure ({type(exc).__name__})")
+
+
+class ImapSession:
+    """One IMAP connection, STARTTLS-upgraded and authenticated; not thread-safe (callers serialise).
+
+    Opened by :meth:`open`, reused by the operations, dropped by :meth:`close` or when a
+    connection-level error makes it unusable.
+    """
+
+    def __init__(
+        self,
+        server: MailServer,
+        credentials: MailCredentials,
+        *,
+        connect_timeout: float,
+        timeout: float,
+        max_fetch_bytes: int,
+    ) -> None:
+        self.server = server
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.max_fetch_bytes = max_fetch_bytes
+        self._imap: _BoundedIMAP4 | None = None
+        self._capabilities: frozenset[str] = frozenset()
+        self._selected: str | None = None
+        self.last_used = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        """Whether an authenticated connection is held."""
+        return self._imap is not None
+
+    @property
+    def endpoint(self) -> str:
+        """``imap://host:port``, for audit events."""
+        return f"imap://{self.server.host}:{self.server.port}"
+
+    # --- connection ---------------------------------------------------------------
+
+    def open(self, token: str | None) -> None:
+        """Connect, upgrade with STARTTLS (required) and authenticate."""
+        self.close()
+        what = "IMAP connection"
+        try:
+            imap = _BoundedIMAP4(self.server.host, self.server.port, self.connect_timeout, self.max_fetch_bytes + 4096)
+        except BaseException as exc:
+            raise translate(exc, what) from exc
+        after_tls = False
+        try:
+            if "STARTTLS" not in imap.capabilities:
+                raise TlsError(
+                    f"the IMAP server {self.server.host}:{self.server.port} does not offer STARTTLS",
+                    hint="MSSanté requires TLS: check the host and port (143) of environment.mssante_imap",
+                )
+            # Under TLS 1.3 a refused client certificate shows as a connection closed just
+            # after the handshake, while imaplib asks for the capabilities again.
+            after_tls = self.credentials.mode is MssanteAuthMode.CERTIFICATE
+            imap.starttls(self.credentials.ssl_context)
+            self._authenticate(imap, token)
+            after_tls = False
+            typ, data = imap.capability()
+            caps = data[0] if typ == "OK" and data and isinstance(data[0], bytes) else b""
+            self._capabilities = frozenset(caps.decode("ascii", "replace").upper().split())
+            if imap.sock is not None:
+                imap.sock.settimeout(self.timeout)
+        except BaseException as exc:
+            _shutdown(imap)
+            raise translate(exc, what, after_tls=after_tls) from exc
+        self._imap = imap
+        self._selected = None
+        self.last_used = time.monotonic()
+
+    def _authenticate(self, imap: _BoundedIMAP4, token: str | None) -> None:
+        caps = {c.upper() for c in imap.capabilities}
+        creds = self.credentials
+        if creds.mode is MssanteAuthMode.XOAUTH2:
+            if "AUTH=XOAUTH2" not in caps:
+                raise ProtocolError(
+                    "the IMAP server does not offer XOAUTH2 after STARTTLS",
+                    hint="check mssante.auth_mode: a server without XOAUTH2 may expect a client certificate",
+                )
+            assert token is not None and creds.user is not None
+            response = xoauth2_initial_response(creds.user, token)
+            mechanism = "XOAUTH2"
+        else:
+            if "AUTH=EXTERNAL" not in caps:
+                raise ProtocolError(
+                    "the IMAP server does not offer SASL EXTERNAL for certificate authentication",
+                    hint="check mssante.auth_mode: a personal or organisational mailbox uses 'xoauth2'",
+                )
+            response = (creds.user or "").encode("utf-8")
+            mechanism = "EXTERNAL"
+        sent = False
+
+        def answer(challenge: bytes) -> bytes:
+            # The first continuation asks for our response; a second one carries the
+            # server's error details (XOAUTH2), to which an empty line is the reply.
+            nonlocal sent
+            if sent:
+                return b""
+            sent = True
+            return response
+
+        try:
+            imap.authenticate(mechanism, answer)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            text = redact_text(str(exc))
+            raise MailAuthenticationError(
+                f"the IMAP server refused {mechanism} authentication: {text}",
+                code=_response_code(text) or "NO",
+                text=text,
+                hint="the PSC access token was refused even after a refresh"
+                if mechanism == "XOAUTH2"
+                else "the operator does not bind this certificate to the mailbox",
+            ) from exc
+
+    def close(self) -> None:
+        """Log out (best effort) and drop the connection."""
+        imap, self._imap = self._imap, None
+        self._selected = None
+        if imap is not None:
+            with suppress(Exception):  # the connection is being discarded anyway
+                imap.logout()
+            _shutdown(imap)
+
+    def drop(self) -> None:
+        """Forget a connection that failed, without talking to the server again."""
+        imap, self._imap = self._imap, None
+        self._selected = None
+        if imap is not None:
+            _shutdown(imap)
+
+    def alive(self) -> bool:
+        """NOOP on the held connection; False (and dropped) when it no longer answers."""
+        imap = self._require()
+        try:
+            typ, _ = imap.noop()
+        except Exception:
+            self.drop()
+            return False
+        if typ != "OK":
+            self.drop()
+            return False
+        self.last_used = time.monotonic()
+        return True
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[_BoundedIMAP4]:
+        imap = self._require()
+        try:
+            yield imap
+        except DmpConnectorError:
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, imaplib.IMAP4.error) or isinstance(exc, imaplib.IMAP4.abort):
+                self.drop()
+            raise translate(exc, what) from exc
+        finally:
+            self.last_used = time.monotonic()
+
+    def _require(self) -> _BoundedIMAP4:
+        if self._imap is None:
+            raise ConnectError("the IMAP session is not open")
+        return self._imap
+
+    def _check(self, typ: str, data: Sequence[object], what: str) -> None:
+        if typ != "OK":
+            text = _text(data)
+            raise ServiceError(
+                f"{what}: the IMAP server answered {typ}: {text}",
+                service="mssante",
+                code=_response_code(text) or typ,
+                text=text,
+                operation=what,
+            )
+
+    def _select(self, imap: _BoundedIMAP4, folder: str, what: str) -> None:
+        if self._selected == folder:
+            return
+        self._selected = None
+        typ, data = imap.select(encode_folder(folder))
+        self._check(typ, data, what)
+        self._selected = folder
+
+    # --- operations -----------------------------------------------------------------
+
+    def list_messages(self, folder: str, unseen_only: bool) -> list[MailSummary]:
+        """UID SEARCH then UID FETCH of the metadata and a few headers, in batches."""
+        with self._guard("list") as imap:
+            self._select(imap, folder, "list")
+            typ, data = imap.uid("SEARCH", "UNSEEN" if unseen_only else "ALL")
+            self._check(typ, data, "list")
+            uids = [int(u) for item in data if isinstance(item, bytes) for u in item.split()]
+            summaries: list[MailSummary] = []
+            for start in range(0, len(uids), _LIST_BATCH):
+                batch = ",".join(str(u) for u in uids[start : start + _LIST_BATCH])
+                typ, data = imap.uid(
+                    "FETCH",
+                    batch,
+                    f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS {_HEADER_FIELDS}])",
+                )
+                self._check(typ, data, "list")
+                summaries.extend(parse_fetch_summaries(data, folder))
+            return summaries
+
+    def fetch(self, uid: int, folder: str) -> bytes:
+        """The whole message, size checked first and bounded while read."""
+        with self._guard("fetch") as imap:
+            self._select(imap, folder, "fetch")
+            typ, data = imap.uid("FETCH", str(uid), "(UID RFC822.SIZE)")
+            self._check(typ, data, "fetch")
+            records = [meta for meta, _ in _fetch_records(data) if _uid_is(meta, uid)]
+            if not records:
+                raise _no_such_message(uid, "fetch")
+            size = _SIZE.search(records[0])
+            if size is not None and int(size.group(1)) > self.max_fetch_bytes:
+                raise ProtocolError(
+                    f"message uid {uid} is {int(size.group(1))} bytes, over the {self.max_fetch_bytes}-byte limit",
+                    hint="raise mssante.max_fetch_bytes if such messages are expected",
+                )
+            typ, data = imap.uid("FETCH", str(uid), "(UID BODY.PEEK[])")
+            self._check(typ, data, "fetch")
+            for meta, literal in _fetch_records(data):
+                if literal is not None and _uid_is(meta, uid) and b"BODY[]" in meta.upper():
+                    if len(literal) > self.max_fetch_bytes:
+                        raise ProtocolError(f"message uid {uid} is over the {self.max_fetch_bytes}-byte limit")
+                    return literal
+            raise _no_such_message(uid, "fetch")
+
+    def mark_seen(self, uid: int, folder: str) -> None:
+        """UID STORE +FLAGS.SILENT (\\Seen)."""
+        with self._guard("mark_seen") as imap:
+            self._select(imap, folder, "mark_seen")
+            typ, data = imap.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Seen)")
+            self._check(typ, data, "mark_seen")
+
+    def move(self, uid: int, target: str, folder: str, create: bool) -> bool:
+        """UID MOVE (RFC 6851), creating the target on ``[TRYCREATE]``; COPY + \\Deleted without MOVE.
+
+        Returns False when the message was copied but could not be removed from the
+        source (no UIDPLUS): it then only carries ``\\Deleted``.
+        """
+        with self._guard("move") as imap:
+            self._select(imap, folder, "move")
+            quoted = encode_folder(target)
+            verb = "MOVE" if "MOVE" in self._capabilities else "COPY"
+            typ, data = imap.uid(verb, str(uid), quoted)
+            if typ == "NO" and create and _response_code(_text(data)) == "TRYCREATE":
+                ctyp, cdata = imap.create(quoted)
+                self._check(ctyp, cdata, "move")
+                typ, data = imap.uid(verb, str(uid), quoted)
+            self._check(typ, data, "move")
+            if verb == "MOVE":
+                return True
+            typ, data = imap.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+            self._check(typ, data, "move")
+            if "UIDPLUS" in self._capabilities:
+                typ, data = imap.uid("EXPUNGE", str(uid))
+                self._check(typ, data, "move")
+                return True
+            return False
+
+
+def _uid_is(meta: bytes, uid: int) -> bool:
+    match = _UID.search(meta)
+    return match is not None and int(match.group(1)) == uid
+
+
+def _no_such_message(uid: int, what: str) -> ServiceError:
+    return ServiceError(
+        f"{what}: no message with uid {uid} in this folder",
+        service="mssante",
+        code="NONEXISTENT",
+        operation=what,
+        hint="list the folder again: the message may have been moved or expunged",
+    )
+
+
+def _shutdown(imap: imaplib.IMAP4) -> None:
+    with suppress(OSError, AttributeError):
+        imap.shutdown()
+    sock = getattr(imap, "sock", None)
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):
+            sock.close()

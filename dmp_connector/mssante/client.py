@@ -1,0 +1,192 @@
+"""``MssanteClient`` / ``AsyncMssanteClient``: send and read MSSanté mail in a few calls.
+
+The facade joins the pure parts — :func:`~.message.build_message` (rules, headers, XDM)
+and :func:`~.message.parse_message` (bodies, XDM, receipts) — to the mail transport
+(:class:`~.transport.MailTransport`, SMTP + IMAP with STARTTLS and certificate or XOAUTH2
+authentication). The transport emits the audit events, one per attempt, with the
+patient pseudonymised and no subject or address of a patient in them.
+
+::
+
+    with MssanteClient(settings) as mss:
+        result = mss.send(MssanteMessage(to=(MssanteAddress.for_patient(identity),), documents=(cda,)))
+        for summary in mss.inbox():
+            received = mss.fetch(summary.uid)
+            ...
+            mss.mark_read(summary.uid)
+
+Both clients take the same arguments and have the same methods (``close`` is ``aclose``
+on the async one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+from dmp_connector.audit import AuditSink
+from dmp_connector.config import Settings
+from dmp_connector.retries import RetryPolicy
+
+from .address import MSSANTE_DOMAINS, TrustSpace
+from .auth import AsyncTokenProvider, TokenProvider
+from .message import BuiltMessage, MssanteMessage, ReceivedMessage, build_message, parse_message
+from .transport import AsyncMailTransport, DsnOptions, MailSummary, MailTransport, SendResult
+from .xdm import ArchiveLimits
+
+__all__ = ["AsyncMssanteClient", "MssanteClient"]
+
+INBOX = "INBOX"
+
+
+def _dsn(built: BuiltMessage) -> DsnOptions | None:
+    """DSN parameters for a send that asks for a delivery receipt; the envelope id is the message id."""
+    if not built.delivery_receipt:
+        return None
+    envid = built.message_id.strip("<>")
+    return DsnOptions(envid=envid if 0 < len(envid) <= 100 and " " not in envid else None)
+
+
+class _Base:
+    """What both clients share: settings, message building and parsing; no I/O."""
+
+    def __init__(self, settings: Settings, *, trust_space: TrustSpace, archive_limits: ArchiveLimits | None) -> None:
+        self.settings = settings
+        self.trust_space = trust_space
+        self.archive_limits = archive_limits or ArchiveLimits()
+
+    def build(self, message: MssanteMessage) -> BuiltMessage:
+        """The mail :meth:`send` would send, without sending it (to inspect, store or sign it)."""
+        return build_message(message, self.settings, trust_space=self.trust_space)
+
+    def _parse(self, raw: bytes, uid: int, folder: str) -> ReceivedMessage:
+        return parse_message(raw, uid=uid, folder=folder, limits=self.archive_limits, settings=self.settings)
+
+
+class MssanteClient(_Base):
+    """Synchronous MSSanté client for the configured mailbox.
+
+    ``token_provider`` gives the Pro Santé Connect token in XOAUTH2 mode;
+    ``trust_space`` decides which recipient domains are accepted (the official
+    :class:`~.address.DomainWhitelist` when you have it); ``archive_limits`` bound the
+    XDM archives read. Pass ``transport`` to bring your own (its lifetime is then yours).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        token_provider: TokenProvider | None = None,
+        audit: Iterable[AuditSink] = (),
+        retry: RetryPolicy | None = None,
+        trust_space: TrustSpace = MSSANTE_DOMAINS,
+        archive_limits: ArchiveLimits | None = None,
+        transport: MailTransport | None = None,
+    ) -> None:
+        super().__init__(settings, trust_space=trust_space, archive_limits=archive_limits)
+        self._owns_transport = transport is None
+        self._transport = transport or MailTransport(settings, token_provider=token_provider, audit=audit, retry=retry)
+
+    def send(self, message: MssanteMessage) -> SendResult:
+        """Build ``message`` by the MSSanté rules and submit it; refused before sending if it breaks one."""
+        built = self.build(message)
+        return self._transport.send(
+            built.email,
+            sender=built.sender,
+            recipients=built.recipients,
+            dsn=_dsn(built),
+            patient=built.patient_matricule,
+            document_ids=built.document_ids,
+        )
+
+    def inbox(self, *, unseen_only: bool = True, folder: str = INBOX) -> list[MailSummary]:
+        """The messages waiting in ``folder`` (unread only by default), oldest first, not downloaded."""
+        return self._transport.list_messages(folder, unseen_only=unseen_only)
+
+    def fetch(self, uid: int, *, folder: str = INBOX) -> ReceivedMessage:
+        """Download one message and read it: bodies, attachments, XDM documents, receipt. Leaves it unread."""
+        return self._parse(self._transport.fetch(uid, folder), uid, folder)
+
+    def mark_read(self, uid: int, *, folder: str = INBOX) -> None:
+        """Mark a message as read (``\\Seen``), once it has been processed."""
+        self._transport.mark_seen(uid, folder)
+
+    def move(self, uid: int, target_folder: str, *, folder: str = INBOX) -> None:
+        """Move a message to ``target_folder`` (created if needed)."""
+        self._transport.move(uid, target_folder, folder)
+
+    def close(self) -> None:
+        """Close the mail connections if this client opened them."""
+        if self._owns_transport:
+            self._transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncMssanteClient(_Base):
+    """Asynchronous twin of :class:`MssanteClient`; the token provider may be sync or async."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        token_provider: TokenProvider | AsyncTokenProvider | None = None,
+        audit: Iterable[AuditSink] = (),
+        retry: RetryPolicy | None = None,
+        trust_space: TrustSpace = MSSANTE_DOMAINS,
+        archive_limits: ArchiveLimits | None = None,
+        transport: AsyncMailTransport | None = None,
+    ) -> None:
+        super().__init__(settings, trust_space=trust_space, archive_limits=archive_limits)
+        self._owns_transport = transport is None
+        self._transport = transport or AsyncMailTransport(
+            settings, token_provider=token_provider, audit=audit, retry=retry
+        )
+
+    async def send(self, message: MssanteMessage) -> SendResult:
+        """See :meth:`MssanteClient.send`."""
+        built = self.build(message)
+        return await self._transport.send(
+            built.email,
+            sender=built.sender,
+            recipients=built.recipients,
+            dsn=_dsn(built),
+            patient=built.patient_matricule,
+            document_ids=built.document_ids,
+        )
+
+    async def inbox(self, *, unseen_only: bool = True, folder: str = INBOX) -> list[MailSummary]:
+        """See :meth:`MssanteClient.inbox`."""
+        return await self._transport.list_messages(folder, unseen_only=unseen_only)
+
+    async def fetch(self, uid: int, *, folder: str = INBOX) -> ReceivedMessage:
+        """See :meth:`MssanteClient.fetch`."""
+        return self._parse(await self._transport.fetch(uid, folder), uid, folder)
+
+    async def mark_read(self, uid: int, *, folder: str = INBOX) -> None:
+        """See :meth:`MssanteClient.mark_read`."""
+        await self._transport.mark_seen(uid, folder)
+
+    async def move(self, uid: int, target_folder: str, *, folder: str = INBOX) -> None:
+        """See :meth:`MssanteClient.move`."""
+        await self._transport.move(uid, target_folder, folder)
+
+    async def aclose(self) -> None:
+        """See :meth:`MssanteClient.close`."""
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
