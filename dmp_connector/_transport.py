@@ -341,7 +341,9 @@ def _translate(exc: httpx.HTTPError | OSError, prepared: _Prepared) -> Transport
             f"{what}: no answer in time ({type(exc).__name__})", hint="raise timeouts.read or try again later"
         )
     cause: BaseException | None = exc
-    while cause is not None:
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:  # a chain may loop back on itself
+        seen.add(id(cause))
         if isinstance(cause, ssl.SSLError):
             reason = getattr(cause, "reason", None) or type(cause).__name__
             return TlsError(

@@ -16,6 +16,7 @@ from dmp_connector.audit import MemorySink
 from dmp_connector.config import AuditSettings, Environment, Settings
 from dmp_connector.errors import (
     ConfigurationError,
+    ConnectError,
     DmpConnectorError,
     HttpStatusError,
     MalformedResponseError,
@@ -239,3 +240,18 @@ def test_uppercase_media_type_is_understood() -> None:
 
     with Client(SETTINGS, http_client=httpx.Client(transport=httpx.MockTransport(handler))) as client:
         assert client.send(EchoOperation("upper")).text == "upper"
+
+
+@MODES
+@respx.mock
+def test_an_exception_chain_that_loops_is_still_translated(mode: str) -> None:
+    def loop(request: httpx.Request) -> httpx.Response:
+        first = httpx.ConnectError("refused", request=request)
+        second = OSError("socket closed")
+        first.__context__ = second
+        second.__context__ = first
+        raise first
+
+    respx.post(URL).mock(side_effect=loop)
+    with pytest.raises(ConnectError):
+        send(mode, EchoOperation("x"))
