@@ -1,5 +1,86 @@
-"""The DMP (Mon espace santé) over IHE XDS.b: deposit, query, retrieve, update, DMP transactions."""
+"""The DMP (Mon espace santé) over IHE XDS.b: deposit, query, retrieve, update, DMP transactions.
+
+* :mod:`~dmp_connector.dmp.client` — :class:`DmpClient` / :class:`AsyncDmpClient`, one method per operation;
+* :mod:`~dmp_connector.dmp.mapping` — a CDA document's metadata as a DocumentEntry, a whole deposit
+  built from the document's bytes, and the derived ids that make a deposit safe to repeat;
+* :mod:`~dmp_connector.dmp.operations` — ITI-41, ITI-18, ITI-43, ITI-57 as sans-I/O operations;
+* :mod:`~dmp_connector.dmp.td` — the DMP's own transactions (TD0.2 … TD1.4), typed; their XML is
+  in one private module, ``_td``, where what is not public is marked [I];
+* :mod:`~dmp_connector.dmp.errors` — the DMP's refusals as typed errors.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .client import Access, AsyncDmpClient, DepositResult, DmpClient, DocumentList, RetrievedDmpDocument
+from .errors import (
+    DMP_ERROR_CODES,
+    DepositedDocument,
+    DmpAccessDeniedError,
+    DmpAlreadyExistsError,
+    DmpClosedError,
+    DmpNotFoundError,
+    DmpRegistryError,
+    DmpServiceError,
+    DocumentConflictError,
+    PartialDepositError,
+)
+from .mapping import DepositIds, PreparedDeposit, deposit_ids, derived_oid, document_entry, prepare_deposit
+from .operations import DmpOperation, ProvideAndRegister, RegistryStoredQuery, RetrieveDocumentSet, UpdateDocumentSet
+from .td import (
+    AdministrativeData,
+    AuthorizationStatus,
+    AuthorizedProfessional,
+    Closure,
+    ClosureReason,
+    DmpState,
+    DmpStatus,
+    Oppositions,
+    PatientCandidate,
+    PatientSearch,
+    RecentDmp,
+    RecentDmpKind,
+    ServiceStatus,
+)
+
+__all__ = [
+    "DMP_ERROR_CODES",
+    "Access",
+    "AdministrativeData",
+    "AsyncDmpClient",
+    "AuthorizationStatus",
+    "AuthorizedProfessional",
+    "Closure",
+    "ClosureReason",
+    "DepositIds",
+    "DepositResult",
+    "DepositedDocument",
+    "DmpAccessDeniedError",
+    "DmpAlreadyExistsError",
+    "DmpClient",
+    "DmpClosedError",
+    "DmpNotFoundError",
+    "DmpOperation",
+    "DmpRegistryError",
+    "DmpServiceError",
+    "DmpState",
+    "DmpStatus",
+    "DocumentConflictError",
+    "DocumentList",
+    "Oppositions",
+    "PartialDepositError",
+    "PatientCandidate",
+    "PatientSearch",
+    "PreparedDeposit",
+    "ProvideAndRegister",
+    "RecentDmp",
+    "RecentDmpKind",
+    "RegistryStoredQuery",
+    "RetrieveDocumentSet",
+    "RetrievedDmpDocument",
+    "ServiceStatus",
+    "UpdateDocumentSet",
+    "deposit_ids",
+    "derived_oid",
+    "document_entry",
+    "prepare_deposit",
+]

@@ -180,7 +180,7 @@ _HINTS: Final[dict[type[DmpServiceError], str]] = {
     DmpNotFoundError: "test the DMP's existence (test_existence) and create it (create_dmp) if the patient agrees",
     DmpClosedError: "the DMP is closed: reactivate it (reactivate_dmp) if the patient asks",
     DmpAlreadyExistsError: "the DMP exists already: use it",
-    DmpAccessDeniedError: "get the patient's authorisation (set_authorization), or use an access mode the "
+    DmpAccessDeniedError: "get the patient's authorisation (set_authorisation), or use an access mode the "
     "patient has not opposed",
 }
 

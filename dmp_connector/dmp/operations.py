@@ -59,6 +59,7 @@ __all__ = [
 T = TypeVar("T")
 
 _DUPLICATE: Final = RegistryErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY
+_NON_IDENTICAL_HASH: Final = RegistryErrorCode.NON_IDENTICAL_HASH
 
 
 class DmpOperation(Operation[T]):
@@ -148,9 +149,15 @@ class ProvideAndRegister(DmpOperation[RegistryResponse]):
         if response.status is ResponseStatus.PARTIAL_SUCCESS:
             raise PartialDepositError(response, _per_document(response, self.prepared), operation=self.name)
         errors = [e for e in response.errors if e.is_error]
-        if errors and all(e.error_code == _DUPLICATE for e in errors):
+        if errors and all(e.error_code == _DUPLICATE or self._resigned(e) for e in errors):
             return response
         raise registry_error(response, operation=self.name)
+
+    def _resigned(self, error: RegistryError) -> bool:
+        """A replay made by a new call signs again: the signature's bytes differ (its SigningTime),
+        so the registry answers ``XDSNonIdenticalHash`` for our derived signature id. That is no
+        conflict: the document itself decides, and the client confirms it by its hash."""
+        return error.error_code == _NON_IDENTICAL_HASH and (error.location or "") == self.prepared.ids.signature
 
 
 class RegistryStoredQuery(DmpOperation[AdhocQueryResponse]):

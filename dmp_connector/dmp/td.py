@@ -283,6 +283,7 @@ class RegistrationOperation(DmpOperation[RegistrationAnswer]):
     """
 
     name = "PatientRegistration"
+    action = TdAction.REVISE.value
     dmp_service = DmpService.PATIENTS
 
     def __init__(self, request: RegistrationRequest, *, security: WsSecurity | None) -> None:

@@ -15,6 +15,7 @@ from .address import (
     WhitelistEntry,
     require_trusted,
 )
+from .auth import AsyncTokenProvider, MailAuthenticationError, StaticTokenProvider, TokenProvider
 from .client import AsyncMssanteClient, MssanteClient
 from .directory import AsyncDirectoryClient, DirectoryClient, DirectoryMailbox, DirectoryPractitioner
 from .message import (
@@ -42,6 +43,17 @@ from .receipts import (
     Receipt,
     RecipientReport,
     parse_receipt,
+)
+from .transport import (
+    AsyncMailTransport,
+    DsnNotify,
+    DsnOptions,
+    DsnReturn,
+    MailSummary,
+    MailTransport,
+    RecipientStatus,
+    SendResult,
+    SmtpReply,
 )
 from .xdm import (
     DEFAULT_CONTENT_TYPE,
@@ -72,7 +84,9 @@ __all__ = [
     "XDM_ATTACHMENT_NAME",
     "ArchiveLimits",
     "AsyncDirectoryClient",
+    "AsyncMailTransport",
     "AsyncMssanteClient",
+    "AsyncTokenProvider",
     "Attachment",
     "BounceReason",
     "BuiltMessage",
@@ -84,7 +98,13 @@ __all__ = [
     "DirectoryPractitioner",
     "DispositionType",
     "DomainWhitelist",
+    "DsnNotify",
+    "DsnOptions",
+    "DsnReturn",
     "IntegrationError",
+    "MailAuthenticationError",
+    "MailSummary",
+    "MailTransport",
     "MailboxKind",
     "MessageTooLargeError",
     "MssanteAddress",
@@ -95,7 +115,12 @@ __all__ = [
     "ReceivedAttachment",
     "ReceivedMessage",
     "RecipientReport",
+    "RecipientStatus",
+    "SendResult",
+    "SmtpReply",
+    "StaticTokenProvider",
     "SuffixTrustSpace",
+    "TokenProvider",
     "TrustSpace",
     "UnsafeArchiveError",
     "UntrustedRecipientError",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import socket
 import ssl
 import threading
@@ -358,11 +359,19 @@ async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
         raise _service_error("MSSanté SMTP: the message was refused", exc.code, exc.message) from exc
     except BaseException as exc:
         raise _DataStarted(exc) from exc
+    transport = smtp.transport
     try:
         await smtp.quit()
     except (aiosmtplib.SMTPException, OSError):
         _discard(smtp)
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()  # the session ended with QUIT; no need to wait for a TLS close_notify
     return Submitted(recipients=tuple(statuses), reply=_reply(response.code, response.message), dsn_requested=use_dsn)
+
+
+async def _settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 class LoopThread:
@@ -403,6 +412,9 @@ class LoopThread:
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
+        # Let closing transports run their last callbacks before the loop stops.
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_settle(), loop).result(timeout=5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         loop.close()

@@ -70,6 +70,8 @@ class BounceReason(StrEnum):
     """The address itself is wrong (5.1.3 …)."""
     MESSAGE_TOO_LARGE = "message_too_large"
     """Over the size limit (5.2.3, 5.3.4): 25 MB towards patients."""
+    PATIENT_OPPOSED = "patient_opposed"
+    """The patient opposed the creation of Mon espace santé: they have no mailbox and never will by default."""
     REFUSED = "refused"
     """Refused by policy (5.7.x): outside the trust space, not allowed to write to this patient …"""
     TEMPORARY = "temporary"
@@ -87,6 +89,8 @@ def _reason(status: str | None, diagnostic: str | None) -> BounceReason:
     code = match.group(0) if match else ""
     if code.startswith("4."):
         return BounceReason.TEMPORARY
+    if "oppos" in text:
+        return BounceReason.PATIENT_OPPOSED
     if any(word in text for word in ("ferm", "closed", "disabled", "désactiv", "desactiv", "clôtur", "clotur")):
         return BounceReason.MAILBOX_CLOSED
     if code in ("5.2.3", "5.3.4") or "too large" in text or "trop volumineux" in text or "size" in text:

@@ -240,16 +240,17 @@ class _MailBase:
         return _PreparedSend(job=job, message_id=message_id, patient=patient, document_ids=tuple(document_ids))
 
     def _session(self) -> ImapSession:
-        if self._imap is None:
-            mss = self.settings.mssante
-            self._imap = ImapSession(
-                self.settings.environment.require_imap(),
-                self._credentials,
-                connect_timeout=mss.connect_timeout,
-                timeout=mss.timeout,
-                max_fetch_bytes=mss.max_fetch_bytes,
-            )
-        return self._imap
+        with self._imap_lock:
+            if self._imap is None:
+                mss = self.settings.mssante
+                self._imap = ImapSession(
+                    self.settings.environment.require_imap(),
+                    self._credentials,
+                    connect_timeout=mss.connect_timeout,
+                    timeout=mss.timeout,
+                    max_fetch_bytes=mss.max_fetch_bytes,
+                )
+            return self._imap
 
     def _needs_open(self, session: ImapSession) -> bool:
         """True when the session must be (re)opened; a long-idle one is checked with NOOP first."""

@@ -226,12 +226,14 @@ def eight_three_name(number: int, extension: str) -> str:
 
 
 def default_source_id(settings: Settings) -> str:
-    """A stable sourceId for this installation: an OID under ``2.25`` derived from the software's identity.
+    """The submission set's sourceId: ``dmp.source_id`` when configured, else a stable derived OID.
 
-    XDS wants the sending system's root OID; the settings hold none, so one is derived from
-    the software name, editor and instance id (the same on every run) [I]. Give your own OID
-    to :func:`build_package` when you have one.
+    XDS wants the sending system's root OID. The one configured for DMP deposits is used so
+    that both carry the same; without it, an OID under ``2.25`` is derived from the
+    software's name, editor and instance id (the same on every run) [I].
     """
+    if settings.dmp.source_id is not None:
+        return settings.dmp.source_id
     software = settings.software
     seed = f"dmp-connector:xds-source:{software.name}:{software.editor}:{software.instance_id}"
     return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, seed).int}"

@@ -38,7 +38,11 @@ It enforces what the real service enforces, as far as the reference notes (``dmp
   ``INVISIBLE_PATIENT`` ones returned to professionals; filters on status, times, codes and
   authors; ``XDSUnknownStoredQuery`` and the other ITI-18 errors; deleted entries are gone;
 * **updates** — ITI-57 status changes (``Deleted``, ``Archived``) and new metadata versions
-  (masking), checked against the current status and version.
+  (masking), checked against the current status and version;
+* **DMP transactions** — TD0.2 existence and standing, TD0.3 authorisations, TD0.4 recent DMPs,
+  TD0.5 patient search, TD1.1–TD1.4 create, reactivate, update, close — read and answered with the
+  client's own wire functions (:mod:`dmp_connector.dmp._td`), HL7 v3 acknowledgements (``AA``,
+  ``AE`` with ``DMPFound`` / ``DMPClosed`` …) or ``status`` ``DMPOK``.
 
 The DMP's own error codes are not public: ``DMPNotFound``, ``DMPAccessDenied`` and
 ``DMPPatientOpposition`` are the simulator's [I] (see :class:`DmpErrorCode`); ``DMPClosed`` is
@@ -52,18 +56,21 @@ import hashlib
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import httpx
 from cryptography import x509
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
+from dmp_connector.audit import AuditSink
 from dmp_connector.codes import Code
+from dmp_connector.config import Settings
 from dmp_connector.dmp._td import (
     DMP_DEVICE_ROOT,
     AckDetail,
@@ -101,8 +108,11 @@ from dmp_connector.dmp._td import (
     parse_registration_request,
     parse_set_authorization_request,
 )
+from dmp_connector.dmp.client import AsyncDmpClient, DmpClient
 from dmp_connector.errors import DmpConnectorError, MalformedResponseError, SignatureVerificationError
 from dmp_connector.ins.identity import INS, IdentityTraits
+from dmp_connector.retries import RetryPolicy
+from dmp_connector.signature.signer import Signer
 from dmp_connector.signature.vihf import AccessMode, AuthenticationMode, VihfClaims, verify_vihf
 from dmp_connector.signature.xades import verify_submission_set_signature
 from dmp_connector.soap import namespaces as ns
@@ -168,9 +178,17 @@ from ._dmp_store import (
     StoredSubmissionSet,
     patient_key,
 )
-from ._http import Handler, HttpRequest, HttpResponse, LoopbackServer, server_ssl_context
+from ._http import (
+    Handler,
+    HttpRequest,
+    HttpResponse,
+    LoopbackServer,
+    as_async_transport,
+    as_transport,
+    server_ssl_context,
+)
 from .insi import DEFAULT_INSI_IDENTITIES
-from .pki import TestPki
+from .pki import IssuedCertificate, TestPki
 
 __all__ = [
     "DEFAULT_DMP_AUTHORISATIONS",
@@ -188,6 +206,8 @@ __all__ = [
     "StoredContent",
     "StoredEntry",
     "StoredSubmissionSet",
+    "in_process_async_dmp",
+    "in_process_dmp",
 ]
 
 DMP_SERVICE_PATH: Final = "/si-dmp-server/v2/services"
@@ -252,7 +272,8 @@ DEFAULT_DMP_PATIENTS: tuple[PatientRecord, ...] = (
         "160012B02077713",
         dmp=DmpState.CLOSED,
         closed=dt.datetime(2024, 6, 1, tzinfo=dt.UTC),
-        closing_reason="Fermeture à la demande du patient",
+        closing_reason=ClosureReason.PATIENT_REQUEST.value,
+        closing_text="Fermeture à la demande du patient",
         note="ADRTROIS TOUSSAINT: a closed DMP (DMPClosed; TD1.2 reactivates it)",
     ),
     _patient(
@@ -285,7 +306,8 @@ DEFAULT_DMP_PROFESSIONALS: tuple[ProfessionalRecord, ...] = (
         national_id="810002422979", family_name="CHARLES", given_name="Pascal", profession=_MEDECIN, note="radiologist"
     ),
 )
-"""Professionals the simulator knows by name (any other VIHF subject is accepted, named from ``subject-id``)."""
+"""Professionals the simulator knows by name. Any other VIHF subject is accepted too; the authorisation
+lists then give its national id without a name."""
 
 DEFAULT_DMP_AUTHORISATIONS: tuple[AuthorisationRecord, ...] = (
     AuthorisationRecord(
@@ -391,14 +413,7 @@ class DmpFault(BaseModel):
         if self.kind == "soap_fault":
             return _fault_response(self.fault_code, _SANDBOX_SUBCODE, self.reason)
         if self.kind == "busy":
-            busy = RegistryError(
-                error_code=RegistryErrorCode.REGISTRY_BUSY, code_context="Le registre est momentanément surchargé"
-            )
-            return _soap_response(
-                build_registry_response(RegistryResponse(status=ResponseStatus.FAILURE, errors=(busy,))),
-                Action.PROVIDE_AND_REGISTER_RESPONSE.value,
-                None,
-            )
+            return _busy
         if self.kind == "malformed":
             return _malformed(self.malformed)
         delay, drop = self.delay, self.kind == "drop_after_processing"
@@ -410,6 +425,28 @@ class DmpFault(BaseModel):
             return answer
 
         return handle
+
+
+def _busy(request: HttpRequest) -> HttpResponse:
+    """``XDSRegistryBusy`` in the answer type of the request's transaction (a RegistryResponse by default)."""
+    error = RegistryError(
+        error_code=RegistryErrorCode.REGISTRY_BUSY, code_context="Le registre est momentanément surchargé"
+    )
+    failure = RegistryResponse(status=ResponseStatus.FAILURE, errors=(error,))
+    action = _media_action(request.header("Content-Type")) or ""
+    if action == Action.REGISTRY_STORED_QUERY.value:
+        body = build_adhoc_query_response(AdhocQueryResponse(response=failure))
+        return _soap_response(body, Action.REGISTRY_STORED_QUERY_RESPONSE.value, None)
+    if action == Action.RETRIEVE_DOCUMENT_SET.value:
+        body = build_retrieve_document_set_response(RetrieveDocumentSetResponse(response=failure))
+        return _soap_response(body, Action.RETRIEVE_DOCUMENT_SET_RESPONSE.value, None)
+    return _soap_response(build_registry_response(failure), action + "Response", None)
+
+
+def _media_action(content_type: str) -> str | None:
+    """The SOAP 1.2 ``action`` parameter of a Content-Type (also inside ``start-info`` / ``type`` for MTOM)."""
+    match = re.search(r'action=\\?"([^"\\]+)', content_type)
+    return match.group(1) if match else None
 
 
 def _malformed(which: str) -> HttpResponse:
@@ -449,6 +486,7 @@ _WSSE_TOKEN: Final = (ns.WSSE, "InvalidSecurityToken")
 _WSA_ACTION: Final = (ns.WSA, "ActionNotSupported")
 _WSA_HEADER: Final = (ns.WSA, "InvalidAddressingHeader")
 _BAD_REQUEST: Final = ("urn:dmp-connector:sandbox", "InvalidRequest")
+_INTERNAL: Final = ("urn:dmp-connector:sandbox", "InternalError")
 
 
 def _fault_response(code: str, subcode: tuple[str, str], reason: str, *, lang: str = "fr") -> HttpResponse:
@@ -616,13 +654,22 @@ class DmpSimulator:
     # --- serving ------------------------------------------------------------------------------------
 
     @contextmanager
-    def serve(self, pki: TestPki, *, workdir: Path, handler: Handler | None = None) -> Iterator[LoopbackServer]:
+    def serve(
+        self,
+        pki: TestPki,
+        *,
+        workdir: Path,
+        handler: Handler | None = None,
+        server_certificate: IssuedCertificate | None = None,
+    ) -> Iterator[LoopbackServer]:
         """Serve on ``127.0.0.1`` over HTTPS with mutual TLS from ``pki`` (a client certificate is required).
 
         ``handler`` is what the server calls (a :class:`ScriptedHandler` around this simulator, say);
-        the simulator itself by default. ``Environment.sandbox(server.url)`` points a client at it.
+        the simulator itself by default. ``server_certificate`` saves issuing one (an RSA key) per
+        server. ``Environment.sandbox(server.url)`` points a client at it.
         """
-        context = server_ssl_context(pki.issue_server(), pki, workdir=workdir)
+        certificate = server_certificate or pki.issue_server()
+        context = server_ssl_context(certificate, pki, workdir=workdir)
         self.require_client_certificate = True
         with LoopbackServer(handler or self, ssl_context=context) as server:
             yield server
@@ -644,6 +691,8 @@ class DmpSimulator:
             return self._dispatch(service, request, message)
         except _Fault as fault:
             return fault.response()
+        except Exception as exc:  # a bug of the simulator: answered as the service's own failure, not a hang
+            return _fault_response("Receiver", _INTERNAL, f"Erreur interne du bac à sable ({type(exc).__name__})")
 
     def _read(self, request: HttpRequest) -> SoapMessage:
         content_type = request.header("Content-Type")
@@ -713,6 +762,8 @@ class DmpSimulator:
             raise _Fault("Sender", subcode, f"VIHF refusé ({exc.reason}) : {exc.message}") from exc
         if claims.resource_urn != "urn:dmp":
             raise _Fault("Sender", _WSSE_TOKEN, "Ressource_URN doit valoir urn:dmp")
+        if claims.access_mode is None:
+            raise _Fault("Sender", _WSSE_TOKEN, "purposeofuse n'est pas un mode d'accès connu (TRE_R248)")
         subject = _subject_parts(request.client_subject)
         mode = claims.authentication_mode
         indirect = mode in (AuthenticationMode.INDIRECTE, AuthenticationMode.INDIRECTE_RENFORCEE)
@@ -1478,15 +1529,8 @@ class DmpSimulator:
             acknowledgement = Acknowledgement(type_code=AckType.ACCEPT)
         except _Refused as refused:
             acknowledgement = _rejection(refused)
-        interaction = request.kind.interaction
-        accepted = acknowledgement.accepted
-        answer = {
-            ("PRPA_IN201311UV02", True): "PRPA_IN201312UV02",
-            ("PRPA_IN201311UV02", False): "PRPA_IN201313UV02",
-            ("PRPA_IN201314UV02", True): "PRPA_IN201315UV02",
-            ("PRPA_IN201314UV02", False): "PRPA_IN201316UV02",
-        }[(interaction, accepted)]
         body = build_registration_response(self._answer_header(header), request.kind, acknowledgement)
+        answer = etree.QName(body).localname  # …12/…15 accepted, …13/…16 refused
         return _soap_response(body, f"urn:hl7-org:v3:{answer}", message.message_id)
 
     def _register_patient(self, caller: DmpCaller, request: RegistrationRequest) -> None:
@@ -1499,7 +1543,7 @@ class DmpSimulator:
             if patient is not None and patient.dmp is DmpState.CLOSED:
                 raise _refused(DmpErrorCode.DMP_CLOSED, "Le DMP existe et est fermé : réactivez-le")
             if request.data is None:
-                raise _refused(DmpErrorCode.DMP_NOT_FOUND, "Données administratives absentes")
+                raise _Fault("Sender", _BAD_REQUEST, "Une création de DMP demande les données administratives")
             created = _patient_from(request.data, patient, created=now)
             self.store.put_patient(created)
             self.store.put_authorisation(  # the professional who creates the DMP is authorised on it [I]
@@ -1517,7 +1561,7 @@ class DmpSimulator:
         self._check_open_and_consultable(caller, patient)
         if kind is RegistrationKind.UPDATE:
             if request.data is None:
-                raise _refused(DmpErrorCode.ACCESS_DENIED, "Données administratives absentes")
+                raise _Fault("Sender", _BAD_REQUEST, "Une mise à jour demande les données administratives")
             self.store.put_patient(_patient_from(request.data, patient, created=patient.created))
             return
         closure = request.closure
@@ -1825,3 +1869,46 @@ def _service_status(refused: _Refused) -> ServiceStatus:
     """The ``status``/``context`` of a refused non-HL7 transaction: the first code and its explanation."""
     first = refused.errors[0]
     return ServiceStatus(status=str(first.error_code), context=first.code_context or None)
+
+
+# --------------------------------------------------------------------------------------------------
+# In-process clients
+
+
+@contextmanager
+def in_process_dmp(
+    settings: Settings,
+    simulator: DmpSimulator,
+    *,
+    signer: Signer | None = None,
+    audit: Iterable[AuditSink] = (),
+    retry: RetryPolicy | None = None,
+) -> Iterator[DmpClient]:
+    """A :class:`~dmp_connector.dmp.DmpClient` wired to the simulator in-process (no socket, no TLS).
+
+    ``signer`` signs the VIHFs and submission sets; it must chain to the simulator's ``trusted``.
+    """
+    http = httpx.Client(transport=as_transport(simulator))
+    try:
+        with DmpClient(settings, signer=signer, http_client=http, audit=audit, retry=retry) as client:
+            yield client
+    finally:
+        http.close()
+
+
+@asynccontextmanager
+async def in_process_async_dmp(
+    settings: Settings,
+    simulator: DmpSimulator,
+    *,
+    signer: Signer | None = None,
+    audit: Iterable[AuditSink] = (),
+    retry: RetryPolicy | None = None,
+) -> AsyncIterator[AsyncDmpClient]:
+    """An :class:`~dmp_connector.dmp.AsyncDmpClient` wired to the simulator in-process."""
+    http = httpx.AsyncClient(transport=as_async_transport(simulator))
+    try:
+        async with AsyncDmpClient(settings, signer=signer, http_client=http, audit=audit, retry=retry) as client:
+            yield client
+    finally:
+        await http.aclose()

@@ -42,7 +42,9 @@ ADRUN = DEFAULT_DMP_PATIENTS[0]
 def seeded(path: Path | None = None) -> DmpStore:
     store = DmpStore(path)
     store.seed(
-        patients=DEFAULT_DMP_PATIENTS, professionals=DEFAULT_DMP_PROFESSIONALS, authorisations=DEFAULT_DMP_AUTHORISATIONS
+        patients=DEFAULT_DMP_PATIENTS,
+        professionals=DEFAULT_DMP_PROFESSIONALS,
+        authorisations=DEFAULT_DMP_AUTHORISATIONS,
     )
     return store
 
@@ -184,10 +186,15 @@ def test_document_bytes_are_kept_once_with_their_hash_and_size() -> None:
 
 def test_a_transaction_is_all_or_nothing() -> None:
     store = seeded()
-    with pytest.raises(RuntimeError), store.transaction():
-        store.add_entry(entry(1))
-        store.put_content("1.2.250.1.999.7.1", b"data", mime_type="application/pdf")
-        raise RuntimeError("refused half-way")
+
+    def half_way() -> None:
+        with store.transaction():
+            store.add_entry(entry(1))
+            store.put_content("1.2.250.1.999.7.1", b"data", mime_type="application/pdf")
+            raise RuntimeError("refused half-way")
+
+    with pytest.raises(RuntimeError):
+        half_way()
     assert store.entry_count() == 0 and store.content_count() == 0
     with store.transaction(), store.transaction():  # nested: joins the outer one
         store.add_entry(entry(2))

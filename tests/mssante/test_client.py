@@ -150,9 +150,11 @@ def test_mail_to_an_unknown_or_closed_patient_comes_back_as_a_typed_bounce(
 ) -> None:
     unknown = qualified("2990575123456")
     closed = qualified("1850578006084")
+    opposed = qualified("2850175123457")
     mail_operator.add_patient(closed.ins.matricule, PatientMailboxState.CLOSED)  # type: ignore[union-attr]
+    mail_operator.add_patient(opposed.ins.matricule, PatientMailboxState.OPPOSED)  # type: ignore[union-attr]
     client = open_driver(drivers, mode, app_settings)
-    for who in (unknown, closed):
+    for who in (unknown, closed, opposed):
         sent = client.send(MssanteMessage(to=(MssanteAddress.for_patient(who),), subject="x", delivery_receipt=True))
         assert len(sent.accepted) == 1  # the operator takes it; Mon espace santé bounces it
     reports = []
@@ -160,11 +162,12 @@ def test_mail_to_an_unknown_or_closed_patient_comes_back_as_a_typed_bounce(
         mail = client.fetch(summary.uid)
         assert isinstance(mail.receipt, DeliveryReport)
         reports.append(mail.receipt)
-    assert [r.patient_not_reached for r in reports] == [True, True]
-    [first], [second] = (r.failed for r in reports)
+    assert [r.patient_not_reached for r in reports] == [True, True, True]
+    [first], [second], [third] = (r.failed for r in reports)
     assert first.action is DeliveryAction.FAILED
     assert (first.status, first.reason) == ("5.1.1", BounceReason.MAILBOX_UNKNOWN)
     assert (second.status, second.reason) == ("5.2.1", BounceReason.MAILBOX_CLOSED)
+    assert (third.status, third.reason) == ("5.7.1", BounceReason.PATIENT_OPPOSED)
     assert reports[0].original_envelope_id is not None
 
 

@@ -69,6 +69,7 @@ def test_a_patient_without_a_mailbox_comes_back_as_a_typed_bounce() -> None:
         ("5.3.4", "smtp; 552 5.3.4 message too big", BounceReason.MESSAGE_TOO_LARGE),
         ("5.1.3", "smtp; 501 bad address syntax", BounceReason.INVALID_ADDRESS),
         ("5.7.1", "smtp; 554 5.7.1 relay denied", BounceReason.REFUSED),
+        ("5.7.1", "smtp; 550 5.7.1 Le patient s'est opposé à Mon espace santé", BounceReason.PATIENT_OPPOSED),
         ("4.4.1", "smtp; 421 try later", BounceReason.TEMPORARY),
         ("5.0.0", "smtp; 554 oops", BounceReason.OTHER),
     ],

@@ -166,7 +166,7 @@ def dsn_fields(raw: bytes) -> tuple[str, list[Message]]:
     status = next(p for p in parsed.walk() if p.get_content_type() == "message/delivery-status")
     blocks = status.get_payload()
     assert isinstance(blocks, list)
-    return str(parsed["Subject"]), blocks[1:]
+    return str(parsed["Subject"]), [b for b in blocks[1:] if isinstance(b, Message)]
 
 
 # --- send and read back ----------------------------------------------------------------
