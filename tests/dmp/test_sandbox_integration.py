@@ -340,3 +340,23 @@ def test_the_in_process_clients(pki_files: PkiFiles, credentials: Credentials) -
             assert (await client.retrieve(ADRUN, entry)).read() == build(report)
 
     asyncio.run(scenario())
+
+
+@MODES
+def test_a_replay_from_a_new_call_after_a_restart_is_already_deposited(mode: str, sandbox: Sandbox) -> None:
+    """A new call (another process, later) signs again with another SigningTime: still one document."""
+    config = sandbox.settings()
+    dmp = Dmp(mode, config, sandbox.credentials.signer)
+    document = pdf_document(config, ADRUN, "Compte rendu rejoué")
+    morning = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    async def scenario() -> None:
+        await dmp("set_authorisation", ADRUN)
+        first = await dmp("deposit", document, patient=ADRUN, submission_time=morning)
+        again = await dmp("deposit", document, patient=ADRUN, submission_time=morning + dt.timedelta(seconds=5))
+        assert not first.already_deposited
+        assert again.already_deposited
+        assert again.document_unique_id == first.document_unique_id
+
+    run(scenario)
+    assert sandbox.simulator.store.entry_count() == 2  # the document and its signature, once
