@@ -210,7 +210,7 @@ async def submit(job: SmtpJob, token: str | None) -> Submitted:
             exc = exc.original
         _discard(smtp)
         if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-            raise
+            raise exc  # the original, not the _DataStarted wrapper
         raise translate(exc, phase, job) from exc
 
 
