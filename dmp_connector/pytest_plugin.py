@@ -1,5 +1,416 @@
-"""The pytest plugin (``pytest11`` entry point): sandbox and client fixtures for vendors' test suites."""
+"""The pytest plugin (``pytest11`` entry point): sandbox and client fixtures for vendors' test suites.
+
+Every fixture is named ``dmpc_*`` and is lazy: nothing is imported, generated or started until
+a test asks for it, so the plugin costs nothing to a test run that does not use it. The
+heavy pieces (the SDK, the sandbox, respx) are imported inside the fixtures for that reason.
+
+In-process fixtures share one state per test: ``dmpc_insi`` and ``dmpc_dmp`` talk to
+``dmpc_insi_simulator`` and ``dmpc_dmp_simulator`` through the scripts of ``dmpc_faults``,
+record their audit events in ``dmpc_audit``, and ``dmpc_loopback_sandbox`` serves the same
+simulators on 127.0.0.1 with mutual TLS. See ``docs/testing.md`` (The pytest plugin).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import html
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    import respx
+    from cryptography import x509
+
+    from dmp_connector.audit import MemorySink
+    from dmp_connector.config import Settings
+    from dmp_connector.dmp.client import AsyncDmpClient, DmpClient
+    from dmp_connector.ins.client import AsyncInsiClient, InsiClient
+    from dmp_connector.sandbox import (
+        DmpFault,
+        DmpSimulator,
+        Handler,
+        HttpRequest,
+        HttpResponse,
+        InsiSimulator,
+        LoopbackServer,
+        ScriptedHandler,
+        SeededIdentity,
+        SimulatedFault,
+        TestPkiFiles,
+    )
+
+__all__ = [
+    "FaultInjector",
+    "LoopbackSandbox",
+    "RespxInsi",
+    "SandboxPki",
+    "dmpc_async_dmp",
+    "dmpc_async_insi",
+    "dmpc_audit",
+    "dmpc_dmp",
+    "dmpc_dmp_simulator",
+    "dmpc_faults",
+    "dmpc_insi",
+    "dmpc_insi_simulator",
+    "dmpc_loopback_sandbox",
+    "dmpc_pki",
+    "dmpc_respx_insi",
+    "dmpc_settings",
+    "insi_answer",
+]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+@dataclass(frozen=True)
+class SandboxPki:
+    """The test PKI ``generate_test_pki`` wrote, and its root loaded once (the DMP simulator trusts it)."""
+
+    files: TestPkiFiles
+    """Paths of every certificate and key (``files.tls_credentials()``, ``files.signing_credentials()`` …)."""
+    ca_certificate: x509.Certificate
+    """The root every test certificate chains to."""
+
+
+@dataclass
+class FaultInjector:
+    """Faults queued in front of the in-process simulators, one per request, then the simulator answers.
+
+    ``DmpFault`` presets are HTTP-level (503, latency, timeout, dropped or malformed answer) and
+    work in front of either simulator; ``SimulatedFault`` is an INSi SOAP fault; an
+    ``HttpResponse`` or a handler is sent as is. ``insi_script.requests`` and
+    ``dmp_script.requests`` record what each simulator was sent.
+    """
+
+    insi_script: ScriptedHandler
+    dmp_script: ScriptedHandler
+
+    def insi(self, *faults: DmpFault | SimulatedFault | HttpResponse | Handler) -> FaultInjector:
+        """Queue answers for the next INSi requests."""
+        self.insi_script.then(*(_entry(fault, self.insi_script.handler) for fault in faults))
+        return self
+
+    def dmp(self, *faults: DmpFault | SimulatedFault | HttpResponse | Handler) -> FaultInjector:
+        """Queue answers for the next DMP requests."""
+        self.dmp_script.then(*(_entry(fault, self.dmp_script.handler) for fault in faults))
+        return self
+
+
+def _entry(fault: DmpFault | SimulatedFault | HttpResponse | Handler, simulator: Handler) -> HttpResponse | Handler:
+    from dmp_connector.sandbox import DmpFault, SimulatedFault
+
+    if isinstance(fault, DmpFault):
+        return fault.entry(simulator)
+    if isinstance(fault, SimulatedFault):
+        return fault.respond
+    return fault
+
+
+@dataclass(frozen=True)
+class LoopbackSandbox:
+    """INSi and the DMP served on ``url`` over HTTPS with mutual TLS; ``settings`` point at it."""
+
+    url: str
+    """``https://127.0.0.1:<port>``: INSi under ``/insi/lps``, the DMP under its service path."""
+    settings: Settings
+    """``dmpc_settings`` with the environment moved to :attr:`url` (TLS from the test PKI)."""
+    server: LoopbackServer
+    """The running server (stopped at teardown)."""
+
+
+def insi_answer(code: str, identity: SeededIdentity | None = None) -> bytes:
+    """A canned INSi answer (``RESULTAT``) as the service sends it: ``00`` with ``identity``, ``01`` or ``02``.
+
+    Written from a template rather than by the simulator, so that a respx test never depends on
+    the request's content.
+    """
+    from dmp_connector.ins.insi import INSI_RESULTAT_NS
+    from dmp_connector.soap.namespaces import SOAP12_ENV
+
+    labels = {"00": "OK", "01": "Aucune identite trouvee", "02": "Plusieurs identites trouvees"}
+    if code not in labels:
+        raise ValueError(f"INSi answers 00, 01 or 02, not {code!r} (a fault is SimulatedFault.envelope())")
+    individu = ""
+    if code == "00":
+        if identity is None or identity.ins is None:
+            raise ValueError("a 00 answer needs an identity with an INS")
+        ins, traits = identity.ins, identity.traits
+        place = f"<LieuNaissance>{html.escape(traits.birth_place)}</LieuNaissance>" if traits.birth_place else ""
+        individu = (
+            f"<INDIVIDU><INSACTIF><IdIndividu><NumIdentifiant>{ins.nir13}</NumIdentifiant><Cle>{ins.key}</Cle>"
+            f"</IdIndividu><OID>{ins.oid.value}</OID></INSACTIF>"
+            f"<TIQ><NomNaissance>{html.escape(traits.birth_name)}</NomNaissance>"
+            f"<ListePrenom>{html.escape(' '.join(traits.birth_first_names))}</ListePrenom>"
+            f"<Sexe>{traits.sex.value}</Sexe><DateNaissance>{traits.birth_date.iso()}</DateNaissance>{place}</TIQ>"
+            "</INDIVIDU>"
+        )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<soap:Envelope xmlns:soap="{SOAP12_ENV}"><soap:Body>'
+        f'<RESULTAT xmlns="{INSI_RESULTAT_NS}"><CR><CodeCR>{code}</CodeCR><LibelleCR>{labels[code]}</LibelleCR></CR>'
+        f"{individu}</RESULTAT></soap:Body></soap:Envelope>"
+    ).encode()
+
+
+class RespxInsi:
+    """Canned INSi answers on the URL the settings name, through a respx router (no simulator).
+
+    Each method replaces the route's answer and returns the route (``route.call_count``,
+    ``route.calls``); ``route.mock(side_effect=[...])`` scripts a sequence.
+    """
+
+    def __init__(self, router: respx.MockRouter, url: str) -> None:
+        self.router = router
+        self.url = url
+        self.route: respx.Route = router.post(url)
+
+    def _answer(self, status: int, body: bytes) -> respx.Route:
+        import httpx
+
+        headers = {"Content-Type": "application/soap+xml; charset=utf-8"}
+        return self.route.mock(return_value=httpx.Response(status, headers=headers, content=body))
+
+    def found(self, identity: SeededIdentity | None = None) -> respx.Route:
+        """Answer 00 with ``identity`` (default: ADRUN ZOE, the first seeded identity)."""
+        from dmp_connector.sandbox import DEFAULT_INSI_IDENTITIES
+
+        return self._answer(200, insi_answer("00", identity or DEFAULT_INSI_IDENTITIES[0]))
+
+    def not_found(self) -> respx.Route:
+        """Answer 01: no identity matches."""
+        return self._answer(200, insi_answer("01"))
+
+    def several(self) -> respx.Route:
+        """Answer 02: several identities match (the client refines its search, each time 02)."""
+        return self._answer(200, insi_answer("02"))
+
+    def fault(self, fault: SimulatedFault | None = None) -> respx.Route:
+        """Answer a SOAP fault over HTTP 500 (default: the transient ``insi_102``)."""
+        from dmp_connector.sandbox import SimulatedFault
+
+        return self._answer(500, (fault or SimulatedFault.technical()).envelope())
+
+
+# ----------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def dmpc_pki(tmp_path_factory: pytest.TempPathFactory) -> SandboxPki:
+    """A throw-away PKI (CA, server, organisation auth + sign, professional), made once per session.
+
+    Session-scoped because RSA key generation is the slow part of a sandbox test.
+    """
+    from cryptography import x509
+
+    from dmp_connector.sandbox import generate_test_pki
+
+    files = generate_test_pki(tmp_path_factory.mktemp("dmpc-pki"))
+    return SandboxPki(files=files, ca_certificate=x509.load_pem_x509_certificate(files.ca_cert.read_bytes()))
+
+
+@pytest.fixture
+def dmpc_settings(dmpc_pki: SandboxPki) -> Settings:
+    """Sandbox settings matching the PKI: software, organisation (FINESS 123456789), professional, credentials.
+
+    Retries are fast (10 ms, no jitter). Override this fixture in your ``conftest.py`` to use
+    your own software identity: every client fixture follows it.
+    """
+    from dmp_connector.codes import Code
+    from dmp_connector.config import (
+        Environment,
+        Organisation,
+        Professional,
+        Settings,
+        SigningSettings,
+        SoftwareIdentity,
+        StructureIdKind,
+    )
+    from dmp_connector.retries import RetryPolicy
+
+    files = dmpc_pki.files
+    return Settings(
+        software=SoftwareIdentity(
+            name="SandboxLPS",
+            version="1.0",
+            editor="Sandbox Editor",
+            insi_authorisation_id="CNDA-SANDBOX",
+            dmp_homologation_id="HOMOL-SANDBOX",
+        ),
+        organisation=Organisation(
+            id=files.structure_id[1:],
+            id_kind=StructureIdKind.FINESS,
+            name="CABINET SANDBOX",
+            activity_sector=Code.of("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel"),
+        ),
+        professional=Professional(
+            id=files.professional_id[1:],
+            family_name="SANDBOX",
+            given_name="JEANNE",
+            profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
+            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+        ),
+        environment=Environment.sandbox(),
+        tls=files.tls_credentials(),
+        signing=SigningSettings(credentials=files.signing_credentials()),
+        retry=RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.02, jitter=0.0),
+    )
+
+
+@pytest.fixture
+def dmpc_audit() -> MemorySink:
+    """The audit sink every client fixture writes to: one event per attempt, to assert on."""
+    from dmp_connector.audit import MemorySink
+
+    return MemorySink()
+
+
+@pytest.fixture
+def dmpc_insi_simulator() -> InsiSimulator:
+    """The INSi simulator behind ``dmpc_insi``: edit ``.identities`` to seed your own patients."""
+    from dmp_connector.sandbox import InsiSimulator
+
+    return InsiSimulator()
+
+
+@pytest.fixture
+def dmpc_dmp_simulator(dmpc_pki: SandboxPki) -> DmpSimulator:
+    """The DMP simulator behind ``dmpc_dmp`` (seeded patients, in memory): inspect ``.store`` after a call."""
+    from dmp_connector.sandbox import DmpSimulator
+
+    return DmpSimulator(trusted=[dmpc_pki.ca_certificate])
+
+
+@pytest.fixture
+def dmpc_faults(dmpc_insi_simulator: InsiSimulator, dmpc_dmp_simulator: DmpSimulator) -> FaultInjector:
+    """Queue 503s, latency, timeouts, dropped or malformed answers in front of the simulators."""
+    from dmp_connector.sandbox import ScriptedHandler
+
+    return FaultInjector(ScriptedHandler(dmpc_insi_simulator), ScriptedHandler(dmpc_dmp_simulator))
+
+
+@pytest.fixture
+def dmpc_insi(dmpc_settings: Settings, dmpc_faults: FaultInjector, dmpc_audit: MemorySink) -> Iterator[InsiClient]:
+    """An ``InsiClient`` on the in-process INSi simulator (through ``dmpc_faults``), audited to ``dmpc_audit``."""
+    import httpx
+
+    from dmp_connector.ins.client import InsiClient
+    from dmp_connector.sandbox import as_transport
+
+    with (
+        httpx.Client(transport=as_transport(dmpc_faults.insi_script)) as http,
+        InsiClient(dmpc_settings, http_client=http, audit=[dmpc_audit]) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def dmpc_dmp(dmpc_settings: Settings, dmpc_faults: FaultInjector, dmpc_audit: MemorySink) -> Iterator[DmpClient]:
+    """A ``DmpClient`` on the in-process DMP simulator, signing with the PKI's organisation certificate."""
+    import httpx
+
+    from dmp_connector.dmp.client import DmpClient
+    from dmp_connector.sandbox import as_transport
+
+    with (
+        httpx.Client(transport=as_transport(dmpc_faults.dmp_script)) as http,
+        DmpClient(dmpc_settings, http_client=http, audit=[dmpc_audit]) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def dmpc_async_insi(
+    dmpc_settings: Settings, dmpc_faults: FaultInjector, dmpc_audit: MemorySink
+) -> Callable[[], AbstractAsyncContextManager[AsyncInsiClient]]:
+    """Opens an ``AsyncInsiClient`` like ``dmpc_insi``: ``async with dmpc_async_insi() as insi``.
+
+    A factory rather than a client, so that the client is opened in your test's own event loop
+    whatever async plugin (or ``asyncio.run``) runs it.
+    """
+
+    @asynccontextmanager
+    async def open_client() -> AsyncIterator[AsyncInsiClient]:
+        import httpx
+
+        from dmp_connector.ins.client import AsyncInsiClient
+        from dmp_connector.sandbox import as_async_transport
+
+        async with (
+            httpx.AsyncClient(transport=as_async_transport(dmpc_faults.insi_script)) as http,
+            AsyncInsiClient(dmpc_settings, http_client=http, audit=[dmpc_audit]) as client,
+        ):
+            yield client
+
+    return open_client
+
+
+@pytest.fixture
+def dmpc_async_dmp(
+    dmpc_settings: Settings, dmpc_faults: FaultInjector, dmpc_audit: MemorySink
+) -> Callable[[], AbstractAsyncContextManager[AsyncDmpClient]]:
+    """Opens an ``AsyncDmpClient`` like ``dmpc_dmp``: ``async with dmpc_async_dmp() as dmp``."""
+
+    @asynccontextmanager
+    async def open_client() -> AsyncIterator[AsyncDmpClient]:
+        import httpx
+
+        from dmp_connector.dmp.client import AsyncDmpClient
+        from dmp_connector.sandbox import as_async_transport
+
+        async with (
+            httpx.AsyncClient(transport=as_async_transport(dmpc_faults.dmp_script)) as http,
+            AsyncDmpClient(dmpc_settings, http_client=http, audit=[dmpc_audit]) as client,
+        ):
+            yield client
+
+    return open_client
+
+
+@pytest.fixture
+def dmpc_loopback_sandbox(
+    dmpc_pki: SandboxPki, dmpc_settings: Settings, dmpc_faults: FaultInjector
+) -> Iterator[LoopbackSandbox]:
+    """INSi and the DMP on 127.0.0.1 over HTTPS, a client certificate required (same simulators and faults).
+
+    For tests of your TLS configuration and certificate loading: build your clients from
+    ``sandbox.settings`` as in production, without ``http_client``.
+    """
+    import ssl
+
+    from dmp_connector.config import Environment
+    from dmp_connector.sandbox import LoopbackServer
+
+    files = dmpc_pki.files
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(files.server_cert, files.server_key)
+    context.load_verify_locations(cafile=files.ca_cert)
+    context.verify_mode = ssl.CERT_REQUIRED
+
+    def route(request: HttpRequest) -> HttpResponse:
+        insi = request.path.startswith("/insi/")
+        return (dmpc_faults.insi_script if insi else dmpc_faults.dmp_script)(request)
+
+    with LoopbackServer(route, ssl_context=context) as server:
+        settings = dmpc_settings.model_copy(update={"environment": Environment.sandbox(server.url)})
+        yield LoopbackSandbox(url=server.url, settings=settings, server=server)
+
+
+@pytest.fixture
+def dmpc_respx_insi(dmpc_settings: Settings) -> Iterator[RespxInsi]:
+    """Canned INSi answers (00, 01, 02, faults) with respx on the URL ``dmpc_settings`` names.
+
+    The router is local to the test (``respx.mock(assert_all_called=False)``): nothing else is
+    patched. respx is not an SDK dependency; the test is skipped when it is missing.
+    """
+    respx = pytest.importorskip("respx", reason="dmpc_respx_insi needs respx: add it to your test requirements")
+    from dmp_connector.config import InsiAuthMode
+
+    environment = dmpc_settings.environment
+    mtls = dmpc_settings.insi.auth_mode is InsiAuthMode.MTLS
+    url = environment.insi_mtls_url if mtls else environment.insi_url
+    with respx.mock(assert_all_called=False) as router:
+        yield RespxInsi(router, url)
