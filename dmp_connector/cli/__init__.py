@@ -14,9 +14,11 @@ from __future__ import annotations
 from . import (
     cda_build,  # noqa: F401  (registers cda build)
     ins_insi,  # noqa: F401  (registers ins search/verify)
+    sandbox_serve,  # noqa: F401
 )
 from ._main import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliState, main, pass_state
 from .cda import cda
+from .dmp import dmp
 from .ins import ins
 from .mss import mss
 from .sandbox import sandbox
@@ -25,5 +27,6 @@ main.add_command(ins)
 main.add_command(cda)
 main.add_command(sandbox)
 main.add_command(mss)
+main.add_command(dmp)
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]

@@ -1,0 +1,80 @@
+"""``dmp-connector sandbox serve`` in a subprocess: a client uses the configuration it writes, Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dmp_connector import Settings
+from dmp_connector.dmp import DmpClient
+from dmp_connector.ins import Identity, IdentityStatus, IdentityTraits, InsiClient, InsiResultCode
+
+MATRICULE = "275126322074974"
+TRAITS = IdentityTraits.build(
+    birth_name="ADRUN", birth_first_names="ZOE", sex="F", birth_date="1975-12-31", birth_place="63220"
+)
+
+
+def start(data: Path) -> tuple[subprocess.Popen[str], Path]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DMP_CONNECTOR_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dmp_connector", "sandbox", "serve", "--data", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.strip().startswith("config "):
+            return process, Path(line.split(None, 1)[1].strip())
+    process.kill()
+    raise AssertionError(
+        "no config path printed: " + "".join(lines) + (process.stderr.read() if process.stderr else "")
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    return err
+
+
+def test_serve_then_search_and_test_existence(tmp_path: Path) -> None:
+    data = tmp_path / "sandbox"
+    process, config = start(data)
+    try:
+        settings = Settings.load(config)
+        with InsiClient(settings) as insi:
+            result = insi.search(TRAITS)
+        assert result.code is InsiResultCode.FOUND and result.identity is not None
+        assert result.identity.active.matricule == MATRICULE
+        patient = Identity(traits=TRAITS, ins=result.identity.active, status=IdentityStatus.QUAL)
+        with DmpClient(settings) as client:
+            status = client.test_existence(patient)
+        assert status.exists
+    finally:
+        err = stop(process)
+    assert "sandbox stopped" in err
+    assert (data / "dmp.sqlite").is_file() and (data / "pki" / "ca.crt").is_file()
+
+    ca = (data / "pki" / "ca.crt").read_bytes()
+    again, config_again = start(data)
+    try:
+        assert config_again == config
+        assert (data / "pki" / "ca.crt").read_bytes() == ca  # the persisted PKI is reused, not regenerated
+        with DmpClient(Settings.load(config_again)) as client:
+            assert client.test_existence(patient).exists
+    finally:
+        stop(again)
