@@ -30,14 +30,13 @@ Source: the IHE SVS files of the ANS CDA conformance kit (jeuxDeValeurs/), revis
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
 from dmp_connector.codes import Code
-from dmp_connector.errors import ValidationError
+
+from ._valueset import ValueSet, value_set
 
 __all__ = [
     "JDV_ABSENT_OR_UNKNOWN_MEDICATION",
@@ -84,102 +83,6 @@ __all__ = [
     "ValueSet",
     "by_oid",
 ]
-
-
-class ValueSet(BaseModel):
-    """One ANS value set (*jeu de valeurs*): its identity and the codes it allows.
-
-    A code belongs to a set when both its code and its code system match; display names
-    are informative (the ANS schematrons do not compare them either).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1)
-    """File name of the set without extension, e.g. ``JDV_J07_XdsTypeCode_CISIS``."""
-    oid: str = Field(min_length=1)
-    """OID of the value set (``ValueSet/@id``), e.g. ``1.2.250.1.213.1.1.5.471``."""
-    description: str | None = None
-    """Why the SDK carries this set."""
-    version: str | None = None
-    """``ValueSet/@version`` when the file gives one."""
-    revision_date: str | None = None
-    """``ValueSet/@revisionDate`` as published (ISO 8601 with offset)."""
-    concepts: tuple[Code, ...]
-    """The allowed codes, sorted by code system then code."""
-
-    _index: dict[tuple[str, str], Code] = PrivateAttr(default_factory=dict)
-
-    def model_post_init(self, context: object, /) -> None:
-        self._index.update(((c.code, c.code_system), c) for c in self.concepts)
-
-    def __len__(self) -> int:
-        return len(self.concepts)
-
-    def __contains__(self, item: object) -> bool:
-        if isinstance(item, Code):
-            return (item.code, item.code_system) in self._index
-        if isinstance(item, str):
-            return self.get(item) is not None
-        return False
-
-    def contains(self, code: Code | str, code_system: str | None = None) -> bool:
-        """True when ``code`` (a :class:`Code`, or a code string with an optional system) is in the set."""
-        if isinstance(code, Code):
-            return code in self
-        return self.get(code, code_system) is not None
-
-    def get(self, code: str, code_system: str | None = None) -> Code | None:
-        """The concept for ``code`` (with its display name), or None; without a system, the first match."""
-        if code_system is not None:
-            return self._index.get((code, code_system))
-        return next((c for c in self.concepts if c.code == code), None)
-
-    def __getitem__(self, code: str) -> Code:
-        found = self.get(code)
-        if found is None:
-            raise KeyError(f"{code!r} is not in {self.name}")
-        return found
-
-    def codes(self) -> Iterator[str]:
-        """The codes of the set, in order."""
-        return (c.code for c in self.concepts)
-
-    def require(self, code: Code, *, field: str) -> Code:
-        """Return ``code`` if it is in the set, else raise :class:`ValidationError` naming ``field``.
-
-        The code keeps the caller's display name; when it has none, the set's is filled in,
-        since several volets require one.
-        """
-        known = self._index.get((code.code, code.code_system))
-        if known is None:
-            raise ValidationError(
-                f"{field}: code {code.code!r} of system {code.code_system} is not in the value set {self.name}"
-                f" ({self.oid})",
-                problems=(f"{field} not in {self.name}",),
-                hint=f"use one of the {len(self)} codes of {self.name}, e.g. {self.concepts[0].code!r}",
-            )
-        if code.display_name is None:
-            return known
-        return code
-
-
-def _value_set(
-    name: str,
-    oid: str,
-    description: str,
-    version: str | None,
-    revision_date: str | None,
-    concepts: tuple[tuple[str, str, str | None], ...],
-) -> ValueSet:
-    return ValueSet(
-        name=name,
-        oid=oid,
-        description=description,
-        version=version,
-        revision_date=revision_date,
-        concepts=tuple(Code.of(code, system, display) for code, system, display in concepts),
-    )
 
 
 class DocumentType:
@@ -395,7 +298,7 @@ class DischargeMode:
     OTHER_DESTINATION: Final = Code.of("GEN-092.06.03", "1.2.250.1.213.1.1.4.322", "Autre destination")
 
 
-JDV_ABSENT_OR_UNKNOWN_MEDICATION: Final = _value_set(
+JDV_ABSENT_OR_UNKNOWN_MEDICATION: Final = value_set(
     "JDV_AbsentOrUnknownMedication_CISIS",
     "1.2.250.1.213.1.1.5.664",
     "a treatment list that states no known medication, or no information",
@@ -408,7 +311,7 @@ JDV_ABSENT_OR_UNKNOWN_MEDICATION: Final = _value_set(
 )
 
 
-JDV_HL7_ALLERGYINTOLERANCE_CLINICAL: Final = _value_set(
+JDV_HL7_ALLERGYINTOLERANCE_CLINICAL: Final = value_set(
     "JDV_HL7_allergyintolerance_clinical_CISIS",
     "2.16.840.1.113883.4.642.3.1372",
     "clinical status of an allergy (FR-Statut-du-probleme)",
@@ -422,7 +325,7 @@ JDV_HL7_ALLERGYINTOLERANCE_CLINICAL: Final = _value_set(
 )
 
 
-JDV_HL7_ALLERGY_INTOLERANCE_CRITICALITY: Final = _value_set(
+JDV_HL7_ALLERGY_INTOLERANCE_CRITICALITY: Final = value_set(
     "JDV_HL7_allergy_intolerance_criticality_CISIS",
     "2.16.840.1.113883.4.642.3.129",
     "criticality of an allergy",
@@ -436,7 +339,7 @@ JDV_HL7_ALLERGY_INTOLERANCE_CRITICALITY: Final = _value_set(
 )
 
 
-JDV_HL7_CONDITION_CLINICAL: Final = _value_set(
+JDV_HL7_CONDITION_CLINICAL: Final = value_set(
     "JDV_HL7_ConditionClinical_CISIS",
     "2.16.840.1.113883.4.642.3.164",
     "clinical status of a problem (FR-Statut-du-probleme)",
@@ -453,7 +356,7 @@ JDV_HL7_CONDITION_CLINICAL: Final = _value_set(
 )
 
 
-JDV_J01_XDS_AUTHOR_SPECIALTY: Final = _value_set(
+JDV_J01_XDS_AUTHOR_SPECIALTY: Final = value_set(
     "JDV_J01_XdsAuthorSpecialty_CISIS",
     "1.2.250.1.213.1.1.5.461",
     "author and legal authenticator profession/specialty (assignedAuthor/code)",
@@ -960,7 +863,7 @@ JDV_J01_XDS_AUTHOR_SPECIALTY: Final = _value_set(
 )
 
 
-JDV_J02_XDS_HEALTHCARE_FACILITY_TYPE_CODE: Final = _value_set(
+JDV_J02_XDS_HEALTHCARE_FACILITY_TYPE_CODE: Final = value_set(
     "JDV_J02_XdsHealthcareFacilityTypeCode_CISIS",
     "1.2.250.1.213.1.1.5.466",
     "care facility type (healthCareFacility/code)",
@@ -1052,7 +955,7 @@ JDV_J02_XDS_HEALTHCARE_FACILITY_TYPE_CODE: Final = _value_set(
 )
 
 
-JDV_J04_XDS_PRACTICE_SETTING_CODE: Final = _value_set(
+JDV_J04_XDS_PRACTICE_SETTING_CODE: Final = value_set(
     "JDV_J04_XdsPracticeSettingCode_CISIS",
     "1.2.250.1.213.1.1.5.467",
     "practice setting (performer's standardIndustryClassCode)",
@@ -1075,7 +978,7 @@ JDV_J04_XDS_PRACTICE_SETTING_CODE: Final = _value_set(
 )
 
 
-JDV_J07_XDS_TYPE_CODE: Final = _value_set(
+JDV_J07_XDS_TYPE_CODE: Final = value_set(
     "JDV_J07_XdsTypeCode_CISIS",
     "1.2.250.1.213.1.1.5.471",
     "document type (ClinicalDocument/code)",
@@ -1204,7 +1107,7 @@ JDV_J07_XDS_TYPE_CODE: Final = _value_set(
 )
 
 
-JDV_J08_XDS_CONFIDENTIALITY_CODE: Final = _value_set(
+JDV_J08_XDS_CONFIDENTIALITY_CODE: Final = value_set(
     "JDV_J08_XdsConfidentialityCode_CISIS",
     "1.2.250.1.213.1.1.5.463",
     "confidentiality of the document and of the XDS entry",
@@ -1225,7 +1128,7 @@ JDV_J08_XDS_CONFIDENTIALITY_CODE: Final = _value_set(
 )
 
 
-JDV_J11_RELATION_PATIENT: Final = _value_set(
+JDV_J11_RELATION_PATIENT: Final = value_set(
     "JDV_J11_RelationPatient_CISIS",
     "1.2.250.1.213.3.3.16",
     "relation of an informant or guardian to the patient",
@@ -1273,7 +1176,7 @@ JDV_J11_RELATION_PATIENT: Final = _value_set(
 )
 
 
-JDV_J47_FUNCTION_CODE: Final = _value_set(
+JDV_J47_FUNCTION_CODE: Final = value_set(
     "JDV_J47_FunctionCode_CISIS",
     "1.2.250.1.213.1.1.5.124",
     "function of an author or participant (e.g. PCP, the médecin traitant)",
@@ -1294,7 +1197,7 @@ JDV_J47_FUNCTION_CODE: Final = _value_set(
 )
 
 
-JDV_J140_ENCOUNTER_PARTICIPATION_TYPE: Final = _value_set(
+JDV_J140_ENCOUNTER_PARTICIPATION_TYPE: Final = value_set(
     "JDV_J140_EncounterParticipationType_CISIS",
     "1.2.250.1.213.1.1.5.528",
     "encounterParticipant/@typeCode",
@@ -1311,7 +1214,7 @@ JDV_J140_ENCOUNTER_PARTICIPATION_TYPE: Final = _value_set(
 )
 
 
-JDV_J141_ROLE_CLASS: Final = _value_set(
+JDV_J141_ROLE_CLASS: Final = value_set(
     "JDV_J141_RoleClass_CISIS",
     "1.2.250.1.213.1.1.5.588",
     "participant associatedEntity/@classCode",
@@ -1324,7 +1227,7 @@ JDV_J141_ROLE_CLASS: Final = _value_set(
 )
 
 
-JDV_J142_TYPE_RENCONTRE: Final = _value_set(
+JDV_J142_TYPE_RENCONTRE: Final = value_set(
     "JDV_J142_TypeRencontre_CISIS",
     "1.2.250.1.213.1.1.5.589",
     "encounter type (encompassingEncounter/code)",
@@ -1343,7 +1246,7 @@ JDV_J142_TYPE_RENCONTRE: Final = _value_set(
 )
 
 
-JDV_J143_ADMINISTRATIVE_GENDER: Final = _value_set(
+JDV_J143_ADMINISTRATIVE_GENDER: Final = value_set(
     "JDV_J143_AdministrativeGender_CISIS",
     "1.2.250.1.213.1.1.5.590",
     "patient administrative gender",
@@ -1357,7 +1260,7 @@ JDV_J143_ADMINISTRATIVE_GENDER: Final = _value_set(
 )
 
 
-JDV_J144_PARTICIPATION_TYPE: Final = _value_set(
+JDV_J144_PARTICIPATION_TYPE: Final = value_set(
     "JDV_J144_ParticipationType_CISIS",
     "1.2.250.1.213.1.1.5.591",
     "participant/@typeCode",
@@ -1375,7 +1278,7 @@ JDV_J144_PARTICIPATION_TYPE: Final = _value_set(
 )
 
 
-JDV_J245_CIVILITE: Final = _value_set(
+JDV_J245_CIVILITE: Final = value_set(
     "JDV_J245_Civilite_CISIS",
     "1.2.250.1.213.1.1.5.718",
     "civility prefix of a person's name",
@@ -1388,7 +1291,7 @@ JDV_J245_CIVILITE: Final = _value_set(
 )
 
 
-JDV_J246_TITRE: Final = _value_set(
+JDV_J246_TITRE: Final = value_set(
     "JDV_J246_Titre_CISIS",
     "1.2.250.1.213.1.1.5.719",
     "title suffix of a professional's name (DR, PR …)",
@@ -1405,7 +1308,7 @@ JDV_J246_TITRE: Final = _value_set(
 )
 
 
-JDV_MODALITE_ENTREE: Final = _value_set(
+JDV_MODALITE_ENTREE: Final = value_set(
     "JDV_ModaliteEntree_CISIS",
     "1.2.250.1.213.1.1.5.73",
     "LDL-SES admission mode (FR-Modalite-entree; checked by the volet schematron)",
@@ -1420,7 +1323,7 @@ JDV_MODALITE_ENTREE: Final = _value_set(
 )
 
 
-JDV_MODALITE_SORTIE: Final = _value_set(
+JDV_MODALITE_SORTIE: Final = value_set(
     "JDV_ModaliteSortie_CISIS",
     "1.2.250.1.213.1.1.5.74",
     "LDL-SES discharge mode (FR-Modalite-sortie)",
@@ -1437,7 +1340,7 @@ JDV_MODALITE_SORTIE: Final = _value_set(
 )
 
 
-JDV_PROBLEM_CODES: Final = _value_set(
+JDV_PROBLEM_CODES: Final = value_set(
     "JDV_ProblemCodes_CISIS",
     "1.2.250.1.213.1.1.5.172",
     "kind of problem in an FR-Probleme entry (observation/code)",
@@ -1455,7 +1358,7 @@ JDV_PROBLEM_CODES: Final = _value_set(
 )
 
 
-JDV_ROUTEOF_ADMINISTRATION: Final = _value_set(
+JDV_ROUTEOF_ADMINISTRATION: Final = value_set(
     "JDV_RouteofAdministration_CISIS",
     "1.2.250.1.213.1.1.5.677",
     "route of administration of a treatment (EDQM)",
@@ -1548,7 +1451,7 @@ JDV_ROUTEOF_ADMINISTRATION: Final = _value_set(
 )
 
 
-JDV_STATUT_DOC: Final = _value_set(
+JDV_STATUT_DOC: Final = value_set(
     "JDV_StatutDoc_CISIS",
     "1.2.250.1.213.1.1.5.93",
     "LDL-SES document status (FR-Statut-du-document)",

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid, parsedate_to_datetime
-from typing import Any, Self
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -451,7 +451,7 @@ class ReceivedAttachment(BaseModel):
 class ReceivedMessage(BaseModel):
     """A message read from the mailbox; every field may hold health data — do not log it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     uid: int | None = None
     """IMAP UID in ``folder`` (None when parsed from bytes alone)."""
@@ -506,7 +506,7 @@ class ReceivedMessage(BaseModel):
         return self.subject
 
     @property
-    def documents(self) -> tuple[Any, ...]:
+    def documents(self) -> tuple[XdmDocument, ...]:
         """The documents of the XDM archive (empty without one)."""
         return self.xdm.documents if self.xdm is not None else ()
 
