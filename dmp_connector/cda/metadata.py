@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dmp_connector.codes import Code
 from dmp_connector.errors import ValidationError
 from dmp_connector.ins import Sex
+from dmp_connector.xds import Author, Cx, DocumentEntry, Slot, Xcn, XdsTime, Xon
 from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits
 
 from .build import build
@@ -347,6 +348,80 @@ class DocumentMetadata(BaseModel):
     """The CDA setId (``root[^extension]``), common to every version of the document."""
     version: int
     """The CDA versionNumber."""
+
+    def to_document_entry(self, *, entry_id: str, extra_slots: Sequence[Slot] = ()) -> DocumentEntry:
+        """The XDS DocumentEntry of this document, every attribute from these metadata.
+
+        The one mapping shared by the DMP deposit and the MSSanté XDM package (which adds its
+        ``URI`` slot through ``extra_slots``)::
+
+            type_code   → typeCode     authors[i]  → author (XCN, XON, role, specialty, telecom)
+            unique_id   → uniqueId     patient_id  → patientId (the INS as CX)
+        """
+        return DocumentEntry(
+            entry_uuid=entry_id,
+            unique_id=self.unique_id,
+            patient_id=Cx.parse(self.patient_id),
+            source_patient_id=Cx.parse(self.source_patient_id),
+            source_patient_info=self.source_patient_info,
+            mime_type=self.mime_type,
+            class_code=self.class_code,
+            type_code=self.type_code,
+            format_code=self.format_code,
+            healthcare_facility_type_code=self.healthcare_facility_type_code,
+            practice_setting_code=self.practice_setting_code,
+            confidentiality_codes=self.confidentiality_codes,
+            event_codes=self.event_codes,
+            authors=tuple(_xds_author(a) for a in self.authors),
+            legal_authenticator=_xcn(self.legal_authenticator),
+            creation_time=_entry_time(self.creation_time),
+            service_start_time=_entry_time(self.service_start_time),
+            service_stop_time=_entry_time(self.service_stop_time),
+            language_code=self.language_code,
+            title=self.title,
+            hash=self.hash,
+            size=self.size,
+            reference_ids=self.reference_id_list,
+            extra_slots=tuple(extra_slots),
+        )
+
+
+def _xcn(person: XdsPerson | None) -> Xcn | None:
+    return None if person is None else Xcn.parse(person.xcn())
+
+
+def _telecom(url: str) -> str | None:
+    """An XTN as XDS wants it: ``^^Internet^<address>`` for a mailbox, ``^PRN^PH^^^^^^^^^<number>`` for a phone."""
+    scheme, _, value = url.partition(":")
+    if not value:
+        return None
+    if scheme.lower() == "mailto":
+        return f"^^Internet^{value}"
+    if scheme.lower() == "tel":
+        return f"^PRN^PH^^^^^^^^^{value}"
+    return None
+
+
+def _xds_author(author: XdsAuthor) -> Author:
+    xon = author.xon()
+    specialty = author.specialty_cne()
+    role = author.role
+    return Author(
+        person=_xcn(author.person),
+        institutions=(Xon.parse(xon),) if xon else (),
+        roles=((role.display_name or role.code),) if role is not None else (),
+        specialties=(specialty,) if specialty else (),
+        telecommunications=tuple(t for t in map(_telecom, author.telecoms) if t is not None),
+    )
+
+
+def _entry_time(value: datetime | date | None) -> XdsTime | None:
+    """An XDS time; a date-time without time zone is taken as UTC [I] (the CDA builder refuses such times)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime) and value.utcoffset() is None:
+        value = value.replace(tzinfo=UTC)
+    return XdsTime.model_validate(value)
 
 
 def extract_metadata(

@@ -29,7 +29,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dmp_connector.cda import ClinicalDocument, DocumentMetadata, XdsAuthor, XdsPerson, build, extract_metadata
+from dmp_connector.cda import ClinicalDocument, DocumentMetadata, build, extract_metadata
 from dmp_connector.codes import Code
 from dmp_connector.config import Settings
 from dmp_connector.errors import IdentityNotQualifiedError, ValidationError
@@ -122,81 +122,9 @@ def source_id(settings: Settings) -> str:
     return derived_oid("2.25", "source-id", software.name, software.editor)
 
 
-def _xcn(person: XdsPerson | None) -> Xcn | None:
-    if person is None:
-        return None
-    return Xcn.parse(person.xcn())
-
-
-def _telecom(url: str) -> str | None:
-    """An XTN as XDS wants it: ``^^Internet^<address>`` for a mailbox, ``^PRN^PH^^^^^^^^^<number>`` for a phone."""
-    scheme, _, value = url.partition(":")
-    if not value:
-        return None
-    if scheme.lower() == "mailto":
-        return f"^^Internet^{value}"
-    if scheme.lower() == "tel":
-        return f"^PRN^PH^^^^^^^^^{value}"
-    return None
-
-
-def _author(author: XdsAuthor) -> Author:
-    xon = author.xon()
-    specialty = author.specialty_cne()
-    role = author.role
-    telecoms = tuple(t for t in (_telecom(url) for url in author.telecoms) if t is not None)
-    return Author(
-        person=_xcn(author.person),
-        institutions=(Xon.parse(xon),) if xon else (),
-        roles=((role.display_name or role.code),) if role is not None else (),
-        specialties=(specialty,) if specialty else (),
-        telecommunications=telecoms,
-    )
-
-
-def _time(value: dt.datetime | dt.date | None) -> XdsTime | None:
-    """An XDS time; a date-time without time zone is taken as UTC [I] (the CDA builder refuses such times)."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime) and value.utcoffset() is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return XdsTime.model_validate(value)
-
-
 def document_entry(metadata: DocumentMetadata, *, entry_id: str = DOCUMENT_ENTRY_ID) -> DocumentEntry:
-    """The DocumentEntry of a CDA document, every attribute from its extracted metadata.
-
-    ::
-
-        metadata.type_code            → typeCode          metadata.authors[i]   → author (XCN, XON, role, specialty)
-        metadata.unique_id            → uniqueId          metadata.patient_id   → patientId (the INS as CX)
-        metadata.creation_time        → creationTime      metadata.hash / size  → hash / size
-    """
-    return DocumentEntry(
-        entry_uuid=entry_id,
-        unique_id=metadata.unique_id,
-        patient_id=Cx.parse(metadata.patient_id),
-        mime_type=metadata.mime_type,
-        class_code=metadata.class_code,
-        type_code=metadata.type_code,
-        format_code=metadata.format_code,
-        healthcare_facility_type_code=metadata.healthcare_facility_type_code,
-        practice_setting_code=metadata.practice_setting_code,
-        confidentiality_codes=metadata.confidentiality_codes,
-        event_codes=metadata.event_codes,
-        authors=tuple(_author(a) for a in metadata.authors),
-        legal_authenticator=_xcn(metadata.legal_authenticator),
-        creation_time=_time(metadata.creation_time),
-        service_start_time=_time(metadata.service_start_time),
-        service_stop_time=_time(metadata.service_stop_time),
-        language_code=metadata.language_code,
-        hash=metadata.hash,
-        size=metadata.size,
-        title=metadata.title,
-        source_patient_id=Cx.parse(metadata.source_patient_id),
-        source_patient_info=metadata.source_patient_info,
-        reference_ids=metadata.reference_id_list,
-    )
+    """The DocumentEntry of a CDA document, every attribute from its extracted metadata."""
+    return metadata.to_document_entry(entry_id=entry_id)
 
 
 def submission_author(settings: Settings, fallback: Author | None = None) -> Author:

@@ -35,7 +35,7 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,7 +57,6 @@ from dmp_connector.xds.model import (
     Xcn,
     XdsTime,
     Xon,
-    coded_value,
     symbolic_id,
 )
 from dmp_connector.xml import XmlLimits, parse_xml, to_bytes
@@ -331,67 +330,9 @@ def document_entry(content: bytes, number: int, uri: str) -> tuple[DocumentEntry
     return entry_from_metadata(values, entry_id=symbolic_id("Document", number), uri=uri), document
 
 
-def _telecom(value: str) -> str | None:
-    """An authorTelecommunication XTN: ``^^Internet^<address>`` for an e-mail, None for anything else."""
-    if value.lower().startswith("mailto:"):
-        return f"^^Internet^{value[len('mailto:') :]}"
-    return None
-
-
-def _time(value: datetime | date | None) -> XdsTime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return XdsTime.of(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
-    return XdsTime.model_validate(value)
-
-
 def entry_from_metadata(values: DocumentMetadata, *, entry_id: str, uri: str | None = None) -> DocumentEntry:
-    """The XDS DocumentEntry of a CDA document's metadata (the DMP deposit's, plus ``URI`` for XDM).
-
-    Authors are written as the French rules want them (XCN with IdNat_PS, XON with
-    IdNat_Struct, specialty ``<code>^<display>^<system>``, role as the function code).
-    """
-    authors = []
-    for author in values.authors:
-        xon = author.xon()
-        role = author.role
-        authors.append(
-            Author(
-                person=Xcn.parse(author.person.xcn()) if author.person is not None else None,
-                institutions=(Xon.parse(xon),) if xon else (),
-                roles=(role.display_name or role.code,) if role is not None else (),
-                specialties=(coded_value(author.specialty),) if author.specialty is not None else (),
-                telecommunications=tuple(t for t in map(_telecom, author.telecoms) if t),
-            )
-        )
-    legal = values.legal_authenticator
-    return DocumentEntry(
-        entry_uuid=entry_id,
-        unique_id=values.unique_id,
-        patient_id=Cx.parse(values.patient_id),
-        source_patient_id=Cx.parse(values.source_patient_id),
-        source_patient_info=values.source_patient_info,
-        mime_type=values.mime_type,
-        class_code=values.class_code,
-        type_code=values.type_code,
-        format_code=values.format_code,
-        healthcare_facility_type_code=values.healthcare_facility_type_code,
-        practice_setting_code=values.practice_setting_code,
-        confidentiality_codes=values.confidentiality_codes,
-        event_codes=values.event_codes,
-        authors=tuple(authors),
-        legal_authenticator=Xcn.parse(legal.xcn()) if legal is not None else None,
-        creation_time=_time(values.creation_time),
-        service_start_time=_time(values.service_start_time),
-        service_stop_time=_time(values.service_stop_time),
-        language_code=values.language_code,
-        title=values.title,
-        hash=values.hash,
-        size=values.size,
-        reference_ids=values.reference_id_list,
-        extra_slots=(_uri_slot(uri),) if uri is not None else (),
-    )
+    """The XDS DocumentEntry of a CDA document's metadata: the DMP deposit's, plus ``URI`` for XDM."""
+    return values.to_document_entry(entry_id=entry_id, extra_slots=(_uri_slot(uri),) if uri is not None else ())
 
 
 def _submission_set(
