@@ -16,18 +16,22 @@ import html
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     import respx
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from lxml import etree
 
     from dmp_connector.audit import MemorySink
-    from dmp_connector.config import Settings
+    from dmp_connector.config import DmpService, Settings
     from dmp_connector.dmp.client import AsyncDmpClient, DmpClient
+    from dmp_connector.dmp.td import DmpStatus
     from dmp_connector.ins.client import AsyncInsiClient, InsiClient
+    from dmp_connector.mssante import MssanteClient
     from dmp_connector.sandbox import (
         DmpFault,
         DmpSimulator,
@@ -39,12 +43,19 @@ if TYPE_CHECKING:
         ScriptedHandler,
         SeededIdentity,
         SimulatedFault,
+        TestPki,
         TestPkiFiles,
     )
+    from dmp_connector.sandbox.mssante import SandboxMailOperator
+    from dmp_connector.xds import DocumentEntry
 
 __all__ = [
+    "DMPC_COLLEAGUE_MAILBOX",
+    "DMPC_MAILBOX",
+    "DMPC_PATIENT_MATRICULE",
     "FaultInjector",
     "LoopbackSandbox",
+    "RespxDmp",
     "RespxInsi",
     "SandboxPki",
     "dmpc_async_dmp",
@@ -56,7 +67,10 @@ __all__ = [
     "dmpc_insi",
     "dmpc_insi_simulator",
     "dmpc_loopback_sandbox",
+    "dmpc_mail_operator",
+    "dmpc_mssante",
     "dmpc_pki",
+    "dmpc_respx_dmp",
     "dmpc_respx_insi",
     "dmpc_settings",
     "insi_answer",
@@ -192,6 +206,146 @@ class RespxInsi:
         from dmp_connector.sandbox import SimulatedFault
 
         return self._answer(500, (fault or SimulatedFault.technical()).envelope())
+
+
+_SOAP_CONTENT_TYPE = "application/soap+xml; charset=utf-8"
+
+
+class RespxDmp:
+    """Canned national DMP answers on the URLs the settings name, through a respx router (no simulator).
+
+    One route per service (``routes[DmpService.REPOSITORY]`` …), created on first use; each
+    method replaces that route's answer and returns it (``route.call_count``, ``route.calls``).
+    """
+
+    def __init__(self, router: respx.MockRouter, settings: Settings) -> None:
+        self.router = router
+        self.settings = settings
+        self.routes: dict[DmpService, respx.Route] = {}
+
+    def route(self, service: DmpService) -> respx.Route:
+        """The route of ``service`` (``settings.environment.dmp_url(service)``), created on first use."""
+        if service not in self.routes:
+            self.routes[service] = self.router.post(self.settings.environment.dmp_url(service))
+        return self.routes[service]
+
+    def _soap(self, service: DmpService, body: etree._Element, status: int = 200) -> respx.Route:
+        import httpx
+
+        from dmp_connector.soap import Addressing, build_envelope
+        from dmp_connector.xml import to_bytes
+
+        anonymous = Addressing(action="urn:dmpc:canned", to="http://www.w3.org/2005/08/addressing/anonymous")
+        content = to_bytes(build_envelope(body, addressing=anonymous))
+        answer = httpx.Response(status, headers={"Content-Type": _SOAP_CONTENT_TYPE}, content=content)
+        return self.route(service).mock(return_value=answer)
+
+    def deposited(self) -> respx.Route:
+        """The repository answers ``RegistryResponse`` Success: a deposit (TD2.1) succeeds."""
+        from dmp_connector.config import DmpService
+
+        return self.registry_success(DmpService.REPOSITORY)
+
+    def registry_success(self, service: DmpService) -> respx.Route:
+        """``service`` answers ``RegistryResponse`` Success (the registry for metadata updates)."""
+        from dmp_connector.xds import RegistryResponse, ResponseStatus, build_registry_response
+
+        return self._soap(service, build_registry_response(RegistryResponse(status=ResponseStatus.SUCCESS)))
+
+    def registry_failure(self, error_code: str, context: str = "", *, service: DmpService | None = None) -> respx.Route:
+        """``RegistryResponse`` Failure with one XDS error (``XDSRegistryMetadataError``, ``DMPClosed`` …).
+
+        On the repository by default (a refused deposit); the client raises ``DmpRegistryError``
+        or one of its typed subclasses.
+        """
+        from dmp_connector.config import DmpService
+        from dmp_connector.xds import RegistryError, RegistryResponse, ResponseStatus, build_registry_response
+
+        error = RegistryError(error_code=error_code, code_context=context or error_code)
+        response = RegistryResponse(status=ResponseStatus.FAILURE, errors=(error,))
+        return self._soap(service or DmpService.REPOSITORY, build_registry_response(response))
+
+    def found(self, *entries: DocumentEntry) -> respx.Route:
+        """The registry answers a query (FindDocuments, GetDocuments …) with ``entries`` (none: empty)."""
+        from dmp_connector.config import DmpService
+        from dmp_connector.xds import (
+            AdhocQueryResponse,
+            RegistryResponse,
+            ResponseStatus,
+            build_adhoc_query_response,
+        )
+
+        response = AdhocQueryResponse(response=RegistryResponse(status=ResponseStatus.SUCCESS), documents=entries)
+        return self._soap(DmpService.REGISTRY, build_adhoc_query_response(response))
+
+    def dmp_status(self, status: DmpStatus | None = None) -> respx.Route:
+        """TD0.2 answers ``status`` (default: ADRUN ZOE's open DMP, this professional authorised)."""
+        import datetime as dt
+
+        from dmp_connector.config import DmpService
+        from dmp_connector.dmp import _td
+        from dmp_connector.dmp.td import AuthorizationStatus, DmpState
+        from dmp_connector.dmp.td import DmpStatus as Status
+        from dmp_connector.sandbox import DEFAULT_DMP_PATIENTS
+
+        if status is None:
+            status = Status(
+                exists=True,
+                ins=DEFAULT_DMP_PATIENTS[0].ins,
+                state=DmpState.ACTIVE,
+                authorization=AuthorizationStatus.VALID,
+                treating_doctor=False,
+            )
+        header = _td.Hl7Header(
+            message_id="dmpc-canned",
+            id_root=_td.DMP_DEVICE_ROOT,
+            creation_time=dt.datetime.now(dt.UTC),
+            sender_root=_td.DMP_DEVICE_ROOT,
+            receiver_root="1.2.250.1.999",
+        )
+        ack = _td.Acknowledgement(type_code=_td.AckType.ACCEPT)
+        return self._soap(DmpService.PATIENTS, _td.build_patient_query_response(header, ack, status))
+
+    def fault(
+        self, service: DmpService, *, code: str = "Receiver", subcode: str | None = None, reason: str = "Erreur interne"
+    ) -> respx.Route:
+        """A SOAP 1.2 fault over HTTP 500 (``Receiver`` is retried by the client, ``Sender`` is not)."""
+        import httpx
+
+        sub = ""
+        if subcode:
+            sub = f'<env:Subcode><env:Value xmlns:d="urn:dmp">d:{html.escape(subcode)}</env:Value></env:Subcode>'
+        body = (
+            '<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><env:Fault>'
+            f"<env:Code><env:Value>env:{html.escape(code)}</env:Value>{sub}</env:Code>"
+            f'<env:Reason><env:Text xml:lang="fr">{html.escape(reason)}</env:Text></env:Reason>'
+            "</env:Fault></env:Body></env:Envelope>"
+        )
+        answer = httpx.Response(500, headers={"Content-Type": _SOAP_CONTENT_TYPE}, content=body.encode())
+        return self.route(service).mock(return_value=answer)
+
+
+def _ca_only_pki(ca_certificate: x509.Certificate, placeholder: RSAPrivateKey) -> TestPki:
+    """The plugin's root for the mail operator, which only reads ``ca_pem`` when given its server certificate.
+
+    ``generate_test_pki`` keeps no CA key on disk: ``placeholder`` fills the slot and issuing refuses.
+    """
+    from dmp_connector.errors import ConfigurationError
+    from dmp_connector.sandbox import IssuedCertificate, TestPki
+
+    class CaOnlyPki(TestPki):
+        def _issue(self, *args: Any, **kwargs: Any) -> IssuedCertificate:
+            raise ConfigurationError("the pytest plugin's PKI issues no new certificates (its CA key is not kept)")
+
+    return CaOnlyPki(IssuedCertificate(ca_certificate, placeholder))
+
+
+DMPC_MAILBOX = "lps@cabinet-sandbox.mssante.fr"
+"""The applicative mailbox of ``dmpc_mssante``: the PKI's organisation certificate (CN INSI-AUTO) opens it."""
+DMPC_COLLEAGUE_MAILBOX = "dr.confrere@medecin.mssante.fr"
+"""A colleague's personal mailbox (``dmpc_mail_operator.issue_token`` opens it; ``.stored`` reads it)."""
+DMPC_PATIENT_MATRICULE = "275126322074974"
+"""ADRUN ZOE (the first seeded INSi and DMP patient), whose Mon espace santé mailbox is open."""
 
 
 # ----------------------------------------------------------------------------------------- fixtures
@@ -414,3 +568,64 @@ def dmpc_respx_insi(dmpc_settings: Settings) -> Iterator[RespxInsi]:
     url = environment.insi_mtls_url if mtls else environment.insi_url
     with respx.mock(assert_all_called=False) as router:
         yield RespxInsi(router, url)
+
+
+@pytest.fixture
+def dmpc_respx_dmp(dmpc_settings: Settings) -> Iterator[RespxDmp]:
+    """Canned national DMP answers (deposit, registry failure, queries, TD0.2, faults) with respx.
+
+    On the URLs ``dmpc_settings`` names, through a router local to the test. respx is not an
+    SDK dependency; the test is skipped when it is missing.
+    """
+    respx = pytest.importorskip("respx", reason="dmpc_respx_dmp needs respx: add it to your test requirements")
+
+    with respx.mock(assert_all_called=False) as router:
+        yield RespxDmp(router, dmpc_settings)
+
+
+@pytest.fixture
+def dmpc_mail_operator(dmpc_pki: SandboxPki) -> Iterator[SandboxMailOperator]:
+    """An MSSanté operator (SMTP and IMAP with STARTTLS) on 127.0.0.1, certified by the plugin's PKI.
+
+    Mailboxes: :data:`DMPC_MAILBOX` (applicative) and :data:`DMPC_COLLEAGUE_MAILBOX`; patient:
+    :data:`DMPC_PATIENT_MATRICULE`. One per test, so that mail never leaks between tests. Needs
+    the ``sandbox`` extra; the test is skipped when it is missing.
+    """
+    reason = "dmpc_mail_operator needs the sandbox extra: pip install 'dmp-connector[sandbox]'"
+    pytest.importorskip("aiosmtpd", reason=reason)
+    pytest.importorskip("pymap", reason=reason)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from dmp_connector.sandbox.mssante import PatientMailboxState, SandboxMailbox, SandboxMailOperator
+    from dmp_connector.sandbox.pki import INSI_AUTO, IssuedCertificate
+
+    files = dmpc_pki.files
+    key = serialization.load_pem_private_key(files.server_key.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    server = IssuedCertificate(x509.load_pem_x509_certificate(files.server_cert.read_bytes()), key)
+    operator = SandboxMailOperator(
+        _ca_only_pki(dmpc_pki.ca_certificate, key),
+        mailboxes=[SandboxMailbox(DMPC_MAILBOX, certificate_cn=INSI_AUTO), DMPC_COLLEAGUE_MAILBOX],
+        patients={DMPC_PATIENT_MATRICULE: PatientMailboxState.ACTIVE},
+        server_certificate=server,
+    )
+    with operator:
+        yield operator
+
+
+@pytest.fixture
+def dmpc_mssante(
+    dmpc_settings: Settings, dmpc_mail_operator: SandboxMailOperator, dmpc_audit: MemorySink
+) -> Iterator[MssanteClient]:
+    """A ``MssanteClient`` for :data:`DMPC_MAILBOX` (mutual TLS, no token), audited to ``dmpc_audit``."""
+    from dmp_connector.config import MssanteAuthMode, MssanteSettings
+    from dmp_connector.mssante import MssanteClient
+
+    mailbox = MssanteSettings(mailbox=DMPC_MAILBOX, auth_mode=MssanteAuthMode.CERTIFICATE, connect_timeout=5, timeout=5)
+    settings = dmpc_settings.model_copy(
+        update={"environment": dmpc_mail_operator.environment(dmpc_settings.environment), "mssante": mailbox}
+    )
+    with MssanteClient(settings, audit=[dmpc_audit]) as client:
+        yield client
