@@ -1,17 +1,29 @@
-"""``dmp-connector sandbox serve`` in a subprocess: a client uses the configuration it writes, Ctrl-C stops it."""
+"""``dmp-connector sandbox serve`` in a subprocess: clients use the configuration it writes, Ctrl-C stops it.
+
+INSi, the DMP and the MSSanté operator (when the ``sandbox`` extra is installed) all answer from one start.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
+import pytest
+
 from dmp_connector import Settings
+from dmp_connector.cli.sandbox_serve import _mail_operator
 from dmp_connector.dmp import DmpClient
 from dmp_connector.ins import Identity, IdentityStatus, IdentityTraits, InsiClient, InsiResultCode
+from dmp_connector.mssante import MssanteAddress, MssanteClient, MssanteMessage
+from dmp_connector.sandbox.pki import generate_test_pki
+
+HAS_MAIL = find_spec("aiosmtpd") is not None and find_spec("pymap") is not None
 
 MATRICULE = "275126322074974"
 TRAITS = IdentityTraits.build(
@@ -64,6 +76,17 @@ def test_serve_then_search_and_test_existence(tmp_path: Path) -> None:
         with DmpClient(settings) as client:
             status = client.test_existence(patient)
         assert status.exists
+        if HAS_MAIL:
+            assert settings.mssante.mailbox is not None and settings.environment.mssante_smtp is not None
+            with MssanteClient(settings) as mss:  # the applicative mailbox, by the organisation's certificate
+                sent = mss.send(
+                    MssanteMessage(
+                        to=(MssanteAddress.parse(settings.mssante.mailbox),), subject="Essai", text="Bonjour\n"
+                    )
+                )
+                [summary] = mss.inbox()
+                received = mss.fetch(summary.uid)
+            assert received.message_id == sent.message_id
     finally:
         err = stop(process)
     assert "sandbox stopped" in err
@@ -74,7 +97,20 @@ def test_serve_then_search_and_test_existence(tmp_path: Path) -> None:
     try:
         assert config_again == config
         assert (data / "pki" / "ca.crt").read_bytes() == ca  # the persisted PKI is reused, not regenerated
-        with DmpClient(Settings.load(config_again)) as client:
+        settings_again = Settings.load(config_again)
+        with DmpClient(settings_again) as client:
             assert client.test_existence(patient).exists
+        if HAS_MAIL:
+            with MssanteClient(settings_again) as mss:  # the mailboxes were kept under --data too
+                assert [s.message_id for s in mss.inbox(unseen_only=False)] == [sent.message_id]
     finally:
         stop(again)
+
+
+def test_mail_operator_is_skipped_with_a_clear_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = generate_test_pki(tmp_path / "pki")
+    operator, why = _mail_operator(dataclasses.replace(files, ca_key=None), tmp_path, 0, 0)
+    assert operator is None and "no CA key" in why
+    monkeypatch.setitem(sys.modules, "dmp_connector.sandbox.mssante", None)  # the sandbox extra is missing
+    operator, why = _mail_operator(files, tmp_path, 0, 0)
+    assert operator is None and "install the sandbox extra" in why

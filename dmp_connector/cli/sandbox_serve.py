@@ -1,8 +1,10 @@
-"""``dmp-connector sandbox serve``: the INSi and DMP simulators on loopback, behind one HTTPS server.
+"""``dmp-connector sandbox serve``: the INSi and DMP simulators on loopback, behind one HTTPS server, and MSSanté.
 
 One server with mutual TLS routes by path: ``/insi/…`` to INSi, ``/si-dmp-server/…`` to the DMP —
 exactly the URLs ``Environment.sandbox(base_url)`` gives — so one configuration file points a
-client at both. ``--data DIR`` keeps the test PKI and the DMP's SQLite store between runs.
+client at both. The MSSanté operator (SMTP submission and IMAP, STARTTLS) runs beside it, its
+certificate issued by the same test CA, when the ``sandbox`` extra is installed.
+``--data DIR`` keeps the test PKI, the DMP's SQLite store and the mailboxes between runs.
 
 Also home of the helpers the ``dmp`` commands share to run the simulator in-process: the
 persisted test PKI and the sandbox settings completed from it.
@@ -36,7 +38,8 @@ from dmp_connector.config import (
 )
 from dmp_connector.errors import DmpConnectorError
 from dmp_connector.sandbox import DmpSimulator, Handler, HttpRequest, HttpResponse, InsiSimulator
-from dmp_connector.sandbox.pki import TestPkiFiles, generate_test_pki
+from dmp_connector.sandbox.insi import DEFAULT_INSI_IDENTITIES
+from dmp_connector.sandbox.pki import INSI_AUTO, TestPkiFiles, generate_test_pki
 from dmp_connector.signature import load_certificates
 
 from ._main import CliState, pass_state
@@ -44,6 +47,8 @@ from .sandbox import sandbox
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
+
+    from dmp_connector.sandbox.mssante import SandboxMailOperator
 
 __all__ = ["RoutingServer", "ca_certificates", "sandbox_pki", "sandbox_settings", "serve"]
 
@@ -60,6 +65,7 @@ _PKI_NAMES = {
     "professional_cert": "professional.crt",
     "professional_key": "professional.key",
 }
+_CA_KEY = "ca.key"
 _P12_PASSWORD = "dmp-connector-sandbox"  # noqa: S105 - the sandbox PKI's documented password
 _DEFAULT_STRUCTURE = "1123456789"
 _DEFAULT_PROFESSIONAL = "899700000001"
@@ -74,11 +80,13 @@ def sandbox_pki(directory: Path, settings: Settings | None = None) -> TestPkiFil
     structure = settings.organisation.national_id if settings and settings.organisation else _DEFAULT_STRUCTURE
     professional = settings.professional.national_id if settings and settings.professional else _DEFAULT_PROFESSIONAL
     if all(path.is_file() for path in paths.values()):
+        ca_key = directory / _CA_KEY
         return TestPkiFiles(
             directory=directory,
             p12_password=_P12_PASSWORD,
             structure_id=structure,
             professional_id=professional,
+            ca_key=ca_key if ca_key.is_file() else None,  # a PKI written before the CA key was kept has none
             **paths,
         )
     return generate_test_pki(
@@ -231,17 +239,27 @@ def _toml_table(name: str, data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _toml_text(settings: Settings, files: TestPkiFiles, base_url: str) -> str:
-    """The configuration a client needs for this sandbox: identities from ``settings``, URLs and PKI files."""
+def _toml_text(
+    settings: Settings, files: TestPkiFiles, base_url: str, operator: SandboxMailOperator | None = None
+) -> str:
+    """The configuration a client needs for this sandbox: identities from ``settings``, URLs and PKI files.
+
+    With ``operator``, also its SMTP/IMAP ports and the applicative mailbox bound to the organisation's certificate.
+    """
     software = settings.software.model_dump(mode="json")
     organisation = settings.require_organisation().model_dump(mode="json")
     professional = settings.require_professional().model_dump(mode="json")
+    environment: dict[str, Any] = {"name": "sandbox", "base_url": base_url}
+    mssante: list[str] = []
+    if operator is not None:
+        environment |= {"smtp_port": operator.smtp_port, "imap_port": operator.imap_port}
+        mssante = _toml_table("mssante", {"mailbox": MAILBOX, "auth_mode": "certificate"})
     return "\n".join(
         [
             "# Written by `dmp-connector sandbox serve`: the sandbox on loopback and its test PKI. Sandbox only.",
             "",
             *_toml_table("software", software),
-            *_toml_table("environment", {"name": "sandbox", "base_url": base_url}),
+            *_toml_table("environment", environment),
             *_toml_table("organisation", organisation),
             *_toml_table("professional", professional),
             *_toml_table(
@@ -255,8 +273,49 @@ def _toml_text(settings: Settings, files: TestPkiFiles, base_url: str) -> str:
             *_toml_table(
                 "signing.credentials", {"cert_file": str(files.org_sign_cert), "key_file": str(files.org_sign_key)}
             ),
+            *mssante,
         ]
     )
+
+
+MAILBOX = "lps@cabinet-sandbox.mssante.fr"
+"""The applicative mailbox the served operator binds to the organisation's certificate (CN ``INSI-AUTO``)."""
+PRACTITIONER_MAILBOX = "dr.sandbox@medecin.mssante.fr"
+"""A personal mailbox (XOAUTH2 with the token the command prints), to write to and read as a colleague."""
+_TOKEN_LIFETIME = 12 * 3600.0
+
+
+def _mail_operator(
+    files: TestPkiFiles, directory: Path, smtp_port: int, imap_port: int
+) -> tuple[SandboxMailOperator | None, str]:
+    """The MSSanté operator, started with a certificate from the PKI's CA; or None and why it is not served.
+
+    Without the ``sandbox`` extra or with a PKI kept without its CA key, INSi and the DMP still serve.
+    """
+    try:
+        from dmp_connector.sandbox.mssante import SandboxMailbox, SandboxMailOperator
+    except ImportError:
+        return None, "MSSanté not served: install the sandbox extra (pip install 'dmp-connector[sandbox]')"
+    if files.ca_key is None:
+        return None, (
+            f"MSSanté not served: the test PKI in {files.directory} has no CA key ({_CA_KEY});"
+            " delete that directory to regenerate it"
+        )
+    patients = [i.ins.matricule for i in DEFAULT_INSI_IDENTITIES if i.ins is not None]
+    operator = SandboxMailOperator(
+        files.load_pki(),
+        mailboxes=[SandboxMailbox(MAILBOX, certificate_cn=INSI_AUTO), PRACTITIONER_MAILBOX],
+        patients=patients,
+        smtp_port=smtp_port,
+        imap_port=imap_port,
+        data_dir=directory / "mssante",
+        token_lifetime=_TOKEN_LIFETIME,
+    )
+    try:
+        operator.start()
+    except DmpConnectorError as exc:
+        raise click.ClickException(f"cannot start the MSSanté operator: {exc}") from exc
+    return operator, ""
 
 
 _DEFAULT_SOFTWARE = {
@@ -300,9 +359,11 @@ class _Stop(Exception):
     help="Keep the test PKI, the DMP store and the configuration here (default: a temporary directory).",
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Port (0: a free one).")
+@click.option("--smtp-port", type=click.IntRange(0, 65535), default=0, show_default=True, help="MSSanté SMTP port.")
+@click.option("--imap-port", type=click.IntRange(0, 65535), default=0, show_default=True, help="MSSanté IMAP port.")
 @pass_state
-def serve(state: CliState, data: Path | None, port: int) -> None:
-    """Serve the INSi and DMP simulators on 127.0.0.1 (HTTPS, mutual TLS) until Ctrl-C.
+def serve(state: CliState, data: Path | None, port: int, smtp_port: int, imap_port: int) -> None:
+    """Serve the INSi and DMP simulators on 127.0.0.1 (HTTPS, mutual TLS), and MSSanté, until Ctrl-C.
 
     Prints the endpoints and writes ``dmp-connector.toml`` for a client; use it with
     ``dmp-connector --config FILE …`` or ``Settings.load(FILE)``.
@@ -326,21 +387,43 @@ def serve(state: CliState, data: Path | None, port: int) -> None:
             server = RoutingServer({"/insi/": insi, "/si-dmp-server/": dmp}, _server_context(files), port)
         except OSError as exc:
             raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
+        try:
+            operator, why_not = _mail_operator(files, directory, smtp_port, imap_port)
+        except click.ClickException:
+            server.server_close()
+            dmp.store.close()
+            raise
         settings = sandbox_settings(base, files, server.url)
         config_path = directory / "dmp-connector.toml"
-        config_path.write_text(_toml_text(settings, files, server.url), encoding="utf-8")
+        config_path.write_text(_toml_text(settings, files, server.url, operator), encoding="utf-8")
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         thread.start()
         env = settings.environment
+        mail_lines = [why_not]
+        mail_data: dict[str, Any] | None = None
+        if operator is not None:
+            token = operator.issue_token(PRACTITIONER_MAILBOX)
+            mail_lines = [
+                f"  SMTP   {operator.host}:{operator.smtp_port} (STARTTLS; MSSanté mailbox {MAILBOX}, certificate)",
+                f"  IMAP   {operator.host}:{operator.imap_port} (STARTTLS)",
+                f"  XOAUTH2 token for {PRACTITIONER_MAILBOX} (12 h): {token}",
+            ]
+            mail_data = {
+                "smtp": f"{operator.host}:{operator.smtp_port}",
+                "imap": f"{operator.host}:{operator.imap_port}",
+                "mailbox": MAILBOX,
+                "practitioner_mailbox": PRACTITIONER_MAILBOX,
+                "practitioner_token": token,
+            }
         state.emit(
             "\n".join(
                 [
                     f"sandbox listening on {server.url} (HTTPS, client certificate required)",
                     f"  INSi   {env.insi_mtls_url}",
                     f"  DMP    {env.dmp_base_url}",
+                    *mail_lines,
                     f"  config {config_path}",
                     f"  data   {directory}" + ("" if data is not None else " (temporary)"),
-                    "  MSSanté not served yet by this command",
                     "Ctrl-C to stop.",
                 ]
             ),
@@ -348,6 +431,7 @@ def serve(state: CliState, data: Path | None, port: int) -> None:
                 "url": server.url,
                 "insi_url": env.insi_mtls_url,
                 "dmp_base_url": env.dmp_base_url,
+                "mssante": mail_data,
                 "config": str(config_path),
                 "data": str(directory),
                 "pki": {role: str(path) for role, path in files.files().items()},
@@ -368,5 +452,7 @@ def serve(state: CliState, data: Path | None, port: int) -> None:
                 signal.signal(sig, handler)
             server.shutdown()
             server.server_close()
+            if operator is not None:
+                operator.stop()
             dmp.store.close()
         click.echo("sandbox stopped", err=True)

@@ -142,6 +142,26 @@ class TestPki:
         self.ca = ca
 
     @classmethod
+    def load(cls, cert_path: str | Path, key_path: str | Path) -> TestPki:
+        """The CA written by :func:`generate_test_pki` (``ca.crt``, ``ca.key``), to issue more certificates later.
+
+        The sandbox server needs it to issue the MSSanté operator's certificate from a persisted PKI.
+        """
+        try:
+            certificate = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+            key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the test CA: {exc.strerror or exc}") from exc
+        except ValueError as exc:
+            raise ConfigurationError(f"{cert_path} / {key_path} is not a PEM certificate and unencrypted key") from exc
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ConfigurationError(f"{key_path} is not an RSA private key")
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
+            raise ConfigurationError(f"{key_path} is not the key of {cert_path}")
+        return cls(IssuedCertificate(certificate, key))
+
+    @classmethod
     def create(cls, *, name: str = "dmp_connector sandbox root CA", now: dt.datetime | None = None) -> TestPki:
         """A new root CA valid for ten years from ``now``."""
         start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
@@ -355,13 +375,17 @@ class TestPkiFiles:
     p12_password: str
     structure_id: str
     professional_id: str
+    ca_key: Path | None = None
+    """The CA's private key (``ca.key``), kept so that the PKI can issue more certificates; None for older sets."""
 
     def files(self) -> dict[str, Path]:
         """Every file written, by role (``ca_cert``, ``server_key`` …)."""
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name != "directory" and f.name.endswith(("_cert", "_key", "_p12"))
+            if f.name != "directory"
+            and f.name.endswith(("_cert", "_key", "_p12"))
+            and getattr(self, f.name) is not None
         }
 
     def tls_credentials(self) -> TlsCredentials:
@@ -373,6 +397,14 @@ class TestPkiFiles:
         if pkcs12:
             return CertificateFiles(pkcs12_file=self.org_sign_p12, pkcs12_password=SecretStr(self.p12_password))
         return CertificateFiles(cert_file=self.org_sign_cert, key_file=self.org_sign_key)
+
+    def load_pki(self) -> TestPki:
+        """The CA back from ``ca_cert`` and ``ca_key``, to issue more certificates (the MSSanté operator's)."""
+        if self.ca_key is None:
+            raise ConfigurationError(
+                f"the test PKI in {self.directory} has no CA key", hint="regenerate it (dmp-connector sandbox pki)"
+            )
+        return TestPki.load(self.ca_cert, self.ca_key)
 
 
 def generate_test_pki(
@@ -392,6 +424,7 @@ def generate_test_pki(
     ::
 
         ca.crt                                the root to trust (CA bundle)
+        ca.key                                its private key (mode 0600), to issue more later
         server.crt  server.key                localhost, 127.0.0.1
         org-auth.crt org-auth.key org-auth.p12  CN=INSI-AUTO, OU=<structure_id>  (mutual TLS)
         org-sign.crt org-sign.key org-sign.p12  CN=DMP SIGN                     (VIHF, submission sets)
@@ -404,6 +437,7 @@ def generate_test_pki(
     target = Path(directory)
     names = {
         "ca_cert": "ca.crt",
+        "ca_key": "ca.key",
         "server_cert": "server.crt",
         "server_key": "server.key",
         "org_auth_cert": "org-auth.crt",
@@ -444,6 +478,7 @@ def generate_test_pki(
     password = p12_password.encode()
     try:
         paths["ca_cert"].write_bytes(pki.ca_pem)
+        pki.ca.write_pem(target, "ca")
         server.write_pem(target, "server")
         auth.write_pem(target, "org-auth")
         sign.write_pem(target, "org-sign")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import socket
 import ssl
@@ -43,6 +44,7 @@ def test_files_written_and_keys_private(generated: TestPkiFiles) -> None:
     files = generated.files()
     assert set(files) == {
         "ca_cert",
+        "ca_key",
         "server_cert",
         "server_key",
         "org_auth_cert",
@@ -58,6 +60,26 @@ def test_files_written_and_keys_private(generated: TestPkiFiles) -> None:
         assert path.is_file() and path.parent == generated.directory
         if role.endswith(("_key", "_p12")):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, role
+
+
+def test_reloaded_ca_issues_certificates_that_chain_to_the_original(generated: TestPkiFiles) -> None:
+    pki = generated.load_pki()
+    original = _cert(generated.ca_cert)
+    assert pki.ca.certificate == original
+    assert TestPki.load(generated.ca_cert, generated.ca_key or "").ca_pem == pki.ca_pem
+    issued = pki.issue_client("AGAIN")
+    assert issued.certificate.issuer == original.subject
+    issued.certificate.verify_directly_issued_by(original)  # raises if the signature does not chain
+
+
+def test_load_refuses_a_key_that_is_not_the_ca_s(generated: TestPkiFiles, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="is not the key of"):
+        TestPki.load(generated.ca_cert, generated.server_key)
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        TestPki.load(generated.ca_cert, tmp_path / "missing.key")
+    older = dataclasses.replace(generated, ca_key=None)  # a PKI written before the CA key was kept
+    with pytest.raises(ConfigurationError, match="no CA key"):
+        older.load_pki()
 
 
 def test_subjects_are_shaped_like_igc_sante(generated: TestPkiFiles) -> None:
