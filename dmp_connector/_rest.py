@@ -28,21 +28,16 @@ from typing import Any, Self
 import httpx
 import tenacity
 
-from ._tls import build_ssl_context
+from ._audit_trail import AuditTrail
+from ._tls import build_ssl_context, ssl_cause
 from .audit import (
-    AuditActor,
-    AuditDispatcher,
     AuditEvent,
     AuditSink,
-    JsonLinesSink,
-    LoggingSink,
     Outcome,
-    Pseudonymizer,
     endpoint_of,
 )
 from .config import Settings, TlsCredentials
 from .errors import (
-    ConfigurationError,
     ConnectError,
     DmpConnectorError,
     HttpStatusError,
@@ -130,28 +125,10 @@ class _RestBase:
         self.retry = base.model_copy(update={"retry_on_status": base.retry_on_status | {_TOO_MANY_REQUESTS}})
         self.throttle = throttle
         self.max_response_bytes = max_response_bytes
-        self.audit = AuditDispatcher(audit)
-        if settings.audit.log:
-            self.audit.add(LoggingSink())
-        self._jsonl: JsonLinesSink | None = None
-        if settings.audit.jsonl_path is not None:
-            try:
-                self._jsonl = JsonLinesSink(settings.audit.jsonl_path)
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"the audit journal {settings.audit.jsonl_path} cannot be opened: {exc.strerror or exc}",
-                    hint="check audit.jsonl_path and its directory's permissions",
-                ) from exc
-            self.audit.add(self._jsonl)
-        key = settings.audit.pseudonym_key
-        self._pseudonymizer = Pseudonymizer(key.get_secret_value().encode() if key else None)
-        org, pro = settings.organisation, settings.professional
-        self._actor = AuditActor(
-            software_name=settings.software.name,
-            software_version=settings.software.version,
-            organisation_id=org.national_id if org else None,
-            professional_id=pro.national_id if pro else None,
-        )
+        self._trail = AuditTrail(settings, audit)
+        self.audit = self._trail.dispatcher
+        self._pseudonymizer = self._trail.pseudonymizer
+        self._actor = self._trail.actor
 
     def _headers(self, request: RestRequest) -> dict[str, str]:
         headers = {"Accept": "application/fhir+json, application/json"}
@@ -230,8 +207,7 @@ class _RestBase:
         )
 
     def _close_sinks(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.close()
+        self._trail.close()
 
 
 def _translate(exc: httpx.HTTPError | OSError, request: RestRequest) -> TransportError:
@@ -239,12 +215,10 @@ def _translate(exc: httpx.HTTPError | OSError, request: RestRequest) -> Transpor
     what = f"{request.service} {request.operation}"
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(f"{what}: no answer in time ({type(exc).__name__})", hint="try again later")
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError):
-            reason = getattr(cause, "reason", None) or type(cause).__name__
-            return TlsError(f"{what}: TLS handshake failed ({reason})", hint="check the CA bundle trusted for it")
-        cause = cause.__cause__ or cause.__context__
+    tls = ssl_cause(exc)
+    if tls is not None:
+        reason = getattr(tls, "reason", None) or type(tls).__name__
+        return TlsError(f"{what}: TLS handshake failed ({reason})", hint="check the CA bundle trusted for it")
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(f"{what}: cannot connect to {httpx.URL(request.url).host}", hint="check the network")
     return ConnectError(f"{what}: the connection failed before an answer came ({type(exc).__name__})")

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from .config import CertificateFiles, TlsCredentials
 from .errors import ConfigurationError
 
-__all__ = ["build_ssl_context", "check_certificate_dates", "load_client_identity"]
+__all__ = ["build_ssl_context", "check_certificate_dates", "load_client_identity", "ssl_cause"]
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -191,3 +191,15 @@ def build_ssl_context(creds: TlsCredentials, *, now: dt.datetime | None = None) 
             except ssl.SSLError as exc:  # pragma: no cover - checked above, kept as a boundary
                 raise ConfigurationError(f"the client certificate cannot be used for TLS: {exc.reason}") from exc
     return ctx
+
+
+def ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a transport failure, if any; safe on cause chains that loop."""
+    cause: BaseException | None = exc
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -25,21 +25,16 @@ import httpx
 import tenacity
 from lxml import etree
 
-from ._tls import build_ssl_context
+from ._audit_trail import AuditTrail
+from ._tls import build_ssl_context, ssl_cause
 from .audit import (
-    AuditActor,
-    AuditDispatcher,
     AuditEvent,
     AuditSink,
-    JsonLinesSink,
-    LoggingSink,
     Outcome,
-    Pseudonymizer,
     endpoint_of,
 )
 from .config import Environment, Settings
 from .errors import (
-    ConfigurationError,
     ConnectError,
     DmpConnectorError,
     HttpStatusError,
@@ -196,28 +191,10 @@ class BaseClient:
         self.security = security
         self.retry = retry if retry is not None else settings.retry
         self.max_response_bytes = max_response_bytes
-        self.audit = AuditDispatcher(audit)
-        if settings.audit.log:
-            self.audit.add(LoggingSink())
-        self._jsonl: JsonLinesSink | None = None
-        if settings.audit.jsonl_path is not None:
-            try:
-                self._jsonl = JsonLinesSink(settings.audit.jsonl_path)
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"the audit journal {settings.audit.jsonl_path} cannot be opened: {exc.strerror or exc}",
-                    hint="check audit.jsonl_path and its directory's permissions",
-                ) from exc
-            self.audit.add(self._jsonl)
-        key = settings.audit.pseudonym_key
-        self._pseudonymizer = Pseudonymizer(key.get_secret_value().encode() if key else None)
-        org, pro = settings.organisation, settings.professional
-        self._actor = AuditActor(
-            software_name=settings.software.name,
-            software_version=settings.software.version,
-            organisation_id=org.national_id if org else None,
-            professional_id=pro.national_id if pro else None,
-        )
+        self._trail = AuditTrail(settings, audit)
+        self.audit = self._trail.dispatcher
+        self._pseudonymizer = self._trail.pseudonymizer
+        self._actor = self._trail.actor
 
     def _prepare(self, operation: Operation[T]) -> _Prepared:
         message_id = operation.new_message_id(self.settings)
@@ -329,8 +306,7 @@ class BaseClient:
         return tenacity_kwargs(self.retry, safe_to_repeat=operation.safe_to_repeat)
 
     def _close_sinks(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.close()
+        self._trail.close()
 
 
 def _translate(exc: httpx.HTTPError | OSError, prepared: _Prepared) -> TransportError:
@@ -340,17 +316,13 @@ def _translate(exc: httpx.HTTPError | OSError, prepared: _Prepared) -> Transport
         return RequestTimeout(
             f"{what}: no answer in time ({type(exc).__name__})", hint="raise timeouts.read or try again later"
         )
-    cause: BaseException | None = exc
-    seen: set[int] = set()
-    while cause is not None and id(cause) not in seen:  # a chain may loop back on itself
-        seen.add(id(cause))
-        if isinstance(cause, ssl.SSLError):
-            reason = getattr(cause, "reason", None) or type(cause).__name__
-            return TlsError(
-                f"{what}: TLS handshake failed ({reason})",
-                hint="check tls.ca_bundle (the server's CA) and the client certificate the server expects",
-            )
-        cause = cause.__cause__ or cause.__context__
+    tls = ssl_cause(exc)
+    if tls is not None:
+        reason = getattr(tls, "reason", None) or type(tls).__name__
+        return TlsError(
+            f"{what}: TLS handshake failed ({reason})",
+            hint="check tls.ca_bundle (the server's CA) and the client certificate the server expects",
+        )
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(
             f"{what}: cannot connect to {httpx.URL(prepared.url).host}", hint="check the network and URL"

@@ -113,3 +113,15 @@ def test_certificate_file_without_pem(pki_files: PkiFiles, tmp_path: Path) -> No
     der.write_bytes(b"\x30\x82garbage")
     with pytest.raises(ConfigurationError, match="holds no PEM certificate"):
         build_ssl_context(TlsCredentials(cert_file=der, key_file=pki_files.client_key))
+
+
+def test_ssl_cause_finds_the_tls_error_and_survives_a_looping_chain() -> None:
+    from dmp_connector._tls import ssl_cause
+
+    tls = ssl.SSLError(1, "certificate verify failed")
+    outer = OSError("connection failed")
+    outer.__cause__ = tls
+    assert ssl_cause(outer) is tls
+    first, second = OSError("a"), OSError("b")
+    first.__context__, second.__context__ = second, first
+    assert ssl_cause(first) is None

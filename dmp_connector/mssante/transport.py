@@ -33,15 +33,11 @@ from typing import Self, TypeVar
 
 import tenacity
 
+from dmp_connector._audit_trail import AuditTrail
 from dmp_connector.audit import (
-    AuditActor,
-    AuditDispatcher,
     AuditEvent,
     AuditSink,
-    JsonLinesSink,
-    LoggingSink,
     Outcome,
-    Pseudonymizer,
     endpoint_of,
 )
 from dmp_connector.config import MssanteAuthMode, Settings
@@ -165,28 +161,10 @@ class _MailBase:
                 hint="pass token_provider= (an object with get_token(force_refresh) returning the PSC access token)",
             )
         self._token_provider = token_provider if self._credentials.mode is MssanteAuthMode.XOAUTH2 else None
-        self.audit = AuditDispatcher(audit)
-        if settings.audit.log:
-            self.audit.add(LoggingSink())
-        self._jsonl: JsonLinesSink | None = None
-        if settings.audit.jsonl_path is not None:
-            try:
-                self._jsonl = JsonLinesSink(settings.audit.jsonl_path)
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"the audit journal {settings.audit.jsonl_path} cannot be opened: {exc.strerror or exc}",
-                    hint="check audit.jsonl_path and its directory's permissions",
-                ) from exc
-            self.audit.add(self._jsonl)
-        key = settings.audit.pseudonym_key
-        self._pseudonymizer = Pseudonymizer(key.get_secret_value().encode() if key else None)
-        org, pro = settings.organisation, settings.professional
-        self._actor = AuditActor(
-            software_name=settings.software.name,
-            software_version=settings.software.version,
-            organisation_id=org.national_id if org else None,
-            professional_id=pro.national_id if pro else None,
-        )
+        self._trail = AuditTrail(settings, audit)
+        self.audit = self._trail.dispatcher
+        self._pseudonymizer = self._trail.pseudonymizer
+        self._actor = self._trail.actor
         self._imap: ImapSession | None = None
         self._imap_lock = threading.Lock()
 
@@ -300,8 +278,7 @@ class _MailBase:
         )
 
     def _close_sinks(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.close()
+        self._trail.close()
 
 
 class _TokenNeeded(Exception):
