@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 import dmp_connector
 from dmp_connector import AsyncClient, Client
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(dmp_connector) if not name.startswith("_")} - {"annotations"}
+    for name in dmp_connector.__all__:
+        getattr(dmp_connector, name)  # resolves the lazy names
+    public = {name for name in vars(dmp_connector) if not name.startswith("_")} - {"annotations", "importlib"}
     modules = {name for name, value in vars(dmp_connector).items() if inspect.ismodule(value)}
-    assert set(dmp_connector.__all__) - {"__version__"} == public - modules
+    assert set(dmp_connector.__all__) - {"__version__"} == public - modules - {"TYPE_CHECKING", "Any"}
     assert len(set(dmp_connector.__all__)) == len(dmp_connector.__all__)
+    assert set(dir(dmp_connector)) >= set(dmp_connector.__all__)
+
+
+def test_lazy_names_agree_with_what_type_checkers_see() -> None:
+    """The runtime map and the ``TYPE_CHECKING`` imports name the same objects from the same modules."""
+    tree = ast.parse(Path(dmp_connector.__file__).read_text(encoding="utf-8"))
+    guarded = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    seen: dict[str, list[str]] = {}
+    for node in guarded.body:
+        assert isinstance(node, ast.ImportFrom)
+        seen.setdefault(f".{node.module}", []).extend(alias.name for alias in node.names)
+    assert {module: tuple(names) for module, names in seen.items()} == dmp_connector._EXPORTS
+
+
+def test_importing_the_package_does_not_import_the_services() -> None:
+    """The pytest plugin imports the package in every vendor test run: it must stay cheap."""
+    code = "import sys, dmp_connector; print(sorted(m for m in sys.modules if m.startswith('dmp_connector.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['dmp_connector._version']"
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        getattr(dmp_connector, "NoSuchThing")  # noqa: B009
 
 
 def test_every_public_name_has_a_docstring() -> None:
