@@ -5,6 +5,11 @@ event per try, all sharing the call's ``correlation_id``), so that a vendor can 
 who called which service, when, about which (pseudonymised) patient, and what came
 back — the traceability the French e-health frameworks require of a calling system.
 
+A call whose attempts can disagree with its result — a deposit, where a lost answer fails
+an attempt although the document was stored, and the retry then finds it there — also
+ends with one *outcome* event (``kind="outcome"``): what the call finally achieved, once
+per call, sharing the ``correlation_id`` of its attempts. See :class:`AuditEventKind`.
+
 An event never holds health data: no document content, no patient identity in clear.
 The patient appears only as a keyed pseudonym made by :class:`Pseudonymizer`, and the
 model refuses anything else in that field, so a bug cannot log a NIR/NIA in clear.
@@ -23,7 +28,8 @@ import re
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -31,12 +37,14 @@ from types import TracebackType
 from typing import Any, Self, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "AttemptTally",
     "AuditActor",
     "AuditDispatcher",
     "AuditEvent",
+    "AuditEventKind",
     "AuditSink",
     "JsonLinesSink",
     "LoggingSink",
@@ -57,10 +65,28 @@ _SEPARATORS = re.compile(r"[\s.\-]+")
 
 
 class Outcome(StrEnum):
-    """How an attempt ended, as seen by the caller."""
+    """How an attempt (or, on an outcome event, a whole call) ended, as seen by the caller."""
 
     SUCCESS = "success"
     FAILURE = "failure"
+    ALREADY_DONE = "already_done"
+    """Outcome events only: the service already held what the call was to do (a deposit found
+    stored — by an earlier attempt whose answer was lost, or by an earlier call); nothing new was done."""
+
+
+class AuditEventKind(StrEnum):
+    """What an event records: one attempt on the wire, or how a whole call ended.
+
+    Attempt events (the default, and all the transport emits) say what each try met; a call
+    retried after a lost answer leaves a failed attempt even though the service did the work.
+    An outcome event closes such a call once, whatever its attempts were, so that a journal
+    answers "was this document deposited, once?" with one line per document and call.
+    """
+
+    ATTEMPT = "attempt"
+    """One try of one operation; ``attempt`` is its 1-based number."""
+    OUTCOME = "outcome"
+    """How a client call ended (today: each DMP deposit); ``attempt`` counts the attempts it sent."""
 
 
 class AuditActor(BaseModel):
@@ -79,7 +105,7 @@ class AuditActor(BaseModel):
 
 
 class AuditEvent(BaseModel):
-    """One attempt of one call to a national service, with nothing in it that is health data."""
+    """One attempt of one call to a national service, or a call's outcome, with nothing in it that is health data."""
 
     model_config = ConfigDict(
         frozen=True,
@@ -101,8 +127,9 @@ class AuditEvent(BaseModel):
     """Scheme, host and path called; never a query string, fragment or credentials."""
     correlation_id: str = Field(min_length=1)
     """The call's ``wsa:MessageID``, the same on every attempt, to group retries."""
-    attempt: int = Field(ge=1)
-    """1-based number of this attempt within the call."""
+    attempt: int = Field(ge=0)
+    """1-based number of this attempt within the call; on an outcome event, the number of attempts the
+    call sent in all (0 when it ended before sending anything, on a local validation error say)."""
     actor: AuditActor
     """Who made the call."""
     patient: str | None = None
@@ -110,7 +137,7 @@ class AuditEvent(BaseModel):
     document_ids: tuple[str, ...] = ()
     """Unique ids (OIDs) of the documents concerned; never their content."""
     outcome: Outcome
-    """Whether the attempt succeeded."""
+    """Whether the attempt (on an outcome event, the call) succeeded; ``already_done`` on outcome events only."""
     error_type: str | None = None
     """Class name of the error that ended the attempt, if any."""
     error_code: str | None = None
@@ -118,7 +145,18 @@ class AuditEvent(BaseModel):
     http_status: int | None = Field(default=None, ge=100, le=599)
     """HTTP status received, if an answer came back."""
     duration_ms: float = Field(ge=0.0, allow_inf_nan=False)
-    """Time the attempt took, in milliseconds."""
+    """Time the attempt (on an outcome event, the whole call) took, in milliseconds."""
+    kind: AuditEventKind = AuditEventKind.ATTEMPT
+    """``attempt`` (the default: one try on the wire) or ``outcome`` (how a whole call ended)."""
+
+    @model_validator(mode="after")
+    def _kind_rules(self) -> Self:
+        if self.kind is AuditEventKind.ATTEMPT:
+            if self.attempt < 1:
+                raise ValueError("an attempt event's attempt number starts at 1")
+            if self.outcome is Outcome.ALREADY_DONE:
+                raise ValueError("already_done is the outcome of a call (kind='outcome'), not of an attempt")
+        return self
 
     @field_validator("timestamp")
     @classmethod
@@ -284,6 +322,19 @@ class MemorySink:
         self.events.clear()
 
 
+class AttemptTally:
+    """The number of attempt events counted by :meth:`AuditDispatcher.tally`."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+        """Attempt events seen so far."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(count={self.count})"
+
+
 class AuditDispatcher:
     """Sends each event to every sink; a failing sink never breaks the call being audited.
 
@@ -296,6 +347,7 @@ class AuditDispatcher:
     def __init__(self, sinks: Iterable[AuditSink] = ()) -> None:
         self._sinks: list[AuditSink] = list(sinks)
         self._lock = threading.Lock()
+        self._tallies: dict[str, AttemptTally] = {}
         self.failures = 0
         """Number of times a sink raised since this dispatcher was made."""
 
@@ -313,8 +365,29 @@ class AuditDispatcher:
         with self._lock:
             self._sinks.append(sink)
 
+    @contextmanager
+    def tally(self, correlation_id: str) -> Iterator[AttemptTally]:
+        """Count the attempt events emitted with ``correlation_id`` while the block runs.
+
+        A client uses it to say, on a call's outcome event, how many attempts the call sent: the
+        attempts are emitted by the transport, which the client does not see retrying.
+        """
+        counter = AttemptTally()
+        with self._lock:
+            self._tallies[correlation_id] = counter
+        try:
+            yield counter
+        finally:
+            with self._lock:
+                self._tallies.pop(correlation_id, None)
+
     def emit(self, event: AuditEvent) -> None:
         """Give ``event`` to every sink; returns normally whatever the sinks do."""
+        if self._tallies and event.kind is AuditEventKind.ATTEMPT:
+            with self._lock:
+                counter = self._tallies.get(event.correlation_id)
+                if counter is not None:
+                    counter.count += 1
         for sink in self.sinks:
             try:
                 sink(event)

@@ -415,7 +415,7 @@ def dmpc_settings(dmpc_pki: SandboxPki) -> Settings:
 
 @pytest.fixture
 def dmpc_audit() -> MemorySink:
-    """The audit sink every client fixture writes to: one event per attempt, to assert on."""
+    """The audit sink every client fixture writes to: one event per attempt (and one outcome per deposit)."""
     from dmp_connector.audit import MemorySink
 
     return MemorySink()

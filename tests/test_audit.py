@@ -19,6 +19,7 @@ from dmp_connector.audit import (
     AuditActor,
     AuditDispatcher,
     AuditEvent,
+    AuditEventKind,
     JsonLinesSink,
     LoggingSink,
     MemorySink,
@@ -53,9 +54,11 @@ def make_event(**overrides: Any) -> AuditEvent:
 
 def test_public_names() -> None:
     assert sorted(audit.__all__) == [
+        "AttemptTally",
         "AuditActor",
         "AuditDispatcher",
         "AuditEvent",
+        "AuditEventKind",
         "AuditSink",
         "JsonLinesSink",
         "LoggingSink",
@@ -378,3 +381,41 @@ def test_dispatcher_does_not_swallow_base_exceptions() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         AuditDispatcher([interrupted]).emit(make_event())
+
+
+# ----------------------------------------------------------------------------------------------- outcome events
+
+
+def test_an_event_is_an_attempt_unless_said_otherwise() -> None:
+    event = make_event()
+    assert event.kind is AuditEventKind.ATTEMPT
+    assert json.loads(event.to_json())["kind"] == "attempt"
+    old_line = event.to_json().replace(',"kind":"attempt"', "")  # a journal written before outcome events
+    assert "kind" not in json.loads(old_line)
+    assert AuditEvent.model_validate_json(old_line).kind is AuditEventKind.ATTEMPT
+
+
+def test_an_outcome_event_counts_the_attempts_of_its_call() -> None:
+    outcome = make_event(kind="outcome", attempt=0, outcome="already_done", http_status=None)
+    assert outcome.kind is AuditEventKind.OUTCOME and outcome.outcome is Outcome.ALREADY_DONE
+    assert AuditEvent.model_validate_json(outcome.to_json()) == outcome
+
+
+@pytest.mark.parametrize(
+    "fields", [{"attempt": 0}, {"outcome": "already_done"}], ids=["attempt-zero", "already-done-attempt"]
+)
+def test_an_attempt_event_keeps_its_rules(fields: dict[str, Any]) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        make_event(**fields)
+
+
+def test_the_dispatcher_tallies_the_attempts_of_one_call() -> None:
+    dispatcher = AuditDispatcher([MemorySink()])
+    mine, other = "urn:uuid:mine", "urn:uuid:other"
+    with dispatcher.tally(mine) as tally:
+        dispatcher.emit(make_event(correlation_id=mine))
+        dispatcher.emit(make_event(correlation_id=other))
+        dispatcher.emit(make_event(correlation_id=mine, attempt=2))
+        dispatcher.emit(make_event(correlation_id=mine, kind="outcome", attempt=2))  # not an attempt
+    dispatcher.emit(make_event(correlation_id=mine, attempt=3))  # after the block
+    assert tally.count == 2 and repr(tally) == "AttemptTally(count=2)"

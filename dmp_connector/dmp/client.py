@@ -6,6 +6,12 @@ results (or their errors, thrown back into it). :class:`DmpClient` drives a flow
 :meth:`dmp_connector.Client.send`, :class:`AsyncDmpClient` with ``await AsyncClient.send``; so
 the two cannot drift apart, and a test keeps their signatures identical.
 
+Each deposit ends with one audit *outcome* event (``kind="outcome"``: ``success``, ``already_done``
+for a replay, or ``failure`` with the error's type), sharing the ``correlation_id`` of its
+ProvideAndRegister attempts, so that a journal holds one final word per document and call. The other
+calls are one operation whose last attempt already is their outcome (queries change nothing, and
+updates and DMP transactions are never repeated), so they leave attempt events only.
+
 Every call carries a VIHF for the patient concerned: the patient is an
 :class:`~dmp_connector.ins.Identity` whose status must be QUAL (refused before anything is
 sent), and consultations take ``access=`` — :class:`Access` or an
@@ -16,19 +22,31 @@ sent), and consultations take ``access=`` — :class:`Access` or an
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Generator, Iterable, Sequence
+import logging
+import time
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dmp_connector._audit_trail import AuditTrail
 from dmp_connector._transport import AsyncClient, Client, Operation
-from dmp_connector.audit import AuditDispatcher, AuditSink
+from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, AuditSink, Outcome, endpoint_of
 from dmp_connector.cda import ClinicalDocument
 from dmp_connector.codes import Code
-from dmp_connector.config import Settings
-from dmp_connector.errors import DmpConnectorError, MalformedResponseError, ValidationError
+from dmp_connector.config import DmpService, Settings
+from dmp_connector.errors import (
+    DmpConnectorError,
+    HttpStatusError,
+    MalformedResponseError,
+    ServiceError,
+    SoapFaultError,
+    ValidationError,
+)
 from dmp_connector.ins import INS, Identity
 from dmp_connector.ins.client import AsyncHttpClient, SyncHttpClient
 from dmp_connector.retries import RetryPolicy
@@ -41,7 +59,7 @@ from dmp_connector.signature import (
     VihfSecurity,
     new_unique_id,
 )
-from dmp_connector.soap import Attachment
+from dmp_connector.soap import Attachment, new_message_id
 from dmp_connector.xds import (
     INVISIBLE_PATIENT,
     INVISIBLE_REPRESENTANTS_LEGAUX,
@@ -109,6 +127,8 @@ __all__ = [
 R = TypeVar("R")
 Flow = Generator[Operation[Any], Any, R]
 """A client method's logic: yields operations, receives their results, returns the method's result."""
+
+_audit_logger = logging.getLogger("dmp_connector.audit")
 
 _APPROVED: Final = (AvailabilityStatus.APPROVED,)
 _TOO_MANY: Final = RegistryErrorCode.TOO_MANY_RESULTS.value
@@ -252,12 +272,102 @@ class RetrievedDmpDocument(BaseModel):
 # ======================================================================= the shared logic
 
 
+@dataclass
+class _DepositCall:
+    """What a deposit's outcome event needs, filled in as the call goes (the patient matricule is pseudonymised)."""
+
+    correlation_id: str = field(default_factory=new_message_id)
+    """The call's id, also the ``wsa:MessageID`` of its ProvideAndRegister (every attempt shares it)."""
+    timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    started: float = field(default_factory=time.monotonic)
+    patient: str | None = None
+    document_ids: tuple[str, ...] = ()
+    result: DepositResult | None = None
+
+
+class _IdentifiedDeposit(ProvideAndRegister):
+    """ITI-41 with the ``wsa:MessageID`` the deposit call chose, so that its outcome event shares it."""
+
+    def __init__(self, prepared: PreparedDeposit, *, security: VihfSecurity, message_id: str) -> None:
+        super().__init__(prepared, security=security)
+        self._message_id = message_id
+
+    def new_message_id(self, settings: Settings) -> str:
+        """The call's id, made before the first attempt (and kept on every retry, as always)."""
+        return self._message_id
+
+
+def _error_code(error: BaseException) -> str | None:
+    if isinstance(error, (ServiceError, SoapFaultError)):
+        return error.code
+    if isinstance(error, HttpStatusError):
+        return str(error.status_code)
+    return None
+
+
 class _DmpCore:
     """Everything the two clients share without I/O: checks, VIHFs, and every method's flow."""
+
+    _trail: AuditTrail
 
     def __init__(self, settings: Settings, signer: Signer | None) -> None:
         self.settings = settings
         self._signer: Signer = signer if signer is not None else FileSigner.from_settings(settings.signing)
+
+    # ------------------------------------------------------------------ outcome events
+
+    @contextmanager
+    def _deposit_call(self) -> Iterator[_DepositCall]:
+        """The block of one deposit: its outcome event is emitted when the block ends, however it ends.
+
+        A cancellation or an interrupt is a ``failure`` too: the call did not learn whether the
+        document was stored; depositing it again tells (``already_done`` if it was).
+        """
+        call = _DepositCall()
+        with self._trail.dispatcher.tally(call.correlation_id) as tally:
+            try:
+                yield call
+            except BaseException as exc:
+                self._emit_outcome(call, tally.count, error=exc)
+                raise
+        self._emit_outcome(call, tally.count, error=None)
+
+    def _emit_outcome(self, call: _DepositCall, attempts: int, *, error: BaseException | None) -> None:
+        if error is not None:
+            outcome = Outcome.FAILURE
+        elif call.result is not None and call.result.already_deposited:
+            outcome = Outcome.ALREADY_DONE
+        else:
+            outcome = Outcome.SUCCESS
+        trail = self._trail
+        try:
+            event = self._outcome_event(call, attempts, outcome, error)
+        except Exception:  # like a failing sink: never let the audit replace the call's own result or error
+            _audit_logger.exception("the outcome event of a deposit could not be built (%s)", call.correlation_id)
+            return
+        trail.dispatcher.emit(event)
+
+    def _outcome_event(
+        self, call: _DepositCall, attempts: int, outcome: Outcome, error: BaseException | None
+    ) -> AuditEvent:
+        trail = self._trail
+        return AuditEvent(
+            kind=AuditEventKind.OUTCOME,
+            timestamp=call.timestamp,
+            service="dmp",
+            operation="deposit",
+            endpoint=endpoint_of(self.settings.environment.dmp_url(DmpService.REPOSITORY)),
+            correlation_id=call.correlation_id,
+            attempt=attempts,
+            actor=trail.actor,
+            patient=trail.pseudonymizer.patient(call.patient) if call.patient else None,
+            document_ids=call.document_ids,
+            outcome=outcome,
+            error_type=type(error).__name__ if error is not None else None,
+            error_code=_error_code(error) if error is not None else None,
+            http_status=error.status_code if isinstance(error, HttpStatusError) else None,
+            duration_ms=(time.monotonic() - call.started) * 1000.0,
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -337,8 +447,10 @@ class _DmpCore:
         content_type: Code | None,
         confidentiality: Sequence[Code],
         submission_time: dt.datetime | None,
+        call: _DepositCall,
     ) -> Flow[DepositResult]:
         ins = self._qualified(patient)
+        call.patient = ins.matricule
         moment = submission_time or dt.datetime.now(dt.UTC)
 
         def prepare(target: str | None) -> PreparedDeposit:
@@ -358,7 +470,10 @@ class _DmpCore:
             current = yield from self._current_entry(ins, replaces, _NORMAL)
             target = current.entry_uuid
         prepared = prepare(target)
-        response: RegistryResponse = yield ProvideAndRegister(prepared, security=self._vihf(ins))
+        call.document_ids = (prepared.ids.document, prepared.ids.signature)
+        response: RegistryResponse = yield _IdentifiedDeposit(
+            prepared, security=self._vihf(ins), message_id=call.correlation_id
+        )
         result = {
             "document_unique_id": prepared.ids.document,
             "submission_set_unique_id": prepared.ids.submission_set,
@@ -720,8 +835,8 @@ class DmpClient(_DmpCore):
 
     ``signer`` signs the VIHFs and the submission sets (default: ``[signing.credentials]``).
     ``http_client`` (an ``httpx.Client``) stays yours to configure and close; ``audit`` sinks get
-    one event per attempt, the patient pseudonymised; ``retry`` overrides ``settings.retry`` for
-    the operations that are safe to repeat (queries, retrieve, deposit).
+    one event per attempt and one outcome event per deposit, the patient pseudonymised; ``retry``
+    overrides ``settings.retry`` for the operations that are safe to repeat (queries, retrieve, deposit).
     """
 
     def __init__(
@@ -735,6 +850,7 @@ class DmpClient(_DmpCore):
     ) -> None:
         super().__init__(settings, signer)
         self._client = Client(settings, http_client=cast(Any, http_client), audit=audit, retry=retry)
+        self._trail = self._client._trail
 
     def _run(self, flow: Flow[R]) -> R:
         try:
@@ -771,10 +887,13 @@ class DmpClient(_DmpCore):
         The metadata come from the document; the submission set is signed. Safe to call again
         after a lost answer: the same document is reported ``already_deposited``, never stored
         twice. A patient without a DMP raises :class:`~dmp_connector.dmp.errors.DmpNotFoundError`.
+        The call ends with one audit outcome event (``success``, ``already_done`` or ``failure``).
         """
-        return self._run(
-            self._deposit_flow(document, patient, replaces, content_type, confidentiality, submission_time)
-        )
+        with self._deposit_call() as call:
+            call.result = self._run(
+                self._deposit_flow(document, patient, replaces, content_type, confidentiality, submission_time, call)
+            )
+        return call.result
 
     def find_documents(
         self,
@@ -1001,6 +1120,7 @@ class AsyncDmpClient(_DmpCore):
     ) -> None:
         super().__init__(settings, signer)
         self._client = AsyncClient(settings, http_client=cast(Any, http_client), audit=audit, retry=retry)
+        self._trail = self._client._trail
 
     async def _run(self, flow: Flow[R]) -> R:
         try:
@@ -1031,9 +1151,11 @@ class AsyncDmpClient(_DmpCore):
         submission_time: dt.datetime | None = None,
     ) -> DepositResult:
         """Deposit a CDA document; see :meth:`DmpClient.deposit`."""
-        return await self._run(
-            self._deposit_flow(document, patient, replaces, content_type, confidentiality, submission_time)
-        )
+        with self._deposit_call() as call:
+            call.result = await self._run(
+                self._deposit_flow(document, patient, replaces, content_type, confidentiality, submission_time, call)
+            )
+        return call.result
 
     async def find_documents(
         self,

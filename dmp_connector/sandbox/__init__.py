@@ -2,7 +2,8 @@
 
 A simulator is a function ``HttpRequest -> HttpResponse``: hand it to
 :func:`as_transport` to run in-process (no port) or to :class:`LoopbackServer` to serve
-it on 127.0.0.1 with real TLS. :class:`ScriptedHandler` queues faults in front of it.
+it on 127.0.0.1 with real TLS. :class:`ScriptedHandler` queues faults in front of it, one per
+request; :class:`FaultMix` draws them at random, seeded, over many (reliability tests).
 
 The MSSanté operator (:class:`SandboxMailOperator`) needs the ``sandbox`` extra
 (aiosmtpd, pymap); its names are imported on first use, so that the rest of the sandbox
@@ -34,6 +35,8 @@ from .dmp import (
     DmpFault,
     DmpSimulator,
     DmpStore,
+    FaultCounts,
+    FaultMix,
     PatientRecord,
     ProfessionalRecord,
     in_process_async_dmp,
@@ -103,6 +106,8 @@ __all__ = [
     "DmpStore",
     "EchoOperation",
     "EchoResult",
+    "FaultCounts",
+    "FaultMix",
     "Handler",
     "HttpRequest",
     "HttpResponse",

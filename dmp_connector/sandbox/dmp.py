@@ -9,6 +9,10 @@ server with mutual TLS (:meth:`DmpSimulator.serve`), or behind a
     simulator = DmpSimulator(trusted=[pki.ca.certificate])
     script = ScriptedHandler(simulator).then(DmpFault.drop_after_processing().entry(simulator))
 
+or behind a :class:`FaultMix` that draws those faults at random, seeded, over many requests::
+
+    mix = FaultMix(simulator, drop_after_processing=0.10, unavailable=0.05, latency=(0.0, 0.02), seed=7)
+
 What it keeps (patients and their DMP, authorisations, submission sets, entries, associations,
 document bytes) lives in a :class:`DmpStore`: SQLite in memory, or in a file (``path=``) that
 survives a restart.
@@ -53,7 +57,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import random
 import re
+import threading
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -201,6 +207,9 @@ __all__ = [
     "DmpFault",
     "DmpSimulator",
     "DmpStore",
+    "FaultCounts",
+    "FaultKind",
+    "FaultMix",
     "PatientRecord",
     "ProfessionalRecord",
     "StoredContent",
@@ -425,6 +434,127 @@ class DmpFault(BaseModel):
             return answer
 
         return handle
+
+
+FaultKind = Literal["drop_after_processing", "unavailable"]
+"""The faults a :class:`FaultMix` draws (latency comes on top of either, or of a plain answer)."""
+
+
+@dataclass(frozen=True)
+class FaultCounts:
+    """What a :class:`FaultMix` saw and injected so far, so that a test can show its faults happened."""
+
+    requests: int
+    """Requests that reached the mix."""
+    drop_after_processing: int
+    """Requests processed by the handler whose answer was then dropped."""
+    unavailable: int
+    """Requests answered with an HTTP error (503 by default) without reaching the handler."""
+    delayed: int
+    """Answers (or drops) held back by a non-zero latency."""
+    total_delay: float
+    """Sum of the latencies drawn, in seconds."""
+
+
+class FaultMix:
+    """A seeded, random mix of faults in front of a handler (the :class:`DmpSimulator`, say); a handler itself.
+
+    Why: a :class:`~dmp_connector.sandbox.ScriptedHandler` proves one fault on one request; a mix over
+    hundreds of calls proves what a vendor needs before going live — that retries, idempotent
+    deposits and the audit trail still hold when faults land anywhere, overlap and recur::
+
+        mix = FaultMix(simulator, drop_after_processing=0.10, unavailable=0.05, latency=(0.0, 0.02), seed=7)
+        with simulator.serve(pki, workdir=tmp, handler=mix) as server: ...
+        assert mix.counts.drop_after_processing > 0
+
+    Each request draws one number: below ``drop_after_processing`` the handler does its work (a
+    deposit is stored) and the answer is lost (:meth:`DmpFault.drop_after_processing`); within the
+    next ``unavailable`` it is refused with ``status`` before the handler sees it
+    (:meth:`DmpFault.unavailable`); otherwise the handler answers. Every answer, faulty or not, is
+    then held back by a latency drawn uniformly in ``latency`` (seconds). The faults are
+    :class:`DmpFault` entries, so a mix injects exactly what a scripted test would.
+
+    ``seed`` makes the sequence of draws reproducible; under concurrent requests, which request
+    gets which draw follows their arrival order. Thread-safe (the loopback server answers in one
+    thread per connection). :attr:`counts` says what was injected; ``on_fault`` is called with the
+    kind and the request of each fault (outside the lock), to tell which calls were hit.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        drop_after_processing: float = 0.0,
+        unavailable: float = 0.0,
+        latency: tuple[float, float] = (0.0, 0.0),
+        seed: int | None = None,
+        status: int = 503,
+        retry_after: float | None = None,
+        on_fault: Callable[[FaultKind, HttpRequest], None] | None = None,
+    ) -> None:
+        for name, rate in (("drop_after_processing", drop_after_processing), ("unavailable", unavailable)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} is a probability, between 0 and 1 (got {rate})")
+        if drop_after_processing + unavailable > 1.0:
+            raise ValueError("drop_after_processing + unavailable cannot exceed 1")
+        low, high = latency
+        if not 0.0 <= low <= high:
+            raise ValueError(f"latency is (low, high) seconds with 0 <= low <= high (got {latency})")
+        self.handler = handler
+        self.drop_after_processing = drop_after_processing
+        self.unavailable = unavailable
+        self.latency = (low, high)
+        self.status = status
+        self.retry_after = retry_after
+        self.on_fault = on_fault
+        self._faults: dict[FaultKind, DmpFault] = {
+            "drop_after_processing": DmpFault.drop_after_processing(),
+            "unavailable": DmpFault.unavailable(status=status, retry_after=retry_after),  # checks the status too
+        }
+        self._random = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
+        self._lock = threading.Lock()
+        self._counts = {"requests": 0, "drop_after_processing": 0, "unavailable": 0, "delayed": 0}
+        self._total_delay = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(drop_after_processing={self.drop_after_processing}, "
+            f"unavailable={self.unavailable}, latency={self.latency})"
+        )
+
+    @property
+    def counts(self) -> FaultCounts:
+        """A snapshot of what the mix saw and injected."""
+        with self._lock:
+            return FaultCounts(total_delay=self._total_delay, **self._counts)
+
+    def _draw(self) -> tuple[FaultKind | None, float]:
+        low, high = self.latency
+        with self._lock:
+            draw = self._random.random()
+            delay = self._random.uniform(low, high) if high > 0.0 else 0.0
+            kind: FaultKind | None = None
+            if draw < self.drop_after_processing:
+                kind = "drop_after_processing"
+            elif draw < self.drop_after_processing + self.unavailable:
+                kind = "unavailable"
+            self._counts["requests"] += 1
+            if kind is not None:
+                self._counts[kind] += 1
+            if delay > 0.0:
+                self._counts["delayed"] += 1
+                self._total_delay += delay
+        return kind, delay
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        kind, delay = self._draw()
+        fault = self._faults[kind] if kind is not None else DmpFault.latency(delay)
+        entry = fault.entry(self.handler)  # a fresh answer each time: the delay below is set on it alone
+        answer = entry if isinstance(entry, HttpResponse) else entry(request)
+        answer.delay = max(answer.delay, delay)
+        if kind is not None and self.on_fault is not None:
+            self.on_fault(kind, request)
+        return answer
 
 
 def _busy(request: HttpRequest) -> HttpResponse:

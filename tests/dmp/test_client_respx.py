@@ -180,7 +180,9 @@ def test_deposit_sends_a_signed_mtom_submission_with_a_vihf(mode: str) -> None:
     assert [v.text for v in resource] == [PATIENT.ins.to_xds_cx()]  # type: ignore[union-attr]
     purpose = vihf_attribute(message, vihf_module.ATTR_PURPOSE)[0][0]
     assert purpose.get("code") == "normal"
-    [event] = sink.events
+    event, outcome = sink.events
+    assert event.kind == "attempt" and outcome.kind == "outcome" and outcome.correlation_id == event.correlation_id
+    assert outcome.patient == event.patient and outcome.document_ids == event.document_ids
     assert event.service == "dmp" and event.patient is not None and event.patient.startswith("hmac-sha256:")
     assert INS_TEST.matricule not in event.model_dump_json()
     assert event.document_ids == (result.document_unique_id, result.signature_unique_id)

@@ -2,22 +2,26 @@
 
 Over loopback HTTPS with mutual TLS, sync and async: a deposit whose answer is lost after it was
 stored is retried and leaves exactly one document; 503s are retried until the service answers; a
-malformed reply is a typed error. Each :class:`DmpFault` kind is also checked on its own.
+malformed reply is a typed error. Each :class:`DmpFault` kind is also checked on its own, and the
+seeded :class:`FaultMix` (rates, counts, seed, concurrency) that the reliability suite relies on.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 from dmp_connector.config import Timeouts
 from dmp_connector.dmp.errors import DmpServiceError
 from dmp_connector.errors import HttpStatusError, MalformedResponseError, ProtocolError
-from dmp_connector.sandbox import HttpRequest, HttpResponse
+from dmp_connector.sandbox import FaultCounts, FaultMix, HttpRequest, HttpResponse
 from dmp_connector.sandbox.dmp import AuthorisationRecord, DmpFault, DmpSimulator
 from dmp_connector.xds import RegistryErrorCode, parse_registry_response
 from dmp_connector.xml import parse_xml
@@ -231,3 +235,95 @@ def test_each_fault_kind_gives_its_answer() -> None:
     assert parse_registry_response(payload).errors[0].error_code is RegistryErrorCode.REGISTRY_BUSY
     for which in ("not_xml", "html", "soap11", "truncated_mtom", "unknown_payload", "bad_status"):
         assert answered(DmpFault.malformed_reply(which)).status == 200
+
+
+# ----------------------------------------------------------------------------------------------- the fault mix
+
+
+class Counting:
+    """A handler that counts the requests it processed (what a drop after processing must still do)."""
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with self._lock:
+            self.processed += 1
+        return HttpResponse(200, {}, b"simulator")
+
+
+def test_a_fault_mix_injects_each_kind_at_its_rate_and_counts_it() -> None:
+    handler = Counting()
+    hits: list[str] = []
+    mix = FaultMix(
+        handler,
+        drop_after_processing=0.10,
+        unavailable=0.05,
+        latency=(0.001, 0.003),
+        seed=1,
+        retry_after=0.5,
+        on_fault=lambda kind, _: hits.append(kind),
+    )
+    answers = [mix(request()) for _ in range(4000)]
+    counts = mix.counts
+    dropped = [a for a in answers if a.drop]
+    refused = [a for a in answers if a.status == 503]
+    assert counts.requests == 4000
+    assert counts.drop_after_processing == len(dropped) == hits.count("drop_after_processing")
+    assert counts.unavailable == len(refused) == hits.count("unavailable")
+    assert 320 <= counts.drop_after_processing <= 480 and 140 <= counts.unavailable <= 260
+    assert all(a.body == b"simulator" for a in dropped)  # the simulator did its work, the answer was lost
+    assert all(a.headers["Retry-After"] == "0.5" and not a.drop for a in refused)
+    assert handler.processed == 4000 - counts.unavailable  # a 503 never reaches the simulator
+    assert all(0.001 <= a.delay <= 0.003 for a in answers) and counts.delayed == 4000
+    assert 0.001 * 4000 <= counts.total_delay <= 0.003 * 4000
+
+
+def test_a_fault_mix_is_reproducible_from_its_seed() -> None:
+    def kinds(seed: int) -> list[tuple[bool, int, float]]:
+        mix = FaultMix(Counting(), drop_after_processing=0.2, unavailable=0.2, latency=(0.0, 0.01), seed=seed)
+        return [(a.drop, a.status, a.delay) for a in (mix(request()) for _ in range(200))]
+
+    assert kinds(3) == kinds(3)
+    assert kinds(3) != kinds(4)
+
+
+def test_a_fault_mix_without_faults_is_the_handler_itself() -> None:
+    handler = Counting()
+    mix = FaultMix(handler)
+    answer = mix(request())
+    assert (answer.status, answer.body, answer.delay, answer.drop) == (200, b"simulator", 0.0, False)
+    assert mix.counts == FaultCounts(requests=1, drop_after_processing=0, unavailable=0, delayed=0, total_delay=0.0)
+
+
+def test_a_fault_mix_counts_exactly_under_concurrent_requests() -> None:
+    handler = Counting()
+    mix = FaultMix(handler, drop_after_processing=0.3, unavailable=0.3, seed=5)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: mix(request()), range(2000)))
+    counts = mix.counts
+    assert counts.requests == 2000
+    assert counts.drop_after_processing == sum(a.drop for a in answers)
+    assert counts.unavailable == sum(a.status == 503 for a in answers)
+    assert handler.processed == 2000 - counts.unavailable
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"drop_after_processing": -0.1},
+        {"unavailable": 1.5},
+        {"drop_after_processing": 0.6, "unavailable": 0.6},
+        {"latency": (0.02, 0.01)},
+        {"latency": (-0.01, 0.01)},
+    ],
+)
+def test_a_fault_mix_refuses_impossible_rates(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"probability|exceed|latency"):
+        FaultMix(Counting(), **options)
+
+
+def test_a_fault_mix_refuses_a_status_that_is_no_error() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        FaultMix(Counting(), unavailable=0.1, status=200)

@@ -1,0 +1,1 @@
+"""Reliability suite: deposits under random faults, interrupted batches (bounded in time)."""
