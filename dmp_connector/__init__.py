@@ -586,6 +586,7 @@ __all__ = [
     "AuditActor",
     "AuditDispatcher",
     "AuditEvent",
+    "AuditEventKind",
     "AuditSettings",
     "AuditSink",
     "AuthenticationMode",

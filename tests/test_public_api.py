@@ -33,6 +33,8 @@ def test_lazy_names_agree_with_what_type_checkers_see() -> None:
         assert isinstance(node, ast.ImportFrom)
         seen.setdefault(f".{node.module}", []).extend(alias.name for alias in node.names)
     assert {module: tuple(names) for module, names in seen.items()} == dmp_connector._EXPORTS
+    lazy = [name for names in dmp_connector._EXPORTS.values() for name in names]
+    assert sorted(lazy) == sorted(set(dmp_connector.__all__) - {"__version__"})
 
 
 def test_importing_the_package_does_not_import_the_services() -> None:
