@@ -152,7 +152,10 @@ class _ResponseReader:
         self._buffer = bytearray()
         if is_multipart(self.content_type):
             self._parts = MultipartRelatedParser(
-                self.content_type, max_root_bytes=settings.xml.max_bytes, max_total_bytes=max_response_bytes
+                self.content_type,
+                max_root_bytes=settings.xml.max_bytes,
+                max_total_bytes=max_response_bytes,
+                max_part_bytes=settings.xml.max_attachment_bytes,
             )
 
     def feed(self, chunk: bytes) -> None:

@@ -34,17 +34,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
-from email.utils import format_datetime, make_msgid, parsedate_to_datetime
+from email.utils import format_datetime, getaddresses, make_msgid, parsedate_to_datetime
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dmp_connector.config import EnvironmentName, Settings
-from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
+from dmp_connector.errors import ConfigurationError, DmpConnectorError, MalformedResponseError, ValidationError
 from dmp_connector.ins import Identity
 
 from .address import MSSANTE_DOMAINS, MssanteAddress, TrustSpace, require_trusted
-from .receipts import Receipt, parse_receipt
+from .receipts import MIME_ERRORS, Receipt, header_text, parse_receipt
 from .xdm import XDM_ATTACHMENT_NAME, ArchiveLimits, XdmDocument, XdmPackage, build_package, read_package
 
 __all__ = [
@@ -512,13 +512,23 @@ class ReceivedMessage(BaseModel):
 
 
 def _addresses(mail: Message, name: str) -> tuple[str, ...]:
-    header = mail.get(name)
-    if header is None:
-        return ()
-    groups = getattr(header, "addresses", None)
-    if groups is None:
-        return (str(header),)
-    return tuple(str(a.addr_spec) for a in groups)
+    try:
+        header = mail.get(name)
+        if header is None:
+            return ()
+        groups = getattr(header, "addresses", None)
+        if groups is None:
+            return (str(header),)
+        return tuple(str(a.addr_spec) for a in groups)
+    except MIME_ERRORS:
+        # A header the strict parser refuses (``From: <``): read it with the lenient one.
+        raw = header_text(mail, name)
+        if raw is None:
+            return ()
+        try:
+            return tuple(address for _, address in getaddresses([raw]) if address)
+        except MIME_ERRORS:
+            return (raw,)
 
 
 def _text_of(part: Message) -> str | None:
@@ -538,7 +548,23 @@ def parse_message(
     limits: ArchiveLimits | None = None,
     settings: Settings | None = None,
 ) -> ReceivedMessage:
-    """Read received bytes: headers, bodies, attachments, the XDM archive, the receipt."""
+    """Read received bytes: headers, bodies, attachments, the XDM archive, the receipt.
+
+    A header the email package cannot parse is kept as written; a message whose structure
+    cannot be read at all raises :class:`~dmp_connector.errors.MalformedResponseError`.
+    """
+    try:
+        return _parse_message(raw, uid=uid, folder=folder, limits=limits, settings=settings)
+    except MIME_ERRORS as exc:
+        raise MalformedResponseError(
+            f"the message cannot be read as MIME ({type(exc).__name__})",
+            hint="keep the raw message and report it to the sending software",
+        ) from exc
+
+
+def _parse_message(
+    raw: bytes, *, uid: int | None, folder: str | None, limits: ArchiveLimits | None, settings: Settings | None
+) -> ReceivedMessage:
     mail = message_from_bytes(raw, policy=policy.default)
     text: str | None = None
     html: str | None = None
@@ -574,17 +600,17 @@ def parse_message(
             package = read_package(archive.content, limits=limits, xml_limits=settings.xml if settings else None)
         except DmpConnectorError as exc:
             xdm_error = f"{type(exc).__name__}: {exc.message}"
-    subject = mail.get("Subject")
-    subject_text = str(subject) if subject is not None else None
-    ins_header = str(mail.get("X-MSS-INS", "")).strip().upper()
+    subject_text = header_text(mail, "Subject")
+    ins_header = (header_text(mail, "X-MSS-INS") or "").strip().upper()
     date: datetime | None = None
-    if mail.get("Date") is not None:
+    date_text = header_text(mail, "Date")
+    if date_text is not None:
         try:
-            date = parsedate_to_datetime(str(mail["Date"]))
-        except (TypeError, ValueError):
+            date = parsedate_to_datetime(date_text)
+        except (TypeError, ValueError, IndexError):
             date = None
-    references = tuple(str(mail.get("References", "")).split())
-    dnt = mail.get("Disposition-Notification-To")
+    references = tuple((header_text(mail, "References") or "").split())
+    dnt = header_text(mail, "Disposition-Notification-To")
     return ReceivedMessage(
         uid=uid,
         folder=folder,
@@ -602,21 +628,21 @@ def parse_message(
         xdm=package,
         xdm_error=xdm_error,
         receipt=receipt,
-        code_cda=tuple(c.strip() for c in str(mail.get("X-MSS-CODECDA", "")).split(",") if c.strip()),
+        code_cda=tuple(c.strip() for c in (header_text(mail, "X-MSS-CODECDA") or "").split(",") if c.strip()),
         ins_qualified=True if ins_header == "O" else False if ins_header == "N" else None,
         nil=_header(mail, "X-MSS-NIL"),
-        end_of_conversation=str(mail.get("X-MSS-MES", "")).strip().upper() == "FIN"
+        end_of_conversation=(header_text(mail, "X-MSS-MES") or "").strip().upper() == "FIN"
         or (subject_text or "").strip() == END_OF_CONVERSATION_SUBJECT,
-        read_receipt_to=str(dnt) if dnt is not None else None,
+        read_receipt_to=dnt,
         raw=raw,
     )
 
 
 def _header(mail: Message, name: str) -> str | None:
-    value = mail.get(name)
+    value = header_text(mail, name)
     if value is None:
         return None
-    text = str(value).strip()
+    text = value.strip()
     return text or None
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from email import message_from_bytes, policy
+from email.errors import MessageError
 from email.message import Message
 from enum import StrEnum
 from typing import Literal
@@ -250,9 +251,35 @@ Receipt = DeliveryReport | ReadReceipt
 """What :func:`parse_receipt` returns for a report."""
 
 
+MIME_ERRORS = (MessageError, LookupError, ValueError, TypeError, AttributeError)
+"""What the standard library's email package raises on a header or part it cannot read (a hostile
+``From: <``, a parameter without its quote …): the readers here turn it into a value read as
+written, or into a typed error, never let it out."""
+
+
+def header_text(mail: Message, name: str) -> str | None:
+    """The header ``name`` as text, None when absent; one the email package cannot parse is given as written."""
+    try:
+        value = mail.get(name)
+        return None if value is None else str(value)
+    except MIME_ERRORS:
+        wanted = name.lower()
+        for key, raw in mail.raw_items():
+            if str(key).lower() == wanted:
+                return str(raw)
+        return None
+
+
 def parse_receipt(message: Message | bytes) -> Receipt | None:
-    """The DSN, bounce or MDN that ``message`` is, or None for an ordinary message."""
+    """The DSN, bounce or MDN that ``message`` is, or None for an ordinary message (or one too broken to tell)."""
     mail = message if isinstance(message, Message) else message_from_bytes(message, policy=policy.default)
+    try:
+        return _receipt(mail)
+    except MIME_ERRORS:
+        return None
+
+
+def _receipt(mail: Message) -> Receipt | None:
     content_type = mail.get_content_type()
     report_type = (mail.get_param("report-type") or "") if content_type == "multipart/report" else ""
     report_type = str(report_type).lower()
@@ -458,6 +485,6 @@ _BOUNCE_SENDERS = ("mailer-daemon@", "postmaster@")
 
 
 def _looks_like_bounce(mail: Message) -> bool:
-    sender = str(mail.get("From", "")).lower()
-    subject = str(mail.get("Subject", "")).lower()
+    sender = (header_text(mail, "From") or "").lower()
+    subject = (header_text(mail, "Subject") or "").lower()
     return any(s in sender for s in _BOUNCE_SENDERS) and any(s in subject for s in _BOUNCE_SUBJECTS)

@@ -92,6 +92,7 @@ ANS's HL7 mapping proposes for an outpatient encounter [I: the display name is o
 
 _FIXED_TIME = (2000, 1, 1, 0, 0, 0)
 _CHUNK = 64 * 1024
+_RATIO_FLOOR = 1024 * 1024  # below this many inflated bytes, no expansion ratio is enforced
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ISO9660 = re.compile(r"^[A-Z0-9_]{1,8}(\.[A-Z0-9_]{1,3})?$")
 _PDF_FORMAT = "urn:ihe:iti:xds-sd:pdf:2008"
@@ -118,8 +119,9 @@ class ArchiveLimits(BaseModel):
     max_total_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     """Largest decompressed total."""
     max_ratio: float = Field(default=200.0, gt=1.0)
-    """Highest expansion of one entry (decompressed / compressed): XML compresses 10–30 times, a zip bomb
-    thousands of times. Entries under 1 MB decompressed are not held to it."""
+    """Highest expansion (decompressed / compressed) of one entry, and of all the entries read so far
+    together: XML compresses 10–30 times, a zip bomb thousands of times. Under 1 MB decompressed
+    neither is enforced."""
 
 
 def _check_name(name: str) -> str:
@@ -158,6 +160,7 @@ def _read_archive(data: bytes, bounds: ArchiveLimits) -> dict[str, bytes]:
         files: dict[str, bytes] = {}
         seen: set[str] = set()
         total = 0
+        compressed = 0
         for info in infos:
             name = _check_name(info.filename)
             if name.upper() in seen:
@@ -171,14 +174,24 @@ def _read_archive(data: bytes, bounds: ArchiveLimits) -> dict[str, bytes]:
                 raise UnsafeArchiveError("the archive holds an encrypted entry, which cannot be read")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 raise UnsafeArchiveError("an entry uses a compression method other than stored or deflated")
-            content = _read_entry(archive, info, bounds, total)
+            # Compressed sizes can lie: what was read can never exceed the archive itself.
+            compressed = min(compressed + max(info.compress_size, 0), len(data))
+            content = _read_entry(archive, info, bounds, total, compressed)
             total += len(content)
             files[name] = content
         return files
 
 
-def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, bounds: ArchiveLimits, total: int) -> bytes:
-    # Declared sizes are checked first (cheap) and the actual ones while decompressing (they can lie).
+def _read_entry(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, bounds: ArchiveLimits, total: int, compressed_so_far: int
+) -> bytes:
+    """One entry's bytes, refused as soon as it, or the archive so far, inflates past the limits.
+
+    Declared sizes are checked first (cheap) and the actual ones while decompressing (they can
+    lie). The ratio is checked per entry and over the whole archive read so far, so that a bomb
+    spread over many entries, each under the 1 MB below which one entry is not held to the ratio,
+    is refused after about a megabyte rather than at the total limit.
+    """
     if info.file_size > bounds.max_entry_bytes or total + info.file_size > bounds.max_total_bytes:
         raise UnsafeArchiveError("an entry of the archive declares a size over the limits (zip bomb?)")
     compressed = max(info.compress_size, 1)
@@ -190,9 +203,14 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, bounds: Archive
                 size = len(out)
                 if size > bounds.max_entry_bytes or total + size > bounds.max_total_bytes:
                     raise UnsafeArchiveError("an entry of the archive expands over the size limits (zip bomb?)")
-                if size > 1024 * 1024 and size / compressed > bounds.max_ratio:
+                if size > _RATIO_FLOOR and size / compressed > bounds.max_ratio:
                     raise UnsafeArchiveError(
                         f"an entry of the archive expands more than {bounds.max_ratio:g} times (zip bomb?)"
+                    )
+                inflated = total + size
+                if inflated > _RATIO_FLOOR and inflated / max(compressed_so_far, 1) > bounds.max_ratio:
+                    raise UnsafeArchiveError(
+                        f"the archive's entries together expand more than {bounds.max_ratio:g} times (zip bomb?)"
                     )
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as exc:
         raise MalformedResponseError("an entry of the XDM archive is corrupt") from exc

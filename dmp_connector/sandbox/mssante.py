@@ -540,7 +540,10 @@ class SandboxMailOperator:
     def _register(self, box: str | SandboxMailbox) -> SandboxMailbox:
         mailbox = SandboxMailbox(box) if isinstance(box, str) else box
         address = mailbox.address.strip().lower()
-        if address.count("@") != 1 or address.endswith("@" + PATIENT_DOMAIN):
+        if address.endswith("@" + PATIENT_DOMAIN):
+            # The local part is the patient's matricule: not repeated in the message.
+            raise ConfigurationError(f"an address on {PATIENT_DOMAIN} is a patient's, not a professional mailbox")
+        if address.count("@") != 1:
             raise ConfigurationError(f"{mailbox.address!r} is not a professional mailbox address")
         mailbox = SandboxMailbox(address, mailbox.certificate_cn)
         with self._lock:

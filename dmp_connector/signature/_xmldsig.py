@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -107,6 +108,24 @@ ENVELOPED_SIGNATURE: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signat
 """The enveloped-signature transform."""
 
 _MAX_PATH = 8
+
+
+class _NoCanonicalContent(logging.Filter):
+    """Drops signxml's DEBUG records of each canonicalised element.
+
+    signxml logs the whole canonical form of what it checks: for a VIHF, the patient's INS
+    and the professional's name; for a document, its content. A vendor who turns DEBUG on
+    for the root logger must not find health data in the log, so those records are dropped
+    (signxml's other records pass).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.DEBUG and str(record.msg).startswith("Canonicalized"))
+
+
+_SIGNXML_LOGGER = logging.getLogger("signxml.processor")
+if not any(isinstance(f, _NoCanonicalContent) for f in _SIGNXML_LOGGER.filters):
+    _SIGNXML_LOGGER.addFilter(_NoCanonicalContent())
 
 
 class C14nMethod(StrEnum):

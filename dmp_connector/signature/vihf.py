@@ -77,6 +77,7 @@ __all__ = [
     "AC_UNSPECIFIED",
     "INCLUSIVE_PREFIXES",
     "MANDATORY_VIHF_ATTRIBUTES",
+    "UNBOUNDED_VIHF_MAX_AGE",
     "VIHF_ATTRIBUTES",
     "AccessMode",
     "AuthenticationMode",
@@ -119,6 +120,12 @@ _AIR_DECL: Final = "APP_BROWSER_AUTH"
 _PROFESSIONS_WITH_SPECIALTY: Final = {"10": "a physician", "21": "a pharmacist"}
 _CX: Final = re.compile(r"^[^\^&\s]{1,64}\^\^\^&[0-2](\.(0|[1-9][0-9]*))+&ISO\^NH(\^[^\s]*)?$")
 _CLOCK_SKEW: Final = dt.timedelta(minutes=5)
+UNBOUNDED_VIHF_MAX_AGE: Final = dt.timedelta(hours=1)
+"""How old :func:`verify_vihf` lets an assertion *without* ``Conditions`` be, when no ``max_age`` is given.
+
+Such an assertion (the default of :class:`VihfSecurity`, as DRIMbox sends it) states no end of
+validity; without a bound, one captured on the wire could be replayed for as long as its
+certificate lives. A fresh one is signed for every call, so an hour (plus the clock skew) is ample."""
 _REUSE_MARGIN: Final = dt.timedelta(seconds=30)
 
 ATTR_VIHF_VERSION: Final = "VIHF_Version"
@@ -940,6 +947,8 @@ def _claims(signed: etree._Element, cert: x509.Certificate, mandatory: Iterable[
 
 
 def _check_dates(claims: VihfClaims, now: dt.datetime, max_age: dt.timedelta | None) -> None:
+    if max_age is None and claims.not_on_or_after is None:
+        max_age = UNBOUNDED_VIHF_MAX_AGE
     if claims.issue_instant > now + _CLOCK_SKEW:
         raise _refuse("the VIHF was issued in the future (check the clocks)", "expired_assertion")
     if claims.not_before is not None and now + _CLOCK_SKEW < claims.not_before:
@@ -969,8 +978,10 @@ def verify_vihf(
     (``untrusted_certificate``, ``expired_certificate``); the digest and the signature
     value with signxml (``digest_mismatch``, ``bad_signature``); that the Issuer names the
     signing certificate; the mandatory attributes (``malformed``, each in ``problems``);
-    the assertion's dates (``expired_assertion``; ``max_age`` bounds an assertion without
-    ``Conditions``). RSA-SHA1 is accepted unless ``allow_sha1=False``.
+    the assertion's dates (``expired_assertion``: ``NotBefore``/``NotOnOrAfter`` with five minutes
+    of clock skew; ``max_age`` bounds the age of any assertion, and one without ``NotOnOrAfter`` is
+    held to :data:`UNBOUNDED_VIHF_MAX_AGE` when ``max_age`` is not given). RSA-SHA1 is accepted
+    unless ``allow_sha1=False``.
     """
     moment = now or dt.datetime.now(dt.UTC)
     if isinstance(assertion, bytes | bytearray | memoryview):

@@ -600,6 +600,19 @@ def _fail(reason: str, message: str, *, hint: str | None = None) -> SignatureVer
     return SignatureVerificationError(f"submission-set signature: {message}", reason=reason, hint=hint)
 
 
+def _signed_text(node: etree._Element | None) -> str | None:
+    """The text of a signed element as its canonical form has it: comments left out, not cut at.
+
+    Under C14N 1.0 without comments a comment is not signed, so one can be slipped into a signed
+    value without breaking the signature; ``node.text`` would then stop at it (a SigningTime of
+    ``2026-11-25<!---->T19:35:06Z`` read as midnight). Joining the text around comments reads
+    exactly what was signed.
+    """
+    if node is None:
+        return None
+    return "".join(str(text) for text in node.itertext())
+
+
 def _local(node: etree._Element) -> str:
     return etree.QName(node).localname
 
@@ -792,7 +805,7 @@ def _check_purpose(properties: etree._Element, signature_id: str) -> None:
         raise _fail("malformed", f"the purpose property must be Id={PURPOSE_PROPERTY_ID!r} and hold text only")
     if purpose.get("Target") != f"#{signature_id}":
         raise _fail("wrapping", "the purpose-of-signature property does not target this signature")
-    if (purpose.text or "").strip() != PURPOSE_OF_SIGNATURE:
+    if (_signed_text(purpose) or "").strip() != PURPOSE_OF_SIGNATURE:
         raise _fail("malformed", f"the purpose of signature is not {PURPOSE_OF_SIGNATURE} (Source)")
 
 
@@ -814,7 +827,7 @@ def _digest_of(reference: etree._Element, ns: str = DS_NS) -> tuple[DigestAlgori
     if method is None or value is None:
         raise _fail("malformed", "a reference lacks DigestMethod or DigestValue")
     try:
-        return DigestAlgorithm(method.get("Algorithm", "")), unb64(value.text)
+        return DigestAlgorithm(method.get("Algorithm", "")), unb64(_signed_text(value))
     except ValueError as exc:
         raise _fail("malformed", f"unsupported digest method or bad digest value ({method.get('Algorithm')})") from exc
 
@@ -850,7 +863,7 @@ def _signing_time(parts: _Parts) -> dt.datetime:
     ns = parts.xades_version.value
     node = parts.signed_properties.find(f"{{{ns}}}SignedSignatureProperties/{{{ns}}}SigningTime")
     try:
-        moment = dt.datetime.fromisoformat((node.text or "").strip()) if node is not None else None
+        moment = dt.datetime.fromisoformat((_signed_text(node) or "").strip()) if node is not None else None
     except ValueError:
         moment = None
     if moment is None:
@@ -866,7 +879,7 @@ def _check_signing_certificate(parts: _Parts) -> None:
         f"{{{ns}}}SignedSignatureProperties/{{{ns}}}SigningCertificate/{{{ns}}}Cert"
     ):
         digest_node = cert.find(f"{{{ns}}}CertDigest")
-        serial = cert.findtext(f"{{{ns}}}IssuerSerial/{_ds('X509SerialNumber')}")
+        serial = _signed_text(cert.find(f"{{{ns}}}IssuerSerial/{_ds('X509SerialNumber')}"))
         if digest_node is None:
             continue
         # 1.1.1 puts DigestMethod/DigestValue in its own namespace; some producers use ds: there too.

@@ -550,12 +550,21 @@ class _PartSink:
     """Receives one part's body: the root in memory under its limit, any other part in a spool file."""
 
     def __init__(
-        self, *, is_root: bool, content_id: str, content_type: str, encoding: str, max_root_bytes: int, spool: int
+        self,
+        *,
+        is_root: bool,
+        content_id: str,
+        content_type: str,
+        encoding: str,
+        max_root_bytes: int,
+        max_part_bytes: int | None,
+        spool: int,
     ) -> None:
         self.is_root = is_root
         self.content_id = content_id
         self.content_type = content_type
         self._max_root_bytes = max_root_bytes
+        self._max_part_bytes = max_part_bytes
         self._decoder = _Base64Decoder() if encoding == "base64" else None
         self._memory = bytearray()
         self._spool: IO[bytes] | None = None if is_root else tempfile.SpooledTemporaryFile(max_size=spool)  # noqa: SIM115
@@ -568,6 +577,11 @@ class _PartSink:
             return
         self.size += len(data)
         if self._spool is not None:
+            if self._max_part_bytes is not None and self.size > self._max_part_bytes:
+                raise UnsafeXmlError(
+                    f"an attachment of the multipart answer is over the {self._max_part_bytes}-byte limit",
+                    hint="raise xml.max_attachment_bytes if documents this large are expected",
+                )
             self._spool.write(data)
             return
         if self.size > self._max_root_bytes:
@@ -608,7 +622,9 @@ class MultipartRelatedParser:
     delimiter, so that a delimiter split across two chunks is still found. The root part is
     kept in memory up to ``max_root_bytes`` (:class:`~dmp_connector.errors.UnsafeXmlError`
     beyond); other parts go to temporary files that stay in memory up to ``spool_threshold``
-    bytes each. ``max_total_bytes`` bounds the whole body as received.
+    bytes each. ``max_part_bytes`` bounds each of those other parts (after base64 decoding) and
+    ``max_total_bytes`` the whole body as received; both raise ``UnsafeXmlError`` as soon as they
+    are passed, before the rest of the body is read.
 
     Parts may use ``Content-Transfer-Encoding`` binary, 8bit or 7bit (taken as they are) or
     base64 (decoded while streaming); anything else is refused.
@@ -621,6 +637,7 @@ class MultipartRelatedParser:
         max_root_bytes: int,
         spool_threshold: int = _DEFAULT_SPOOL_THRESHOLD,
         max_total_bytes: int | None = None,
+        max_part_bytes: int | None = None,
     ) -> None:
         media_type, params = _parse_content_type(content_type)
         if media_type != "multipart/related":
@@ -642,6 +659,7 @@ class MultipartRelatedParser:
         self._max_root_bytes = max_root_bytes
         self._spool_threshold = spool_threshold
         self._max_total_bytes = max_total_bytes
+        self._max_part_bytes = max_part_bytes
         # A leading CRLF lets the first delimiter, which may open the body, match like the others.
         self._buffer = bytearray(b"\r\n")
         self._state = _State.PREAMBLE
@@ -793,6 +811,7 @@ class MultipartRelatedParser:
             content_type=headers.get("content-type", "").strip(),
             encoding=encoding,
             max_root_bytes=self._max_root_bytes,
+            max_part_bytes=self._max_part_bytes,
             spool=self._spool_threshold,
         )
 
@@ -813,12 +832,16 @@ def decode_mtom(
     spool_threshold: int = _DEFAULT_SPOOL_THRESHOLD,
     max_total_bytes: int | None = None,
 ) -> MtomMessageParts:
-    """Split a whole multipart body already in memory; the root is bounded by ``limits.max_bytes``."""
+    """Split a whole multipart body already in memory.
+
+    The root is bounded by ``limits.max_bytes``, each other part by ``limits.max_attachment_bytes``.
+    """
     parser = MultipartRelatedParser(
         content_type,
         max_root_bytes=limits.max_bytes,
         spool_threshold=spool_threshold,
         max_total_bytes=max_total_bytes,
+        max_part_bytes=limits.max_attachment_bytes,
     )
     view = memoryview(body)
     for offset in range(0, len(view), CHUNK_SIZE):

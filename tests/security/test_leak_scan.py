@@ -1,0 +1,78 @@
+"""The whole-run leak scan finds what it is meant to find, and not the noise a run is full of."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from tests.security import leak_scan
+
+
+def line(text: str, stream: str = "log") -> str:
+    return json.dumps({"stream": stream, "where": "sample", "text": text})
+
+
+def kinds(texts: list[str]) -> list[str]:
+    needles = [
+        *leak_scan.matricule_needles("275126322074974", "sample"),
+        *leak_scan.name_needles("family name", "DE VINCI", "sample"),
+        *leak_scan.name_needles("given name", "ZOE", "sample"),
+        *leak_scan.birth_date_needles(1975, 12, 31, "sample"),
+    ]
+    return sorted({f.needle.kind for f in leak_scan.scan_lines([line(t) for t in texts], needles)})
+
+
+def test_a_planted_matricule_is_found_in_every_usual_spelling() -> None:
+    for text in (
+        "patient 275126322074974 found",
+        "NIR 2751263220749 sent",
+        "ins=2 75 12 63 220 749 74",
+        "cx 2751263220749^^^&1.2.250.1.213.1.4.8&ISO^NH",
+        "dotted 2.75.12.63.220.749",
+    ):
+        assert kinds([text]) == ["matricule"], text
+
+
+def test_planted_names_and_birth_dates_are_found() -> None:
+    assert kinds(["subject XDM/1.0/DDM+CR de Vinci Zoe 31/12/1975"]) == ["birth date", "family name", "given name"]
+    assert kinds(["born 19751231"]) == ["birth date"]
+    assert kinds(['{"birth": "1975-12-31"}']) == ["birth date"]
+
+
+def test_noise_is_not_a_leak() -> None:
+    noise = [
+        "hmac-sha256:8f2e0b7c5a9d4e1f2751263220749aa1",  # inside a hex pseudonym
+        "oid 1.2.250.1.213.1.4.8 and 1.2.250.1.71.4.2.4",
+        "event 0f3c2751263220749abc",
+        "zoelogic vincible 119751231 19751231999 1975-12-310",
+        "MessageID urn:uuid:27512632-2074-9740-0000-000000000000",
+    ]
+    assert kinds(noise) == []
+
+
+def test_the_session_capture_file_is_scanned(tmp_path: Path) -> None:
+    capture = tmp_path / "captured.jsonl"
+    capture.write_text(line("all good") + "\n" + line("audit 2751263220749", "audit") + "\n", encoding="utf-8")
+    lines, counts, findings = leak_scan.scan_file(capture, leak_scan.matricule_needles("275126322074974", "s"))
+    assert (lines, counts) == (2, {"log": 1, "audit": 1})
+    assert [(f.stream, f.needle.value) for f in findings] == [("audit", "2751263220749")]
+
+
+def test_the_needles_cover_the_seeds_the_plugin_and_the_fixtures() -> None:
+    needles = leak_scan.gather_needles()
+    values = {(n.kind, n.value) for n in needles}
+    assert ("matricule", "275126322074974") in values  # INSi and DMP seed, plugin patient
+    assert ("matricule", "2751263220749") in values
+    assert ("family name", "HOUILLES") in values  # tests/insi/helpers.py, unknown to INSi
+    assert ("given name", "LEONARDO") in values
+    assert ("birth date", "1975-12-31") in values
+    assert ("family name", "PAT-TROIS") in values
+    assert not {v for k, v in values if v.upper() in leak_scan.COMMON_WORDS}
+
+
+def test_the_session_capture_is_installed() -> None:
+    # The root conftest's handler is on the root logger for the whole run.
+    handlers = [type(h).__name__ for h in logging.getLogger().handlers]
+    assert "_LeakCapture" in handlers
+    assert logging.getLogger("dmp_connector").getEffectiveLevel() == logging.DEBUG
