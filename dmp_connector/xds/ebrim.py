@@ -483,7 +483,9 @@ def _children(element: etree._Element, tag: str | None = None) -> list[etree._El
 
 def _scheme(value: str | None) -> str:
     """A scheme UUID compared without whitespace and case (some producers wrap or upper-case them)."""
-    return "".join((value or "").split()).lower()
+    if not value:
+        return ""
+    return "".join(value.split()).lower()
 
 
 def _attribute(element: etree._Element, name: str, where: str) -> str:
@@ -493,7 +495,66 @@ def _attribute(element: etree._Element, name: str, where: str) -> str:
     return value.strip()
 
 
-@dataclass
+# Tags compared while reading, made once rather than formatted for every element compared.
+_SLOT: Final = _rim("Slot")
+_VALUE_LIST: Final = _rim("ValueList")
+_VALUE: Final = _rim("Value")
+_NAME: Final = _rim("Name")
+_DESCRIPTION: Final = _rim("Description")
+_LOCALIZED_STRING: Final = _rim("LocalizedString")
+_VERSION_INFO: Final = _rim("VersionInfo")
+_CLASSIFICATION: Final = _rim("Classification")
+_EXTERNAL_IDENTIFIER: Final = _rim("ExternalIdentifier")
+_EXTRINSIC_OBJECT: Final = _rim("ExtrinsicObject")
+_REGISTRY_PACKAGE: Final = _rim("RegistryPackage")
+_ASSOCIATION: Final = _rim("Association")
+_OBJECT_REF: Final = _rim("ObjectRef")
+
+
+class _Interned:
+    """The values one answer repeats (the patient, the authors, the codes), each validated once.
+
+    A FindDocuments answer names the same patient, the same few authors and the same codes in
+    every entry. Each distinct value is validated the first time it is met and the model reused
+    after (the models are frozen, so one instance can stand for every equal value): the same
+    checks, run once per value rather than once per entry, and the entries share the memory.
+    A value that fails is passed on as it came, so that the entry's own validation refuses it
+    and names the field. One ``_Interned`` lives as long as the reading of one message.
+    """
+
+    __slots__ = ("_made",)
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[object, ...], Any] = {}
+
+    def model(self, model: type[BaseModel], value: Any, key: tuple[object, ...]) -> Any:
+        """``model`` validated from ``value`` (cached under ``key``), or ``value`` itself when it fails."""
+        cache_key = (model, *key)
+        try:
+            return self._made[cache_key]
+        except KeyError:
+            pass
+        try:
+            made: Any = model.model_validate(value, context=RECEIVED)
+        except pydantic.ValidationError:
+            made = value
+        self._made[cache_key] = made
+        return made
+
+    def text(self, model: type[BaseModel], value: str | None) -> Any:
+        """A CX, XCN, XON or XDS time read from its wire text (None stays None)."""
+        return None if value is None else self.model(model, value, (value,))
+
+    def code(self, code: str, system: str, name: str | None) -> AnyCode:
+        """:func:`xds_code`, once per distinct code; raises pydantic's error as it does."""
+        cache_key = ("code", code, system, name)
+        made: AnyCode | None = self._made.get(cache_key)
+        if made is None:
+            made = self._made[cache_key] = xds_code(code, system, name)
+        return made
+
+
+@dataclass(slots=True)
 class _Classification:
     scheme: str
     node: str
@@ -503,7 +564,7 @@ class _Classification:
     name: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Object:
     element: etree._Element
     id: str
@@ -514,55 +575,94 @@ class _Object:
     version: str | None = None
     classifications: list[_Classification] = field(default_factory=list)
     identifiers: list[tuple[str, str]] = field(default_factory=list)
+    interned: _Interned = field(default_factory=_Interned)
+    _by_scheme: dict[str, list[_Classification]] | None = None
+
+    def classified(self, scheme: str) -> list[_Classification]:
+        """The classifications of one scheme, in document order (grouped once, on first use)."""
+        if self._by_scheme is None:
+            self._by_scheme = {}
+            for classification in self.classifications:
+                self._by_scheme.setdefault(classification.scheme, []).append(classification)
+        return self._by_scheme.get(scheme, [])
 
 
-def _read_slots(element: etree._Element, where: str) -> dict[str, list[str]]:
-    slots: dict[str, list[str]] = {}
-    for slot in _children(element, _rim("Slot")):
-        name = _attribute(slot, "name", where)
-        if name in slots:
-            raise MalformedResponseError(f"{where}: the slot {name} appears twice")
-        values: list[str] = []
-        for value_list in _children(slot, _rim("ValueList")):
-            values += [v.text or "" for v in _children(value_list, _rim("Value"))]
-        slots[name] = values
-    return slots
+# The readers below walk each object's children once, in plain loops with a tag test (cheaper
+# than a find() per attribute or iterchildren(tag) per kind): on a FindDocuments answer of
+# thousands of entries this walk, more than lxml's parse, is where the time goes.
+
+
+def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) -> None:
+    """Add one ``rim:Slot`` (its name, its ``ValueList/Value`` texts) to ``slots``; a name twice is refused."""
+    name = (slot.get("name") or "").strip()
+    if not name:
+        raise MalformedResponseError(f"{where}: the Slot has no name attribute")
+    if name in slots:
+        raise MalformedResponseError(f"{where}: the slot {name} appears twice")
+    values: list[str] = []
+    for value_list in slot:
+        if value_list.tag == _VALUE_LIST:
+            for value in value_list:
+                if value.tag == _VALUE:
+                    values.append(value.text or "")
+    slots[name] = values
 
 
 def _read_localized(element: etree._Element | None) -> str | None:
-    if element is None:
-        return None
-    for string in _children(element, _rim("LocalizedString")):
-        value = string.get("value")
-        if value is not None:
-            return value
+    if element is not None:
+        for string in element:
+            if string.tag == _LOCALIZED_STRING:
+                value = string.get("value")
+                if value is not None:
+                    return value
     return None
 
 
 def _read_classification(element: etree._Element, where: str) -> _Classification:
+    slots: dict[str, list[str]] = {}
+    name: etree._Element | None = None
+    for child in element:
+        tag = child.tag
+        if tag == _SLOT:
+            _read_slot(slots, child, where)
+        elif tag == _NAME and name is None:
+            name = child
+    get = element.get
     return _Classification(
-        scheme=_scheme(element.get("classificationScheme")),
-        node=_scheme(element.get("classificationNode")),
-        code=element.get("nodeRepresentation"),
-        classified=element.get("classifiedObject"),
-        slots=_read_slots(element, where),
-        name=_read_localized(element.find(_rim("Name"))),
+        scheme=_scheme(get("classificationScheme")),
+        node=_scheme(get("classificationNode")),
+        code=get("nodeRepresentation"),
+        classified=get("classifiedObject"),
+        slots=slots,
+        name=_read_localized(name),
     )
 
 
-def _read_object(element: etree._Element, kind: str) -> _Object:
+def _read_object(element: etree._Element, kind: str, interned: _Interned | None = None) -> _Object:
     raw_id = element.get("id")
     where = f"{kind} {raw_id}" if raw_id else kind
-    obj = _Object(element=element, id=_attribute(element, "id", where), where=where)
-    obj.slots = _read_slots(element, where)
-    obj.name = _read_localized(element.find(_rim("Name")))
-    obj.description = _read_localized(element.find(_rim("Description")))
-    version = element.find(_rim("VersionInfo"))
+    obj = _Object(element=element, id=_attribute(element, "id", where), where=where, interned=interned or _Interned())
+    slots, classifications, identifiers = obj.slots, obj.classifications, obj.identifiers
+    name: etree._Element | None = None
+    description: etree._Element | None = None
+    version: etree._Element | None = None
+    for child in element:
+        tag = child.tag
+        if tag == _SLOT:
+            _read_slot(slots, child, where)
+        elif tag == _CLASSIFICATION:
+            classifications.append(_read_classification(child, where))
+        elif tag == _EXTERNAL_IDENTIFIER:
+            identifiers.append((_scheme(child.get("identificationScheme")), _attribute(child, "value", where)))
+        elif tag == _NAME:
+            name = child if name is None else name
+        elif tag == _DESCRIPTION:
+            description = child if description is None else description
+        elif tag == _VERSION_INFO:
+            version = child if version is None else version
+    obj.name = _read_localized(name)
+    obj.description = _read_localized(description)
     obj.version = version.get("versionName") if version is not None else None
-    for child in _children(element, _rim("Classification")):
-        obj.classifications.append(_read_classification(child, where))
-    for child in _children(element, _rim("ExternalIdentifier")):
-        obj.identifiers.append((_scheme(child.get("identificationScheme")), _attribute(child, "value", where)))
     return obj
 
 
@@ -588,16 +688,14 @@ def _identifier(obj: _Object, scheme: str, name: str, *, required: bool = True) 
 
 def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
     codes: list[AnyCode] = []
-    for classification in obj.classifications:
-        if classification.scheme != scheme:
-            continue
+    for classification in obj.classified(scheme):
         system = _single(obj, classification.slots, "codingScheme")
         if not classification.code or system is None:
             raise MalformedResponseError(
                 f"{obj.where}: a {name} classification lacks nodeRepresentation or codingScheme"
             )
         try:
-            codes.append(xds_code(classification.code, system, classification.name))
+            codes.append(obj.interned.code(classification.code, system, classification.name))
         except pydantic.ValidationError as exc:
             raise MalformedResponseError(f"{obj.where}: a {name} code is not valid ({_first_error(exc)})") from exc
     return codes
@@ -610,29 +708,33 @@ def _one_code(obj: _Object, scheme: str, name: str) -> AnyCode | None:
     return codes[0] if codes else None
 
 
-def _authors(obj: _Object, scheme: str) -> list[dict[str, Any]]:
-    authors: list[dict[str, Any]] = []
-    for classification in obj.classifications:
-        if classification.scheme != scheme:
-            continue
+def _authors(obj: _Object, scheme: str) -> list[Any]:
+    """The author classifications as :class:`Author` models (or as dicts, for the entry to refuse)."""
+    authors: list[Any] = []
+    for classification in obj.classified(scheme):
         slots = classification.slots
         person = _single(obj, slots, "authorPerson")
         specialties = slots.get("authorSpecialty", []) + slots.get("authorSpeciality", [])
-        authors.append(
-            {
-                "person": person or None,
-                "institutions": tuple(slots.get("authorInstitution", [])),
-                "roles": tuple(slots.get("authorRole", [])),
-                "specialties": tuple(specialties),
-                "telecommunications": tuple(slots.get("authorTelecommunication", [])),
-            }
-        )
+        data = {
+            "person": person or None,
+            "institutions": tuple(slots.get("authorInstitution", [])),
+            "roles": tuple(slots.get("authorRole", [])),
+            "specialties": tuple(specialties),
+            "telecommunications": tuple(slots.get("authorTelecommunication", [])),
+        }
+        authors.append(obj.interned.model(Author, data, tuple(data.values())))
     return authors
 
 
-def _extras(slots: Mapping[str, list[str]], modelled: Iterable[str]) -> tuple[Slot, ...]:
+def _extras(obj: _Object, modelled: Iterable[str]) -> tuple[Any, ...]:
+    """The slots no field holds, as :class:`Slot` models (or as dicts, for the entry to refuse)."""
     known = set(modelled)
-    return tuple(Slot(name=name, values=tuple(values)) for name, values in slots.items() if name not in known)
+    extras = []
+    for name, values in obj.slots.items():
+        if name not in known:
+            data = {"name": name, "values": tuple(values)}
+            extras.append(obj.interned.model(Slot, data, (name, *values)))
+    return tuple(extras)
 
 
 def _first_error(exc: pydantic.ValidationError) -> str:
@@ -665,7 +767,7 @@ _DOCUMENT_SLOT_NAMES: Final = (
 
 
 def _document(obj: _Object) -> DocumentEntry:
-    element, slots = obj.element, obj.slots
+    element, slots, interned = obj.element, obj.slots, obj.interned
     object_type = element.get("objectType") or DocumentEntryType.STABLE.value
     try:
         entry_type = DocumentEntryType(_scheme(object_type))
@@ -677,7 +779,7 @@ def _document(obj: _Object) -> DocumentEntry:
     data: dict[str, Any] = {
         "entry_uuid": obj.id,
         "unique_id": _identifier(obj, DocumentEntryScheme.UNIQUE_ID, "uniqueId"),
-        "patient_id": _identifier(obj, DocumentEntryScheme.PATIENT_ID, "patientId"),
+        "patient_id": interned.text(Cx, _identifier(obj, DocumentEntryScheme.PATIENT_ID, "patientId")),
         "mime_type": element.get("mimeType") or _DEFAULT_MIME_TYPE,
         "object_type": entry_type,
         "availability_status": element.get("status"),
@@ -693,20 +795,20 @@ def _document(obj: _Object) -> DocumentEntry:
         "confidentiality_codes": tuple(_codes(obj, DocumentEntryScheme.CONFIDENTIALITY_CODE, "confidentialityCode")),
         "event_codes": tuple(_codes(obj, DocumentEntryScheme.EVENT_CODE_LIST, "eventCodeList")),
         "authors": tuple(_authors(obj, DocumentEntryScheme.AUTHOR)),
-        "legal_authenticator": _single(obj, slots, "legalAuthenticator") or None,
-        "creation_time": _single(obj, slots, "creationTime"),
-        "service_start_time": _single(obj, slots, "serviceStartTime"),
-        "service_stop_time": _single(obj, slots, "serviceStopTime"),
+        "legal_authenticator": interned.text(Xcn, _single(obj, slots, "legalAuthenticator") or None),
+        "creation_time": interned.text(XdsTime, _single(obj, slots, "creationTime")),
+        "service_start_time": interned.text(XdsTime, _single(obj, slots, "serviceStartTime")),
+        "service_stop_time": interned.text(XdsTime, _single(obj, slots, "serviceStopTime")),
         "language_code": _single(obj, slots, "languageCode"),
         "hash": _single(obj, slots, "hash"),
         "size": int(size) if size is not None else None,
         "title": obj.name,
         "comments": obj.description,
-        "source_patient_id": _single(obj, slots, "sourcePatientId"),
+        "source_patient_id": interned.text(Cx, _single(obj, slots, "sourcePatientId")),
         "source_patient_info": tuple(slots.get("sourcePatientInfo", [])),
         "repository_unique_id": _single(obj, slots, "repositoryUniqueId"),
         "reference_ids": tuple(slots.get(REFERENCE_ID_LIST_SLOT, [])),
-        "extra_slots": _extras(slots, _DOCUMENT_SLOT_NAMES),
+        "extra_slots": _extras(obj, _DOCUMENT_SLOT_NAMES),
     }
     return _validated(DocumentEntry, data, obj.where)
 
@@ -728,7 +830,7 @@ def _submission_set(obj: _Object) -> SubmissionSet:
         "comments": obj.description,
         "intended_recipients": tuple(slots.get("intendedRecipient", [])),
         "availability_status": obj.element.get("status"),
-        "extra_slots": _extras(slots, ("submissionTime", "intendedRecipient")),
+        "extra_slots": _extras(obj, ("submissionTime", "intendedRecipient")),
     }
     return _validated(SubmissionSet, data, obj.where)
 
@@ -744,13 +846,13 @@ def _folder(obj: _Object) -> Folder:
         "comments": obj.description,
         "last_update_time": _single(obj, slots, "lastUpdateTime"),
         "availability_status": obj.element.get("status"),
-        "extra_slots": _extras(slots, ("lastUpdateTime",)),
+        "extra_slots": _extras(obj, ("lastUpdateTime",)),
     }
     return _validated(Folder, data, obj.where)
 
 
-def _association(element: etree._Element) -> Association:
-    obj = _read_object(element, "Association")
+def _association(element: etree._Element, interned: _Interned | None = None) -> Association:
+    obj = _read_object(element, "Association", interned)
     slots = obj.slots
     data: dict[str, Any] = {
         "entry_uuid": obj.id,
@@ -762,7 +864,7 @@ def _association(element: etree._Element) -> Association:
         "original_status": _single(obj, slots, "OriginalStatus"),
         "new_status": _single(obj, slots, "NewStatus"),
         "availability_status": element.get("status"),
-        "extra_slots": _extras(slots, ("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus")),
+        "extra_slots": _extras(obj, ("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus")),
     }
     return _validated(Association, data, obj.where)
 
@@ -792,33 +894,37 @@ def read_registry_objects(registry_object_list: etree._Element) -> RegistryObjec
     """
     loose_classifications: dict[str, list[_Classification]] = {}
     loose_identifiers: dict[str, list[tuple[str, str]]] = {}
-    for child in _children(registry_object_list):
-        if child.tag == _rim("Classification"):
+    children = [child for child in registry_object_list if isinstance(child.tag, str)]
+    for child in children:
+        tag = child.tag
+        if tag == _CLASSIFICATION:
             classification = _read_classification(child, "a list-level Classification")
             owner = classification.classified or ""
             loose_classifications.setdefault(owner, []).append(classification)
-        elif child.tag == _rim("ExternalIdentifier"):
+        elif tag == _EXTERNAL_IDENTIFIER:
             owner = child.get("registryObject") or ""
             scheme = _scheme(child.get("identificationScheme"))
             loose_identifiers.setdefault(owner, []).append((scheme, _attribute(child, "value", "ExternalIdentifier")))
 
     found = RegistryObjects()
-    for child in _children(registry_object_list):
+    interned = _Interned()
+    for child in children:
         tag = child.tag
-        if tag == _rim("ObjectRef"):
-            data = {"id": _attribute(child, "id", "ObjectRef"), "home": child.get("home") or None}
-            found.object_refs.append(_validated(ObjectRef, data, "ObjectRef"))
-        elif tag == _rim("Association"):
-            found.associations.append(_association(child))
-        elif tag in (_rim("ExtrinsicObject"), _rim("RegistryPackage")):
-            kind = "DocumentEntry" if tag == _rim("ExtrinsicObject") else "RegistryPackage"
-            obj = _read_object(child, kind)
-            obj.classifications += loose_classifications.get(obj.id, [])
-            obj.identifiers += loose_identifiers.get(obj.id, [])
-            if tag == _rim("ExtrinsicObject"):
+        if tag in (_EXTRINSIC_OBJECT, _REGISTRY_PACKAGE):
+            obj = _read_object(child, "DocumentEntry" if tag == _EXTRINSIC_OBJECT else "RegistryPackage", interned)
+            if loose_classifications:
+                obj.classifications += loose_classifications.get(obj.id, [])
+            if loose_identifiers:
+                obj.identifiers += loose_identifiers.get(obj.id, [])
+            if tag == _EXTRINSIC_OBJECT:
                 found.documents.append(_document(obj))
             else:
                 _read_package(obj, found)
+        elif tag == _OBJECT_REF:
+            data = {"id": _attribute(child, "id", "ObjectRef"), "home": child.get("home") or None}
+            found.object_refs.append(_validated(ObjectRef, data, "ObjectRef"))
+        elif tag == _ASSOCIATION:
+            found.associations.append(_association(child, interned))
     return found
 
 

@@ -91,6 +91,8 @@ _UUID_URN_RE: Final = re.compile(
 )
 _NOT_XML_CHAR: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _HL7_SEPARATORS: Final = frozenset("^&~\\|")
+_HL7_SEPARATOR: Final = re.compile(r"[\^&~\\|]")
+_SPACE: Final = re.compile(r"\s")  # the characters str.isspace() names
 _MAX_OID: Final = 64
 _LONG_NAME: Final = 256  # rim:LongName: slot values, nodeRepresentation, external identifier values
 _FREE_FORM: Final = 1024  # rim:FreeFormText: LocalizedString values (title, comments, display names)
@@ -125,14 +127,15 @@ def _xml_chars(value: str) -> str:
 
 def _hl7_component(value: str) -> str:
     _xml_chars(value)
-    if any(char in _HL7_SEPARATORS for char in value):
+    # A regex search, not a Python loop per character: this runs for every component read.
+    if _HL7_SEPARATOR.search(value):
         raise ValueError("holds an HL7 separator (^ & ~ \\ |), which an XDS value cannot escape")
     return value
 
 
 def _entry_id(value: str) -> str:
     _xml_chars(value)
-    if not value or any(char.isspace() for char in value):
+    if not value or _SPACE.search(value):
         raise ValueError("an entry id is a non-empty string without spaces (a symbolic id or a urn:uuid:)")
     if value.lower().startswith("urn:uuid:") and not _UUID_URN_RE.match(value):
         raise ValueError("an id that starts with urn:uuid: must be a UUID")
@@ -141,13 +144,15 @@ def _entry_id(value: str) -> str:
 
 def _urn(value: str) -> str:
     _xml_chars(value)
-    if not value or any(char.isspace() for char in value):
+    if not value or _SPACE.search(value):
         raise ValueError("is not a URN: empty or with spaces")
     return value
 
 
 Text = Annotated[str, AfterValidator(_xml_chars)]
 """Free text that XML can carry (no control characters)."""
+NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(_xml_chars)]
+"""Non-empty free text; the length is checked by pydantic's core, before the Python check of the characters."""
 Component = Annotated[str, Field(min_length=1), AfterValidator(_hl7_component)]
 """One HL7 v2 component: non-empty, without separators."""
 EntryId = Annotated[str, AfterValidator(_entry_id)]
@@ -570,9 +575,9 @@ class ForeignCode(BaseModel):
 
     model_config = _FROZEN
 
-    code: Text = Field(min_length=1)
+    code: NonEmptyText
     """The code itself (``nodeRepresentation``)."""
-    code_system: Text = Field(min_length=1)
+    code_system: NonEmptyText
     """The ``codingScheme`` slot, as sent."""
     display_name: Text | None = None
     """The classification's ``Name``."""
@@ -602,11 +607,11 @@ class Author(BaseModel):
     """``authorPerson`` (at most one)."""
     institutions: tuple[Xon, ...] = ()
     """``authorInstitution`` values."""
-    roles: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    roles: tuple[NonEmptyText, ...] = ()
     """``authorRole`` values (the CDA ``functionCode/@displayName`` for the DMP)."""
-    specialties: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    specialties: tuple[NonEmptyText, ...] = ()
     """``authorSpecialty`` values."""
-    telecommunications: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    telecommunications: tuple[NonEmptyText, ...] = ()
     """``authorTelecommunication`` values (XTN, e.g. ``^^Internet^jean.dupont@medecin.mssante.fr``)."""
 
 
@@ -615,7 +620,7 @@ class Slot(BaseModel):
 
     model_config = _FROZEN
 
-    name: Text = Field(min_length=1)
+    name: NonEmptyText
     """The slot's name."""
     values: tuple[Text, ...] = ()
     """Its values, in order."""
@@ -697,11 +702,11 @@ class DocumentEntry(BaseModel):
 
     entry_uuid: EntryId
     """entryUUID: ``Document01`` in a deposit (the registry assigns the UUID), ``urn:uuid:…`` in an answer."""
-    unique_id: Text = Field(min_length=1)
+    unique_id: NonEmptyText
     """uniqueId: an OID, or ``<OID>^<extension>`` (for a CDA: ``id/@root`` and ``@extension``)."""
     patient_id: Cx
     """patientId: the INS in the DMP (``<matricule>^^^&1.2.250.1.213.1.4.8&ISO^NH``)."""
-    mime_type: Text = Field(min_length=1)
+    mime_type: NonEmptyText
     """mimeType: ``text/xml`` for a CDA, ``application/pdf`` …"""
     object_type: DocumentEntryType = DocumentEntryType.STABLE
     """Stable (stored) or on-demand entry."""
@@ -747,11 +752,11 @@ class DocumentEntry(BaseModel):
     """comments (``rim:Description``)."""
     source_patient_id: Cx | None = None
     """sourcePatientId: the producer's local id (IPP), or the INS when there is none."""
-    source_patient_info: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    source_patient_info: tuple[NonEmptyText, ...] = ()
     """sourcePatientInfo lines, ``PID-5|DUPONT^Jean^^^^^L``, ``PID-7|19800101``, ``PID-8|M``."""
     repository_unique_id: Text | None = None
     """repositoryUniqueId: set by the repository (the DMP: ``1.2.250.1.213.4.1.1.1.2``); needed to retrieve."""
-    reference_ids: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    reference_ids: tuple[NonEmptyText, ...] = ()
     """referenceIdList (CXi values)."""
     extra_slots: tuple[Slot, ...] = ()
     """Slots this model has no field for (``URI``, ``documentAvailability`` …), kept as read."""
@@ -831,9 +836,9 @@ class SubmissionSet(BaseModel):
 
     entry_uuid: EntryId = SUBMISSION_SET_ID
     """entryUUID: ``SubmissionSet01`` in a deposit, ``urn:uuid:…`` in an answer."""
-    unique_id: Text = Field(min_length=1)
+    unique_id: NonEmptyText
     """uniqueId: an OID made once per logical deposit and reused on every retry."""
-    source_id: Text = Field(min_length=1)
+    source_id: NonEmptyText
     """sourceId: the sending system's root OID."""
     patient_id: Cx
     """patientId: the same as every entry's."""
@@ -847,7 +852,7 @@ class SubmissionSet(BaseModel):
     """title (``rim:Name``)."""
     comments: Text | None = None
     """comments (``rim:Description``)."""
-    intended_recipients: tuple[Annotated[Text, Field(min_length=1)], ...] = ()
+    intended_recipients: tuple[NonEmptyText, ...] = ()
     """intendedRecipient values (``XON|XCN`` or ``|XTN``), as XDM and XDR use them."""
     availability_status: Status | None = None
     """Set by the registry in answers."""
@@ -867,7 +872,7 @@ class Folder(BaseModel):
 
     entry_uuid: EntryId
     """entryUUID: ``Folder01`` in a submission."""
-    unique_id: Text = Field(min_length=1)
+    unique_id: NonEmptyText
     """uniqueId (an OID)."""
     patient_id: Cx
     """patientId."""
@@ -925,7 +930,7 @@ class Association(BaseModel):
     """targetObject: likewise."""
     submission_set_status: Annotated[SubmissionSetStatus | str, _known(SubmissionSetStatus)] | None = None
     """``SubmissionSetStatus`` slot of a HasMember from the submission set: ``Original`` in a deposit."""
-    previous_version: Annotated[Text, Field(min_length=1)] | None = None
+    previous_version: NonEmptyText | None = None
     """``PreviousVersion`` slot (ITI-57): the version the new entry version replaces."""
     original_status: Status | None = None
     """``OriginalStatus`` slot of an UpdateAvailabilityStatus association."""
