@@ -145,6 +145,15 @@ VENDOR_TESTS = textwrap.dedent(
         ]
 
 
+    def test_respx_insi_and_dmp_together(dmpc_respx_insi, dmpc_respx_dmp, dmpc_settings):
+        search = dmpc_respx_insi.found()
+        status = dmpc_respx_dmp.dmp_status()
+        with InsiClient(dmpc_settings) as insi, DmpClient(dmpc_settings) as dmp:
+            assert insi.search(ADRUN).found
+            assert dmp.test_existence(PATIENT).active
+        assert (search.call_count, status.call_count) == (1, 1)
+
+
     def test_respx_dmp_registry_failure_is_typed(dmpc_respx_dmp, dmpc_settings):
         route = dmpc_respx_dmp.registry_failure("XDSRegistryMetadataError", "metadonnees refusees")
         with DmpClient(dmpc_settings) as dmp, pytest.raises(DmpRegistryError) as info:
@@ -187,7 +196,7 @@ def test_a_vendor_suite_runs_on_the_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n")
     pytester.makepyfile(test_vendor=VENDOR_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(passed=12, skipped=2)
+    result.assert_outcomes(passed=13, skipped=2)
     result.stdout.fnmatch_lines(["*dmpc_respx_insi needs respx*", "*dmpc_mail_operator needs the sandbox extra*"])
 
 
