@@ -47,7 +47,7 @@ class Figure:
 
 
 def machine() -> dict[str, Any]:
-    """The machine the figures were measured on."""
+    """The machine the figures were measured on, and how busy it was (1-minute load average) when asked."""
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -62,6 +62,7 @@ def machine() -> dict[str, Any]:
         "cpu": model or platform.processor(),
         "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 

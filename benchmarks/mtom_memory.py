@@ -5,7 +5,7 @@ the multipart parser (as the transport does with an answer), and checks that the
 attachment came out intact while the Python heap never held more than a bounded
 amount — the chunks in flight and the spool threshold, not the document.
 
-    .venv/bin/python benchmarks/mtom_memory.py [--size-mib 64] [--max-peak-mib 24]
+    .venv/bin/python benchmarks/mtom_memory.py [--size-mib 64] [--max-peak-mib 24] [--json PATH]
 
 Exits 1 if the peak is over the target.
 """
@@ -21,6 +21,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from _bench import Figure, report
 from lxml import etree
 
 from dmp_connector.soap.envelope import Addressing, build_envelope, xop_include
@@ -62,9 +63,23 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=64)
     parser.add_argument("--max-peak-mib", type=float, default=24.0)
     parser.add_argument("--spool-threshold-mib", type=int, default=8)
+    parser.add_argument("--json", type=Path, help="also write the figure as JSON (benchmarks/run.py)")
     args = parser.parse_args()
     peak, elapsed, same = run(args.size_mib << 20, args.spool_threshold_mib << 20)
     rate = args.size_mib / elapsed
+    if args.json is not None:
+        figure = Figure(
+            benchmark=f"MTOM encode + parse of a {args.size_mib} MiB attachment: peak heap",
+            value=peak,
+            unit="MiB",
+            baseline=float(args.size_mib),
+            baseline_label="the attachment size",
+            ratio=peak / args.size_mib,
+            goal=f"≤ {args.max_peak_mib:g} MiB",
+            met=peak <= args.max_peak_mib and same,
+            extra={"seconds": round(elapsed, 2), "mib_per_s": round(rate), "intact": same},
+        )
+        report("MTOM memory (tracemalloc)", [figure], args.json)
     print(
         f"attachment {args.size_mib} MiB: peak heap {peak:.1f} MiB, {elapsed:.2f} s ({rate:.0f} MiB/s), intact={same}"
     )

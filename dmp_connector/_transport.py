@@ -489,6 +489,16 @@ class AsyncClient(BaseClient):
         await self.aclose()
 
 
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=5.0)
+"""The pool of the HTTP clients we create: every connection may stay open for the next call (5 s idle at most).
+
+httpx keeps only 20 idle connections by default. With more calls in flight — 32 concurrent
+deposits — the connections beyond 20 were closed as their answers came and opened again for the
+next calls: a mutual-TLS handshake each, and against a server with a short listen backlog a burst
+of new connections whose dropped SYNs cost a full second (the 1.2 s p95 of the deposit benchmark).
+"""
+
+
 def _http_options(settings: Settings) -> tuple[ssl.SSLContext, httpx.Timeout]:
     """The TLS context (always verifying) and timeouts of the HTTP client we create."""
     t = settings.timeouts
@@ -497,9 +507,9 @@ def _http_options(settings: Settings) -> tuple[ssl.SSLContext, httpx.Timeout]:
 
 def _sync_http(settings: Settings) -> httpx.Client:
     verify, timeout = _http_options(settings)
-    return httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
+    return httpx.Client(verify=verify, timeout=timeout, limits=_LIMITS, follow_redirects=False)
 
 
 def _async_http(settings: Settings) -> httpx.AsyncClient:
     verify, timeout = _http_options(settings)
-    return httpx.AsyncClient(verify=verify, timeout=timeout, follow_redirects=False)
+    return httpx.AsyncClient(verify=verify, timeout=timeout, limits=_LIMITS, follow_redirects=False)
