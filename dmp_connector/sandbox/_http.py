@@ -231,6 +231,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's backlog of 5 drops the SYNs of a burst of new connections (32 concurrent
+    # deposits), each then retried by the kernel a second later: a delay no real service shows.
+    request_queue_size = 128
 
     def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None) -> None:
         super().__init__(("127.0.0.1", 0), _RequestHandler)
