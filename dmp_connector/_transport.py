@@ -393,7 +393,7 @@ class Client(BaseClient):
             exc.attempts = number
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status or _status_of(exc))
             raise
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled attempt may have reached the service: it is audited too
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status)
             raise
         self._emit(prepared, attempt=number, started=started, error=None, http_status=status)
@@ -468,7 +468,7 @@ class AsyncClient(BaseClient):
             exc.attempts = number
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status or _status_of(exc))
             raise
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled attempt may have reached the service: it is audited too
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status)
             raise
         self._emit(prepared, attempt=number, started=started, error=None, http_status=status)

@@ -84,7 +84,7 @@ receives at DEBUG. That is the remote side, out of the SDK's hands (see docs/sec
 
 
 class _LeakCapture(logging.Handler):
-    """Writes what the scan reads; thread-safe (logging.Handler's lock), flushed at each line."""
+    """Writes what the scan reads, one JSON line per record; thread-safe (the handler's lock), closed at session end."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(level=logging.DEBUG)

@@ -274,13 +274,14 @@ class RetrievedDmpDocument(BaseModel):
 
 @dataclass
 class _DepositCall:
-    """What a deposit's outcome event needs, filled in as the call goes (the patient matricule is pseudonymised)."""
+    """What a deposit's outcome event needs, filled in as the call goes (the patient already pseudonymised)."""
 
     correlation_id: str = field(default_factory=new_message_id)
     """The call's id, also the ``wsa:MessageID`` of its ProvideAndRegister (every attempt shares it)."""
     timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     started: float = field(default_factory=time.monotonic)
     patient: str | None = None
+    """The patient's pseudonym (never the matricule: this object lives as long as the call)."""
     document_ids: tuple[str, ...] = ()
     result: DepositResult | None = None
 
@@ -360,7 +361,7 @@ class _DmpCore:
             correlation_id=call.correlation_id,
             attempt=attempts,
             actor=trail.actor,
-            patient=trail.pseudonymizer.patient(call.patient) if call.patient else None,
+            patient=call.patient,
             document_ids=call.document_ids,
             outcome=outcome,
             error_type=type(error).__name__ if error is not None else None,
@@ -450,7 +451,7 @@ class _DmpCore:
         call: _DepositCall,
     ) -> Flow[DepositResult]:
         ins = self._qualified(patient)
-        call.patient = ins.matricule
+        call.patient = self._trail.pseudonymizer.patient(ins.matricule)
         moment = submission_time or dt.datetime.now(dt.UTC)
 
         def prepare(target: str | None) -> PreparedDeposit:

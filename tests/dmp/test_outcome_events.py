@@ -112,3 +112,21 @@ def test_queries_leave_attempt_events_only(mode: str) -> None:
     sink = MemorySink()
     assert list(call(mode, "find_documents", PATIENT, audit=[sink])) == []
     assert [e.kind for e in sink.events] == [AuditEventKind.ATTEMPT]
+
+
+@respx.mock
+def test_an_interrupted_deposit_counts_the_attempt_it_sent() -> None:
+    sent: list[httpx.Request] = []
+
+    def interrupted(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        raise KeyboardInterrupt  # once the request was sent (respx takes no BaseException class)
+
+    respx.post(REPOSITORY).mock(side_effect=interrupted)
+    sink = MemorySink()
+    with pytest.raises(KeyboardInterrupt):
+        call("sync", "deposit", cda_document(), patient=PATIENT, audit=[sink])
+    assert len(sent) == 1
+    [final] = split(sink)[1]
+    assert (final.outcome, final.error_type) == (Outcome.FAILURE, "KeyboardInterrupt")
+    assert final.attempt == 1

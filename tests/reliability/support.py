@@ -8,7 +8,6 @@ is missing, whatever the client believed.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import threading
 from collections import Counter
@@ -16,23 +15,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from dmp_connector.audit import AuditEvent, AuditEventKind
-from dmp_connector.cda import ClinicalDocument, InstanceId, NonXmlBody, build
-from dmp_connector.codes import Code
+from dmp_connector.cda import InstanceId
 from dmp_connector.config import Settings
 from dmp_connector.ins import Identity
-from dmp_connector.sandbox import FaultMix, Handler, HttpRequest, HttpResponse, LoopbackServer
+from dmp_connector.sandbox import FaultKind, FaultMix, Handler, HttpRequest, HttpResponse, LoopbackServer
 from dmp_connector.sandbox.dmp import DEFAULT_DMP_PATIENTS, DmpFault, DmpSimulator, DmpStore
-from tests.cda.conftest import make_pdf
 from tests.conftest import PkiFiles
+from tests.dmp.client_support import cda_document
 from tests.dmp.test_sandbox_integration import ADRUN, Credentials
 from tests.dmp.test_sandbox_rules import PRACTICE
 from tests.dmp.test_sandbox_rules import settings as base_settings
 
-PARIS = ZoneInfo("Europe/Paris")
-CONSULTATION = Code.of("11488-4", "2.16.840.1.113883.6.1", "CR ou fiche de consultation ou de visite")
 PATIENT: Identity = ADRUN
 """ADRUN ZOE: an open DMP (deposits need no authorisation)."""
 PATIENT_KEY = DEFAULT_DMP_PATIENTS[0].key
@@ -45,26 +40,23 @@ def title(number: int) -> str:
     return f"Rapport fiabilité n° {number:04d}"
 
 
-def document(config: Settings, number: int, *, root: str = "1.2.250.1.999.77", generation: int = 0) -> bytes:
-    """A small PDF-body CDA for the patient; ``generation`` > 0 gives the same document a new uniqueId."""
-    unique_id = f"{root}.{number + 1}" if generation == 0 else f"{root}.{number + 1}.{generation}"
-    return build(
-        ClinicalDocument.from_settings(
-            config,
-            patient=PATIENT,
-            type_code=CONSULTATION,
-            title=title(number),
-            body=NonXmlBody(data=make_pdf(f"Rapport {number}")),
-            effective_time=dt.datetime(2024, 3, 12, 10, 30, tzinfo=PARIS),
-            service_start=dt.datetime(2024, 3, 12, 9, 45, tzinfo=PARIS),
-            service_end=dt.datetime(2024, 3, 12, 10, 15, tzinfo=PARIS),
-            practice_setting=PRACTICE,
-            document_id=InstanceId(root=unique_id),
-        )
+def document(number: int, *, root: str = "1.2.250.1.999.77", generation: int = 0) -> bytes:
+    """A small PDF-body CDA for the patient (:func:`~tests.dmp.client_support.cda_document`), titled by ``number``.
+
+    ``generation`` > 0 gives the same document a new uniqueId (what a non-idempotent batch does).
+    """
+    unique = unique_id(number, root=root) if generation == 0 else f"{unique_id(number, root=root)}.{generation}"
+    return cda_document(
+        f"Rapport {number}",
+        patient=PATIENT,
+        title=title(number),
+        practice_setting=PRACTICE,
+        document_id=InstanceId(root=unique),
     )
 
 
 def unique_id(number: int, *, root: str = "1.2.250.1.999.77") -> str:
+    """The uniqueId :func:`document` gives document ``number`` (first generation)."""
     return f"{root}.{number + 1}"
 
 
@@ -135,19 +127,39 @@ def outcomes(events: list[AuditEvent]) -> dict[str, list[AuditEvent]]:
 _MESSAGE_ID = re.compile(rb"<(?:\w+:)?MessageID[^>]*>([^<]+)<")
 
 
+def message_id(request: HttpRequest) -> str:
+    """The request's ``wsa:MessageID`` as it went on the wire (the audit's correlation id), or ""."""
+    match = _MESSAGE_ID.search(request.body)
+    return match.group(1).decode() if match else ""
+
+
+def service(request: HttpRequest) -> str:
+    """The DMP service a request was sent to: ``repository``, ``registry`` …"""
+    return request.path.rsplit("/", 1)[-1]
+
+
 @dataclass
 class FaultLog:
-    """Which calls a :class:`FaultMix` hit, by ``wsa:MessageID`` (the audit's correlation id)."""
+    """Which calls a :class:`FaultMix` hit, and every request the server received, by ``wsa:MessageID``."""
 
     hits: list[tuple[str, str, str]] = field(default_factory=list)
     """(kind, service path, message id) per fault."""
+    received: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Requests per (service path, message id), faulty or not, counted in front of the mix (:meth:`recording`)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def __call__(self, kind: str, request: HttpRequest) -> None:
-        match = _MESSAGE_ID.search(request.body)
-        self.hits.append((kind, request.path.rsplit("/", 1)[-1], match.group(1).decode() if match else ""))
+    def __call__(self, kind: FaultKind, request: HttpRequest) -> None:
+        self.hits.append((kind, service(request), message_id(request)))
 
-    def message_ids(self, kind: str, service: str) -> set[str]:
-        return {mid for k, path, mid in self.hits if k == kind and path == service}
+    def recording(self, handler: Handler) -> Handler:
+        """``handler`` with every request counted in :attr:`received` first (the server answers in many threads)."""
+
+        def record(request: HttpRequest) -> HttpResponse:
+            with self._lock:
+                self.received[(service(request), message_id(request))] += 1
+            return handler(request)
+
+        return record
 
 
 def sandbox_settings(server: LoopbackServer, credentials: Credentials, **overrides: object) -> Settings:
@@ -168,7 +180,7 @@ def served(
     mix = FaultMix(simulator, on_fault=log, **mix_options)  # type: ignore[arg-type]
     try:
         with simulator.serve(
-            pki_files.pki, workdir=workdir, handler=mix, server_certificate=pki_files.server
+            pki_files.pki, workdir=workdir, handler=log.recording(mix), server_certificate=pki_files.server
         ) as server:
             yield simulator, mix, log, server
     finally:
@@ -189,6 +201,8 @@ class HoldDeposit:
         self.deposits = 0
         self.holding = threading.Event()
         self.release = threading.Event()
+        self.held: HttpRequest | None = None
+        """The request whose answer is held (then dropped): its ``wsa:MessageID`` is the lost call's."""
         self._lock = threading.Lock()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -199,6 +213,7 @@ class HoldDeposit:
             if held:
                 entry = DmpFault.drop_after_processing().entry(self.handler)
                 answer = entry if isinstance(entry, HttpResponse) else entry(request)
+                self.held = request
                 self.holding.set()
                 self.release.wait(timeout=60)
                 return answer

@@ -53,7 +53,7 @@ def test_a_thousand_deposits_under_faults_are_each_stored_exactly_once(
     sink = MemorySink()
     with served(pki_files, tmp_path, MIX) as (simulator, mix, log, server):
         config = sandbox_settings(server, credentials, retry=PATIENCE)
-        documents = [document(config, n) for n in range(COUNT)]
+        documents = [document(n) for n in range(COUNT)]
 
         async def deposit_all() -> list[DepositResult | BaseException]:
             async with AsyncDmpClient(config, signer=credentials.signer, audit=[sink]) as client:
@@ -96,9 +96,10 @@ def test_a_thousand_deposits_under_faults_are_each_stored_exactly_once(
     assert {e.outcome for e in finals.values()} <= {Outcome.SUCCESS, Outcome.ALREADY_DONE}
     assert {e.patient for e in finals.values()} == {Pseudonymizer().patient(PATIENT.ins.matricule)}  # type: ignore[union-attr]
     attempts = [e for e in sink.events if e.kind is AuditEventKind.ATTEMPT]
-    assert len(attempts) == counts.requests  # every request the server saw is in the audit trail
-    per_call = Counter(e.correlation_id for e in attempts)
-    assert all(per_call[e.correlation_id] == e.attempt for e in finals.values())
+    assert sum(log.received.values()) == counts.requests == len(attempts)  # every request is in the audit
+    assert Counter(e.correlation_id for e in attempts) == Counter({mid: n for (_, mid), n in log.received.items()})
+    # Each outcome counts the deposit requests that reached the server under its correlation id.
+    assert all(e.attempt == log.received[("repository", e.correlation_id)] for e in finals.values())
     assert sum(e.outcome is Outcome.FAILURE for e in attempts) == counts.drop_after_processing + counts.unavailable
 
     # They agree: replayed = exactly the documents whose deposit answer was dropped after storing.
@@ -132,7 +133,7 @@ def _control(pki_files: PkiFiles, *, rebuild_on_failure: bool) -> tuple[DmpSimul
         for number in range(CONTROL_COUNT):
             for generation in range(3 if rebuild_on_failure else 1):
                 try:
-                    client.deposit(document(config, number, generation=generation), patient=PATIENT)
+                    client.deposit(document(number, generation=generation), patient=PATIENT)
                 except DmpConnectorError:
                     continue
                 break

@@ -46,7 +46,6 @@ from tests.signature.test_vihf import INS_CX, make_settings
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 DS = "http://www.w3.org/2000/09/xmldsig#"
 NS = {"saml": SAML, "ds": DS}
-NOW = dt.datetime.now(dt.UTC)
 PATIENT = Identity(traits=DEFAULT_DMP_PATIENTS[0].traits, ins=DEFAULT_DMP_PATIENTS[0].ins, status=IdentityStatus.QUAL)
 
 
@@ -181,19 +180,22 @@ def test_a_forged_assertion_signed_by_another_ca_is_untrusted(keys: Keys) -> Non
 def test_an_assertion_without_conditions_is_not_valid_forever(keys: Keys) -> None:
     data = vihf_bytes(keys)
     assert b"<Conditions" not in data  # the default: no validity window
-    assert verify_vihf(data, trusted=keys.trusted, now=NOW + dt.timedelta(minutes=30))
-    error = refused("expired_assertion", data, keys, now=NOW + UNBOUNDED_VIHF_MAX_AGE + dt.timedelta(minutes=10))
+    # Times from the signed IssueInstant, not from the module's import: the suite may reach this test minutes later.
+    issued = verify_vihf(data, trusted=keys.trusted).issue_instant
+    assert verify_vihf(data, trusted=keys.trusted, now=issued + dt.timedelta(minutes=30))
+    error = refused("expired_assertion", data, keys, now=issued + UNBOUNDED_VIHF_MAX_AGE + dt.timedelta(minutes=10))
     assert "older than" in error.message
     # An explicit bound still wins, either way.
-    assert verify_vihf(data, trusted=keys.trusted, now=NOW + dt.timedelta(hours=3), max_age=dt.timedelta(hours=4))
+    assert verify_vihf(data, trusted=keys.trusted, now=issued + dt.timedelta(hours=3), max_age=dt.timedelta(hours=4))
 
 
 def test_an_assertion_with_a_window_is_held_to_it_not_to_the_default(keys: Keys) -> None:
     bounded = to_bytes(
         build_vihf(make_settings(vihf_validity_seconds=4 * 3600), keys.signer, VihfRequest(patient_resource_id=INS_CX))
     )
-    assert verify_vihf(bounded, trusted=keys.trusted, now=NOW + dt.timedelta(hours=3))
-    refused("expired_assertion", bounded, keys, now=NOW + dt.timedelta(hours=5))
+    issued = verify_vihf(bounded, trusted=keys.trusted).issue_instant
+    assert verify_vihf(bounded, trusted=keys.trusted, now=issued + dt.timedelta(hours=3))
+    refused("expired_assertion", bounded, keys, now=issued + dt.timedelta(hours=5))
 
 
 # --------------------------------------------------------------------------- end to end: the DMP refuses it
