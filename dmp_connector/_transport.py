@@ -12,6 +12,7 @@ inside the retry loop. httpx exceptions are translated here, chained with ``from
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from abc import ABC, abstractmethod
@@ -436,8 +437,12 @@ class AsyncClient(BaseClient):
             raise
 
     async def send(self, operation: Operation[T]) -> T:
-        """Send one operation, retrying it if it is safe to repeat, and return its result."""
-        prepared = self._prepare(operation)
+        """Send one operation, retrying it if it is safe to repeat, and return its result.
+
+        The request is built in a worker thread: building signs it (the VIHF), which takes a smart
+        card its time and must not stall the event loop.
+        """
+        prepared = await asyncio.to_thread(self._prepare, operation)
         result: object = None
         async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(operation)):  # type: ignore[arg-type]
             with attempt:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from cryptography import x509
 
 from dmp_connector.audit import MemorySink
 from dmp_connector.cda import extract_metadata
@@ -50,7 +53,7 @@ from dmp_connector.errors import (
     MalformedResponseError,
     ValidationError,
 )
-from dmp_connector.signature import AccessMode
+from dmp_connector.signature import AccessMode, SignatureAlgorithm
 from dmp_connector.signature import vihf as vihf_module
 from dmp_connector.soap import Attachment
 from dmp_connector.xds import (
@@ -186,6 +189,44 @@ def test_deposit_sends_a_signed_mtom_submission_with_a_vihf(mode: str) -> None:
     assert event.service == "dmp" and event.patient is not None and event.patient.startswith("hmac-sha256:")
     assert INS_TEST.matricule not in event.model_dump_json()
     assert event.document_ids == (result.document_unique_id, result.signature_unique_id)
+
+
+class _ThreadRecordingSigner:
+    """The test signer, noting which thread each signature is made in (a card would block it for its PIN)."""
+
+    def __init__(self) -> None:
+        self._inner = signer()
+        self.threads: list[int] = []
+
+    def sign(self, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+        self.threads.append(threading.get_ident())
+        return self._inner.sign(data, algorithm)
+
+    def certificate_chain(self) -> Sequence[x509.Certificate]:
+        return self._inner.certificate_chain()
+
+
+@respx.mock
+def test_the_async_client_prepares_and_signs_a_deposit_off_the_event_loop() -> None:
+    respx.post(url(DmpService.REPOSITORY)).mock(return_value=soap_response(registry()))
+    recording = _ThreadRecordingSigner()
+
+    async def run() -> int:
+        async with AsyncDmpClient(SETTINGS, signer=recording) as client:
+            await client.deposit(cda_document(), patient=PATIENT)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(run())
+    assert recording.threads and loop_thread not in recording.threads
+
+
+@respx.mock
+def test_the_sync_client_signs_in_the_calling_thread() -> None:
+    respx.post(url(DmpService.REPOSITORY)).mock(return_value=soap_response(registry()))
+    recording = _ThreadRecordingSigner()
+    with DmpClient(SETTINGS, signer=recording) as client:
+        client.deposit(cda_document(), patient=PATIENT)
+    assert recording.threads and set(recording.threads) == {threading.get_ident()}
 
 
 @MODES
