@@ -418,6 +418,11 @@ class Client(BaseClient):
 class AsyncClient(BaseClient):
     """Asynchronous twin of :class:`Client`, same constructor and behaviour."""
 
+    build_in_thread: bool = True
+    """Build (and sign) each request in a worker thread, so that a signer waiting on a smart card or an
+    HSM does not stall the event loop. A client whose signing is quick and in memory (a
+    :class:`~dmp_connector.FileSigner`) may turn it off: the thread hop costs more than it saves."""
+
     def __init__(
         self,
         settings: Settings,
@@ -439,10 +444,13 @@ class AsyncClient(BaseClient):
     async def send(self, operation: Operation[T]) -> T:
         """Send one operation, retrying it if it is safe to repeat, and return its result.
 
-        The request is built in a worker thread: building signs it (the VIHF), which takes a smart
-        card its time and must not stall the event loop.
+        The request is built in a worker thread (see :attr:`build_in_thread`): building signs it
+        (the VIHF), which takes a smart card its time and must not stall the event loop.
         """
-        prepared = await asyncio.to_thread(self._prepare, operation)
+        if self.build_in_thread:
+            prepared = await asyncio.to_thread(self._prepare, operation)
+        else:
+            prepared = self._prepare(operation)
         result: object = None
         async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(operation)):  # type: ignore[arg-type]
             with attempt:

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dmp_connector._audit_trail import AuditTrail
 from dmp_connector._transport import AsyncClient, Client, Operation
 from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, AuditSink, Outcome, endpoint_of
-from dmp_connector.cda import ClinicalDocument
+from dmp_connector.cda import ClinicalDocument, NonXmlBody
 from dmp_connector.codes import Code
 from dmp_connector.config import DmpService, Settings
 from dmp_connector.errors import (
@@ -138,6 +138,22 @@ class _Blocking:
     """
 
     job: Callable[[], Any]
+
+
+_HEAVY_DOCUMENT: Final = 1 << 20
+"""From this size on, preparing a deposit (digest, base64, MTOM) is worth a worker thread in the async client."""
+
+
+def _signs_quickly(signer: Signer) -> bool:
+    """An in-memory key signs in about a millisecond; any other signer (card, HSM, service) may wait."""
+    return isinstance(signer, FileSigner)
+
+
+def _size_of(document: bytes | ClinicalDocument) -> int:
+    if isinstance(document, bytes):
+        return len(document)
+    body = document.body
+    return len(body.data) if isinstance(body, NonXmlBody) else 0
 
 
 Flow = Generator[Operation[Any] | _Blocking, Any, R]
@@ -485,7 +501,10 @@ class _DmpCore:
         if replaces is not None and target is None:
             current = yield from self._current_entry(ins, replaces, _NORMAL)
             target = current.entry_uuid
-        prepared: PreparedDeposit = yield _Blocking(functools.partial(prepare, target))
+        if _signs_quickly(self._signer) and _size_of(document) < _HEAVY_DOCUMENT:
+            prepared = prepare(target)
+        else:
+            prepared = yield _Blocking(functools.partial(prepare, target))
         call.document_ids = (prepared.ids.document, prepared.ids.signature)
         response: RegistryResponse = yield _IdentifiedDeposit(
             prepared, security=self._vihf(ins), message_id=call.correlation_id
@@ -1136,6 +1155,7 @@ class AsyncDmpClient(_DmpCore):
     ) -> None:
         super().__init__(settings, signer)
         self._client = AsyncClient(settings, http_client=cast(Any, http_client), audit=audit, retry=retry)
+        self._client.build_in_thread = not _signs_quickly(self._signer)
         self._trail = self._client._trail
 
     async def _run(self, flow: Flow[R]) -> R:

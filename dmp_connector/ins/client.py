@@ -226,6 +226,8 @@ class AsyncInsiClient(_InsiBase):
     ) -> None:
         super().__init__(settings, assertion_provider)
         self._client = AsyncClient(settings, http_client=cast(Any, http_client), audit=audit, retry=retry)
+        # Nothing to sign without an assertion provider (mutual TLS); a provider may wait on a card.
+        self._client.build_in_thread = assertion_provider is not None
 
     @property
     def audit(self) -> AuditDispatcher:

@@ -16,7 +16,7 @@ import respx
 from cryptography import x509
 
 from dmp_connector.audit import MemorySink
-from dmp_connector.cda import extract_metadata
+from dmp_connector.cda import NonXmlBody, extract_metadata
 from dmp_connector.codes import Code
 from dmp_connector.config import DmpService, Settings
 from dmp_connector.dmp import _td
@@ -53,7 +53,7 @@ from dmp_connector.errors import (
     MalformedResponseError,
     ValidationError,
 )
-from dmp_connector.signature import AccessMode, SignatureAlgorithm
+from dmp_connector.signature import AccessMode, FileSigner, SignatureAlgorithm
 from dmp_connector.signature import vihf as vihf_module
 from dmp_connector.soap import Attachment
 from dmp_connector.xds import (
@@ -73,6 +73,7 @@ from dmp_connector.xds import (
     parse_submit_objects_request,
 )
 from dmp_connector.xds.ebrim import RetrievedDocument, RetrieveDocumentSetResponse, build_retrieve_document_set_response
+from tests.cda.conftest import make_pdf
 from tests.dmp.client_support import (
     INS_TEST,
     OTHER,
@@ -218,6 +219,40 @@ def test_the_async_client_prepares_and_signs_a_deposit_off_the_event_loop() -> N
 
     loop_thread = asyncio.run(run())
     assert recording.threads and loop_thread not in recording.threads
+
+
+class _ThreadRecordingFileSigner(FileSigner):
+    """An in-memory key, noting which thread signs the submission set and which the VIHF."""
+
+    def __init__(self) -> None:
+        inner = signer()
+        super().__init__(inner.certificate_chain(), inner._key)
+        self.deposit_threads: list[int] = []
+        self.vihf_threads: list[int] = []
+
+    def sign(self, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+        (self.deposit_threads if b"IHEManifest" in data else self.vihf_threads).append(threading.get_ident())
+        return super().sign(data, algorithm)
+
+
+@pytest.mark.parametrize("pdf_size", [1_000, 1_500_000])
+@respx.mock
+def test_the_async_client_keeps_a_quick_in_memory_signature_on_the_loop_unless_the_document_is_large(
+    pdf_size: int,
+) -> None:
+    respx.post(url(DmpService.REPOSITORY)).mock(return_value=soap_response(registry()))
+    recording = _ThreadRecordingFileSigner()
+    document = cda_document(body=NonXmlBody(data=make_pdf("Compte rendu", padding=pdf_size)))
+
+    async def run() -> int:
+        async with AsyncDmpClient(SETTINGS, signer=recording) as client:
+            await client.deposit(document, patient=PATIENT)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(run())
+    assert recording.vihf_threads == [loop_thread]
+    assert len(recording.deposit_threads) == 1
+    assert (recording.deposit_threads[0] == loop_thread) is (pdf_size < 1 << 20)
 
 
 @respx.mock
