@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Figure", "machine", "peak_rss_mib", "percentile", "report", "rss_mib", "timed"]
+__all__ = ["Figure", "machine", "peak_rss_mib", "percentile", "report", "reset_peak_rss", "rss_mib", "timed"]
 
 
 @dataclass
@@ -81,6 +81,18 @@ def rss_mib() -> float:
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, in MiB (Linux ``VmHWM``)."""
     return _status_kib("VmHWM") / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS (``VmHWM``) to the current RSS (Linux ≥ 4.0); False when the kernel refuses.
+
+    So that what an earlier step of the same process peaked at does not hide the step measured.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def percentile(samples: Sequence[float], p: float) -> float:

@@ -35,7 +35,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from _bench import Figure, peak_rss_mib, report, rss_mib
+from _bench import Figure, peak_rss_mib, report, reset_peak_rss, rss_mib
 from _sandbox import make_pdf, pdf_report, sandbox_process
 
 from dmp_connector import DmpClient
@@ -43,21 +43,12 @@ from dmp_connector import DmpClient
 _MIB = 1 << 20
 
 
-def _reset_peak() -> bool:
-    """Reset ``VmHWM`` to the current RSS (Linux ≥ 4.0); False when the kernel refuses."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def child(pdf_path: Path, trace: bool) -> dict[str, float]:
     """One measurement in this (fresh) process; see the module docstring."""
     with sandbox_process() as sandbox, DmpClient(sandbox.settings, signer=sandbox.signer) as client:
         client.deposit(pdf_report(sandbox.settings, sandbox.patient, make_pdf(20_000)), patient=sandbox.patient)
         gc.collect()
-        reset = _reset_peak()
+        reset = reset_peak_rss()
         before = rss_mib()
         if trace:
             tracemalloc.start()

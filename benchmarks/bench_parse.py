@@ -49,7 +49,7 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-from _bench import Figure, peak_rss_mib, report, rss_mib, timed
+from _bench import Figure, peak_rss_mib, report, reset_peak_rss, rss_mib, timed
 from lxml import etree
 
 from dmp_connector.codes import Code
@@ -257,15 +257,6 @@ def _trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False when the kernel does not allow it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def memory_child(mode: str, path: str) -> dict[str, float]:
     """Run in a child: parse the reply at ``path`` one way and say what it cost in memory."""
     data = Path(path).read_bytes()
@@ -276,7 +267,7 @@ def memory_child(mode: str, path: str) -> dict[str, float]:
     del warm
     gc.collect()
     _trim()
-    reset = _reset_peak()
+    reset = reset_peak_rss()
     before = rss_mib()
     tracemalloc.start()
     result = job()

@@ -8,39 +8,19 @@ to end over loopback mutual TLS.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build, parse
-from dmp_connector.sandbox.dmp import DmpSimulator
 from tests.cda.conftest import make_pdf
-from tests.conftest import PkiFiles
 
 from .test_sandbox_integration import (
     ADRUN,
     MODES,
-    Credentials,
     Dmp,
     Sandbox,
-    organisation_credentials,
     pdf_document,
     run,
-    serve,
 )
-
-
-@pytest.fixture(scope="module")
-def credentials(pki_files: PkiFiles, tmp_path_factory: pytest.TempPathFactory) -> Credentials:
-    return organisation_credentials(pki_files.pki, tmp_path_factory)
-
-
-@pytest.fixture
-def sandbox(pki_files: PkiFiles, credentials: Credentials, tmp_path: Path) -> Iterator[Sandbox]:
-    with serve(pki_files, credentials, tmp_path, DmpSimulator(trusted=[pki_files.pki.ca.certificate])) as served:
-        yield served
-
 
 _PDF = make_pdf("Imagerie volumineuse", padding=9 * 1024 * 1024)
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -22,35 +20,19 @@ from dmp_connector.config import Timeouts
 from dmp_connector.dmp.errors import DmpServiceError
 from dmp_connector.errors import HttpStatusError, MalformedResponseError, ProtocolError
 from dmp_connector.sandbox import FaultCounts, FaultMix, HttpRequest, HttpResponse
-from dmp_connector.sandbox.dmp import AuthorisationRecord, DmpFault, DmpSimulator
+from dmp_connector.sandbox.dmp import AuthorisationRecord, DmpFault
 from dmp_connector.xds import RegistryErrorCode, parse_registry_response
 from dmp_connector.xml import parse_xml
-from tests.conftest import PkiFiles
 
 from .test_sandbox_integration import (
     ADRUN,
     MODES,
-    Credentials,
     Dmp,
     Sandbox,
-    organisation_credentials,
     pdf_document,
     run,
-    serve,
 )
 from .test_sandbox_rules import ADRUN as ADRUN_RECORD
-
-
-@pytest.fixture(scope="module")
-def credentials(pki_files: PkiFiles, tmp_path_factory: pytest.TempPathFactory) -> Credentials:
-    return organisation_credentials(pki_files.pki, tmp_path_factory)
-
-
-@pytest.fixture
-def sandbox(pki_files: PkiFiles, credentials: Credentials, tmp_path: Path) -> Iterator[Sandbox]:
-    simulator = DmpSimulator(trusted=[pki_files.pki.ca.certificate])
-    with serve(pki_files, credentials, tmp_path, simulator) as served:
-        yield served
 
 
 def queue(sandbox: Sandbox, *faults: DmpFault) -> None:

@@ -80,11 +80,6 @@ def organisation_credentials(pki: TestPki, tmp_path_factory: pytest.TempPathFact
     return Credentials(TlsCredentials(cert_file=cert, key_file=key, ca_bundle=ca), organisation_signer(pki))
 
 
-@pytest.fixture(scope="module")
-def credentials(pki_files: PkiFiles, tmp_path_factory: pytest.TempPathFactory) -> Credentials:
-    return organisation_credentials(pki_files.pki, tmp_path_factory)
-
-
 @dataclass
 class Sandbox:
     """A simulator served on loopback, and settings pointing at it."""
@@ -109,12 +104,6 @@ def serve(pki_files: PkiFiles, credentials: Credentials, workdir: Path, simulato
     script = ScriptedHandler(simulator)
     with simulator.serve(pki_files.pki, workdir=workdir, handler=script, server_certificate=pki_files.server) as server:
         yield Sandbox(simulator, script, server, credentials)
-
-
-@pytest.fixture
-def sandbox(pki_files: PkiFiles, credentials: Credentials, tmp_path: Path) -> Iterator[Sandbox]:
-    with serve(pki_files, credentials, tmp_path, DmpSimulator(trusted=[pki_files.pki.ca.certificate])) as served:
-        yield served
 
 
 class Dmp:
