@@ -11,9 +11,18 @@ from collections.abc import Iterable
 
 from .audit import AuditActor, AuditDispatcher, AuditSink, JsonLinesSink, LoggingSink, Pseudonymizer
 from .config import Settings
-from .errors import ConfigurationError
+from .errors import ConfigurationError, HttpStatusError, ServiceError, SoapFaultError
 
-__all__ = ["AuditTrail"]
+__all__ = ["AuditTrail", "error_code_of"]
+
+
+def error_code_of(error: BaseException | None) -> str | None:
+    """The code an audit event records for ``error``: the service's or SOAP fault's code, else the HTTP status."""
+    if isinstance(error, (ServiceError, SoapFaultError)):
+        return error.code
+    if isinstance(error, HttpStatusError):
+        return str(error.status_code)
+    return None
 
 
 class AuditTrail:

@@ -28,7 +28,7 @@ from typing import Any, Self
 import httpx
 import tenacity
 
-from ._audit_trail import AuditTrail
+from ._audit_trail import AuditTrail, error_code_of
 from ._tls import build_ssl_context, ssl_cause
 from .audit import (
     AuditEvent,
@@ -159,7 +159,7 @@ class _RestBase:
                 actor=self._actor,
                 outcome=Outcome.SUCCESS if error is None else Outcome.FAILURE,
                 error_type=type(error).__name__ if error is not None else None,
-                error_code=str(error.status_code) if isinstance(error, HttpStatusError) else None,
+                error_code=error_code_of(error),
                 http_status=status,
                 duration_ms=duration * 1000.0,
             )

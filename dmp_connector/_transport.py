@@ -26,7 +26,7 @@ import httpx
 import tenacity
 from lxml import etree
 
-from ._audit_trail import AuditTrail
+from ._audit_trail import AuditTrail, error_code_of
 from ._tls import build_ssl_context, ssl_cause
 from .audit import (
     AuditEvent,
@@ -41,7 +41,6 @@ from .errors import (
     HttpStatusError,
     MalformedResponseError,
     RequestTimeout,
-    ServiceError,
     SoapFaultError,
     TlsError,
     TransportError,
@@ -282,11 +281,6 @@ class BaseClient:
         error: BaseException | None,
         http_status: int | None,
     ) -> None:
-        code: str | None = None
-        if isinstance(error, (ServiceError, SoapFaultError)):
-            code = error.code
-        elif isinstance(error, HttpStatusError):
-            code = str(error.status_code)
         duration = time.monotonic() - started
         event = AuditEvent(
             timestamp=datetime.now(UTC) - timedelta(seconds=duration),
@@ -300,7 +294,7 @@ class BaseClient:
             document_ids=prepared.document_ids,
             outcome=Outcome.SUCCESS if error is None else Outcome.FAILURE,
             error_type=type(error).__name__ if error is not None else None,
-            error_code=code,
+            error_code=error_code_of(error),
             http_status=http_status,
             duration_ms=duration * 1000.0,
         )

@@ -35,7 +35,7 @@ from typing import Any, Final, Literal, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dmp_connector._audit_trail import AuditTrail
+from dmp_connector._audit_trail import AuditTrail, error_code_of
 from dmp_connector._transport import AsyncClient, Client, Operation
 from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, AuditSink, Outcome, endpoint_of
 from dmp_connector.cda import ClinicalDocument, NonXmlBody
@@ -45,8 +45,6 @@ from dmp_connector.errors import (
     DmpConnectorError,
     HttpStatusError,
     MalformedResponseError,
-    ServiceError,
-    SoapFaultError,
     ValidationError,
 )
 from dmp_connector.ins import INS, Identity
@@ -329,14 +327,6 @@ class _IdentifiedDeposit(ProvideAndRegister):
         return self._message_id
 
 
-def _error_code(error: BaseException) -> str | None:
-    if isinstance(error, (ServiceError, SoapFaultError)):
-        return error.code
-    if isinstance(error, HttpStatusError):
-        return str(error.status_code)
-    return None
-
-
 class _DmpCore:
     """Everything the two clients share without I/O: checks, VIHFs, and every method's flow."""
 
@@ -396,7 +386,7 @@ class _DmpCore:
             document_ids=call.document_ids,
             outcome=outcome,
             error_type=type(error).__name__ if error is not None else None,
-            error_code=_error_code(error) if error is not None else None,
+            error_code=error_code_of(error),
             http_status=error.status_code if isinstance(error, HttpStatusError) else None,
             duration_ms=(time.monotonic() - call.started) * 1000.0,
         )

@@ -33,7 +33,7 @@ from typing import Self, TypeVar
 
 import tenacity
 
-from dmp_connector._audit_trail import AuditTrail
+from dmp_connector._audit_trail import AuditTrail, error_code_of
 from dmp_connector.audit import (
     AuditEvent,
     AuditSink,
@@ -41,7 +41,7 @@ from dmp_connector.audit import (
     endpoint_of,
 )
 from dmp_connector.config import MssanteAuthMode, Settings
-from dmp_connector.errors import ConfigurationError, DmpConnectorError, ServiceError, ValidationError
+from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
 from dmp_connector.retries import RetryPolicy, tenacity_kwargs
 
 from ._imap import ImapSession
@@ -264,7 +264,7 @@ class _MailBase:
                 document_ids=document_ids,
                 outcome=Outcome.SUCCESS if error is None else Outcome.FAILURE,
                 error_type=type(error).__name__ if error is not None else None,
-                error_code=error.code if isinstance(error, ServiceError) else None,
+                error_code=error_code_of(error),
                 duration_ms=duration * 1000.0,
             )
         )
