@@ -21,7 +21,6 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import pytest
 
 from dmp_connector.audit import AuditEventKind, MemorySink, Outcome, Pseudonymizer
 from dmp_connector.dmp.client import AsyncDmpClient, DepositResult, DmpClient
@@ -30,7 +29,7 @@ from dmp_connector.retries import RetryPolicy
 from dmp_connector.sandbox import FaultMix, as_transport
 from dmp_connector.sandbox.dmp import DmpSimulator
 from tests.conftest import PkiFiles
-from tests.dmp.test_sandbox_integration import Credentials, organisation_credentials
+from tests.dmp.test_sandbox_integration import Credentials
 from tests.dmp.test_sandbox_rules import organisation_signer
 from tests.dmp.test_sandbox_rules import settings as base_settings
 
@@ -40,11 +39,6 @@ COUNT = 1000
 CONCURRENCY = 8
 PATIENCE = RetryPolicy(max_attempts=10, initial_delay=0.001, max_delay=0.004, jitter=0.0)
 MIX = {"drop_after_processing": 0.10, "unavailable": 0.05, "latency": (0.0, 0.004), "seed": 20261125}
-
-
-@pytest.fixture(scope="module")
-def credentials(pki_files: PkiFiles, tmp_path_factory: pytest.TempPathFactory) -> Credentials:
-    return organisation_credentials(pki_files.pki, tmp_path_factory)
 
 
 def test_a_thousand_deposits_under_faults_are_each_stored_exactly_once(

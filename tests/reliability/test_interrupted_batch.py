@@ -32,7 +32,7 @@ from dmp_connector.dmp.client import AsyncDmpClient, DepositResult
 from dmp_connector.sandbox import LoopbackServer
 from dmp_connector.sandbox.dmp import DmpSimulator
 from tests.conftest import PkiFiles
-from tests.dmp.test_sandbox_integration import Credentials, organisation_credentials
+from tests.dmp.test_sandbox_integration import Credentials
 from tests.dmp.test_sandbox_rules import STRUCTURE
 
 from .support import PATIENT, Census, HoldDeposit, census, document, message_id, outcomes, sandbox_settings, unique_id
@@ -85,11 +85,6 @@ initial_delay = 0.01
 max_delay = 0.02
 jitter = 0.0
 """
-
-
-@pytest.fixture(scope="module")
-def credentials(pki_files: PkiFiles, tmp_path_factory: pytest.TempPathFactory) -> Credentials:
-    return organisation_credentials(pki_files.pki, tmp_path_factory)
 
 
 @contextmanager
