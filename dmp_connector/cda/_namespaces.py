@@ -24,6 +24,7 @@ __all__ = [
     "NSMAP",
     "SDTC",
     "XSI",
+    "copy_element",
     "fragment_text",
     "hl7",
     "local_name",
@@ -82,6 +83,34 @@ def fragment_text(element: etree._Element) -> str:
     root = _copy(element, None, declared, hl7_prefixes)
     etree.cleanup_namespaces(root, keep_ns_prefixes=sorted(_type_prefixes(root)) or None)
     return etree.tostring(root, encoding="unicode", with_tail=False)
+
+
+def copy_element(element: etree._Element) -> etree._Element:
+    """A deep copy of a read element, with its tail, ready to go into a document we write.
+
+    A self-presenting document writes the CDA namespace with a prefix (``c:``), and
+    ``xsi:type="c:CD"`` names that prefix in a value, which lxml does not see when it
+    moves the copy into a tree where the CDA namespace is the default one. Such a subtree
+    is rewritten as :func:`fragment_text` does (CDA names unprefixed, ``xsi:type`` values
+    following); any other is copied as it is.
+    """
+    prefixed = any(prefix is not None and uri == HL7 for prefix, uri in element.nsmap.items()) or any(
+        node.prefix is not None and isinstance(node.tag, str) and node.tag.startswith(f"{{{HL7}}}")
+        for node in element.iter()
+    )
+    if not prefixed:
+        return copy.deepcopy(element)
+    hl7_prefixes = {prefix for node in element.iter() for prefix, uri in node.nsmap.items() if uri == HL7}
+    others: dict[str | None, str] = {}
+    for node in element.iter():
+        for prefix, uri in node.nsmap.items():
+            if uri != HL7 and prefix is not None:
+                others.setdefault(prefix, uri)
+    declared: dict[str | None, str] = {None: HL7, **dict(sorted(others.items(), key=lambda item: item[0] or ""))}
+    out = _copy(element, None, declared, hl7_prefixes)
+    etree.cleanup_namespaces(out, keep_ns_prefixes=sorted(_type_prefixes(out)) or None)
+    out.tail = element.tail
+    return out
 
 
 def _type_prefixes(root: etree._Element) -> set[str]:

@@ -22,19 +22,24 @@ and nothing else of that size (``benchmarks/cda_pdf_memory.py`` checks it)::
 from __future__ import annotations
 
 import binascii
+import functools
 import io
+import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
-from typing import IO, Final
+from functools import partial
+from typing import IO, Final, cast
 
+import pydantic
 from lxml import etree
 
 from dmp_connector.codes import Code
 from dmp_connector.errors import ValidationError
 from dmp_connector.ins import Identity, Sex
 
-from ._namespaces import NSMAP, XSI, hl7, new_root
+from ._namespaces import HL7, NSMAP, XSI, hl7, new_root
+from ._patch import PARTS, changed_parts, kept, patch
 from .model import (
     CISIS_TEMPLATE,
     GENDER_SYSTEM,
@@ -47,6 +52,8 @@ from .model import (
     Author,
     ClinicalDocument,
     Encounter,
+    Entry,
+    HealthCareFacility,
     InformationRecipient,
     InstanceId,
     LegalAuthenticator,
@@ -62,7 +69,10 @@ from .model import (
     ServiceEvent,
     StructuredBody,
     Telecom,
+    _Model,
+    _reading,
 )
+from .parse import Base64Layout
 
 __all__ = ["build", "problems", "to_element", "write"]
 
@@ -147,6 +157,8 @@ _TYPE_ID_EXTENSION: Final = "POCD_HD000040"
 _GENDER: Final = {Sex.M: ("M", "Masculin"), Sex.F: ("F", "Féminin"), Sex.I: ("UN", "Inconnu")}
 _B64_SLICE: Final = 3 * 256 * 1024  # a multiple of 3, so that slices encode without padding in between
 _N1_TEMPLATES: Final = frozenset({HL7_FRANCE_TEMPLATE, CISIS_TEMPLATE, XDS_SD_TEMPLATE})
+_log = logging.getLogger("dmp_connector.cda")
+_DEFAULT_NS: Final = cast("dict[str, str]", {None: HL7})  # lxml-stubs type nsmap keys as str
 
 
 # --------------------------------------------------------------------------- public
@@ -178,7 +190,14 @@ def write(document: ClinicalDocument, stream: IO[bytes]) -> None:
     head, found, tail = etree.tostring(root, encoding="UTF-8", xml_declaration=True).partition(marker.encode())
     assert found and marker.encode() not in tail, "the PDF marker must occur once in the serialized header"
     stream.write(head)
-    _write_base64(document.body.data, stream)
+    layout = _layout(document.body)
+    if isinstance(layout, bytes):
+        stream.write(layout)
+    elif layout is not None:
+        for piece in layout.encode(document.body.data, _B64_SLICE):
+            stream.write(piece)
+    else:
+        _write_base64(document.body.data, stream)
     stream.write(tail)
 
 
@@ -193,8 +212,23 @@ def to_element(document: ClinicalDocument) -> etree._Element:
     if isinstance(document.body, NonXmlBody):
         text = root.find(f"{hl7('component')}/{hl7('nonXMLBody')}/{hl7('text')}")
         assert text is not None
-        text.text = binascii.b2a_base64(document.body.data, newline=False).decode("ascii")
+        layout = _layout(document.body)
+        if isinstance(layout, bytes):
+            text.text = layout.decode("ascii")
+        elif layout is not None:
+            text.text = b"".join(layout.encode(document.body.data)).decode("ascii")
+        else:
+            text.text = binascii.b2a_base64(document.body.data, newline=False).decode("ascii")
     return root
+
+
+def _layout(body: NonXmlBody) -> Base64Layout | bytes | None:
+    """How an unchanged read PDF body's base64 was laid out; None for a new or changed body (one line)."""
+    source = body._source
+    if source is None or body.__dict__ != source.values:
+        return None
+    layout = source.extra
+    return layout if isinstance(layout, Base64Layout | bytes) else None
 
 
 def problems(document: ClinicalDocument) -> list[str]:
@@ -285,10 +319,89 @@ def _times(document: ClinicalDocument) -> Iterable[tuple[str, datetime | date | 
         yield from period(f"participants[{i}].time", participant.time)
 
 
+# --------------------------------------------------------------------------- read models written back
+
+
+def _emit(model: _Model, tag: str, render: Callable[[], etree._Element]) -> etree._Element:
+    """``model``'s element: as read when unchanged, as read with the changed parts anew, or fresh.
+
+    A model built by the caller has no source and is rendered fresh. A read one is written
+    from the element it was read from (see ``_source.py`` and ``_patch.py``), so that what
+    the model does not type survives; a patched element that does not read back as the
+    model (a part table missing a field) gives way to the fresh rendering.
+    """
+    source = model._source
+    if source is None:
+        return render()
+    fields = model.__dict__
+    if fields == source.values:
+        return kept(source.element, tag)
+    fresh = render()
+    if type(model) not in PARTS:
+        return fresh
+    patched = patch(source.element, fresh, changed_parts(type(model), fields, source.values))
+    patched.tag = hl7(tag)
+    reader = _readers().get(type(model))
+    if reader is not None and not _reads_as(reader, patched, model):
+        _log.debug("a changed %s did not read back over its element; written anew", type(model).__name__)
+        return fresh
+    return patched
+
+
+def _reads_as(reader: Callable[[etree._Element], object], element: etree._Element, model: _Model) -> bool:
+    try:
+        with _reading():
+            return reader(element) == model
+    except (ValidationError, pydantic.ValidationError):
+        return False
+
+
+@functools.cache
+def _readers() -> dict[type, Callable[[etree._Element], object]]:
+    # The parse module's readers, one per model with a part table (``cda.parse`` is also a function's name).
+    from .parse import (
+        _assigned,
+        _associated,
+        _author,
+        _encounter,
+        _facility,
+        _legal,
+        _organization,
+        _participant,
+        _patient,
+        _performer,
+        _recipient,
+        _section,
+        _service_event,
+        _structured,
+    )
+
+    return {
+        Patient: _patient,
+        Author: _author,
+        LegalAuthenticator: _legal,
+        AssignedEntity: _assigned,
+        Organization: _organization,
+        Performer: _performer,
+        ServiceEvent: _service_event,
+        Encounter: _encounter,
+        HealthCareFacility: _facility,
+        Participant: _participant,
+        AssociatedEntity: _associated,
+        InformationRecipient: _recipient,
+        Section: _section,
+        StructuredBody: _structured,
+    }
+
+
 # --------------------------------------------------------------------------- header
 
 
 def _document(doc: ClinicalDocument) -> etree._Element:
+    return _emit(doc, "ClinicalDocument", lambda: _document_element(doc))
+
+
+def _document_element(doc: ClinicalDocument) -> etree._Element:
     root = new_root("ClinicalDocument", dict(NSMAP))
     _sub(root, "realmCode", code="FR")
     _sub(root, "typeId", root=_TYPE_ID_ROOT, extension=_TYPE_ID_EXTENSION)
@@ -302,33 +415,48 @@ def _document(doc: ClinicalDocument) -> etree._Element:
     _sub(root, "languageCode", code=doc.language)
     _ii(root, "setId", doc.set_id or doc.id)
     _sub(root, "versionNumber", value=str(doc.version))
-    _patient(_sub(_sub(root, "recordTarget"), "patientRole"), doc.patient)
+    _sub(root, "recordTarget").append(_emit(doc.patient, "patientRole", lambda: _patient(doc.patient)))
     for author in doc.authors:
-        _author(root, author)
-    custodian = _sub(_sub(_sub(root, "custodian"), "assignedCustodian"), "representedCustodianOrganization")
-    _organization_content(custodian, doc.custodian, custodian=True)
+        root.append(_emit(author, "author", partial(_author, author)))
+    custodian = _sub(_sub(root, "custodian"), "assignedCustodian")
+    custodian.append(
+        _emit(
+            doc.custodian,
+            "representedCustodianOrganization",
+            partial(_organization, doc.custodian, "representedCustodianOrganization", custodian=True),
+        )
+    )
     for recipient in doc.information_recipients:
-        _recipient(root, recipient)
-    _legal_authenticator(root, doc.legal_authenticator)
+        root.append(_emit(recipient, "informationRecipient", partial(_recipient, recipient)))
+    legal = doc.legal_authenticator
+    root.append(_emit(legal, "legalAuthenticator", partial(_legal_authenticator, legal)))
     for participant in doc.participants:
-        _participant(root, participant)
+        root.append(_emit(participant, "participant", partial(_participant, participant)))
     for event in doc.service_events:
-        _service_event(_sub(root, "documentationOf"), event)
+        _sub(root, "documentationOf").append(_emit(event, "serviceEvent", partial(_service_event, event)))
     if doc.replaces is not None:
         related = _sub(root, "relatedDocument", typeCode="RPLC")
         _ii(_sub(related, "parentDocument"), "id", doc.replaces)
-    _encounter(_sub(_sub(root, "componentOf"), "encompassingEncounter"), doc.encounter)
-    component = _sub(root, "component")
-    if isinstance(doc.body, NonXmlBody):
-        body = _sub(component, "nonXMLBody")
-        _sub(body, "text", mediaType=doc.body.media_type, representation="B64")
-    else:
-        _structured_body(_sub(component, "structuredBody"), doc.body)
+    encounter = doc.encounter
+    _sub(root, "componentOf").append(_emit(encounter, "encompassingEncounter", partial(_encounter, encounter)))
+    root.append(_emit(doc.body, "component", partial(_body, doc.body)))
     _place(root, doc.other_header, _DOCUMENT_ORDER)
     return root
 
 
-def _patient(role: etree._Element, patient: Patient) -> None:
+def _body(body: StructuredBody | NonXmlBody) -> etree._Element:
+    component = _element("component")
+    if isinstance(body, NonXmlBody):
+        _sub(_sub(component, "nonXMLBody"), "text", mediaType=body.media_type, representation="B64")
+    else:
+        structured = _sub(component, "structuredBody")
+        for section in body.sections:
+            _sub(structured, "component").append(_emit(section, "section", partial(_section, section)))
+    return component
+
+
+def _patient(patient: Patient) -> etree._Element:
+    role = _element("patientRole", classCode="PAT")
     identity = patient.identity
     if identity.ins is not None:
         root, extension = identity.ins.to_cda_id()
@@ -350,6 +478,7 @@ def _patient(role: etree._Element, patient: Patient) -> None:
             _sub(addr, "city").text = patient.birth_place_name
     _place(person, patient.extras, _PATIENT_ORDER)
     _place(role, patient.role_extras, _PATIENT_ROLE_ORDER)
+    return role
 
 
 def _patient_name(name: etree._Element, identity: Identity, patient: Patient) -> None:
@@ -372,23 +501,29 @@ def _patient_name(name: etree._Element, identity: Identity, patient: Patient) ->
         _sub(name, "given", qualifier="CL").text = traits.used_first_name
 
 
-def _author(root: etree._Element, author: Author) -> None:
-    element = _sub(root, "author")
+def _author(author: Author) -> etree._Element:
+    element = _element("author")
     if author.function_code is not None:
         _code(element, "functionCode", author.function_code)
     _ts(element, "time", author.time)
-    _assigned(element, "assignedAuthor", author.entity)
+    element.append(_assigned(author.entity, "assignedAuthor"))
+    return element
 
 
-def _legal_authenticator(root: etree._Element, legal: LegalAuthenticator) -> None:
-    element = _sub(root, "legalAuthenticator")
+def _legal_authenticator(legal: LegalAuthenticator) -> etree._Element:
+    element = _element("legalAuthenticator")
     _ts(element, "time", legal.time)
     _sub(element, "signatureCode", code="S")
-    _assigned(element, "assignedEntity", legal.entity)
+    element.append(_assigned(legal.entity, "assignedEntity"))
+    return element
 
 
-def _assigned(parent: etree._Element, tag: str, entity: AssignedEntity) -> None:
-    element = _sub(parent, tag)
+def _assigned(entity: AssignedEntity, tag: str) -> etree._Element:
+    return _emit(entity, tag, partial(_assigned_element, entity, tag))
+
+
+def _assigned_element(entity: AssignedEntity, tag: str) -> etree._Element:
+    element = _element(tag)
     if entity.id is not None:
         _ii(element, "id", entity.id)
     else:
@@ -406,10 +541,13 @@ def _assigned(parent: etree._Element, tag: str, entity: AssignedEntity) -> None:
         if entity.device.software_name is not None:
             _sub(device, "softwareName").text = entity.device.software_name
     if entity.organization is not None:
-        _organization_content(_sub(element, "representedOrganization"), entity.organization)
+        org = entity.organization
+        element.append(_emit(org, "representedOrganization", partial(_organization, org, "representedOrganization")))
+    return element
 
 
-def _organization_content(element: etree._Element, org: Organization, *, custodian: bool = False) -> None:
+def _organization(org: Organization, tag: str, *, custodian: bool = False) -> etree._Element:
+    element = _element(tag)
     if org.id is not None:
         _ii(element, "id", org.id)
     if org.name is not None:
@@ -418,10 +556,11 @@ def _organization_content(element: etree._Element, org: Organization, *, custodi
     _addresses(element, org.addresses)
     if org.industry_class is not None and not custodian:
         _code(element, "standardIndustryClassCode", org.industry_class)
+    return element
 
 
-def _service_event(parent: etree._Element, event: ServiceEvent) -> None:
-    element = _sub(parent, "serviceEvent", classCode=event.class_code)
+def _service_event(event: ServiceEvent) -> etree._Element:
+    element = _element("serviceEvent", classCode=event.class_code)
     for ident in event.ids:
         _ii(element, "id", ident)
     if event.code is not None:
@@ -429,22 +568,26 @@ def _service_event(parent: etree._Element, event: ServiceEvent) -> None:
     if event.effective_time is not None:
         _period(element, "effectiveTime", event.effective_time)
     if event.performer is not None:
-        _performer(element, event.performer)
+        performer = event.performer
+        element.append(_emit(performer, "performer", partial(_performer, performer)))
     _place(element, event.extras, _SERVICE_EVENT_ORDER)
+    return element
 
 
-def _performer(parent: etree._Element, performer: Performer) -> None:
-    element = _sub(parent, "performer", typeCode="PRF")
+def _performer(performer: Performer) -> etree._Element:
+    element = _element("performer", typeCode="PRF")
     for template in performer.template_ids:
         _ii(element, "templateId", template)
     if performer.function_code is not None:
         _code(element, "functionCode", performer.function_code)
     if performer.time is not None:
         _period(element, "time", performer.time)
-    _assigned(element, "assignedEntity", performer.entity)
+    element.append(_assigned(performer.entity, "assignedEntity"))
+    return element
 
 
-def _encounter(element: etree._Element, encounter: Encounter) -> None:
+def _encounter(encounter: Encounter) -> etree._Element:
+    element = _element("encompassingEncounter")
     for ident in encounter.ids:
         _ii(element, "id", ident)
     if encounter.code is not None:
@@ -455,33 +598,41 @@ def _encounter(element: etree._Element, encounter: Encounter) -> None:
         _sub(element, "effectiveTime", nullFlavor="NA")
     facility = encounter.facility
     if facility is not None:
-        hcf = _sub(_sub(element, "location"), "healthCareFacility")
-        if facility.id is not None:
-            _ii(hcf, "id", facility.id)
-        if facility.code is not None:
-            _code(hcf, "code", facility.code)
-        if facility.place_name is not None or facility.place_address is not None:
-            place = _sub(hcf, "location")
-            if facility.place_name is not None:
-                _sub(place, "name").text = facility.place_name
-            if facility.place_address is not None:
-                _addresses(place, (facility.place_address,))
+        _sub(element, "location").append(_emit(facility, "healthCareFacility", partial(_facility, facility)))
     _place(element, encounter.extras, _ENCOUNTER_ORDER)
+    return element
 
 
-def _participant(root: etree._Element, participant: Participant) -> None:
-    element = _sub(root, "participant", typeCode=participant.type_code)
+def _facility(facility: HealthCareFacility) -> etree._Element:
+    hcf = _element("healthCareFacility")
+    if facility.id is not None:
+        _ii(hcf, "id", facility.id)
+    if facility.code is not None:
+        _code(hcf, "code", facility.code)
+    if facility.place_name is not None or facility.place_address is not None:
+        place = _sub(hcf, "location")
+        if facility.place_name is not None:
+            _sub(place, "name").text = facility.place_name
+        if facility.place_address is not None:
+            _addresses(place, (facility.place_address,))
+    return hcf
+
+
+def _participant(participant: Participant) -> etree._Element:
+    element = _element("participant", typeCode=participant.type_code)
     for template in participant.template_ids:
         _ii(element, "templateId", template)
     if participant.function_code is not None:
         _code(element, "functionCode", participant.function_code)
     if participant.time is not None:
         _period(element, "time", participant.time, typed=True)
-    _associated(element, participant.entity)
+    entity = participant.entity
+    element.append(_emit(entity, "associatedEntity", partial(_associated, entity)))
+    return element
 
 
-def _associated(parent: etree._Element, entity: AssociatedEntity) -> None:
-    element = _sub(parent, "associatedEntity", classCode=entity.class_code)
+def _associated(entity: AssociatedEntity) -> etree._Element:
+    element = _element("associatedEntity", classCode=entity.class_code)
     for ident in entity.ids:
         _ii(element, "id", ident)
     if entity.code is not None:
@@ -491,11 +642,14 @@ def _associated(parent: etree._Element, entity: AssociatedEntity) -> None:
     if entity.person is not None:
         _person_name(_sub(_sub(element, "associatedPerson"), "name"), entity.person)
     if entity.organization is not None:
-        _organization_content(_sub(element, "scopingOrganization"), entity.organization)
+        org = entity.organization
+        element.append(_emit(org, "scopingOrganization", partial(_organization, org, "scopingOrganization")))
+    return element
 
 
-def _recipient(root: etree._Element, recipient: InformationRecipient) -> None:
-    element = _sub(_sub(root, "informationRecipient", typeCode=recipient.type_code), "intendedRecipient")
+def _recipient(recipient: InformationRecipient) -> etree._Element:
+    outer = _element("informationRecipient", typeCode=recipient.type_code)
+    element = _sub(outer, "intendedRecipient")
     for ident in recipient.ids:
         _ii(element, "id", ident)
     _addresses(element, recipient.addresses)
@@ -503,19 +657,17 @@ def _recipient(root: etree._Element, recipient: InformationRecipient) -> None:
     if recipient.person is not None:
         _person_name(_sub(_sub(element, "informationRecipient"), "name"), recipient.person)
     if recipient.organization is not None:
-        _organization_content(_sub(element, "receivedOrganization"), recipient.organization)
+        org = recipient.organization
+        element.append(_emit(org, "receivedOrganization", partial(_organization, org, "receivedOrganization")))
+    return outer
 
 
 # --------------------------------------------------------------------------- body
 
 
-def _structured_body(element: etree._Element, body: StructuredBody) -> None:
-    for section in body.sections:
-        _section(_sub(_sub(element, "component"), "section"), section)
-
-
-def _section(element: etree._Element, section: Section) -> None:
+def _section(section: Section) -> etree._Element:
     """``<section ID="…"><templateId/><id/><code/><title/><text/>…<entry/>…<component><section/></component>``"""
+    element = _element("section")
     if section.xml_id is not None:
         element.set("ID", section.xml_id)
     for template in section.template_ids:
@@ -531,18 +683,35 @@ def _section(element: etree._Element, section: Section) -> None:
     for raw in section.extras:
         element.append(raw.to_element())
     for entry in section.entries:
-        entry_element = entry.to_element()
-        if entry_element.tag != hl7("entry"):
-            raise ValidationError(
-                f"an entry of type {type(entry).__name__} rendered <{entry_element.tag}>, not a CDA <entry>",
-                problems=("section.entries",),
-            )
-        element.append(entry_element)
+        element.append(_entry(entry))
     for sub in section.subsections:
-        _section(_sub(_sub(element, "component"), "section"), sub)
+        _sub(element, "component").append(_emit(sub, "section", partial(_section, sub)))
+    return element
+
+
+def _entry(entry: Entry) -> etree._Element:
+    if isinstance(entry, _Model) and entry._source is not None:
+        entry_element = _emit(entry, "entry", entry.to_element)
+    else:
+        entry_element = entry.to_element()
+    if entry_element.tag != hl7("entry"):
+        raise ValidationError(
+            f"an entry of type {type(entry).__name__} rendered <{entry_element.tag}>, not a CDA <entry>",
+            problems=("section.entries",),
+        )
+    return entry_element
 
 
 # --------------------------------------------------------------------------- data types
+
+
+def _element(name: str, **attributes: str | None) -> etree._Element:
+    """A new CDA element of its own, to be appended where it goes (lxml then uses the parent's namespaces)."""
+    element = etree.Element(hl7(name), nsmap=_DEFAULT_NS)
+    for key, value in attributes.items():
+        if value is not None:
+            element.set(key, value)
+    return element
 
 
 def _sub(parent: etree._Element, name: str, **attributes: str | None) -> etree._Element:

@@ -57,6 +57,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -67,6 +68,7 @@ from dmp_connector.errors import ValidationError
 from dmp_connector.ins import Identity, IdentityStatus, InsOid
 
 from ._namespaces import HL7, fragment_text, local_name, new_root, parse_fragment
+from ._source import Source
 
 if TYPE_CHECKING:
     from dmp_connector.config import Organisation, Professional, Settings
@@ -195,6 +197,9 @@ class _Model(BaseModel):
     """Frozen, closed, and failing with our :class:`ValidationError` rather than pydantic's."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    _source: Source | None = PrivateAttr(default=None)
+    """The element this model was read from (set by :func:`~dmp_connector.cda.parse`); see ``_source.py``."""
 
     def __init__(self, /, **data: Any) -> None:
         try:
@@ -1059,7 +1064,18 @@ class RawEntry(_Model):
 
 
 def read_entry(element: etree._Element) -> Entry:
-    """The typed entry a registered reader makes of ``element``, else a :class:`RawEntry`."""
+    """The typed entry a registered reader makes of ``element``, else a :class:`RawEntry`.
+
+    A typed entry that is one of our models remembers ``element``, so that an unchanged
+    entry is written back as it came even where its type does not hold everything.
+    """
+    entry = _read_entry(element)
+    if isinstance(entry, _Model):
+        entry._source = Source(element, dict(entry.__dict__))
+    return entry
+
+
+def _read_entry(element: etree._Element) -> Entry:
     for statement in element:
         if not isinstance(statement.tag, str) or local_name(statement) in ("templateId", "typeId", "realmCode"):
             continue

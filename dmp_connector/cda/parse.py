@@ -30,9 +30,10 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import pydantic
 from lxml import etree
@@ -43,6 +44,7 @@ from dmp_connector.ins import INS, BirthDate, Identity, IdentityStatus, Identity
 from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml
 
 from ._namespaces import HL7, hl7, local_name
+from ._source import Source
 from .model import (
     OTHER_HEADER_ELEMENTS,
     Address,
@@ -71,11 +73,14 @@ from .model import (
     ServiceEvent,
     StructuredBody,
     Telecom,
+    _Model,
     _reading,
     read_entry,
 )
 
-__all__ = ["parse", "parse_file", "parse_ts"]
+__all__ = ["Base64Layout", "parse", "parse_file", "parse_ts"]
+
+_M = TypeVar("_M", bound=_Model)
 
 _INS_ROOTS: Final = frozenset(oid.value for oid in InsOid)
 _ADDRESS_PARTS: Final = frozenset(kind.value for kind in AddressPartKind)
@@ -99,11 +104,11 @@ def parse(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS) -> ClinicalDocumen
     well-formed :class:`~dmp_connector.errors.MalformedResponseError`, a document that is
     not a CDA or lacks what every CDA has :class:`~dmp_connector.errors.ValidationError`.
     """
-    root, pdf = _parse_tree(data, limits)
+    root, pdf, layout = _parse_tree(data, limits)
     document = _find_document(root)
     try:
         with _reading():
-            return _document(document, pdf)
+            return _document(document, pdf, layout)
     except pydantic.ValidationError as exc:  # from models of other packages (Code, IdentityTraits …)
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
         raise ValidationError(
@@ -154,14 +159,14 @@ def parse_ts(text: str, *, lenient: bool = False) -> datetime | date:
 # --------------------------------------------------------------------------- tree
 
 
-def _parse_tree(data: bytes, limits: XmlLimits) -> tuple[etree._Element, bytes | None]:
-    """The parsed tree and, when its base64 was cut out before parsing, the decoded PDF body."""
+def _parse_tree(data: bytes, limits: XmlLimits) -> tuple[etree._Element, bytes | None, Base64Layout | bytes | None]:
+    """The parsed tree and, when its base64 was cut out before parsing, the decoded PDF body and its layout."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError("parse takes bytes; read the file in binary mode")
     if isinstance(data, memoryview):
         data = data.tobytes()
     if len(data) > limits.max_bytes:
-        return parse_xml(bytes(data), limits=limits, what="the CDA document"), None  # refused there, with its words
+        return parse_xml(bytes(data), limits=limits, what="the CDA document"), None, None  # refused there
     cut = _cut_base64(data)
     if cut is not None:
         start, end = cut
@@ -169,9 +174,10 @@ def _parse_tree(data: bytes, limits: XmlLimits) -> tuple[etree._Element, bytes |
         root = parse_xml(reduced, limits=limits, what="the CDA document")
         text = _body_text(_find_document(root))
         if text is not None and not text.text and len(text) == 0:
-            pdf = _decode_base64(memoryview(data)[start:end])
-            return root, pdf
-    return parse_xml(bytes(data), limits=limits, what="the CDA document"), None
+            text_bytes = memoryview(data)[start:end]
+            pdf = _decode_base64(text_bytes)
+            return root, pdf, base64_layout(text_bytes, pdf)
+    return parse_xml(bytes(data), limits=limits, what="the CDA document"), None, None
 
 
 def _cut_base64(data: bytes | bytearray) -> tuple[int, int] | None:
@@ -199,6 +205,82 @@ def _decode_base64(text: memoryview) -> bytes:
         raise ValidationError(
             "the document's PDF body is not valid base64", problems=("body: invalid base64",)
         ) from None
+
+
+@dataclass(frozen=True)
+class Base64Layout:
+    """How a PDF body's base64 was laid out, so that an unchanged body is written back as it came.
+
+    Base64 ignores white space, so the layout is not content; but a document written back
+    must be the document read, so :func:`parse` records it (the one-line form most
+    producers write, or lines of one width) and :func:`~dmp_connector.cda.build` reproduces
+    it. A layout that fits neither is kept as the text itself.
+    """
+
+    leading: bytes
+    """White space before the base64."""
+    trailing: bytes
+    """White space after it."""
+    width: int | None
+    """Characters per line; None for one line."""
+    separator: bytes
+    """What separates the lines (``\n``, ``\r\n`` …)."""
+
+    def encode(self, data: bytes | memoryview, slice_size: int = 3 * 256 * 1024) -> Iterator[bytes]:
+        """The laid-out base64 of ``data``, in pieces of about ``slice_size`` * 4/3 bytes."""
+        yield self.leading
+        view = memoryview(data)
+        width, first, carry = self.width, True, b""
+        for start in range(0, len(view), slice_size):
+            encoded = binascii.b2a_base64(view[start : start + slice_size], newline=False)
+            if width is None:
+                yield encoded
+                continue
+            carry += encoded
+            full = len(carry) // width * width
+            if full:
+                lines = [carry[i : i + width] for i in range(0, full, width)]
+                yield (b"" if first else self.separator) + self.separator.join(lines)
+                first, carry = False, carry[full:]
+        if carry:
+            yield (b"" if first else self.separator) + carry
+        yield self.trailing
+
+
+_SPACE: Final = re.compile(rb"\s+")
+
+
+def base64_layout(text: bytes | memoryview, pdf: bytes) -> Base64Layout | bytes:
+    """The layout of ``text`` (the base64 of ``pdf``), or the text itself when no layout reproduces it."""
+    view = memoryview(text)
+    head = bytes(view[:256])
+    leading = head[: len(head) - len(head.lstrip())]
+    tail = bytes(view[-256:])
+    trailing = tail[len(tail.rstrip()) :]
+    inner = view[len(leading) : len(view) - len(trailing)]
+    space = _SPACE.search(bytes(inner[: 64 * 1024]))
+    layout = Base64Layout(
+        leading=leading,
+        trailing=trailing,
+        width=space.start() if space is not None else None,
+        separator=space.group() if space is not None else b"",
+    )
+    if layout.width == 0:
+        return view.tobytes()
+    position = 0
+    for piece in layout.encode(pdf):
+        if view[position : position + len(piece)] != piece:
+            return view.tobytes()
+        position += len(piece)
+    if position != len(view):
+        return view.tobytes()
+    return layout
+
+
+def _kept(model: _M, element: etree._Element, extra: object = None) -> _M:
+    """``model`` remembering the element it was read from (see ``_source.py``)."""
+    model._source = Source(element, dict(model.__dict__), extra)
+    return model
 
 
 def _find_document(root: etree._Element) -> etree._Element:
@@ -334,13 +416,14 @@ def _person_name(element: etree._Element | None) -> PersonName | None:
 def _organization(element: etree._Element | None) -> Organization | None:
     if element is None:
         return None
-    return Organization(
+    organization = Organization(
         id=_ii(_child(element, "id")),
         name=_text(_child(element, "name")),
         telecoms=_telecoms(element),
         addresses=_addresses(element),
         industry_class=_code(_child(element, "standardIndustryClassCode")),
     )
+    return _kept(organization, element)
 
 
 def _assigned(element: etree._Element) -> AssignedEntity:
@@ -352,7 +435,7 @@ def _assigned(element: etree._Element) -> AssignedEntity:
             manufacturer_model_name=_text(_child(device_element, "manufacturerModelName")),
             software_name=_text(_child(device_element, "softwareName")),
         )
-    return AssignedEntity(
+    entity = AssignedEntity(
         id=ident,
         code=_code(_child(element, "code")),
         addresses=_addresses(element),
@@ -361,12 +444,13 @@ def _assigned(element: etree._Element) -> AssignedEntity:
         device=device,
         organization=_organization(_child(element, "representedOrganization")),
     )
+    return _kept(entity, element)
 
 
 # --------------------------------------------------------------------------- header
 
 
-def _document(doc: etree._Element, pdf: bytes | None) -> ClinicalDocument:
+def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | bytes | None) -> ClinicalDocument:
     where = "ClinicalDocument"
     ident = _ii(_require(doc, "id", where))
     set_id = _ii(_child(doc, "setId"))
@@ -404,7 +488,7 @@ def _document(doc: etree._Element, pdf: bytes | None) -> ClinicalDocument:
         fields["confidentiality"] = confidentiality
     if language is not None and language.get("code"):
         fields["language"] = language.get("code")
-    return ClinicalDocument(
+    document = ClinicalDocument(
         id=ident,
         type_code=type_code,
         title=_text(_child(doc, "title")) or "",
@@ -423,10 +507,11 @@ def _document(doc: etree._Element, pdf: bytes | None) -> ClinicalDocument:
             _service_event(e) for e in doc.iterfind(f"{hl7('documentationOf')}/{hl7('serviceEvent')}")
         ),
         encounter=_encounter(encounter),
-        body=_body(doc, pdf),
+        body=_body(doc, pdf, layout),
         other_header=_raw([c for c in doc if isinstance(c.tag, str) and local_name(c) in OTHER_HEADER_ELEMENTS]),
         **fields,
     )
+    return _kept(document, doc)
 
 
 _PATIENT_TYPED: Final = frozenset({"name", "administrativeGenderCode", "birthTime", "birthplace"})
@@ -473,7 +558,7 @@ def _patient(role: etree._Element) -> Patient:
         used_first_name=parts.get(("given", "CL")),
     )
     status = IdentityStatus.QUAL if ins is not None else IdentityStatus.PROV
-    return Patient(
+    patient = Patient(
         identity=Identity(traits=traits, ins=ins, status=status),
         other_ids=tuple(others),
         addresses=_addresses(role),
@@ -484,6 +569,7 @@ def _patient(role: etree._Element) -> Patient:
         extras=_raw(_untyped(person, _PATIENT_TYPED)),
         role_extras=_raw(_untyped(role, _ROLE_TYPED)),
     )
+    return _kept(patient, role)
 
 
 def _first_names(listed: str | None, first: str | None, used: str | None) -> tuple[str, ...]:
@@ -510,11 +596,12 @@ def _author(element: etree._Element) -> Author:
     entity = _child(element, "assignedAuthor")
     if time is None or entity is None:
         raise ValidationError("an author lacks its time or assignedAuthor", problems=("author: time/assignedAuthor",))
-    return Author(
+    author = Author(
         time=time,
         entity=_assigned(entity),
         function_code=_code(_child(element, "functionCode")),
     )
+    return _kept(author, element)
 
 
 def _legal(element: etree._Element) -> LegalAuthenticator:
@@ -524,31 +611,36 @@ def _legal(element: etree._Element) -> LegalAuthenticator:
         raise ValidationError(
             "the legal authenticator lacks its time or assignedEntity", problems=("legalAuthenticator",)
         )
-    return LegalAuthenticator(time=time, entity=_assigned(entity))
+    return _kept(LegalAuthenticator(time=time, entity=_assigned(entity)), element)
 
 
 def _participant(element: etree._Element) -> Participant:
-    entity = _require(element, "associatedEntity", "participant")
-    return Participant(
+    participant = Participant(
         type_code=element.get("typeCode") or "",
         template_ids=_iis(element, "templateId"),
         function_code=_code(_child(element, "functionCode")),
         time=_period(_child(element, "time")),
-        entity=AssociatedEntity(
-            class_code=entity.get("classCode") or "",
-            ids=_iis(entity),
-            code=_code(_child(entity, "code")),
-            addresses=_addresses(entity),
-            telecoms=_telecoms(entity),
-            person=_person_name(_child(entity, "associatedPerson")),
-            organization=_organization(_child(entity, "scopingOrganization")),
-        ),
+        entity=_associated(_require(element, "associatedEntity", "participant")),
     )
+    return _kept(participant, element)
+
+
+def _associated(entity: etree._Element) -> AssociatedEntity:
+    associated = AssociatedEntity(
+        class_code=entity.get("classCode") or "",
+        ids=_iis(entity),
+        code=_code(_child(entity, "code")),
+        addresses=_addresses(entity),
+        telecoms=_telecoms(entity),
+        person=_person_name(_child(entity, "associatedPerson")),
+        organization=_organization(_child(entity, "scopingOrganization")),
+    )
+    return _kept(associated, entity)
 
 
 def _recipient(element: etree._Element) -> InformationRecipient:
     intended = _require(element, "intendedRecipient", "informationRecipient")
-    return InformationRecipient(
+    recipient = InformationRecipient(
         type_code=element.get("typeCode") or "PRCP",
         ids=_iis(intended),
         addresses=_addresses(intended),
@@ -556,6 +648,7 @@ def _recipient(element: etree._Element) -> InformationRecipient:
         person=_person_name(_child(intended, "informationRecipient")),
         organization=_organization(_child(intended, "receivedOrganization")),
     )
+    return _kept(recipient, element)
 
 
 _EVENT_TYPED: Final = frozenset({"id", "code", "effectiveTime"})
@@ -563,17 +656,9 @@ _EVENT_TYPED: Final = frozenset({"id", "code", "effectiveTime"})
 
 def _service_event(element: etree._Element) -> ServiceEvent:
     performers = list(_children(element, "performer"))
-    performer = None
-    if performers:
-        first = performers[0]
-        performer = Performer(
-            template_ids=_iis(first, "templateId"),
-            function_code=_code(_child(first, "functionCode")),
-            time=_period(_child(first, "time")),
-            entity=_assigned(_require(first, "assignedEntity", "performer")),
-        )
+    performer = _performer(performers[0]) if performers else None
     extras = [e for e in _untyped(element, _EVENT_TYPED) if e not in performers[:1]]
-    return ServiceEvent(
+    event = ServiceEvent(
         ids=_iis(element),
         code=_code(_child(element, "code")),
         effective_time=_period(_child(element, "effectiveTime")),
@@ -581,6 +666,17 @@ def _service_event(element: etree._Element) -> ServiceEvent:
         class_code=element.get("classCode") or None,
         extras=_raw(extras),
     )
+    return _kept(event, element)
+
+
+def _performer(element: etree._Element) -> Performer:
+    performer = Performer(
+        template_ids=_iis(element, "templateId"),
+        function_code=_code(_child(element, "functionCode")),
+        time=_period(_child(element, "time")),
+        entity=_assigned(_require(element, "assignedEntity", "performer")),
+    )
+    return _kept(performer, element)
 
 
 _ENCOUNTER_TYPED: Final = frozenset({"id", "code", "effectiveTime", "location"})
@@ -588,35 +684,37 @@ _ENCOUNTER_TYPED: Final = frozenset({"id", "code", "effectiveTime", "location"})
 
 def _encounter(element: etree._Element) -> Encounter:
     period = _period(_child(element, "effectiveTime"))
-    facility = None
     hcf = element.find(f"{hl7('location')}/{hl7('healthCareFacility')}")
-    if hcf is not None:
-        place = _child(hcf, "location")
-        place_addresses = _addresses(place) if place is not None else ()
-        facility = HealthCareFacility(
-            id=_ii(_child(hcf, "id")),
-            code=_code(_child(hcf, "code")),
-            place_name=_text(_child(place, "name")) if place is not None else None,
-            place_address=place_addresses[0] if place_addresses else None,
-        )
-    return Encounter(
+    encounter = Encounter(
         ids=_iis(element),
         code=_code(_child(element, "code")),
         effective_time=period,
-        facility=facility,
+        facility=_facility(hcf) if hcf is not None else None,
         extras=_raw(_untyped(element, _ENCOUNTER_TYPED)),
     )
+    return _kept(encounter, element)
+
+
+def _facility(hcf: etree._Element) -> HealthCareFacility:
+    place = _child(hcf, "location")
+    place_addresses = _addresses(place) if place is not None else ()
+    facility = HealthCareFacility(
+        id=_ii(_child(hcf, "id")),
+        code=_code(_child(hcf, "code")),
+        place_name=_text(_child(place, "name")) if place is not None else None,
+        place_address=place_addresses[0] if place_addresses else None,
+    )
+    return _kept(facility, hcf)
 
 
 # --------------------------------------------------------------------------- body
 
 
-def _body(doc: etree._Element, pdf: bytes | None) -> StructuredBody | NonXmlBody:
+def _body(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | bytes | None) -> StructuredBody | NonXmlBody:
     component = _require(doc, "component", "ClinicalDocument")
     structured = _child(component, "structuredBody")
     if structured is not None:
-        sections = tuple(_section(s) for s in structured.iterfind(f"{hl7('component')}/{hl7('section')}"))
-        return StructuredBody(sections=sections)
+        return _structured(component)
     text = _body_text(doc)
     if text is None:
         raise ValidationError(
@@ -633,7 +731,14 @@ def _body(doc: etree._Element, pdf: bytes | None) -> StructuredBody | NonXmlBody
         if _BASE64_TEXT.fullmatch(content) is None:
             raise ValidationError("the document's PDF body is not base64", problems=("body: invalid base64",))
         pdf = _decode_base64(memoryview(content))
-    return NonXmlBody(data=pdf, media_type=media_type)
+        layout = base64_layout(content, pdf)
+    return _kept(NonXmlBody(data=pdf, media_type=media_type), component, layout)
+
+
+def _structured(component: etree._Element) -> StructuredBody:
+    structured = _require(component, "structuredBody", "component")
+    sections = tuple(_section(s) for s in structured.iterfind(f"{hl7('component')}/{hl7('section')}"))
+    return _kept(StructuredBody(sections=sections), component)
 
 
 _SECTION_TYPED: Final = frozenset({"templateId", "id", "code", "title", "text", "entry", "component"})
@@ -641,7 +746,7 @@ _SECTION_TYPED: Final = frozenset({"templateId", "id", "code", "title", "text", 
 
 def _section(element: etree._Element) -> Section:
     text = _child(element, "text")
-    return Section(
+    section = Section(
         xml_id=element.get("ID") or None,
         template_ids=_iis(element, "templateId"),
         id=_ii(_child(element, "id")),
@@ -652,3 +757,4 @@ def _section(element: etree._Element) -> Section:
         entries=tuple(read_entry(e) for e in _children(element, "entry")),
         subsections=tuple(_section(s) for s in element.iterfind(f"{hl7('component')}/{hl7('section')}")),
     )
+    return _kept(section, element)
