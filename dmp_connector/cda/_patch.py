@@ -64,6 +64,9 @@ class Part:
     """The part's children among the parent's; None for an attribute part."""
     attribute: str | None = None
     """The attribute that holds the part, for an attribute part."""
+    inner: str | None = None
+    """For children that only wrap one element each (``component/section``): that element's name. When the
+    counts agree, each wrapper as read is kept and only what it wraps is replaced."""
 
 
 def _named(*names: str) -> Selector:
@@ -149,7 +152,7 @@ PARTS: Final[Mapping[type, Sequence[Part]]] = {
         _field("information_recipients", "informationRecipient"),
         _field("legal_authenticator", "legalAuthenticator", first=True),
         _field("participants", "participant"),
-        _field("service_events", "documentationOf"),
+        Part("service_events", lambda f: f["service_events"], "", _named("documentationOf"), inner="serviceEvent"),
         _field("replaces", "relatedDocument", first=True),
         _field("encounter", "encompassingEncounter", parent="componentOf", first=True),
         _field("body", "component", first=True),
@@ -264,9 +267,11 @@ PARTS: Final[Mapping[type, Sequence[Part]]] = {
         _field("text", first=True),
         Part("extras", lambda f: f["extras"], "", _untyped(_SECTION_TYPED)),
         _field("entries", "entry"),
-        _field("subsections", "component"),
+        Part("subsections", lambda f: f["subsections"], "", _named("component"), inner="section"),
     ),
-    StructuredBody: (_field("sections", "component", parent="structuredBody"),),
+    StructuredBody: (
+        Part("sections", lambda f: f["sections"], "structuredBody", _named("component"), inner="section"),
+    ),
 }
 
 
@@ -311,7 +316,7 @@ def patch(original: etree._Element, fresh: etree._Element, parts: Sequence[Part]
                 out.set(part.attribute, value)
             continue
         assert part.select is not None
-        _replace(out, fresh, part.parent, part.select)
+        _replace(out, fresh, part.parent, part.select, part.inner)
     return out
 
 
@@ -321,7 +326,7 @@ def _find(element: etree._Element, path: str) -> etree._Element | None:
     return element.find("/".join(hl7(step) for step in path.split("/")))
 
 
-def _replace(out: etree._Element, fresh: etree._Element, path: str, select: Selector) -> None:
+def _replace(out: etree._Element, fresh: etree._Element, path: str, select: Selector, inner: str | None = None) -> None:
     target, source = _find(out, path), _find(fresh, path)
     if target is None:
         # The element as read lacks the parent: write the parent's first step from the fresh rendering.
@@ -330,16 +335,29 @@ def _replace(out: etree._Element, fresh: etree._Element, path: str, select: Sele
         return
     olds = select(target)
     news = select(source) if source is not None else []
+    if inner is not None and olds and len(olds) == len(news):
+        pairs = [(o.find(hl7(inner)), n.find(hl7(inner))) for o, n in zip(olds, news, strict=True)]
+        if all(o is not None and n is not None for o, n in pairs):
+            olds, news = [o for o, _ in pairs if o is not None], [n for _, n in pairs if n is not None]
     if olds:
-        parent = olds[0].getparent()
-        assert parent is not None
-        index = parent.index(olds[0])
-        tails = [o.tail for o in olds]
-        for old in olds:
-            old.getparent().remove(old)  # type: ignore[union-attr]
-        for offset, new in enumerate(news):
-            new.tail = tails[min(offset, len(tails) - 1)]
-            parent.insert(index + offset, new)
+        # One for one in place, so that a comment or an untyped element between two of them keeps its place.
+        for old, new in zip(olds, news, strict=False):
+            new.tail = old.tail
+            parent = old.getparent()
+            assert parent is not None
+            parent.replace(old, new)
+        for old in olds[len(news) :]:
+            parent = old.getparent()
+            assert parent is not None
+            parent.remove(old)
+        if len(news) > len(olds):
+            anchor = news[len(olds) - 1]
+            parent = anchor.getparent()
+            assert parent is not None
+            index = parent.index(anchor)
+            for offset, new in enumerate(news[len(olds) :], start=1):
+                new.tail = anchor.tail
+                parent.insert(index + offset, new)
         return
     if not news:
         return

@@ -33,7 +33,7 @@ from dmp_connector.config import (
 )
 from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits, InsOid
 
-KIT = Path(__file__).resolve().parents[3] / "shared" / "cda"
+KIT = Path(__file__).resolve().parents[3] / "shared" / "cda-2025"
 EXAMPLES = KIT / "ExemplesCDA"
 XSD = KIT / "infrastructure" / "cda" / "CDA_extended.xsd"
 PARIS = ZoneInfo("Europe/Paris")
@@ -71,7 +71,7 @@ def make_pdf(text: str = "Compte rendu de consultation", *, padding: int = 0) ->
 
 @pytest.fixture(scope="session")
 def example_files() -> Mapping[str, bytes]:
-    """The 94 ANS example documents by file name, read once."""
+    """The 107 ANS example documents of the 2025 kit by file name, read once."""
     if not EXAMPLES.is_dir():
         pytest.skip(f"the ANS kit is not at {KIT}")
     return {path.name: path.read_bytes() for path in sorted(EXAMPLES.glob("*.xml"))}
