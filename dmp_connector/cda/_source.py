@@ -48,7 +48,7 @@ class Source:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # lxml elements do not pickle: the element travels as text and is parsed back (our own bytes).
-        return (_revive, (etree.tostring(self.element, with_tail=False), self.values, self.extra))
+        return (_revive, (etree.tostring(self.element, encoding="UTF-8", with_tail=False), self.values, self.extra))
 
     def __repr__(self) -> str:
         return f"Source(<{etree.QName(self.element).localname}>)"

@@ -280,6 +280,67 @@ def problems(document: ClinicalDocument) -> list[str]:
     for where, value in _times(document):
         if isinstance(value, datetime) and value.utcoffset() is None:
             found.append(f"{where}: a date-time without time zone")
+    found.extend(_header_rules(document))
+    return found
+
+
+def _header_rules(document: ClinicalDocument) -> list[str]:
+    """The CI-SIS header rules (StrucMin, ``1.2.250.1.213.1.1.1.1``) the model can check before writing.
+
+    Each problem names the field, the rule and what to do; the kit's schematron says the
+    same of the written document.
+    """
+    from .valuesets import (
+        JDV_J47_FUNCTION_CODE,
+        JDV_J141_ROLE_CLASS,
+        JDV_J142_TYPE_RENCONTRE,
+        JDV_J144_PARTICIPATION_TYPE,
+        JDV_J245_CIVILITE,
+        JDV_J246_TITRE,
+    )
+
+    found: list[str] = []
+
+    def function(where: str, code: Code | None) -> None:
+        if code is not None and code not in JDV_J47_FUNCTION_CODE:
+            found.append(f"{where}.function_code: {code.code} is not in JDV_J47 (StrucMin functionCode)")
+
+    def name(where: str, person: PersonName | None) -> None:
+        if person is None:
+            return
+        if person.prefix is not None and not JDV_J245_CIVILITE.contains(person.prefix):
+            found.append(f"{where}.prefix: not a civility of JDV_J245 (M, MME …) (StrucMin name/prefix)")
+        if person.suffix is not None and not JDV_J246_TITRE.contains(person.suffix):
+            found.append(f"{where}.suffix: not a title of JDV_J246 (DR, PR …) (StrucMin name/suffix)")
+
+    for i, author in enumerate(document.authors):
+        function(f"authors[{i}]", author.function_code)
+        name(f"authors[{i}].entity.person", author.entity.person)
+    name("legal_authenticator.entity.person", document.legal_authenticator.entity.person)
+    for i, recipient in enumerate(document.information_recipients):
+        name(f"information_recipients[{i}].person", recipient.person)
+    for i, participant in enumerate(document.participants):
+        where = f"participants[{i}]"
+        if participant.time is None:
+            found.append(
+                f"{where}.time: a participant's time is required (StrucMin participant/time 1..1); "
+                "give Period.unknown() when it is not known"
+            )
+        if not JDV_J144_PARTICIPATION_TYPE.contains(participant.type_code):
+            found.append(f"{where}.type_code: {participant.type_code} is not in JDV_J144 (StrucMin participant)")
+        if not JDV_J141_ROLE_CLASS.contains(participant.entity.class_code):
+            found.append(f"{where}.entity.class_code: {participant.entity.class_code} is not in JDV_J141 (StrucMin)")
+        if len(participant.template_ids) > 1:
+            found.append(f"{where}.template_ids: at most one templateId (StrucMin participant)")
+        function(where, participant.function_code)
+        name(f"{where}.entity.person", participant.entity.person)
+    for i, event in enumerate(document.service_events):
+        if event.performer is not None:
+            function(f"service_events[{i}].performer", event.performer.function_code)
+            name(f"service_events[{i}].performer.entity.person", event.performer.entity.person)
+    code = document.encounter.code
+    if code is not None and code not in JDV_J142_TYPE_RENCONTRE:
+        found.append(f"encounter.code: {code.code} is not in JDV_J142 (StrucMin encompassingEncounter/code)")
     return found
 
 
@@ -595,7 +656,7 @@ def _encounter(encounter: Encounter) -> etree._Element:
     if encounter.effective_time is not None:
         _period(element, "effectiveTime", encounter.effective_time)
     else:
-        _sub(element, "effectiveTime", nullFlavor="NA")
+        _sub(element, "effectiveTime", nullFlavor="NA")  # None: as Period.unknown("NA"), which IPS-FR writes
     facility = encounter.facility
     if facility is not None:
         _sub(element, "location").append(_emit(facility, "healthCareFacility", partial(_facility, facility)))
@@ -754,6 +815,8 @@ def _period(parent: etree._Element, name: str, period: Period, *, typed: bool = 
     element = _sub(parent, name)
     if typed:
         element.set(f"{{{XSI}}}type", "IVL_TS")
+    if period.null_flavor is not None:
+        element.set("nullFlavor", period.null_flavor)
     if period.value is not None:
         element.set("value", format_ts(period.value))
     if period.low is not None:

@@ -309,6 +309,8 @@ class Period(_Model):
     """End (``high``); refused when before the start."""
     value: Timestamp | None = None
     """A single point in time (``@value``), for participants whose time is not an interval."""
+    null_flavor: str | None = Field(default=None, min_length=1)
+    """``@nullFlavor`` (``UNK``, ``NA``, ``MSK`` …): a time that is unknown or does not apply, kept as said."""
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -316,9 +318,16 @@ class Period(_Model):
             raise ValidationError(
                 "the end of a period is before its start", problems=("period.high: before period.low",)
             )
-        if self.low is None and self.high is None and self.value is None:
-            raise ValidationError("a period needs a start, an end or a value", problems=("period: empty",))
+        if self.low is None and self.high is None and self.value is None and self.null_flavor is None:
+            raise ValidationError(
+                "a period needs a start, an end, a value or a null flavor", problems=("period: empty",)
+            )
         return self
+
+    @classmethod
+    def unknown(cls, null_flavor: str = "UNK") -> Period:
+        """A time that is not known (``nullFlavor="UNK"``) or does not apply (``"NA"``)."""
+        return cls(null_flavor=null_flavor)
 
 
 # --------------------------------------------------------------------------- data types
@@ -812,7 +821,8 @@ class Participant(_Model):
     function_code: Code | None = None
     """``functionCode`` (JDV_J47)."""
     time: Period | None = None
-    """``time`` (written ``xsi:type="IVL_TS"``)."""
+    """``time`` (written ``xsi:type="IVL_TS"``); required by :func:`~dmp_connector.cda.build` (CI-SIS
+    participant: time 1..1): ``Period.unknown()`` when it is not known."""
     template_ids: tuple[TemplateId, ...] = ()
     """templateIds some volets put on the participant."""
 

@@ -354,9 +354,10 @@ def _period(element: etree._Element | None) -> Period | None:
     if element is None:
         return None
     low, high, value = _ts(_child(element, "low")), _ts(_child(element, "high")), _ts(element)
-    if low is None and high is None and value is None:
+    null_flavor = element.get("nullFlavor") or None
+    if low is None and high is None and value is None and null_flavor is None:
         return None
-    return Period(low=low, high=high, value=value)
+    return Period(low=low, high=high, value=value, null_flavor=null_flavor)
 
 
 def _raw(elements: Iterator[etree._Element] | list[etree._Element]) -> tuple[RawElement, ...]:

@@ -900,6 +900,9 @@ class Medication(VoletEntry):
         if lot is not None and (lot.text or "").strip():
             raise _decline("a treatment with a lot number")
         name = (_one(material, "name").text or "").strip()
+        if not name:
+            # A null name (nullFlavor="NA") is not a name: the entry stays as it came (RawEntry), nothing invented.
+            raise _decline("a product without a name")
         code_element = _one(material, "code")
         product_code = _read_code(code_element, allow_children={"translation"})
         translations = tuple(c for c in (_read_code(t) for t in _all(code_element, "translation")) if c is not None)
@@ -910,7 +913,7 @@ class Medication(VoletEntry):
             id=_required_id(administration),
             reference=reference,
             entry_type_code=element.get("typeCode"),
-            name=name or (product_code.display_name if product_code and product_code.display_name else "?"),
+            name=name,
             product=product_code,
             product_translations=translations,
             start=start,
