@@ -116,7 +116,7 @@ def test_a_patch_that_does_not_read_back_gives_way_to_the_fresh_rendering(
     from dmp_connector.cda.model import Organization
 
     # A table that forgot a field: the change would be written nowhere without the re-reading.
-    table = {k: v for k, v in _patch.PARTS.items()}
+    table = dict(_patch.PARTS)
     table[Organization] = tuple(p for p in table[Organization] if p.key != "name")
     monkeypatch.setattr(_patch, "PARTS", table)
     monkeypatch.setattr(sys.modules["dmp_connector.cda.build"], "PARTS", table)  # cda.build is also a function
