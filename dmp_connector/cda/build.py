@@ -22,6 +22,7 @@ and nothing else of that size (``benchmarks/cda_pdf_memory.py`` checks it)::
 from __future__ import annotations
 
 import binascii
+import copy
 import functools
 import io
 import logging
@@ -181,13 +182,14 @@ def write(document: ClinicalDocument, stream: IO[bytes]) -> None:
     _check(document)
     root = _document(document)
     if not isinstance(document.body, NonXmlBody):
-        stream.write(etree.tostring(root, encoding="UTF-8", xml_declaration=True))
+        stream.write(etree.tostring(root.getroottree(), encoding="UTF-8", xml_declaration=True))
         return
     marker = f"dmp-connector-pdf-{uuid.uuid4().hex}"
     text = root.find(f"{hl7('component')}/{hl7('nonXMLBody')}/{hl7('text')}")
     assert text is not None
     text.text = marker
-    head, found, tail = etree.tostring(root, encoding="UTF-8", xml_declaration=True).partition(marker.encode())
+    serialized = etree.tostring(root.getroottree(), encoding="UTF-8", xml_declaration=True)
+    head, found, tail = serialized.partition(marker.encode())
     assert found and marker.encode() not in tail, "the PDF marker must occur once in the serialized header"
     stream.write(head)
     layout = _layout(document.body)
@@ -459,7 +461,15 @@ def _readers() -> dict[type, Callable[[etree._Element], object]]:
 
 
 def _document(doc: ClinicalDocument) -> etree._Element:
-    return _emit(doc, "ClinicalDocument", lambda: _document_element(doc))
+    root = _emit(doc, "ClinicalDocument", lambda: _document_element(doc))
+    source = doc._source
+    if source is not None and isinstance(source.extra, tuple):
+        before, after = source.extra
+        for node in before:
+            root.addprevious(copy.copy(node))
+        for node in reversed(after):
+            root.addnext(copy.copy(node))
+    return root
 
 
 def _document_element(doc: ClinicalDocument) -> etree._Element:

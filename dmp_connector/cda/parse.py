@@ -512,7 +512,14 @@ def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | byt
         other_header=_raw([c for c in doc if isinstance(c.tag, str) and local_name(c) in OTHER_HEADER_ELEMENTS]),
         **fields,
     )
-    return _kept(document, doc)
+    # The comments and processing instructions around the root (<?xml-stylesheet …?>) belong to the file we
+    # write back; a self-presenting document's root is its stylesheet, which is not kept.
+    prolog = (
+        (tuple(reversed(list(doc.itersiblings(preceding=True)))), tuple(doc.itersiblings()))
+        if doc.getparent() is None
+        else ((), ())
+    )
+    return _kept(document, doc, prolog)
 
 
 _PATIENT_TYPED: Final = frozenset({"name", "administrativeGenderCode", "birthTime", "birthplace"})

@@ -77,7 +77,18 @@ def differences(a: etree._Element, b: etree._Element, here: str) -> list[str]:
 
 
 def document_differences(original: bytes, rebuilt: bytes) -> list[str]:
-    """The differences between a document as given and as rebuilt (see the module's docstring)."""
+    """The differences between a document as given and as rebuilt (see the module's docstring).
+
+    The comments and processing instructions around the root (``<?xml-stylesheet …?>``) are
+    compared too, except around a self-presenting document's stylesheet, which is not written.
+    """
     a = clinical_document(etree.fromstring(original))  # noqa: TID251 - the ANS kit's own files
     b = clinical_document(etree.fromstring(rebuilt))  # noqa: TID251 - our own output
-    return differences(a, b, "/ClinicalDocument")
+    found = differences(a, b, "/ClinicalDocument")
+    if a.getparent() is None:
+        for side in ("preceding", "following"):
+            around_a = [_signature(n) for n in a.itersiblings(preceding=side == "preceding")]
+            around_b = [_signature(n) for n in b.itersiblings(preceding=side == "preceding")]
+            if around_a != around_b:
+                found.append(f"/{side}-sibling::node()")
+    return found
