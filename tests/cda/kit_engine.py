@@ -29,7 +29,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from typing import Any
 from lxml import etree
 
 from dmp_connector.cda._schematron import _SAXON_LOCK, _processor, select_volets
-from dmp_connector.cda.validation import CdaValidator, Finding, FindingSeverity
+from dmp_connector.cda.validation import CdaValidator, Finding
 from dmp_connector.config import CdaSettings
 from dmp_connector.xml import XmlLimits, parse_xml
 
@@ -170,7 +170,7 @@ def _references(sch: Path) -> Iterator[str]:
             if href:
                 yield href
         for value in el.attrib.values():
-            for match in _DOC_LITERAL.finditer(value):
+            for match in _DOC_LITERAL.finditer(str(value)):
                 yield match.group(1) or match.group(2) or ""
 
 
@@ -243,7 +243,7 @@ class KitEngine:
         if self._skeleton is None:
             moteur = self.kit / "schematrons" / "moteur"
             xslt = _processor().new_xslt30_processor()
-            self._skeleton = tuple(  # type: ignore[assignment]
+            self._skeleton = tuple(
                 xslt.compile_stylesheet(stylesheet_file=str(moteur / name))
                 for name in ("iso_dsdl_include.xsl", "iso_abstract_expand.xsl", "iso_svrl_for_xslt2.xsl")
             )
@@ -308,10 +308,11 @@ class KitEngine:
                 continue
             where = el.get("location", "")
             text = el.find(f"{{{SVRL}}}text")
+            words = "".join(str(t) for t in text.itertext()) if text is not None else ""
             found.add(
                 KitFinding(
                     kind=kind,
-                    message=_SPACES.sub(" ", "".join(text.itertext()) if text is not None else "").strip(),
+                    message=_SPACES.sub(" ", words).strip(),
                     location=node_path(document, where, notation="kit"),
                     ident=el.get("id"),
                     role=el.get("role"),
@@ -359,7 +360,7 @@ def node_path(tree: etree._ElementTree, location: str, *, notation: str) -> str:
     an index only after the first); ``"ours"``: the project's (``/cda:ClinicalDocument[1]/…``).
     A location that does not resolve is returned as it was, prefixed with ``?``.
     """
-    steps = [s for s in location.split("/")]
+    steps = list(location.split("/"))
     if not location or steps[0] != "":
         return "/" if location in ("", "/") else f"?{location}"
     steps = steps[1:]
@@ -375,10 +376,7 @@ def node_path(tree: etree._ElementTree, location: str, *, notation: str) -> str:
         if match is None:
             return f"?{location}"
         index = int(match["index"] or 1)
-        if current is None:
-            candidates = [tree.getroot()]
-        else:
-            candidates = [c for c in current if isinstance(c.tag, str)]
+        candidates = [tree.getroot()] if current is None else [c for c in current if isinstance(c.tag, str)]
         if notation == "kit":
             same = [c for c in candidates if _lexical(c) == match["name"]]
         else:
@@ -465,4 +463,3 @@ def project_findings(validator: CdaValidator, xml_bytes: bytes, name: str) -> tu
 def settings(cache_dir: Path | None = None) -> CdaSettings:
     """Settings for the project's validator on the 2025 kit (no disk cache unless one is given)."""
     return CdaSettings(kit_dir=KIT, cache_dir=cache_dir, disk_cache=cache_dir is not None)
-
