@@ -29,7 +29,6 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,53 +158,78 @@ def _value_sets(mirror: Path) -> dict[str, Path]:
     return found
 
 
-def _references(sch: Path) -> Iterator[str]:
-    """Relative paths a schematron file names: its includes and the literal paths of its doc() calls."""
+_LET_LITERAL = re.compile(r"^\s*(?:'([^']+\.(?:xml|rdf))'|\"([^\"]+\.(?:xml|rdf))\")\s*$")
+
+
+def _references(sch: Path) -> tuple[list[str], list[str]]:
+    """What a schematron file names: its includes (relative to itself), and the files its expressions
+    read (``doc('…')`` and ``let`` literals: relative to the compiled stylesheet, beside the main .sch)."""
     root = parse_xml(sch.read_bytes(), limits=_KIT_LIMITS, what=f"kit file {sch.name}")
+    includes: list[str] = []
+    reads: list[str] = []
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue
-        if etree.QName(el).namespace == _SCH and etree.QName(el).localname in ("include", "extends"):
-            href = el.get("href")
-            if href:
-                yield href
+        sch_name = etree.QName(el).localname if etree.QName(el).namespace == _SCH else None
+        if sch_name in ("include", "extends") and el.get("href"):
+            includes.append(el.get("href", ""))
         for value in el.attrib.values():
-            for match in _DOC_LITERAL.finditer(str(value)):
-                yield match.group(1) or match.group(2) or ""
+            reads.extend(m.group(1) or m.group(2) or "" for m in _DOC_LITERAL.finditer(str(value)))
+        literal = _LET_LITERAL.match(el.get("value", "")) if sch_name in ("let", "param") else None
+        if literal is not None:
+            reads.append(literal.group(1) or literal.group(2) or "")
+    return includes, reads
 
 
-def _repair(mirror: Path) -> list[str]:
-    """Work around the kit's quirks in the mirror; what was done, in words."""
-    fixes: list[str] = []
-    value_sets: dict[str, Path] | None = None
-    for sch in sorted((mirror / "schematrons").rglob("*.sch")):
-        if not sch.stat().st_size:
-            continue
-        try:
-            references = sorted(set(_references(sch)))
-        except Exception as exc:  # a kit file that is not XML: the kit's engine will say so
-            fixes.append(f"{sch.name} cannot be read ({exc})")
-            continue
-        for ref in references:
-            if "://" in ref or "$" in ref:
+class _Repairs:
+    """Works around the kit's quirks in the mirror, for one schematron and what it includes."""
+
+    def __init__(self, mirror: Path) -> None:
+        self.mirror = mirror
+        self.fixes: list[str] = []
+        self._value_sets: dict[str, Path] | None = None
+
+    def schematron(self, main: Path) -> None:
+        seen: set[Path] = set()
+        pending = [main]
+        while pending:
+            current = pending.pop()
+            if current in seen or not current.is_file() or not current.stat().st_size:
+                continue  # an empty file: left as it is, the kit's engine will refuse it
+            seen.add(current)
+            try:
+                includes, reads = _references(current)
+            except Exception:  # not XML: the kit's engine will say so
                 continue
-            target = Path(os.path.normpath(sch.parent / ref))
-            if target.exists() or target.is_symlink():
-                continue
-            found = _case_insensitive(target, mirror)
-            if found is not None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(found)
-                fixes.append(f"{ref} (from {sch.name}): the kit names it with another case; linked to {found.name}")
-                continue
-            voc = _VOC.search(ref)
-            if voc is not None:
-                value_sets = value_sets if value_sets is not None else _value_sets(mirror)
-                svs = value_sets.get(voc.group(1))
-                if svs is not None and target.parent.is_dir():
-                    target.write_bytes(_vocabulary(svs, voc.group(1)))
-                    fixes.append(f"{ref} is missing from the kit: written from its value set {svs.name}")
-    return fixes
+            for ref in includes:
+                target = self._existing(current.parent, ref, current.name)
+                if target is not None:
+                    pending.append(target)
+            for ref in reads:
+                self._existing(main.parent, ref, current.name)
+
+    def _existing(self, base: Path, ref: str, where: str) -> Path | None:
+        if not ref or "://" in ref or "$" in ref:
+            return None
+        target = Path(os.path.normpath(base / ref))
+        if target.exists():
+            return target
+        found = _case_insensitive(target, self.mirror)
+        if found is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(found)
+            self.fixes.append(f"{ref} (in {where}): the kit names it with another case; linked to {found.name}")
+            return target
+        voc = _VOC.search(ref)
+        if voc is not None and target.parent.is_dir():
+            if self._value_sets is None:
+                self._value_sets = _value_sets(self.mirror)
+            svs = self._value_sets.get(voc.group(1))
+            if svs is not None:
+                target.write_bytes(_vocabulary(svs, voc.group(1)))
+                self.fixes.append(f"{ref} (in {where}) is missing from the kit: written from its value set {svs.name}")
+                return target
+        return None
 
 
 # --------------------------------------------------------------------------------------------- the engine
@@ -225,12 +249,17 @@ class KitEngine:
         self.work_dir = work_dir
         self.mirror = work_dir / "kit"
         _mirror(self.kit, self.mirror)
-        self.fixes = _repair(self.mirror)
+        self._repairs = _Repairs(self.mirror)
         self._compiled: dict[Path, _Compiled] = {}
         self._failed: dict[Path, KitEngineError] = {}
         self._skeleton: tuple[Any, Any, Any] | None = None
         self._lock = threading.RLock()
         self._documents = 0
+
+    @property
+    def fixes(self) -> list[str]:
+        """The kit's quirks worked around so far, in words."""
+        return self._repairs.fixes
 
     def _mirrored(self, schematron: Path) -> Path:
         try:
@@ -258,6 +287,7 @@ class KitEngine:
                 return self._compiled[sch]
             if sch in self._failed:
                 raise self._failed[sch]
+            self._repairs.schematron(sch)
             try:
                 include, expand, svrl = self._steps()
                 processor = _processor()
@@ -360,9 +390,11 @@ def node_path(tree: etree._ElementTree, location: str, *, notation: str) -> str:
     an index only after the first); ``"ours"``: the project's (``/cda:ClinicalDocument[1]/…``).
     A location that does not resolve is returned as it was, prefixed with ``?``.
     """
-    steps = list(location.split("/"))
-    if not location or steps[0] != "":
-        return "/" if location in ("", "/") else f"?{location}"
+    if location in ("", "/"):
+        return "/"
+    steps = location.split("/")
+    if steps[0] != "":
+        return f"?{location}"
     steps = steps[1:]
     tail = ""
     if steps and steps[-1].startswith("@"):

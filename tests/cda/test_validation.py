@@ -23,7 +23,7 @@ from dmp_connector.config import CdaSettings, Settings, SoftwareIdentity
 from dmp_connector.errors import ConfigurationError, MalformedResponseError, UnsafeXmlError
 from dmp_connector.xml import parse_xml
 
-KIT = Path(__file__).resolve().parents[3] / "shared" / "cda"
+KIT = Path(__file__).resolve().parents[3] / "shared" / "cda-2025"
 EXAMPLES = KIT / "ExemplesCDA"
 NS = {"cda": "urn:hl7-org:v3"}
 
