@@ -55,6 +55,7 @@ SCRIPTS = (
     Script("bench_zeep"),
     Script("mtom_memory", quick=("--size-mib", "16")),
     Script("cda_pdf_memory", quick=()),
+    Script("bench_cda_roundtrip"),
     Script("cda_validation", quick=(), json=False, optional=True),
 )
 
