@@ -9,7 +9,7 @@ only when a script fails to run.
     .venv/bin/python benchmarks/run.py            # the full run (about 5 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # a smoke run: fewer repeats, same scripts
     .venv/bin/python benchmarks/run.py --only bench_deposits bench_documents
-    .venv/bin/python benchmarks/run.py --all      # also cda_validation.py (needs ../shared/cda; minutes)
+    .venv/bin/python benchmarks/run.py --all      # also cda_validation.py (needs ../shared/cda-2025; minutes)
 
 Benchmarks are never run by the test suite.
 """
@@ -55,6 +55,7 @@ SCRIPTS = (
     Script("bench_zeep"),
     Script("mtom_memory", quick=("--size-mib", "16")),
     Script("cda_pdf_memory", quick=()),
+    Script("bench_cda_roundtrip"),
     Script("cda_validation", quick=(), json=False, optional=True),
 )
 

@@ -3,7 +3,7 @@
 Run it with ``python examples/build_cda.py [OUTPUT.xml]``. It needs no network: the
 organisation and the professional are set in code, the PDF is a one-page PDF made on the
 fly. When the ANS conformance kit is found (``DMP_CONNECTOR_CDA__KIT_DIR``, or
-``../shared/cda`` next to the project), the document is also checked against the CDA schema
+``../shared/cda-2025`` next to the project), the document is also checked against the CDA schema
 (``CDA_extended.xsd``). It exits with status 0 only if every check holds.
 """
 
@@ -76,7 +76,7 @@ def one_page_pdf(text: str) -> bytes:
 def find_kit() -> Path | None:
     configured = os.environ.get("DMP_CONNECTOR_CDA__KIT_DIR")
     candidates = [Path(configured)] if configured else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "cda")
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "cda-2025")
     return next((p for p in candidates if (p / "infrastructure" / "cda" / "CDA_extended.xsd").is_file()), None)
 
 

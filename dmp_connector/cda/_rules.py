@@ -20,13 +20,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from lxml import etree
 
-from dmp_connector.errors import InvalidIdentifierError, MalformedResponseError, UnsafeXmlError
+from dmp_connector.errors import ConfigurationError, InvalidIdentifierError, MalformedResponseError, UnsafeXmlError
 from dmp_connector.ins import INS, InsOid
 from dmp_connector.xml import parse_xml_file
+
+if TYPE_CHECKING:
+    from ._valueset import ValueSet
 
 __all__ = ["RULES", "Issue", "Rule", "ValueSets", "element_location", "find_document", "run_rules"]
 
@@ -44,7 +47,7 @@ HL7_FRANCE_TEMPLATE = "2.16.840.1.113883.2.8.2.1"
 CISIS_TEMPLATE = "1.2.250.1.213.1.1.1.1"
 XDS_SD_TEMPLATE = "1.3.6.1.4.1.19376.1.2.20"
 _CISIS_DOCUMENT_TEMPLATES = "1.2.250.1.213.1.1.1."
-_HL7_CONFIDENTIALITY_SYSTEM = "2.16.840.1.113883.5.25"
+_HL7_CONFIDENTIALITY_SYSTEM = "2.16.840.1.113883.5.25"  # x_BasicConfidentialityKind's codes
 
 Severity = Literal["error", "warning", "info"]
 
@@ -79,57 +82,83 @@ class Rule:
 
 @dataclass
 class ValueSets:
-    """Membership tests on the ANS value sets by file name (``JDV_J07_XdsTypeCode_CISIS``).
+    """Membership tests on the ANS value sets the SDK carries, by name (``JDV_J07_XdsTypeCode_CISIS``).
 
-    The kit's own files come first, so that the structural checks and the schematrons use
-    the same version of a set; without a kit, the constants generated into
-    :mod:`dmp_connector.cda.valuesets`. ``contains`` is None when the set is not available.
+    With a kit (``directory``: its ``jeuxDeValeurs/``), the kit's own file of that set, found by
+    the set's OID (the kit renames files: the 2025 kit writes ``jdv-code-probleme-cisis.xml`` for
+    ``JDV_ProblemCodes_CISIS``), so that the structural checks and the schematrons use the same
+    version of a set. Without a kit, the constants generated into :mod:`dmp_connector.cda.valuesets`.
+    A set that cannot be found is a :class:`~dmp_connector.errors.ConfigurationError`: a kit
+    lacking a set, or with an unreadable one, is never completed from the SDK's copy.
     """
 
     directory: Path | None = None
-    _cache: dict[str, frozenset[tuple[str, str]] | None] = field(default_factory=dict)
+    _cache: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    _files: dict[str, Path] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def contains(self, name: str, code: str, system: str) -> bool | None:
-        """Whether (code, system) is in the set ``name``; None when the set is not available."""
-        codes = self._codes(name)
-        return None if codes is None else (code, system) in codes
+    def contains(self, name: str, code: str, system: str) -> bool:
+        """Whether (code, system) is in the set ``name``; ConfigurationError when the set cannot be found."""
+        return (code, system) in self._codes(name)
 
-    def _codes(self, name: str) -> frozenset[tuple[str, str]] | None:
+    def _codes(self, name: str) -> frozenset[tuple[str, str]]:
         with self._lock:
             if name not in self._cache:
-                self._cache[name] = self._from_kit(name) or _from_constants(name)
+                known = _known(name)
+                if self.directory is None:
+                    self._cache[name] = frozenset((c.code, c.code_system) for c in known.concepts)
+                else:
+                    self._cache[name] = self._from_kit(known.name, known.oid)
             return self._cache[name]
 
-    def _from_kit(self, name: str) -> frozenset[tuple[str, str]] | None:
-        if self.directory is None:
-            return None
-        path = self.directory / f"{name}.xml"
-        if not path.is_file():
-            return None
+    def _from_kit(self, name: str, oid: str) -> frozenset[tuple[str, str]]:
+        assert self.directory is not None
+        if self._files is None:
+            self._files = _files_by_oid(self.directory)
+        path = self._files.get(oid)
+        if path is None:
+            raise ConfigurationError(
+                f"the kit's value sets ({self.directory}) have no {name} (OID {oid})",
+                hint="point [cda] kit_dir at a complete ANS TestContenuCDA kit; the SDK never replaces"
+                " a missing set of the kit with its own copy",
+            )
         try:
             root = parse_xml_file(path)
-        except (MalformedResponseError, UnsafeXmlError):
-            _log.warning("the kit's value set %s cannot be read; using the SDK's copy if it has one", path.name)
-            return None
+        except (MalformedResponseError, UnsafeXmlError) as exc:
+            raise ConfigurationError(
+                f"the kit's value set {path.name} ({name}) cannot be read: {exc.message}",
+                hint="restore the file from the ANS kit",
+            ) from exc
         return frozenset(
             (c.get("code", ""), c.get("codeSystem", "")) for c in root.iter("{urn:ihe:iti:svs:2008}Concept")
         )
 
 
-def _from_constants(name: str) -> frozenset[tuple[str, str]] | None:
-    try:
-        from dmp_connector.cda import valuesets
-    except ImportError:  # pragma: no cover - the generated module ships with the package
-        return None
-    if name == "JDV_HL7_Confidentiality_CISIS":
-        # Not generated: the CDA confidentiality codes are J08's codes of the HL7 system (N, R, V).
-        xds = valuesets.VALUE_SETS.get("JDV_J08_XdsConfidentialityCode_CISIS")
-        if xds is None:
-            return None
-        return frozenset((c.code, c.code_system) for c in xds.concepts if c.code_system == _HL7_CONFIDENTIALITY_SYSTEM)
+def _known(name: str) -> ValueSet:
+    from dmp_connector.cda import valuesets
+
     found = valuesets.VALUE_SETS.get(name)
-    return None if found is None else frozenset((c.code, c.code_system) for c in found.concepts)
+    if found is None:  # a rule naming a set the SDK does not generate: a defect of the SDK
+        raise ConfigurationError(f"the SDK carries no value set named {name}", hint="report this to the SDK")
+    return found
+
+
+_VALUE_SET_ID = re.compile(rb"<(?:\w+:)?ValueSet\b[^>]*?\bid=\"([0-9.]+)\"")
+
+
+def _files_by_oid(directory: Path) -> dict[str, Path]:
+    """The SVS files of a folder by value set OID (read from each file's first bytes)."""
+    found: dict[str, Path] = {}
+    for path in sorted(directory.glob("*.xml")):
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(4096)
+        except OSError:
+            continue
+        match = _VALUE_SET_ID.search(head)
+        if match:
+            found.setdefault(match.group(1).decode("ascii"), path)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +332,7 @@ def _type_code(doc: _Doc) -> _Found:
         return
     if not code.get("displayName"):
         yield code, "the document's <code> needs a @displayName (the label of the type code)"
-    if doc.value_sets.contains("JDV_J07_XdsTypeCode_CISIS", value, system) is False:
+    if not doc.value_sets.contains("JDV_J07_XdsTypeCode_CISIS", value, system):
         yield (
             code,
             f"the type code {value} (system {system}) is not in the value set JDV_J07_XdsTypeCode_CISIS"
@@ -329,7 +358,7 @@ def _confidentiality(doc: _Doc) -> _Found:
         yield None, 'the document needs a <confidentialityCode> (usually code="N")'
         return
     value, system = conf.get("code", ""), conf.get("codeSystem", "")
-    if doc.value_sets.contains("JDV_HL7_Confidentiality_CISIS", value, system) is False:
+    if not doc.value_sets.contains("JDV_HL7_XBasicConfidentialityKind_CISIS", value, system):
         yield (
             conf,
             f"the confidentiality code {value or '(none)'} (system {system or 'none'}) is not one of N, R, V of"
@@ -488,7 +517,7 @@ def _gender(doc: _Doc) -> _Found:
     if gender is None or gender.get("nullFlavor"):
         return
     value, system = gender.get("code", ""), gender.get("codeSystem", "")
-    if doc.value_sets.contains("JDV_J143_AdministrativeGender_CISIS", value, system) is False:
+    if not doc.value_sets.contains("JDV_J143_AdministrativeGender_CISIS", value, system):
         yield gender, f"the sex code {value} (system {system}) is not F, M or UN of 2.16.840.1.113883.5.1 (JDV_J143)"
 
 
@@ -523,7 +552,7 @@ def _author_ids(doc: _Doc) -> _Found:
             known = doc.value_sets.contains(
                 "JDV_J01_XdsAuthorSpecialty_CISIS", code.get("code", ""), code.get("codeSystem", "")
             )
-            if known is False:
+            if not known:
                 yield (
                     code,
                     f"the author's profession/specialty {code.get('code')} is not in JDV_J01_XdsAuthorSpecialty_CISIS"
@@ -634,7 +663,7 @@ def _practice_setting(doc: _Doc) -> _Found:
         )
         return
     value, system = code.get("code", ""), code.get("codeSystem", "")
-    if doc.value_sets.contains("JDV_J04_XdsPracticeSettingCode_CISIS", value, system) is False:
+    if not doc.value_sets.contains("JDV_J04_XdsPracticeSettingCode_CISIS", value, system):
         yield (
             code,
             f"the practice setting {value or '(none)'} (system {system or 'none'}) is not in"
@@ -665,7 +694,7 @@ def _facility_type(doc: _Doc) -> _Found:
         )
         return
     value, system = code.get("code", ""), code.get("codeSystem", "")
-    if doc.value_sets.contains("JDV_J02_XdsHealthcareFacilityTypeCode_CISIS", value, system) is False:
+    if not doc.value_sets.contains("JDV_J02_XdsHealthcareFacilityTypeCode_CISIS", value, system):
         yield (
             code,
             f"the facility type {value or '(none)'} (system {system or 'none'}) is not in"

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from dmp_connector.cli import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, main
 
-KIT = Path(__file__).resolve().parents[3] / "shared" / "cda"
+KIT = Path(__file__).resolve().parents[3] / "shared" / "cda-2025"
 EXAMPLES = KIT / "ExemplesCDA"
 
 pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(), reason=f"the ANS kit is not at {KIT}")

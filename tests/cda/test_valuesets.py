@@ -26,8 +26,8 @@ from dmp_connector.codes import Code
 from dmp_connector.errors import ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
-JDV_DIR = ROOT.parent / "shared" / "cda" / "jeuxDeValeurs"
-needs_kit = pytest.mark.skipif(not JDV_DIR.is_dir(), reason="the ANS value-set files (../shared/cda) are not here")
+JDV_DIR = ROOT.parent / "shared" / "cda-2025" / "jeuxDeValeurs"
+needs_kit = pytest.mark.skipif(not JDV_DIR.is_dir(), reason="the ANS value-set files (../shared/cda-2025) are not here")
 
 
 def _generator() -> ModuleType:
@@ -61,6 +61,26 @@ def test_check_mode_reports_a_stale_module(tmp_path: Path, capsys: pytest.Captur
 def test_a_missing_file_stops_the_generator(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="missing"):
         _generator().main(["--source", str(tmp_path), "--output", str(tmp_path / "x.py")])
+    # One renamed set absent (the 2025 kit's kebab-case name): it is named, never taken from elsewhere.
+    for path in JDV_DIR.glob("*.xml"):
+        if path.name != "jdv-code-probleme-cisis.xml":
+            (tmp_path / path.name).symlink_to(path)
+    with pytest.raises(SystemExit, match=r"missing from .*: jdv-code-probleme-cisis\.xml$"):
+        _generator().main(["--source", str(tmp_path), "--output", str(tmp_path / "x.py")])
+
+
+@needs_kit
+def test_the_2025_kit_renamed_sets_keep_their_names() -> None:
+    """Nine sets the 2025 kit renamed in kebab-case: read from their new files, published under their names."""
+    renamed = _generator().SOURCE_FILES
+    assert len(renamed) == 10  # the nine renamed inputs, and the header's x_BasicConfidentialityKind
+    for name, file in renamed.items():
+        assert (JDV_DIR / f"{file}.xml").is_file(), file
+        assert not (JDV_DIR / f"{name}.xml").exists(), name
+        assert VALUE_SETS[name].name == name
+    assert VALUE_SETS["JDV_ProblemCodes_CISIS"].oid == "1.2.250.1.213.1.1.5.172"
+    assert valuesets.JDV_HL7_XBASIC_CONFIDENTIALITY_KIND.oid == "2.16.840.1.113883.1.11.16926"
+    assert list(valuesets.JDV_HL7_XBASIC_CONFIDENTIALITY_KIND.codes()) == ["N", "R", "V"]
 
 
 def test_value_set_identity_and_lookup() -> None:

@@ -15,7 +15,7 @@ from tests.conftest import PkiFiles
 
 from .conftest import APP_MAILBOX, PRO_MAILBOX
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda" / "ExemplesCDA"
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "ExemplesCDA"
 N1_PATH = EXAMPLES / "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml"
 PATIENT = parse_cda(N1_PATH.read_bytes()).patient.identity
 

@@ -22,7 +22,7 @@ from dmp_connector.sandbox.mssante import PatientMailboxState, SandboxMailOperat
 
 from .conftest import APP_MAILBOX, PATIENT_ACTIVE, PRO_MAILBOX
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda" / "ExemplesCDA"
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "ExemplesCDA"
 N1 = (EXAMPLES / "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml").read_bytes()
 PATIENT = parse_cda(N1).patient.identity
 MODES = pytest.mark.parametrize("mode", ["sync", "async"])

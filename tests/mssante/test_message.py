@@ -34,7 +34,7 @@ from dmp_connector.mssante.message import (
 )
 from dmp_connector.mssante.receipts import DeliveryReport
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda" / "ExemplesCDA"
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "ExemplesCDA"
 N1 = (EXAMPLES / "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml").read_bytes()
 VSM = (EXAMPLES / "VSM_1.4_2022.01.xml").read_bytes()
 OTHER_PATIENT = (EXAMPLES / "OBP-SCM_2024.01.xml").read_bytes()

@@ -26,7 +26,7 @@ from dmp_connector.mssante.xdm import (
     read_package,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda" / "ExemplesCDA"
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "ExemplesCDA"
 LCM_XSD = Path(__file__).resolve().parents[3] / "shared" / "xds" / "schema" / "ebRS30" / "lcm.xsd"
 N1 = (EXAMPLES / "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml").read_bytes()
 VSM = (EXAMPLES / "VSM_1.4_2022.01.xml").read_bytes()

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 TESTS = Path(__file__).resolve().parents[1]
-CDA_EXAMPLES = TESTS.parents[1] / "shared" / "cda" / "ExemplesCDA"
+CDA_EXAMPLES = TESTS.parents[1] / "shared" / "cda-2025" / "ExemplesCDA"
 
 # The shape the audit model refuses in its patient field (13- or 15-character matricule), quoted.
 _MATRICULE_LITERAL = re.compile(r"""["'](""" + _AUDIT_MATRICULE.pattern + r""")["']""")

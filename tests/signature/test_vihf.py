@@ -2,7 +2,7 @@
 
 Schemas: SAML 2.0 assertion + XMLDSig from ``tests/data/schemas`` (see its SOURCE.md); the
 HL7 ``CE`` type that the roles and purpose of use name with ``xsi:type`` comes from the
-CDA R2 schema in ``../shared/cda`` (the same HL7 data types), so their attributes are checked too.
+CDA R2 schema in ``../shared/cda-2025`` (the same HL7 data types), so their attributes are checked too.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ DS = "http://www.w3.org/2000/09/xmldsig#"
 HL7 = "urn:hl7-org:v3"
 NS = {"saml": SAML, "ds": DS, "hl7": HL7, "ec": "http://www.w3.org/2001/10/xml-exc-c14n#"}
 SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
-CDA_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "cda" / "infrastructure" / "cda" / "CDA_extended.xsd"
+CDA_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "infrastructure" / "cda" / "CDA_extended.xsd"
 XMLSEC1 = shutil.which("xmlsec1")
 needs_xmlsec1 = pytest.mark.skipif(XMLSEC1 is None, reason="xmlsec1 is not installed (Debian package xmlsec1)")
 NOW = dt.datetime.now(dt.UTC)

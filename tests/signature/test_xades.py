@@ -58,7 +58,7 @@ from tests.conftest import PkiFiles
 DS = "http://www.w3.org/2000/09/xmldsig#"
 NS = {"ds": DS}
 XADES_DATA = Path(__file__).resolve().parents[1] / "data" / "xades"
-REAL_CDA = Path(__file__).resolve().parents[3] / "shared" / "cda" / "ExemplesCDA" / "AVC-SUNV_2022.01.xml"
+REAL_CDA = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "ExemplesCDA" / "AVC-SUNV_2022.01.xml"
 
 SUBMISSION_SET = "1.2.250.1.999.7.1"
 CDA_ID = "1.2.250.1.999.7.2"
