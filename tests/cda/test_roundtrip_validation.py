@@ -1,4 +1,4 @@
-"""A rebuilt document raises no finding its original does not: the project's validator on both.
+"""A rebuilt document raises no finding its original does not: the project's validator and the kit's engine.
 
 For every example of the 2025 ANS kit, the original and its new version (new id, version,
 ``relatedDocument``, effectiveTime) go through the whole validator (structural rules, the
@@ -6,6 +6,10 @@ kit's schema and schematrons); so does the document as read (``build(parse(x))``
 is not element for element the original (``test_examples_roundtrip`` proves the others
 are): a kit defect after its fix, a self-presenting document. Every error of a rebuilt form
 must be an error of the original at the same place, or be in ``JUSTIFIED`` with its reason.
+The same forms also go through the kit's own engine (``kit_engine``: the ISO skeleton of
+``schematrons/moteur``) for the volet's schematron; the kit-wide schematrons go through the
+project's compiler only here, which ``test_kit_engine`` holds to the kit's engine on every
+example.
 The whole kit runs with ``-m kit_exhaustive`` (as ``.ci/run`` does); the default run takes
 one example of each kind.
 """
@@ -24,6 +28,7 @@ from dmp_connector.cda.validation import CdaValidator, FindingSeverity, Validati
 from dmp_connector.config import CdaSettings
 
 from .conftest import EXAMPLES, KIT
+from .kit_engine import kit_findings, volet_schematron
 from .test_examples_roundtrip import KIT_DEFECTS, _fixed
 
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.xml")) if EXAMPLES.is_dir() else []
@@ -75,6 +80,18 @@ def _errors(report: ValidationReport) -> set[tuple[str, str, str]]:
     return out
 
 
+def _kit_errors(data: bytes, validator: CdaValidator) -> set[tuple[str, str, str]]:
+    """The kit's engine's errors for the volet schematron, as (schematron, message, node by name)."""
+    path = volet_schematron(data, validator)
+    if path is None:
+        return set()
+    return {
+        (path.name, f.message, re.sub(r"^.*?(/ClinicalDocument)", r"\1", f.kit_location))
+        for f in kit_findings(data, path)
+        if f.severity == "error"
+    }
+
+
 def _new_version(document: ClinicalDocument) -> ClinicalDocument:
     return document.model_copy(
         update={
@@ -105,9 +122,12 @@ def _check(
         or b"xsl:stylesheet" in (example_files[name][:2000])
     ):
         forms.append(("as read", build(document)))
+    original_kit = _kit_errors(example_files[name], validator)
     for label, rebuilt in forms:
         new = _errors(validator.validate(rebuilt)) - original - allowed
         assert not new, f"{label}: findings the original does not have: {sorted(new)[:5]}"
+        new_kit = _kit_errors(rebuilt, validator) - original_kit
+        assert not new_kit, f"{label}: the kit's engine finds what it does not in the original: {sorted(new_kit)[:5]}"
 
 
 @pytest.mark.parametrize("name", FAST)

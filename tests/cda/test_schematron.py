@@ -29,7 +29,6 @@ HL7 = "urn:hl7-org:v3"
 needs_kit = pytest.mark.skipif(not SCHEMATRONS.is_dir(), reason=f"the ANS kit is not at {KIT}")
 
 
-
 def _sch(body: str, *, extra_ns: str = "", attrs: str = "") -> str:
     return (
         '<schema xmlns="http://purl.oclc.org/dsdl/schematron" queryBinding="xslt2" ' + attrs + ">"
