@@ -141,5 +141,5 @@ def test_a_participant_without_time_is_refused_before_the_kit_would(
     from dmp_connector.errors import ValidationError
 
     participant = referring_physician().model_copy(update={"time": None})
-    with pytest.raises(ValidationError, match="participant/time 1..1"):
+    with pytest.raises(ValidationError, match=r"participant/time 1\.\.1"):
         build(make_pdf_document(participants=(participant,)))
