@@ -11,8 +11,10 @@ it does not is kept so that :func:`~dmp_connector.cda.build` writes it back:
 * narrative blocks are kept as they are; entries go to the reader registered for their
   templateId, or are kept as :class:`~dmp_connector.cda.model.RawEntry`.
 
-Dropped: comments and processing instructions, and inside typed elements what their model
-lacks (``codeSystemName``, ``translation``, a ``serviceProviderOrganization`` …).
+Nothing is dropped: every model read from an element remembers that element (see
+``_source.py``), so that :func:`~dmp_connector.cda.build` writes back what the model does not
+type (``codeSystemName``, ``translation``, null flavors, comments, the base64 layout of a PDF
+body, the processing instructions around the root …) wherever the model was not changed.
 
 A self-presenting document (an ``xsl:stylesheet`` holding the ``ClinicalDocument``) is read
 as the document inside; its stylesheet is not kept.
