@@ -1,8 +1,11 @@
 """Writing a :class:`~dmp_connector.cda.model.ClinicalDocument` as CI-SIS CDA R2 XML.
 
-:func:`build` returns the document as canonical UTF-8 bytes: the XML declaration, no
-indentation (whitespace in a narrative block is content), attributes in a fixed order,
-elements in the order of the CDA schema. The same model always gives the same bytes.
+:func:`build` returns the document as UTF-8 bytes. A document built from the model is
+canonical: the XML declaration, no indentation (whitespace in a narrative block is content),
+attributes in a fixed order, elements in the order of the CDA schema. A document read with
+:func:`~dmp_connector.cda.parse` is written as it was read, with only the parts changed
+since written anew (``_emit``, ``_patch.py``): nothing the model does not type is lost. The
+same model always gives the same bytes.
 
 Before writing, :func:`build` applies the rules a model cannot hold on its own, because
 a received document must still be readable when it breaks them (see :func:`problems`):
