@@ -77,7 +77,7 @@ __all__ = [
 
 _log = logging.getLogger("dmp_connector.cda")
 
-COMPILER_VERSION = "1"
+COMPILER_VERSION = "2"
 """Changes whenever the generated XSLT changes, so that disk caches of older versions are ignored."""
 
 SCH_NS = "http://purl.oclc.org/dsdl/schematron"
@@ -300,11 +300,17 @@ def _instantiate(abstract: etree._Element, instance: etree._Element) -> etree._E
 
 
 def _message(el: etree._Element, diagnostics: Mapping[str, etree._Element]) -> tuple[tuple[str, str], ...]:
+    """The parts of an assert's or report's message. A text node of white space only is left out,
+    as the ISO skeleton's XSLT leaves it out (``<value-of/>`` newline ``<value-of/>`` gives the two
+    values side by side): the same message as the kit's own engine, word for word."""
     parts: list[tuple[str, str]] = []
 
+    def text(value: str | None) -> None:
+        if value and value.strip():
+            parts.append(("text", value))
+
     def walk(node: etree._Element) -> None:
-        if node.text:
-            parts.append(("text", node.text))
+        text(node.text)
         for child in node:
             if _is_sch(child, "value-of"):
                 parts.append(("value-of", child.get("select", "")))
@@ -312,8 +318,7 @@ def _message(el: etree._Element, diagnostics: Mapping[str, etree._Element]) -> t
                 parts.append(("name", child.get("path", ".")))
             elif isinstance(child.tag, str):
                 walk(child)  # emph, dir, span, foreign markup: keep their text
-            if child.tail:
-                parts.append(("text", child.tail))
+            text(child.tail)
 
     walk(el)
     for ref in (el.get("diagnostics") or "").split():
@@ -1021,7 +1026,9 @@ def _read_output(text: str, compiled: CompiledSchematron) -> list[RawResult]:
             results.append(RawResult(None, pattern, context, location, message))
             continue
         check = compiled.checks[int(el.get("n", "0"))]
-        values = iter(_SPACES.sub(" ", _text(v)).strip()[:500] for v in el)
+        # A value is kept as it is (a display name's trailing space included), at most 500 characters;
+        # only the whole message has its white space collapsed, as the kit's engine reports it.
+        values = iter(_text(v)[:500] for v in el)
         words = [next(values, "") if kind == "value" else text_ for kind, text_ in check.message]
         results.append(RawResult(check, pattern, context, location, _SPACES.sub(" ", "".join(words)).strip()))
     return results

@@ -89,6 +89,37 @@ def test_asserts_reports_lets_and_messages(tmp_path: Path, engine_for: Callable[
     assert "no title" in messages
 
 
+def test_messages_are_the_kits_word_for_word(tmp_path: Path, engine_for: Callable[[Path], SchematronEngine]) -> None:
+    """As the ISO skeleton writes them (found by tests/cda/test_kit_engine.py): white space alone between two
+    values is dropped, and a value keeps its own spaces (a display name ending with one)."""
+    sch = _write(
+        tmp_path / "schematrons" / "s.sch",
+        _sch(
+            '<pattern id="p"><rule context="cda:code">'
+            '<assert test="false()">Found: &lt;<value-of select="name()"/>\n      '
+            '<value-of select="for $a in (@* except (@code, @displayName, @codeSystem))'
+            " return concat(' ', name($a))\"/>&gt;</assert>"
+            '<assert test="false()">[<value-of select="@code"/>:<value-of select="@displayName"/>:'
+            '<value-of select="@codeSystem"/>]</assert>'
+            "</rule></pattern>"
+        ),
+    )
+    document = (
+        '<ClinicalDocument xmlns="urn:hl7-org:v3">'
+        '<code code="X" displayName="Dysphagie " codeSystem="1.2"/></ClinicalDocument>'
+    )
+    messages = sorted(r.message for r in _run(engine_for(tmp_path), sch, document))
+    assert messages == ["Found: <code>", "[X:Dysphagie :1.2]"]
+    bare = _write(
+        tmp_path / "schematrons" / "t.sch",
+        _sch(
+            '<pattern id="p"><rule context="cda:code"><assert test="false()">'
+            '<value-of select="@code"/> <value-of select="@codeSystem"/></assert></rule></pattern>'
+        ),
+    )
+    assert [r.message for r in _run(engine_for(tmp_path), bare, document)] == ["X1.2"]
+
+
 def test_first_matching_rule_of_a_pattern_wins(tmp_path: Path, engine_for: Callable[[Path], SchematronEngine]) -> None:
     sch = _write(
         tmp_path / "schematrons" / "s.sch",
