@@ -225,3 +225,12 @@ def _with_body(text: str) -> bytes:
     start = data.index(b'representation="B64">') + len(b'representation="B64">')
     end = data.index(b"</text>", start)
     return data[:start] + text.encode() + data[end:]
+
+
+def test_every_field_of_a_patched_model_has_a_part() -> None:
+    from dmp_connector.cda._patch import PARTS, covered_fields
+
+    # A field no part covers would be written nowhere when changed (the re-reading would then fall back).
+    assert {m.__name__: sorted(set(m.model_fields) - covered_fields(m)) for m in PARTS} == {
+        m.__name__: [] for m in PARTS
+    }
