@@ -30,6 +30,7 @@ attempt sent) and two deposits never share one.
 
 from __future__ import annotations
 
+import base64
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -453,7 +454,9 @@ def build_submit_objects_request(request: SubmissionRequest) -> etree._Element:
 
 
 @_xml_safe
-def build_provide_and_register_request(request: SubmissionRequest) -> etree._Element:
+def build_provide_and_register_request(
+    request: SubmissionRequest, *, inline: Mapping[str, bytes] | None = None
+) -> etree._Element:
     """The ITI-41 body: the submission, then one ``xdsb:Document`` per entry pointing at its MTOM part::
 
     <xdsb:ProvideAndRegisterDocumentSetRequest xmlns:xdsb="urn:ihe:iti:xds-b:2007" …>
@@ -463,9 +466,14 @@ def build_provide_and_register_request(request: SubmissionRequest) -> etree._Ele
     </xdsb:ProvideAndRegisterDocumentSetRequest>
 
     Every document entry needs its Content-ID in ``request.contents``; the bytes travel as
-    attachments of :func:`~dmp_connector.soap.encode_mtom` with those ids.
+    attachments of :func:`~dmp_connector.soap.encode_mtom` with those ids. A document whose
+    bytes are given in ``inline`` (entry id → bytes) is written as base64 text inside its
+    ``xdsb:Document`` instead, as a sender without MTOM does (small documents, tests, XDR relays).
     """
-    missing = [d.entry_uuid for d in request.documents if d.entry_uuid not in request.contents]
+    inline = inline or {}
+    missing = [
+        d.entry_uuid for d in request.documents if d.entry_uuid not in request.contents and d.entry_uuid not in inline
+    ]
     if missing:
         raise ValidationError(
             "a Provide and Register request needs the MTOM part of every document",
@@ -477,7 +485,11 @@ def build_provide_and_register_request(request: SubmissionRequest) -> etree._Ele
     _fill_submit_objects(etree.SubElement(root, f"{{{LCM}}}SubmitObjectsRequest"), request)
     for document in request.documents:
         holder = etree.SubElement(root, _xdsb("Document"), id=document.entry_uuid)
-        holder.append(xop_include(request.contents[document.entry_uuid]))
+        data = inline.get(document.entry_uuid)
+        if data is not None:
+            holder.text = base64.b64encode(data).decode("ascii")
+        else:
+            holder.append(xop_include(request.contents[document.entry_uuid]))
     return root
 
 
@@ -807,20 +819,17 @@ def _authors(obj: _Object, scheme: str) -> list[Any]:
     for classification in obj.classified(scheme):
         slots = classification.slots
         person = _single(obj, slots, "authorPerson")
-        specialties = slots.get("authorSpecialty", [])
-        data = {
+        extra = tuple((name, tuple(values)) for name, values in slots.items() if name not in _AUTHOR_SLOT_NAMES)
+        data: dict[str, Any] = {
             "person": person or None,
             "institutions": tuple(slots.get("authorInstitution", [])),
             "roles": tuple(slots.get("authorRole", [])),
-            "specialties": tuple(specialties),
+            "specialties": tuple(slots.get("authorSpecialty", [])),
             "telecommunications": tuple(slots.get("authorTelecommunication", [])),
-            "extra_slots": tuple(
-                (name, tuple(values)) for name, values in slots.items() if name not in _AUTHOR_SLOT_NAMES
-            ),
         }
-        key = tuple(data.values())
-        if data["extra_slots"]:
-            data["extra_slots"] = tuple({"name": name, "values": values} for name, values in data["extra_slots"])
+        key = (*data.values(), extra)
+        if extra:
+            data["extra_slots"] = tuple({"name": name, "values": values} for name, values in extra)
         authors.append(obj.interned.model(Author, data, key))
     return authors
 
@@ -878,9 +887,7 @@ def _document(obj: _Object) -> DocumentEntry:
     data: dict[str, Any] = {
         "entry_uuid": obj.id,
         "unique_id": _identifier(obj, DocumentEntryScheme.UNIQUE_ID, "uniqueId"),
-        "patient_id": interned.text(
-            Cx, _identifier(obj, DocumentEntryScheme.PATIENT_ID, "patientId", required=False)
-        ),
+        "patient_id": interned.text(Cx, _identifier(obj, DocumentEntryScheme.PATIENT_ID, "patientId", required=False)),
         "limited_metadata": _flagged(obj, ClassificationNode.DOCUMENT_ENTRY_LIMITED_METADATA),
         "home": _home(element),
         "mime_type": element.get("mimeType") or _DEFAULT_MIME_TYPE,
@@ -1289,7 +1296,8 @@ def parse_retrieve_document_set_request(
 
 @_xml_safe
 def build_retrieve_document_set_response(response: RetrieveDocumentSetResponse) -> etree._Element:
-    """An ITI-43 answer whose documents are ``xop:Include`` references to MTOM parts::
+    """An ITI-43 answer whose documents are ``xop:Include`` references to MTOM parts (or, for a
+    document with ``content`` and no ``content_id``, its bytes inline in base64)::
 
     <xdsb:RetrieveDocumentSetResponse xmlns:xdsb="urn:ihe:iti:xds-b:2007" …>
       <rs:RegistryResponse status="urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"/>
@@ -1304,7 +1312,7 @@ def build_retrieve_document_set_response(response: RetrieveDocumentSetResponse) 
     root = etree.Element(_xdsb("RetrieveDocumentSetResponse"), nsmap={"xdsb": XDSB, "rs": RS, "xop": XOP})
     _write_registry_response(etree.SubElement(root, _rs("RegistryResponse")), response.response)
     for document in response.documents:
-        if document.content_id is None:
+        if document.content_id is None and document.content is None:
             raise ValidationError(f"document {document.document_unique_id} has no content_id to refer to")
         item = etree.SubElement(root, _xdsb("DocumentResponse"))
         if document.home_community_id is not None:
@@ -1316,7 +1324,11 @@ def build_retrieve_document_set_response(response: RetrieveDocumentSetResponse) 
         if document.new_document_unique_id is not None:
             etree.SubElement(item, _xdsb("NewDocumentUniqueId")).text = document.new_document_unique_id
         etree.SubElement(item, _xdsb("mimeType")).text = document.mime_type
-        etree.SubElement(item, _xdsb("Document")).append(xop_include(document.content_id))
+        holder = etree.SubElement(item, _xdsb("Document"))
+        if document.content_id is not None:
+            holder.append(xop_include(document.content_id))
+        elif document.content is not None:
+            holder.text = base64.b64encode(document.content.read()).decode("ascii")
     return root
 
 
@@ -1328,8 +1340,9 @@ def parse_retrieve_document_set_response(
 ) -> RetrieveDocumentSetResponse:
     """Read an ITI-43 answer; with the message's ``attachments`` each document's ``content`` is resolved.
 
-    A document sent as base64 inside the XML (a server that does not use MTOM) is resolved too,
-    into an in-memory attachment. Without ``attachments`` only the ids and ``content_id`` are read.
+    A document sent as base64 inside the XML (a server that does not use MTOM) is always resolved,
+    into an in-memory attachment: its bytes are in the message. Without ``attachments``, an
+    ``xop:Include`` gives only its ``content_id``.
     """
     what = "the RetrieveDocumentSetResponse"
     root = _read_root(source, _xdsb("RetrieveDocumentSetResponse"), what, limits=limits)
@@ -1354,7 +1367,7 @@ def parse_retrieve_document_set_response(
             "new_document_unique_id": _text(item, "NewDocumentUniqueId", where, required=False),
             "content_id": unquote(href[4:]) if href[:4].lower() == "cid:" and href[4:] else None,
         }
-        if attachments is not None:
-            data["content"] = resolve_xop(holder, attachments)
+        if attachments is not None or include is None:
+            data["content"] = resolve_xop(holder, attachments or {})
         documents.append(_validated(RetrievedDocument, data, where))
     return RetrieveDocumentSetResponse(response=registry_response, documents=tuple(documents))

@@ -22,6 +22,7 @@ title is health data.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -73,6 +74,7 @@ __all__ = [
     "XdsTime",
     "Xon",
     "coded_value",
+    "content_problems",
     "is_oid",
     "new_entry_uuid",
     "symbolic_id",
@@ -631,7 +633,7 @@ class Author(BaseModel):
 
 
 class TextAttributes(BaseModel):
-    """``xml:lang`` and ``charset`` of one ``rim:LocalizedString``, kept so that an entry written back says what it said.
+    """``xml:lang`` and ``charset`` of one ``rim:LocalizedString``, kept so that the entry is written back as read.
 
     ``part`` names the string: ``Name`` (title), ``Description`` (comments), or
     ``<classificationScheme>#<n>`` for the display name of the n-th code (from 0) of that scheme.
@@ -1240,6 +1242,12 @@ class SubmissionRequest(BaseModel):
         known = set(counted) | {ref.id for ref in self.object_refs}
         members: set[str] = set()
         versions: dict[str, str | None] = {}
+        # ITI-57 submits an association between registry entries on its own (SubmitAssociation).
+        submitted_alone = {
+            a.target_object
+            for a in self.associations
+            if a.association_type == AssociationType.SUBMIT_ASSOCIATION and a.source_object == ss_id
+        }
         for association in self.associations:
             where = f"association {association.entry_uuid}"
             for end, value in (
@@ -1260,16 +1268,25 @@ class SubmissionRequest(BaseModel):
                 versions[association.target_object] = association.previous_version
             elif kind == AssociationType.UPDATE_AVAILABILITY_STATUS:
                 found += _status_update_problems(association, where, ss_id)
-            elif kind in _DOCUMENT_RELATIONS and association.source_object not in documents:
+            elif (
+                kind in _DOCUMENT_RELATIONS
+                and association.source_object not in documents
+                and association.entry_uuid not in submitted_alone
+            ):
                 found.append(
                     f"{where}: the source of a {_short(kind)} association must be a document of the submission"
                 )
             if kind != AssociationType.HAS_MEMBER and association.submission_set_status is not None:
                 found += _submission_set_status_problems(association, where)
+            if kind != AssociationType.HAS_MEMBER and association.previous_version is not None:
+                found.append(f"{where}: PreviousVersion belongs on the HasMember of a new version only")
+            found += _propagation_problems(association, where)
         entries: list[DocumentEntry | Folder] = [*self.documents, *self.folders]
         for entry in entries:
             if entry.entry_uuid not in members:
-                found.append(f"entry {entry.entry_uuid} is not a member of the submission set (no HasMember association)")
+                found.append(
+                    f"entry {entry.entry_uuid} is not a member of the submission set (no HasMember association)"
+                )
                 continue
             new_version = entry.logical_id is not None and entry.logical_id != entry.entry_uuid
             if new_version and versions.get(entry.entry_uuid) is None:
@@ -1277,9 +1294,32 @@ class SubmissionRequest(BaseModel):
                     f"entry {entry.entry_uuid}: a new version (logicalId of another entry) needs PreviousVersion"
                     " on its HasMember association"
                 )
+        lids = [e.logical_id for e in entries if e.logical_id is not None and e.logical_id != e.entry_uuid]
+        for repeated in sorted({lid for lid in lids if lids.count(lid) > 1}):
+            found.append(f"two entries of the submission are new versions of the same logicalId {repeated}")
         for entry_id in self.contents:
             if entry_id not in documents:
                 found.append(f"contents names {entry_id}, which is not a document entry of the submission")
+        return found
+
+    def document_problems(self, documents: Mapping[str, bytes | None]) -> list[str]:
+        """ITI-41: each entry has its document and each document its entry; hash and size match the bytes.
+
+        ``documents`` maps the ``xdsb:Document`` ids of the request to their bytes (``None`` when
+        they are not at hand, e.g. an MTOM part not read): the repository's checks of ITI TF-2b
+        §3.41.4.1.3 (XDSMissingDocument, XDSMissingDocumentMetadata, XDSNonIdenticalHash/Size).
+        """
+        found: list[str] = []
+        entries = {d.entry_uuid: d for d in self.documents}
+        for entry_id in entries:
+            if entry_id not in documents:
+                found.append(f"document {entry_id} has no xdsb:Document (XDSMissingDocument)")
+        for entry_id, data in documents.items():
+            entry = entries.get(entry_id)
+            if entry is None:
+                found.append(f"the xdsb:Document {entry_id} has no DocumentEntry (XDSMissingDocumentMetadata)")
+            elif data is not None:
+                found += [f"document {entry_id}: {problem}" for problem in content_problems(entry, data)]
         return found
 
     def _has_member_problems(
@@ -1303,7 +1343,9 @@ class SubmissionRequest(BaseModel):
             if not _VERSION_RE.match(previous):
                 found.append(f"{where}: PreviousVersion is not a version number (a positive integer)")
             entry = documents.get(target) or folders.get(target)
-            if entry is not None and entry.logical_id is None:
+            if entry is None:
+                found.append(f"{where}: PreviousVersion names a new version, which must be an entry of the submission")
+            elif entry.logical_id is None:
                 found.append(f"entry {target}: a new version (PreviousVersion) needs the logicalId it updates")
         return found
 
@@ -1375,6 +1417,27 @@ def _status_update_problems(association: Association, where: str, ss_id: str) ->
             found.append(f"{where}: {name} {value} is not an availability status (Approved, Deprecated …)")
     if original is not None and original == new:
         found.append(f"{where}: NewStatus equals OriginalStatus (nothing to update)")
+    return found
+
+
+_PROPAGATION: Final = frozenset({"yes", "no"})
+
+
+def _propagation_problems(association: Association, where: str) -> list[str]:
+    """ITI-57: ``AssociationPropagation`` is ``yes`` or ``no``, one value."""
+    for slot in association.extra_slots:
+        if slot.name == "AssociationPropagation" and (len(slot.values) != 1 or slot.values[0] not in _PROPAGATION):
+            return [f"{where}: AssociationPropagation is neither yes nor no"]
+    return []
+
+
+def content_problems(entry: DocumentEntry, data: bytes) -> list[str]:
+    """Where ``data`` contradicts the entry's ``size`` and ``hash`` (SHA-1) slots (empty when it matches)."""
+    found: list[str] = []
+    if entry.size is not None and entry.size != len(data):
+        found.append("size differs from the document's length (XDSNonIdenticalSize)")
+    if entry.hash is not None and entry.hash.lower() != hashlib.sha1(data, usedforsecurity=False).hexdigest():
+        found.append("hash differs from the SHA-1 of the document (XDSNonIdenticalHash)")
     return found
 
 
