@@ -496,3 +496,19 @@ def test_the_samples_are_where_the_tests_expect_them() -> None:
         "SubmitObjectsRequest_ebrs30_update.xml",
     ]
     assert Path(SAMPLES / "iti18request.xml").is_file()
+
+
+def test_document_problems_compare_each_document_with_its_entry() -> None:
+    """ITI-41 as a repository checks it: each entry has its bytes, and their size and SHA-1 match the entry."""
+    request = make_deposit()  # Document01: hash of b"", size 1234
+    assert request.document_problems({"Document01": b""}) == [
+        "document Document01: size differs from the document's length (XDSNonIdenticalSize)"
+    ]
+    assert request.document_problems({"Document01": b"a" * 1234}) == [
+        "document Document01: hash differs from the SHA-1 of the document (XDSNonIdenticalHash)"
+    ]
+    assert request.document_problems({"Document01": None}) == []  # an MTOM part not at hand: not judged
+    assert request.document_problems({"Other": b""}) == [
+        "document Document01 has no xdsb:Document (XDSMissingDocument)",
+        "the xdsb:Document Other has no DocumentEntry (XDSMissingDocumentMetadata)",
+    ]
