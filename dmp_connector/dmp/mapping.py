@@ -243,6 +243,8 @@ def prepare_deposit(
         healthcare_facility_type_code=entry.healthcare_facility_type_code or metadata.healthcare_facility_type_code,
         practice_setting_code=entry.practice_setting_code or metadata.practice_setting_code,
         legal_authenticator=author.person,
+        # As DRIMbox and the editor kit do: the DMP matches authorInstitution with the VIHF's structure.
+        authors=(author,),
     )
     key = (entry.hash or "")[:16]
     document_part = Attachment.from_bytes(data, content_type=entry.mime_type, content_id=f"doc-{key}@dmp-connector")

@@ -21,7 +21,7 @@ import pytest
 from lxml import etree
 
 from dmp_connector._transport import CallContext, Client, Operation, SoapRequest
-from dmp_connector.codes import Code
+from dmp_connector.codes import Code, professional_specialty
 from dmp_connector.config import (
     DmpService,
     Environment,
@@ -111,7 +111,7 @@ from .client_support import schemas
 STRUCTURE = "1123456789"
 CABINET = Code.of("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel")
 MEDECIN = Code.of("10", "1.2.250.1.71.1.2.7", "Médecin")
-GENERALISTE = Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale")
+GENERALISTE = professional_specialty("SM26", "Qualifié en médecine générale")
 SOFTWARE = SoftwareIdentity(name="TestLPS", version="1.0", editor="Test Editor", dmp_homologation_id="HOMOL-TEST")
 ORGANISATION = Organisation(
     id="123456789", id_kind=StructureIdKind.FINESS, name="Cabinet Test", activity_sector=CABINET

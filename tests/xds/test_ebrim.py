@@ -198,7 +198,9 @@ def test_the_first_sample_in_detail() -> None:
     request = parse_submit_objects_request((SAMPLES / "SubmitObjectsRequest_ebrs30.xml").read_bytes())
     (entry,) = request.documents
     assert entry.entry_uuid == "Document01" and entry.unique_id == "1.3.6.1.4.1.21367.2005.3.9999.32"
-    assert entry.patient_id.text == "SELF-5^^^&1.3.6.1.4.1.21367.2005.3.7&ISO"  # its scheme UUID has a space in it
+    assert (
+        entry.patient_id is not None and entry.patient_id.text == "SELF-5^^^&1.3.6.1.4.1.21367.2005.3.7&ISO"
+    )  # its scheme UUID has a space in it
     assert entry.creation_time == XdsTime.parse("20051224")
     assert entry.title == "Physical" and entry.comments is None
     assert entry.class_code == ForeignCode(
