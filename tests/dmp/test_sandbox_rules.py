@@ -946,9 +946,11 @@ def test_status_changes_take_effect(dmp: Dmp, filled: dict[str, Doc]) -> None:
     assert unique_ids(dmp.find(statuses=(AvailabilityStatus.ARCHIVED,))) == {hidden.unique_id}
     stale = dmp.status_update(hidden, AvailabilityStatus.DELETED, original=AvailabilityStatus.APPROVED)
     assert codes(stale) == ["XDSMetadataUpdateError"]
-    assert codes(dmp.status_update(hidden, AvailabilityStatus.APPROVED, professional=DUPONT)) == [
-        DmpErrorCode.ACCESS_DENIED
-    ]
+    assert codes(
+        dmp.status_update(
+            hidden, AvailabilityStatus.APPROVED, original=AvailabilityStatus.ARCHIVED, professional=DUPONT
+        )
+    ) == [DmpErrorCode.ACCESS_DENIED]
 
 
 def test_masking_is_a_new_metadata_version(dmp: Dmp, filled: dict[str, Doc]) -> None:
