@@ -788,7 +788,10 @@ def _identifier(obj: _Object, scheme: str, name: str, *, required: bool = True) 
 def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
     codes: list[AnyCode] = []
     for index, classification in enumerate(obj.classified(scheme)):
-        _keep_attributes(obj, f"{scheme}#{index}", classification.lang, classification.charset)
+        if classification.lang is not None or classification.charset is not None:
+            obj.localized.append(
+                TextAttributes(part=f"{scheme}#{index}", lang=classification.lang, charset=classification.charset)
+            )
         system = _single(obj, classification.slots, "codingScheme")
         if not classification.code or system is None:
             raise MalformedResponseError(
@@ -888,8 +891,6 @@ def _document(obj: _Object) -> DocumentEntry:
         "entry_uuid": obj.id,
         "unique_id": _identifier(obj, DocumentEntryScheme.UNIQUE_ID, "uniqueId"),
         "patient_id": interned.text(Cx, _identifier(obj, DocumentEntryScheme.PATIENT_ID, "patientId", required=False)),
-        "limited_metadata": _flagged(obj, ClassificationNode.DOCUMENT_ENTRY_LIMITED_METADATA),
-        "home": _home(element),
         "mime_type": element.get("mimeType") or _DEFAULT_MIME_TYPE,
         "object_type": entry_type,
         "availability_status": element.get("status"),
@@ -919,8 +920,15 @@ def _document(obj: _Object) -> DocumentEntry:
         "repository_unique_id": _single(obj, slots, "repositoryUniqueId"),
         "reference_ids": tuple(slots.get(REFERENCE_ID_LIST_SLOT, [])),
         "extra_slots": _extras(obj, _DOCUMENT_SLOT_NAMES),
-        "localized": tuple(obj.localized),
     }
+    # What most answers lack is left to the defaults: a field not given costs no validation.
+    if obj.localized:
+        data["localized"] = tuple(obj.localized)
+    if _flagged(obj, ClassificationNode.DOCUMENT_ENTRY_LIMITED_METADATA):
+        data["limited_metadata"] = True
+    home = _home(element)
+    if home is not None:
+        data["home"] = home
     return _validated(DocumentEntry, data, obj.where)
 
 
