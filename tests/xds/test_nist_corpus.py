@@ -17,6 +17,7 @@ import pytest
 from dmp_connector.soap import resolve_xop
 from dmp_connector.xds import (
     ASSOCIATION_DOCUMENTATION_SCHEME,
+    DocumentEntryType,
     MetadataProfile,
     SubmissionSetStatus,
     build_provide_and_register_request,
@@ -203,3 +204,11 @@ def test_inline_documents_are_written_and_read_back(schemas: Schemas) -> None:
     assert again.contents == {}
     assert {i: resolve_xop(e, {}).read() for i, e in again_elements.items()} == data
     assert set(elements) == set(again_elements)
+
+
+def test_an_on_demand_entry_needs_no_creation_time() -> None:
+    """TF-3: an On-Demand DocumentEntry has no creationTime (it is made when retrieved); NIST accepts these."""
+    request = parse_submit_objects_request((NIST / "messages" / "7ef4f2ee48a3.xml").read_bytes())
+    on_demand = [d for d in request.documents if d.object_type is DocumentEntryType.ON_DEMAND]
+    assert on_demand and all(d.creation_time is None for d in on_demand)
+    assert request.problems() == []
