@@ -761,7 +761,7 @@ class DocumentEntry(BaseModel):
     under :attr:`limited_metadata`, where XDR and XDM may leave it out.
     """
     limited_metadata: bool = False
-    """The entry carries the limitedMetadata classification (XDR, XDM: ITI TF-3 §4.2.5.1)."""
+    """The entry carries the limitedMetadata classification (XDR, XDM: ITI TF-3 §4.3.1, limited metadata)."""
     home: Text | None = None
     """``home``: the homeCommunityId of the community holding the entry (XCA answers)."""
     localized: tuple[TextAttributes, ...] = ()

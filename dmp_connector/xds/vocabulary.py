@@ -54,9 +54,9 @@ class ClassificationNode(StrEnum):
     SUBMISSION_SET = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
     FOLDER = "urn:uuid:d9d542f3-6cc4-48b6-8870-ea235fbc94c2"
     DOCUMENT_ENTRY_LIMITED_METADATA = "urn:uuid:ab9b591b-83ab-4d03-8f5d-f93b1fb92e85"
-    """A DocumentEntry sent with limited metadata (XDR, XDM) [K: ITI TF vol. 3 §4.2.5.1]."""
+    """A DocumentEntry sent with limited metadata (XDR, XDM) [K: ITI TF vol. 3 §4.3.1; V: the NIST toolkit]."""
     SUBMISSION_SET_LIMITED_METADATA = "urn:uuid:5003a9db-8d8d-49e6-bf0c-990e34ac7707"
-    """A SubmissionSet sent with limited metadata (XDR, XDM) [K: ITI TF vol. 3 §4.2.5.1]."""
+    """A SubmissionSet sent with limited metadata (XDR, XDM) [K: ITI TF vol. 3 §4.3.1; V: the NIST toolkit]."""
 
 
 ASSOCIATION_DOCUMENTATION_SCHEME: Final = "urn:uuid:abd807a3-4432-4053-87b4-fd82c643d1f3"

@@ -232,7 +232,10 @@ JUSTIFICATIONS: tuple[tuple[str, str], ...] = (
         "ITI TF-3 4.1.4 (a submission request holds exactly one SubmissionSet): the message is a DSUB"
         " Publish (ITI-54) or a bare metadata example, not an XDS.b submission",
     ),
-    (r"slot \S+ appears twice", "ebRIM 3.0 4.2 / ITI TF-3 4.2.3.1.4 (a slot name is unique within its object)"),
+    (
+        r"slot \S+ appears twice",
+        "ebRIM 3.0 (a slot name is unique within its RegistryObject), as ITI TF-3 4.2.3 reads one value list per slot",
+    ),
     (r"not well-formed XML", "XML 1.0 2.1 (well-formedness): ebRIM metadata is an XML document"),
     (
         r"document \S+ has no xdsb:Document",
@@ -249,7 +252,7 @@ JUSTIFICATIONS: tuple[tuple[str, str], ...] = (
     (
         r"submission set: patientId is missing",
         "ITI TF-3 4.3.1, Table 4.3.1-3 (patientId is required unless the submission is flagged as limited"
-        " metadata, 4.2.5.1); this XDR test data predates the flag",
+        " metadata, which that table lists apart); this XDR test data predates the flag",
     ),
     (
         r"entry \S+ is not a member of the submission set",
