@@ -40,6 +40,7 @@ from dmp_connector import (
     SoftwareIdentity,
     StructureIdKind,
     TlsCredentials,
+    professional_specialty,
 )
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, Problem, VsmContent, vsm_document
 from dmp_connector.sandbox import TestPki
@@ -130,7 +131,7 @@ def base_settings(server_url: str = "https://127.0.0.1:1", tls: TlsCredentials |
             family_name="SANDBOX",
             given_name="JEANNE",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         ),
         retry=RetryPolicy(max_attempts=1),
         **extra,

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
         ldl_ses_document,
         vsm_document,
     )
-    from .codes import Code
+    from .codes import Code, professional_specialty
     from .config import (
         AuditSettings,
         CdaSettings,
@@ -219,6 +219,7 @@ if TYPE_CHECKING:
         Cx,
         DocumentEntry,
         DocumentEntryType,
+        DocumentIntegrityError,
         DocumentRequest,
         ErrorSeverity,
         FindDocumentsQuery,
@@ -327,7 +328,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ldl_ses_document",
         "vsm_document",
     ),
-    ".codes": ("Code",),
+    ".codes": ("Code", "professional_specialty"),
     ".config": (
         "AuditSettings",
         "CdaSettings",
@@ -489,6 +490,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Cx",
         "DocumentEntry",
         "DocumentEntryType",
+        "DocumentIntegrityError",
         "DocumentRequest",
         "ErrorSeverity",
         "FindDocumentsQuery",
@@ -627,6 +629,7 @@ __all__ = [
     "DocumentConflictError",
     "DocumentEntry",
     "DocumentEntryType",
+    "DocumentIntegrityError",
     "DocumentList",
     "DocumentMetadata",
     "DocumentRequest",
@@ -809,6 +812,7 @@ __all__ = [
     "parse_submit_objects_request",
     "parse_xml",
     "parse_xml_file",
+    "professional_specialty",
     "sign_submission_set",
     "verify_submission_set_signature",
     "verify_vihf",

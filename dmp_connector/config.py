@@ -22,7 +22,7 @@ import tomllib
 import uuid
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -42,7 +42,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from .codes import Code
+from .codes import RPPS_SPECIALTY_SYSTEM, Code
 from .errors import ConfigurationError
 from .retries import RetryPolicy
 from .xml import XmlLimits
@@ -300,6 +300,10 @@ class Organisation(BaseModel):
         return f"{self.id_kind.value}{self.id}"
 
 
+_TRE_G15: Final = "1.2.250.1.71.1.2.7"
+"""TRE_G15 (professions): ``10`` médecin, ``21`` pharmacien."""
+
+
 class ProfessionalIdKind(StrEnum):
     """Kinds of professional id; the value is the IdNat_PS prefix (RPPS 8; ADELI 0 [I])."""
 
@@ -323,7 +327,9 @@ class Professional(BaseModel):
     profession: Code
     """Profession (TRE_G15, e.g. ``10`` médecin, code system ``1.2.250.1.71.1.2.7``)."""
     specialty: Code | None = None
-    """Specialty (TRE_R38 for physicians, TRE_G05 for pharmacists); the VIHF requires it for both."""
+    """Specialty, required by the VIHF for physicians and pharmacists: make it with
+    :func:`~dmp_connector.codes.professional_specialty` (``professional_specialty("SM26")``, code system
+    ``1.2.250.1.71.4.2.5``); the CDA author and XDS authorSpecialty derive the JDV_J01 code from it."""
     role: Code | None = None
     """Role for role-characterised professionals (TRE_R85)."""
 
@@ -333,6 +339,12 @@ class Professional(BaseModel):
             raise ValueError("an RPPS number has 11 digits")
         if self.id_kind is ProfessionalIdKind.ADELI and len(self.id) != 9:
             raise ValueError("an ADELI number has 9 characters")
+        physician = self.profession.code == "10" and self.profession.code_system == _TRE_G15
+        if physician and self.specialty is not None and self.specialty.code_system != RPPS_SPECIALTY_SYSTEM:
+            raise ValueError(
+                f"a physician's specialty is an RPPS code under {RPPS_SPECIALTY_SYSTEM}"
+                " (use dmp_connector.codes.professional_specialty)"
+            )
         return self
 
     @property

@@ -372,7 +372,7 @@ def dmpc_settings(dmpc_pki: SandboxPki) -> Settings:
     Retries are fast (10 ms, no jitter). Override this fixture in your ``conftest.py`` to use
     your own software identity: every client fixture follows it.
     """
-    from dmp_connector.codes import Code
+    from dmp_connector.codes import Code, professional_specialty
     from dmp_connector.config import (
         Environment,
         Organisation,
@@ -404,7 +404,7 @@ def dmpc_settings(dmpc_pki: SandboxPki) -> Settings:
             family_name="SANDBOX",
             given_name="JEANNE",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         ),
         environment=Environment.sandbox(),
         tls=files.tls_credentials(),

@@ -32,6 +32,7 @@ from dmp_connector import (
     StructureIdKind,
     ValidationError,
     parse_xml,
+    professional_specialty,
 )
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build, extract_metadata, parse, xds_time
 
@@ -97,7 +98,7 @@ def main() -> None:
             family_name="MARTIN",
             given_name="Paul",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         ),
     )
     doctor, organisation = settings.require_professional(), settings.require_organisation()

@@ -33,6 +33,7 @@ from dmp_connector import (
     SoftwareIdentity,
     StructureIdKind,
     TlsCredentials,
+    professional_specialty,
 )
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, Problem, VsmContent, build, vsm_document
 from dmp_connector.sandbox import ScriptedHandler, TestPki
@@ -98,7 +99,7 @@ def make_settings(workdir: Path, pki: TestPki, server_url: str) -> Settings:
             family_name="SANDBOX",
             given_name="JEANNE",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         ),
         tls=TlsCredentials(cert_file=cert, key_file=key, ca_bundle=ca),
         retry=RetryPolicy(max_attempts=3, initial_delay=0.05, jitter=0.0),

@@ -44,6 +44,7 @@ from dmp_connector import (
     StructureIdKind,
     TlsCredentials,
     VerificationVerdict,
+    professional_specialty,
 )
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build
 from dmp_connector.config import MssanteAuthMode, MssanteSettings
@@ -120,7 +121,7 @@ def base_settings(workdir: Path, environment: Environment) -> Settings:
             family_name="SANDBOX",
             given_name="JEANNE",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         ),
         retry=RetryPolicy(max_attempts=3, initial_delay=0.05, jitter=0.0),
         audit=AuditSettings(jsonl_path=workdir / "audit.jsonl"),

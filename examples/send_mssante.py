@@ -39,6 +39,7 @@ from dmp_connector import (
     StructureIdKind,
     TlsCredentials,
     compute_key,
+    professional_specialty,
 )
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build
 from dmp_connector.config import MssanteAuthMode, MssanteSettings
@@ -113,7 +114,7 @@ def main() -> None:
             family_name="DURAND",
             given_name="Claire",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         ),
     )
     dominique = patient("2970275123456", "Adrtrois", "Dominique Marie", "F", "1997-02-26", "75123")

@@ -34,7 +34,7 @@ id_kind = "8"
 family_name = "SANDBOX"
 given_name = "JEANNE"
 profession = { code = "10", code_system = "1.2.250.1.71.1.2.7" }
-specialty = { code = "SM26", code_system = "1.2.250.1.71.1.2.5" }
+specialty = { code = "SM26", code_system = "1.2.250.1.71.4.2.5" }
 """
 
 MATRICULE = "275126322074974"

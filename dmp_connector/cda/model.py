@@ -63,7 +63,7 @@ from pydantic import (
     model_validator,
 )
 
-from dmp_connector.codes import Code
+from dmp_connector.codes import XDS_AUTHOR_SPECIALTY_SYSTEM, Code
 from dmp_connector.errors import ValidationError
 from dmp_connector.ins import Identity, IdentityStatus, InsOid
 
@@ -582,7 +582,7 @@ def author_specialty(professional: Professional) -> Code:
     """The JDV_J01 code (TRE_A02 ``G15_…``) for a professional's profession and specialty."""
     from .valuesets import JDV_J01_XDS_AUTHOR_SPECIALTY  # generated module; imported late to keep startup light
 
-    system = "1.2.250.1.213.1.1.4.5"
+    system = XDS_AUTHOR_SPECIALTY_SYSTEM
     base = f"G15_{professional.profession.code}"
     wanted = [f"{base}/{professional.specialty.code}", base] if professional.specialty is not None else [base]
     for candidate in wanted:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dmp_connector.codes import Code
+from dmp_connector.codes import Code, professional_specialty
 from dmp_connector.config import (
     Environment,
     Organisation,
@@ -114,7 +114,7 @@ def sandbox_settings(settings: Settings, files: TestPkiFiles, base_url: str | No
             family_name="SANDBOX",
             given_name="JEANNE",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         )
     if base_url is not None:
         update["environment"] = Environment.sandbox(base_url)

@@ -69,6 +69,7 @@ from dmp_connector.xds import (
     AvailabilityStatus,
     Cx,
     DocumentEntry,
+    DocumentIntegrityError,
     DocumentRequest,
     FindDocumentsQuery,
     FindSubmissionSetsQuery,
@@ -783,14 +784,16 @@ def _deliver(
     try:
         sha1 = content.sha1()
         if expected is not None:
+            problems = []
             if expected.size is not None and expected.size != content.size:
-                raise MalformedResponseError(
-                    "the retrieved document's size differs from its metadata", hint="retry; report it if it persists"
-                )
+                problems.append("size differs from the document's length (XDSNonIdenticalSize)")
             if expected.hash is not None and expected.hash.lower() != sha1:
-                raise MalformedResponseError(
-                    "the retrieved document's SHA-1 differs from its metadata hash",
-                    hint="retry; report it if it persists",
+                problems.append("hash differs from the SHA-1 of the document (XDSNonIdenticalHash)")
+            if problems:
+                raise DocumentIntegrityError(
+                    "the retrieved document does not match its entry: " + "; ".join(problems),
+                    problems=problems,
+                    hint="its bytes were dropped; retry, and report it if it persists",
                 )
         if to is not None:
             content.save(to)

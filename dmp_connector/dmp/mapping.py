@@ -170,8 +170,8 @@ class PreparedDeposit(BaseModel):
     """The entryUUID the document replaces (RPLC), if any."""
 
 
-def _same_patient(ins: INS, patient_id: Cx) -> bool:
-    return patient_id.id == ins.matricule and patient_id.assigning_authority == ins.oid.value
+def _same_patient(ins: INS, patient_id: Cx | None) -> bool:
+    return patient_id is not None and patient_id.id == ins.matricule and patient_id.assigning_authority == ins.oid.value
 
 
 def prepare_deposit(
@@ -200,7 +200,8 @@ def prepare_deposit(
         data = bytes(document)
         metadata = extract_metadata(data, confidentiality=confidentiality, limits=settings.xml)
     entry = document_entry(metadata)
-    if not _same_patient(ins, entry.patient_id):
+    patient_id = entry.patient_id
+    if patient_id is None or not _same_patient(ins, patient_id):
         raise IdentityNotQualifiedError(
             "the document is about another patient than the identity given for the deposit",
             hint="deposit the document in its own patient's DMP (recordTarget's INS)",
@@ -218,7 +219,6 @@ def prepare_deposit(
     ids = deposit_ids(settings, entry.unique_id, entry.hash or "")
     moment = (submission_time or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
     author = submission_author(settings, entry.authors[0] if entry.authors else None)
-    patient_id = entry.patient_id
     submission_set = SubmissionSet(
         unique_id=ids.submission_set,
         source_id=source_id(settings),
@@ -243,6 +243,8 @@ def prepare_deposit(
         healthcare_facility_type_code=entry.healthcare_facility_type_code or metadata.healthcare_facility_type_code,
         practice_setting_code=entry.practice_setting_code or metadata.practice_setting_code,
         legal_authenticator=author.person,
+        # As DRIMbox and the editor kit do: the DMP matches authorInstitution with the VIHF's structure.
+        authors=(author,),
     )
     key = (entry.hash or "")[:16]
     document_part = Attachment.from_bytes(data, content_type=entry.mime_type, content_id=f"doc-{key}@dmp-connector")

@@ -285,8 +285,9 @@ class XdmDocument(BaseModel):
 
     @property
     def patient_id(self) -> str:
-        """The patientId CX, ``<matricule>^^^&<OID>&ISO^NH``."""
-        return self.entry.patient_id.text
+        """The patientId CX, ``<matricule>^^^&<OID>&ISO^NH`` (empty for a limited-metadata entry without one)."""
+        patient = self.entry.patient_id
+        return patient.text if patient is not None else ""
 
     @property
     def type_code(self) -> Code:
@@ -410,7 +411,7 @@ def build_package(
         entries.append(entry)
         pdf = cda.body.data if isinstance(cda.body, NonXmlBody) else None
         packed.append(XdmDocument(path=f"{SUBSET}/{name}", content=content, entry=entry, embedded_pdf=pdf))
-    patients = {entry.patient_id.text for entry in entries}
+    patients = {entry.patient_id.text if entry.patient_id else "" for entry in entries}
     if len(patients) != 1:
         raise ValidationError(
             "the documents are about several patients; an XDM subset (and an MSSanté message) holds one",

@@ -48,8 +48,13 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _SCHEMA_VERSION: Final = "1"
 
 
-def patient_key(patient: Cx | INS) -> str:
-    """The key a patient is stored under: the INS as an XDS CX (matricule and OID; the type is always NH)."""
+def patient_key(patient: Cx | INS | None) -> str:
+    """The key a patient is stored under: the INS as an XDS CX (matricule and OID; the type is always NH).
+
+    An entry without patientId (limited metadata) gets a key no patient has: a NUL cannot be in XML.
+    """
+    if patient is None:
+        return "\x00no patientId"
     if isinstance(patient, INS):
         return Cx(id=patient.matricule, assigning_authority=patient.oid.value, id_type="NH").text
     return Cx(id=patient.id, assigning_authority=patient.assigning_authority, id_type="NH").text

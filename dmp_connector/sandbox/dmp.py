@@ -969,12 +969,14 @@ class DmpSimulator:
         for where, patient_id in [("SubmissionSet", ss.patient_id)] + [
             (d.entry_uuid, d.patient_id) for d in submission.documents
         ]:
-            if patient_key(patient_id) != patient_key(vihf_patient) or patient_id.id_type != "NH":
+            if patient_id is None or patient_key(patient_id) != patient_key(vihf_patient) or patient_id.id_type != "NH":
                 raise _refused(
                     RegistryErrorCode.PATIENT_ID_DOES_NOT_MATCH,
                     "Le patientId n'est pas l'INS du VIHF (lot de soumission, documents et VIHF : un seul patient)",
                     where,
                 )
+        if ss.patient_id is None:  # refused by the loop above; said again for the type checker
+            raise _refused(RegistryErrorCode.PATIENT_ID_DOES_NOT_MATCH, "Le lot de soumission n'a pas de patientId")
         patient = self._patient_with_dmp(ss.patient_id)
         problems = submission.problems(MetadataProfile.DMP)
         if problems:

@@ -33,7 +33,7 @@ from .ebrim import (
     read_registry_objects,
     write_registry_objects,
 )
-from .errors import RegistryError, RegistryResponse, RegistryResponseError, StoredQueryError
+from .errors import DocumentIntegrityError, RegistryError, RegistryResponse, RegistryResponseError, StoredQueryError
 from .model import (
     RECEIVED,
     SUBMISSION_SET_ID,
@@ -41,6 +41,7 @@ from .model import (
     Association,
     AssociationValues,
     Author,
+    Classification,
     Cx,
     DocumentEntry,
     Folder,
@@ -51,11 +52,13 @@ from .model import (
     Slot,
     SubmissionRequest,
     SubmissionSet,
+    TextAttributes,
     TimePrecision,
     Xcn,
     XdsTime,
     Xon,
     coded_value,
+    content_problems,
     is_oid,
     new_entry_uuid,
     symbolic_id,
@@ -81,6 +84,7 @@ from .queries import (
     parse_adhoc_query_response,
 )
 from .vocabulary import (
+    ASSOCIATION_DOCUMENTATION_SCHEME,
     DMP_CONFIDENTIALITY_SYSTEM,
     DMP_REPOSITORY_UNIQUE_ID,
     INVISIBLE_PATIENT,
@@ -104,6 +108,7 @@ from .vocabulary import (
 )
 
 __all__ = [
+    "ASSOCIATION_DOCUMENTATION_SCHEME",
     "DMP_CONFIDENTIALITY_SYSTEM",
     "DMP_REPOSITORY_UNIQUE_ID",
     "INVISIBLE_PATIENT",
@@ -121,11 +126,13 @@ __all__ = [
     "AssociationValues",
     "Author",
     "AvailabilityStatus",
+    "Classification",
     "ClassificationNode",
     "Cx",
     "DocumentEntry",
     "DocumentEntryScheme",
     "DocumentEntryType",
+    "DocumentIntegrityError",
     "DocumentRequest",
     "ErrorSeverity",
     "FindDocumentsQuery",
@@ -161,6 +168,7 @@ __all__ = [
     "SubmissionSet",
     "SubmissionSetScheme",
     "SubmissionSetStatus",
+    "TextAttributes",
     "TimePrecision",
     "TypedStoredQuery",
     "Xcn",
@@ -174,6 +182,7 @@ __all__ = [
     "build_retrieve_document_set_response",
     "build_submit_objects_request",
     "coded_value",
+    "content_problems",
     "is_oid",
     "new_entry_uuid",
     "parse_adhoc_query_request",

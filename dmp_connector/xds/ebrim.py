@@ -30,6 +30,7 @@ attempt sent) and two deposits never share one.
 
 from __future__ import annotations
 
+import base64
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ from .model import (
     AnyCode,
     Association,
     Author,
+    Classification,
     Cx,
     DocumentEntry,
     Folder,
@@ -60,6 +62,7 @@ from .model import (
     Slot,
     SubmissionRequest,
     SubmissionSet,
+    TextAttributes,
     Xcn,
     XdsTime,
     xds_code,
@@ -99,6 +102,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
 
+_XML_LANG: Final = "{http://www.w3.org/XML/1998/namespace}lang"
 _ID_NAMESPACE: Final = uuid.UUID("6f1c9f4e-3d0a-5b7e-9c1d-2a4b6c8e0f13")
 _OASIS_PARTIAL_SUCCESS: Final = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:PartialSuccess"
 _DEFAULT_MIME_TYPE: Final = "application/octet-stream"
@@ -162,12 +166,40 @@ def _slot(parent: etree._Element, name: str, values: Iterable[str | None]) -> No
         etree.SubElement(value_list, _rim("Value")).text = value
 
 
-def _localized(parent: etree._Element, tag: str, text: str | None) -> None:
+def _localized(parent: etree._Element, tag: str, text: str | None, attributes: TextAttributes | None = None) -> None:
     if text is not None:
-        etree.SubElement(etree.SubElement(parent, _rim(tag)), _rim("LocalizedString"), value=text)
+        string = etree.SubElement(etree.SubElement(parent, _rim(tag)), _rim("LocalizedString"))
+        if attributes is not None:
+            if attributes.charset is not None:
+                string.set("charset", attributes.charset)
+            if attributes.lang is not None:
+                string.set(_XML_LANG, attributes.lang)
+        string.set("value", text)
 
 
-def _code(parent: etree._Element, scheme: str, owner: str, ids: _Ids, code: AnyCode) -> None:
+class _Strings:
+    """The lang/charset an object's strings were read with, looked up by part while writing."""
+
+    __slots__ = ("_by_part", "_counts")
+
+    def __init__(self, localized: Sequence[TextAttributes]) -> None:
+        self._by_part = {a.part: a for a in localized}
+        self._counts: dict[str, int] = {}
+
+    def get(self, part: str) -> TextAttributes | None:
+        return self._by_part.get(part) if self._by_part else None
+
+    def next_code(self, scheme: str) -> TextAttributes | None:
+        if not self._by_part:
+            return None
+        index = self._counts.get(scheme, 0)
+        self._counts[scheme] = index + 1
+        return self._by_part.get(f"{scheme}#{index}")
+
+
+def _code(
+    parent: etree._Element, scheme: str, owner: str, ids: _Ids, code: AnyCode, strings: _Strings | None = None
+) -> None:
     classification = etree.SubElement(
         parent,
         _rim("Classification"),
@@ -177,7 +209,7 @@ def _code(parent: etree._Element, scheme: str, owner: str, ids: _Ids, code: AnyC
         nodeRepresentation=code.code,
     )
     _slot(classification, "codingScheme", [code.code_system])
-    _localized(classification, "Name", code.display_name)
+    _localized(classification, "Name", code.display_name, strings.next_code(scheme) if strings else None)
 
 
 def _author(parent: etree._Element, scheme: str, owner: str, ids: _Ids, author: Author) -> None:
@@ -194,6 +226,7 @@ def _author(parent: etree._Element, scheme: str, owner: str, ids: _Ids, author: 
     _slot(classification, "authorRole", author.roles)
     _slot(classification, "authorSpecialty", author.specialties)
     _slot(classification, "authorTelecommunication", author.telecommunications)
+    _extra_slots(classification, author.extra_slots)
 
 
 def _external_id(parent: etree._Element, scheme: str, owner: str, ids: _Ids, value: str, name: str) -> None:
@@ -206,6 +239,23 @@ def _external_id(parent: etree._Element, scheme: str, owner: str, ids: _Ids, val
         value=value,
     )
     _localized(identifier, "Name", name)
+
+
+def _classification(parent: etree._Element, owner: str, ids: _Ids, classification: Classification) -> None:
+    element = etree.SubElement(parent, _rim("Classification"))
+    if classification.scheme is not None:
+        element.set("classificationScheme", classification.scheme)
+    element.set("classifiedObject", owner)
+    if classification.node is not None:
+        element.set("classificationNode", classification.node)
+    element.set("id", ids.next("classification"))
+    if classification.node_representation is not None:
+        element.set("nodeRepresentation", classification.node_representation)
+    _extra_slots(element, classification.slots)
+    attributes = None
+    if classification.name_lang is not None or classification.name_charset is not None:
+        attributes = TextAttributes(part="Name", lang=classification.name_lang, charset=classification.name_charset)
+    _localized(element, "Name", classification.name, attributes)
 
 
 def _node(parent: etree._Element, node: str, owner: str, ids: _Ids) -> None:
@@ -226,9 +276,13 @@ def _wire(value: XdsTime | Cx | Xcn | None) -> str | None:
     return None if value is None else value.text
 
 
-def _status(element: etree._Element, status: str | None) -> None:
+def _status(element: etree._Element, status: str | None, home: str | None = None, lid: str | None = None) -> None:
     if status is not None:
         element.set("status", str(status))
+    if home is not None:
+        element.set("home", home)
+    if lid is not None:
+        element.set("lid", lid)
 
 
 def _write_document(parent: etree._Element, entry: DocumentEntry) -> None:
@@ -237,9 +291,8 @@ def _write_document(parent: etree._Element, entry: DocumentEntry) -> None:
     element = etree.SubElement(
         parent, _rim("ExtrinsicObject"), id=owner, mimeType=entry.mime_type, objectType=entry.object_type.value
     )
-    _status(element, entry.availability_status)
-    if entry.logical_id is not None:
-        element.set("lid", entry.logical_id)
+    _status(element, entry.availability_status, entry.home, entry.logical_id)
+    strings = _Strings(entry.localized)
     _slot(element, "creationTime", [_wire(entry.creation_time)])
     _slot(element, "hash", [entry.hash])
     _slot(element, "languageCode", [entry.language_code])
@@ -252,10 +305,12 @@ def _write_document(parent: etree._Element, entry: DocumentEntry) -> None:
     _slot(element, "sourcePatientInfo", entry.source_patient_info)
     _slot(element, REFERENCE_ID_LIST_SLOT, entry.reference_ids)
     _extra_slots(element, entry.extra_slots)
-    _localized(element, "Name", entry.title)
-    _localized(element, "Description", entry.comments)
+    _localized(element, "Name", entry.title, strings.get("Name"))
+    _localized(element, "Description", entry.comments, strings.get("Description"))
     if entry.version is not None:
         etree.SubElement(element, _rim("VersionInfo"), versionName=entry.version)
+    if entry.limited_metadata:
+        _node(element, ClassificationNode.DOCUMENT_ENTRY_LIMITED_METADATA, owner, ids)
     for author in entry.authors:
         _author(element, DocumentEntryScheme.AUTHOR, owner, ids, author)
     singles: list[tuple[str, AnyCode | None]] = [
@@ -269,10 +324,11 @@ def _write_document(parent: etree._Element, entry: DocumentEntry) -> None:
     ]
     for scheme, code in singles:
         if code is not None:
-            _code(element, scheme, owner, ids, code)
-    _external_id(
-        element, DocumentEntryScheme.PATIENT_ID, owner, ids, entry.patient_id.text, "XDSDocumentEntry.patientId"
-    )
+            _code(element, scheme, owner, ids, code, strings)
+    if entry.patient_id is not None:
+        _external_id(
+            element, DocumentEntryScheme.PATIENT_ID, owner, ids, entry.patient_id.text, "XDSDocumentEntry.patientId"
+        )
     _external_id(element, DocumentEntryScheme.UNIQUE_ID, owner, ids, entry.unique_id, "XDSDocumentEntry.uniqueId")
 
 
@@ -280,34 +336,41 @@ def _write_submission_set(parent: etree._Element, ss: SubmissionSet) -> None:
     owner = ss.entry_uuid
     ids = _Ids(owner, ss.unique_id)
     element = etree.SubElement(parent, _rim("RegistryPackage"), id=owner)
-    _status(element, ss.availability_status)
+    _status(element, ss.availability_status, ss.home, ss.logical_id)
+    strings = _Strings(ss.localized)
     _slot(element, "submissionTime", [ss.submission_time.text])
     _slot(element, "intendedRecipient", ss.intended_recipients)
     _extra_slots(element, ss.extra_slots)
-    _localized(element, "Name", ss.title)
-    _localized(element, "Description", ss.comments)
+    _localized(element, "Name", ss.title, strings.get("Name"))
+    _localized(element, "Description", ss.comments, strings.get("Description"))
     _node(element, ClassificationNode.SUBMISSION_SET, owner, ids)
+    if ss.limited_metadata:
+        _node(element, ClassificationNode.SUBMISSION_SET_LIMITED_METADATA, owner, ids)
     for author in ss.authors:
         _author(element, SubmissionSetScheme.AUTHOR, owner, ids, author)
     if ss.content_type_code is not None:
-        _code(element, SubmissionSetScheme.CONTENT_TYPE_CODE, owner, ids, ss.content_type_code)
+        _code(element, SubmissionSetScheme.CONTENT_TYPE_CODE, owner, ids, ss.content_type_code, strings)
     _external_id(element, SubmissionSetScheme.UNIQUE_ID, owner, ids, ss.unique_id, "XDSSubmissionSet.uniqueId")
     _external_id(element, SubmissionSetScheme.SOURCE_ID, owner, ids, ss.source_id, "XDSSubmissionSet.sourceId")
-    _external_id(element, SubmissionSetScheme.PATIENT_ID, owner, ids, ss.patient_id.text, "XDSSubmissionSet.patientId")
+    if ss.patient_id is not None:
+        _external_id(
+            element, SubmissionSetScheme.PATIENT_ID, owner, ids, ss.patient_id.text, "XDSSubmissionSet.patientId"
+        )
 
 
 def _write_folder(parent: etree._Element, folder: Folder) -> None:
     owner = folder.entry_uuid
     ids = _Ids(owner, folder.unique_id)
     element = etree.SubElement(parent, _rim("RegistryPackage"), id=owner)
-    _status(element, folder.availability_status)
+    _status(element, folder.availability_status, folder.home, folder.logical_id)
+    strings = _Strings(folder.localized)
     _slot(element, "lastUpdateTime", [_wire(folder.last_update_time)])
     _extra_slots(element, folder.extra_slots)
-    _localized(element, "Name", folder.title)
-    _localized(element, "Description", folder.comments)
+    _localized(element, "Name", folder.title, strings.get("Name"))
+    _localized(element, "Description", folder.comments, strings.get("Description"))
     _node(element, ClassificationNode.FOLDER, owner, ids)
     for code in folder.codes:
-        _code(element, FolderScheme.CODE_LIST, owner, ids, code)
+        _code(element, FolderScheme.CODE_LIST, owner, ids, code, strings)
     _external_id(element, FolderScheme.UNIQUE_ID, owner, ids, folder.unique_id, "XDSFolder.uniqueId")
     _external_id(element, FolderScheme.PATIENT_ID, owner, ids, folder.patient_id.text, "XDSFolder.patientId")
 
@@ -321,7 +384,7 @@ def _write_association(parent: etree._Element, association: Association) -> None
         sourceObject=association.source_object,
         targetObject=association.target_object,
     )
-    _status(element, association.availability_status)
+    _status(element, association.availability_status, association.home)
     status = association.submission_set_status
     _slot(element, "SubmissionSetStatus", [None if status is None else str(status)])
     _slot(element, "PreviousVersion", [association.previous_version])
@@ -330,6 +393,9 @@ def _write_association(parent: etree._Element, association: Association) -> None
     )
     _slot(element, "NewStatus", [None if association.new_status is None else str(association.new_status)])
     _extra_slots(element, association.extra_slots)
+    ids = _Ids(association.entry_uuid, association.source_object + "|" + association.target_object)
+    for classification in association.classifications:
+        _classification(element, association.entry_uuid, ids, classification)
 
 
 def write_registry_objects(
@@ -364,6 +430,7 @@ def _fill_submit_objects(root: etree._Element, request: SubmissionRequest) -> No
         documents=request.documents,
         folders=request.folders,
         associations=request.associations,
+        object_refs=request.object_refs,
     )
 
 
@@ -387,7 +454,9 @@ def build_submit_objects_request(request: SubmissionRequest) -> etree._Element:
 
 
 @_xml_safe
-def build_provide_and_register_request(request: SubmissionRequest) -> etree._Element:
+def build_provide_and_register_request(
+    request: SubmissionRequest, *, inline: Mapping[str, bytes] | None = None
+) -> etree._Element:
     """The ITI-41 body: the submission, then one ``xdsb:Document`` per entry pointing at its MTOM part::
 
     <xdsb:ProvideAndRegisterDocumentSetRequest xmlns:xdsb="urn:ihe:iti:xds-b:2007" …>
@@ -397,9 +466,14 @@ def build_provide_and_register_request(request: SubmissionRequest) -> etree._Ele
     </xdsb:ProvideAndRegisterDocumentSetRequest>
 
     Every document entry needs its Content-ID in ``request.contents``; the bytes travel as
-    attachments of :func:`~dmp_connector.soap.encode_mtom` with those ids.
+    attachments of :func:`~dmp_connector.soap.encode_mtom` with those ids. A document whose
+    bytes are given in ``inline`` (entry id → bytes) is written as base64 text inside its
+    ``xdsb:Document`` instead, as a sender without MTOM does (small documents, tests, XDR relays).
     """
-    missing = [d.entry_uuid for d in request.documents if d.entry_uuid not in request.contents]
+    inline = inline or {}
+    missing = [
+        d.entry_uuid for d in request.documents if d.entry_uuid not in request.contents and d.entry_uuid not in inline
+    ]
     if missing:
         raise ValidationError(
             "a Provide and Register request needs the MTOM part of every document",
@@ -411,7 +485,11 @@ def build_provide_and_register_request(request: SubmissionRequest) -> etree._Ele
     _fill_submit_objects(etree.SubElement(root, f"{{{LCM}}}SubmitObjectsRequest"), request)
     for document in request.documents:
         holder = etree.SubElement(root, _xdsb("Document"), id=document.entry_uuid)
-        holder.append(xop_include(request.contents[document.entry_uuid]))
+        data = inline.get(document.entry_uuid)
+        if data is not None:
+            holder.text = base64.b64encode(data).decode("ascii")
+        else:
+            holder.append(xop_include(request.contents[document.entry_uuid]))
     return root
 
 
@@ -562,6 +640,10 @@ class _Classification:
     classified: str | None
     slots: dict[str, list[str]]
     name: str | None
+    lang: str | None = None
+    charset: str | None = None
+    raw_scheme: str | None = None
+    raw_node: str | None = None
 
 
 @dataclass(slots=True)
@@ -573,6 +655,7 @@ class _Object:
     name: str | None = None
     description: str | None = None
     version: str | None = None
+    localized: list[TextAttributes] = field(default_factory=list)
     classifications: list[_Classification] = field(default_factory=list)
     identifiers: list[tuple[str, str]] = field(default_factory=list)
     interned: _Interned = field(default_factory=_Interned)
@@ -604,18 +687,26 @@ def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) ->
         if value_list.tag == _VALUE_LIST:
             for value in value_list:
                 if value.tag == _VALUE:
-                    values.append(value.text or "")
+                    # Values are trimmed (a CX on its own indented line is the same CX), as ebRIM
+                    # readers and the XDS registries do.
+                    values.append((value.text or "").strip())
     slots[name] = values
 
 
-def _read_localized(element: etree._Element | None) -> str | None:
+def _read_localized(element: etree._Element | None) -> tuple[str | None, str | None, str | None]:
+    """The value, ``xml:lang`` and ``charset`` of the first ``LocalizedString`` that has a value."""
     if element is not None:
         for string in element:
             if string.tag == _LOCALIZED_STRING:
                 value = string.get("value")
                 if value is not None:
-                    return value
-    return None
+                    return value, string.get(_XML_LANG), string.get("charset")
+    return None, None, None
+
+
+def _keep_attributes(obj: _Object, part: str, lang: str | None, charset: str | None) -> None:
+    if lang is not None or charset is not None:
+        obj.localized.append(TextAttributes(part=part, lang=lang, charset=charset))
 
 
 def _read_classification(element: etree._Element, where: str) -> _Classification:
@@ -628,13 +719,19 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
         elif tag == _NAME and name is None:
             name = child
     get = element.get
+    value, lang, charset = _read_localized(name)
+    raw_scheme, raw_node = get("classificationScheme"), get("classificationNode")
     return _Classification(
-        scheme=_scheme(get("classificationScheme")),
-        node=_scheme(get("classificationNode")),
+        scheme=_scheme(raw_scheme),
+        node=_scheme(raw_node),
         code=get("nodeRepresentation"),
         classified=get("classifiedObject"),
         slots=slots,
-        name=_read_localized(name),
+        name=value,
+        lang=lang,
+        charset=charset,
+        raw_scheme=raw_scheme.strip() if raw_scheme else None,
+        raw_node=raw_node.strip() if raw_node else None,
     )
 
 
@@ -660,8 +757,10 @@ def _read_object(element: etree._Element, kind: str, interned: _Interned | None 
             description = child if description is None else description
         elif tag == _VERSION_INFO:
             version = child if version is None else version
-    obj.name = _read_localized(name)
-    obj.description = _read_localized(description)
+    obj.name, lang, charset = _read_localized(name)
+    _keep_attributes(obj, "Name", lang, charset)
+    obj.description, lang, charset = _read_localized(description)
+    _keep_attributes(obj, "Description", lang, charset)
     obj.version = version.get("versionName") if version is not None else None
     return obj
 
@@ -688,7 +787,11 @@ def _identifier(obj: _Object, scheme: str, name: str, *, required: bool = True) 
 
 def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
     codes: list[AnyCode] = []
-    for classification in obj.classified(scheme):
+    for index, classification in enumerate(obj.classified(scheme)):
+        if classification.lang is not None or classification.charset is not None:
+            obj.localized.append(
+                TextAttributes(part=f"{scheme}#{index}", lang=classification.lang, charset=classification.charset)
+            )
         system = _single(obj, classification.slots, "codingScheme")
         if not classification.code or system is None:
             raise MalformedResponseError(
@@ -708,21 +811,29 @@ def _one_code(obj: _Object, scheme: str, name: str) -> AnyCode | None:
     return codes[0] if codes else None
 
 
+_AUTHOR_SLOT_NAMES: Final = frozenset(
+    {"authorPerson", "authorInstitution", "authorRole", "authorSpecialty", "authorTelecommunication"}
+)
+
+
 def _authors(obj: _Object, scheme: str) -> list[Any]:
     """The author classifications as :class:`Author` models (or as dicts, for the entry to refuse)."""
     authors: list[Any] = []
     for classification in obj.classified(scheme):
         slots = classification.slots
         person = _single(obj, slots, "authorPerson")
-        specialties = slots.get("authorSpecialty", []) + slots.get("authorSpeciality", [])
-        data = {
+        extra = tuple((name, tuple(values)) for name, values in slots.items() if name not in _AUTHOR_SLOT_NAMES)
+        data: dict[str, Any] = {
             "person": person or None,
             "institutions": tuple(slots.get("authorInstitution", [])),
             "roles": tuple(slots.get("authorRole", [])),
-            "specialties": tuple(specialties),
+            "specialties": tuple(slots.get("authorSpecialty", [])),
             "telecommunications": tuple(slots.get("authorTelecommunication", [])),
         }
-        authors.append(obj.interned.model(Author, data, tuple(data.values())))
+        key = (*data.values(), extra)
+        if extra:
+            data["extra_slots"] = tuple({"name": name, "values": values} for name, values in extra)
+        authors.append(obj.interned.model(Author, data, key))
     return authors
 
 
@@ -779,7 +890,7 @@ def _document(obj: _Object) -> DocumentEntry:
     data: dict[str, Any] = {
         "entry_uuid": obj.id,
         "unique_id": _identifier(obj, DocumentEntryScheme.UNIQUE_ID, "uniqueId"),
-        "patient_id": interned.text(Cx, _identifier(obj, DocumentEntryScheme.PATIENT_ID, "patientId")),
+        "patient_id": interned.text(Cx, _identifier(obj, DocumentEntryScheme.PATIENT_ID, "patientId", required=False)),
         "mime_type": element.get("mimeType") or _DEFAULT_MIME_TYPE,
         "object_type": entry_type,
         "availability_status": element.get("status"),
@@ -810,7 +921,24 @@ def _document(obj: _Object) -> DocumentEntry:
         "reference_ids": tuple(slots.get(REFERENCE_ID_LIST_SLOT, [])),
         "extra_slots": _extras(obj, _DOCUMENT_SLOT_NAMES),
     }
+    # What most answers lack is left to the defaults: a field not given costs no validation.
+    if obj.localized:
+        data["localized"] = tuple(obj.localized)
+    if _flagged(obj, ClassificationNode.DOCUMENT_ENTRY_LIMITED_METADATA):
+        data["limited_metadata"] = True
+    home = _home(element)
+    if home is not None:
+        data["home"] = home
     return _validated(DocumentEntry, data, obj.where)
+
+
+def _flagged(obj: _Object, node: str) -> bool:
+    return any(c.node == node for c in obj.classifications)
+
+
+def _home(element: etree._Element) -> str | None:
+    home = element.get("home")
+    return home.strip() or None if home is not None else None
 
 
 def _submission_set(obj: _Object) -> SubmissionSet:
@@ -822,7 +950,10 @@ def _submission_set(obj: _Object) -> SubmissionSet:
         "entry_uuid": obj.id,
         "unique_id": _identifier(obj, SubmissionSetScheme.UNIQUE_ID, "uniqueId"),
         "source_id": _identifier(obj, SubmissionSetScheme.SOURCE_ID, "sourceId"),
-        "patient_id": _identifier(obj, SubmissionSetScheme.PATIENT_ID, "patientId"),
+        "patient_id": _identifier(obj, SubmissionSetScheme.PATIENT_ID, "patientId", required=False),
+        "limited_metadata": _flagged(obj, ClassificationNode.SUBMISSION_SET_LIMITED_METADATA),
+        "logical_id": _lid(obj.element),
+        "home": _home(obj.element),
         "submission_time": submission_time,
         "content_type_code": _one_code(obj, SubmissionSetScheme.CONTENT_TYPE_CODE, "contentTypeCode"),
         "authors": tuple(_authors(obj, SubmissionSetScheme.AUTHOR)),
@@ -831,8 +962,14 @@ def _submission_set(obj: _Object) -> SubmissionSet:
         "intended_recipients": tuple(slots.get("intendedRecipient", [])),
         "availability_status": obj.element.get("status"),
         "extra_slots": _extras(obj, ("submissionTime", "intendedRecipient")),
+        "localized": tuple(obj.localized),
     }
     return _validated(SubmissionSet, data, obj.where)
+
+
+def _lid(element: etree._Element) -> str | None:
+    lid = element.get("lid")
+    return lid.strip() or None if lid is not None else None
 
 
 def _folder(obj: _Object) -> Folder:
@@ -846,7 +983,10 @@ def _folder(obj: _Object) -> Folder:
         "comments": obj.description,
         "last_update_time": _single(obj, slots, "lastUpdateTime"),
         "availability_status": obj.element.get("status"),
+        "logical_id": _lid(obj.element),
+        "home": _home(obj.element),
         "extra_slots": _extras(obj, ("lastUpdateTime",)),
+        "localized": tuple(obj.localized),
     }
     return _validated(Folder, data, obj.where)
 
@@ -864,9 +1004,24 @@ def _association(element: etree._Element, interned: _Interned | None = None) -> 
         "original_status": _single(obj, slots, "OriginalStatus"),
         "new_status": _single(obj, slots, "NewStatus"),
         "availability_status": element.get("status"),
+        "home": _home(element),
+        "classifications": tuple(_kept(c) for c in obj.classifications),
         "extra_slots": _extras(obj, ("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus")),
     }
     return _validated(Association, data, obj.where)
+
+
+def _kept(classification: _Classification) -> dict[str, Any]:
+    """A classification no field holds, as the data of a :class:`Classification`."""
+    return {
+        "scheme": classification.raw_scheme,
+        "node": classification.raw_node,
+        "node_representation": classification.code,
+        "slots": tuple({"name": name, "values": tuple(values)} for name, values in classification.slots.items()),
+        "name": classification.name,
+        "name_lang": classification.lang,
+        "name_charset": classification.charset,
+    }
 
 
 @dataclass
@@ -968,6 +1123,7 @@ def _submission_from(root: etree._Element, what: str, contents: Mapping[str, str
         "documents": tuple(objects.documents),
         "folders": tuple(objects.folders),
         "associations": tuple(objects.associations),
+        "object_refs": tuple(objects.object_refs),
         "contents": dict(contents or {}),
     }
     return _validated(SubmissionRequest, data, what)
@@ -1148,7 +1304,8 @@ def parse_retrieve_document_set_request(
 
 @_xml_safe
 def build_retrieve_document_set_response(response: RetrieveDocumentSetResponse) -> etree._Element:
-    """An ITI-43 answer whose documents are ``xop:Include`` references to MTOM parts::
+    """An ITI-43 answer whose documents are ``xop:Include`` references to MTOM parts (or, for a
+    document with ``content`` and no ``content_id``, its bytes inline in base64)::
 
     <xdsb:RetrieveDocumentSetResponse xmlns:xdsb="urn:ihe:iti:xds-b:2007" …>
       <rs:RegistryResponse status="urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"/>
@@ -1163,7 +1320,7 @@ def build_retrieve_document_set_response(response: RetrieveDocumentSetResponse) 
     root = etree.Element(_xdsb("RetrieveDocumentSetResponse"), nsmap={"xdsb": XDSB, "rs": RS, "xop": XOP})
     _write_registry_response(etree.SubElement(root, _rs("RegistryResponse")), response.response)
     for document in response.documents:
-        if document.content_id is None:
+        if document.content_id is None and document.content is None:
             raise ValidationError(f"document {document.document_unique_id} has no content_id to refer to")
         item = etree.SubElement(root, _xdsb("DocumentResponse"))
         if document.home_community_id is not None:
@@ -1175,7 +1332,11 @@ def build_retrieve_document_set_response(response: RetrieveDocumentSetResponse) 
         if document.new_document_unique_id is not None:
             etree.SubElement(item, _xdsb("NewDocumentUniqueId")).text = document.new_document_unique_id
         etree.SubElement(item, _xdsb("mimeType")).text = document.mime_type
-        etree.SubElement(item, _xdsb("Document")).append(xop_include(document.content_id))
+        holder = etree.SubElement(item, _xdsb("Document"))
+        if document.content_id is not None:
+            holder.append(xop_include(document.content_id))
+        elif document.content is not None:
+            holder.text = base64.b64encode(document.content.read()).decode("ascii")
     return root
 
 
@@ -1187,8 +1348,9 @@ def parse_retrieve_document_set_response(
 ) -> RetrieveDocumentSetResponse:
     """Read an ITI-43 answer; with the message's ``attachments`` each document's ``content`` is resolved.
 
-    A document sent as base64 inside the XML (a server that does not use MTOM) is resolved too,
-    into an in-memory attachment. Without ``attachments`` only the ids and ``content_id`` are read.
+    A document sent as base64 inside the XML (a server that does not use MTOM) is always resolved,
+    into an in-memory attachment: its bytes are in the message. Without ``attachments``, an
+    ``xop:Include`` gives only its ``content_id``.
     """
     what = "the RetrieveDocumentSetResponse"
     root = _read_root(source, _xdsb("RetrieveDocumentSetResponse"), what, limits=limits)
@@ -1213,7 +1375,7 @@ def parse_retrieve_document_set_response(
             "new_document_unique_id": _text(item, "NewDocumentUniqueId", where, required=False),
             "content_id": unquote(href[4:]) if href[:4].lower() == "cid:" and href[4:] else None,
         }
-        if attachments is not None:
-            data["content"] = resolve_xop(holder, attachments)
+        if attachments is not None or include is None:
+            data["content"] = resolve_xop(holder, attachments or {})
         documents.append(_validated(RetrievedDocument, data, where))
     return RetrieveDocumentSetResponse(response=registry_response, documents=tuple(documents))

@@ -10,6 +10,7 @@ a :class:`~dmp_connector.errors.ServiceError`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -19,7 +20,13 @@ from dmp_connector.errors import MalformedResponseError, ServiceError
 from .model import _known
 from .vocabulary import ErrorSeverity, RegistryErrorCode, ResponseStatus
 
-__all__ = ["RegistryError", "RegistryResponse", "RegistryResponseError", "StoredQueryError"]
+__all__ = [
+    "DocumentIntegrityError",
+    "RegistryError",
+    "RegistryResponse",
+    "RegistryResponseError",
+    "StoredQueryError",
+]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -131,3 +138,16 @@ class StoredQueryError(MalformedResponseError):
     def __init__(self, message: str, *, error_code: RegistryErrorCode, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.error_code = error_code
+
+
+class DocumentIntegrityError(MalformedResponseError):
+    """A retrieved document whose bytes contradict its entry's ``size`` or ``hash``: never handed over as good.
+
+    ``problems`` lists what differs (``size``, ``hash``, in the words of ITI TF-2b's
+    XDSNonIdenticalSize / XDSNonIdenticalHash); the bytes are dropped. A proxy that cut or
+    rewrote the answer, or a repository that returned another version, are the usual causes.
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = tuple(problems)

@@ -22,6 +22,7 @@ title is health data.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -56,6 +57,7 @@ __all__ = [
     "Association",
     "AssociationValues",
     "Author",
+    "Classification",
     "Cx",
     "DocumentEntry",
     "Folder",
@@ -66,11 +68,13 @@ __all__ = [
     "Slot",
     "SubmissionRequest",
     "SubmissionSet",
+    "TextAttributes",
     "TimePrecision",
     "Xcn",
     "XdsTime",
     "Xon",
     "coded_value",
+    "content_problems",
     "is_oid",
     "new_entry_uuid",
     "symbolic_id",
@@ -594,6 +598,17 @@ def xds_code(code: str, code_system: str, display_name: str | None = None) -> An
     return ForeignCode(code=code, code_system=code_system, display_name=display_name)
 
 
+class Slot(BaseModel):
+    """A ``rim:Slot`` this model has no field for, kept so that nothing read is lost."""
+
+    model_config = _FROZEN
+
+    name: NonEmptyText
+    """The slot's name."""
+    values: tuple[Text, ...] = ()
+    """Its values, in order."""
+
+
 class Author(BaseModel):
     """One ``author`` classification: a person, their institutions, roles and specialties.
 
@@ -613,17 +628,46 @@ class Author(BaseModel):
     """``authorSpecialty`` values."""
     telecommunications: tuple[NonEmptyText, ...] = ()
     """``authorTelecommunication`` values (XTN, e.g. ``^^Internet^jean.dupont@medecin.mssante.fr``)."""
+    extra_slots: tuple[Slot, ...] = ()
+    """Slots of the author classification outside TF-3's five (a misspelt ``authorSpeciality`` …), kept as read."""
 
 
-class Slot(BaseModel):
-    """A ``rim:Slot`` this model has no field for, kept so that nothing read is lost."""
+class TextAttributes(BaseModel):
+    """``xml:lang`` and ``charset`` of one ``rim:LocalizedString``, kept so that the entry is written back as read.
+
+    ``part`` names the string: ``Name`` (title), ``Description`` (comments), or
+    ``<classificationScheme>#<n>`` for the display name of the n-th code (from 0) of that scheme.
+    """
 
     model_config = _FROZEN
 
-    name: NonEmptyText
-    """The slot's name."""
-    values: tuple[Text, ...] = ()
-    """Its values, in order."""
+    part: NonEmptyText
+    """Which string of the object."""
+    lang: Text | None = None
+    """``xml:lang``."""
+    charset: Text | None = None
+    """``charset``."""
+
+
+class Classification(BaseModel):
+    """A ``rim:Classification`` no field holds (an association's documentation …), kept as read."""
+
+    model_config = _FROZEN
+
+    scheme: Text | None = None
+    """``classificationScheme`` (external classification)."""
+    node: Text | None = None
+    """``classificationNode`` (internal classification)."""
+    node_representation: Text | None = None
+    """``nodeRepresentation``: the code."""
+    slots: tuple[Slot, ...] = ()
+    """Its slots (``codingScheme`` …)."""
+    name: Text | None = None
+    """Its ``Name``: the display name."""
+    name_lang: Text | None = None
+    """``xml:lang`` of the name."""
+    name_charset: Text | None = None
+    """``charset`` of the name."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -648,6 +692,12 @@ _DOCUMENT_SLOTS: Final = frozenset(
 _SUBMISSION_SET_SLOTS: Final = frozenset({"submissionTime", "intendedRecipient"})
 _FOLDER_SLOTS: Final = frozenset({"lastUpdateTime"})
 _ASSOCIATION_SLOTS: Final = frozenset({"SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus"})
+
+
+def _patient_required(patient: Cx | None, limited: bool, info: ValidationInfo) -> None:
+    received = isinstance(info.context, Mapping) and bool(info.context.get("received"))
+    if patient is None and not limited and not received:
+        raise ValueError("patient_id is required (only limited metadata, XDR and XDM, may leave it out)")
 
 
 def _no_modelled_slot(slots: tuple[Slot, ...], modelled: frozenset[str], what: str) -> None:
@@ -704,8 +754,18 @@ class DocumentEntry(BaseModel):
     """entryUUID: ``Document01`` in a deposit (the registry assigns the UUID), ``urn:uuid:…`` in an answer."""
     unique_id: NonEmptyText
     """uniqueId: an OID, or ``<OID>^<extension>`` (for a CDA: ``id/@root`` and ``@extension``)."""
-    patient_id: Cx
-    """patientId: the INS in the DMP (``<matricule>^^^&1.2.250.1.213.1.4.8&ISO^NH``)."""
+    patient_id: Cx | None = None
+    """patientId: the INS in the DMP (``<matricule>^^^&1.2.250.1.213.1.4.8&ISO^NH``).
+
+    Required, except in an entry read from the wire (the rules, not the reader, refuse it) and
+    under :attr:`limited_metadata`, where XDR and XDM may leave it out.
+    """
+    limited_metadata: bool = False
+    """The entry carries the limitedMetadata classification (XDR, XDM: ITI TF-3 §4.3.1, limited metadata)."""
+    home: Text | None = None
+    """``home``: the homeCommunityId of the community holding the entry (XCA answers)."""
+    localized: tuple[TextAttributes, ...] = ()
+    """``xml:lang``/``charset`` of its title, comments and code names, when the sender gave them."""
     mime_type: NonEmptyText
     """mimeType: ``text/xml`` for a CDA, ``application/pdf`` …"""
     object_type: DocumentEntryType = DocumentEntryType.STABLE
@@ -762,8 +822,9 @@ class DocumentEntry(BaseModel):
     """Slots this model has no field for (``URI``, ``documentAvailability`` …), kept as read."""
 
     @model_validator(mode="after")
-    def _extras(self) -> Self:
+    def _extras(self, info: ValidationInfo) -> Self:
         _no_modelled_slot(self.extra_slots, _DOCUMENT_SLOTS, "a DocumentEntry")
+        _patient_required(self.patient_id, self.limited_metadata, info)
         return self
 
     @classmethod
@@ -840,8 +901,16 @@ class SubmissionSet(BaseModel):
     """uniqueId: an OID made once per logical deposit and reused on every retry."""
     source_id: NonEmptyText
     """sourceId: the sending system's root OID."""
-    patient_id: Cx
-    """patientId: the same as every entry's."""
+    patient_id: Cx | None = None
+    """patientId: the same as every entry's (required, as in :class:`DocumentEntry`)."""
+    limited_metadata: bool = False
+    """The submission set carries the limitedMetadata classification (XDR, XDM)."""
+    logical_id: EntryId | None = None
+    """``lid``, when the sender gave one."""
+    home: Text | None = None
+    """``home``: homeCommunityId."""
+    localized: tuple[TextAttributes, ...] = ()
+    """``xml:lang``/``charset`` of its title, comments and code names."""
     submission_time: XdsTime
     """submissionTime."""
     content_type_code: AnyCode | None = None
@@ -860,8 +929,9 @@ class SubmissionSet(BaseModel):
     """Slots this model has no field for."""
 
     @model_validator(mode="after")
-    def _extras(self) -> Self:
+    def _extras(self, info: ValidationInfo) -> Self:
         _no_modelled_slot(self.extra_slots, _SUBMISSION_SET_SLOTS, "a SubmissionSet")
+        _patient_required(self.patient_id, self.limited_metadata, info)
         return self
 
 
@@ -886,6 +956,12 @@ class Folder(BaseModel):
     """lastUpdateTime, set by the registry."""
     availability_status: Status | None = None
     """Set by the registry in answers."""
+    logical_id: EntryId | None = None
+    """``lid``: the entryUUID of the folder's first version (ITI-57 folder updates)."""
+    home: Text | None = None
+    """``home``: homeCommunityId."""
+    localized: tuple[TextAttributes, ...] = ()
+    """``xml:lang``/``charset`` of its title, comments and code names."""
     extra_slots: tuple[Slot, ...] = ()
     """Slots this model has no field for."""
 
@@ -938,6 +1014,10 @@ class Association(BaseModel):
     """``NewStatus`` slot of an UpdateAvailabilityStatus association."""
     availability_status: Status | None = None
     """Set by the registry in answers."""
+    home: Text | None = None
+    """``home``: homeCommunityId."""
+    classifications: tuple[Classification, ...] = ()
+    """Its classifications (the documentation of an RPLC or XFRM …), kept as read."""
     extra_slots: tuple[Slot, ...] = ()
     """Slots this model has no field for."""
 
@@ -1029,6 +1109,8 @@ class SubmissionRequest(BaseModel):
     """Folders, rarely used."""
     associations: tuple[Association, ...] = ()
     """Every association, HasMember included."""
+    object_refs: tuple[ObjectRef, ...] = ()
+    """``rim:ObjectRef``s: registry objects the submission refers to without carrying them."""
     contents: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
     """For ITI-41: document entry id → Content-ID of its MTOM part (the bytes are not held here)."""
 
@@ -1142,20 +1224,30 @@ class SubmissionRequest(BaseModel):
         return self
 
     def _graph_problems(self) -> list[str]:
+        """The association rules of ITI TF-3 §4.2.2 (and of ITI-57 for updates), one sentence each."""
         found: list[str] = []
         ss_id = self.submission_set.entry_uuid
-        document_ids = [d.entry_uuid for d in self.documents]
-        folder_ids = [f.entry_uuid for f in self.folders]
-        all_ids = [ss_id, *document_ids, *folder_ids, *(a.entry_uuid for a in self.associations)]
-        for repeated in sorted({i for i in all_ids if all_ids.count(i) > 1}):
+        documents = {d.entry_uuid: d for d in self.documents}
+        folders = {f.entry_uuid: f for f in self.folders}
+        association_ids = [a.entry_uuid for a in self.associations]
+        counted = [ss_id, *(d.entry_uuid for d in self.documents), *(f.entry_uuid for f in self.folders)]
+        counted += association_ids
+        for repeated in sorted({i for i in counted if counted.count(i) > 1}):
             found.append(f"the id {repeated} is used by more than one object of the submission")
         unique_ids = [self.submission_set.unique_id, *(d.unique_id for d in self.documents)]
         unique_ids += [f.unique_id for f in self.folders]
         for repeated in sorted({i for i in unique_ids if unique_ids.count(i) > 1}):
             found.append(f"the uniqueId {repeated} is used by more than one entry of the submission")
 
-        known = set(all_ids)
+        known = set(counted) | {ref.id for ref in self.object_refs}
         members: set[str] = set()
+        versions: dict[str, str | None] = {}
+        # ITI-57 submits an association between registry entries on its own (SubmitAssociation).
+        submitted_alone = {
+            a.target_object
+            for a in self.associations
+            if a.association_type == AssociationType.SUBMIT_ASSOCIATION and a.source_object == ss_id
+        }
         for association in self.associations:
             where = f"association {association.entry_uuid}"
             for end, value in (
@@ -1165,31 +1257,96 @@ class SubmissionRequest(BaseModel):
                 if value not in known and not _UUID_URN_RE.match(value):
                     found.append(f"{where}: {end} {value} is neither in the submission nor a urn:uuid: registry entry")
             kind = association.association_type
+            if not isinstance(kind, AssociationType):
+                found.append(f"{where}: associationType {kind} is not an XDS association type")
+                continue
+            if kind == AssociationType.HAS_MEMBER and association.target_object == ss_id:
+                found.append(f"{where}: the submission set cannot be a member (HasMember target) of anything")
             if kind == AssociationType.HAS_MEMBER and association.source_object == ss_id:
+                found += self._has_member_problems(association, where, documents, folders, association_ids)
                 members.add(association.target_object)
-                if association.submission_set_status is None:
-                    found.append(f"{where}: a HasMember from the submission set needs the SubmissionSetStatus slot")
-                previous = association.previous_version
-                target = next((d for d in self.documents if d.entry_uuid == association.target_object), None)
-                if previous is not None and target is not None and target.logical_id is None:
-                    found.append(
-                        f"document {target.entry_uuid}: a new version (PreviousVersion) needs the logicalId it updates"
-                    )
+                versions[association.target_object] = association.previous_version
             elif kind == AssociationType.UPDATE_AVAILABILITY_STATUS:
-                if association.source_object != ss_id:
-                    found.append(f"{where}: an UpdateAvailabilityStatus association starts at the submission set")
-                if association.original_status is None or association.new_status is None:
-                    found.append(f"{where}: an UpdateAvailabilityStatus association needs OriginalStatus and NewStatus")
-            elif kind in _DOCUMENT_RELATIONS and association.source_object not in document_ids:
+                found += _status_update_problems(association, where, ss_id)
+            elif (
+                kind in _DOCUMENT_RELATIONS
+                and association.source_object not in documents
+                and association.entry_uuid not in submitted_alone
+            ):
                 found.append(
                     f"{where}: the source of a {_short(kind)} association must be a document of the submission"
                 )
-        for entry_id in (*document_ids, *folder_ids):
-            if entry_id not in members:
-                found.append(f"entry {entry_id} is not a member of the submission set (no HasMember association)")
+            if kind != AssociationType.HAS_MEMBER and association.submission_set_status is not None:
+                found += _submission_set_status_problems(association, where)
+            if kind != AssociationType.HAS_MEMBER and association.previous_version is not None:
+                found.append(f"{where}: PreviousVersion belongs on the HasMember of a new version only")
+            found += _propagation_problems(association, where)
+        entries: list[DocumentEntry | Folder] = [*self.documents, *self.folders]
+        for entry in entries:
+            if entry.entry_uuid not in members:
+                found.append(
+                    f"entry {entry.entry_uuid} is not a member of the submission set (no HasMember association)"
+                )
+                continue
+            new_version = entry.logical_id is not None and entry.logical_id != entry.entry_uuid
+            if new_version and versions.get(entry.entry_uuid) is None:
+                found.append(
+                    f"entry {entry.entry_uuid}: a new version (logicalId of another entry) needs PreviousVersion"
+                    " on its HasMember association"
+                )
+        lids = [e.logical_id for e in entries if e.logical_id is not None and e.logical_id != e.entry_uuid]
+        for repeated in sorted({lid for lid in lids if lids.count(lid) > 1}):
+            found.append(f"two entries of the submission are new versions of the same logicalId {repeated}")
         for entry_id in self.contents:
-            if entry_id not in document_ids:
+            if entry_id not in documents:
                 found.append(f"contents names {entry_id}, which is not a document entry of the submission")
+        return found
+
+    def document_problems(self, documents: Mapping[str, bytes | None]) -> list[str]:
+        """ITI-41: each entry has its document and each document its entry; hash and size match the bytes.
+
+        ``documents`` maps the ``xdsb:Document`` ids of the request to their bytes (``None`` when
+        they are not at hand, e.g. an MTOM part not read): the repository's checks of ITI TF-2b
+        §3.41.4.1.3 (XDSMissingDocument, XDSMissingDocumentMetadata, XDSNonIdenticalHash/Size).
+        """
+        found: list[str] = []
+        entries = {d.entry_uuid: d for d in self.documents}
+        for entry_id in entries:
+            if entry_id not in documents:
+                found.append(f"document {entry_id} has no xdsb:Document (XDSMissingDocument)")
+        for entry_id, data in documents.items():
+            entry = entries.get(entry_id)
+            if entry is None:
+                found.append(f"the xdsb:Document {entry_id} has no DocumentEntry (XDSMissingDocumentMetadata)")
+            elif data is not None:
+                found += [f"document {entry_id}: {problem}" for problem in content_problems(entry, data)]
+        return found
+
+    def _has_member_problems(
+        self,
+        association: Association,
+        where: str,
+        documents: Mapping[str, DocumentEntry],
+        folders: Mapping[str, Folder],
+        association_ids: Sequence[str],
+    ) -> list[str]:
+        """A HasMember from the submission set: SubmissionSetStatus for documents, PreviousVersion well formed."""
+        found: list[str] = []
+        target = association.target_object
+        status = association.submission_set_status
+        if target in documents and status is None:
+            found.append(f"{where}: a HasMember from the submission set to a document needs SubmissionSetStatus")
+        if status is not None:
+            found += _submission_set_status_problems(association, where)
+        previous = association.previous_version
+        if previous is not None:
+            if not _VERSION_RE.match(previous):
+                found.append(f"{where}: PreviousVersion is not a version number (a positive integer)")
+            entry = documents.get(target) or folders.get(target)
+            if entry is None:
+                found.append(f"{where}: PreviousVersion names a new version, which must be an entry of the submission")
+            elif entry.logical_id is None:
+                found.append(f"entry {target}: a new version (PreviousVersion) needs the logicalId it updates")
         return found
 
     def _dmp_problems(self) -> list[str]:
@@ -1208,7 +1365,7 @@ class SubmissionRequest(BaseModel):
             (f"document {d.entry_uuid}", d.patient_id) for d in self.documents
         ]
         for where, patient in patients:
-            if patient.id_type != "NH" or patient.assigning_authority not in _INS_AUTHORITIES:
+            if patient is None or patient.id_type != "NH" or patient.assigning_authority not in _INS_AUTHORITIES:
                 found.append(f"{where}: the patientId must be an INS (^^^&1.2.250.1.213.1.4.8&ISO^NH or a test OID)")
         if not any(author.person is not None for author in ss.authors):
             found.append("submission set: the DMP requires an author with authorPerson (who or what sends)")
@@ -1235,6 +1392,53 @@ _DOCUMENT_RELATIONS: Final = frozenset(
         AssociationType.SIGNS,
     }
 )
+
+
+_VERSION_RE: Final = re.compile(r"^[1-9][0-9]*$")
+
+
+def _submission_set_status_problems(association: Association, where: str) -> list[str]:
+    status = association.submission_set_status
+    if status is not None and not isinstance(status, SubmissionSetStatus):
+        return [f"{where}: SubmissionSetStatus {status} is neither Original nor Reference"]
+    return []
+
+
+def _status_update_problems(association: Association, where: str, ss_id: str) -> list[str]:
+    """ITI-57 UpdateAvailabilityStatus: from the submission set, two known statuses that differ."""
+    found: list[str] = []
+    if association.source_object != ss_id:
+        found.append(f"{where}: an UpdateAvailabilityStatus association starts at the submission set")
+    original, new = association.original_status, association.new_status
+    if original is None or new is None:
+        found.append(f"{where}: an UpdateAvailabilityStatus association needs OriginalStatus and NewStatus")
+    for name, value in (("OriginalStatus", original), ("NewStatus", new)):
+        if value is not None and not isinstance(value, AvailabilityStatus):
+            found.append(f"{where}: {name} {value} is not an availability status (Approved, Deprecated …)")
+    if original is not None and original == new:
+        found.append(f"{where}: NewStatus equals OriginalStatus (nothing to update)")
+    return found
+
+
+_PROPAGATION: Final = frozenset({"yes", "no"})
+
+
+def _propagation_problems(association: Association, where: str) -> list[str]:
+    """ITI-57: ``AssociationPropagation`` is ``yes`` or ``no``, one value."""
+    for slot in association.extra_slots:
+        if slot.name == "AssociationPropagation" and (len(slot.values) != 1 or slot.values[0] not in _PROPAGATION):
+            return [f"{where}: AssociationPropagation is neither yes nor no"]
+    return []
+
+
+def content_problems(entry: DocumentEntry, data: bytes) -> list[str]:
+    """Where ``data`` contradicts the entry's ``size`` and ``hash`` (SHA-1) slots (empty when it matches)."""
+    found: list[str] = []
+    if entry.size is not None and entry.size != len(data):
+        found.append("size differs from the document's length (XDSNonIdenticalSize)")
+    if entry.hash is not None and entry.hash.lower() != hashlib.sha1(data, usedforsecurity=False).hexdigest():
+        found.append("hash differs from the SHA-1 of the document (XDSNonIdenticalHash)")
+    return found
 
 
 def _short(kind: str) -> str:
@@ -1292,8 +1496,11 @@ def _patient_problems(patient: Cx, where: str, attribute: str = "patientId") -> 
 def _submission_set_problems(ss: SubmissionSet) -> list[str]:
     where = "submission set"
     found = _check_oid(ss.unique_id, where, "uniqueId") + _check_oid(ss.source_id, where, "sourceId")
-    found += _patient_problems(ss.patient_id, where)
-    if ss.content_type_code is None:
+    if ss.patient_id is not None:
+        found += _patient_problems(ss.patient_id, where)
+    elif not ss.limited_metadata:
+        found.append(f"{where}: patientId is missing")
+    if ss.content_type_code is None and not ss.limited_metadata:
         found.append(f"{where}: contentTypeCode is missing")
     found += _author_problems(ss.authors, where)
     lengths: list[tuple[str, str | None, int]] = [
@@ -1307,17 +1514,24 @@ def _submission_set_problems(ss: SubmissionSet) -> list[str]:
     return found + _check_lengths(where, iter(lengths))
 
 
-def _document_problems(document: DocumentEntry, patient: Cx) -> list[str]:
+def _document_problems(document: DocumentEntry, patient: Cx | None) -> list[str]:
     where = f"document {document.entry_uuid}"
     found = _check_unique_id(document.unique_id, where)
+    limited = document.limited_metadata
+    on_demand = document.object_type is DocumentEntryType.ON_DEMAND
     for field, name in _MANDATORY_IN_SUBMISSION:
-        if getattr(document, field) is None:
+        # TF-3 Table 4.3.1-3: limited metadata makes these R2; an On-Demand entry has no creationTime.
+        if getattr(document, field) is None and not limited and not (on_demand and field == "creation_time"):
             found.append(f"{where}: {name} is missing")
-    if not document.confidentiality_codes:
+    if not document.confidentiality_codes and not limited:
         found.append(f"{where}: confidentialityCode is missing")
-    if document.patient_id != patient:
-        found.append(f"{where}: patientId differs from the submission set's (one submission, one patient)")
-    found += _patient_problems(document.patient_id, where)
+    if document.patient_id is None:
+        if not limited:
+            found.append(f"{where}: patientId is missing")
+    else:
+        if patient is not None and document.patient_id != patient:
+            found.append(f"{where}: patientId differs from the submission set's (one submission, one patient)")
+        found += _patient_problems(document.patient_id, where)
     if document.source_patient_id is not None:
         found += _patient_problems(document.source_patient_id, where, "sourcePatientId")
     found += _check_oid(document.repository_unique_id, where, "repositoryUniqueId")
@@ -1341,10 +1555,10 @@ def _document_problems(document: DocumentEntry, patient: Cx) -> list[str]:
     return found + _check_lengths(where, iter(lengths))
 
 
-def _folder_problems(folder: Folder, patient: Cx) -> list[str]:
+def _folder_problems(folder: Folder, patient: Cx | None) -> list[str]:
     where = f"folder {folder.entry_uuid}"
     found = _check_oid(folder.unique_id, where, "uniqueId") + _patient_problems(folder.patient_id, where)
-    if folder.patient_id != patient:
+    if patient is not None and folder.patient_id != patient:
         found.append(f"{where}: patientId differs from the submission set's")
     lengths: list[tuple[str, str | None, int]] = [("title", folder.title, _FREE_FORM)]
     lengths += [("comments", folder.comments, _FREE_FORM)]

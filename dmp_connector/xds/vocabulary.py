@@ -15,6 +15,7 @@ from typing import Final
 from dmp_connector.codes import Code
 
 __all__ = [
+    "ASSOCIATION_DOCUMENTATION_SCHEME",
     "DMP_CONFIDENTIALITY_SYSTEM",
     "DMP_REPOSITORY_UNIQUE_ID",
     "INVISIBLE_PATIENT",
@@ -52,6 +53,14 @@ class ClassificationNode(StrEnum):
 
     SUBMISSION_SET = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
     FOLDER = "urn:uuid:d9d542f3-6cc4-48b6-8870-ea235fbc94c2"
+    DOCUMENT_ENTRY_LIMITED_METADATA = "urn:uuid:ab9b591b-83ab-4d03-8f5d-f93b1fb92e85"
+    """A DocumentEntry sent with limited metadata (XDR, XDM) [K: ITI TF vol. 3 §4.3.1; V: the NIST toolkit]."""
+    SUBMISSION_SET_LIMITED_METADATA = "urn:uuid:5003a9db-8d8d-49e6-bf0c-990e34ac7707"
+    """A SubmissionSet sent with limited metadata (XDR, XDM) [K: ITI TF vol. 3 §4.3.1; V: the NIST toolkit]."""
+
+
+ASSOCIATION_DOCUMENTATION_SCHEME: Final = "urn:uuid:abd807a3-4432-4053-87b4-fd82c643d1f3"
+"""Classification scheme of an association's documentation (RPLC, XFRM … reasons) [K: ITI TF vol. 3 §4.2.2.2]."""
 
 
 class DocumentEntryScheme(StrEnum):
@@ -109,6 +118,8 @@ class AssociationType(StrEnum):
     """Stable snapshot → the on-demand entry it was made from."""
     UPDATE_AVAILABILITY_STATUS = "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
     """ITI-57: submission set → the entry whose status changes (slots OriginalStatus, NewStatus)."""
+    SUBMIT_ASSOCIATION = "urn:ihe:iti:2010:AssociationType:SubmitAssociation"
+    """ITI-57: submission set → an association submitted alone (Restricted Metadata Update)."""
 
 
 class SubmissionSetStatus(StrEnum):

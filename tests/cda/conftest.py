@@ -23,7 +23,7 @@ from dmp_connector.cda import (
     PersonName,
     parse,
 )
-from dmp_connector.codes import Code
+from dmp_connector.codes import Code, professional_specialty
 from dmp_connector.config import (
     Organisation,
     Professional,
@@ -145,7 +145,7 @@ def cda_settings() -> Settings:
             family_name="MARTIN",
             given_name="Paul",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         ),
     )
 

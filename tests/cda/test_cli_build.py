@@ -44,7 +44,7 @@ id_kind = "RPPS"
 family_name = "MARTIN"
 given_name = "Paul"
 profession = { code = "10", code_system = "1.2.250.1.71.1.2.7", display_name = "Médecin" }
-specialty = { code = "SM26", code_system = "1.2.250.1.71.1.2.5", display_name = "Médecine générale" }
+specialty = { code = "SM26", code_system = "1.2.250.1.71.4.2.5", display_name = "Médecine générale" }
 
 [organisation]
 id = "750512345"
@@ -69,7 +69,7 @@ id = "10001234567"
 family_name = "MARTIN"
 given_name = "Paul"
 profession = { code = "10", code_system = "1.2.250.1.71.1.2.7", display_name = "Médecin" }
-specialty = { code = "SM26", code_system = "1.2.250.1.71.1.2.5", display_name = "Médecine générale" }
+specialty = { code = "SM26", code_system = "1.2.250.1.71.4.2.5", display_name = "Médecine générale" }
 """
 
 

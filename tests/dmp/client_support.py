@@ -16,7 +16,7 @@ import httpx
 from lxml import etree
 
 from dmp_connector.cda import ClinicalDocument, InstanceId, NonXmlBody, build
-from dmp_connector.codes import Code
+from dmp_connector.codes import Code, professional_specialty
 from dmp_connector.config import (
     DmpService,
     Environment,
@@ -65,7 +65,7 @@ SETTINGS = Settings.model_validate(
             family_name="SANDBOX",
             given_name="JEANNE",
             profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale"),
+            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
         ),
         "retry": RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.002, jitter=0.0),
     }

@@ -62,6 +62,7 @@ from dmp_connector.xds import (
     AdhocQueryResponse,
     AvailabilityStatus,
     DocumentEntry,
+    DocumentIntegrityError,
     FindDocumentsQuery,
     GetDocumentsQuery,
     ObjectRef,
@@ -531,11 +532,19 @@ def test_retrieve_to_memory_and_to_a_file_byte_identical(mode: str, tmp_path: Pa
 
 @MODES
 @respx.mock
-def test_retrieve_checks_the_hash_against_the_metadata(mode: str) -> None:
+def test_retrieve_checks_the_hash_and_size_against_the_metadata(mode: str) -> None:
     entry, data = stored_entry()
-    respx.post(url(DmpService.REPOSITORY)).mock(return_value=_retrieve_answer(entry.unique_id, data + b" "))
-    with pytest.raises(MalformedResponseError, match=r"size|SHA-1"):
+    route = respx.post(url(DmpService.REPOSITORY))
+    route.mock(return_value=_retrieve_answer(entry.unique_id, data + b" "))
+    with pytest.raises(DocumentIntegrityError) as longer:
         call(mode, "retrieve", PATIENT, entry)
+    assert [p.split(" ", 1)[0] for p in longer.value.problems] == ["size", "hash"]
+    assert isinstance(longer.value, MalformedResponseError)  # what callers caught before still catches it
+    same_size = bytes([data[0] ^ 1]) + data[1:]
+    route.mock(return_value=_retrieve_answer(entry.unique_id, same_size))
+    with pytest.raises(DocumentIntegrityError, match="XDSNonIdenticalHash") as altered:
+        call(mode, "retrieve", PATIENT, entry)
+    assert altered.value.problems == ("hash differs from the SHA-1 of the document (XDSNonIdenticalHash)",)
 
 
 @MODES

@@ -161,3 +161,51 @@ def test_a_content_type_code_can_be_given_per_deposit() -> None:
         cda_document(), settings=SETTINGS, signer=signer(), patient=PATIENT, content_type_code=code
     )
     assert prepared.request.submission_set.content_type_code == code
+
+
+def test_the_signature_entry_carries_the_deposit_author() -> None:
+    """As DRIMbox and the editor kit send it: Signature01 has the submission set's author (person, structure)."""
+    prepared = prepare_deposit(
+        cda_document(), settings=SETTINGS, signer=signer(), patient=PATIENT, submission_time=WHEN
+    )
+    request = prepared.request
+    signature_entry = request.documents[1]
+    assert signature_entry.entry_uuid == "Signature01"
+    assert signature_entry.authors == request.submission_set.authors
+    (author,) = signature_entry.authors
+    assert author.person is not None and author.person.id == SETTINGS.professional.national_id  # type: ignore[union-attr]
+    assert author.institutions[0].organization_identifier == SETTINGS.organisation.national_id  # type: ignore[union-attr]
+    # On the wire: an author classification (scheme urn:uuid:93606bcf-…) inside the Signature01 ExtrinsicObject.
+    body = build_provide_and_register_request(request)
+    rim = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+    (element,) = body.iterfind(f".//{{{rim}}}ExtrinsicObject[@id='Signature01']")
+    schemes = [c.get("classificationScheme") for c in element.iterfind(f"{{{rim}}}Classification")]
+    assert "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d" in schemes
+    assert parse_provide_and_register_request(parse_xml(to_bytes(body)))[0].documents[1].authors == (author,)
+
+
+def test_one_specialty_gives_each_place_its_code_and_code_system() -> None:
+    """SM26 once in the settings: JDV_J01 G15_10/SM26 in the CDA author and XDS authorSpecialty, SM26 in the VIHF."""
+    from dmp_connector.codes import RPPS_SPECIALTY_SYSTEM, XDS_AUTHOR_SPECIALTY_SYSTEM, professional_specialty
+    from dmp_connector.signature import VihfRequest, build_vihf
+
+    professional = SETTINGS.professional
+    assert professional is not None and professional.specialty is not None
+    assert professional.specialty == professional_specialty("SM26", professional.specialty.display_name)
+    data = cda_document()
+    author_code = parse_xml(data).find(".//{urn:hl7-org:v3}assignedAuthor/{urn:hl7-org:v3}code")
+    assert author_code is not None
+    assert (author_code.get("code"), author_code.get("codeSystem")) == ("G15_10/SM26", XDS_AUTHOR_SPECIALTY_SYSTEM)
+    entry = document_entry(extract_metadata(data))
+    (specialty,) = entry.authors[0].specialties
+    assert specialty.startswith("G15_10/SM26^") and specialty.endswith(f"^{XDS_AUTHOR_SPECIALTY_SYSTEM}")
+    vihf = build_vihf(
+        SETTINGS, signer(), VihfRequest(patient_resource_id=entry.patient_id.text if entry.patient_id else None)
+    )
+    roles = [(role.get("code"), role.get("codeSystem")) for role in vihf.iter("{urn:hl7-org:v3}Role")]
+    assert ("SM26", RPPS_SPECIALTY_SYSTEM) in roles
+    assert all(system not in (XDS_AUTHOR_SPECIALTY_SYSTEM,) for _, system in roles)
+    with pytest.raises(ValueError, match=r"RPPS code under 1\.2\.250\.1\.71\.4\.2\.5"):
+        professional.model_validate(
+            {**professional.model_dump(), "specialty": Code.of("SM26", XDS_AUTHOR_SPECIALTY_SYSTEM)}
+        )

@@ -21,7 +21,7 @@ import pytest
 from lxml import etree
 
 from dmp_connector._transport import CallContext, Client, Operation, SoapRequest
-from dmp_connector.codes import Code
+from dmp_connector.codes import Code, professional_specialty
 from dmp_connector.config import (
     DmpService,
     Environment,
@@ -111,7 +111,7 @@ from .client_support import schemas
 STRUCTURE = "1123456789"
 CABINET = Code.of("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel")
 MEDECIN = Code.of("10", "1.2.250.1.71.1.2.7", "Médecin")
-GENERALISTE = Code.of("SM26", "1.2.250.1.71.1.2.5", "Qualifié en médecine générale")
+GENERALISTE = professional_specialty("SM26", "Qualifié en médecine générale")
 SOFTWARE = SoftwareIdentity(name="TestLPS", version="1.0", editor="Test Editor", dmp_homologation_id="HOMOL-TEST")
 ORGANISATION = Organisation(
     id="123456789", id_kind=StructureIdKind.FINESS, name="Cabinet Test", activity_sector=CABINET
@@ -946,9 +946,11 @@ def test_status_changes_take_effect(dmp: Dmp, filled: dict[str, Doc]) -> None:
     assert unique_ids(dmp.find(statuses=(AvailabilityStatus.ARCHIVED,))) == {hidden.unique_id}
     stale = dmp.status_update(hidden, AvailabilityStatus.DELETED, original=AvailabilityStatus.APPROVED)
     assert codes(stale) == ["XDSMetadataUpdateError"]
-    assert codes(dmp.status_update(hidden, AvailabilityStatus.APPROVED, professional=DUPONT)) == [
-        DmpErrorCode.ACCESS_DENIED
-    ]
+    assert codes(
+        dmp.status_update(
+            hidden, AvailabilityStatus.APPROVED, original=AvailabilityStatus.ARCHIVED, professional=DUPONT
+        )
+    ) == [DmpErrorCode.ACCESS_DENIED]
 
 
 def test_masking_is_a_new_metadata_version(dmp: Dmp, filled: dict[str, Doc]) -> None:

@@ -101,7 +101,9 @@ def test_metadata_is_a_schema_valid_submission_with_uri_size_and_hash(schema: et
         assert [(s.name, s.values) for s in entry.extra_slots] == [("URI", (f"DOC0000{number}.XML",))]
         assert entry.size == len(content)
         assert entry.hash == hashlib.sha1(content).hexdigest()
-        assert entry.patient_id.text == "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
+        assert (
+            entry.patient_id is not None and entry.patient_id.text == "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
+        )
     assert package.documents[0].entry.format_code is not None
     assert package.documents[0].entry.format_code.code == "urn:ihe:iti:xds-sd:pdf:2008"
     author = submission.submission_set.authors[0]

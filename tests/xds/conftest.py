@@ -60,14 +60,18 @@ def _load(path: Path) -> etree.XMLSchema:
 
 @pytest.fixture(scope="session")
 def schemas(tmp_path_factory: pytest.TempPathFactory) -> Schemas:
-    """The ebRS 3.0 schemas as shipped, and IHEXDSB.xsd from a patched copy.
+    """The ebRS 3.0 schemas as shipped, and IHEXDSB.xsd from a patched copy (:func:`load_schemas`)."""
+    return load_schemas(tmp_path_factory.mktemp("xds-schema"))
+
+
+def load_schemas(copy_dir: Path) -> Schemas:
+    """The ebRS 3.0 schemas as shipped, and IHEXDSB.xsd from a patched copy in ``copy_dir``.
 
     libxml2 cannot load IHEXDSB.xsd because rim.xsd imports xcf.xsd, a second schema document
     for the xds-b namespace (SOURCE.md). In a temporary copy, rim.xsd drops that import and the
     optional ``xdsext:Document`` child of ExtrinsicObject (XCF only, never used here), so that
     the xdsb wrappers (ITI-41, ITI-43) can be validated whole.
     """
-    copy_dir = tmp_path_factory.mktemp("xds-schema")
     shutil.copytree(SCHEMAS, copy_dir, dirs_exist_ok=True)
     rim = copy_dir / "ebRS30" / "rim.xsd"
     text = rim.read_text(encoding="utf-8")

@@ -198,7 +198,9 @@ def test_the_first_sample_in_detail() -> None:
     request = parse_submit_objects_request((SAMPLES / "SubmitObjectsRequest_ebrs30.xml").read_bytes())
     (entry,) = request.documents
     assert entry.entry_uuid == "Document01" and entry.unique_id == "1.3.6.1.4.1.21367.2005.3.9999.32"
-    assert entry.patient_id.text == "SELF-5^^^&1.3.6.1.4.1.21367.2005.3.7&ISO"  # its scheme UUID has a space in it
+    assert (
+        entry.patient_id is not None and entry.patient_id.text == "SELF-5^^^&1.3.6.1.4.1.21367.2005.3.7&ISO"
+    )  # its scheme UUID has a space in it
     assert entry.creation_time == XdsTime.parse("20051224")
     assert entry.title == "Physical" and entry.comments is None
     assert entry.class_code == ForeignCode(
@@ -209,7 +211,8 @@ def test_the_first_sample_in_detail() -> None:
     )
     (author,) = entry.authors
     assert author.person == Xcn(id="Gerald Smitty")
-    assert author.specialties == ("Orthopedic",)  # read from the misspelt authorSpeciality
+    # The misspelt authorSpeciality is not TF-3's authorSpecialty: kept as it came, under its own name.
+    assert author.specialties == () and author.extra_slots == (Slot(name="authorSpeciality", values=("Orthopedic",)),)
     assert len(entry.source_patient_info) == 5
     ss = request.submission_set
     assert (ss.entry_uuid, ss.source_id, ss.comments) == (SUBMISSION_SET_ID, "3670984664", "Annual physical")
@@ -495,3 +498,19 @@ def test_the_samples_are_where_the_tests_expect_them() -> None:
         "SubmitObjectsRequest_ebrs30_update.xml",
     ]
     assert Path(SAMPLES / "iti18request.xml").is_file()
+
+
+def test_document_problems_compare_each_document_with_its_entry() -> None:
+    """ITI-41 as a repository checks it: each entry has its bytes, and their size and SHA-1 match the entry."""
+    request = make_deposit()  # Document01: hash of b"", size 1234
+    assert request.document_problems({"Document01": b""}) == [
+        "document Document01: size differs from the document's length (XDSNonIdenticalSize)"
+    ]
+    assert request.document_problems({"Document01": b"a" * 1234}) == [
+        "document Document01: hash differs from the SHA-1 of the document (XDSNonIdenticalHash)"
+    ]
+    assert request.document_problems({"Document01": None}) == []  # an MTOM part not at hand: not judged
+    assert request.document_problems({"Other": b""}) == [
+        "document Document01 has no xdsb:Document (XDSMissingDocument)",
+        "the xdsb:Document Other has no DocumentEntry (XDSMissingDocumentMetadata)",
+    ]

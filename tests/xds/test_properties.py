@@ -36,11 +36,16 @@ def text(min_size: int = 0, max_size: int = 40) -> st.SearchStrategy[str]:
     return st.text(_XML_CHARS, min_size=min_size, max_size=max_size)
 
 
+def slot_text(min_size: int = 0, max_size: int = 40) -> st.SearchStrategy[str]:
+    """Text as a slot value carries it: readers trim slot values, so none starts or ends with a space."""
+    return text(min_size, max_size).map(str.strip).filter(lambda value: len(value) >= min_size)
+
+
 component = st.text(
     st.characters(blacklist_categories=("Cs", "Cc", "Cn"), blacklist_characters="^&~\\|", max_codepoint=0x2FFFF),
     min_size=1,
     max_size=12,
-)
+).filter(lambda value: value == value.strip())
 oid = st.lists(st.integers(0, 99999), min_size=1, max_size=6).map(lambda arcs: "1.2." + ".".join(map(str, arcs)))
 times = st.builds(
     XdsTime.of,
@@ -52,7 +57,7 @@ codes: st.SearchStrategy[Code | ForeignCode] = st.one_of(
     st.builds(
         lambda c, s, d: ForeignCode(code=c, code_system=s, display_name=d),
         text(1, 20),
-        text(1, 20).filter(lambda s: not s[0].isdigit() and s not in ("URN", "ASTM")),
+        slot_text(1, 20).filter(lambda s: not s[0].isdigit() and s not in ("URN", "ASTM")),
         st.none() | text(),
     ),
 )
@@ -71,9 +76,9 @@ authors = st.builds(
     Author,
     person=st.none() | people,
     institutions=st.lists(organisations, min_size=1, max_size=2).map(tuple),
-    roles=st.lists(text(1, 20), max_size=2).map(tuple),
-    specialties=st.lists(text(1, 20), max_size=2).map(tuple),
-    telecommunications=st.lists(text(1, 20), max_size=1).map(tuple),
+    roles=st.lists(slot_text(1, 20), max_size=2).map(tuple),
+    specialties=st.lists(slot_text(1, 20), max_size=2).map(tuple),
+    telecommunications=st.lists(slot_text(1, 20), max_size=1).map(tuple),
 )
 
 
@@ -93,14 +98,14 @@ def entries(draw: st.DrawFn) -> DocumentEntry:
         "creation_time": draw(times),
         "service_start_time": start if draw(st.booleans()) else None,
         "service_stop_time": stop if draw(st.booleans()) else None,
-        "language_code": draw(text(1, 10)),
+        "language_code": draw(slot_text(1, 10)),
         "hash": draw(st.none() | st.text("0123456789abcdef", min_size=40, max_size=40)),
         "size": draw(st.none() | st.integers(0, 2**40)),
         "mime_type": draw(text(1, 30)),
-        "source_patient_info": tuple(draw(st.lists(text(1, 40), max_size=3))),
+        "source_patient_info": tuple(draw(st.lists(slot_text(1, 40), max_size=3))),
         "extra_slots": tuple(
             Slot(name=f"urn:x:slot{i}", values=tuple(values))
-            for i, values in enumerate(draw(st.lists(st.lists(text(0, 20), max_size=3), max_size=2)))
+            for i, values in enumerate(draw(st.lists(st.lists(slot_text(0, 20), max_size=3), max_size=2)))
         ),
     }
     return make_document(**changes)
