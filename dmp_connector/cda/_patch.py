@@ -42,6 +42,7 @@ from .model import (
     Section,
     ServiceEvent,
     StructuredBody,
+    _Model,
 )
 
 __all__ = ["PARTS", "Part", "patch"]
@@ -135,7 +136,7 @@ def _traits(f: Fields) -> Any:
     return f["identity"].traits
 
 
-PARTS: Final[Mapping[type, Sequence[Part]]] = {
+PARTS: Final[Mapping[type[_Model], Sequence[Part]]] = {
     ClinicalDocument: (
         _field("template_ids", "templateId"),
         _field("id", first=True),
@@ -275,7 +276,7 @@ PARTS: Final[Mapping[type, Sequence[Part]]] = {
 }
 
 
-def covered_fields(model: type) -> frozenset[str]:
+def covered_fields(model: type[_Model]) -> frozenset[str]:
     """The fields of ``model`` whose change some part of its table writes (for the tests)."""
     probe: dict[str, Any] = {}
 
@@ -297,7 +298,7 @@ class _Anything:
         return self
 
 
-def changed_parts(model: type, now: Fields, before: Fields) -> list[Part]:
+def changed_parts(model: type[_Model], now: Fields, before: Fields) -> list[Part]:
     """The parts of ``model``'s table whose value differs between two sets of fields."""
     return [part for part in PARTS[model] if part.get(now) != part.get(before)]
 
