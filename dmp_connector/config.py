@@ -608,6 +608,11 @@ class DmpSettings(BaseModel):
     DRIMbox sends (``04`` "Hospitalisation de jour"); ``07`` consultation is the reference's example [I]."""
     page_size: int = Field(default=100, ge=1, le=1000)
     """Entries fetched per GetDocuments call when a search is too large for one LeafClass answer."""
+    max_references: int = Field(default=5000, ge=1)
+    """Most references (ObjectRef) one search answer may hold; more raises
+    :class:`~dmp_connector.errors.LimitExceededError` rather than fetching an unbounded list."""
+    max_pages: int = Field(default=50, ge=1)
+    """Most GetDocuments pages one call may send (``page_size`` entries each)."""
     authentication_mode: Literal["DIRECTE", "INDIRECTE", "INDIRECTE_RENFORCEE"] = "INDIRECTE"
     """VIHF ``Authentification_Mode`` of every DMP call: the organisation's certificate (indirect) by default."""
     test_existence_action: str = Field(default="urn:hl7-org:v3:PRPA_IN201307UV02", min_length=1)

@@ -44,6 +44,7 @@ from dmp_connector.config import DmpService, Settings
 from dmp_connector.errors import (
     DmpConnectorError,
     HttpStatusError,
+    LimitExceededError,
     MalformedResponseError,
     ValidationError,
 )
@@ -413,17 +414,31 @@ class _DmpCore:
             AdhocQueryRequest(query=query, return_type=return_type),
             security=self._vihf(ins, access),
             patient=ins.matricule,
+            patient_id=ins.to_xds_cx(),
+            max_references=self.settings.dmp.max_references,
         )
 
     def _get_documents(
         self, ins: INS, access: Access, *, entry_uuids: Sequence[str] = (), unique_ids: Sequence[str] = ()
     ) -> Flow[DocumentList]:
-        """GetDocuments in batches of ``settings.dmp.page_size``, in the order asked."""
+        """GetDocuments in batches of ``settings.dmp.page_size``, in the order asked, at most ``dmp.max_pages`` batches.
+
+        Each page is checked by its operation (the asked patient, the asked ids only): a page about
+        another patient fails the whole call, never a partial list.
+        """
         size = self.settings.dmp.page_size
         entries: list[DocumentEntry] = []
         responses: list[RegistryResponse] = []
         key = "entry_uuids" if entry_uuids else "unique_ids"
-        wanted = list(entry_uuids or unique_ids)
+        wanted = list(dict.fromkeys(entry_uuids or unique_ids))
+        pages = -(-len(wanted) // size)
+        if pages > self.settings.dmp.max_pages:
+            raise LimitExceededError(
+                f"{len(wanted)} entries would take {pages} GetDocuments pages of {size}, over the "
+                f"{self.settings.dmp.max_pages} allowed",
+                limit="dmp.max_pages",
+                hint="narrow the search (dates, codes), or raise dmp.max_pages or dmp.page_size",
+            )
         for start in range(0, len(wanted), size):
             batch = tuple(wanted[start : start + size])
             query = GetDocumentsQuery.model_validate({key: batch})
