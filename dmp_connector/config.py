@@ -522,7 +522,13 @@ class DirectorySettings(BaseModel):
 
 
 class Timeouts(BaseModel):
-    """HTTP timeouts in seconds; a deposit of large documents may need a longer ``write``."""
+    """HTTP timeouts in seconds; a deposit of large documents may need a longer ``write`` and ``attempt``.
+
+    ``connect``, ``read``, ``write`` and ``pool`` bound each wait; ``attempt`` and ``call`` bound
+    the whole: no attempt outlasts ``attempt`` (a server that sends one byte a second is cut there),
+    no call outlasts ``call`` (its attempts and the waits between them). Override both for the calls
+    made in a block with :func:`dmp_connector.deadline`. See docs/retries.md.
+    """
 
     model_config = _FROZEN
 
@@ -534,6 +540,13 @@ class Timeouts(BaseModel):
     """Longest wait to send the next bytes of the request."""
     pool: float = Field(default=10.0, gt=0)
     """Longest wait for a free connection in the pool."""
+    attempt: float = Field(default=120.0, gt=0)
+    """Longest one attempt may take: connect, TLS handshake, sending the request (MTOM streamed
+    included), waiting and reading the whole answer. Over it the attempt ends in
+    :class:`~dmp_connector.errors.RequestTimeout`, retried if the operation is safe to repeat."""
+    call: float = Field(default=300.0, gt=0)
+    """Longest one call may take: every attempt and every wait between attempts. No attempt is
+    started, and no wait begun, that would end past it."""
 
 
 class AuditSettings(BaseModel):

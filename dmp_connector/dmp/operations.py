@@ -189,10 +189,10 @@ def check_query_answer(
     """
     problems: list[str] = []
     if patient_id is not None:
-        others = sum(
-            not _same_patient(obj.patient_id, patient_id)
-            for obj in (*answer.documents, *answer.submission_sets, *answer.folders)
-        )
+        named = [obj.patient_id for obj in answer.documents]
+        named += [obj.patient_id for obj in answer.submission_sets]
+        named += [obj.patient_id for obj in answer.folders]
+        others = sum(not _same_patient(found, patient_id) for found in named)
         if others:
             problems.append(f"{others} object(s) about another patient than the one asked")
     query = request.query
