@@ -113,6 +113,7 @@ class HostileServer:
     handshake: bool = True
     """False: accept TCP connections and never start TLS (a connect that does not finish)."""
     received: list[Received] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)
     handshakes: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
     _listener: socket.socket = field(init=False)
@@ -168,6 +169,8 @@ class HostileServer:
                 self.script(Peer(tls, self.stopping), request)
             except OSError:
                 return  # the client gave up (its deadline): expected
+            except Exception as exc:  # a broken script: recorded for the test, the connection dropped
+                self.errors.append(exc)
         finally:
             with self._lock:
                 for sock in list(self._open):
@@ -176,6 +179,7 @@ class HostileServer:
             _close(conn)
 
     def close(self) -> None:
+        """Stop, and re-raise the first error a script made (a test must not pass on a broken script)."""
         self.stopping.set()
         _close(self._listener)
         with self._lock:
@@ -184,6 +188,8 @@ class HostileServer:
             threads = list(self._threads)
         for thread in threads:
             thread.join(timeout=5)
+        if self.errors:
+            raise self.errors[0]
 
 
 def _close(sock: socket.socket) -> None:

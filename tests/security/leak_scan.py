@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from dmp_connector.audit import _MATRICULE as _AUDIT_MATRICULE
 
 __all__ = [
     "Finding",
+    "exception_text",
     "Needle",
     "birth_date_needles",
     "gather_needles",
@@ -82,6 +84,30 @@ class Finding:
     """The logger, the service/operation or the error class, and the test that was running."""
     excerpt: str
     """The matched text with some context (test data: printing it is harmless)."""
+
+
+_FRAME = re.compile(r'^\s*File ".*", line \d+, in ')
+
+
+def exception_text(error: BaseException) -> str:
+    """What ``log.exception`` prints for ``error`` — ``traceback.format_exception``, the whole cause and
+    context chain — without the source lines of the frames.
+
+    The source lines are the program's code, not data that went through it; a test's own code names
+    its fixtures (``search(ADRUN)``), which is no leak. Every message of the chain is kept.
+    """
+    kept: list[str] = []
+    in_frame = False
+    for line in "".join(traceback.format_exception(error)).splitlines():
+        if _FRAME.match(line):
+            in_frame = True
+            kept.append(line)
+        elif in_frame and line.startswith("    "):
+            continue
+        else:
+            in_frame = False
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def squash(text: str) -> str:
