@@ -92,7 +92,7 @@ def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, what: str = "X
     try:
         root = etree.fromstring(bytes(data), parser=_parser())
     except etree.XMLSyntaxError as exc:
-        raise _syntax_error(exc, what) from exc
+        raise _syntax_error(exc, what) from None  # libxml2 quotes the input: only its sanitised reason is kept
     if root is None:  # pragma: no cover - lxml raises on an empty document
         raise MalformedResponseError(f"{what} has no root element")
     docinfo: Any = root.getroottree().docinfo  # lxml-stubs lacks DocInfo.doctype

@@ -553,7 +553,8 @@ def _read_tiq(tiq: etree._Element) -> tuple[IdentityTraits, str | None]:
         )
     except (DmpConnectorError, ValueError) as exc:
         reason = exc.message if isinstance(exc, DmpConnectorError) else "a trait has an unexpected value"
-        raise MalformedResponseError(f"the INSi answer's TIQ holds traits that cannot be read: {reason}") from exc
+        # Not chained: the cause's message may quote the trait (a name, a date).
+        raise MalformedResponseError(f"the INSi answer's TIQ holds traits that cannot be read: {reason}") from None
     return traits, first_name
 
 

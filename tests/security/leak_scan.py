@@ -2,8 +2,9 @@
 
 ``tests/conftest.py`` records, for the whole session, every log record (the ``dmp_connector``
 logger at DEBUG and the root logger), every :class:`~dmp_connector.audit.AuditEvent` given to an
-:class:`~dmp_connector.audit.AuditDispatcher` (whatever client emitted it) and the message of
-every :class:`~dmp_connector.errors.DmpConnectorError` raised, one JSON line each, into
+:class:`~dmp_connector.audit.AuditDispatcher` (whatever client emitted it), the message of
+every :class:`~dmp_connector.errors.DmpConnectorError` raised and, at the end of its test, its
+:func:`exception_text` (``traceback.format_exception``: every cause's message), one JSON line each, into
 ``<basetemp>/leak-scan/captured.jsonl``. At the end of the session :func:`scan_file` looks in it
 for the identities the tests use, gathered by :func:`gather_needles` from the sandbox seeds (INSi
 and DMP simulators, the pytest plugin), the test helpers, the matricules written in the tests'
