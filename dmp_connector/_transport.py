@@ -796,7 +796,7 @@ def _sync_http(settings: Settings) -> httpx.Client:
     verify, timeout = _http_options(settings)
     transport = httpx.HTTPTransport(verify=verify, limits=_LIMITS)
     # The pool again, with the network backend that holds every wait to the attempt's deadline.
-    transport._pool = httpcore.ConnectionPool(  # noqa: SLF001 - httpx offers no other way to pass a backend
+    transport._pool = httpcore.ConnectionPool(
         ssl_context=verify,
         max_connections=_LIMITS.max_connections,
         max_keepalive_connections=_LIMITS.max_keepalive_connections,

@@ -52,11 +52,11 @@ from .mapping import PreparedDeposit
 
 __all__ = [
     "DmpOperation",
-    "check_query_answer",
     "ProvideAndRegister",
     "RegistryStoredQuery",
     "RetrieveDocumentSet",
     "UpdateDocumentSet",
+    "check_query_answer",
 ]
 
 T = TypeVar("T")

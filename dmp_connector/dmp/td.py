@@ -164,7 +164,8 @@ class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
         """The status (and data); a refusal raises."""
         answer = parse_patient_query_response(message.payload)
         _refused(answer.acknowledgement, self.name)
-        named = [ins for ins in (answer.status.ins, answer.administrative.ins if answer.administrative else None) if ins]
+        administrative = answer.administrative.ins if answer.administrative is not None else None
+        named = [ins for ins in (answer.status.ins, administrative) if ins is not None]
         if any((ins.matricule, ins.oid) != (self.ins.matricule, self.ins.oid) for ins in named):
             raise PatientMismatchError(
                 f"the DMP answered {self.name} about another patient than the INS asked: the answer is refused",

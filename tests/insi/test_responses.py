@@ -26,7 +26,8 @@ def searched_for(body: bytes) -> IdentityTraits:
         match = re.search(rf"<(?:\w+:)?{local}>([^<]*)<".encode(), body)
         return match.group(1).decode() if match else None
 
-    name, first, sex, born = text("NomNaissance"), text("ListePrenom") or text("Prenom"), text("Sexe"), text("DateNaissance")
+    name, first = text("NomNaissance"), text("ListePrenom") or text("Prenom")
+    sex, born = text("Sexe"), text("DateNaissance")
     if not (name and first and sex and born):
         return ADRUN
     return traits(name, first, sex, born)

@@ -26,9 +26,9 @@ from dmp_connector.audit import _MATRICULE as _AUDIT_MATRICULE
 
 __all__ = [
     "Finding",
-    "exception_text",
     "Needle",
     "birth_date_needles",
+    "exception_text",
     "gather_needles",
     "matricule_needles",
     "name_needles",

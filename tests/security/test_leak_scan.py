@@ -111,6 +111,7 @@ def test_the_session_capture_is_installed() -> None:
 
 def test_a_leak_in_a_chained_cause_is_found_and_test_source_lines_are_not() -> None:
     """What ``log.exception`` prints: the error's message is clean, its cause quotes the patient."""
+
     class ProtocolError(Exception):  # not the SDK's: the whole-run capture must not record this planted leak
         pass
 
