@@ -66,7 +66,7 @@ MAX_SERVICE_TEXT = 200
 # written without separators), a date with separators, and any word in capitals of two letters and
 # more (INSi and the DMP write names in capitals). The text is for a human reading a ticket, not
 # for a program: a redacted word costs little, a name in a log costs a patient's privacy.
-_DIGITS = re.compile(r"[0-9][0-9 .\-/]{4,}[0-9AB]*")
+_DIGITS = re.compile(r"[0-9](?:[ .\-/]?[0-9AB]){4,}")
 _UPPER_WORD = re.compile(r"(?<![\w])[A-ZÀ-ÖØ-Þ][A-ZÀ-ÖØ-Þ'\-]+(?![\w])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
