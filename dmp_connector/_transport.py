@@ -18,24 +18,31 @@ left); the async client with ``asyncio.timeout``.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import ssl
 import time
-import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import ClassVar, Generic, Self, TypeVar
 
-import httpcore
 import httpx
 import tenacity
 from lxml import etree
 
 from ._audit_trail import AuditTrail, error_code_of
+from ._deadline import (
+    ATTEMPT_END,
+    AttemptExpired,
+    Budget,
+    bounded_timeout,
+    capped_policy,
+    deadline,
+    deadline_transport,
+    expired,
+    release,
+)
 from ._tls import build_ssl_context, ssl_cause
 from .audit import (
     AuditEvent,
@@ -67,169 +74,6 @@ T = TypeVar("T")
 
 _SOAP12 = "application/soap+xml"
 _MULTIPART = "multipart/related"
-
-
-# --- deadlines ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Override:
-    call: float | None
-    attempt: float | None
-
-
-_OVERRIDE: contextvars.ContextVar[_Override | None] = contextvars.ContextVar("dmp_connector_deadline", default=None)
-_ATTEMPT_END: contextvars.ContextVar[float | None] = contextvars.ContextVar("dmp_connector_attempt_end", default=None)
-
-
-@contextmanager
-def deadline(call: float | None = None, *, attempt: float | None = None) -> Iterator[None]:
-    """Bound every call made in the block (sync or async) by ``call`` seconds, each attempt by ``attempt``.
-
-    Overrides ``timeouts.call`` and ``timeouts.attempt`` for those calls only; an attempt never
-    outlasts its call. ``with deadline(5): client.search(traits)`` ends in
-    :class:`~dmp_connector.errors.RequestTimeout` after 5 s at most, whatever the server does.
-    """
-    for name, value in (("call", call), ("attempt", attempt)):
-        if value is not None and not value > 0:
-            raise ValueError(f"deadline {name} must be a positive number of seconds, got {value!r}")
-    token = _OVERRIDE.set(_Override(call=call, attempt=attempt))
-    try:
-        yield
-    finally:
-        _OVERRIDE.reset(token)
-
-
-@dataclass(frozen=True)
-class _Budget:
-    """The deadlines of one call, in ``time.monotonic()`` seconds."""
-
-    call_seconds: float
-    attempt_seconds: float
-    call_end: float
-
-    @classmethod
-    def start(cls, settings: Settings) -> _Budget:
-        override = _OVERRIDE.get()
-        call = override.call if override is not None and override.call is not None else settings.timeouts.call
-        attempt = (
-            override.attempt if override is not None and override.attempt is not None else settings.timeouts.attempt
-        )
-        return cls(call_seconds=call, attempt_seconds=min(attempt, call), call_end=time.monotonic() + call)
-
-    def attempt_end(self, prepared: _Prepared) -> float:
-        """When the next attempt must be over; raises when the call has no time left for one."""
-        now = time.monotonic()
-        if now >= self.call_end:
-            raise RequestTimeout(
-                f"{prepared.operation.service} {prepared.operation.name}: the call's deadline of "
-                f"{self.call_seconds:g} s has passed",
-                hint="raise timeouts.call (or deadline(call=...)), or try again later",
-            )
-        return min(now + self.attempt_seconds, self.call_end)
-
-
-def _left(timeout: float | None, error: type[Exception]) -> float | None:
-    """``timeout`` shortened to what is left of the current attempt; raises once nothing is left."""
-    end = _ATTEMPT_END.get()
-    if end is None:
-        return timeout
-    left = end - time.monotonic()
-    if left <= 0:
-        raise error("the attempt's deadline has passed")
-    return left if timeout is None else min(timeout, left)
-
-
-_WRITE_SLICE = 64 * 1024
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A network stream whose every wait ends by the attempt's deadline (sync client)."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        # In slices, so that a server reading slowly cannot stretch one large write past the deadline.
-        for start in range(0, len(buffer), _WRITE_SLICE):
-            self._inner.write(buffer[start : start + _WRITE_SLICE], _left(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout))
-        return _DeadlineStream(inner)
-
-    def get_extra_info(self, info: str) -> object:
-        return self._inner.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's sync backend with every connect, read and write bounded by the attempt's deadline."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(
-            host, port, _left(timeout, httpcore.ConnectTimeout), local_address, socket_options
-        )
-        return _DeadlineStream(stream)
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        return _DeadlineStream(
-            self._inner.connect_unix_socket(path, _left(timeout, httpcore.ConnectTimeout), socket_options)
-        )
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _bounded_timeout(http: httpx.Client | httpx.AsyncClient, end: float) -> httpx.Timeout:
-    """The HTTP client's timeouts, each shortened to what is left of the attempt (also bounds the pool wait)."""
-    left = max(end - time.monotonic(), 0.001)
-    base = http.timeout
-
-    def cap(value: float | None) -> float:
-        return left if value is None else min(value, left)
-
-    return httpx.Timeout(connect=cap(base.connect), read=cap(base.read), write=cap(base.write), pool=cap(base.pool))
-
-
-class _AttemptExpired(Exception):
-    """The attempt's deadline passed between two reads (raised and translated inside the send loops)."""
-
-
-def _release(exc: BaseException) -> None:
-    """Drop the locals of the finished frames an error's traceback (and its causes') keep alive.
-
-    A failed attempt's answer — a 50 MB fault, its parsed tree — would otherwise stay referenced
-    through the error's traceback until the next attempt ends, and through the final error after.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(seen) < 16:
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
-        current = current.__cause__ or current.__context__
 
 
 @dataclass(frozen=True)
@@ -501,12 +345,9 @@ class BaseClient:
         )
         self.audit.emit(event)
 
-    def _retrying_kwargs(self, operation: Operation[T], budget: _Budget) -> dict[str, object]:
+    def _retrying_kwargs(self, operation: Operation[T], budget: Budget) -> dict[str, object]:
         """tenacity's arguments; no wait is begun that would end past the call's deadline."""
-        policy = self.retry
-        if budget.call_seconds < policy.max_total_seconds:
-            policy = policy.model_copy(update={"max_total_seconds": budget.call_seconds})
-        return tenacity_kwargs(policy, safe_to_repeat=operation.safe_to_repeat)
+        return tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=operation.safe_to_repeat)
 
     def _close_sinks(self) -> None:
         self._trail.close()
@@ -528,11 +369,7 @@ def _status_hint(status: int) -> str:
 
 
 def _expired(prepared: _Prepared, end: float) -> RequestTimeout:
-    return RequestTimeout(
-        f"{prepared.operation.service} {prepared.operation.name}: no complete answer within the attempt's deadline",
-        hint="raise timeouts.attempt (or deadline(attempt=...)) for a large document on a slow link; "
-        "otherwise the service is slow or stalled: try again later",
-    )
+    return expired(f"{prepared.operation.service} {prepared.operation.name}")
 
 
 def _translate(exc: httpx.HTTPError | OSError, prepared: _Prepared, end: float | None = None) -> TransportError:
@@ -607,7 +444,7 @@ class Client(BaseClient):
         The call ends by ``timeouts.call`` and each attempt by ``timeouts.attempt`` (or what
         :func:`deadline` says), in :class:`~dmp_connector.errors.RequestTimeout` at the latest.
         """
-        budget = _Budget.start(self.settings)
+        budget = Budget.start(self.settings)
         prepared = self._prepare(operation)
         result: object = None
         for attempt in tenacity.Retrying(**self._retrying_kwargs(operation, budget)):  # type: ignore[arg-type]
@@ -615,41 +452,41 @@ class Client(BaseClient):
                 result = self._attempt(prepared, attempt.retry_state.attempt_number, budget)
         return result  # type: ignore[return-value]
 
-    def _attempt(self, prepared: _Prepared, number: int, budget: _Budget) -> object:
+    def _attempt(self, prepared: _Prepared, number: int, budget: Budget) -> object:
         started = time.monotonic()
         status: int | None = None
         reader: _ResponseReader | None = None
         try:
-            end = budget.attempt_end(prepared)
+            end = budget.attempt_end(f"{prepared.operation.service} {prepared.operation.name}")
             content = prepared.body if prepared.body is not None else prepared.mtom.iter_bytes()  # type: ignore[union-attr]
-            token = _ATTEMPT_END.set(end)
+            token = ATTEMPT_END.set(end)
             try:
                 with self._http.stream(
                     "POST",
                     prepared.url,
                     content=content,
                     headers=prepared.headers,
-                    timeout=_bounded_timeout(self._http, end),
+                    timeout=bounded_timeout(self._http, end),
                 ) as response:
                     status = response.status_code
                     reader = self._reader(response)
                     for chunk in response.iter_bytes():
                         reader.feed(chunk)
                         if time.monotonic() > end:
-                            raise _AttemptExpired
-            except _AttemptExpired:
+                            raise AttemptExpired
+            except AttemptExpired:
                 raise _expired(prepared, end) from None
             except (httpx.HTTPError, OSError) as exc:  # ssl.SSLError is an OSError
                 raise _translate(exc, prepared, end) from exc
             finally:
-                _ATTEMPT_END.reset(token)
+                ATTEMPT_END.reset(token)
             result = self._conclude(prepared, reader)
         except DmpConnectorError as exc:
             exc.attempts = number
             if reader is not None:
                 reader.abort()
             reader = None
-            _release(exc)
+            release(exc)
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status or _status_of(exc))
             raise
         except BaseException as exc:  # a cancelled attempt may have reached the service: it is audited too
@@ -708,7 +545,7 @@ class AsyncClient(BaseClient):
         The request is built in a worker thread (see :attr:`build_in_thread`): building signs it
         (the VIHF), which takes a smart card its time and must not stall the event loop.
         """
-        budget = _Budget.start(self.settings)
+        budget = Budget.start(self.settings)
         if self.build_in_thread:
             prepared = await asyncio.to_thread(self._prepare, operation)
         else:
@@ -719,12 +556,12 @@ class AsyncClient(BaseClient):
                 result = await self._attempt(prepared, attempt.retry_state.attempt_number, budget)
         return result  # type: ignore[return-value]
 
-    async def _attempt(self, prepared: _Prepared, number: int, budget: _Budget) -> object:
+    async def _attempt(self, prepared: _Prepared, number: int, budget: Budget) -> object:
         started = time.monotonic()
         status: int | None = None
         reader: _ResponseReader | None = None
         try:
-            end = budget.attempt_end(prepared)
+            end = budget.attempt_end(f"{prepared.operation.service} {prepared.operation.name}")
             content = prepared.body if prepared.body is not None else prepared.mtom.aiter_bytes()  # type: ignore[union-attr]
             try:
                 async with asyncio.timeout(end - time.monotonic()):
@@ -733,7 +570,7 @@ class AsyncClient(BaseClient):
                         prepared.url,
                         content=content,
                         headers=prepared.headers,
-                        timeout=_bounded_timeout(self._http, end),
+                        timeout=bounded_timeout(self._http, end),
                     ) as response:
                         status = response.status_code
                         reader = self._reader(response)
@@ -749,7 +586,7 @@ class AsyncClient(BaseClient):
             if reader is not None:
                 reader.abort()
             reader = None
-            _release(exc)
+            release(exc)
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status or _status_of(exc))
             raise
         except BaseException as exc:  # a cancelled attempt may have reached the service: it is audited too
@@ -794,16 +631,8 @@ def _http_options(settings: Settings) -> tuple[ssl.SSLContext, httpx.Timeout]:
 
 def _sync_http(settings: Settings) -> httpx.Client:
     verify, timeout = _http_options(settings)
-    transport = httpx.HTTPTransport(verify=verify, limits=_LIMITS)
-    # The pool again, with the network backend that holds every wait to the attempt's deadline.
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=verify,
-        max_connections=_LIMITS.max_connections,
-        max_keepalive_connections=_LIMITS.max_keepalive_connections,
-        keepalive_expiry=_LIMITS.keepalive_expiry,
-        network_backend=_DeadlineBackend(),
-    )
-    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
+    # A transport whose network backend holds every socket wait to the attempt's deadline.
+    return httpx.Client(transport=deadline_transport(verify, _LIMITS), timeout=timeout, follow_redirects=False)
 
 
 def _async_http(settings: Settings) -> httpx.AsyncClient:

@@ -223,9 +223,13 @@ def _read_request(sock: ssl.SSLSocket) -> Received | None:
 
 
 @contextmanager
-def hostile(pki_files: PkiFiles, workdir: Path, script: Script, *, handshake: bool = True) -> Iterator[HostileServer]:
-    """A hostile server presenting the test PKI's server certificate and requiring a client certificate."""
-    context = server_ssl_context(pki_files.server, pki_files.pki, workdir=workdir)
+def hostile(
+    pki_files: PkiFiles, workdir: Path, script: Script, *, handshake: bool = True, client_certificate: bool = True
+) -> Iterator[HostileServer]:
+    """A hostile server presenting the test PKI's server certificate and (by default) requiring a client's."""
+    context = server_ssl_context(
+        pki_files.server, pki_files.pki, workdir=workdir, require_client_cert=client_certificate
+    )
     server = HostileServer(script, context, handshake=handshake)
     try:
         yield server

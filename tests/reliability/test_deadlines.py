@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from dmp_connector._transport import deadline
-from dmp_connector.config import Environment, Settings
+from dmp_connector.config import DirectorySettings, Environment, Settings
 from dmp_connector.dmp.client import AsyncDmpClient, DmpClient
 from dmp_connector.errors import HttpStatusError, RequestTimeout
+from dmp_connector.mssante.directory import AsyncDirectoryClient, DirectoryClient
 from dmp_connector.retries import RetryPolicy
 from tests.conftest import PkiFiles, make_settings
 from tests.dmp.client_support import cda_document
@@ -156,3 +157,39 @@ def test_a_handshake_that_never_finishes_is_a_connect_timeout(mode: str, pki_fil
     assert elapsed.seconds <= 0.5 + SLACK, elapsed.seconds
     assert "connect" in info.value.message and "timeouts.connect" in (info.value.hint or "")
     assert "timeouts.read" not in (info.value.hint or "")
+
+
+def directory_search(mode: str, config: Settings) -> Any:
+    if mode == "sync":
+        with DirectoryClient(config) as directory:
+            return directory.search_practitioners(family="SAUCIER")
+
+    async def run() -> Any:
+        async with AsyncDirectoryClient(config) as directory:
+            return await directory.search_practitioners(family="SAUCIER")
+
+    return asyncio.run(run())
+
+
+@MODES
+def test_a_directory_lookup_against_a_trickling_server_ends_by_the_deadline(
+    mode: str, pki_files: PkiFiles, tmp_path: Path
+) -> None:
+    """The REST client (Annuaire Santé) has the same deadlines as the SOAP clients."""
+
+    def trickle_json(peer: Peer, request: Received) -> None:
+        body = b'{"resourceType": "Bundle", "type": "searchset", "entry": []}'
+        peer.send(head(200, len(body), content_type="application/fhir+json"))
+        peer.trickle(body)
+
+    with hostile(pki_files, tmp_path, trickle_json, client_certificate=False) as server:
+        config = make_settings(
+            pki_files,
+            environment=Environment.sandbox(server.url),
+            directory=DirectorySettings(api_key="k" * 16, ca_bundle=pki_files.ca_bundle),
+            retry=NO_RETRY,
+            timeouts={"read": 60.0, "attempt": 1.0},
+        )
+        with Elapsed() as elapsed, pytest.raises(RequestTimeout):
+            directory_search(mode, config)
+    assert elapsed.seconds <= 1.0 + SLACK, elapsed.seconds
