@@ -617,7 +617,9 @@ class _DmpCore:
         request = RetrieveDocumentSetRequest(
             documents=(DocumentRequest(repository_unique_id=repository, document_unique_id=unique_id),)
         )
-        operation = RetrieveDocumentSet(request, security=self._vihf(ins, _access(access)), patient=ins.matricule)
+        operation = RetrieveDocumentSet(
+            request, security=self._vihf(ins, _access(access)), patient=ins.matricule, patient_id=ins.to_xds_cx()
+        )
         answer: RetrieveDocumentSetResponse = yield operation
         return _deliver(answer, unique_id, expected, Path(to) if to is not None else None)
 

@@ -35,6 +35,7 @@ from dmp_connector.xds import (
     RegistryErrorCode,
     RegistryResponse,
     ResponseStatus,
+    RetrievedDocument,
     RetrieveDocumentSetRequest,
     RetrieveDocumentSetResponse,
     SubmissionRequest,
@@ -46,6 +47,7 @@ from dmp_connector.xds import (
     parse_registry_response,
     parse_retrieve_document_set_response,
 )
+from dmp_connector.xml import XmlLimits, parse_xml
 
 from .errors import DepositedDocument, PartialDepositError, fault_error, registry_error
 from .mapping import PreparedDeposit
@@ -258,6 +260,35 @@ class RegistryStoredQuery(DmpOperation[AdhocQueryResponse]):
         return answer
 
 
+_HL7: Final = "{urn:hl7-org:v3}"
+_INS_OIDS: Final = frozenset(f"1.2.250.1.213.1.4.{n}" for n in (8, 9, 10, 11))
+_CDA_CHECKED_BYTES: Final = 64 * 1024 * 1024
+
+
+def _cda_of(document: RetrievedDocument, patient_id: Cx) -> bool:
+    """False when the document is a CDA whose ``recordTarget`` names an INS other than ``patient_id``.
+
+    Anything that is not a readable CDA with an INS in its header (a PDF, an unreadable or
+    oversized XML part) is not judged here: the entry's hash, when the caller gave the entry,
+    still guards it.
+    """
+    content = document.content
+    if content is None or "xml" not in document.mime_type.lower() or content.size > _CDA_CHECKED_BYTES:
+        return True
+    try:
+        root = parse_xml(content.read(), limits=XmlLimits(max_bytes=_CDA_CHECKED_BYTES), what="the retrieved CDA")
+    except DmpConnectorError:
+        return True
+    if root.tag != f"{_HL7}ClinicalDocument":
+        return True
+    named = [
+        (element.get("root"), element.get("extension"))
+        for element in root.iterfind(f"{_HL7}recordTarget/{_HL7}patientRole/{_HL7}id")
+        if element.get("root") in _INS_OIDS
+    ]
+    return all(oid == patient_id.assigning_authority and value == patient_id.id for oid, value in named)
+
+
 class RetrieveDocumentSet(DmpOperation[RetrieveDocumentSetResponse]):
     """ITI-43 Retrieve Document Set (TD3.2); the documents come back as MTOM parts, spooled to disk when large."""
 
@@ -267,12 +298,18 @@ class RetrieveDocumentSet(DmpOperation[RetrieveDocumentSetResponse]):
     dmp_service = DmpService.REPOSITORY
 
     def __init__(
-        self, request: RetrieveDocumentSetRequest, *, security: WsSecurity | None, patient: str | None
+        self,
+        request: RetrieveDocumentSetRequest,
+        *,
+        security: WsSecurity | None,
+        patient: str | None,
+        patient_id: Cx | str | None = None,
     ) -> None:
         super().__init__(
             security=security, patient=patient, document_ids=[d.document_unique_id for d in request.documents]
         )
         self.request = request
+        self.patient_id = Cx.parse(patient_id) if isinstance(patient_id, str) else patient_id
 
     def build(self, call: CallContext) -> SoapRequest:
         """``xdsb:RetrieveDocumentSetRequest``."""
@@ -290,6 +327,13 @@ class RetrieveDocumentSet(DmpOperation[RetrieveDocumentSetResponse]):
             raise _mismatch(self.name, [f"{unasked} document(s) that were not asked for"])
         if answer.response.status is ResponseStatus.FAILURE:
             raise registry_error(answer.response, operation=self.name)
+        if self.patient_id is not None:
+            others = sum(not _cda_of(document, self.patient_id) for document in answer.documents)
+            if others:
+                for document in answer.documents:
+                    if document.content is not None:
+                        document.content.close()
+                raise _mismatch(self.name, [f"{others} CDA document(s) whose recordTarget is another patient's INS"])
         return answer
 
 

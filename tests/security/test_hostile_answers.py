@@ -265,6 +265,33 @@ def test_a_retrieve_answer_with_a_document_nobody_asked_for_is_refused(
     assert info.value.problems == ("1 document(s) that were not asked for",)
 
 
+@MODES
+def test_a_retrieved_cda_about_another_patient_is_refused(
+    mode: str, pki_files: PkiFiles, credentials: Credentials, simulator: DmpSimulator, tmp_path: Path
+) -> None:
+    """Asked by (repository, uniqueId) — no entry, so no hash to compare — the CDA's own recordTarget decides."""
+
+    swap = False
+
+    def alter(request: Received, answer: HttpResponse, body: bytes) -> bytes | None:
+        if swap and request.path.endswith("/repository") and b"RetrieveDocumentSetRequest" in request.body:
+            return body.replace(ADRUN_INS.matricule.encode(), OTHER_INS.matricule.encode())
+        return None
+
+    with hostile(pki_files, tmp_path, forward(simulator, alter)) as server:
+        config = dmp_config(credentials, server.url)
+        simulator.max_results = 500
+        deposit_three(mode, config, credentials)
+        entries, _ = dmp_calls(mode, config, credentials, lambda client: client.find_documents(ADRUN))
+        ids = (entries[0].repository_unique_id, entries[0].unique_id)
+        retrieved, _ = dmp_calls(mode, config, credentials, lambda client: client.retrieve(ADRUN, ids))
+        assert ADRUN_INS.matricule.encode() in retrieved.read()  # the CDA as stored: accepted
+        swap = True
+        with pytest.raises(PatientMismatchError) as info:
+            dmp_calls(mode, config, credentials, lambda client: client.retrieve(ADRUN, ids))
+    assert info.value.problems == ("1 CDA document(s) whose recordTarget is another patient's INS",)
+
+
 # ----------------------------------------------------------------------------------- INSi
 
 
