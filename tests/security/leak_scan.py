@@ -87,22 +87,23 @@ class Finding:
     """The matched text with some context (test data: printing it is harmless)."""
 
 
-_FRAME = re.compile(r'^\s*File ".*", line \d+, in ')
+_FRAME = re.compile(r'^(\s*File ".*", line \d+), in .*$')
 
 
 def exception_text(error: BaseException) -> str:
     """What ``log.exception`` prints for ``error`` — ``traceback.format_exception``, the whole cause and
-    context chain — without the source lines of the frames.
+    context chain — without the source lines and function names of the frames.
 
-    The source lines are the program's code, not data that went through it; a test's own code names
-    its fixtures (``search(ADRUN)``), which is no leak. Every message of the chain is kept.
+    Those are the program's code, not data that went through it; a test's own code names its
+    fixtures (``search(ADRUN)``, ``def ecetinsi()``), which is no leak. Every message of the chain is kept.
     """
     kept: list[str] = []
     in_frame = False
     for line in "".join(traceback.format_exception(error)).splitlines():
-        if _FRAME.match(line):
+        frame = _FRAME.match(line)
+        if frame is not None:
             in_frame = True
-            kept.append(line)
+            kept.append(frame.group(1))
         elif in_frame and line.startswith("    "):
             continue
         else:
