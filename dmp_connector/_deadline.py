@@ -30,6 +30,7 @@ __all__ = [
     "Budget",
     "DeadlineBackend",
     "bounded_timeout",
+    "call_scope",
     "capped_policy",
     "deadline",
     "deadline_transport",
@@ -40,7 +41,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class _Override:
-    call: float | None
+    call_end: float | None
+    """When every call made in the block must be over (``time.monotonic()``), or None: each its own."""
+    call_seconds: float | None
     attempt: float | None
 
 
@@ -50,16 +53,42 @@ ATTEMPT_END: contextvars.ContextVar[float | None] = contextvars.ContextVar("dmp_
 
 @contextmanager
 def deadline(call: float | None = None, *, attempt: float | None = None) -> Iterator[None]:
-    """Bound every call made in the block (sync or async) by ``call`` seconds, each attempt by ``attempt``.
+    """Bound the block's calls (sync or async): all over ``call`` seconds after it starts, each attempt ``attempt``.
 
-    Overrides ``timeouts.call`` and ``timeouts.attempt`` for those calls only; an attempt never
-    outlasts its call. ``with deadline(5): client.search(traits)`` ends in
-    :class:`~dmp_connector.errors.RequestTimeout` after 5 s at most, whatever the server does.
+    Overrides ``timeouts.call`` and ``timeouts.attempt`` for the calls made in the block; an attempt
+    never outlasts its call. A service method that sends several requests (a deposit that looks up
+    the entry it replaces, an INSi search refined on answer 02) shares the one deadline.
+    ``with deadline(5): insi.search(traits)`` ends in :class:`~dmp_connector.errors.RequestTimeout`
+    5 s after the block began at the latest, whatever the server does.
     """
     for name, value in (("call", call), ("attempt", attempt)):
         if value is not None and not value > 0:
             raise ValueError(f"deadline {name} must be a positive number of seconds, got {value!r}")
-    token = _OVERRIDE.set(_Override(call=call, attempt=attempt))
+    outer = _OVERRIDE.get()
+    token = _OVERRIDE.set(
+        _Override(
+            call_end=time.monotonic() + call if call is not None else (outer.call_end if outer else None),
+            call_seconds=call if call is not None else (outer.call_seconds if outer else None),
+            attempt=attempt if attempt is not None else (outer.attempt if outer else None),
+        )
+    )
+    try:
+        yield
+    finally:
+        _OVERRIDE.reset(token)
+
+
+@contextmanager
+def call_scope(settings: Settings) -> Iterator[None]:
+    """One ``timeouts.call`` for a whole service method (several requests), unless a :func:`deadline` is set."""
+    outer = _OVERRIDE.get()
+    if outer is not None and outer.call_end is not None:
+        yield
+        return
+    seconds = settings.timeouts.call
+    token = _OVERRIDE.set(
+        _Override(call_end=time.monotonic() + seconds, call_seconds=seconds, attempt=outer.attempt if outer else None)
+    )
     try:
         yield
     finally:
@@ -76,12 +105,21 @@ class Budget:
 
     @classmethod
     def start(cls, settings: Settings) -> Budget:
+        now = time.monotonic()
         override = _OVERRIDE.get()
-        call = override.call if override is not None and override.call is not None else settings.timeouts.call
+        if override is not None and override.call_end is not None:
+            call_end, call_seconds = override.call_end, override.call_seconds or settings.timeouts.call
+        else:
+            call_end, call_seconds = now + settings.timeouts.call, settings.timeouts.call
         attempt = (
             override.attempt if override is not None and override.attempt is not None else settings.timeouts.attempt
         )
-        return cls(call_seconds=call, attempt_seconds=min(attempt, call), call_end=time.monotonic() + call)
+        return cls(call_seconds=call_seconds, attempt_seconds=attempt, call_end=call_end)
+
+    @property
+    def left(self) -> float:
+        """Seconds left before the call's deadline (0 once it has passed)."""
+        return max(self.call_end - time.monotonic(), 0.0)
 
     def attempt_end(self, what: str) -> float:
         """When the next attempt of ``what`` (``service operation``) must be over; raises when the call has
@@ -208,9 +246,10 @@ def expired(what: str) -> RequestTimeout:
 
 
 def capped_policy(policy: RetryPolicy, budget: Budget) -> RetryPolicy:
-    """``policy`` with no wait begun past the call's deadline."""
-    if budget.call_seconds < policy.max_total_seconds:
-        return policy.model_copy(update={"max_total_seconds": budget.call_seconds})
+    """``policy`` with no wait begun past the call's deadline (tenacity counts from the first attempt: now)."""
+    left = budget.left
+    if left < policy.max_total_seconds:
+        return policy.model_copy(update={"max_total_seconds": left})
     return policy
 
 

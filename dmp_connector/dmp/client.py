@@ -36,6 +36,7 @@ from typing import Any, Final, Literal, Self, TypeVar, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dmp_connector._audit_trail import AuditTrail, error_code_of
+from dmp_connector._deadline import call_scope
 from dmp_connector._transport import AsyncClient, Client, Operation
 from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, AuditSink, Outcome, endpoint_of
 from dmp_connector.cda import ClinicalDocument, NonXmlBody
@@ -895,17 +896,19 @@ class DmpClient(_DmpCore):
         self._trail = self._client._trail
 
     def _run(self, flow: Flow[R]) -> R:
-        try:
-            operation = next(flow)
-            while True:
-                try:
-                    result = operation.job() if isinstance(operation, _Blocking) else self._client.send(operation)
-                except DmpConnectorError as exc:
-                    operation = flow.throw(exc)
-                else:
-                    operation = flow.send(result)
-        except StopIteration as stop:
-            return cast("R", stop.value)
+        """Drive ``flow``; its requests share one ``timeouts.call`` (or the enclosing :func:`deadline`)."""
+        with call_scope(self.settings):
+            try:
+                operation = next(flow)
+                while True:
+                    try:
+                        result = operation.job() if isinstance(operation, _Blocking) else self._client.send(operation)
+                    except DmpConnectorError as exc:
+                        operation = flow.throw(exc)
+                    else:
+                        operation = flow.send(result)
+            except StopIteration as stop:
+                return cast("R", stop.value)
 
     @property
     def audit(self) -> AuditDispatcher:
@@ -1166,20 +1169,22 @@ class AsyncDmpClient(_DmpCore):
         self._trail = self._client._trail
 
     async def _run(self, flow: Flow[R]) -> R:
-        try:
-            operation = next(flow)
-            while True:
-                try:
-                    if isinstance(operation, _Blocking):
-                        result = await asyncio.to_thread(operation.job)
+        """Drive ``flow``; its requests share one ``timeouts.call`` (or the enclosing :func:`deadline`)."""
+        with call_scope(self.settings):
+            try:
+                operation = next(flow)
+                while True:
+                    try:
+                        if isinstance(operation, _Blocking):
+                            result = await asyncio.to_thread(operation.job)
+                        else:
+                            result = await self._client.send(operation)
+                    except DmpConnectorError as exc:
+                        operation = flow.throw(exc)
                     else:
-                        result = await self._client.send(operation)
-                except DmpConnectorError as exc:
-                    operation = flow.throw(exc)
-                else:
-                    operation = flow.send(result)
-        except StopIteration as stop:
-            return cast("R", stop.value)
+                        operation = flow.send(result)
+            except StopIteration as stop:
+                return cast("R", stop.value)
 
     @property
     def audit(self) -> AuditDispatcher:

@@ -27,8 +27,9 @@ from tests.dmp.test_sandbox_integration import ADRUN as DMP_ADRUN
 from tests.dmp.test_sandbox_integration import Credentials
 from tests.dmp.test_sandbox_rules import settings as dmp_settings
 from tests.hostile_server import Elapsed, Peer, Received, head, hostile
+from tests.insi import fixtures
 from tests.insi.helpers import ADRUN as INSI_ADRUN
-from tests.insi.helpers import SOFTWARE
+from tests.insi.helpers import ECETINSI, SOFTWARE
 from tests.insi.helpers import call as insi_call
 
 MODES = pytest.mark.parametrize("mode", ["sync", "async"])
@@ -129,6 +130,22 @@ def test_a_per_call_deadline_overrides_the_settings(mode: str, pki_files: PkiFil
         with Elapsed() as elapsed, pytest.raises(RequestTimeout), deadline(0.7):
             insi_call(mode, config, "search", INSI_ADRUN)
     assert elapsed.seconds <= 0.7 + SLACK, elapsed.seconds
+
+
+@MODES
+def test_the_searches_of_one_insi_call_share_its_deadline(mode: str, pki_files: PkiFiles, tmp_path: Path) -> None:
+    """02 (several people) every time, after 0.6 s: the refinement plan's three searches share one call deadline."""
+
+    def ambiguous_after_a_while(peer: Peer, request: Received) -> None:
+        if not peer.stopping.wait(0.6):
+            peer.respond(200, fixtures.AMBIGUOUS, content_type=SOAP)
+
+    with hostile(pki_files, tmp_path, ambiguous_after_a_while) as server:
+        config = insi_settings(pki_files, server.url, attempt=1.0, call=1.0)
+        with Elapsed() as elapsed, pytest.raises(RequestTimeout):
+            insi_call(mode, config, "search", ECETINSI)  # three first names and a birth place: three searches
+    assert elapsed.seconds <= 1.0 + SLACK, elapsed.seconds
+    assert len(server.received) == 2
 
 
 @MODES
