@@ -16,7 +16,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._tls import build_ssl_context
-    from ._transport import AsyncClient, BaseClient, CallContext, Client, Operation, SoapRequest
+    from ._transport import AsyncClient, BaseClient, CallContext, Client, Operation, SoapRequest, deadline
     from .audit import (
         AuditActor,
         AuditDispatcher,
@@ -118,7 +118,9 @@ if TYPE_CHECKING:
         HttpStatusError,
         IdentityNotQualifiedError,
         InvalidIdentifierError,
+        LimitExceededError,
         MalformedResponseError,
+        PatientMismatchError,
         ProtocolError,
         RequestTimeout,
         ServiceError,
@@ -281,6 +283,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Client",
         "Operation",
         "SoapRequest",
+        "deadline",
     ),
     ".audit": (
         "AuditActor",
@@ -383,7 +386,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "HttpStatusError",
         "IdentityNotQualifiedError",
         "InvalidIdentifierError",
+        "LimitExceededError",
         "MalformedResponseError",
+        "PatientMismatchError",
         "ProtocolError",
         "RequestTimeout",
         "ServiceError",
@@ -676,6 +681,7 @@ __all__ = [
     "InvalidIdentifierError",
     "JsonLinesSink",
     "LdlSesContent",
+    "LimitExceededError",
     "LoggingSink",
     "MailAuthenticationError",
     "MailServer",
@@ -703,6 +709,7 @@ __all__ = [
     "Outcome",
     "PartialDepositError",
     "Patient",
+    "PatientMismatchError",
     "PatientSearch",
     "Problem",
     "Professional",
@@ -800,6 +807,7 @@ __all__ = [
     "build_submit_objects_request",
     "build_vihf",
     "compute_key",
+    "deadline",
     "extract_metadata",
     "ldl_ses_document",
     "normalize_name",

@@ -29,6 +29,7 @@ import httpx
 import tenacity
 
 from ._audit_trail import AuditTrail, error_code_of
+from ._deadline import ATTEMPT_END, AttemptExpired, Budget, bounded_timeout, capped_policy, deadline_transport, expired
 from ._tls import build_ssl_context, ssl_cause
 from .audit import (
     AuditEvent,
@@ -224,6 +225,9 @@ def _translate(exc: httpx.HTTPError | OSError, request: RestRequest) -> Transpor
     return ConnectError(f"{what}: the connection failed before an answer came ({type(exc).__name__})")
 
 
+_REST_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=5.0)
+
+
 def _client_options(settings: Settings, tls: TlsCredentials | None) -> tuple[ssl.SSLContext, httpx.Timeout]:
     t = settings.timeouts
     context = build_ssl_context(tls if tls is not None else TlsCredentials())
@@ -250,7 +254,9 @@ class RestClient(_RestBase):
         try:
             if http_client is None:
                 verify, timeout = _client_options(settings, tls)
-                http_client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
+                http_client = httpx.Client(
+                    transport=deadline_transport(verify, _REST_LIMITS), timeout=timeout, follow_redirects=False
+                )
         except BaseException:
             self._close_sinks()
             raise
@@ -259,22 +265,32 @@ class RestClient(_RestBase):
     def get_json(self, request: RestRequest) -> JsonObject:
         """GET ``request`` and return its JSON object, retrying what the policy allows."""
         correlation_id = f"urn:uuid:{uuid.uuid4()}"
+        budget = Budget.start(self.settings)
         result: JsonObject = {}
-        for attempt in tenacity.Retrying(**tenacity_kwargs(self.retry, safe_to_repeat=True)):
+        for attempt in tenacity.Retrying(**tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=True)):
             with attempt:
-                result = self._attempt(request, correlation_id, attempt.retry_state.attempt_number)
+                result = self._attempt(request, correlation_id, attempt.retry_state.attempt_number, budget)
         return result
 
-    def _attempt(self, request: RestRequest, correlation_id: str, number: int) -> JsonObject:
+    def _attempt(self, request: RestRequest, correlation_id: str, number: int, budget: Budget) -> JsonObject:
         if self.throttle is not None:
             delay = self.throttle.reserve()
             if delay > 0:
                 time.sleep(delay)
         started = time.monotonic()
         status: int | None = None
+        what = f"{request.service} {request.operation}"
         try:
+            end = budget.attempt_end(what)
+            token = ATTEMPT_END.set(end)
             try:
-                with self._http.stream("GET", request.url, params=request.params, headers=self._headers(request)) as r:
+                with self._http.stream(
+                    "GET",
+                    request.url,
+                    params=request.params,
+                    headers=self._headers(request),
+                    timeout=bounded_timeout(self._http, end),
+                ) as r:
                     status = r.status_code
                     self._check_status(request, r)
                     body = bytearray()
@@ -282,8 +298,14 @@ class RestClient(_RestBase):
                         body += chunk
                         if len(body) > self.max_response_bytes:
                             raise self._too_large(request)
+                        if time.monotonic() > end:
+                            raise AttemptExpired
+            except AttemptExpired:
+                raise expired(what) from None
             except (httpx.HTTPError, OSError) as exc:
-                raise _translate(exc, request) from exc
+                raise (expired(what) if time.monotonic() >= end - 0.01 else _translate(exc, request)) from exc
+            finally:
+                ATTEMPT_END.reset(token)
             result = self._decode(request, r, bytes(body))
         except DmpConnectorError as exc:
             exc.attempts = number
@@ -338,31 +360,42 @@ class AsyncRestClient(_RestBase):
     async def get_json(self, request: RestRequest) -> JsonObject:
         """GET ``request`` and return its JSON object, retrying what the policy allows."""
         correlation_id = f"urn:uuid:{uuid.uuid4()}"
+        budget = Budget.start(self.settings)
         result: JsonObject = {}
-        async for attempt in tenacity.AsyncRetrying(**tenacity_kwargs(self.retry, safe_to_repeat=True)):
+        retrying = tenacity.AsyncRetrying(**tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=True))
+        async for attempt in retrying:
             with attempt:
-                result = await self._attempt(request, correlation_id, attempt.retry_state.attempt_number)
+                result = await self._attempt(request, correlation_id, attempt.retry_state.attempt_number, budget)
         return result
 
-    async def _attempt(self, request: RestRequest, correlation_id: str, number: int) -> JsonObject:
+    async def _attempt(self, request: RestRequest, correlation_id: str, number: int, budget: Budget) -> JsonObject:
         if self.throttle is not None:
             delay = self.throttle.reserve()
             if delay > 0:
                 await asyncio.sleep(delay)
         started = time.monotonic()
         status: int | None = None
+        what = f"{request.service} {request.operation}"
         try:
+            end = budget.attempt_end(what)
             try:
-                async with self._http.stream(
-                    "GET", request.url, params=request.params, headers=self._headers(request)
-                ) as r:
-                    status = r.status_code
-                    self._check_status(request, r)
-                    body = bytearray()
-                    async for chunk in r.aiter_bytes():
-                        body += chunk
-                        if len(body) > self.max_response_bytes:
-                            raise self._too_large(request)
+                async with asyncio.timeout(end - time.monotonic()):
+                    async with self._http.stream(
+                        "GET",
+                        request.url,
+                        params=request.params,
+                        headers=self._headers(request),
+                        timeout=bounded_timeout(self._http, end),
+                    ) as r:
+                        status = r.status_code
+                        self._check_status(request, r)
+                        body = bytearray()
+                        async for chunk in r.aiter_bytes():
+                            body += chunk
+                            if len(body) > self.max_response_bytes:
+                                raise self._too_large(request)
+            except TimeoutError:
+                raise expired(what) from None
             except (httpx.HTTPError, OSError) as exc:
                 raise _translate(exc, request) from exc
             result = self._decode(request, r, bytes(body))

@@ -8,6 +8,11 @@ reading the answer); :class:`Client` and :class:`AsyncClient` only hold the send
 One logical call = one ``wsa:MessageID``, made once and reused on every attempt, so the
 audit trail and the server logs line up. Audit events are emitted once per attempt,
 inside the retry loop. httpx exceptions are translated here, chained with ``from``.
+
+Every call has an end: ``timeouts.attempt`` bounds each attempt as a whole and
+``timeouts.call`` the call (see :func:`deadline`). The sync client enforces the attempt's
+deadline on every socket operation (a network backend that shortens each wait to what is
+left); the async client with ``asyncio.timeout``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,17 @@ import tenacity
 from lxml import etree
 
 from ._audit_trail import AuditTrail, error_code_of
+from ._deadline import (
+    ATTEMPT_END,
+    AttemptExpired,
+    Budget,
+    bounded_timeout,
+    capped_policy,
+    deadline,
+    deadline_transport,
+    expired,
+    release,
+)
 from ._tls import build_ssl_context, ssl_cause
 from .audit import (
     AuditEvent,
@@ -39,6 +55,7 @@ from .errors import (
     ConnectError,
     DmpConnectorError,
     HttpStatusError,
+    LimitExceededError,
     MalformedResponseError,
     RequestTimeout,
     SoapFaultError,
@@ -51,11 +68,12 @@ from .soap.envelope import Addressing, SoapMessage, WsSecurity, build_envelope, 
 from .soap.mtom import Attachment, MtomPayload, MultipartRelatedParser, encode_mtom, is_multipart
 from .xml import to_bytes
 
-__all__ = ["AsyncClient", "BaseClient", "CallContext", "Client", "Operation", "SoapRequest"]
+__all__ = ["AsyncClient", "BaseClient", "CallContext", "Client", "Operation", "SoapRequest", "deadline"]
 
 T = TypeVar("T")
 
 _SOAP12 = "application/soap+xml"
+_MULTIPART = "multipart/related"
 
 
 @dataclass(frozen=True)
@@ -147,18 +165,29 @@ class _ResponseReader:
         self.status_code = response.status_code
         self.content_type = response.headers.get("content-type", "").strip()
         self.retry_after = response.headers.get("retry-after")
-        self._limit = settings.xml.max_bytes
+        self.location = response.headers.get("location")
+        self.media_type = media_type_of(self.content_type)
+        self._error = response.status_code >= 300
+        # An error answer (a fault, an error page) is bounded on its own, far below a document's size.
+        self._limit = settings.xml.max_fault_bytes if self._error else settings.xml.max_bytes
+        self._received = 0
         self._parts: MultipartRelatedParser | None = None
         self._buffer = bytearray()
-        if is_multipart(self.content_type):
+        if self.media_type == _MULTIPART and is_multipart(self.content_type):
             self._parts = MultipartRelatedParser(
                 self.content_type,
-                max_root_bytes=settings.xml.max_bytes,
-                max_total_bytes=max_response_bytes,
-                max_part_bytes=settings.xml.max_attachment_bytes,
+                max_root_bytes=min(self._limit, settings.xml.max_bytes),
+                max_total_bytes=settings.xml.max_fault_bytes if self._error else max_response_bytes,
+                max_part_bytes=settings.xml.max_fault_bytes if self._error else settings.xml.max_attachment_bytes,
             )
 
     def feed(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._error and self._received > self._limit:
+            raise LimitExceededError(
+                f"the error answer (HTTP {self.status_code}) is over the {self._limit}-byte fault limit",
+                limit="xml.max_fault_bytes",
+            )
         if self._parts is not None:
             self._parts.feed(chunk)
             return
@@ -167,15 +196,23 @@ class _ResponseReader:
             raise UnsafeXmlError(f"the answer is over the {self._limit}-byte XML limit", hint="raise xml.max_bytes")
 
     def abort(self) -> None:
-        """Release what was spooled when the answer will not be read to the end."""
+        """Release what was spooled or buffered when the answer will not be read to the end."""
         if self._parts is not None:
             self._parts.abort()
+            self._parts = None
+        self._buffer = bytearray()
 
     def finish(self) -> tuple[bytes, dict[str, Attachment]]:
         if self._parts is not None:
             parts = self._parts.close()
             return parts.root, dict(parts.attachments)
-        return bytes(self._buffer), {}
+        data, self._buffer = bytes(self._buffer), bytearray()
+        return data, {}
+
+
+def media_type_of(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value, lower-cased, without its parameters."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 class BaseClient:
@@ -237,26 +274,34 @@ class BaseClient:
         """Turn a complete answer into the operation's result or a typed error."""
         status = reader.status_code
         name = prepared.operation.name
-        media_type = reader.content_type.lower()
-        soapish = media_type.startswith((_SOAP12, "multipart/related"))
-        if status >= 400 and not soapish:
-            retry_after = parse_retry_after(reader.retry_after)
+        service = prepared.operation.service
+        soapish = reader.media_type in (_SOAP12, _MULTIPART)
+        if 300 <= status < 400:
+            reader.abort()
             raise HttpStatusError(
-                f"{prepared.operation.service} answered HTTP {status} to {name} without a SOAP message",
+                f"{service} answered {name} with a redirect (HTTP {status}), which is never followed",
                 status_code=status,
-                retry_after=retry_after,
-                retryable=status in self.retry.retry_on_status,
-                hint="the service may be down or overloaded; try again later"
-                if status >= 500
-                else "check the endpoint URL and the client certificate",
+                retryable=False,
+                hint="the endpoint moved or a proxy intercepts the call: set the service's final https URL in "
+                "the environment settings (redirects are refused so that a request never goes where it was not sent)",
             )
-        root, attachments = reader.finish()
+        if status >= 400 and not soapish:
+            reader.abort()
+            raise HttpStatusError(
+                f"{service} answered HTTP {status} to {name} without a SOAP message",
+                status_code=status,
+                retry_after=parse_retry_after(reader.retry_after),
+                retryable=status in self.retry.retry_on_status,
+                hint=_status_hint(status),
+            )
         if not soapish:
+            reader.abort()
             raise MalformedResponseError(
-                f"{prepared.operation.service} answered {name} with content type "
-                f"{reader.content_type or 'none'}, not a SOAP 1.2 message",
+                f"{service} answered {name} with content type {reader.media_type[:80] or 'none'}, "
+                "not a SOAP 1.2 message (application/soap+xml)",
                 hint="check that the endpoint URL points at the SOAP service",
             )
+        root, attachments = reader.finish()
         try:
             message = parse_envelope(root, attachments=attachments, limits=self.settings.xml, operation=name)
         except SoapFaultError as fault:
@@ -300,16 +345,52 @@ class BaseClient:
         )
         self.audit.emit(event)
 
-    def _retrying_kwargs(self, operation: Operation[T]) -> dict[str, object]:
-        return tenacity_kwargs(self.retry, safe_to_repeat=operation.safe_to_repeat)
+    def _retrying_kwargs(self, operation: Operation[T], budget: Budget) -> dict[str, object]:
+        """tenacity's arguments; no wait is begun that would end past the call's deadline."""
+        return tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=operation.safe_to_repeat)
 
     def _close_sinks(self) -> None:
         self._trail.close()
 
 
-def _translate(exc: httpx.HTTPError | OSError, prepared: _Prepared) -> TransportError:
+def _status_hint(status: int) -> str:
+    if status == 429:
+        return (
+            "the service is limiting this client's rate: slow down, and wait as long as its Retry-After asks "
+            "(add 429 to retry.retry_on_status to let safe calls wait and retry)"
+        )
+    if status >= 500:
+        return "the service may be down or overloaded; try again later"
+    if status in (401, 403):
+        return "check the client certificate (and its rights at the service) and the endpoint URL"
+    if status in (404, 405):
+        return "check the endpoint URL in the environment settings"
+    return "check the endpoint URL and the request"
+
+
+def _expired(prepared: _Prepared, end: float) -> RequestTimeout:
+    return expired(f"{prepared.operation.service} {prepared.operation.name}")
+
+
+def _translate(exc: httpx.HTTPError | OSError, prepared: _Prepared, end: float | None = None) -> TransportError:
     """httpx's errors (and the socket errors some async paths let through) → ours, at this one boundary."""
     what = f"{prepared.operation.service} {prepared.operation.name}"
+    if end is not None and time.monotonic() >= end - 0.01 and isinstance(exc, (httpx.TimeoutException, OSError)):
+        return _expired(prepared, end)
+    if isinstance(exc, httpx.ConnectTimeout):
+        return RequestTimeout(
+            f"{what}: could not connect to {httpx.URL(prepared.url).host} in time",
+            hint="check the network, the firewall and the endpoint URL; raise timeouts.connect on a slow link",
+        )
+    if isinstance(exc, httpx.PoolTimeout):
+        return RequestTimeout(
+            f"{what}: no free connection in the pool in time",
+            hint="too many calls at once for the pool: raise timeouts.pool or make fewer concurrent calls",
+        )
+    if isinstance(exc, httpx.WriteTimeout):
+        return RequestTimeout(
+            f"{what}: the service stopped reading the request", hint="raise timeouts.write or try again later"
+        )
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(
             f"{what}: no answer in time ({type(exc).__name__})", hint="raise timeouts.read or try again later"
@@ -358,37 +439,60 @@ class Client(BaseClient):
             raise
 
     def send(self, operation: Operation[T]) -> T:
-        """Send one operation, retrying it if it is safe to repeat, and return its result."""
+        """Send one operation, retrying it if it is safe to repeat, and return its result.
+
+        The call ends by ``timeouts.call`` and each attempt by ``timeouts.attempt`` (or what
+        :func:`deadline` says), in :class:`~dmp_connector.errors.RequestTimeout` at the latest.
+        """
+        budget = Budget.start(self.settings)
         prepared = self._prepare(operation)
         result: object = None
-        for attempt in tenacity.Retrying(**self._retrying_kwargs(operation)):  # type: ignore[arg-type]
+        for attempt in tenacity.Retrying(**self._retrying_kwargs(operation, budget)):  # type: ignore[arg-type]
             with attempt:
-                result = self._attempt(prepared, attempt.retry_state.attempt_number)
+                result = self._attempt(prepared, attempt.retry_state.attempt_number, budget)
         return result  # type: ignore[return-value]
 
-    def _attempt(self, prepared: _Prepared, number: int) -> object:
+    def _attempt(self, prepared: _Prepared, number: int, budget: Budget) -> object:
         started = time.monotonic()
         status: int | None = None
+        reader: _ResponseReader | None = None
         try:
+            end = budget.attempt_end(f"{prepared.operation.service} {prepared.operation.name}")
             content = prepared.body if prepared.body is not None else prepared.mtom.iter_bytes()  # type: ignore[union-attr]
+            token = ATTEMPT_END.set(end)
             try:
-                with self._http.stream("POST", prepared.url, content=content, headers=prepared.headers) as response:
+                with self._http.stream(
+                    "POST",
+                    prepared.url,
+                    content=content,
+                    headers=prepared.headers,
+                    timeout=bounded_timeout(self._http, end),
+                ) as response:
                     status = response.status_code
                     reader = self._reader(response)
-                    try:
-                        for chunk in response.iter_bytes():
-                            reader.feed(chunk)
-                    except BaseException:
-                        reader.abort()
-                        raise
+                    for chunk in response.iter_bytes():
+                        reader.feed(chunk)
+                        if time.monotonic() > end:
+                            raise AttemptExpired
+            except AttemptExpired:
+                raise _expired(prepared, end) from None
             except (httpx.HTTPError, OSError) as exc:  # ssl.SSLError is an OSError
-                raise _translate(exc, prepared) from exc
+                raise _translate(exc, prepared, end) from exc
+            finally:
+                ATTEMPT_END.reset(token)
             result = self._conclude(prepared, reader)
         except DmpConnectorError as exc:
             exc.attempts = number
+            if reader is not None:
+                reader.abort()
+            reader = None
+            release(exc)
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status or _status_of(exc))
             raise
         except BaseException as exc:  # a cancelled attempt may have reached the service: it is audited too
+            if reader is not None:
+                reader.abort()
+            reader = None
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status)
             raise
         self._emit(prepared, attempt=number, started=started, error=None, http_status=status)
@@ -441,41 +545,54 @@ class AsyncClient(BaseClient):
         The request is built in a worker thread (see :attr:`build_in_thread`): building signs it
         (the VIHF), which takes a smart card its time and must not stall the event loop.
         """
+        budget = Budget.start(self.settings)
         if self.build_in_thread:
             prepared = await asyncio.to_thread(self._prepare, operation)
         else:
             prepared = self._prepare(operation)
         result: object = None
-        async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(operation)):  # type: ignore[arg-type]
+        async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(operation, budget)):  # type: ignore[arg-type]
             with attempt:
-                result = await self._attempt(prepared, attempt.retry_state.attempt_number)
+                result = await self._attempt(prepared, attempt.retry_state.attempt_number, budget)
         return result  # type: ignore[return-value]
 
-    async def _attempt(self, prepared: _Prepared, number: int) -> object:
+    async def _attempt(self, prepared: _Prepared, number: int, budget: Budget) -> object:
         started = time.monotonic()
         status: int | None = None
+        reader: _ResponseReader | None = None
         try:
+            end = budget.attempt_end(f"{prepared.operation.service} {prepared.operation.name}")
             content = prepared.body if prepared.body is not None else prepared.mtom.aiter_bytes()  # type: ignore[union-attr]
             try:
-                async with self._http.stream(
-                    "POST", prepared.url, content=content, headers=prepared.headers
-                ) as response:
-                    status = response.status_code
-                    reader = self._reader(response)
-                    try:
+                async with asyncio.timeout(end - time.monotonic()):
+                    async with self._http.stream(
+                        "POST",
+                        prepared.url,
+                        content=content,
+                        headers=prepared.headers,
+                        timeout=bounded_timeout(self._http, end),
+                    ) as response:
+                        status = response.status_code
+                        reader = self._reader(response)
                         async for chunk in response.aiter_bytes():
                             reader.feed(chunk)
-                    except BaseException:
-                        reader.abort()
-                        raise
+            except TimeoutError:
+                raise _expired(prepared, end) from None
             except (httpx.HTTPError, OSError) as exc:  # ssl.SSLError is an OSError
-                raise _translate(exc, prepared) from exc
+                raise _translate(exc, prepared, end) from exc
             result = self._conclude(prepared, reader)
         except DmpConnectorError as exc:
             exc.attempts = number
+            if reader is not None:
+                reader.abort()
+            reader = None
+            release(exc)
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status or _status_of(exc))
             raise
         except BaseException as exc:  # a cancelled attempt may have reached the service: it is audited too
+            if reader is not None:
+                reader.abort()
+            reader = None
             self._emit(prepared, attempt=number, started=started, error=exc, http_status=status)
             raise
         self._emit(prepared, attempt=number, started=started, error=None, http_status=status)
@@ -514,7 +631,8 @@ def _http_options(settings: Settings) -> tuple[ssl.SSLContext, httpx.Timeout]:
 
 def _sync_http(settings: Settings) -> httpx.Client:
     verify, timeout = _http_options(settings)
-    return httpx.Client(verify=verify, timeout=timeout, limits=_LIMITS, follow_redirects=False)
+    # A transport whose network backend holds every socket wait to the attempt's deadline.
+    return httpx.Client(transport=deadline_transport(verify, _LIMITS), timeout=timeout, follow_redirects=False)
 
 
 def _async_http(settings: Settings) -> httpx.AsyncClient:

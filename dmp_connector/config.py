@@ -534,7 +534,13 @@ class DirectorySettings(BaseModel):
 
 
 class Timeouts(BaseModel):
-    """HTTP timeouts in seconds; a deposit of large documents may need a longer ``write``."""
+    """HTTP timeouts in seconds; a deposit of large documents may need a longer ``write`` and ``attempt``.
+
+    ``connect``, ``read``, ``write`` and ``pool`` bound each wait; ``attempt`` and ``call`` bound
+    the whole: no attempt outlasts ``attempt`` (a server that sends one byte a second is cut there),
+    no call outlasts ``call`` (its attempts and the waits between them). Override both for the calls
+    made in a block with :func:`dmp_connector.deadline`. See docs/retries.md.
+    """
 
     model_config = _FROZEN
 
@@ -546,6 +552,13 @@ class Timeouts(BaseModel):
     """Longest wait to send the next bytes of the request."""
     pool: float = Field(default=10.0, gt=0)
     """Longest wait for a free connection in the pool."""
+    attempt: float = Field(default=120.0, gt=0)
+    """Longest one attempt may take: connect, TLS handshake, sending the request (MTOM streamed
+    included), waiting and reading the whole answer. Over it the attempt ends in
+    :class:`~dmp_connector.errors.RequestTimeout`, retried if the operation is safe to repeat."""
+    call: float = Field(default=300.0, gt=0)
+    """Longest one call may take: every attempt and every wait between attempts. No attempt is
+    started, and no wait begun, that would end past it."""
 
 
 class AuditSettings(BaseModel):
@@ -620,6 +633,11 @@ class DmpSettings(BaseModel):
     DRIMbox sends (``04`` "Hospitalisation de jour"); ``07`` consultation is the reference's example [I]."""
     page_size: int = Field(default=100, ge=1, le=1000)
     """Entries fetched per GetDocuments call when a search is too large for one LeafClass answer."""
+    max_references: int = Field(default=5000, ge=1)
+    """Most references (ObjectRef) one search answer may hold; more raises
+    :class:`~dmp_connector.errors.LimitExceededError` rather than fetching an unbounded list."""
+    max_pages: int = Field(default=50, ge=1)
+    """Most GetDocuments pages one call may send (``page_size`` entries each)."""
     authentication_mode: Literal["DIRECTE", "INDIRECTE", "INDIRECTE_RENFORCEE"] = "INDIRECTE"
     """VIHF ``Authentification_Mode`` of every DMP call: the organisation's certificate (indirect) by default."""
     test_existence_action: str = Field(default="urn:hl7-org:v3:PRPA_IN201307UV02", min_length=1)

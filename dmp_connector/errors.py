@@ -13,7 +13,9 @@ catch everything with one clause and still branch on the kind of failure::
     ├── ProtocolError               an answer came back but is not what the protocol says
     │   ├── SoapFaultError          a SOAP 1.2 Fault (code, subcodes and reason kept)
     │   ├── MalformedResponseError  not SOAP, not MTOM, missing parts …
-    │   └── UnsafeXmlError          DTD, entities, too deep, too large: refused unread
+    │   ├── UnsafeXmlError          DTD, entities, too deep, too large: refused unread
+    │   ├── LimitExceededError      an answer over a configured cap (fault size, references, pages)
+    │   └── PatientMismatchError    an answer about another patient, or naming ids nobody asked for
     ├── ServiceError                a national service answered "no", with its code kept
     └── ValidationError             what we were asked to build or send is invalid
         ├── InvalidIdentifierError  a matricule, key, OID or national id that breaks its rules
@@ -21,22 +23,29 @@ catch everything with one clause and still branch on the kind of failure::
         └── SignatureVerificationError  a signature that does not verify (``reason`` says why)
 
 Messages say what failed and what to do. They never carry health data: no patient
-identity, no document content. Foreign exceptions are translated at one boundary each
+identity, no document content. A service's free text (a fault reason, a registry error's
+context, a mail server's reply) never goes into a message either: it is kept, as sent, on
+the error (``reason``, ``text``) for whoever reads it on purpose (:func:`service_text`
+gives a bounded, redacted copy). Foreign exceptions are translated at one boundary each
 and chained with ``raise … from exc`` so that the cause stays inspectable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "MAX_SERVICE_TEXT",
     "ConfigurationError",
     "ConnectError",
     "DmpConnectorError",
     "HttpStatusError",
     "IdentityNotQualifiedError",
     "InvalidIdentifierError",
+    "LimitExceededError",
     "MalformedResponseError",
+    "PatientMismatchError",
     "ProtocolError",
     "RequestTimeout",
     "ServiceError",
@@ -46,7 +55,39 @@ __all__ = [
     "TransportError",
     "UnsafeXmlError",
     "ValidationError",
+    "service_text",
+    "shown_code",
 ]
+
+MAX_SERVICE_TEXT = 200
+"""Characters of a service's free text kept by :func:`service_text`."""
+
+# What may be an identity in a service's free text: a run of digits (a matricule, a NIR, a date
+# written without separators), a date with separators, and any word in capitals of two letters and
+# more (INSi and the DMP write names in capitals). The text is for a human reading a ticket, not
+# for a program: a redacted word costs little, a name in a log costs a patient's privacy.
+_DIGITS = re.compile(r"[0-9](?:[ .\-/]?[0-9AB]){4,}")
+_UPPER_WORD = re.compile(r"(?<![\w])[A-ZÀ-ÖØ-Þ][A-ZÀ-ÖØ-Þ'\-]+(?![\w])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def service_text(text: str | None, *, limit: int = MAX_SERVICE_TEXT, redact: Iterable[str] = ()) -> str | None:
+    """A service's free text made safe to show: redacted, on one line, at most ``limit`` characters.
+
+    Digit runs (matricules, dates) and words in capitals (names as INSi and the DMP write them)
+    become ``…``, and so does every value of ``redact`` (the identity at hand), whatever its case.
+    The raw text stays on the error that carries it; this copy is for messages and tickets.
+    """
+    if text is None:
+        return None
+    shown = _CONTROL.sub(" ", text[: limit * 4])
+    for value in sorted({v for v in redact if v and len(v) >= 2}, key=len, reverse=True):
+        shown = re.sub(re.escape(value), "…", shown, flags=re.IGNORECASE)
+    shown = _UPPER_WORD.sub("…", _DIGITS.sub("…", shown))
+    shown = " ".join(shown.split())
+    if len(shown) > limit or len(text) > limit * 4:
+        shown = shown[: limit - 1].rstrip() + "…"
+    return shown
 
 
 class DmpConnectorError(Exception):
@@ -140,8 +181,9 @@ class SoapFaultError(ProtocolError):
         operation: str | None = None,
     ) -> None:
         where = f" to {operation}" if operation else ""
+        codes = " / ".join(shown_code(c) for c in (code, *subcodes))
         super().__init__(
-            f"the service answered{where} with a SOAP fault {code}: {reason}",
+            f"the service answered{where} with a SOAP fault {codes} (reason: {len(reason)} characters, not shown)",
             hint="a Sender fault means the request must change; a Receiver fault is on the service side",
         )
         self.code = code
@@ -151,12 +193,59 @@ class SoapFaultError(ProtocolError):
         self.operation = operation
 
 
+def shown_code(code: str) -> str:
+    """A service's code as a message may show it: its local name if it looks like a code, else a
+    placeholder (a hostile answer could put anything in a code, a name included)."""
+    local = code.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+    return local if _CODE.fullmatch(local) else "(unreadable code)"
+
+
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+
+
 class MalformedResponseError(ProtocolError):
     """The answer is not a well-formed SOAP 1.2 / MTOM message of the expected shape."""
 
 
 class UnsafeXmlError(ProtocolError):
     """XML refused before it was read: DTD, entity, external reference, size or depth."""
+
+
+class LimitExceededError(ProtocolError):
+    """An answer went over a cap the settings set: a fault's size, the references or pages of a
+    paged search. ``limit`` names the setting (``xml.max_fault_bytes``, ``dmp.max_references`` …)."""
+
+    def __init__(self, message: str, *, limit: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or f"raise {limit} if the answer is legitimate")
+        self.limit = limit
+
+
+class PatientMismatchError(ProtocolError):
+    """An answer names another patient than the one asked, or holds objects nobody asked for.
+
+    The whole answer is refused — never a partial result that would hide it. ``service`` and
+    ``operation`` say who answered; ``problems`` says what differed, without any value (no
+    matricule, name or date: "an entry's patientId is not the INS asked", "birth_name differs").
+    The attempt's audit event records this error with the asked patient pseudonymised.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        operation: str | None = None,
+        problems: Sequence[str] = (),
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "do not use this answer; report it to the service with the correlation id (identity vigilance)",
+        )
+        self.service = service
+        self.operation = operation
+        self.problems = tuple(problems)
 
 
 class ServiceError(DmpConnectorError):

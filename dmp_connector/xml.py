@@ -50,6 +50,11 @@ class XmlLimits(BaseModel):
     An XOP part is the content of an XML element moved out of the envelope, so it is bounded
     here too; a retrieved DMP document is far below the default (256 MiB). Over it the answer
     is refused with :class:`~dmp_connector.errors.UnsafeXmlError` while it streams in."""
+    max_fault_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest error answer read (an HTTP status of 300 or more: a SOAP fault, an error page), in
+    bytes, whatever its parts. A fault is a code and a sentence: 1 MiB is generous, and a hostile
+    50 MB fault is refused while it streams in rather than parsed (a parsed tree costs about seven
+    times its size). Over it the attempt fails with :class:`~dmp_connector.errors.LimitExceededError`."""
 
 
 DEFAULT_LIMITS = XmlLimits()
@@ -87,7 +92,7 @@ def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, what: str = "X
     try:
         root = etree.fromstring(bytes(data), parser=_parser())
     except etree.XMLSyntaxError as exc:
-        raise _syntax_error(exc, what) from exc
+        raise _syntax_error(exc, what) from None  # libxml2 quotes the input: only its sanitised reason is kept
     if root is None:  # pragma: no cover - lxml raises on an empty document
         raise MalformedResponseError(f"{what} has no root element")
     docinfo: Any = root.getroottree().docinfo  # lxml-stubs lacks DocInfo.doctype

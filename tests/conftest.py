@@ -73,9 +73,11 @@ def make_settings(pki_files: PkiFiles, **overrides: object) -> Settings:
 # The whole-run scan for identities in clear (see tests/security/leak_scan.py and docs/security.md).
 #
 # Every log record (``dmp_connector`` at DEBUG, and the root logger), every audit event any
-# AuditDispatcher emits, and the message of every DmpConnectorError raised are written, one JSON
-# line each, to <basetemp>/leak-scan/captured.jsonl; at the end of the session the file is searched
-# for the matricules, names and birth dates the tests use, and any hit fails the run.
+# AuditDispatcher emits, the message of every DmpConnectorError raised and, at the end of the test
+# that made it, what ``log.exception`` would print for it (traceback.format_exception: the whole
+# cause and context chain, foreign causes included) are written, one JSON line each, to
+# <basetemp>/leak-scan/captured.jsonl; at the end of the session the file is searched for the
+# matricules, names and birth dates the tests use, and any hit fails the run.
 
 
 REMOTE_LOGGER = "mail.log"
@@ -92,6 +94,8 @@ class _LeakCapture(logging.Handler):
         self._file = path.open("a", encoding="utf-8")
         self.current_test = "(collection)"
         self.counts: dict[str, int] = {}
+        self.pending: list[DmpConnectorError] = []
+        """The errors made since the last flush: their cause chain is complete once they have been raised."""
 
     def write(self, stream: str, where: str, text: str) -> None:
         line = json.dumps({"stream": stream, "where": f"{where} @ {self.current_test}", "text": text})
@@ -102,6 +106,33 @@ class _LeakCapture(logging.Handler):
                 self.counts[stream] = self.counts.get(stream, 0) + 1
         finally:
             self.release()
+
+    def keep(self, error: DmpConnectorError) -> None:
+        self.acquire()
+        try:
+            self.pending.append(error)
+            overflow = self.pending[:-_PENDING] if len(self.pending) > _PENDING else []
+            del self.pending[: len(overflow)]
+        finally:
+            self.release()
+        for old in overflow:  # long raised by now: their chain is complete
+            self.write_chain(old)
+
+    def flush_chains(self) -> None:
+        self.acquire()
+        try:
+            errors, self.pending = self.pending, []
+        finally:
+            self.release()
+        for error in errors:
+            self.write_chain(error)
+
+    def write_chain(self, error: DmpConnectorError) -> None:
+        try:
+            text = leak_scan.exception_text(error)
+        except Exception as exc:  # an error that cannot be formatted is still recorded
+            text = f"(format_exception failed: {type(exc).__name__}) {error.message}"
+        self.write("traceback", type(error).__name__, text)
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name == REMOTE_LOGGER or record.name.startswith(REMOTE_LOGGER + "."):
@@ -125,6 +156,9 @@ class _LeakCapture(logging.Handler):
             self.release()
         super().close()
 
+
+_PENDING = 200
+"""Errors kept per test before the oldest are formatted (bounds what the capture keeps alive)."""
 
 _CAPTURE: _LeakCapture | None = None
 _UNINSTALL: list[Callable[[], None]] = []
@@ -153,6 +187,7 @@ def _install_capture(path: Path) -> Callable[[], None]:
     def init(self: DmpConnectorError, message: str, *args: Any, **kwargs: Any) -> None:
         original_init(self, message, *args, **kwargs)
         capture.write("error", type(self).__name__, f"{self.message} | {self.hint or ''}")
+        capture.keep(self)
 
     def validation_init(self: ValidationError, message: str, *args: Any, **kwargs: Any) -> None:
         # ``problems`` is set after DmpConnectorError.__init__ returns: recorded here.
@@ -165,6 +200,7 @@ def _install_capture(path: Path) -> Callable[[], None]:
     ValidationError.__init__ = validation_init  # type: ignore[method-assign]
 
     def uninstall() -> None:
+        capture.flush_chains()
         AuditDispatcher.emit = original_emit  # type: ignore[method-assign]
         DmpConnectorError.__init__ = original_init  # type: ignore[method-assign]
         ValidationError.__init__ = original_validation_init  # type: ignore[method-assign]
@@ -188,6 +224,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
     if _CAPTURE is not None:
         _CAPTURE.current_test = nodeid
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    if _CAPTURE is not None:
+        _CAPTURE.flush_chains()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

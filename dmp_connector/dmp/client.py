@@ -36,6 +36,7 @@ from typing import Any, Final, Literal, Self, TypeVar, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dmp_connector._audit_trail import AuditTrail, error_code_of
+from dmp_connector._deadline import call_scope
 from dmp_connector._transport import AsyncClient, Client, Operation
 from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, AuditSink, Outcome, endpoint_of
 from dmp_connector.cda import ClinicalDocument, NonXmlBody
@@ -44,6 +45,7 @@ from dmp_connector.config import DmpService, Settings
 from dmp_connector.errors import (
     DmpConnectorError,
     HttpStatusError,
+    LimitExceededError,
     MalformedResponseError,
     ValidationError,
 )
@@ -414,17 +416,31 @@ class _DmpCore:
             AdhocQueryRequest(query=query, return_type=return_type),
             security=self._vihf(ins, access),
             patient=ins.matricule,
+            patient_id=ins.to_xds_cx(),
+            max_references=self.settings.dmp.max_references,
         )
 
     def _get_documents(
         self, ins: INS, access: Access, *, entry_uuids: Sequence[str] = (), unique_ids: Sequence[str] = ()
     ) -> Flow[DocumentList]:
-        """GetDocuments in batches of ``settings.dmp.page_size``, in the order asked."""
+        """GetDocuments in batches of ``settings.dmp.page_size``, in the order asked, at most ``dmp.max_pages`` batches.
+
+        Each page is checked by its operation (the asked patient, the asked ids only): a page about
+        another patient fails the whole call, never a partial list.
+        """
         size = self.settings.dmp.page_size
         entries: list[DocumentEntry] = []
         responses: list[RegistryResponse] = []
         key = "entry_uuids" if entry_uuids else "unique_ids"
-        wanted = list(entry_uuids or unique_ids)
+        wanted = list(dict.fromkeys(entry_uuids or unique_ids))
+        pages = -(-len(wanted) // size)
+        if pages > self.settings.dmp.max_pages:
+            raise LimitExceededError(
+                f"{len(wanted)} entries would take {pages} GetDocuments pages of {size}, over the "
+                f"{self.settings.dmp.max_pages} allowed",
+                limit="dmp.max_pages",
+                hint="narrow the search (dates, codes), or raise dmp.max_pages or dmp.page_size",
+            )
         for start in range(0, len(wanted), size):
             batch = tuple(wanted[start : start + size])
             query = GetDocumentsQuery.model_validate({key: batch})
@@ -603,7 +619,9 @@ class _DmpCore:
         request = RetrieveDocumentSetRequest(
             documents=(DocumentRequest(repository_unique_id=repository, document_unique_id=unique_id),)
         )
-        operation = RetrieveDocumentSet(request, security=self._vihf(ins, _access(access)), patient=ins.matricule)
+        operation = RetrieveDocumentSet(
+            request, security=self._vihf(ins, _access(access)), patient=ins.matricule, patient_id=ins.to_xds_cx()
+        )
         answer: RetrieveDocumentSetResponse = yield operation
         return _deliver(answer, unique_id, expected, Path(to) if to is not None else None)
 
@@ -881,17 +899,19 @@ class DmpClient(_DmpCore):
         self._trail = self._client._trail
 
     def _run(self, flow: Flow[R]) -> R:
-        try:
-            operation = next(flow)
-            while True:
-                try:
-                    result = operation.job() if isinstance(operation, _Blocking) else self._client.send(operation)
-                except DmpConnectorError as exc:
-                    operation = flow.throw(exc)
-                else:
-                    operation = flow.send(result)
-        except StopIteration as stop:
-            return cast("R", stop.value)
+        """Drive ``flow``; its requests share one ``timeouts.call`` (or the enclosing :func:`deadline`)."""
+        with call_scope(self.settings):
+            try:
+                operation = next(flow)
+                while True:
+                    try:
+                        result = operation.job() if isinstance(operation, _Blocking) else self._client.send(operation)
+                    except DmpConnectorError as exc:
+                        operation = flow.throw(exc)
+                    else:
+                        operation = flow.send(result)
+            except StopIteration as stop:
+                return cast("R", stop.value)
 
     @property
     def audit(self) -> AuditDispatcher:
@@ -1152,20 +1172,22 @@ class AsyncDmpClient(_DmpCore):
         self._trail = self._client._trail
 
     async def _run(self, flow: Flow[R]) -> R:
-        try:
-            operation = next(flow)
-            while True:
-                try:
-                    if isinstance(operation, _Blocking):
-                        result = await asyncio.to_thread(operation.job)
+        """Drive ``flow``; its requests share one ``timeouts.call`` (or the enclosing :func:`deadline`)."""
+        with call_scope(self.settings):
+            try:
+                operation = next(flow)
+                while True:
+                    try:
+                        if isinstance(operation, _Blocking):
+                            result = await asyncio.to_thread(operation.job)
+                        else:
+                            result = await self._client.send(operation)
+                    except DmpConnectorError as exc:
+                        operation = flow.throw(exc)
                     else:
-                        result = await self._client.send(operation)
-                except DmpConnectorError as exc:
-                    operation = flow.throw(exc)
-                else:
-                    operation = flow.send(result)
-        except StopIteration as stop:
-            return cast("R", stop.value)
+                        operation = flow.send(result)
+            except StopIteration as stop:
+                return cast("R", stop.value)
 
     @property
     def audit(self) -> AuditDispatcher:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from dmp_connector.errors import ServiceError, SoapFaultError
+from dmp_connector.errors import ServiceError, SoapFaultError, shown_code
 from dmp_connector.xds import RegistryError, RegistryResponse, RegistryResponseError
 
 __all__ = [
@@ -201,7 +201,7 @@ def error_for_codes(
     kind = _kind(shown)
     where = f" {operation}" if operation else ""
     return kind(
-        f"the DMP {what}{where}: {', '.join(dict.fromkeys(shown))}",
+        f"the DMP {what}{where}: {', '.join(dict.fromkeys(shown_code(code) for code in shown))}",
         code=shown[0],
         text=text,
         operation=operation,
@@ -233,7 +233,8 @@ def fault_error(fault: SoapFaultError, *, operation: str | None = None) -> DmpSe
     receiver = local == "Receiver"
     where = f" to {operation}" if operation else ""
     return kind(
-        f"the DMP answered{where} with a SOAP fault {local}" + (f" ({', '.join(subcodes)})" if subcodes else ""),
+        f"the DMP answered{where} with a SOAP fault {shown_code(local)}"
+        + (f" ({', '.join(shown_code(code) for code in subcodes)})" if subcodes else ""),
         code=subcodes[0] if subcodes else local,
         text=fault.reason,
         operation=operation,

@@ -23,16 +23,19 @@ from lxml import etree
 
 from dmp_connector._transport import CallContext, Operation, SoapRequest
 from dmp_connector.config import DmpService, Environment
-from dmp_connector.errors import DmpConnectorError, SoapFaultError
+from dmp_connector.errors import DmpConnectorError, LimitExceededError, PatientMismatchError, SoapFaultError
 from dmp_connector.soap import Attachment, SoapMessage, WsSecurity
 from dmp_connector.xds import (
     Action,
     AdhocQueryRequest,
     AdhocQueryResponse,
+    Cx,
+    GetDocumentsQuery,
     RegistryError,
     RegistryErrorCode,
     RegistryResponse,
     ResponseStatus,
+    RetrievedDocument,
     RetrieveDocumentSetRequest,
     RetrieveDocumentSetResponse,
     SubmissionRequest,
@@ -44,6 +47,7 @@ from dmp_connector.xds import (
     parse_registry_response,
     parse_retrieve_document_set_response,
 )
+from dmp_connector.xml import XmlLimits, parse_xml
 
 from .errors import DepositedDocument, PartialDepositError, fault_error, registry_error
 from .mapping import PreparedDeposit
@@ -54,6 +58,7 @@ __all__ = [
     "RegistryStoredQuery",
     "RetrieveDocumentSet",
     "UpdateDocumentSet",
+    "check_query_answer",
 ]
 
 T = TypeVar("T")
@@ -160,11 +165,66 @@ class ProvideAndRegister(DmpOperation[RegistryResponse]):
         return error.error_code == _NON_IDENTICAL_HASH and (error.location or "") == self.prepared.ids.signature
 
 
+def _same_patient(found: Cx | None, asked: Cx) -> bool:
+    """The same patient identifier: same id, same assigning authority (the identifier type may be left out).
+
+    An object without patientId (limited metadata, which XDR/XDM allow) names nobody: in a DMP
+    answer about one patient it is not that patient's.
+    """
+    if found is None:
+        return False
+    return found.id == asked.id and found.assigning_authority == asked.assigning_authority
+
+
+def _mismatch(operation: str, problems: Sequence[str]) -> PatientMismatchError:
+    return PatientMismatchError(
+        f"the DMP answered {operation} with {'; '.join(problems)}: the whole answer is refused",
+        service="dmp",
+        operation=operation,
+        problems=problems,
+    )
+
+
+def check_query_answer(
+    answer: AdhocQueryResponse, request: AdhocQueryRequest, patient_id: Cx | None, *, operation: str
+) -> None:
+    """Identity vigilance on an ITI-18 answer: every object is the asked patient's, and only the ids asked.
+
+    Every document entry (its ``patientId``; its ``sourcePatientId`` may be a local id and is not
+    compared), submission set and folder must name ``patient_id``; a GetDocuments answer may hold
+    only the entryUUIDs or uniqueIds it asked for. Anything else raises
+    :class:`~dmp_connector.errors.PatientMismatchError` with counts, never ids or values.
+    """
+    problems: list[str] = []
+    if patient_id is not None:
+        named = [obj.patient_id for obj in answer.documents]
+        named += [obj.patient_id for obj in answer.submission_sets]
+        named += [obj.patient_id for obj in answer.folders]
+        others = sum(not _same_patient(found, patient_id) for found in named)
+        if others:
+            problems.append(f"{others} object(s) about another patient than the one asked")
+    query = request.query
+    if isinstance(query, GetDocumentsQuery):
+        if query.entry_uuids:
+            asked, key = set(query.entry_uuids), "entryUUID"
+            unasked = sum(entry.entry_uuid not in asked for entry in answer.documents)
+        else:
+            asked, key = set(query.unique_ids), "uniqueId"
+            unasked = sum(entry.unique_id not in asked for entry in answer.documents)
+        unasked += len(answer.submission_sets) + len(answer.folders)
+        if unasked:
+            problems.append(f"{unasked} object(s) whose {key} was not asked for")
+    if problems:
+        raise _mismatch(operation, problems)
+
+
 class RegistryStoredQuery(DmpOperation[AdhocQueryResponse]):
     """ITI-18 Registry Stored Query (TD3.1): FindDocuments, GetDocuments, FindSubmissionSets …
 
     Safe to repeat (it only reads). A Failure raises a typed error; a PartialSuccess is returned
-    with its errors, for the caller to report next to what was found.
+    with its errors, for the caller to report next to what was found. Every answer is checked for
+    the asked patient (``patient_id``) and, for GetDocuments, the asked ids
+    (:func:`check_query_answer`); an ObjectRef answer holds at most ``max_references`` references.
     """
 
     name = "RegistryStoredQuery"
@@ -172,20 +232,67 @@ class RegistryStoredQuery(DmpOperation[AdhocQueryResponse]):
     safe_to_repeat = True
     dmp_service = DmpService.REGISTRY
 
-    def __init__(self, request: AdhocQueryRequest, *, security: WsSecurity | None, patient: str | None) -> None:
+    def __init__(
+        self,
+        request: AdhocQueryRequest,
+        *,
+        security: WsSecurity | None,
+        patient: str | None,
+        patient_id: Cx | str | None = None,
+        max_references: int | None = None,
+    ) -> None:
         super().__init__(security=security, patient=patient)
         self.request = request
+        self.patient_id = Cx.parse(patient_id) if isinstance(patient_id, str) else patient_id
+        self.max_references = max_references
 
     def build(self, call: CallContext) -> SoapRequest:
         """``query:AdhocQueryRequest``."""
         return self._request(build_adhoc_query_request(self.request))
 
     def parse(self, message: SoapMessage) -> AdhocQueryResponse:
-        """The typed answer; a Failure raises."""
+        """The typed answer; a Failure raises, and so does an answer about another patient or ids not asked."""
         answer = parse_adhoc_query_response(message.payload)
         if answer.response.status is ResponseStatus.FAILURE:
             raise registry_error(answer.response, operation=self.name)
+        check_query_answer(answer, self.request, self.patient_id, operation=self.name)
+        if self.max_references is not None and len(answer.object_refs) > self.max_references:
+            raise LimitExceededError(
+                f"the DMP answered {self.name} with {len(answer.object_refs)} references, over the "
+                f"{self.max_references} allowed",
+                limit="dmp.max_references",
+                hint="narrow the search (dates, codes), or raise dmp.max_references",
+            )
         return answer
+
+
+_HL7: Final = "{urn:hl7-org:v3}"
+_INS_OIDS: Final = frozenset(f"1.2.250.1.213.1.4.{n}" for n in (8, 9, 10, 11))
+_CDA_CHECKED_BYTES: Final = 64 * 1024 * 1024
+
+
+def _cda_of(document: RetrievedDocument, patient_id: Cx) -> bool:
+    """False when the document is a CDA whose ``recordTarget`` names an INS other than ``patient_id``.
+
+    Anything that is not a readable CDA with an INS in its header (a PDF, an unreadable or
+    oversized XML part) is not judged here: the entry's hash, when the caller gave the entry,
+    still guards it.
+    """
+    content = document.content
+    if content is None or "xml" not in document.mime_type.lower() or content.size > _CDA_CHECKED_BYTES:
+        return True
+    try:
+        root = parse_xml(content.read(), limits=XmlLimits(max_bytes=_CDA_CHECKED_BYTES), what="the retrieved CDA")
+    except DmpConnectorError:
+        return True
+    if root.tag != f"{_HL7}ClinicalDocument":
+        return True
+    named = [
+        (element.get("root"), element.get("extension"))
+        for element in root.iterfind(f"{_HL7}recordTarget/{_HL7}patientRole/{_HL7}id")
+        if element.get("root") in _INS_OIDS
+    ]
+    return all(oid == patient_id.assigning_authority and value == patient_id.id for oid, value in named)
 
 
 class RetrieveDocumentSet(DmpOperation[RetrieveDocumentSetResponse]):
@@ -197,22 +304,42 @@ class RetrieveDocumentSet(DmpOperation[RetrieveDocumentSetResponse]):
     dmp_service = DmpService.REPOSITORY
 
     def __init__(
-        self, request: RetrieveDocumentSetRequest, *, security: WsSecurity | None, patient: str | None
+        self,
+        request: RetrieveDocumentSetRequest,
+        *,
+        security: WsSecurity | None,
+        patient: str | None,
+        patient_id: Cx | str | None = None,
     ) -> None:
         super().__init__(
             security=security, patient=patient, document_ids=[d.document_unique_id for d in request.documents]
         )
         self.request = request
+        self.patient_id = Cx.parse(patient_id) if isinstance(patient_id, str) else patient_id
 
     def build(self, call: CallContext) -> SoapRequest:
         """``xdsb:RetrieveDocumentSetRequest``."""
         return self._request(build_retrieve_document_set_request(self.request))
 
     def parse(self, message: SoapMessage) -> RetrieveDocumentSetResponse:
-        """The answer with each document's content resolved; a Failure raises."""
+        """The answer with each document's content resolved; a Failure raises, and so does a document not asked for."""
         answer = parse_retrieve_document_set_response(message.payload, message.attachments)
+        asked = {(d.repository_unique_id, d.document_unique_id) for d in self.request.documents}
+        unasked = sum((d.repository_unique_id, d.document_unique_id) not in asked for d in answer.documents)
+        if unasked:
+            for document in answer.documents:
+                if document.content is not None:
+                    document.content.close()
+            raise _mismatch(self.name, [f"{unasked} document(s) that were not asked for"])
         if answer.response.status is ResponseStatus.FAILURE:
             raise registry_error(answer.response, operation=self.name)
+        if self.patient_id is not None:
+            others = sum(not _cda_of(document, self.patient_id) for document in answer.documents)
+            if others:
+                for document in answer.documents:
+                    if document.content is not None:
+                        document.content.close()
+                raise _mismatch(self.name, [f"{others} CDA document(s) whose recordTarget is another patient's INS"])
         return answer
 
 

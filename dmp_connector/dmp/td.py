@@ -23,6 +23,7 @@ from typing import Final
 
 from dmp_connector._transport import CallContext, SoapRequest
 from dmp_connector.config import DmpService, Settings
+from dmp_connector.errors import PatientMismatchError
 from dmp_connector.ins import INS
 from dmp_connector.soap import SoapMessage, WsSecurity
 
@@ -163,6 +164,15 @@ class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
         """The status (and data); a refusal raises."""
         answer = parse_patient_query_response(message.payload)
         _refused(answer.acknowledgement, self.name)
+        administrative = answer.administrative.ins if answer.administrative is not None else None
+        named = [ins for ins in (answer.status.ins, administrative) if ins is not None]
+        if any((ins.matricule, ins.oid) != (self.ins.matricule, self.ins.oid) for ins in named):
+            raise PatientMismatchError(
+                f"the DMP answered {self.name} about another patient than the INS asked: the answer is refused",
+                service=self.service,
+                operation=self.name,
+                problems=["the answer's patient id is not the INS asked"],
+            )
         if self.reason is QueryReason.ADMINISTRATIVE_DATA and not answer.status.exists:
             raise DmpNotFoundError(
                 "the patient has no DMP (TD1.3a answered NF)",

@@ -21,6 +21,7 @@ from typing import Any, Protocol, Self, cast
 
 from lxml import etree
 
+from dmp_connector._deadline import call_scope
 from dmp_connector._transport import AsyncClient, Client
 from dmp_connector.audit import AuditDispatcher, AuditSink
 from dmp_connector.config import InsiAuthMode, Settings
@@ -186,11 +187,12 @@ class InsiClient(_InsiBase):
     def _search(self, subject: Identity | IdentityTraits, criteria: SearchCriteria | None) -> tuple[InsiResult, int]:
         result: InsiResult | None = None
         count = 0
-        for operation in self._traits_searches(subject, criteria):
-            count += 1
-            result = self._client.send(operation).model_copy(update={"criteria": operation.criteria})
-            if result.code is not InsiResultCode.AMBIGUOUS:
-                break
+        with call_scope(self.settings):  # the refined searches share one timeouts.call
+            for operation in self._traits_searches(subject, criteria):
+                count += 1
+                result = self._client.send(operation).model_copy(update={"criteria": operation.criteria})
+                if result.code is not InsiResultCode.AMBIGUOUS:
+                    break
         if result is None:  # pragma: no cover - the plan always has a first search
             raise ValidationError("no INSi search was made")
         return result, count
@@ -255,11 +257,12 @@ class AsyncInsiClient(_InsiBase):
     ) -> tuple[InsiResult, int]:
         result: InsiResult | None = None
         count = 0
-        for operation in self._traits_searches(subject, criteria):
-            count += 1
-            result = (await self._client.send(operation)).model_copy(update={"criteria": operation.criteria})
-            if result.code is not InsiResultCode.AMBIGUOUS:
-                break
+        with call_scope(self.settings):  # the refined searches share one timeouts.call
+            for operation in self._traits_searches(subject, criteria):
+                count += 1
+                result = (await self._client.send(operation)).model_copy(update={"criteria": operation.criteria})
+                if result.code is not InsiResultCode.AMBIGUOUS:
+                    break
         if result is None:  # pragma: no cover - the plan always has a first search
             raise ValidationError("no INSi search was made")
         return result, count

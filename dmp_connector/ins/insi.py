@@ -39,14 +39,17 @@ from dmp_connector.errors import (
     ConfigurationError,
     DmpConnectorError,
     MalformedResponseError,
+    PatientMismatchError,
     ServiceError,
     SoapFaultError,
     ValidationError,
+    shown_code,
 )
 from dmp_connector.soap.envelope import AssertionSecurity, SoapMessage
 from dmp_connector.xml import parse_xml
 
 from .identity import INS, BirthDate, Identity, IdentityTraits, InsOid, Sex, TraitComparison
+from .traits import DifferenceKind, compare_birth_dates, first_name_coherent
 
 __all__ = [
     "ACTION_SEARCH_CARTE_VITALE",
@@ -74,6 +77,7 @@ __all__ = [
     "map_insi_fault",
     "parse_resultat",
     "search_plan",
+    "searched_traits_problems",
 ]
 
 INSI_RECSANS_NS: Final = "http://www.cnamts.fr/INSiRecSans"
@@ -318,7 +322,8 @@ class InsiServiceError(ServiceError):
     """INSi answered with a SOAP fault.
 
     ``code`` is the detail code (``insi_102``, ``desir_550`` …) or, without one, the
-    subcode (``siram_40``); ``text`` the fault's reason. ``fault_code`` is ``Sender`` or
+    subcode (``siram_40``); ``text`` the fault's reason, as sent: it is not in the message,
+    because INSi may quote the traits searched there. ``fault_code`` is ``Sender`` or
     ``Receiver``, ``subcode`` the ``siram_*`` subcode, ``severity`` the detail's severity,
     ``detail_text`` the detail's message and ``fault_message_id`` the id the service gave
     the exchange. ``transient`` marks a technical error that a retry may cure.
@@ -377,7 +382,7 @@ def map_insi_fault(fault: SoapFaultError, *, operation: str | None = None) -> In
     )
     where = f" to {operation}" if operation else ""
     return InsiServiceError(
-        f"INSi answered{where} with fault {code} ({fault_code}): {fault.reason}",
+        f"INSi answered{where} with fault {shown_code(code)} ({shown_code(fault_code)})",
         code=code,
         text=fault.reason,
         operation=operation,
@@ -548,8 +553,47 @@ def _read_tiq(tiq: etree._Element) -> tuple[IdentityTraits, str | None]:
         )
     except (DmpConnectorError, ValueError) as exc:
         reason = exc.message if isinstance(exc, DmpConnectorError) else "a trait has an unexpected value"
-        raise MalformedResponseError(f"the INSi answer's TIQ holds traits that cannot be read: {reason}") from exc
+        # Not chained: the cause's message may quote the trait (a name, a date).
+        raise MalformedResponseError(f"the INSi answer's TIQ holds traits that cannot be read: {reason}") from None
     return traits, first_name
+
+
+# --- Identity vigilance on answers ---------------------------------------------------------------
+
+
+def searched_traits_problems(searched: IdentityTraits, criteria: SearchCriteria, found: InsiIdentity) -> list[str]:
+    """The traits sent to INSi that the identity it returned disagrees with (names only, never values).
+
+    INSi matches the traits it is sent; an identity that disagrees with one of them is not the
+    person searched (the RNIV rules). Compared, as the RNIV compares traits: the birth name (a
+    difference of spaces, hyphens or apostrophes only is the same name), the first name(s) sent,
+    which must open the returned list of birth first names (RNIV EXI ID 10), the sex, the birth
+    date (an unknown part on either side agrees) and, when it was sent, the birth place (COG
+    99999 agrees). The placeholder names INSi gives a NIA (``PROVISOIRE`` / ``MATRICULE``) are
+    not the person's and are not compared. Traits not sent are not compared: :func:`assess_verification`
+    reports those.
+    """
+    ours, theirs = searched.normalized(), found.traits.normalized()
+    problems: list[str] = []
+    if not found.placeholder_traits:
+        if _letters_only(ours.birth_name) != _letters_only(theirs.birth_name):
+            problems.append("birth_name")
+        sent = ours.first_names_text if criteria.all_first_names else ours.first_first_name
+        if not first_name_coherent(sent, theirs.birth_first_names):
+            problems.append("birth_first_names")
+    if ours.sex is not theirs.sex:
+        problems.append("sex")
+    if compare_birth_dates(ours.birth_date, theirs.birth_date) is DifferenceKind.DIFFERENT:
+        problems.append("birth_date")
+    if criteria.birth_place and ours.birth_place and theirs.birth_place:
+        comparison = ours.compare(theirs).get("birth_place")
+        if comparison is not None and comparison.kind is DifferenceKind.DIFFERENT:
+            problems.append("birth_place")
+    return problems
+
+
+def _letters_only(name: str) -> str:
+    return "".join(c for c in name.upper() if c.isalpha())
 
 
 # --- Verification -----------------------------------------------------------------------------
@@ -825,6 +869,25 @@ class SearchByTraits(_InsiSearch):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(criteria={self.criteria!r}, auth_mode={self.auth_mode.value!r})"
 
+    def parse(self, message: SoapMessage) -> InsiResult:
+        """``RESULTAT`` → :class:`InsiResult`; a 00 about another person than the traits searched raises.
+
+        INSi matched the traits sent: an identity that disagrees with them is another person's
+        (or a broken answer), and is refused as :class:`~dmp_connector.errors.PatientMismatchError`.
+        """
+        result = parse_resultat(message.payload)
+        if result.identity is not None:
+            problems = searched_traits_problems(self.traits, self.criteria, result.identity)
+            if problems:
+                raise PatientMismatchError(
+                    f"INSi answered {self.name} with an identity that is not the person searched "
+                    f"({', '.join(problems)} differ)",
+                    service=self.service,
+                    operation=self.name,
+                    problems=problems,
+                )
+        return result
+
     def _body(self) -> etree._Element:
         """``RECSANSVITALE``: NomNaissance, Prenom, Sexe, DateNaissance, [LieuNaissance], in this order."""
         q = f"{{{INSI_RECSANS_NS}}}"
@@ -884,6 +947,33 @@ class SearchByCarteVitale(_InsiSearch):
         _sub(body, f"{q}DateNaissance", card.birth_date)
         _sub(body, f"{q}RangNaissance", str(card.birth_rank))
         return body
+
+    def parse(self, message: SoapMessage) -> InsiResult:
+        """``RESULTAT`` → :class:`InsiResult`; a 00 whose birth date or name is not the card's raises."""
+        result = parse_resultat(message.payload)
+        found = result.identity
+        if found is not None:
+            card = self.beneficiary
+            problems: list[str] = []
+            try:
+                date_kind = compare_birth_dates(BirthDate.parse(card.birth_date), found.traits.birth_date)
+            except (DmpConnectorError, ValueError):
+                date_kind = None
+            if date_kind is DifferenceKind.DIFFERENT:
+                problems.append("birth_date")
+            if card.birth_name is not None and not found.placeholder_traits:
+                ours = _upper_ascii(card.birth_name)
+                if _letters_only(ours) != _letters_only(found.traits.birth_name):
+                    problems.append("birth_name")
+            if problems:
+                raise PatientMismatchError(
+                    f"INSi answered {self.name} with an identity that is not the card's beneficiary "
+                    f"({', '.join(problems)} differ)",
+                    service=self.service,
+                    operation=self.name,
+                    problems=problems,
+                )
+        return result
 
     def _fill_couverture(self, couverture: etree._Element) -> None:
         """``ASSURE/Id{Num, Cle}`` and ``BENEFICIAIRE{Nir?, DateNai, Rang}``."""

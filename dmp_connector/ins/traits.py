@@ -40,6 +40,7 @@ __all__ = [
     "Sex",
     "TraitComparison",
     "TraitDifference",
+    "compare_birth_dates",
     "first_name_coherent",
     "normalize_name",
     "split_first_names",
@@ -501,7 +502,7 @@ class IdentityTraits(BaseModel):
         if ours.sex is not theirs.sex:
             different = DifferenceKind.DIFFERENT
             found.append(TraitDifference(trait="sex", kind=different, ours=ours.sex.value, theirs=theirs.sex.value))
-        date_kind = _compare_dates(ours.birth_date, theirs.birth_date)
+        date_kind = compare_birth_dates(ours.birth_date, theirs.birth_date)
         if date_kind is not None:
             found.append(
                 TraitDifference(
@@ -524,7 +525,8 @@ class IdentityTraits(BaseModel):
             yield "birth_place", _Hidden("hidden")
 
 
-def _compare_dates(a: BirthDate, b: BirthDate) -> DifferenceKind | None:
+def compare_birth_dates(a: BirthDate, b: BirthDate) -> DifferenceKind | None:
+    """How two birth dates differ: None (equal), LESS_PRECISE (an unknown part agrees) or DIFFERENT."""
     if a == b:
         return None
     if a.year != b.year:

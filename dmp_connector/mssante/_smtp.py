@@ -34,6 +34,7 @@ from dmp_connector.errors import (
     TlsError,
     TransportError,
     ValidationError,
+    service_text,
 )
 
 from ._mail import DsnNotify, DsnOptions, RecipientStatus, SmtpReply, redact_text
@@ -104,6 +105,12 @@ def _local_hostname() -> str:
     return name if name and all(c.isalnum() or c in "-." for c in name) else "localhost"
 
 
+def _shown(text: str) -> str:
+    """A server reply as a message shows it: bounded, digit runs and capitalised words redacted (the raw
+    reply, patient matricules masked, stays in the error's ``text``)."""
+    return service_text(text, limit=120) or ""
+
+
 def _reply(code: int, text: str) -> SmtpReply:
     return SmtpReply(code=code, text=redact_text(text))
 
@@ -111,7 +118,7 @@ def _reply(code: int, text: str) -> SmtpReply:
 def _service_error(what: str, code: int, text: str, *, hint: str | None = None) -> ServiceError:
     reply = _reply(code, text)
     return ServiceError(
-        f"{what}: the SMTP server answered {reply.code} {reply.text}",
+        f"{what}: the SMTP server answered {reply.code} {_shown(reply.text)}",
         service="mssante",
         code=str(reply.code),
         text=reply.text,
@@ -246,7 +253,7 @@ async def _authenticate(smtp: aiosmtplib.SMTP, job: SmtpJob, token: str | None) 
         except aiosmtplib.SMTPAuthenticationError as exc:
             reply = _reply(exc.code, exc.message)
             raise MailAuthenticationError(
-                f"the SMTP server refused XOAUTH2 authentication: {reply.code} {reply.text}",
+                f"the SMTP server refused XOAUTH2 authentication: {reply.code} {_shown(reply.text)}",
                 code=str(reply.code),
                 text=reply.text,
                 hint="the PSC access token was refused even after a refresh",
@@ -261,7 +268,7 @@ async def _authenticate(smtp: aiosmtplib.SMTP, job: SmtpJob, token: str | None) 
         if response.code != 235:
             reply = _reply(response.code, response.message)
             raise MailAuthenticationError(
-                f"the SMTP server refused EXTERNAL authentication: {reply.code} {reply.text}",
+                f"the SMTP server refused EXTERNAL authentication: {reply.code} {_shown(reply.text)}",
                 code=str(reply.code),
                 text=reply.text,
                 hint="the operator does not bind this certificate to the mailbox",
@@ -325,7 +332,7 @@ async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
         if exc.code == 530:  # "authentication required": the certificate did not authenticate us
             reply = _reply(exc.code, exc.message)
             raise MailAuthenticationError(
-                f"the SMTP server did not accept the connection as authenticated: {reply.code} {reply.text}",
+                f"the SMTP server did not accept the connection as authenticated: {reply.code} {_shown(reply.text)}",
                 code=str(reply.code),
                 text=reply.text,
                 hint="the operator does not bind this client certificate to a mailbox: check mssante.tls",
@@ -344,7 +351,8 @@ async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
         transient = all(s.reply.is_transient for s in statuses)
         _discard(smtp)  # nothing was sent; the session is over
         raise ServiceError(
-            f"MSSanté SMTP: every recipient was refused ({len(statuses)}); first answer {first.code} {first.text}",
+            f"MSSanté SMTP: every recipient was refused ({len(statuses)}); "
+            f"first answer {first.code} {_shown(first.text)}",
             service="mssante",
             code=str(first.code),
             text=first.text,

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from dmp_connector._deadline import call_scope
 from dmp_connector._rest import AsyncRestClient, JsonObject, RestClient, RestRequest, TokenBucket
 from dmp_connector.audit import AuditSink
 from dmp_connector.config import Settings, TlsCredentials
@@ -396,11 +397,12 @@ class DirectoryClient(_DirectoryBase):
         request: RestRequest | None = self._first(resource, params, operation)
         found: list[Mapping[str, Any]] = []
         page = 0
-        while request is not None:
-            page += 1
-            resources, next_url = _bundle(self._http.get_json(request))
-            found.extend(resources)
-            request = self._next(request, next_url, page) if next_url else None
+        with call_scope(self.settings):  # every page of one search within one timeouts.call
+            while request is not None:
+                page += 1
+                resources, next_url = _bundle(self._http.get_json(request))
+                found.extend(resources)
+                request = self._next(request, next_url, page) if next_url else None
         return found
 
     def practitioner_by_rpps(self, rpps: str) -> DirectoryPractitioner | None:
@@ -462,11 +464,12 @@ class AsyncDirectoryClient(_DirectoryBase):
         request: RestRequest | None = self._first(resource, params, operation)
         found: list[Mapping[str, Any]] = []
         page = 0
-        while request is not None:
-            page += 1
-            resources, next_url = _bundle(await self._http.get_json(request))
-            found.extend(resources)
-            request = self._next(request, next_url, page) if next_url else None
+        with call_scope(self.settings):  # every page of one search within one timeouts.call
+            while request is not None:
+                page += 1
+                resources, next_url = _bundle(await self._http.get_json(request))
+                found.extend(resources)
+                request = self._next(request, next_url, page) if next_url else None
         return found
 
     async def practitioner_by_rpps(self, rpps: str) -> DirectoryPractitioner | None:

@@ -94,6 +94,12 @@ def _organisation_name(common_name: str, organisation: str, structure_id: str, s
     return x509.Name(attributes)
 
 
+_BACKDATE = dt.timedelta(hours=1)
+"""How far back a certificate's validity starts by default: a run that fixed its clock at start and
+issues certificates minutes later (a long test session), or a peer whose clock lags, still sees
+them valid."""
+
+
 @dataclass(frozen=True)
 class IssuedCertificate:
     """A certificate with its private key, ready to be written as PEM or PKCS#12."""
@@ -164,7 +170,7 @@ class TestPki:
     @classmethod
     def create(cls, *, name: str = "dmp_connector sandbox root CA", now: dt.datetime | None = None) -> TestPki:
         """A new root CA valid for ten years from ``now``."""
-        start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+        start = (now or dt.datetime.now(dt.UTC)) - _BACKDATE
         key = _new_key()
         subject = _name(name, "dmp_connector sandbox")
         cert = (
@@ -210,7 +216,7 @@ class TestPki:
         not_after: dt.datetime | None,
         key_usage: x509.KeyUsage = _TLS_USAGE,
     ) -> IssuedCertificate:
-        start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        start = not_before or dt.datetime.now(dt.UTC) - _BACKDATE
         end = not_after or start + dt.timedelta(days=365)
         key = _new_key()
         builder = (
@@ -462,7 +468,7 @@ def generate_test_pki(
     except OSError as exc:
         raise ConfigurationError(f"cannot create {target}: {exc.strerror or exc}") from exc
     pki = TestPki.create(now=now)
-    start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+    start = (now or dt.datetime.now(dt.UTC)) - _BACKDATE
     server = pki.issue_server(not_before=start)
     auth = pki.issue_organisation_auth(organisation=organisation, structure_id=structure_id, not_before=start)
     sign = pki.issue_organisation_sign(organisation=organisation, structure_id=structure_id, not_before=start)

@@ -800,7 +800,8 @@ def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
         try:
             codes.append(obj.interned.code(classification.code, system, classification.name))
         except pydantic.ValidationError as exc:
-            raise MalformedResponseError(f"{obj.where}: a {name} code is not valid ({_first_error(exc)})") from exc
+            # pydantic's own message quotes the value received: only the location and the rule are kept.
+            raise MalformedResponseError(f"{obj.where}: a {name} code is not valid ({_first_error(exc)})") from None
     return codes
 
 
@@ -859,7 +860,8 @@ def _validated(model: type[M], data: Mapping[str, Any], where: str) -> M:
     try:
         return model.model_validate(data, context=RECEIVED)
     except pydantic.ValidationError as exc:
-        raise MalformedResponseError(f"{where} is not valid XDS metadata: {_first_error(exc)}") from exc
+        # pydantic's own message quotes the values received (a patientId, an author's name): not chained.
+        raise MalformedResponseError(f"{where} is not valid XDS metadata: {_first_error(exc)}") from None
 
 
 _DOCUMENT_SLOT_NAMES: Final = (

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from dmp_connector.errors import MalformedResponseError, ServiceError
+from dmp_connector.errors import MalformedResponseError, ServiceError, shown_code
 
 from .model import _known
 from .vocabulary import ErrorSeverity, RegistryErrorCode, ResponseStatus
@@ -112,7 +112,7 @@ class RegistryResponseError(ServiceError):
     def __init__(self, response: RegistryResponse, *, service: str = "XDS", operation: str | None = None) -> None:
         errors = [e for e in response.errors if e.is_error] or list(response.errors)
         first = errors[0] if errors else None
-        codes = ", ".join(dict.fromkeys(str(e.error_code) for e in errors)) or "no error code"
+        codes = ", ".join(dict.fromkeys(shown_code(str(e.error_code)) for e in errors)) or "no error code"
         outcome = "partially failed" if response.status is ResponseStatus.PARTIAL_SUCCESS else "failed"
         where = f" {operation}" if operation else ""
         super().__init__(

@@ -2,27 +2,52 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import httpx
 import pytest
 import respx
 
-from dmp_connector.errors import MalformedResponseError, UnsafeXmlError
-from dmp_connector.ins import InsOid
+from dmp_connector.errors import MalformedResponseError, PatientMismatchError, UnsafeXmlError
+from dmp_connector.ins import IdentityTraits, InsOid
 from dmp_connector.ins.insi import InsiResult, InsiResultCode, SearchCriteria
 
 from . import fixtures
-from .helpers import ADRUN, MODES, URL, call, settings
+from .helpers import ADRUN, MODES, URL, call, settings, traits
 
 SOAP_OK = {"Content-Type": "application/soap+xml; charset=utf-8"}
 
 
-def answer(mode: str, body: bytes) -> InsiResult:
+def searched_for(body: bytes) -> IdentityTraits:
+    """The traits of the person a captured answer is about: what a search that found them sent."""
+
+    def text(local: str) -> str | None:
+        match = re.search(rf"<(?:\w+:)?{local}>([^<]*)<".encode(), body)
+        return match.group(1).decode() if match else None
+
+    name, first = text("NomNaissance"), text("ListePrenom") or text("Prenom")
+    sex, born = text("Sexe"), text("DateNaissance")
+    if not (name and first and sex and born):
+        return ADRUN
+    return traits(name, first, sex, born)
+
+
+def answer(mode: str, body: bytes, *, searched: IdentityTraits | None = None) -> InsiResult:
     with respx.mock:
         respx.post(URL).mock(return_value=httpx.Response(200, headers=SOAP_OK, content=body))
-        result: InsiResult = call(mode, settings(), "search", ADRUN, criteria=SearchCriteria())
+        subject = searched if searched is not None else searched_for(body)
+        result: InsiResult = call(mode, settings(), "search", subject, criteria=SearchCriteria())
     return result
+
+
+@MODES
+def test_found_about_another_person_is_refused(mode: str) -> None:
+    """A 00 naming someone else than the traits searched (ADRTROIS for ADRUN) is an error, never a result."""
+    with pytest.raises(PatientMismatchError) as info:
+        answer(mode, fixtures.FOUND_DEFAULT_NS, searched=ADRUN)
+    assert set(info.value.problems) == {"birth_name", "birth_first_names", "birth_date"}
+    assert "ADRTROIS" not in str(info.value) and "ADRUN" not in str(info.value)
 
 
 @MODES

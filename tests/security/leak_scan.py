@@ -2,8 +2,9 @@
 
 ``tests/conftest.py`` records, for the whole session, every log record (the ``dmp_connector``
 logger at DEBUG and the root logger), every :class:`~dmp_connector.audit.AuditEvent` given to an
-:class:`~dmp_connector.audit.AuditDispatcher` (whatever client emitted it) and the message of
-every :class:`~dmp_connector.errors.DmpConnectorError` raised, one JSON line each, into
+:class:`~dmp_connector.audit.AuditDispatcher` (whatever client emitted it), the message of
+every :class:`~dmp_connector.errors.DmpConnectorError` raised and, at the end of its test, its
+:func:`exception_text` (``traceback.format_exception``: every cause's message), one JSON line each, into
 ``<basetemp>/leak-scan/captured.jsonl``. At the end of the session :func:`scan_file` looks in it
 for the identities the tests use, gathered by :func:`gather_needles` from the sandbox seeds (INSi
 and DMP simulators, the pytest plugin), the test helpers, the matricules written in the tests'
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ __all__ = [
     "Finding",
     "Needle",
     "birth_date_needles",
+    "exception_text",
     "gather_needles",
     "matricule_needles",
     "name_needles",
@@ -82,6 +85,31 @@ class Finding:
     """The logger, the service/operation or the error class, and the test that was running."""
     excerpt: str
     """The matched text with some context (test data: printing it is harmless)."""
+
+
+_FRAME = re.compile(r'^(\s*File ".*", line \d+), in .*$')
+
+
+def exception_text(error: BaseException) -> str:
+    """What ``log.exception`` prints for ``error`` — ``traceback.format_exception``, the whole cause and
+    context chain — without the source lines and function names of the frames.
+
+    Those are the program's code, not data that went through it; a test's own code names its
+    fixtures (``search(ADRUN)``, ``def ecetinsi()``), which is no leak. Every message of the chain is kept.
+    """
+    kept: list[str] = []
+    in_frame = False
+    for line in "".join(traceback.format_exception(error)).splitlines():
+        frame = _FRAME.match(line)
+        if frame is not None:
+            in_frame = True
+            kept.append(frame.group(1))
+        elif in_frame and line.startswith("    "):
+            continue
+        else:
+            in_frame = False
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def squash(text: str) -> str:

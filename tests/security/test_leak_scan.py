@@ -107,3 +107,23 @@ def test_the_session_capture_is_installed() -> None:
     handlers = [type(h).__name__ for h in logging.getLogger().handlers]
     assert "_LeakCapture" in handlers
     assert logging.getLogger("dmp_connector").getEffectiveLevel() == logging.DEBUG
+
+
+def test_a_leak_in_a_chained_cause_is_found_and_test_source_lines_are_not() -> None:
+    """What ``log.exception`` prints: the error's message is clean, its cause quotes the patient."""
+
+    class ProtocolError(Exception):  # not the SDK's: the whole-run capture must not record this planted leak
+        pass
+
+    zoe_de_vinci = "unused"  # a test's own code naming a fixture is not data: its source line is dropped
+    try:
+        try:
+            raise ValueError("the service said: DE VINCI Zoe born 1975-12-31")
+        except ValueError as cause:
+            raise ProtocolError("the answer could not be read") from cause
+    except ProtocolError as error:
+        text = leak_scan.exception_text(error)
+    assert "the answer could not be read" in text and "zoe_de_vinci" not in text
+    assert "The above exception was the direct cause" in text
+    assert kinds([text]) == ["birth date", "family name", "given name"]
+    assert zoe_de_vinci == "unused"
