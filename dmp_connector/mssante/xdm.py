@@ -45,7 +45,13 @@ from dmp_connector.cda import parse as parse_cda
 from dmp_connector.cda.metadata import DocumentMetadata, extract_metadata
 from dmp_connector.codes import Code
 from dmp_connector.config import Settings
-from dmp_connector.errors import MalformedResponseError, ProtocolError, ValidationError
+from dmp_connector.errors import (
+    DmpConnectorError,
+    MalformedResponseError,
+    PatientMismatchError,
+    ProtocolError,
+    ValidationError,
+)
 from dmp_connector.xds.ebrim import build_submit_objects_request, parse_submit_objects_request
 from dmp_connector.xds.model import (
     Author,
@@ -62,6 +68,8 @@ from dmp_connector.xds.model import (
 from dmp_connector.xml import XmlLimits, parse_xml, to_bytes
 
 if TYPE_CHECKING:
+    from dmp_connector.ins import Identity
+
     from .address import MssanteAddress
 
 __all__ = [
@@ -332,6 +340,47 @@ class XdmPackage(BaseModel):
     """``README.TXT``, when present."""
     index_htm: str | None = Field(default=None, repr=False)
     """``INDEX.HTM``, when present."""
+
+    def require_patient(self, patient: Identity) -> None:
+        """Identity vigilance before filing the package's documents to ``patient`` (a received mail).
+
+        The submission set's and every document entry's ``patientId`` must be the patient's INS,
+        and so must the ``recordTarget`` of every document that reads as a CDA with an INS. Anything
+        else raises :class:`~dmp_connector.errors.PatientMismatchError` (counts, never values): file
+        nothing, and handle the mail by hand.
+        """
+        ins = patient.ins
+        if ins is None:
+            raise ValidationError(
+                "the patient has no INS to compare the package with", hint="file it by hand after checking the traits"
+            )
+
+        def other(cx: Cx) -> bool:
+            return (cx.id, cx.assigning_authority) != (ins.matricule, ins.oid.value)
+
+        problems: list[str] = []
+        if other(self.submission.submission_set.patient_id):
+            problems.append("the submission set is about another patient")
+        entries = sum(other(document.entry.patient_id) for document in self.documents)
+        if entries:
+            problems.append(f"{entries} document entr{'y is' if entries == 1 else 'ies are'} about another patient")
+        headers = 0
+        for document in self.documents:
+            try:
+                named = document.parse_cda().patient.identity.ins
+            except (DmpConnectorError, ValueError):
+                continue  # not a CDA (a PDF …): its entry's patientId was checked above
+            if named is not None and (named.matricule, named.oid) != (ins.matricule, ins.oid):
+                headers += 1
+        if headers:
+            problems.append(f"{headers} CDA document(s) whose recordTarget is another patient's INS")
+        if problems:
+            raise PatientMismatchError(
+                f"the XDM package is not about the patient it would be filed to: {'; '.join(problems)}",
+                service="mssante",
+                operation="xdm",
+                problems=problems,
+            )
 
 
 # --------------------------------------------------------------------------- building

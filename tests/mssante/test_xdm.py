@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from dmp_connector.cda import parse as parse_cda
 from dmp_connector.codes import Code
 from dmp_connector.config import Organisation, Professional, Settings, SoftwareIdentity, StructureIdKind
-from dmp_connector.errors import MalformedResponseError, UnsafeXmlError, ValidationError
+from dmp_connector.errors import MalformedResponseError, PatientMismatchError, UnsafeXmlError, ValidationError
 from dmp_connector.mssante.address import MssanteAddress
 from dmp_connector.mssante.xdm import (
     METADATA_PATH,
@@ -274,3 +275,32 @@ def test_a_uri_that_escapes_the_subset_is_refused(good: list[tuple[str, bytes]])
     )
     with pytest.raises(UnsafeArchiveError):
         read_package(replace(good, METADATA_PATH, metadata))
+
+
+def test_a_package_is_filed_only_to_its_own_patient() -> None:
+    """A received package's metadata and CDA headers must name the patient it is filed to (ANS examples)."""
+    package = read_package(build_package([N1, VSM], SETTINGS, sender=SENDER).archive)
+    own = parse_cda(N1).patient.identity
+    package.require_patient(own)
+    with pytest.raises(PatientMismatchError) as info:
+        package.require_patient(parse_cda(OTHER_PATIENT).patient.identity)
+    assert info.value.problems[0] == "the submission set is about another patient"
+    assert "2 document entries are about another patient" in info.value.problems
+    assert "2 CDA document(s) whose recordTarget is another patient's INS" in info.value.problems
+
+
+def test_metadata_naming_the_patient_does_not_cover_a_cda_about_another() -> None:
+    """METADATA.XML altered to name the patient the mail is filed to, the CDA still about someone else."""
+    other = parse_cda(OTHER_PATIENT).patient.identity
+    own = parse_cda(N1).patient.identity
+    assert own.ins is not None and other.ins is not None
+    files = files_of(build_package([N1], SETTINGS, sender=SENDER).archive)
+    altered = [
+        (name, data.replace(own.ins.matricule.encode(), other.ins.matricule.encode()).replace(
+            own.ins.oid.value.encode(), other.ins.oid.value.encode()) if name.endswith("METADATA.XML") else data)
+        for name, data in files
+    ]  # fmt: skip
+    package = read_package(rezip(altered))
+    with pytest.raises(PatientMismatchError) as info:
+        package.require_patient(other)
+    assert info.value.problems == ("1 CDA document(s) whose recordTarget is another patient's INS",)
