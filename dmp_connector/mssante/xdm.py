@@ -355,8 +355,9 @@ class XdmPackage(BaseModel):
                 "the patient has no INS to compare the package with", hint="file it by hand after checking the traits"
             )
 
-        def other(cx: Cx) -> bool:
-            return (cx.id, cx.assigning_authority) != (ins.matricule, ins.oid.value)
+        def other(cx: Cx | None) -> bool:
+            # Limited metadata (what XDM allows) may leave patientId out: then the CDA must name the patient.
+            return cx is not None and (cx.id, cx.assigning_authority) != (ins.matricule, ins.oid.value)
 
         problems: list[str] = []
         if other(self.submission.submission_set.patient_id):
@@ -364,14 +365,18 @@ class XdmPackage(BaseModel):
         entries = sum(other(document.entry.patient_id) for document in self.documents)
         if entries:
             problems.append(f"{entries} document entr{'y is' if entries == 1 else 'ies are'} about another patient")
-        headers = 0
+        headers = unnamed = 0
         for document in self.documents:
             try:
                 named = document.parse_cda().patient.identity.ins
             except (DmpConnectorError, ValueError):
-                continue  # not a CDA (a PDF …): its entry's patientId was checked above
+                named = None  # not a CDA (a PDF …): its entry's patientId was checked above
             if named is not None and (named.matricule, named.oid) != (ins.matricule, ins.oid):
                 headers += 1
+            if named is None and document.entry.patient_id is None:
+                unnamed += 1
+        if unnamed:
+            problems.append(f"{unnamed} document(s) name no patient (no patientId, no INS in a CDA header)")
         if headers:
             problems.append(f"{headers} CDA document(s) whose recordTarget is another patient's INS")
         if problems:

@@ -304,3 +304,68 @@ def test_metadata_naming_the_patient_does_not_cover_a_cda_about_another() -> Non
     with pytest.raises(PatientMismatchError) as info:
         package.require_patient(other)
     assert info.value.problems == ("1 CDA document(s) whose recordTarget is another patient's INS",)
+
+
+def _limited(metadata: bytes, *, keep_document: bool) -> bytes:
+    """METADATA.XML as limited metadata: patientId left out of the submission set (and of the entry unless kept)."""
+    rim = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+    root = etree.fromstring(metadata)  # noqa: TID251 - our own package
+    schemes = {"urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446"}  # the submission set's patientId
+    if not keep_document:
+        schemes.add("urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427")  # the document entry's patientId
+    for identifier in list(root.iter(f"{{{rim}}}ExternalIdentifier")):
+        if identifier.get("identificationScheme") in schemes:
+            parent = identifier.getparent()
+            assert parent is not None
+            parent.remove(identifier)
+    for obj, node in (
+        ("RegistryPackage", "urn:uuid:5003a9db-8d8d-49e6-bf0c-990e34ac7707"),
+        ("ExtrinsicObject", "urn:uuid:ab9b591b-83ab-4d03-8f5d-f93b1fb92e85"),
+    ):
+        for element in root.iter(f"{{{rim}}}{obj}"):
+            etree.SubElement(
+                element,
+                f"{{{rim}}}Classification",
+                id=f"urn:uuid:{'5' if obj == 'RegistryPackage' else 'a'}0000000-0000-4000-8000-000000000001",
+                classifiedObject=element.get("id") or "",
+                classificationNode=node,
+            )
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def test_limited_metadata_is_filed_only_when_the_cda_names_the_patient() -> None:
+    """XDM may leave patientId out (limited metadata): then the CDA header is what names the patient."""
+    own = parse_cda(N1).patient.identity
+    files = files_of(build_package([N1], SETTINGS, sender=SENDER).archive)
+    limited = [(n, _limited(d, keep_document=False) if n.endswith("METADATA.XML") else d) for n, d in files]
+    package = read_package(rezip(limited))
+    assert package.documents[0].entry.patient_id is None
+    package.require_patient(own)
+    with pytest.raises(PatientMismatchError) as info:
+        package.require_patient(parse_cda(OTHER_PATIENT).patient.identity)
+    assert info.value.problems == ("1 CDA document(s) whose recordTarget is another patient's INS",)
+
+
+def test_a_document_that_names_no_patient_is_not_filed() -> None:
+    """Limited metadata without patientId, and a CDA that carries no INS: nothing says whose it is."""
+    own = parse_cda(N1).patient.identity
+    assert own.ins is not None
+    no_ins = N1.replace(f'root="{own.ins.oid.value}"'.encode(), b'root="1.2.250.1.999.1"', 1)
+    assert parse_cda(no_ins).patient.identity.ins is None
+    files = files_of(build_package([N1], SETTINGS, sender=SENDER).archive)
+    old = (hashlib.sha1(N1).hexdigest(), str(len(N1)))
+    new = (hashlib.sha1(no_ins).hexdigest(), str(len(no_ins)))
+    altered = []
+    for name, data in files:
+        if name.endswith("METADATA.XML"):
+            data = _limited(data, keep_document=False)
+            data = data.replace(old[0].encode(), new[0].encode()).replace(
+                f">{old[1]}<".encode(), f">{new[1]}<".encode()
+            )
+        elif data == N1:
+            data = no_ins
+        altered.append((name, data))
+    package = read_package(rezip(altered))
+    with pytest.raises(PatientMismatchError) as info:
+        package.require_patient(own)
+    assert info.value.problems == ("1 document(s) name no patient (no patientId, no INS in a CDA header)",)
