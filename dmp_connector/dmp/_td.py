@@ -302,8 +302,8 @@ class Closure(BaseModel):
 
     model_config = _FROZEN
 
-    reason: ClosureReason | str = ClosureReason.PATIENT_REQUEST
-    """``ClosureReason`` code (an unknown code is kept as a string)."""
+    reason: ClosureReason | str | None = ClosureReason.PATIENT_REQUEST
+    """``ClosureReason`` code (an unknown code is kept as a string); None when an answer gives none."""
     text: str | None = None
     """``detectedIssueEvent/text``: the free-text explanation."""
     date: dt.date | None = None
@@ -1097,7 +1097,7 @@ def build_patient_query_response(
             _administrative_observation(patient, _MES_ATTACHMENT, status.attached_to_mes)
         custodian = _sub(_sub(event, "custodian", typeCode="CST"), "assignedEntity", classCode="ASSIGNED")
         _sub(custodian, "id", root=DMP_DEVICE_ROOT)
-        if closure is not None:
+        if closure is not None and closure.reason:
             _closure_reason(control, closure)
     ack = _sub(control, "queryAck")
     _sub(ack, "queryId", root=header.receiver_root, extension=query_id or "")
@@ -1187,7 +1187,7 @@ def parse_patient_query_response(element: etree._Element, *, reason: QueryReason
     reason_of = _read_closure_reason(control)
     if reason_of is not None or (state is DmpState.CLOSED and closed_on):
         closure = Closure(
-            reason=reason_of[0] if reason_of is not None else "",
+            reason=reason_of[0] if reason_of is not None else None,
             text=reason_of[1] if reason_of is not None else None,
             date=_read_ts(closed_on, f"{where}: closing date").date() if closed_on else None,
         )
@@ -1389,7 +1389,7 @@ def _build_registration(
         _write_oppositions(patient, data.oppositions)
     if request.author is not None:
         _author(registration, request.author)
-    if closing and request.closure is not None:
+    if closing and request.closure is not None and request.closure.reason:
         _closure_reason(control, request.closure)
     return root
 
