@@ -732,9 +732,9 @@ def test_dmp_lifecycle(mode: str) -> None:
     request, _ = _td.parse_registration_request(received(route.calls.last.request).payload)
     assert request.closure is not None and request.closure.reason is ClosureReason.PATIENT_REQUEST
     closing = received(route.calls.last.request).payload
-    assert closing.find("{urn:hl7-org:v3}controlActProcess/{urn:hl7-org:v3}reasonCode").get("code") == "FERM"
+    assert closing.find("{urn:hl7-org:v3}controlActProcess/{urn:hl7-org:v3}reasonCode").get("code") == "FERM"  # type: ignore[union-attr]
     patient_status = ".//{urn:hl7-org:v3}subject1/{urn:hl7-org:v3}patient/{urn:hl7-org:v3}statusCode"
-    assert closing.find(patient_status).get("code") == "terminated"
+    assert closing.find(patient_status).get("code") == "terminated"  # type: ignore[union-attr]
     route.mock(return_value=answer(RegistrationKind.REACTIVATE))
     with pytest.raises(ValidationError, match="consent"):
         call(mode, "reactivate_dmp", PATIENT)

@@ -1024,6 +1024,7 @@ def test_td03_treating_doctor_is_unique_and_listed(dmp: Dmp) -> None:
     assert dmp.authorise(PAT_TROIS, treating=True).ok
     assert not dmp.test_existence(PAT_TROIS, professional=DUPONT).status.treating_doctor
     assert dmp.test_existence(PAT_TROIS).status.treating_doctor
+
     def listed(mode: str) -> set[tuple[str, str | None]]:
         body = td.build_list_authorizations_request(mode=mode)
         message = dmp.call("habilitations", td.TdAction.LIST_AUTHORIZATIONS.value, body, patient=PAT_TROIS.ins)
