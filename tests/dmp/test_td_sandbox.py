@@ -10,9 +10,17 @@ import datetime as dt
 
 import pytest
 
-from dmp_connector.dmp import AuthorizationStatus, ClosureReason, DmpState, Oppositions, PatientSearch, RecentDmpKind
+from dmp_connector.dmp import (
+    Address,
+    AuthorizationStatus,
+    ClosureReason,
+    DmpState,
+    Oppositions,
+    PatientSearch,
+    RecentDmpKind,
+    VitaleCard,
+)
 from dmp_connector.dmp.errors import DmpAccessDeniedError, DmpAlreadyExistsError, DmpClosedError
-from dmp_connector.dmp.td import Address, VitaleCard
 from dmp_connector.errors import ValidationError
 from dmp_connector.sandbox.dmp import DEFAULT_DMP_PATIENTS
 
