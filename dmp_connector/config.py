@@ -631,8 +631,14 @@ class DmpSettings(BaseModel):
     patient_list_date_format: str = Field(default="%d%m%Y", min_length=2)
     """``strftime`` form of TD0.4's date: the kit sends ``"01012018"`` (read here as ``DDMMYYYY``);
     DmpConnect-JS documents ``YYYYMMDD`` for its own input (``%Y%m%d``). Not public [I]."""
+    patient_list_elements: tuple[str, str] = ("date", "type")
+    """Element names of TD0.4's date and type: the kit passes them as parameters whose wire names are
+    not public [I]."""
     authorization_list_mode: str = Field(default="TOUTE", min_length=1)
     """``mode`` of ``listAuthorizationByPatient``: ``TOUTE`` is the kit's; other modes are not confirmed."""
+    authorization_role_element: str = Field(default="role", min_length=1)
+    """Element name of TD0.3's role (``MEDECIN_TRAITANT``): the kit's parameter is of type ``roleType``;
+    its wire name is not public [I]."""
     error_codes: dict[str, DmpErrorKind] = Field(default_factory=lambda: dict(_UNCONFIRMED_DMP_ERROR_CODES))
     """DMP-specific XDS ``RegistryError`` codes and the typed error each raises. None of these codes is
     public (the defaults are the sandbox's names) [I]: add the real ones when the DMP guide names them.

@@ -1732,22 +1732,28 @@ def _check_request_root(element: etree._Element, namespace: str, local: str, wha
 _ROLE: Final = "MEDECIN_TRAITANT"
 
 
-def build_set_authorization_request(action: AuthorizationAction, *, treating_doctor: bool = False) -> etree._Element:
+def build_set_authorization_request(
+    action: AuthorizationAction, *, treating_doctor: bool = False, role_element: str = "role"
+) -> etree._Element:
     """TD0.3 (``habilitations``): no patient id, the VIHF names the patient [V DRIMbox, kit]::
 
     <hab:setAuthorization xmlns:hab="urn:si-dmp-habilitations">
       <hab:action>AJOUT</hab:action>
       <hab:role>MEDECIN_TRAITANT</hab:role>          (as médecin traitant; element name from the kit's roleType [I])
     </hab:setAuthorization>
+
+    ``role_element``: the role's element name (the setting ``dmp.authorization_role_element``).
     """
     return _plain(
         HABILITATIONS_NS,
         "setAuthorization",
-        [("action", action.value), ("role", _ROLE if treating_doctor else None)],
+        [("action", action.value), (role_element, _ROLE if treating_doctor else None)],
     )
 
 
-def parse_set_authorization_request(element: etree._Element) -> tuple[AuthorizationAction, bool]:
+def parse_set_authorization_request(
+    element: etree._Element, *, role_element: str = "role"
+) -> tuple[AuthorizationAction, bool]:
     """Read TD0.3 (the sandbox's side): the action and whether as médecin traitant."""
     what = "the setAuthorization request"
     _check_request_root(element, HABILITATIONS_NS, "setAuthorization", what)
@@ -1755,7 +1761,7 @@ def parse_set_authorization_request(element: etree._Element) -> tuple[Authorizat
         action = AuthorizationAction(_required_text(element, "action", what))
     except ValueError:
         raise MalformedResponseError(f"{what}: action is neither AJOUT nor SUPPRESSION") from None
-    return action, _child_text(element, "role") == _ROLE
+    return action, _child_text(element, role_element) == _ROLE
 
 
 def build_set_authorization_response(status: ServiceStatus) -> etree._Element:
@@ -1832,7 +1838,13 @@ def parse_list_authorizations_response(
     return _read_status(element, what), tuple(professionals)
 
 
-def build_patient_list_request(since: dt.date, kind: RecentDmpKind, *, date_format: str = "%d%m%Y") -> etree._Element:
+def build_patient_list_request(
+    since: dt.date,
+    kind: RecentDmpKind,
+    *,
+    date_format: str = "%d%m%Y",
+    elements: tuple[str, str] = ("date", "type"),
+) -> etree._Element:
     """TD0.4 (``patientsSpecific``) [V kit: a date string and ``dateTypeEnum``; element names I]::
 
     <pat:patientList xmlns:pat="urn:si-dmp-patients">
@@ -1841,23 +1853,26 @@ def build_patient_list_request(since: dt.date, kind: RecentDmpKind, *, date_form
 
     The date's format is not public: the kit sends ``"01012018"`` (``DDMMYYYY`` read as a day),
     DmpConnect-JS documents its own input as ``YYYYMMDD``; ``date_format`` (the setting
-    ``dmp.patient_list_date_format``) chooses.
+    ``dmp.patient_list_date_format``) chooses; ``elements`` names the two children
+    (``dmp.patient_list_elements``).
     """
-    return _plain(PATIENTS_NS, "patientList", [("date", since.strftime(date_format)), ("type", kind.value)])
+    date_element, type_element = elements
+    return _plain(PATIENTS_NS, "patientList", [(date_element, since.strftime(date_format)), (type_element, kind.value)])
 
 
 def parse_patient_list_request(
-    element: etree._Element, *, date_format: str = "%d%m%Y"
+    element: etree._Element, *, date_format: str = "%d%m%Y", elements: tuple[str, str] = ("date", "type")
 ) -> tuple[dt.date, RecentDmpKind]:
     """Read TD0.4 (the sandbox's side)."""
     what = "the patientList request"
     _check_request_root(element, PATIENTS_NS, "patientList", what)
+    date_element, type_element = elements
     try:
-        since = dt.datetime.strptime(_required_text(element, "date", what), date_format).date()
+        since = dt.datetime.strptime(_required_text(element, date_element, what), date_format).date()
     except ValueError:
         raise MalformedResponseError(f"{what}: date is not in the expected format") from None
     try:
-        kind = RecentDmpKind(_required_text(element, "type", what))
+        kind = RecentDmpKind(_required_text(element, type_element, what))
     except ValueError:
         raise MalformedResponseError(f"{what}: type is neither LASTAUTORIZATION nor LASTDOC") from None
     return since, kind

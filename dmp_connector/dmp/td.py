@@ -12,8 +12,8 @@
 
 The XML of each lives in :mod:`dmp_connector.dmp._td`, built on public client implementations
 (reference ``dmp_td.md``); what is not public is marked [I] there, and the choices it leaves open
-are settings (``dmp.close_registration_status``, ``dmp.patient_list_date_format``,
-``dmp.authorization_list_mode``, ``dmp.test_existence_action``).
+are settings (``dmp.close_registration_status``, ``dmp.patient_list_date_format``, ``dmp.patient_list_elements``,
+``dmp.authorization_list_mode``, ``dmp.authorization_role_element``, ``dmp.test_existence_action``).
 A refusal (HL7 v3 ``AE``/``AR``, a ``status`` other than ``DMPOK``, a SOAP fault) raises the
 typed error of :mod:`dmp_connector.dmp.errors` inside the retry loop; only the read-only
 transactions are safe to repeat.
@@ -203,7 +203,11 @@ class SetAuthorizationOperation(DmpOperation[ServiceStatus]):
 
     def build(self, call: CallContext) -> SoapRequest:
         """``setAuthorization``."""
-        body = build_set_authorization_request(self.change, treating_doctor=self.treating_doctor)
+        body = build_set_authorization_request(
+            self.change,
+            treating_doctor=self.treating_doctor,
+            role_element=call.settings.dmp.authorization_role_element,
+        )
         return self._request(body)
 
     def parse(self, message: SoapMessage) -> ServiceStatus:
@@ -256,8 +260,14 @@ class PatientListOperation(DmpOperation[tuple[RecentDmp, ...]]):
 
     def build(self, call: CallContext) -> SoapRequest:
         """``patientList``."""
-        date_format = call.settings.dmp.patient_list_date_format
-        return self._request(build_patient_list_request(self.since, self.kind, date_format=date_format))
+        options = call.settings.dmp
+        body = build_patient_list_request(
+            self.since,
+            self.kind,
+            date_format=options.patient_list_date_format,
+            elements=options.patient_list_elements,
+        )
+        return self._request(body)
 
     def parse(self, message: SoapMessage) -> tuple[RecentDmp, ...]:
         """The DMPs, or a typed refusal."""

@@ -762,7 +762,8 @@ class DmpSimulator:
     ``require_client_certificate``: refuse a request that came without a TLS client certificate
     (:meth:`serve` turns it on; in-process requests carry none). ``max_results``: a LeafClass query
     finding more entries is refused with ``XDSTooManyResults``. ``clock``: the simulator's now.
-    ``patient_list_date_format``: how TD0.4's date is read (the client's ``dmp.patient_list_date_format``).
+    ``patient_list_date_format``, ``patient_list_elements``, ``authorization_role_element``: how TD0.4
+    and TD0.3 are read (the client's settings of the same names).
     """
 
     def __init__(
@@ -778,6 +779,8 @@ class DmpSimulator:
         max_results: int = 500,
         clock: Callable[[], dt.datetime] | None = None,
         patient_list_date_format: str = "%d%m%Y",
+        patient_list_elements: tuple[str, str] = ("date", "type"),
+        authorization_role_element: str = "role",
     ) -> None:
         self.trusted = tuple(trusted)
         if not self.trusted:
@@ -787,6 +790,8 @@ class DmpSimulator:
         self.require_client_certificate = require_client_certificate
         self.max_results = max_results
         self.patient_list_date_format = patient_list_date_format
+        self.patient_list_elements = patient_list_elements
+        self.authorization_role_element = authorization_role_element
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
     def __repr__(self) -> str:
@@ -1728,7 +1733,9 @@ class DmpSimulator:
     def _td_set_authorization(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
         """TD0.3: add or remove this professional's authorisation (optionally as médecin traitant)."""
         try:
-            action, treating = parse_set_authorization_request(message.payload)
+            action, treating = parse_set_authorization_request(
+                message.payload, role_element=self.authorization_role_element
+            )
         except DmpConnectorError as exc:
             raise _Fault("Sender", _BAD_REQUEST, f"Requête TD0.3 illisible : {exc.message}") from exc
         patient_id = caller.patient()  # the body names no patient: the VIHF does
@@ -1798,7 +1805,9 @@ class DmpSimulator:
     def _td_patient_list(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
         """TD0.4: the DMPs this professional was recently authorised on, or deposited in."""
         try:
-            since, kind = parse_patient_list_request(message.payload, date_format=self.patient_list_date_format)
+            since, kind = parse_patient_list_request(
+                message.payload, date_format=self.patient_list_date_format, elements=self.patient_list_elements
+            )
         except DmpConnectorError as exc:
             raise _Fault("Sender", _BAD_REQUEST, f"Requête TD0.4 illisible : {exc.message}") from exc
         dates: dict[str, dt.datetime] = {}

@@ -335,6 +335,22 @@ def test_set_authorization_round_trip(action: AuthorizationAction, treating: boo
     assert _td.parse_set_authorization_request(wire(element)) == (action, treating)
 
 
+def test_the_unconfirmed_element_names_are_settings() -> None:
+    dmp = SETTINGS.dmp.model_copy(
+        update={"authorization_role_element": "roleType", "patient_list_elements": ("dateDebut", "dateType")}
+    )
+    call = CallContext(settings=SETTINGS.model_copy(update={"dmp": dmp}), message_id=CALL.message_id)
+    operation = SetAuthorizationOperation(INS_TEST, AuthorizationAction.ADD, treating_doctor=True, security=None)
+    body = operation.build(call).body[0]
+    assert [etree.QName(child).localname for child in body] == ["action", "roleType"]
+    assert _td.parse_set_authorization_request(wire(body), role_element="roleType") == (AuthorizationAction.ADD, True)
+    assert _td.parse_set_authorization_request(wire(body)) == (AuthorizationAction.ADD, False)
+    listing = PatientListOperation(dt.date(2025, 1, 2), RecentDmpKind.LAST_DOCUMENT, security=None).build(call)
+    assert [etree.QName(child).localname for child in listing.body[0]] == ["dateDebut", "dateType"]
+    with pytest.raises(MalformedResponseError, match="no date"):
+        _td.parse_patient_list_request(wire(listing.body[0]))
+
+
 @pytest.mark.parametrize("status", ["DMPOK", "DMPOk"])
 def test_dmpok_in_both_spellings_is_success(status: str) -> None:
     operation = SetAuthorizationOperation(INS_TEST, AuthorizationAction.ADD, treating_doctor=False, security=None)
