@@ -903,7 +903,7 @@ def _person(parent: etree._Element, data: AdministrativeData) -> etree._Element:
     return person
 
 
-_GENDER: Final = {Sex.M: "M", Sex.F: "F", Sex.I: "U"}
+_GENDER: Final = {Sex.M: "M", Sex.F: "F", Sex.I: "UN"}
 _SEX_OF: Final = {"M": Sex.M, "F": Sex.F, "UN": Sex.I, "U": Sex.I}
 
 
@@ -933,7 +933,7 @@ def _read_person(patient: etree._Element, ins: INS, oppositions: Oppositions, wh
             mobile = value[len("tel:") :]
     gender = _need(person, "v3:administrativeGenderCode", where).get("code") or ""
     if gender not in _SEX_OF:
-        raise MalformedResponseError(f"{where}: administrativeGenderCode is not M, F or U")
+        raise MalformedResponseError(f"{where}: administrativeGenderCode is not M, F or UN")
     birth = _need(person, "v3:birthTime", where).get("value")
     if not birth_name or given is None or not (given.text or "").strip():
         raise MalformedResponseError(f"{where}: the patient's name lacks a family or given name")
