@@ -617,6 +617,15 @@ class CdaSettings(BaseModel):
         return cls.model_validate(values)
 
 
+DmpErrorKind = Literal["not_found", "closed", "already_exists", "access_denied"]
+"""What a DMP-specific XDS error code means (:attr:`DmpSettings.error_codes`)."""
+_UNCONFIRMED_DMP_ERROR_CODES: Final[dict[str, DmpErrorKind]] = {
+    "DMPNotFound": "not_found",
+    "DMPAccessDenied": "access_denied",
+    "DMPPatientOpposition": "access_denied",
+}
+
+
 class DmpSettings(BaseModel):
     """Options of the DMP client: the facts the reference notes mark [I], each with a documented default."""
 
@@ -646,6 +655,25 @@ class DmpSettings(BaseModel):
     hl7_processing_code: Literal["P", "D", "T"] = "P"
     """``processingCode`` of the HL7 v3 messages (TD0.2, TD0.5, TD1.x): production; DRIMbox sends ``D`` to
     the test platforms [I]."""
+    close_registration_status: Literal["completed", "terminated"] = "completed"
+    """``registrationRequest/statusCode`` of a TD1.4 closure: ``completed`` in the ANS/CNAM editor kit,
+    ``terminated`` in Mediboard; the patient's own status is ``terminated`` in both."""
+    patient_list_date_format: str = Field(default="%d%m%Y", min_length=2)
+    """``strftime`` form of TD0.4's date: the kit sends ``"01012018"`` (read here as ``DDMMYYYY``);
+    DmpConnect-JS documents ``YYYYMMDD`` for its own input (``%Y%m%d``). Not public [I]."""
+    patient_list_elements: tuple[str, str] = ("date", "type")
+    """Element names of TD0.4's date and type: the kit passes them as parameters whose wire names are
+    not public [I]."""
+    authorization_list_mode: str = Field(default="TOUTE", min_length=1)
+    """``mode`` of ``listAuthorizationByPatient``: ``TOUTE`` is the kit's; other modes are not confirmed."""
+    authorization_role_element: str = Field(default="role", min_length=1)
+    """Element name of TD0.3's role (``MEDECIN_TRAITANT``): the kit's parameter is of type ``roleType``;
+    its wire name is not public [I]."""
+    error_codes: dict[str, DmpErrorKind] = Field(default_factory=lambda: dict(_UNCONFIRMED_DMP_ERROR_CODES))
+    """DMP-specific XDS ``RegistryError`` codes and the typed error each raises. None of these codes is
+    public (the defaults are the sandbox's names) [I]: add the real ones when the DMP guide names them.
+    The ITI TF-3 codes (``XDSUnknownPatientId`` …) and the public ``DMPClosed``/``DMPFound`` are mapped
+    whatever this table says."""
     confirm_duplicates: bool = True
     """When a replayed deposit meets ``XDSDuplicateUniqueIdInRegistry``, read the stored entry back
     (GetDocuments by uniqueId) to compare its hash before reporting "already deposited"."""

@@ -27,6 +27,7 @@ from .errors import (
 from .mapping import DepositIds, PreparedDeposit, deposit_ids, derived_oid, document_entry, prepare_deposit
 from .operations import DmpOperation, ProvideAndRegister, RegistryStoredQuery, RetrieveDocumentSet, UpdateDocumentSet
 from .td import (
+    Address,
     AdministrativeData,
     AuthorizationStatus,
     AuthorizedProfessional,
@@ -40,11 +41,13 @@ from .td import (
     RecentDmp,
     RecentDmpKind,
     ServiceStatus,
+    VitaleCard,
 )
 
 __all__ = [
     "DMP_ERROR_CODES",
     "Access",
+    "Address",
     "AdministrativeData",
     "AsyncDmpClient",
     "AuthorizationStatus",
@@ -79,6 +82,7 @@ __all__ = [
     "RetrievedDmpDocument",
     "ServiceStatus",
     "UpdateDocumentSet",
+    "VitaleCard",
     "deposit_ids",
     "derived_oid",
     "document_entry",

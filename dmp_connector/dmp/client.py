@@ -40,6 +40,7 @@ from dmp_connector._deadline import call_scope
 from dmp_connector._transport import AsyncClient, Client, Operation
 from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, AuditSink, Outcome, endpoint_of
 from dmp_connector.cda import ClinicalDocument, NonXmlBody
+from dmp_connector.cda.model import author_specialty
 from dmp_connector.codes import Code
 from dmp_connector.config import DmpService, Settings
 from dmp_connector.errors import (
@@ -90,6 +91,7 @@ from dmp_connector.xds import (
 )
 
 from ._td import (
+    Address,
     AdministrativeData,
     AuthorizationAction,
     AuthorizedProfessional,
@@ -102,9 +104,11 @@ from ._td import (
     QueryReason,
     RecentDmp,
     RecentDmpKind,
+    RegistrationAuthor,
     RegistrationKind,
     RegistrationRequest,
     ServiceStatus,
+    VitaleCard,
 )
 from .errors import DmpRegistryError, DmpServiceError, DocumentConflictError, registry_error
 from .mapping import DOCUMENT_ENTRY_ID, PreparedDeposit, prepare_deposit, source_id, submission_author
@@ -721,17 +725,28 @@ class _DmpCore:
         kind: RegistrationKind,
         data: AdministrativeData | None = None,
         closure: Closure | None = None,
+        *,
+        consent: bool | None = None,
+        vitale: VitaleCard | None = None,
     ) -> Flow[None]:
         ins = self._qualified(patient)
         if data is not None and data.ins != ins:
             raise ValidationError("the administrative data are about another patient than the identity given")
-        professional = self.settings.professional
+        if kind in (RegistrationKind.CREATE, RegistrationKind.REACTIVATE) and consent is not True:
+            raise ValidationError(
+                "creating or reactivating a DMP needs the patient's consent, collected by you: pass consent=True",
+                problems=["consent: not given"],
+            )
+        if data is None and kind in (RegistrationKind.REACTIVATE, RegistrationKind.CLOSE):
+            data = self._administrative_data(patient, None, None, None)  # the names the kit sends with them
         request = RegistrationRequest(
             kind=kind,
             ins=ins,
             data=data,
+            consent=consent,
+            vitale=vitale,
             closure=closure,
-            author_id=professional.national_id if professional is not None else None,
+            author=_registration_author(self.settings),
         )
         yield RegistrationOperation(request, security=self._vihf(ins))
 
@@ -748,6 +763,7 @@ class _DmpCore:
         oppositions: Oppositions | None,
         email: str | None,
         mobile_phone: str | None,
+        **more: Any,
     ) -> AdministrativeData:
         ins = self._qualified(patient)
         traits = patient.traits
@@ -761,7 +777,28 @@ class _DmpCore:
             email=email,
             mobile_phone=mobile_phone,
             oppositions=oppositions or Oppositions(),
+            **more,
         )
+
+
+def _registration_author(settings: Settings) -> RegistrationAuthor | None:
+    """TD1.x ``author/assignedEntity`` from the configured professional and organisation [V kit]."""
+    professional = settings.professional
+    if professional is None:
+        return None
+    try:
+        specialty: Code | None = author_specialty(professional)
+    except DmpConnectorError:
+        specialty = None  # a combination JDV_J01 lacks: sent without a specialty rather than an invented one
+    organisation = settings.organisation
+    return RegistrationAuthor(
+        national_id=professional.national_id,
+        specialty=specialty,
+        family_name=professional.family_name,
+        given_name=professional.given_name,
+        organisation_id=organisation.national_id if organisation is not None else None,
+        organisation_name=organisation.name if organisation is not None else None,
+    )
 
 
 def _is_signature(entry: DocumentEntry) -> bool:
@@ -1114,14 +1151,25 @@ class DmpClient(_DmpCore):
         oppositions: Oppositions | None = None,
         email: str | None = None,
         mobile_phone: str | None = None,
+        consent: bool = False,
+        civility: str | None = None,
+        address: Address | None = None,
+        home_phone: str | None = None,
+        vitale: VitaleCard | None = None,
     ) -> None:
-        """TD1.1: create the patient's DMP from the identity's traits; ``DMPFound`` raises DmpAlreadyExistsError."""
-        data = self._administrative_data(patient, oppositions, email, mobile_phone)
-        self._run(self._registration_flow(patient, RegistrationKind.CREATE, data=data))
+        """TD1.1: create the patient's DMP from the identity's traits; ``DMPFound`` raises DmpAlreadyExistsError.
 
-    def reactivate_dmp(self, patient: Identity) -> None:
-        """TD1.2: reopen a closed DMP."""
-        self._run(self._registration_flow(patient, RegistrationKind.REACTIVATE))
+        ``consent=True`` says the patient consented (``CONSENTEMENT_OUVERTURE_DMP``): required.
+        ``vitale``: the Carte Vitale holder's traits as read from the card.
+        """
+        data = self._administrative_data(
+            patient, oppositions, email, mobile_phone, civility=civility, address=address, home_phone=home_phone
+        )
+        self._run(self._registration_flow(patient, RegistrationKind.CREATE, data=data, consent=consent, vitale=vitale))
+
+    def reactivate_dmp(self, patient: Identity, *, consent: bool = False) -> None:
+        """TD1.2: reopen a closed DMP; ``consent=True`` (``CONSENTEMENT_REACTIVATION_DMP``) is required."""
+        self._run(self._registration_flow(patient, RegistrationKind.REACTIVATE, consent=consent))
 
     def get_administrative_data(self, patient: Identity) -> AdministrativeData:
         """TD1.3a: the DMP's administrative data, with the patient's oppositions."""
@@ -1372,14 +1420,23 @@ class AsyncDmpClient(_DmpCore):
         oppositions: Oppositions | None = None,
         email: str | None = None,
         mobile_phone: str | None = None,
+        consent: bool = False,
+        civility: str | None = None,
+        address: Address | None = None,
+        home_phone: str | None = None,
+        vitale: VitaleCard | None = None,
     ) -> None:
         """TD1.1; see :meth:`DmpClient.create_dmp`."""
-        data = self._administrative_data(patient, oppositions, email, mobile_phone)
-        await self._run(self._registration_flow(patient, RegistrationKind.CREATE, data=data))
+        data = self._administrative_data(
+            patient, oppositions, email, mobile_phone, civility=civility, address=address, home_phone=home_phone
+        )
+        await self._run(
+            self._registration_flow(patient, RegistrationKind.CREATE, data=data, consent=consent, vitale=vitale)
+        )
 
-    async def reactivate_dmp(self, patient: Identity) -> None:
+    async def reactivate_dmp(self, patient: Identity, *, consent: bool = False) -> None:
         """TD1.2; see :meth:`DmpClient.reactivate_dmp`."""
-        await self._run(self._registration_flow(patient, RegistrationKind.REACTIVATE))
+        await self._run(self._registration_flow(patient, RegistrationKind.REACTIVATE, consent=consent))
 
     async def get_administrative_data(self, patient: Identity) -> AdministrativeData:
         """TD1.3a; see :meth:`DmpClient.get_administrative_data`."""

@@ -16,14 +16,25 @@ which may quote patient data::
 
 An XDS failure whose code says "no DMP", "closed" or "access denied" is raised as a class that is
 both a :class:`DmpRegistryError` and the matching kind (``except DmpNotFoundError`` catches it
-whichever way the DMP said it). The DMP's own XDS error codes are not public: the codes of
-:data:`DMP_ERROR_CODES` are the ones the sandbox uses [I]; any other code stays a plain
-:class:`DmpRegistryError` that keeps code, context, location and severity.
+whichever way the DMP said it). How a code gets its kind, in order:
+
+1. :data:`DMP_ERROR_CODES`: the ITI TF-3 code ``XDSUnknownPatientId`` and the DMP codes public
+   sources show (``DMPClosed``, ``DMPFound``);
+2. the table of ``settings.dmp.error_codes``: the DMP-specific XDS codes, none of which is public —
+   its defaults (``DMPNotFound``, ``DMPAccessDenied``, ``DMPPatientOpposition``) are the sandbox's
+   names, unconfirmed [I];
+3. a code of either table named in a ``codeContext`` (``"DMPClosed: …"``) when the code itself is a
+   generic one (``XDSRegistryError``).
+
+Any other code stays a plain :class:`DmpRegistryError` that keeps code, context, location and severity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Final
 
 from dmp_connector.errors import ServiceError, SoapFaultError, shown_code
@@ -31,6 +42,7 @@ from dmp_connector.xds import RegistryError, RegistryResponse, RegistryResponseE
 
 __all__ = [
     "DMP_ERROR_CODES",
+    "ERROR_KINDS",
     "DepositedDocument",
     "DmpAccessDeniedError",
     "DmpAlreadyExistsError",
@@ -40,6 +52,7 @@ __all__ = [
     "DmpServiceError",
     "DocumentConflictError",
     "PartialDepositError",
+    "error_codes",
     "error_for_codes",
     "fault_error",
     "registry_error",
@@ -160,15 +173,48 @@ class _RegistryAccessDenied(DmpRegistryError, DmpAccessDeniedError):
 
 DMP_ERROR_CODES: Final[dict[str, type[DmpServiceError]]] = {
     "XDSUnknownPatientId": DmpNotFoundError,
-    "DMPNotFound": DmpNotFoundError,
     "DMPClosed": DmpClosedError,
     "DMPFound": DmpAlreadyExistsError,
-    "DMPAccessDenied": DmpAccessDeniedError,
-    "DMPPatientOpposition": DmpAccessDeniedError,
 }
-"""Service codes with a typed kind. ``DMPClosed`` and ``DMPFound`` are public; ``DMPNotFound``,
-``DMPAccessDenied`` and ``DMPPatientOpposition`` are the sandbox's names for refusals whose real codes
-are not public [I]."""
+"""Codes whose kind is confirmed: ``XDSUnknownPatientId`` (ITI TF-3), ``DMPClosed`` and ``DMPFound``
+(the DMP's HL7 v3 acknowledgements, read by the ANS/CNAM editor kit). The DMP-specific XDS codes are
+in ``settings.dmp.error_codes`` (unconfirmed)."""
+
+ERROR_KINDS: Final[dict[str, type[DmpServiceError]]] = {
+    "not_found": DmpNotFoundError,
+    "closed": DmpClosedError,
+    "already_exists": DmpAlreadyExistsError,
+    "access_denied": DmpAccessDeniedError,
+}
+"""The kinds ``settings.dmp.error_codes`` names."""
+
+_UNCONFIRMED_DEFAULT: Final[dict[str, str]] = {
+    "DMPNotFound": "not_found",
+    "DMPAccessDenied": "access_denied",
+    "DMPPatientOpposition": "access_denied",
+}
+_table: ContextVar[Mapping[str, str] | None] = ContextVar("dmp_error_codes", default=None)
+_CODE_IN_TEXT: Final = re.compile(r"\b(?:DMP|XDS)[A-Za-z]+\b")
+
+
+@contextmanager
+def error_codes(table: Mapping[str, str]) -> Iterator[None]:
+    """Read DMP-specific codes with ``table`` (code → ``not_found`` / ``closed`` / ``already_exists`` /
+    ``access_denied``) in this block: the operations enter it with ``settings.dmp.error_codes``."""
+    token = _table.set(dict(table))
+    try:
+        yield
+    finally:
+        _table.reset(token)
+
+
+def _kind_of(code: str) -> type[DmpServiceError] | None:
+    confirmed = DMP_ERROR_CODES.get(code)
+    if confirmed is not None:
+        return confirmed
+    table = _table.get()
+    return ERROR_KINDS.get((_UNCONFIRMED_DEFAULT if table is None else table).get(code, ""))
+
 
 _REGISTRY_KINDS: Final[dict[type[DmpServiceError], type[DmpRegistryError]]] = {
     DmpNotFoundError: _RegistryNotFound,
@@ -185,11 +231,17 @@ _HINTS: Final[dict[type[DmpServiceError], str]] = {
 }
 
 
-def _kind(codes: Iterable[str]) -> type[DmpServiceError]:
+def _kind(codes: Iterable[str], contexts: Iterable[str | None] = ()) -> type[DmpServiceError]:
+    """The kind of the first code that has one; else of a known code named in a context text."""
     for code in codes:
-        kind = DMP_ERROR_CODES.get(code)
+        kind = _kind_of(code)
         if kind is not None:
             return kind
+    for context in contexts:
+        for named in _CODE_IN_TEXT.findall(context or ""):
+            kind = _kind_of(named)
+            if kind is not None:
+                return kind
     return DmpServiceError
 
 
@@ -212,13 +264,15 @@ def error_for_codes(
 
 def registry_error(response: RegistryResponse, *, operation: str | None = None) -> DmpRegistryError:
     """The typed error for an XDS Failure: a :class:`DmpRegistryError`, of the matching kind when one applies."""
-    codes = [str(e.error_code) for e in response.errors if e.is_error]
+    failures = [e for e in response.errors if e.is_error]
+    codes = [str(e.error_code) for e in failures]
     if any(code == "XDSNonIdenticalHash" or code == "XDSNonIdenticalSize" for code in codes):
         return DocumentConflictError(response, operation=operation)
-    kind = _REGISTRY_KINDS.get(_kind(codes), DmpRegistryError)
+    found = _kind(codes, [e.code_context for e in failures])
+    kind = _REGISTRY_KINDS.get(found, DmpRegistryError)
     error = kind(response, operation=operation)
     if kind is not DmpRegistryError:
-        error.hint = _HINTS.get(_kind(codes))
+        error.hint = _HINTS.get(found)
     return error
 
 

@@ -16,8 +16,10 @@ Answers are read strictly; a registry Failure becomes a typed error
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Sequence
-from typing import ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 from lxml import etree
 
@@ -49,7 +51,7 @@ from dmp_connector.xds import (
 )
 from dmp_connector.xml import XmlLimits, parse_xml
 
-from .errors import DepositedDocument, PartialDepositError, fault_error, registry_error
+from .errors import DepositedDocument, PartialDepositError, error_codes, fault_error, registry_error
 from .mapping import PreparedDeposit
 
 __all__ = [
@@ -85,9 +87,38 @@ class DmpOperation(Operation[T]):
         """``<dmp_base_url>/<service>`` of the environment."""
         return environment.dmp_url(self.dmp_service)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every operation reads the DMP's refusal codes with the table of the settings it was built with
+        (``settings.dmp.error_codes``): ``build`` keeps the table, ``parse`` and ``map_fault`` use it."""
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        parse = cls.__dict__.get("parse")
+        if build is not None:
+
+            @functools.wraps(build)
+            def keep_table(self: DmpOperation[Any], call: CallContext) -> SoapRequest:
+                self._error_codes = dict(call.settings.dmp.error_codes)
+                return cast("SoapRequest", build(self, call))
+
+            cls.build = keep_table  # type: ignore[method-assign,assignment]
+        if parse is not None:
+
+            @functools.wraps(parse)
+            def use_table(self: DmpOperation[Any], message: SoapMessage) -> Any:
+                with self._codes():
+                    return parse(self, message)
+
+            cls.parse = use_table  # type: ignore[method-assign,assignment]
+
+    _error_codes: dict[str, str] | None = None
+
+    def _codes(self) -> contextlib.AbstractContextManager[None]:
+        return error_codes(self._error_codes) if self._error_codes is not None else contextlib.nullcontext()
+
     def map_fault(self, fault: SoapFaultError) -> DmpConnectorError:
         """A SOAP fault as a DMP error: transient when ``env:Receiver``, typed when a subcode names a DMP refusal."""
-        return fault_error(fault, operation=self.name)
+        with self._codes():
+            return fault_error(fault, operation=self.name)
 
     def _request(self, body: etree._Element, attachments: Sequence[Attachment] = ()) -> SoapRequest:
         return SoapRequest(

@@ -8,9 +8,12 @@
 | TD0.4 | :class:`PatientListOperation` | ``patientsSpecific`` | :class:`RecentDmp` rows |
 | TD0.5 | :class:`FindCandidatesOperation` (PDQv3) | ``patientsPDQ`` | :class:`PatientCandidate` rows |
 | TD1.1–1.4 | :class:`RegistrationOperation` | ``patients`` | accepted, or ``DMPFound`` / ``DMPClosed`` … |
-| TD1.3a | :class:`PatientQueryOperation` (``DONNEES_ADMIN`` [I]) | ``patients`` | :class:`AdministrativeData` |
+| TD1.3a | :class:`PatientQueryOperation` (``CNSLT_DATA``) | ``patients`` | :class:`AdministrativeData` |
 
-The XML of each lives in :mod:`dmp_connector.dmp._td`, where what is not public is marked [I].
+The XML of each lives in :mod:`dmp_connector.dmp._td`, built on public client implementations
+(reference ``dmp_td.md``); what is not public is marked [I] there, and the choices it leaves open
+are settings (``dmp.close_registration_status``, ``dmp.patient_list_date_format``, ``dmp.patient_list_elements``,
+``dmp.authorization_list_mode``, ``dmp.authorization_role_element``, ``dmp.test_existence_action``).
 A refusal (HL7 v3 ``AE``/``AR``, a ``status`` other than ``DMPOK``, a SOAP fault) raises the
 typed error of :mod:`dmp_connector.dmp.errors` inside the retry loop; only the read-only
 transactions are safe to repeat.
@@ -31,6 +34,7 @@ from ._td import (
     AckDetail,
     Acknowledgement,
     AckType,
+    Address,
     AdministrativeData,
     AuthorizationAction,
     AuthorizationStatus,
@@ -49,10 +53,12 @@ from ._td import (
     RecentDmp,
     RecentDmpKind,
     RegistrationAnswer,
+    RegistrationAuthor,
     RegistrationKind,
     RegistrationRequest,
     ServiceStatus,
     TdAction,
+    VitaleCard,
     build_find_candidates_request,
     build_list_authorizations_request,
     build_patient_list_request,
@@ -74,6 +80,7 @@ __all__ = [
     "AckDetail",
     "AckType",
     "Acknowledgement",
+    "Address",
     "AdministrativeData",
     "AuthorizationAction",
     "AuthorizationStatus",
@@ -94,12 +101,14 @@ __all__ = [
     "RecentDmp",
     "RecentDmpKind",
     "RegistrationAnswer",
+    "RegistrationAuthor",
     "RegistrationKind",
     "RegistrationOperation",
     "RegistrationRequest",
     "ServiceStatus",
     "SetAuthorizationOperation",
     "TdAction",
+    "VitaleCard",
 ]
 
 _URN_UUID: Final = "urn:uuid:"
@@ -162,7 +171,7 @@ class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
 
     def parse(self, message: SoapMessage) -> PatientQueryAnswer:
         """The status (and data); a refusal raises."""
-        answer = parse_patient_query_response(message.payload)
+        answer = parse_patient_query_response(message.payload, reason=self.reason)
         _refused(answer.acknowledgement, self.name)
         administrative = answer.administrative.ins if answer.administrative is not None else None
         named = [ins for ins in (answer.status.ins, administrative) if ins is not None]
@@ -186,7 +195,8 @@ class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
 class SetAuthorizationOperation(DmpOperation[ServiceStatus]):
     """TD0.3: add or remove this professional's authorisation (optionally as médecin traitant).
 
-    Not repeated on failure: whether the DMP answers a second AJOUT as success is not public.
+    The body names no patient: the VIHF's ``resource-id`` does [V DRIMbox, kit]. Not repeated on
+    failure: whether the DMP answers a second AJOUT as success is not public.
     """
 
     name = "setAuthorization"
@@ -203,7 +213,11 @@ class SetAuthorizationOperation(DmpOperation[ServiceStatus]):
 
     def build(self, call: CallContext) -> SoapRequest:
         """``setAuthorization``."""
-        body = build_set_authorization_request(self.ins, self.change, treating_doctor=self.treating_doctor)
+        body = build_set_authorization_request(
+            self.change,
+            treating_doctor=self.treating_doctor,
+            role_element=call.settings.dmp.authorization_role_element,
+        )
         return self._request(body)
 
     def parse(self, message: SoapMessage) -> ServiceStatus:
@@ -214,21 +228,25 @@ class SetAuthorizationOperation(DmpOperation[ServiceStatus]):
 
 
 class ListAuthorizationsOperation(DmpOperation[tuple[AuthorizedProfessional, ...]]):
-    """The professionals authorised on a DMP (``listAuthorizationByPatient``, mode ``TOUTE``)."""
+    """The professionals authorised on a DMP (``listAuthorizationByPatient``); the VIHF names the patient.
+
+    ``mode``: ``TOUTE`` [V kit] unless given; None takes ``settings.dmp.authorization_list_mode``.
+    """
 
     name = "listAuthorizationByPatient"
     action = TdAction.LIST_AUTHORIZATIONS.value
     safe_to_repeat = True
     dmp_service = DmpService.HABILITATIONS
 
-    def __init__(self, ins: INS, *, security: WsSecurity | None, mode: str = "TOUTE") -> None:
+    def __init__(self, ins: INS, *, security: WsSecurity | None, mode: str | None = None) -> None:
         super().__init__(security=security, patient=ins.matricule)
         self.ins = ins
         self.mode = mode
 
     def build(self, call: CallContext) -> SoapRequest:
         """``listAuthorizationByPatient``."""
-        return self._request(build_list_authorizations_request(self.ins, mode=self.mode))
+        mode = self.mode or call.settings.dmp.authorization_list_mode
+        return self._request(build_list_authorizations_request(mode=mode))
 
     def parse(self, message: SoapMessage) -> tuple[AuthorizedProfessional, ...]:
         """The professionals, or a typed refusal."""
@@ -252,7 +270,14 @@ class PatientListOperation(DmpOperation[tuple[RecentDmp, ...]]):
 
     def build(self, call: CallContext) -> SoapRequest:
         """``patientList``."""
-        return self._request(build_patient_list_request(self.since, self.kind))
+        options = call.settings.dmp
+        body = build_patient_list_request(
+            self.since,
+            self.kind,
+            date_format=options.patient_list_date_format,
+            elements=options.patient_list_elements,
+        )
+        return self._request(body)
 
     def parse(self, message: SoapMessage) -> tuple[RecentDmp, ...]:
         """The DMPs, or a typed refusal."""
@@ -305,7 +330,8 @@ class RegistrationOperation(DmpOperation[RegistrationAnswer]):
 
     def build(self, call: CallContext) -> SoapRequest:
         """The registration request."""
-        return self._request(build_registration_request(self.request, hl7_header(call)))
+        close_status = call.settings.dmp.close_registration_status
+        return self._request(build_registration_request(self.request, hl7_header(call), close_status=close_status))
 
     def parse(self, message: SoapMessage) -> RegistrationAnswer:
         """The acceptance; ``DMPFound`` / ``DMPClosed`` … raise their typed errors."""

@@ -24,10 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dmp_connector.codes import Code
-from dmp_connector.dmp._td import AuthorizationStatus, DmpState
+from dmp_connector.dmp._td import Address, AuthorizationStatus, DmpState
 from dmp_connector.errors import ConfigurationError
 from dmp_connector.ins.identity import INS, IdentityTraits
 from dmp_connector.signature.vihf import AccessMode
@@ -70,8 +70,8 @@ class PatientRecord(BaseModel):
     traits: IdentityTraits
     """The traits TD0.5 (patient search) matches and TD0.2 returns."""
     dmp: DmpState | None = DmpState.ACTIVE
-    """The DMP's state (active, or closed — ``completed``); None when the patient has no DMP (TD0.2
-    answers ``NF``, TD1.1 creates it)."""
+    """The DMP's state (active, or closed — ``terminated``); None when the patient has no DMP (TD0.2
+    answers ``NF``, TD1.1 creates it). A store written before 0.x with ``completed`` reads as closed."""
     oppositions: frozenset[AccessMode] = frozenset()
     """Access modes the patient opposed (``bris_de_glace``, ``centre_15``; TD1.3b changes them)."""
     created: dt.datetime | None = None
@@ -86,10 +86,21 @@ class PatientRecord(BaseModel):
     """Contact address for the DMP's notifications (administrative data, TD1.1/TD1.3b)."""
     mobile_phone: str | None = None
     """Mobile phone for the DMP's notifications."""
+    home_phone: str | None = None
+    """Home phone (administrative data)."""
+    civility: str | None = None
+    """Civilité (administrative data)."""
+    address: Address | None = None
+    """Postal address (administrative data)."""
     mes_attached: bool = True
     """Whether the DMP is attached to the patient's Mon espace santé account (reported by TD0.2)."""
     note: str = ""
     """Why this seed exists (the case it shows)."""
+
+    @field_validator("dmp", mode="before")
+    @classmethod
+    def _former_closed(cls, value: Any) -> Any:
+        return DmpState.CLOSED if value == "completed" else value  # the guess stores kept before the evidence
 
     @property
     def key(self) -> str:
@@ -129,7 +140,13 @@ class AuthorisationRecord(BaseModel):
     professional_id: str = Field(min_length=1)
     """IdNat_PS of the professional."""
     status: AuthorizationStatus = AuthorizationStatus.VALID
-    """``VALIDE`` (authorised), ``INTERDIT`` (blocked by the patient) or ``EXPIREE``."""
+    """``VALIDE`` (authorised), ``INTERDIT`` (blocked by the patient), ``EXPIRE`` or ``NON_EXISTE``."""
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _former_values(cls, value: Any) -> Any:
+        return {"EXPIREE": "EXPIRE", "AUCUNE": "NON_EXISTE"}.get(value, value) if isinstance(value, str) else value
+
     attending_physician: bool = False
     """Declared "médecin traitant DMP" (TD0.3 with the ``MEDECIN_TRAITANT`` role)."""
     since: dt.datetime | None = None

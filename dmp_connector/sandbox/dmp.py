@@ -45,8 +45,13 @@ It enforces what the real service enforces, as far as the reference notes (``dmp
   (masking), checked against the current status and version;
 * **DMP transactions** — TD0.2 existence and standing, TD0.3 authorisations, TD0.4 recent DMPs,
   TD0.5 patient search, TD1.1–TD1.4 create, reactivate, update, close — read and answered with the
-  client's own wire functions (:mod:`dmp_connector.dmp._td`), HL7 v3 acknowledgements (``AA``,
-  ``AE`` with ``DMPFound`` / ``DMPClosed`` …) or ``status`` ``DMPOK``.
+  client's own wire functions (:mod:`dmp_connector.dmp._td`), in the shapes public client
+  implementations read (reference ``dmp_td.md``): TD0.2's authorisation (``VALIDE``, ``INTERDIT``,
+  ``EXPIRE``, ``NON_EXISTE``) and médecin-traitant status in ``attentionLine``, a closed DMP as
+  ``patient/statusCode terminated`` with its date and ``reasonOf``; TD0.3 and the authorisation
+  list on the VIHF's patient (their bodies name none); TD1.1 and TD1.2 refused without the
+  patient's consent; HL7 v3 acknowledgements (``AA``, ``AE`` with ``DMPFound`` / ``DMPClosed`` …)
+  or ``status`` ``DMPOK``.
 
 The DMP's own error codes are not public: ``DMPNotFound``, ``DMPAccessDenied`` and
 ``DMPPatientOpposition`` are the simulator's [I] (see :class:`DmpErrorCode`); ``DMPClosed`` is
@@ -331,8 +336,15 @@ DEFAULT_DMP_AUTHORISATIONS: tuple[AuthorisationRecord, ...] = (
         status=AuthorizationStatus.FORBIDDEN,
         since=dt.datetime(2023, 9, 12, tzinfo=dt.UTC),
     ),
+    AuthorisationRecord(
+        patient=DEFAULT_DMP_PATIENTS[5].key,
+        professional_id="899700000001",
+        status=AuthorizationStatus.EXPIRED,
+        since=dt.datetime(2021, 3, 4, tzinfo=dt.UTC),
+    ),
 )
-"""PAT-TROIS has DUPONT as authorised médecin traitant and has blocked CHARLES."""
+"""PAT-TROIS has DUPONT as authorised médecin traitant and has blocked CHARLES; the sandbox's own
+professional (SANDBOX JEANNE) has an expired authorisation on TCHITCHI CATARINA (TD0.2 reads ``EXPIRE``)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -750,6 +762,8 @@ class DmpSimulator:
     ``require_client_certificate``: refuse a request that came without a TLS client certificate
     (:meth:`serve` turns it on; in-process requests carry none). ``max_results``: a LeafClass query
     finding more entries is refused with ``XDSTooManyResults``. ``clock``: the simulator's now.
+    ``patient_list_date_format``, ``patient_list_elements``, ``authorization_role_element``: how TD0.4
+    and TD0.3 are read (the client's settings of the same names).
     """
 
     def __init__(
@@ -764,6 +778,9 @@ class DmpSimulator:
         require_client_certificate: bool = False,
         max_results: int = 500,
         clock: Callable[[], dt.datetime] | None = None,
+        patient_list_date_format: str = "%d%m%Y",
+        patient_list_elements: tuple[str, str] = ("date", "type"),
+        authorization_role_element: str = "role",
     ) -> None:
         self.trusted = tuple(trusted)
         if not self.trusted:
@@ -772,6 +789,9 @@ class DmpSimulator:
         self.store.seed(patients=patients, professionals=professionals, authorisations=authorisations)
         self.require_client_certificate = require_client_certificate
         self.max_results = max_results
+        self.patient_list_date_format = patient_list_date_format
+        self.patient_list_elements = patient_list_elements
+        self.authorization_role_element = authorization_role_element
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
     def __repr__(self) -> str:
@@ -1603,7 +1623,7 @@ class DmpSimulator:
         return self.store.authorisation(patient.key, caller.professional_id)
 
     def _td_patient_query(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
-        """TD0.2 (``TEST_EXST``) and the administrative-data read (``DONNEES_ADMIN``)."""
+        """TD0.2 (``TEST_EXST``) and the administrative-data read (``CNSLT_DATA``)."""
         try:
             query, header = parse_patient_query_request(message.payload)
         except DmpConnectorError as exc:
@@ -1676,6 +1696,8 @@ class DmpSimulator:
                 raise _refused(DmpErrorCode.DMP_CLOSED, "Le DMP existe et est fermé : réactivez-le")
             if request.data is None:
                 raise _Fault("Sender", _BAD_REQUEST, "Une création de DMP demande les données administratives")
+            if request.consent is not True:
+                raise _Fault("Sender", _BAD_REQUEST, "Consentement à l'ouverture du DMP absent")
             created = _patient_from(request.data, patient, created=now)
             self.store.put_patient(created)
             self.store.put_authorisation(  # the professional who creates the DMP is authorised on it [I]
@@ -1687,6 +1709,8 @@ class DmpSimulator:
         if kind is RegistrationKind.REACTIVATE:
             if patient.dmp is DmpState.ACTIVE:
                 raise _refused(DmpErrorCode.FOUND, "Le DMP est déjà actif")
+            if request.consent is not True:
+                raise _Fault("Sender", _BAD_REQUEST, "Consentement à la réactivation du DMP absent")
             reopened = {"dmp": DmpState.ACTIVE, "closed": None, "closing_reason": None, "closing_text": None}
             self.store.put_patient(patient.model_copy(update=reopened))
             return
@@ -1702,7 +1726,7 @@ class DmpSimulator:
                 update={
                     "dmp": DmpState.CLOSED,
                     "closed": now,
-                    "closing_reason": str(closure.reason) if closure is not None else ClosureReason.OTHER.value,
+                    "closing_reason": str(closure.reason) if closure is not None else None,
                     "closing_text": closure.text if closure is not None else None,
                 }
             )
@@ -1711,21 +1735,25 @@ class DmpSimulator:
     def _td_set_authorization(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
         """TD0.3: add or remove this professional's authorisation (optionally as médecin traitant)."""
         try:
-            ins, action, treating = parse_set_authorization_request(message.payload)
+            action, treating = parse_set_authorization_request(
+                message.payload, role_element=self.authorization_role_element
+            )
         except DmpConnectorError as exc:
             raise _Fault("Sender", _BAD_REQUEST, f"Requête TD0.3 illisible : {exc.message}") from exc
-        self._vihf_patient_is(caller, ins)
+        patient_id = caller.patient()  # the body names no patient: the VIHF does
         try:
             with self.store.transaction():
-                self._set_authorization(caller, ins, action, treating)
+                self._set_authorization(caller, patient_id, action, treating)
             status = ServiceStatus(status="DMPOK")
         except _Refused as refused:
             status = _service_status(refused)
         body = build_set_authorization_response(status)
         return _soap_response(body, TdAction.SET_AUTHORIZATION.value + "Response", message.message_id)
 
-    def _set_authorization(self, caller: DmpCaller, ins: INS, action: AuthorizationAction, treating: bool) -> None:
-        patient = self._patient_with_dmp(Cx(id=ins.matricule, assigning_authority=ins.oid.value, id_type="NH"))
+    def _set_authorization(
+        self, caller: DmpCaller, patient_id: Cx, action: AuthorizationAction, treating: bool
+    ) -> None:
+        patient = self._patient_with_dmp(patient_id)
         standing = self._standing(caller, patient)
         if standing is not None and standing.status is AuthorizationStatus.FORBIDDEN:
             raise _refused(DmpErrorCode.PATIENT_OPPOSITION, "Le patient a bloqué l'accès de ce professionnel")
@@ -1748,19 +1776,19 @@ class DmpSimulator:
     def _td_list_authorizations(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
         """The professionals authorised on a DMP (``listAuthorizationByPatient``)."""
         try:
-            ins, mode = parse_list_authorizations_request(message.payload)
+            mode = parse_list_authorizations_request(message.payload)
         except DmpConnectorError as exc:
             raise _Fault(
                 "Sender", _BAD_REQUEST, f"Requête listAuthorizationByPatient illisible : {exc.message}"
             ) from exc
-        self._vihf_patient_is(caller, ins)
+        wanted = _LIST_MODES.get(mode)
+        if wanted is None:
+            raise _Fault("Sender", _BAD_REQUEST, "mode inconnu (TOUTE, ACTIVE ou INTERDITE)")
         professionals: list[AuthorizedProfessional] = []
         try:
             patient = self._consulted_patient(caller)
             for record in self.store.authorisations(patient=patient.key):
-                if record.status is not AuthorizationStatus.VALID:
-                    continue
-                if mode == "MEDECIN_TRAITANT" and not record.attending_physician:
+                if record.status not in wanted:
                     continue
                 known = self.store.professional(record.professional_id)
                 professionals.append(
@@ -1768,7 +1796,6 @@ class DmpSimulator:
                         national_id=record.professional_id,
                         family_name=known.family_name if known is not None else None,
                         given_name=known.given_name if known is not None else None,
-                        treating_doctor=record.attending_physician,
                     )
                 )
             status = ServiceStatus(status="DMPOK")
@@ -1780,7 +1807,9 @@ class DmpSimulator:
     def _td_patient_list(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
         """TD0.4: the DMPs this professional was recently authorised on, or deposited in."""
         try:
-            since, kind = parse_patient_list_request(message.payload)
+            since, kind = parse_patient_list_request(
+                message.payload, date_format=self.patient_list_date_format, elements=self.patient_list_elements
+            )
         except DmpConnectorError as exc:
             raise _Fault("Sender", _BAD_REQUEST, f"Requête TD0.4 illisible : {exc.message}") from exc
         dates: dict[str, dt.datetime] = {}
@@ -1798,16 +1827,14 @@ class DmpSimulator:
             patient = self.store.patient(key)
             if patient is None or patient.dmp is not DmpState.ACTIVE or when.date() < since:
                 continue
-            recent.append(
+            recent.append(  # the public rows carry names and birth date, no INS
                 RecentDmp(
-                    ins=patient.ins,
                     family_name=patient.traits.birth_name,
                     given_name=patient.traits.birth_first_names[0],
                     birth_date=patient.traits.birth_date,
-                    date=when,
                 )
             )
-        body = build_patient_list_response(ServiceStatus(status="DMPOK"), recent)
+        body = build_patient_list_response(ServiceStatus(status="DMPOk"), recent)  # the kit compares "DMPOk"
         return _soap_response(body, TdAction.PATIENT_LIST.value + "Response", message.message_id)
 
     def _td_find_candidates(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
@@ -1820,6 +1847,7 @@ class DmpSimulator:
             PatientCandidate(
                 ins=patient.ins,
                 family_name=patient.traits.birth_name,
+                used_name=patient.traits.used_name,
                 given_name=patient.traits.birth_first_names[0],
                 sex=patient.traits.sex,
                 birth_date=patient.traits.birth_date,
@@ -1922,13 +1950,21 @@ def _candidate_matches(patient: PatientRecord, search: PatientSearch) -> bool:
     return search.birth_date is None or search.birth_date == traits.birth_date
 
 
+_LIST_MODES: Final = {
+    "TOUTE": frozenset(AuthorizationStatus),
+    "ACTIVE": frozenset({AuthorizationStatus.VALID}),
+    "INTERDITE": frozenset({AuthorizationStatus.FORBIDDEN}),
+}
+"""``listAuthorizationByPatient`` modes: ``TOUTE`` [V kit]; ``ACTIVE``/``INTERDITE`` after MagicDMP's names [I]."""
+
+
 def _closure(patient: PatientRecord) -> Closure | None:
     if patient.dmp is not DmpState.CLOSED:
         return None
-    reason = patient.closing_reason or ClosureReason.OTHER.value
+    reason = patient.closing_reason
     known = reason in {r.value for r in ClosureReason}
     return Closure(
-        reason=ClosureReason(reason) if known else reason,
+        reason=ClosureReason(reason) if reason is not None and known else reason,
         text=patient.closing_text,
         date=patient.closed.date() if patient.closed is not None else None,
     )
@@ -1943,6 +1979,9 @@ def _administrative(patient: PatientRecord) -> AdministrativeData:
         sex=traits.sex,
         birth_date=traits.birth_date,
         used_name=traits.used_name,
+        civility=patient.civility,
+        address=patient.address,
+        home_phone=patient.home_phone,
         email=patient.email,
         mobile_phone=patient.mobile_phone,
         oppositions=Oppositions(
@@ -1986,6 +2025,9 @@ def _patient_from(
             "closing_text": None,
             "email": data.email,
             "mobile_phone": data.mobile_phone,
+            "home_phone": data.home_phone,
+            "civility": data.civility,
+            "address": data.address,
         }
     )
     return PatientRecord.model_validate(base)

@@ -53,6 +53,7 @@ from dmp_connector.errors import (
     MalformedResponseError,
     ValidationError,
 )
+from dmp_connector.ins import BirthDate
 from dmp_connector.signature import AccessMode, FileSigner, SignatureAlgorithm
 from dmp_connector.signature import vihf as vihf_module
 from dmp_connector.soap import Attachment
@@ -74,6 +75,7 @@ from dmp_connector.xds import (
     parse_submit_objects_request,
 )
 from dmp_connector.xds.ebrim import RetrievedDocument, RetrieveDocumentSetResponse, build_retrieve_document_set_response
+from dmp_connector.xml import to_bytes
 from tests.cda.conftest import make_pdf
 from tests.dmp.client_support import (
     INS_TEST,
@@ -663,18 +665,18 @@ def test_authorisations(mode: str) -> None:
         return_value=soap_response(_td.build_set_authorization_response(ServiceStatus(status="DMPOK")))
     )
     assert call(mode, "set_authorisation", PATIENT, as_treating_doctor=True).ok
-    assert _td.parse_set_authorization_request(received(route.calls.last.request).payload) == (
-        INS_TEST,
-        _td.AuthorizationAction.ADD,
-        True,
-    )
+    sent = received(route.calls.last.request)
+    assert _td.parse_set_authorization_request(sent.payload) == (_td.AuthorizationAction.ADD, True)
+    assert INS_TEST.matricule not in to_bytes(sent.payload).decode()  # no patient id in the body: the VIHF names it
+    assert [v.text for v in vihf_attribute(sent, vihf_module.ATTR_RESOURCE_ID)] == [INS_TEST.to_xds_cx()]
     call(mode, "set_authorisation", PATIENT, add=False)
-    assert _td.parse_set_authorization_request(received(route.calls.last.request).payload)[1] is (
+    assert _td.parse_set_authorization_request(received(route.calls.last.request).payload)[0] is (
         _td.AuthorizationAction.REMOVE
     )
-    rows = (_td.AuthorizedProfessional(national_id="899700000001", treating_doctor=True),)
+    rows = (_td.AuthorizedProfessional(national_id="899700000001", family_name="SANDBOX"),)
     route.mock(return_value=soap_response(_td.build_list_authorizations_response(ServiceStatus(status="DMPOK"), rows)))
     assert call(mode, "list_authorisations", PATIENT) == rows
+    assert _td.parse_list_authorizations_request(received(route.calls.last.request).payload) == "TOUTE"
     route.mock(return_value=soap_response(_td.build_set_authorization_response(ServiceStatus(status="DMPNotFound"))))
     with pytest.raises(DmpNotFoundError):
         call(mode, "set_authorisation", PATIENT)
@@ -683,11 +685,14 @@ def test_authorisations(mode: str) -> None:
 @MODES
 @respx.mock
 def test_recent_dmps_and_patient_search(mode: str) -> None:
-    recent = (RecentDmp(ins=INS_TEST, family_name="PAT-TROIS"),)
-    respx.post(url(DmpService.PATIENTS_SPECIFIC)).mock(
-        return_value=soap_response(_td.build_patient_list_response(ServiceStatus(status="DMPOK"), recent))
+    recent = (RecentDmp(family_name="PAT-TROIS", birth_date_text="19790328", birth_date=BirthDate.parse("19790328")),)
+    listing = respx.post(url(DmpService.PATIENTS_SPECIFIC)).mock(
+        return_value=soap_response(_td.build_patient_list_response(ServiceStatus(status="DMPOk"), recent))
     )
-    assert call(mode, "recent_dmps", dt.date(2025, 1, 1), RecentDmpKind.LAST_DOCUMENT) == recent
+    assert call(mode, "recent_dmps", dt.date(2025, 1, 2), RecentDmpKind.LAST_DOCUMENT) == recent
+    body = received(listing.calls.last.request).payload
+    assert _td.parse_patient_list_request(body) == (dt.date(2025, 1, 2), RecentDmpKind.LAST_DOCUMENT)
+    assert _td._child_text(body, "date") == "02012025"  # the kit's DDMMYYYY, the setting's default
     candidates = (PatientCandidate(ins=INS_TEST, family_name="PAT-TROIS"),)
     route = respx.post(url(DmpService.PATIENTS_PDQ)).mock(
         return_value=soap_response(_td.build_find_candidates_response(ANSWER_HEADER, ACCEPT, candidates))
@@ -706,22 +711,46 @@ def test_dmp_lifecycle(mode: str) -> None:
         return soap_response(_td.build_registration_response(ANSWER_HEADER, kind, ack))
 
     route = respx.post(url(DmpService.PATIENTS)).mock(return_value=answer(RegistrationKind.CREATE))
-    call(mode, "create_dmp", PATIENT, oppositions=Oppositions(centre_15=True), email="p@example.org")
+    with pytest.raises(ValidationError, match="consent"):
+        call(mode, "create_dmp", PATIENT)
+    assert not route.called
+    card = _td.VitaleCard(birth_name="PAT-TROIS", given_name="DOMINIQUE", birth_date="790328")
+    call(
+        mode,
+        "create_dmp",
+        PATIENT,
+        oppositions=Oppositions(centre_15=True),
+        email="p@example.org",
+        consent=True,
+        civility="M",
+        vitale=card,
+    )
     request, _ = _td.parse_registration_request(received(route.calls.last.request).payload)
-    assert request.kind is RegistrationKind.CREATE and request.data is not None
+    assert request.kind is RegistrationKind.CREATE and request.data is not None and request.consent is True
     assert request.data.birth_name == "PAT-TROIS" and request.data.oppositions.centre_15
-    assert request.author_id == SETTINGS.professional.national_id  # type: ignore[union-attr]
+    assert request.data.civility == "M" and request.vitale == card
+    assert request.author is not None
+    assert request.author.national_id == SETTINGS.professional.national_id  # type: ignore[union-attr]
+    assert request.author.organisation_id == SETTINGS.organisation.national_id  # type: ignore[union-attr]
     found = Acknowledgement(type_code=AckType.ERROR, details=(AckDetail(code="DMPFound", text="existe"),))
     route.mock(return_value=answer(RegistrationKind.CREATE, found))
     with pytest.raises(DmpAlreadyExistsError):
-        call(mode, "create_dmp", PATIENT)
+        call(mode, "create_dmp", PATIENT, consent=True)
     route.mock(return_value=answer(RegistrationKind.CLOSE))
     call(mode, "close_dmp", PATIENT, ClosureReason.PATIENT_REQUEST, text="à sa demande")
     request, _ = _td.parse_registration_request(received(route.calls.last.request).payload)
     assert request.closure is not None and request.closure.reason is ClosureReason.PATIENT_REQUEST
+    closing = received(route.calls.last.request).payload
+    assert closing.find("{urn:hl7-org:v3}controlActProcess/{urn:hl7-org:v3}reasonCode").get("code") == "FERM"  # type: ignore[union-attr]
+    patient_status = ".//{urn:hl7-org:v3}subject1/{urn:hl7-org:v3}patient/{urn:hl7-org:v3}statusCode"
+    assert closing.find(patient_status).get("code") == "terminated"  # type: ignore[union-attr]
     route.mock(return_value=answer(RegistrationKind.REACTIVATE))
-    call(mode, "reactivate_dmp", PATIENT)
+    with pytest.raises(ValidationError, match="consent"):
+        call(mode, "reactivate_dmp", PATIENT)
+    call(mode, "reactivate_dmp", PATIENT, consent=True)
     assert 'action="urn:hl7-org:v3:PRPA_IN201314UV02"' in route.calls.last.request.headers["Content-Type"]
+    request, _ = _td.parse_registration_request(received(route.calls.last.request).payload)
+    assert request.kind is RegistrationKind.REACTIVATE and request.consent is True
 
 
 @MODES

@@ -471,7 +471,7 @@ class Dmp:
         treating: bool = False,
         **call: Any,
     ) -> td.ServiceStatus:
-        body = td.build_set_authorization_request(patient.ins, action, treating_doctor=treating)
+        body = td.build_set_authorization_request(action, treating_doctor=treating)
         message = self.call("habilitations", td.TdAction.SET_AUTHORIZATION.value, body, patient=patient.ins, **call)
         return td.parse_set_authorization_response(message.payload)
 
@@ -1026,20 +1026,23 @@ def test_td03_treating_doctor_is_unique_and_listed(dmp: Dmp) -> None:
     assert dmp.authorise(PAT_TROIS, treating=True).ok
     assert not dmp.test_existence(PAT_TROIS, professional=DUPONT).status.treating_doctor
     assert dmp.test_existence(PAT_TROIS).status.treating_doctor
-    body = td.build_list_authorizations_request(PAT_TROIS.ins)
-    message = dmp.call("habilitations", td.TdAction.LIST_AUTHORIZATIONS.value, body, patient=PAT_TROIS.ins)
-    status, professionals = td.parse_list_authorizations_response(message.payload)
-    assert status.ok
-    assert {(p.national_id, p.family_name, p.treating_doctor) for p in professionals} == {
-        ("899700000001", "SANDBOX", True),
-        ("810001234567", "DUPONT", False),
-    }
+
+    def listed(mode: str) -> set[tuple[str, str | None]]:
+        body = td.build_list_authorizations_request(mode=mode)
+        message = dmp.call("habilitations", td.TdAction.LIST_AUTHORIZATIONS.value, body, patient=PAT_TROIS.ins)
+        status, professionals = td.parse_list_authorizations_response(message.payload)
+        assert status.ok and all(p.treating_doctor is None for p in professionals)  # not in the public rows
+        return {(p.national_id, p.family_name) for p in professionals}
+
+    assert listed("TOUTE") == {("899700000001", "SANDBOX"), ("810001234567", "DUPONT"), ("810002422979", "CHARLES")}
+    assert listed("ACTIVE") == {("899700000001", "SANDBOX"), ("810001234567", "DUPONT")}
+    assert listed("INTERDITE") == {("810002422979", "CHARLES")}
     for patient, code in ((NO_DMP, DmpErrorCode.DMP_NOT_FOUND), (CLOSED, DmpErrorCode.DMP_CLOSED)):
         assert dmp.authorise(patient).status == code
     refused = dmp.call(
         "habilitations",
         td.TdAction.LIST_AUTHORIZATIONS.value,
-        td.build_list_authorizations_request(ADRUN.ins),
+        td.build_list_authorizations_request(),
         patient=ADRUN.ins,
     )
     status, professionals = td.parse_list_authorizations_response(refused.payload)
@@ -1049,18 +1052,20 @@ def test_td03_treating_doctor_is_unique_and_listed(dmp: Dmp) -> None:
 def test_td04_recent_dmps(dmp: Dmp) -> None:
     since = dt.date.today() - dt.timedelta(days=1)
 
-    def recent(kind: td.RecentDmpKind, professional: Professional = SANDBOX) -> list[str]:
+    def recent(kind: td.RecentDmpKind, professional: Professional = SANDBOX) -> list[tuple[str | None, str]]:
         body = td.build_patient_list_request(since, kind)
         message = dmp.call("patientsSpecific", td.TdAction.PATIENT_LIST.value, body, professional=professional)
         status, patients = td.parse_patient_list_response(message.payload)
-        assert status.ok
-        return [p.ins.matricule for p in patients]
+        assert status.ok and status.status == "DMPOk"  # the spelling the kit compares
+        assert all(p.ins is None for p in patients)  # the public rows name no INS
+        return [(p.family_name, str(p.birth_date)) for p in patients]
 
     assert recent(td.RecentDmpKind.LAST_AUTHORIZATION) == []
     assert dmp.authorise(ADRUN).ok
     assert dmp.deposit([Doc(pdf("x"), patient=OPPOSED.cx)], patient=OPPOSED).ok
-    assert recent(td.RecentDmpKind.LAST_AUTHORIZATION) == [ADRUN.ins.matricule]
-    assert recent(td.RecentDmpKind.LAST_DOCUMENT) == [OPPOSED.ins.matricule]
+    adrun = (ADRUN.traits.birth_name, str(ADRUN.traits.birth_date))
+    assert recent(td.RecentDmpKind.LAST_AUTHORIZATION) == [adrun]
+    assert recent(td.RecentDmpKind.LAST_DOCUMENT) == [(OPPOSED.traits.birth_name, str(OPPOSED.traits.birth_date))]
     assert recent(td.RecentDmpKind.LAST_DOCUMENT, DUPONT) == []
 
 
@@ -1083,7 +1088,9 @@ def test_td05_patient_search(dmp: Dmp) -> None:
 
 
 def test_td1_create_close_reactivate_and_update(dmp: Dmp) -> None:
-    create = td.RegistrationRequest(kind=td.RegistrationKind.CREATE, ins=NO_DMP.ins, data=admin_data(NO_DMP))
+    create = td.RegistrationRequest(
+        kind=td.RegistrationKind.CREATE, ins=NO_DMP.ins, data=admin_data(NO_DMP), consent=True
+    )
     created = dmp.register(create)
     assert created.acknowledgement.accepted and created.interaction == "PRPA_IN201312UV02"
     assert dmp.test_existence(NO_DMP).status.authorization is td.AuthorizationStatus.VALID  # the creator [I]
@@ -1104,7 +1111,7 @@ def test_td1_create_close_reactivate_and_update(dmp: Dmp) -> None:
     assert dmp.register(close).acknowledgement.codes == ("DMPClosed",)
     assert dmp.register(create).acknowledgement.codes == ("DMPClosed",)
 
-    reactivate = td.RegistrationRequest(kind=td.RegistrationKind.REACTIVATE, ins=NO_DMP.ins)
+    reactivate = td.RegistrationRequest(kind=td.RegistrationKind.REACTIVATE, ins=NO_DMP.ins, consent=True)
     assert dmp.register(reactivate).acknowledgement.accepted
     assert dmp.register(reactivate).acknowledgement.codes == ("DMPFound",)
     assert dmp.test_existence(NO_DMP).status.active
@@ -1128,7 +1135,7 @@ def test_td1_creates_a_dmp_for_a_patient_the_sandbox_did_not_know(dmp: Dmp) -> N
         ins=ins, birth_name="NOUVEAU", given_names="Paul Louis", sex=Sex.M, birth_date=BirthDate.parse("1984-12-01")
     )
     assert dmp.register(
-        td.RegistrationRequest(kind=td.RegistrationKind.CREATE, ins=ins, data=data)
+        td.RegistrationRequest(kind=td.RegistrationKind.CREATE, ins=ins, data=data, consent=True)
     ).acknowledgement.accepted
     stored = dmp.simulator.store.patient(ins)
     assert stored is not None and stored.traits.birth_first_names == ("PAUL", "LOUIS")

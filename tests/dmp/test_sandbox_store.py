@@ -75,7 +75,7 @@ def test_the_default_seeds_show_every_case_and_reuse_the_insi_identities() -> No
     assert any(p.oppositions == {AccessMode.BRIS_DE_GLACE, AccessMode.CENTRE_15} for p in DEFAULT_DMP_PATIENTS)
     assert any(p.ins.oid is InsOid.NIR_TEST for p in DEFAULT_DMP_PATIENTS)
     statuses = {a.status for a in DEFAULT_DMP_AUTHORISATIONS}
-    assert statuses == {AuthorizationStatus.VALID, AuthorizationStatus.FORBIDDEN}
+    assert statuses == {AuthorizationStatus.VALID, AuthorizationStatus.FORBIDDEN, AuthorizationStatus.EXPIRED}
 
 
 def test_a_patient_is_found_by_cx_ins_or_key_and_only_under_its_own_oid() -> None:
@@ -107,7 +107,10 @@ def test_authorisations_are_kept_per_patient_and_professional() -> None:
     store.put_authorisation(record)
     assert store.authorisation(ADRUN.key, "899700000001") == record
     assert store.authorisations(patient=ADRUN.key) == [record]
-    assert [a.patient for a in store.authorisations(professional_id="899700000001")] == [ADRUN.key]
+    expired = [a.patient for a in DEFAULT_DMP_AUTHORISATIONS if a.professional_id == "899700000001"]
+    assert sorted(a.patient for a in store.authorisations(professional_id="899700000001")) == sorted(
+        [ADRUN.key, *expired]
+    )
     assert len(store.authorisations()) == len(DEFAULT_DMP_AUTHORISATIONS) + 1
     store.put_authorisation(record.model_copy(update={"attending_physician": True}))
     stored = store.authorisation(ADRUN.key, "899700000001")

@@ -8,6 +8,7 @@ import pytest
 from lxml import etree
 
 from dmp_connector._transport import CallContext
+from dmp_connector.codes import Code
 from dmp_connector.config import DmpService
 from dmp_connector.dmp import _td
 from dmp_connector.dmp.errors import (
@@ -114,6 +115,8 @@ def test_patient_query_round_trip(reason: QueryReason) -> None:
             attached_to_mes=True,
         ),
         DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorization=AuthorizationStatus.FORBIDDEN),
+        DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorization=AuthorizationStatus.EXPIRED),
+        DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorization=AuthorizationStatus.NONE),
         DmpStatus(
             exists=True,
             ins=INS_TEST,
@@ -141,10 +144,10 @@ def test_administrative_data_round_trip() -> None:
 
 def test_patient_query_answers_that_break_the_shape_are_malformed() -> None:
     good = _td.build_patient_query_response(ANSWER, ACCEPT, DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE))
-    status = good.find(".//{urn:hl7-org:v3}registrationEvent/{urn:hl7-org:v3}statusCode")
+    status = good.find(".//{urn:hl7-org:v3}patient/{urn:hl7-org:v3}statusCode")
     assert status is not None
     status.set("code", "weird")
-    with pytest.raises(MalformedResponseError, match="statusCode"):
+    with pytest.raises(MalformedResponseError, match="state"):
         _td.parse_patient_query_response(wire(good))
     with pytest.raises(MalformedResponseError, match="PRPA_IN201308UV02"):
         _td.parse_patient_query_response(wire(etree.Element("{urn:hl7-org:v3}PRPA_IN201306UV02")))
@@ -207,8 +210,21 @@ def _request(kind: RegistrationKind) -> RegistrationRequest:
         kind=kind,
         ins=INS_TEST,
         data=DATA if kind in (RegistrationKind.CREATE, RegistrationKind.UPDATE) else None,
-        closure=Closure(reason=ClosureReason.DEATH, text="décès") if kind is RegistrationKind.CLOSE else None,
-        author_id="899700000001",
+        consent=True if kind in (RegistrationKind.CREATE, RegistrationKind.REACTIVATE) else None,
+        vitale=_td.VitaleCard(birth_name="PAT-TROIS", given_name="DOMINIQUE", birth_date="790301")
+        if kind is RegistrationKind.CREATE
+        else None,
+        closure=Closure(reason=ClosureReason.PATIENT_REQUEST, text="à sa demande")
+        if kind is RegistrationKind.CLOSE
+        else None,
+        author=_td.RegistrationAuthor(
+            national_id="899700000001",
+            specialty=Code.of("G15_10/SM26", "1.2.250.1.213.1.1.4.5", "Médecine générale"),
+            family_name="SANDBOX",
+            given_name="JEANNE",
+            organisation_id="10B0167011",
+            organisation_name="Cabinet",
+        ),
     )
 
 
@@ -245,6 +261,16 @@ def test_registration_needs_its_data() -> None:
         _td.build_registration_request(RegistrationRequest(kind=RegistrationKind.CREATE, ins=INS_TEST), HEADER)
     with pytest.raises(ValidationError):
         _td.build_registration_request(RegistrationRequest(kind=RegistrationKind.CLOSE, ins=INS_TEST), HEADER)
+    for kind in (RegistrationKind.CREATE, RegistrationKind.REACTIVATE):
+        without = RegistrationRequest(kind=kind, ins=INS_TEST, data=DATA, consent=False)
+        with pytest.raises(ValidationError, match="consent"):
+            _td.build_registration_request(without, HEADER)
+    close = RegistrationRequest(kind=RegistrationKind.CLOSE, ins=INS_TEST, closure=Closure())
+    with pytest.raises(ValidationError, match="completed or terminated"):
+        _td.build_registration_request(close, HEADER, close_status="closed")
+    mediboard = _td.build_registration_request(close, HEADER, close_status="terminated")
+    registration_status = mediboard.find(".//{urn:hl7-org:v3}registrationRequest/{urn:hl7-org:v3}statusCode")
+    assert registration_status is not None and registration_status.get("code") == "terminated"
 
 
 def test_an_answer_whose_ack_contradicts_its_interaction_is_malformed() -> None:
@@ -267,6 +293,7 @@ def test_pdq_round_trip() -> None:
         birth_date=BirthDate.parse("1979"),
         postal_code="63220",
         city="Arlanc",
+        approximate=True,
         max_results=10,
         query_id="q-2",
     )
@@ -276,6 +303,7 @@ def test_pdq_round_trip() -> None:
         PatientCandidate(
             ins=INS_TEST,
             family_name="PAT-TROIS",
+            used_name="MARTIN",
             given_name="DOMINIQUE",
             sex=Sex.F,
             birth_date=BirthDate.parse("19790301"),
@@ -301,9 +329,26 @@ def test_pdq_round_trip() -> None:
 @pytest.mark.parametrize("treating", [True, False])
 @pytest.mark.parametrize("action", list(AuthorizationAction))
 def test_set_authorization_round_trip(action: AuthorizationAction, treating: bool) -> None:
-    element = _td.build_set_authorization_request(INS_TEST, action, treating_doctor=treating)
+    element = _td.build_set_authorization_request(action, treating_doctor=treating)
     assert element.tag == f"{{{_td.HABILITATIONS_NS}}}setAuthorization"
-    assert _td.parse_set_authorization_request(wire(element)) == (INS_TEST, action, treating)
+    assert [etree.QName(child).localname for child in element] == (["action", "role"] if treating else ["action"])
+    assert _td.parse_set_authorization_request(wire(element)) == (action, treating)
+
+
+def test_the_unconfirmed_element_names_are_settings() -> None:
+    dmp = SETTINGS.dmp.model_copy(
+        update={"authorization_role_element": "roleType", "patient_list_elements": ("dateDebut", "dateType")}
+    )
+    call = CallContext(settings=SETTINGS.model_copy(update={"dmp": dmp}), message_id=CALL.message_id)
+    operation = SetAuthorizationOperation(INS_TEST, AuthorizationAction.ADD, treating_doctor=True, security=None)
+    body = operation.build(call).body[0]
+    assert [etree.QName(child).localname for child in body] == ["action", "roleType"]
+    assert _td.parse_set_authorization_request(wire(body), role_element="roleType") == (AuthorizationAction.ADD, True)
+    assert _td.parse_set_authorization_request(wire(body)) == (AuthorizationAction.ADD, False)
+    listing = PatientListOperation(dt.date(2025, 1, 2), RecentDmpKind.LAST_DOCUMENT, security=None).build(call)
+    assert [etree.QName(child).localname for child in listing.body[0]] == ["dateDebut", "dateType"]
+    with pytest.raises(MalformedResponseError, match="no date"):
+        _td.parse_patient_list_request(wire(listing.body[0]))
 
 
 @pytest.mark.parametrize("status", ["DMPOK", "DMPOk"])
@@ -325,14 +370,11 @@ def test_a_status_other_than_dmpok_is_a_typed_refusal_with_its_context() -> None
 
 
 def test_list_authorizations_round_trip() -> None:
-    assert _td.parse_list_authorizations_request(wire(_td.build_list_authorizations_request(INS_TEST))) == (
-        INS_TEST,
-        "TOUTE",
-    )
+    request = _td.build_list_authorizations_request()
+    assert [etree.QName(child).localname for child in request] == ["mode"]  # no patient id
+    assert _td.parse_list_authorizations_request(wire(request)) == "TOUTE"
     rows = [
-        AuthorizedProfessional(
-            national_id="899700000001", family_name="SANDBOX", given_name="JEANNE", treating_doctor=True
-        ),
+        AuthorizedProfessional(national_id="899700000001", family_name="SANDBOX", given_name="JEANNE"),
         AuthorizedProfessional(national_id="810001234567"),
     ]
     element = _td.build_list_authorizations_response(ServiceStatus(status="DMPOK"), rows)
@@ -340,19 +382,26 @@ def test_list_authorizations_round_trip() -> None:
     assert status.ok and list(found) == rows
     operation = ListAuthorizationsOperation(INS_TEST, security=None)
     assert operation.safe_to_repeat and operation.parse(message(element)) == tuple(rows)  # type: ignore[arg-type]
+    assert _td.parse_list_authorizations_request(wire(operation.build(CALL).body[0])) == "TOUTE"
+    other = SETTINGS.model_copy(update={"dmp": SETTINGS.dmp.model_copy(update={"authorization_list_mode": "ACTIVE"})})
+    built = operation.build(CallContext(settings=other, message_id=CALL.message_id)).body[0]
+    assert _td.parse_list_authorizations_request(wire(built)) == "ACTIVE"
 
 
 def test_recent_dmps_round_trip() -> None:
     since = dt.date(2025, 1, 1)
     for kind in RecentDmpKind:
         assert _td.parse_patient_list_request(wire(_td.build_patient_list_request(since, kind))) == (since, kind)
+        iso = _td.build_patient_list_request(since, kind, date_format="%Y%m%d")
+        assert _td._child_text(iso, "date") == "20250101"
+        assert _td.parse_patient_list_request(wire(iso), date_format="%Y%m%d") == (since, kind)
     rows = [
         RecentDmp(
-            ins=INS_TEST,
             family_name="PAT-TROIS",
             given_name="DOMINIQUE",
             birth_date=BirthDate.parse("19790301"),
-            date=dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+            birth_date_text="19790301",
+            message="Autorisation du 02/01/2025",
         )
     ]
     element = _td.build_patient_list_response(ServiceStatus(status="DMPOK"), rows)
@@ -366,8 +415,9 @@ def test_recent_dmps_round_trip() -> None:
 def test_non_hl7_answers_of_the_wrong_shape_are_malformed() -> None:
     with pytest.raises(MalformedResponseError, match="status"):
         _td.parse_set_authorization_response(wire(etree.Element(f"{{{_td.HABILITATIONS_NS}}}setAuthorizationResponse")))
-    bad = _td.build_patient_list_response(ServiceStatus(status="DMPOK"))
-    row = etree.SubElement(bad, f"{{{_td.PATIENTS_NS}}}patient")
-    etree.SubElement(row, f"{{{_td.PATIENTS_NS}}}patientId").text = "not a CX"
-    with pytest.raises(MalformedResponseError, match="INS"):
-        _td.parse_patient_list_response(wire(bad))
+    with pytest.raises(MalformedResponseError, match="not a patientList answer"):
+        _td.parse_patient_list_response(wire(etree.Element(f"{{{_td.PATIENTS_NS}}}somethingElse")))
+    bad = _td.build_list_authorizations_response(ServiceStatus(status="DMPOK"))
+    etree.SubElement(bad, f"{{{_td.HABILITATIONS_NS}}}listOfAuthorizationByPatient")
+    with pytest.raises(MalformedResponseError, match="nationalId"):
+        _td.parse_list_authorizations_response(wire(bad))
