@@ -35,7 +35,7 @@ import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar, cast
 from urllib.parse import unquote
 
 import pydantic
@@ -642,8 +642,7 @@ class _Classification:
     name: str | None
     lang: str | None = None
     charset: str | None = None
-    raw_scheme: str | None = None
-    raw_node: str | None = None
+    element: etree._Element | None = None
 
 
 @dataclass(slots=True)
@@ -693,15 +692,24 @@ def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) ->
     slots[name] = values
 
 
+_NO_STRING: Final = (None, None, None)
+
+
 def _read_localized(element: etree._Element | None) -> tuple[str | None, str | None, str | None]:
     """The value, ``xml:lang`` and ``charset`` of the first ``LocalizedString`` that has a value."""
     if element is not None:
         for string in element:
             if string.tag == _LOCALIZED_STRING:
-                value = string.get("value")
+                # One call for every attribute: cheaper than three get()s, and most strings have
+                # only their value.
+                attributes = cast("list[tuple[str, str]]", string.items())  # str in Python 3
+                if len(attributes) == 1 and attributes[0][0] == "value":
+                    return attributes[0][1], None, None
+                found = dict(attributes)
+                value = found.get("value")
                 if value is not None:
-                    return value, string.get(_XML_LANG), string.get("charset")
-    return None, None, None
+                    return value, found.get(_XML_LANG), found.get("charset")
+    return _NO_STRING
 
 
 def _keep_attributes(obj: _Object, part: str, lang: str | None, charset: str | None) -> None:
@@ -720,18 +728,16 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
             name = child
     get = element.get
     value, lang, charset = _read_localized(name)
-    raw_scheme, raw_node = get("classificationScheme"), get("classificationNode")
     return _Classification(
-        scheme=_scheme(raw_scheme),
-        node=_scheme(raw_node),
+        scheme=_scheme(get("classificationScheme")),
+        node=_scheme(get("classificationNode")),
         code=get("nodeRepresentation"),
         classified=get("classifiedObject"),
         slots=slots,
         name=value,
         lang=lang,
         charset=charset,
-        raw_scheme=raw_scheme.strip() if raw_scheme else None,
-        raw_node=raw_node.strip() if raw_node else None,
+        element=element,
     )
 
 
@@ -758,9 +764,11 @@ def _read_object(element: etree._Element, kind: str, interned: _Interned | None 
         elif tag == _VERSION_INFO:
             version = child if version is None else version
     obj.name, lang, charset = _read_localized(name)
-    _keep_attributes(obj, "Name", lang, charset)
+    if lang is not None or charset is not None:
+        _keep_attributes(obj, "Name", lang, charset)
     obj.description, lang, charset = _read_localized(description)
-    _keep_attributes(obj, "Description", lang, charset)
+    if lang is not None or charset is not None:
+        _keep_attributes(obj, "Description", lang, charset)
     obj.version = version.get("versionName") if version is not None else None
     return obj
 
@@ -822,7 +830,9 @@ def _authors(obj: _Object, scheme: str) -> list[Any]:
     for classification in obj.classified(scheme):
         slots = classification.slots
         person = _single(obj, slots, "authorPerson")
-        extra = tuple((name, tuple(values)) for name, values in slots.items() if name not in _AUTHOR_SLOT_NAMES)
+        # A set difference in C: most authors have only TF-3's five slots, and then nothing is built.
+        others = slots.keys() - _AUTHOR_SLOT_NAMES
+        extra = tuple((name, tuple(slots[name])) for name in slots if name in others) if others else ()
         data: dict[str, Any] = {
             "person": person or None,
             "institutions": tuple(slots.get("authorInstitution", [])),
@@ -933,7 +943,8 @@ def _document(obj: _Object) -> DocumentEntry:
 
 
 def _flagged(obj: _Object, node: str) -> bool:
-    return any(c.node == node for c in obj.classifications)
+    # Internal classifications (a node, no scheme) are grouped under "": usually none on an entry.
+    return any(classification.node == node for classification in obj.classified(""))
 
 
 def _home(element: etree._Element) -> str | None:
@@ -1013,9 +1024,12 @@ def _association(element: etree._Element, interned: _Interned | None = None) -> 
 
 def _kept(classification: _Classification) -> dict[str, Any]:
     """A classification no field holds, as the data of a :class:`Classification`."""
+    element = classification.element
+    scheme = element.get("classificationScheme") if element is not None else None
+    node = element.get("classificationNode") if element is not None else None
     return {
-        "scheme": classification.raw_scheme,
-        "node": classification.raw_node,
+        "scheme": scheme.strip() or None if scheme else None,
+        "node": node.strip() or None if node else None,
         "node_representation": classification.code,
         "slots": tuple({"name": name, "values": tuple(values)} for name, values in classification.slots.items()),
         "name": classification.name,
