@@ -728,16 +728,17 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
             name = child
     get = element.get
     value, lang, charset = _read_localized(name)
+    # Positional: this runs for every code of every entry, and keywords cost more.
     return _Classification(
-        scheme=_scheme(get("classificationScheme")),
-        node=_scheme(get("classificationNode")),
-        code=get("nodeRepresentation"),
-        classified=get("classifiedObject"),
-        slots=slots,
-        name=value,
-        lang=lang,
-        charset=charset,
-        element=element,
+        _scheme(get("classificationScheme")),
+        _scheme(get("classificationNode")),
+        get("nodeRepresentation"),
+        get("classifiedObject"),
+        slots,
+        value,
+        lang,
+        charset,
+        element,
     )
 
 
