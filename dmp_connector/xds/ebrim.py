@@ -559,11 +559,23 @@ def _children(element: etree._Element, tag: str | None = None) -> list[etree._El
     return [c for c in element if isinstance(c.tag, str) and (tag is None or c.tag == tag)]
 
 
+_SCHEMES: dict[str, str] = {}
+_SCHEMES_KEPT: Final = 512  # the XDS schemes are a few dozen; a hostile message cannot grow this past the bound
+
+
 def _scheme(value: str | None) -> str:
-    """A scheme UUID compared without whitespace and case (some producers wrap or upper-case them)."""
+    """A scheme UUID compared without whitespace and case (some producers wrap or upper-case them).
+
+    Every classification of every entry names one of a few dozen schemes: each is normalised once.
+    """
     if not value:
         return ""
-    return "".join(value.split()).lower()
+    found = _SCHEMES.get(value)
+    if found is None:
+        found = "".join(value.split()).lower()
+        if len(_SCHEMES) < _SCHEMES_KEPT:
+            _SCHEMES[value] = found
+    return found
 
 
 def _attribute(element: etree._Element, name: str, where: str) -> str:
