@@ -860,9 +860,11 @@ def _authors(obj: _Object, scheme: str) -> list[Any]:
     return authors
 
 
-def _extras(obj: _Object, modelled: Iterable[str]) -> tuple[Any, ...]:
+def _extras(obj: _Object, modelled: frozenset[str]) -> tuple[Any, ...]:
     """The slots no field holds, as :class:`Slot` models (or as dicts, for the entry to refuse)."""
-    known = set(modelled)
+    known = modelled
+    if not obj.slots.keys() - known:  # the usual case: every slot has its field
+        return ()
     extras = []
     for name, values in obj.slots.items():
         if name not in known:
@@ -898,6 +900,10 @@ _DOCUMENT_SLOT_NAMES: Final = (
     "sourcePatientInfo",
     REFERENCE_ID_LIST_SLOT,
 )
+
+
+_DOCUMENT_SLOTS_KNOWN: Final = frozenset(_DOCUMENT_SLOT_NAMES)
+_ASSOCIATION_SLOTS_KNOWN: Final = frozenset(("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus"))
 
 
 def _document(obj: _Object) -> DocumentEntry:
@@ -942,7 +948,7 @@ def _document(obj: _Object) -> DocumentEntry:
         "source_patient_info": tuple(slots.get("sourcePatientInfo", [])),
         "repository_unique_id": _single(obj, slots, "repositoryUniqueId"),
         "reference_ids": tuple(slots.get(REFERENCE_ID_LIST_SLOT, [])),
-        "extra_slots": _extras(obj, _DOCUMENT_SLOT_NAMES),
+        "extra_slots": _extras(obj, _DOCUMENT_SLOTS_KNOWN),
     }
     # What most answers lack is left to the defaults: a field not given costs no validation.
     if obj.localized:
@@ -957,7 +963,8 @@ def _document(obj: _Object) -> DocumentEntry:
 
 def _flagged(obj: _Object, node: str) -> bool:
     # Internal classifications (a node, no scheme) are grouped under "": usually none on an entry.
-    return any(classification.node == node for classification in obj.classified(""))
+    internal = obj.classified("")
+    return bool(internal) and any(classification.node == node for classification in internal)
 
 
 def _home(element: etree._Element) -> str | None:
@@ -985,7 +992,7 @@ def _submission_set(obj: _Object) -> SubmissionSet:
         "comments": obj.description,
         "intended_recipients": tuple(slots.get("intendedRecipient", [])),
         "availability_status": obj.element.get("status"),
-        "extra_slots": _extras(obj, ("submissionTime", "intendedRecipient")),
+        "extra_slots": _extras(obj, frozenset(("submissionTime", "intendedRecipient"))),
         "localized": tuple(obj.localized),
     }
     return _validated(SubmissionSet, data, obj.where)
@@ -1009,7 +1016,7 @@ def _folder(obj: _Object) -> Folder:
         "availability_status": obj.element.get("status"),
         "logical_id": _lid(obj.element),
         "home": _home(obj.element),
-        "extra_slots": _extras(obj, ("lastUpdateTime",)),
+        "extra_slots": _extras(obj, frozenset(("lastUpdateTime",))),
         "localized": tuple(obj.localized),
     }
     return _validated(Folder, data, obj.where)
@@ -1030,7 +1037,7 @@ def _association(element: etree._Element, interned: _Interned | None = None) -> 
         "availability_status": element.get("status"),
         "home": _home(element),
         "classifications": tuple(_kept(c) for c in obj.classifications),
-        "extra_slots": _extras(obj, ("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus")),
+        "extra_slots": _extras(obj, _ASSOCIATION_SLOTS_KNOWN),
     }
     return _validated(Association, data, obj.where)
 
