@@ -279,12 +279,17 @@ STATE_JUSTIFICATIONS: tuple[tuple[str, str], ...] = (
         " (ITI TF-3 4.2, 4.3.1)",
     ),
     (
+        r"tests/20008|tests/20100b|tests/12002",
+        _STATE + "an association between registry entries needs both to exist, for the same patient, ITI TF-3"
+        " 4.2.2.1.2)",
+    ),
+    (
         r"UnmodifiableMetadataError|XDSPatientIDReconciliationError|tests/40001b",
         _STATE + "ITI-57 compares the new version with the stored one, ITI TF-2b 3.57.4.1.3.3)",
     ),
     (
         r"XDSMetadataVersionError|XDSMetadataUpdateError|XDSMetadataUpdateOperationError|update_to_no_orig"
-        r"|tests/2000|tests/1580|tests/4000|tests/4003|rmu_update|approve_orig",
+        r"|tests/20000|tests/2000[36]|tests/1580|tests/4000|tests/4003|rmu_update|approve_orig",
         _STATE + "PreviousVersion, logicalId and the status changed must match the stored versions,"
         " ITI TF-2b 3.57.4.1.3.3)",
     ),
@@ -307,11 +312,6 @@ STATE_JUSTIFICATIONS: tuple[tuple[str, str], ...] = (
         r"tests/12370",
         _STATE + "the association documentation codes come from the affinity domain's configuration, which the"
         " registry under test lacks)",
-    ),
-    (
-        r"tests/20008|tests/20100b|tests/12002|tests/20006",
-        _STATE + "an association between registry entries needs both to exist, for the same patient, ITI TF-3"
-        " 4.2.2.1.2)",
     ),
     (
         r"XDSUnknownPatientId|tests/11996|tests/12084",
