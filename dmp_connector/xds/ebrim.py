@@ -35,7 +35,7 @@ import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar, cast
 from urllib.parse import unquote
 
 import pydantic
@@ -559,11 +559,23 @@ def _children(element: etree._Element, tag: str | None = None) -> list[etree._El
     return [c for c in element if isinstance(c.tag, str) and (tag is None or c.tag == tag)]
 
 
+_SCHEMES: dict[str, str] = {}
+_SCHEMES_KEPT: Final = 512  # the XDS schemes are a few dozen; a hostile message cannot grow this past the bound
+
+
 def _scheme(value: str | None) -> str:
-    """A scheme UUID compared without whitespace and case (some producers wrap or upper-case them)."""
+    """A scheme UUID compared without whitespace and case (some producers wrap or upper-case them).
+
+    Every classification of every entry names one of a few dozen schemes: each is normalised once.
+    """
     if not value:
         return ""
-    return "".join(value.split()).lower()
+    found = _SCHEMES.get(value)
+    if found is None:
+        found = "".join(value.split()).lower()
+        if len(_SCHEMES) < _SCHEMES_KEPT:
+            _SCHEMES[value] = found
+    return found
 
 
 def _attribute(element: etree._Element, name: str, where: str) -> str:
@@ -642,8 +654,7 @@ class _Classification:
     name: str | None
     lang: str | None = None
     charset: str | None = None
-    raw_scheme: str | None = None
-    raw_node: str | None = None
+    element: etree._Element | None = None
 
 
 @dataclass(slots=True)
@@ -693,15 +704,24 @@ def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) ->
     slots[name] = values
 
 
+_NO_STRING: Final = (None, None, None)
+
+
 def _read_localized(element: etree._Element | None) -> tuple[str | None, str | None, str | None]:
     """The value, ``xml:lang`` and ``charset`` of the first ``LocalizedString`` that has a value."""
     if element is not None:
         for string in element:
             if string.tag == _LOCALIZED_STRING:
-                value = string.get("value")
+                # One call for every attribute: cheaper than three get()s, and most strings have
+                # only their value.
+                attributes = cast("list[tuple[str, str]]", string.items())  # str in Python 3
+                if len(attributes) == 1 and attributes[0][0] == "value":
+                    return attributes[0][1], None, None
+                found = dict(attributes)
+                value = found.get("value")
                 if value is not None:
-                    return value, string.get(_XML_LANG), string.get("charset")
-    return None, None, None
+                    return value, found.get(_XML_LANG), found.get("charset")
+    return _NO_STRING
 
 
 def _keep_attributes(obj: _Object, part: str, lang: str | None, charset: str | None) -> None:
@@ -720,18 +740,17 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
             name = child
     get = element.get
     value, lang, charset = _read_localized(name)
-    raw_scheme, raw_node = get("classificationScheme"), get("classificationNode")
+    # Positional: this runs for every code of every entry, and keywords cost more.
     return _Classification(
-        scheme=_scheme(raw_scheme),
-        node=_scheme(raw_node),
-        code=get("nodeRepresentation"),
-        classified=get("classifiedObject"),
-        slots=slots,
-        name=value,
-        lang=lang,
-        charset=charset,
-        raw_scheme=raw_scheme.strip() if raw_scheme else None,
-        raw_node=raw_node.strip() if raw_node else None,
+        _scheme(get("classificationScheme")),
+        _scheme(get("classificationNode")),
+        get("nodeRepresentation"),
+        get("classifiedObject"),
+        slots,
+        value,
+        lang,
+        charset,
+        element,
     )
 
 
@@ -758,9 +777,11 @@ def _read_object(element: etree._Element, kind: str, interned: _Interned | None 
         elif tag == _VERSION_INFO:
             version = child if version is None else version
     obj.name, lang, charset = _read_localized(name)
-    _keep_attributes(obj, "Name", lang, charset)
+    if lang is not None or charset is not None:
+        _keep_attributes(obj, "Name", lang, charset)
     obj.description, lang, charset = _read_localized(description)
-    _keep_attributes(obj, "Description", lang, charset)
+    if lang is not None or charset is not None:
+        _keep_attributes(obj, "Description", lang, charset)
     obj.version = version.get("versionName") if version is not None else None
     return obj
 
@@ -823,7 +844,9 @@ def _authors(obj: _Object, scheme: str) -> list[Any]:
     for classification in obj.classified(scheme):
         slots = classification.slots
         person = _single(obj, slots, "authorPerson")
-        extra = tuple((name, tuple(values)) for name, values in slots.items() if name not in _AUTHOR_SLOT_NAMES)
+        # A set difference in C: most authors have only TF-3's five slots, and then nothing is built.
+        others = slots.keys() - _AUTHOR_SLOT_NAMES
+        extra = tuple((name, tuple(slots[name])) for name in slots if name in others) if others else ()
         data: dict[str, Any] = {
             "person": person or None,
             "institutions": tuple(slots.get("authorInstitution", [])),
@@ -838,9 +861,11 @@ def _authors(obj: _Object, scheme: str) -> list[Any]:
     return authors
 
 
-def _extras(obj: _Object, modelled: Iterable[str]) -> tuple[Any, ...]:
+def _extras(obj: _Object, modelled: frozenset[str]) -> tuple[Any, ...]:
     """The slots no field holds, as :class:`Slot` models (or as dicts, for the entry to refuse)."""
-    known = set(modelled)
+    known = modelled
+    if not obj.slots.keys() - known:  # the usual case: every slot has its field
+        return ()
     extras = []
     for name, values in obj.slots.items():
         if name not in known:
@@ -877,6 +902,10 @@ _DOCUMENT_SLOT_NAMES: Final = (
     "sourcePatientInfo",
     REFERENCE_ID_LIST_SLOT,
 )
+
+
+_DOCUMENT_SLOTS_KNOWN: Final = frozenset(_DOCUMENT_SLOT_NAMES)
+_ASSOCIATION_SLOTS_KNOWN: Final = frozenset(("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus"))
 
 
 def _document(obj: _Object) -> DocumentEntry:
@@ -921,7 +950,7 @@ def _document(obj: _Object) -> DocumentEntry:
         "source_patient_info": tuple(slots.get("sourcePatientInfo", [])),
         "repository_unique_id": _single(obj, slots, "repositoryUniqueId"),
         "reference_ids": tuple(slots.get(REFERENCE_ID_LIST_SLOT, [])),
-        "extra_slots": _extras(obj, _DOCUMENT_SLOT_NAMES),
+        "extra_slots": _extras(obj, _DOCUMENT_SLOTS_KNOWN),
     }
     # What most answers lack is left to the defaults: a field not given costs no validation.
     if obj.localized:
@@ -935,7 +964,9 @@ def _document(obj: _Object) -> DocumentEntry:
 
 
 def _flagged(obj: _Object, node: str) -> bool:
-    return any(c.node == node for c in obj.classifications)
+    # Internal classifications (a node, no scheme) are grouped under "": usually none on an entry.
+    internal = obj.classified("")
+    return bool(internal) and any(classification.node == node for classification in internal)
 
 
 def _home(element: etree._Element) -> str | None:
@@ -963,7 +994,7 @@ def _submission_set(obj: _Object) -> SubmissionSet:
         "comments": obj.description,
         "intended_recipients": tuple(slots.get("intendedRecipient", [])),
         "availability_status": obj.element.get("status"),
-        "extra_slots": _extras(obj, ("submissionTime", "intendedRecipient")),
+        "extra_slots": _extras(obj, frozenset(("submissionTime", "intendedRecipient"))),
         "localized": tuple(obj.localized),
     }
     return _validated(SubmissionSet, data, obj.where)
@@ -987,7 +1018,7 @@ def _folder(obj: _Object) -> Folder:
         "availability_status": obj.element.get("status"),
         "logical_id": _lid(obj.element),
         "home": _home(obj.element),
-        "extra_slots": _extras(obj, ("lastUpdateTime",)),
+        "extra_slots": _extras(obj, frozenset(("lastUpdateTime",))),
         "localized": tuple(obj.localized),
     }
     return _validated(Folder, data, obj.where)
@@ -1008,16 +1039,19 @@ def _association(element: etree._Element, interned: _Interned | None = None) -> 
         "availability_status": element.get("status"),
         "home": _home(element),
         "classifications": tuple(_kept(c) for c in obj.classifications),
-        "extra_slots": _extras(obj, ("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus")),
+        "extra_slots": _extras(obj, _ASSOCIATION_SLOTS_KNOWN),
     }
     return _validated(Association, data, obj.where)
 
 
 def _kept(classification: _Classification) -> dict[str, Any]:
     """A classification no field holds, as the data of a :class:`Classification`."""
+    element = classification.element
+    scheme = element.get("classificationScheme") if element is not None else None
+    node = element.get("classificationNode") if element is not None else None
     return {
-        "scheme": classification.raw_scheme,
-        "node": classification.raw_node,
+        "scheme": scheme.strip() or None if scheme else None,
+        "node": node.strip() or None if node else None,
         "node_representation": classification.code,
         "slots": tuple({"name": name, "values": tuple(values)} for name, values in classification.slots.items()),
         "name": classification.name,

@@ -694,12 +694,6 @@ _FOLDER_SLOTS: Final = frozenset({"lastUpdateTime"})
 _ASSOCIATION_SLOTS: Final = frozenset({"SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus"})
 
 
-def _patient_required(patient: Cx | None, limited: bool, info: ValidationInfo) -> None:
-    received = isinstance(info.context, Mapping) and bool(info.context.get("received"))
-    if patient is None and not limited and not received:
-        raise ValueError("patient_id is required (only limited metadata, XDR and XDM, may leave it out)")
-
-
 def _no_modelled_slot(slots: tuple[Slot, ...], modelled: frozenset[str], what: str) -> None:
     clashes = sorted({slot.name for slot in slots} & modelled)
     if clashes:
@@ -757,8 +751,8 @@ class DocumentEntry(BaseModel):
     patient_id: Cx | None = None
     """patientId: the INS in the DMP (``<matricule>^^^&1.2.250.1.213.1.4.8&ISO^NH``).
 
-    Required, except in an entry read from the wire (the rules, not the reader, refuse it) and
-    under :attr:`limited_metadata`, where XDR and XDM may leave it out.
+    A rule, not a shape: a :class:`SubmissionRequest` refuses an entry without one, except under
+    :attr:`limited_metadata` (XDR, XDM); the readers read it as it came.
     """
     limited_metadata: bool = False
     """The entry carries the limitedMetadata classification (XDR, XDM: ITI TF-3 §4.3.1, limited metadata)."""
@@ -822,9 +816,8 @@ class DocumentEntry(BaseModel):
     """Slots this model has no field for (``URI``, ``documentAvailability`` …), kept as read."""
 
     @model_validator(mode="after")
-    def _extras(self, info: ValidationInfo) -> Self:
+    def _extras(self) -> Self:
         _no_modelled_slot(self.extra_slots, _DOCUMENT_SLOTS, "a DocumentEntry")
-        _patient_required(self.patient_id, self.limited_metadata, info)
         return self
 
     @classmethod
@@ -902,7 +895,7 @@ class SubmissionSet(BaseModel):
     source_id: NonEmptyText
     """sourceId: the sending system's root OID."""
     patient_id: Cx | None = None
-    """patientId: the same as every entry's (required, as in :class:`DocumentEntry`)."""
+    """patientId: the same as every entry's (required by the rules, as in :class:`DocumentEntry`)."""
     limited_metadata: bool = False
     """The submission set carries the limitedMetadata classification (XDR, XDM)."""
     logical_id: EntryId | None = None
@@ -929,9 +922,8 @@ class SubmissionSet(BaseModel):
     """Slots this model has no field for."""
 
     @model_validator(mode="after")
-    def _extras(self, info: ValidationInfo) -> Self:
+    def _extras(self) -> Self:
         _no_modelled_slot(self.extra_slots, _SUBMISSION_SET_SLOTS, "a SubmissionSet")
-        _patient_required(self.patient_id, self.limited_metadata, info)
         return self
 
 

@@ -273,12 +273,23 @@ _STATE = (
 )
 STATE_JUSTIFICATIONS: tuple[tuple[str, str], ...] = (
     (
+        r"initial_version",
+        "the step sends an original submission through ITI-57 (MuTransaction, RmuTransaction), which only"
+        " accepts new versions of stored entries (ITI TF-2b 3.57.4.1.3.3); as ITI-41/42 metadata it is valid"
+        " (ITI TF-3 4.2, 4.3.1)",
+    ),
+    (
+        r"tests/20008|tests/20100b|tests/12002",
+        _STATE + "an association between registry entries needs both to exist, for the same patient, ITI TF-3"
+        " 4.2.2.1.2)",
+    ),
+    (
         r"UnmodifiableMetadataError|XDSPatientIDReconciliationError|tests/40001b",
         _STATE + "ITI-57 compares the new version with the stored one, ITI TF-2b 3.57.4.1.3.3)",
     ),
     (
         r"XDSMetadataVersionError|XDSMetadataUpdateError|XDSMetadataUpdateOperationError|update_to_no_orig"
-        r"|tests/2000|tests/1580|tests/4000|tests/4003|rmu_update|approve_orig",
+        r"|tests/20000|tests/2000[36]|tests/1580|tests/4000|tests/4003|rmu_update|approve_orig",
         _STATE + "PreviousVersion, logicalId and the status changed must match the stored versions,"
         " ITI TF-2b 3.57.4.1.3.3)",
     ),
@@ -303,13 +314,9 @@ STATE_JUSTIFICATIONS: tuple[tuple[str, str], ...] = (
         " registry under test lacks)",
     ),
     (
-        r"tests/20008|tests/20100b|tests/12002|tests/20006",
-        _STATE + "an association between registry entries needs both to exist, for the same patient, ITI TF-3"
-        " 4.2.2.1.2)",
-    ),
-    (
-        r"tests/11996|tests/12084",
-        _STATE + "the patientId must be known to the registry by its identity feed, XDSUnknownPatientId)",
+        r"XDSUnknownPatientId|tests/11996|tests/12084",
+        _STATE + "the patientId must be known to the registry by its identity feed, XDSUnknownPatientId;"
+        " 12084 uses the patient test 15817 fed before)",
     ),
 )
 """NIST codes, step and testplan (regex) → why the message alone cannot show the failure (NIST Failure, ours OK)."""
@@ -324,7 +331,7 @@ def justification(outcome: Outcome) -> str:
                 return clause
         return "UNEXPLAINED"
     codes = " ".join(
-        " ".join([*step["codes"], step["step"], step["testplan"]])
+        " ".join([*step["codes"], *step["messages"], step["step"], step["testplan"]])
         for step in manifest()[outcome.message]["nist_expectation"]
     )
     for pattern, clause in STATE_JUSTIFICATIONS:

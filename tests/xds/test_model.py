@@ -352,3 +352,15 @@ def test_metadata_update_needs_the_logical_id() -> None:
 def test_document_entry_types() -> None:
     assert make_document().object_type is DocumentEntryType.STABLE
     assert make_document(object_type=DocumentEntryType.ON_DEMAND).object_type.value.endswith("82133c465248")
+
+
+def test_a_patient_id_is_a_rule_of_submissions_except_under_limited_metadata() -> None:
+    """The readers keep an entry without patientId; a submission refuses it unless it is flagged limited."""
+    without = make_document(patient_id=None)
+    with pytest.raises(ValidationError, match="document Document01: patientId is missing"):
+        SubmissionRequest.build(make_submission_set(), [without])
+    limited = make_document(patient_id=None, limited_metadata=True)
+    request = SubmissionRequest.build(make_submission_set(), [limited])
+    assert request.documents[0].patient_id is None and request.problems() == []
+    with pytest.raises(ValidationError, match="submission set: patientId is missing"):
+        SubmissionRequest.build(make_submission_set(patient_id=None), [make_document()])
