@@ -73,6 +73,11 @@ def fragment_text(element: etree._Element) -> str:
     is dropped, ``xsi:type="c:CD"`` becomes ``"CD"``), the other namespaces the subtree uses
     are declared once on its root in prefix order, and the tail is not part of it.
     """
+    return etree.tostring(_default_namespace_copy(element), encoding="unicode", with_tail=False)
+
+
+def _default_namespace_copy(element: etree._Element) -> etree._Element:
+    """A copy of ``element`` with the CDA namespace as default namespace (see :func:`fragment_text`), no tail."""
     hl7_prefixes = {prefix for node in element.iter() for prefix, uri in node.nsmap.items() if uri == HL7}
     others: dict[str | None, str] = {}
     for node in element.iter():
@@ -82,7 +87,7 @@ def fragment_text(element: etree._Element) -> str:
     declared: dict[str | None, str] = {None: HL7, **dict(sorted(others.items(), key=lambda item: item[0] or ""))}
     root = _copy(element, None, declared, hl7_prefixes)
     etree.cleanup_namespaces(root, keep_ns_prefixes=sorted(_type_prefixes(root)) or None)
-    return etree.tostring(root, encoding="unicode", with_tail=False)
+    return root
 
 
 def copy_element(element: etree._Element) -> etree._Element:
@@ -100,15 +105,7 @@ def copy_element(element: etree._Element) -> etree._Element:
     )
     if not prefixed:
         return copy.deepcopy(element)
-    hl7_prefixes = {prefix for node in element.iter() for prefix, uri in node.nsmap.items() if uri == HL7}
-    others: dict[str | None, str] = {}
-    for node in element.iter():
-        for prefix, uri in node.nsmap.items():
-            if uri != HL7 and prefix is not None:
-                others.setdefault(prefix, uri)
-    declared: dict[str | None, str] = {None: HL7, **dict(sorted(others.items(), key=lambda item: item[0] or ""))}
-    out = _copy(element, None, declared, hl7_prefixes)
-    etree.cleanup_namespaces(out, keep_ns_prefixes=sorted(_type_prefixes(out)) or None)
+    out = _default_namespace_copy(element)
     out.tail = element.tail
     return out
 

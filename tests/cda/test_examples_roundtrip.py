@@ -82,6 +82,29 @@ def _fixed(name: str, document: ClinicalDocument) -> tuple[ClinicalDocument, lis
     return document.model_copy(update={"encounter": encounter}), [ENCOUNTER_TIME]
 
 
+def buildable(name: str, parsed: Mapping[str, ClinicalDocument]) -> tuple[ClinicalDocument, list[str]]:
+    """The example as ``build`` takes it (its defect fixed, if any) and the paths the fix changes."""
+    if name in KIT_DEFECTS:
+        return _fixed(name, parsed[name])
+    return parsed[name], []
+
+
+WHEN = datetime(2026, 12, 7, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
+
+
+def new_version(document: ClinicalDocument) -> ClinicalDocument:
+    """The next version of a read document: new id, same set, version + 1, replacing it, created at ``WHEN``."""
+    return document.model_copy(
+        update={
+            "id": InstanceId(root=new_oid()),
+            "set_id": document.set_id,
+            "version": document.version + 1,
+            "replaces": document.id,
+            "effective_time": WHEN,
+        }
+    )
+
+
 def test_the_kit_has_107_examples(example_files: Mapping[str, bytes]) -> None:
     assert len(example_files) == 107
 
@@ -90,11 +113,7 @@ def test_the_kit_has_107_examples(example_files: Mapping[str, bytes]) -> None:
 def test_example_comes_back_unchanged(
     name: str, example_files: Mapping[str, bytes], parsed_examples: Mapping[str, ClinicalDocument]
 ) -> None:
-    document = parsed_examples[name]
-    if name in KIT_DEFECTS:
-        document, expected = _fixed(name, document)
-    else:
-        expected = []
+    document, expected = buildable(name, parsed_examples)
     rebuilt = build(document)
     assert document_differences(example_files[name], rebuilt) == expected
     again = parse(rebuilt)
@@ -142,33 +161,20 @@ def test_a_new_version_rewrites_its_four_header_elements_and_nothing_else(
     parsed_examples: Mapping[str, ClinicalDocument],
     assert_schema_valid: Callable[[bytes], None],
 ) -> None:
-    document = parsed_examples[name]
-    if name in KIT_DEFECTS:
-        document, _ = _fixed(name, document)
-    new_id = InstanceId(root=new_oid())
-    when = datetime(2026, 12, 7, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
-    version = document.model_copy(
-        update={
-            "id": new_id,
-            "set_id": document.set_id,
-            "version": document.version + 1,
-            "replaces": document.id,
-            "effective_time": when,
-        }
-    )
+    document, fixes = buildable(name, parsed_examples)
+    version = new_version(document)
     rebuilt = build(version)
     assert_schema_valid(rebuilt)
     header = ("id", "effectiveTime", "versionNumber", "relatedDocument")
-    fixes = [] if name not in KIT_DEFECTS else _fixed(name, parsed_examples[name])[1]
     original = etree.fromstring(example_files[name])  # noqa: TID251 - the kit's file
     stripped = _without(etree.fromstring(rebuilt), *header)  # noqa: TID251 - our own output
     assert differences(_without(original, *header), stripped, "/ClinicalDocument") == fixes
     read = parse(rebuilt)
     assert (read.id, read.version, read.replaces, read.effective_time) == (
-        new_id,
+        version.id,
         document.version + 1,
         document.id,
-        when,
+        WHEN,
     )
     assert read.set_id == document.set_id
 
@@ -177,11 +183,7 @@ def test_a_new_version_rewrites_its_four_header_elements_and_nothing_else(
 def test_a_corrected_author_time_rewrites_that_time_only(
     name: str, example_files: Mapping[str, bytes], parsed_examples: Mapping[str, ClinicalDocument]
 ) -> None:
-    document = parsed_examples[name]
-    if name in KIT_DEFECTS:
-        document, fixes = _fixed(name, document)
-    else:
-        fixes = []
+    document, fixes = buildable(name, parsed_examples)
     author = document.authors[0].model_copy(update={"time": datetime(2026, 1, 2, 3, 4, tzinfo=ZoneInfo("UTC"))})
     changed = document.model_copy(update={"authors": (author, *document.authors[1:])})
     rebuilt = build(changed)

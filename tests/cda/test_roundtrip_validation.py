@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from dmp_connector.cda import ClinicalDocument, InstanceId, build, new_oid
+from dmp_connector.cda import ClinicalDocument, build
 from dmp_connector.cda.validation import CdaValidator, FindingSeverity, ValidationReport
 from dmp_connector.config import CdaSettings
 
 from .conftest import EXAMPLES, KIT
 from .kit_engine import kit_findings, volet_schematron
-from .test_examples_roundtrip import KIT_DEFECTS, _fixed
+from .test_examples_roundtrip import KIT_DEFECTS, buildable, new_version
 
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.xml")) if EXAMPLES.is_dir() else []
 FAST = (
@@ -92,30 +90,16 @@ def _kit_errors(data: bytes, validator: CdaValidator) -> set[tuple[str, str, str
     }
 
 
-def _new_version(document: ClinicalDocument) -> ClinicalDocument:
-    return document.model_copy(
-        update={
-            "id": InstanceId(root=new_oid()),
-            "set_id": document.set_id,
-            "version": document.version + 1,
-            "replaces": document.id,
-            "effective_time": datetime(2026, 12, 7, 9, 30, tzinfo=ZoneInfo("Europe/Paris")),
-        }
-    )
-
-
 def _check(
     name: str,
     validator: CdaValidator,
     example_files: Mapping[str, bytes],
     parsed_examples: Mapping[str, ClinicalDocument],
 ) -> None:
-    document = parsed_examples[name]
-    if name in KIT_DEFECTS:
-        document, _ = _fixed(name, document)
+    document, _ = buildable(name, parsed_examples)
     original = _errors(validator.validate(example_files[name]))
     allowed = JUSTIFIED.get(name, (set(), ""))[0]
-    forms = [("new version", build(_new_version(document)))]
+    forms = [("new version", build(new_version(document)))]
     if (
         name in KIT_DEFECTS
         or not example_files[name].lstrip().startswith(b"<?xml")
