@@ -48,7 +48,8 @@ from dmp_connector.config import CdaSettings, Settings
 from dmp_connector.errors import ValidationError
 from dmp_connector.ins import Identity
 
-from .conftest import KIT, PARIS
+from .conftest import PARIS
+from .kit_engine import KIT  # the 2025 ANS kit (../shared/cda-2025)
 
 CIS = "1.2.250.1.213.2.3.1"
 SA01 = Code.of("SA01", "1.2.250.1.71.4.2.4", "Etablissement public de santé")

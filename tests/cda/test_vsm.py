@@ -53,7 +53,8 @@ from dmp_connector.config import CdaSettings, Settings
 from dmp_connector.errors import ValidationError
 from dmp_connector.ins import Identity
 
-from .conftest import KIT, PARIS
+from .conftest import PARIS
+from .kit_engine import KIT  # the 2025 ANS kit (../shared/cda-2025)
 
 CIM10 = "2.16.840.1.113883.6.3"
 SNOMED = "2.16.840.1.113883.6.96"
