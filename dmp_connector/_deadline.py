@@ -65,9 +65,15 @@ def deadline(call: float | None = None, *, attempt: float | None = None) -> Iter
         if value is not None and not value > 0:
             raise ValueError(f"deadline {name} must be a positive number of seconds, got {value!r}")
     outer = _OVERRIDE.get()
+    call_end = time.monotonic() + call if call is not None else None
+    if outer is not None and outer.call_end is not None:
+        # A block inside another may shorten its deadline, never extend it.
+        call_end = outer.call_end if call_end is None else min(call_end, outer.call_end)
+    if outer is not None and outer.attempt is not None and attempt is not None:
+        attempt = min(attempt, outer.attempt)
     token = _OVERRIDE.set(
         _Override(
-            call_end=time.monotonic() + call if call is not None else (outer.call_end if outer else None),
+            call_end=call_end,
             call_seconds=call if call is not None else (outer.call_seconds if outer else None),
             attempt=attempt if attempt is not None else (outer.attempt if outer else None),
         )

@@ -133,6 +133,15 @@ def test_a_per_call_deadline_overrides_the_settings(mode: str, pki_files: PkiFil
 
 
 @MODES
+def test_a_nested_deadline_shortens_and_never_extends(mode: str, pki_files: PkiFiles, tmp_path: Path) -> None:
+    with hostile(pki_files, tmp_path, trickle_body) as server:
+        config = insi_settings(pki_files, server.url)
+        with Elapsed() as elapsed, pytest.raises(RequestTimeout), deadline(0.7), deadline(100, attempt=100):
+            insi_call(mode, config, "search", INSI_ADRUN)
+    assert elapsed.seconds <= 0.7 + SLACK, elapsed.seconds
+
+
+@MODES
 def test_the_searches_of_one_insi_call_share_its_deadline(mode: str, pki_files: PkiFiles, tmp_path: Path) -> None:
     """02 (several people) every time, after 0.6 s: the refinement plan's three searches share one call deadline."""
 
