@@ -276,7 +276,7 @@ class RestClient(_RestBase):
         if self.throttle is not None:
             delay = self.throttle.reserve()
             if delay > 0:
-                time.sleep(delay)
+                time.sleep(min(delay, budget.left))  # past the call's deadline, attempt_end() below raises
         started = time.monotonic()
         status: int | None = None
         what = f"{request.service} {request.operation}"
@@ -372,7 +372,7 @@ class AsyncRestClient(_RestBase):
         if self.throttle is not None:
             delay = self.throttle.reserve()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, budget.left))  # past the call's deadline, attempt_end() below raises
         started = time.monotonic()
         status: int | None = None
         what = f"{request.service} {request.operation}"

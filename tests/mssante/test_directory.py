@@ -338,6 +338,28 @@ def test_the_client_paces_at_the_configured_rate(monkeypatch: pytest.MonkeyPatch
     assert len(slept) == 2 and all(s > 0.5 for s in slept)
 
 
+def test_the_pace_never_waits_past_the_calls_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dmp_connector import deadline
+    from dmp_connector.errors import RequestTimeout
+
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the clock moves as if the wait had happened
+        slept.append(seconds)
+        clock[0] += seconds
+
+    clock = [1000.0]
+    monkeypatch.setattr("dmp_connector._rest.time.sleep", sleep)
+    monkeypatch.setattr("dmp_connector._deadline.time.monotonic", lambda: clock[0])
+    with respx.mock() as router:
+        router.get(f"{BASE}/Practitioner").respond(json=bundle())
+        with DirectoryClient(settings(requests_per_second=0.1)) as directory:
+            directory.practitioner_by_rpps("10003461033")  # takes the one token: the next one comes in 10 s
+            with deadline(2.0), pytest.raises(RequestTimeout):
+                directory.practitioner_by_rpps("10003461033")
+    assert slept and max(slept) <= 2.0
+
+
 def test_the_rate_cannot_be_set_over_the_api_limit() -> None:
     with pytest.raises(ValueError):
         DirectorySettings(requests_per_second=18)
