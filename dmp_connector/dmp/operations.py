@@ -24,8 +24,10 @@ from typing import Any, ClassVar, Final, TypeVar, cast
 from lxml import etree
 
 from dmp_connector._transport import CallContext, Operation, SoapRequest
+from dmp_connector.cda._namespaces import HL7
 from dmp_connector.config import DmpService, Environment
 from dmp_connector.errors import DmpConnectorError, LimitExceededError, PatientMismatchError, SoapFaultError
+from dmp_connector.ins import InsOid
 from dmp_connector.soap import Attachment, SoapMessage, WsSecurity
 from dmp_connector.xds import (
     Action,
@@ -297,8 +299,8 @@ class RegistryStoredQuery(DmpOperation[AdhocQueryResponse]):
         return answer
 
 
-_HL7: Final = "{urn:hl7-org:v3}"
-_INS_OIDS: Final = frozenset(f"1.2.250.1.213.1.4.{n}" for n in (8, 9, 10, 11))
+_HL7: Final = f"{{{HL7}}}"
+_INS_OIDS: Final = frozenset(oid.value for oid in InsOid)
 _CDA_CHECKED_BYTES: Final = 64 * 1024 * 1024
 
 
