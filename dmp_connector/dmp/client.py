@@ -110,7 +110,7 @@ from ._td import (
     ServiceStatus,
     VitaleCard,
 )
-from .errors import DmpRegistryError, DmpServiceError, DocumentConflictError, registry_error
+from .errors import DmpRegistryError, DmpServiceError, DocumentConflictError, error_codes, registry_error
 from .mapping import DOCUMENT_ENTRY_ID, PreparedDeposit, prepare_deposit, source_id, submission_author
 from .operations import ProvideAndRegister, RegistryStoredQuery, RetrieveDocumentSet, UpdateDocumentSet
 from .td import (
@@ -548,7 +548,8 @@ class _DmpCore:
         ours = (prepared.ids.submission_set, prepared.ids.signature, (prepared.entry.hash or "").lower())
         if any(value and value in said.lower() for value in (o.lower() for o in ours)):
             return DepositResult.model_validate({**result, "already_deposited": True, "confirmed_by": "registry"})
-        error = registry_error(response, operation=ProvideAndRegister.name)
+        with error_codes(self.settings.dmp.error_codes):  # read outside the operation: the settings' table
+            error = registry_error(response, operation=ProvideAndRegister.name)
         if not self.settings.dmp.confirm_duplicates:
             raise error
         try:
@@ -627,7 +628,8 @@ class _DmpCore:
             request, security=self._vihf(ins, _access(access)), patient=ins.matricule, patient_id=ins.to_xds_cx()
         )
         answer: RetrieveDocumentSetResponse = yield operation
-        return _deliver(answer, unique_id, expected, Path(to) if to is not None else None)
+        with error_codes(self.settings.dmp.error_codes):  # _deliver reads refusals outside the operation
+            return _deliver(answer, unique_id, expected, Path(to) if to is not None else None)
 
     # ------------------------------------------------------------------ updates (ITI-57)
 

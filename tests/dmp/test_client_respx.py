@@ -563,6 +563,22 @@ def test_retrieve_of_an_unknown_document_is_typed(mode: str) -> None:
     assert info.value.codes == ("XDSDocumentUniqueIdError",)
 
 
+@MODES
+@respx.mock
+def test_a_retrieve_refusal_is_read_with_the_settings_table_of_dmp_codes(mode: str) -> None:
+    # The DMP-specific codes are unconfirmed: a vendor who learns the real ones sets them in dmp.error_codes.
+    body = build_retrieve_document_set_response(
+        RetrieveDocumentSetResponse(
+            response=RegistryResponse(status=ResponseStatus.FAILURE, errors=(error("DMPRefusAcces"),))
+        )
+    )
+    respx.post(url(DmpService.REPOSITORY)).mock(return_value=soap_response(body))
+    table = {"DMPRefusAcces": "access_denied"}
+    settings = SETTINGS.model_copy(update={"dmp": SETTINGS.dmp.model_copy(update={"error_codes": table})})
+    with pytest.raises(DmpAccessDeniedError):
+        call(mode, "retrieve", PATIENT, ("1.2.250.1.213.4.1.1.1.2", "1.2.3"), settings=settings)
+
+
 # ========================================================================================= updates
 
 
