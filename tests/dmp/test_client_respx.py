@@ -569,7 +569,8 @@ def test_a_retrieve_refusal_is_read_with_the_settings_table_of_dmp_codes(mode: s
     # The DMP-specific codes are unconfirmed: a vendor who learns the real ones sets them in dmp.error_codes.
     body = build_retrieve_document_set_response(
         RetrieveDocumentSetResponse(
-            response=RegistryResponse(status=ResponseStatus.FAILURE, errors=(error("DMPRefusAcces"),))
+            # Partial success without the document: the client, not the operation, reads the refusal.
+            response=RegistryResponse(status=ResponseStatus.PARTIAL_SUCCESS, errors=(error("DMPRefusAcces"),))
         )
     )
     respx.post(url(DmpService.REPOSITORY)).mock(return_value=soap_response(body))
