@@ -239,7 +239,9 @@ def release(exc: BaseException) -> None:
     while current is not None and id(current) not in seen and len(seen) < 16:
         seen.add(id(current))
         traceback.clear_frames(current.__traceback__)
-        current = current.__cause__ or current.__context__
+        # Only what we chained: an implicit __context__ may be the caller's own error (a call made in
+        # their except block), whose frames they may still want to inspect.
+        current = current.__cause__
 
 
 def expired(what: str) -> RequestTimeout:

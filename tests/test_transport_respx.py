@@ -115,6 +115,26 @@ def test_timeouts_exhaust_retries(mode: str) -> None:
 
 @MODES
 @respx.mock
+def test_a_failed_call_made_while_handling_the_callers_error_leaves_that_error_whole(mode: str) -> None:
+    # The SDK drops the locals its own failed attempts keep alive, never the caller's (an implicit __context__).
+    respx.post(URL).mock(side_effect=httpx.ReadTimeout("slow"))
+
+    def vendor_code() -> None:
+        patient_row = {"kept": True}
+        raise LookupError(patient_row)
+
+    try:
+        vendor_code()
+    except LookupError as mine:
+        with pytest.raises(RequestTimeout):
+            send(mode, EchoOperation("x"))
+        tb = mine.__traceback__
+        assert tb is not None and tb.tb_next is not None
+        assert tb.tb_next.tb_frame.f_locals.get("patient_row") == {"kept": True}
+
+
+@MODES
+@respx.mock
 def test_retry_after_too_long_gives_up_at_once(mode: str) -> None:
     route = respx.post(URL).mock(return_value=httpx.Response(503, headers={"Retry-After": "3600"}))
     with pytest.raises(HttpStatusError) as info:
