@@ -49,7 +49,7 @@ from dmp_connector.soap.envelope import AssertionSecurity, SoapMessage
 from dmp_connector.xml import parse_xml
 
 from .identity import INS, BirthDate, Identity, IdentityTraits, InsOid, Sex, TraitComparison
-from .traits import DifferenceKind, compare_birth_dates, first_name_coherent
+from .traits import DifferenceKind, _letters, compare_birth_dates, first_name_coherent
 
 __all__ = [
     "ACTION_SEARCH_CARTE_VITALE",
@@ -576,7 +576,7 @@ def searched_traits_problems(searched: IdentityTraits, criteria: SearchCriteria,
     ours, theirs = searched.normalized(), found.traits.normalized()
     problems: list[str] = []
     if not found.placeholder_traits:
-        if _letters_only(ours.birth_name) != _letters_only(theirs.birth_name):
+        if _letters(ours.birth_name) != _letters(theirs.birth_name):
             problems.append("birth_name")
         sent = ours.first_names_text if criteria.all_first_names else ours.first_first_name
         if not first_name_coherent(sent, theirs.birth_first_names):
@@ -590,10 +590,6 @@ def searched_traits_problems(searched: IdentityTraits, criteria: SearchCriteria,
         if comparison is not None and comparison.kind is DifferenceKind.DIFFERENT:
             problems.append("birth_place")
     return problems
-
-
-def _letters_only(name: str) -> str:
-    return "".join(c for c in name.upper() if c.isalpha())
 
 
 # --- Verification -----------------------------------------------------------------------------
@@ -963,7 +959,7 @@ class SearchByCarteVitale(_InsiSearch):
                 problems.append("birth_date")
             if card.birth_name is not None and not found.placeholder_traits:
                 ours = _upper_ascii(card.birth_name)
-                if _letters_only(ours) != _letters_only(found.traits.birth_name):
+                if _letters(ours) != _letters(found.traits.birth_name):
                     problems.append("birth_name")
             if problems:
                 raise PatientMismatchError(
