@@ -31,12 +31,15 @@ Any other code stays a plain :class:`DmpRegistryError` that keeps code, context,
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Final
 
+from dmp_connector.config import DmpSettings
 from dmp_connector.errors import ServiceError, SoapFaultError, shown_code
 from dmp_connector.xds import RegistryError, RegistryResponse, RegistryResponseError
 
@@ -188,11 +191,13 @@ ERROR_KINDS: Final[dict[str, type[DmpServiceError]]] = {
 }
 """The kinds ``settings.dmp.error_codes`` names."""
 
-_UNCONFIRMED_DEFAULT: Final[dict[str, str]] = {
-    "DMPNotFound": "not_found",
-    "DMPAccessDenied": "access_denied",
-    "DMPPatientOpposition": "access_denied",
-}
+
+@functools.cache
+def _default_codes() -> Mapping[str, str]:
+    """The settings' default table (one place: :attr:`dmp_connector.config.DmpSettings.error_codes`)."""
+    return MappingProxyType(dict(DmpSettings().error_codes))
+
+
 _table: ContextVar[Mapping[str, str] | None] = ContextVar("dmp_error_codes", default=None)
 _CODE_IN_TEXT: Final = re.compile(r"\b(?:DMP|XDS)[A-Za-z]+\b")
 
@@ -213,7 +218,7 @@ def _kind_of(code: str) -> type[DmpServiceError] | None:
     if confirmed is not None:
         return confirmed
     table = _table.get()
-    return ERROR_KINDS.get((_UNCONFIRMED_DEFAULT if table is None else table).get(code, ""))
+    return ERROR_KINDS.get((_default_codes() if table is None else table).get(code, ""))
 
 
 _REGISTRY_KINDS: Final[dict[type[DmpServiceError], type[DmpRegistryError]]] = {
