@@ -397,7 +397,8 @@ class AsyncRestClient(_RestBase):
             except TimeoutError:
                 raise expired(what) from None
             except (httpx.HTTPError, OSError) as exc:
-                raise _translate(exc, request) from exc
+                # httpx's own timeout, shortened to the deadline, may fire just before asyncio's: the same deadline.
+                raise (expired(what) if time.monotonic() >= end - 0.01 else _translate(exc, request)) from exc
             result = self._decode(request, r, bytes(body))
         except DmpConnectorError as exc:
             exc.attempts = number
