@@ -102,6 +102,10 @@ def encode_folder(name: str) -> str:
     return f'"{encoded}"'
 
 
+_TEMPORARY_CODES = frozenset({"UNAVAILABLE", "INUSE", "LIMIT"})
+"""RFC 5530 response codes of a temporary condition: the same command may succeed later."""
+
+
 def _response_code(text: str) -> str | None:
     match = _CODE.search(text)
     return match.group(1).upper() if match else None
@@ -276,12 +280,14 @@ def translate(exc: BaseException, what: str, *, after_tls: bool = False) -> DmpC
         return ConnectError(f"{what}: the IMAP connection was lost ({redact_text(str(exc))})")
     if isinstance(exc, imaplib.IMAP4.error):
         text = redact_text(str(exc))
+        code = _response_code(text) or "NO"
         return ServiceError(
             f"{what}: the IMAP server refused the command: {text}",
             service="mssante",
-            code=_response_code(text) or "NO",
+            code=code,
             text=text,
             operation=what,
+            transient=code in _TEMPORARY_CODES,
         )
     if isinstance(exc, (ConnectionError, EOFError)):
         if after_tls:
@@ -407,6 +413,19 @@ class ImapSession:
             raise
         except imaplib.IMAP4.error as exc:
             text = redact_text(str(exc))
+            code = _response_code(text)
+            if code in _TEMPORARY_CODES:
+                # RFC 5530: the server cannot check credentials now (its token check is down …):
+                # not a refusal of the token, so no refresh; the retry policy may try again.
+                raise ServiceError(
+                    f"the IMAP server cannot authenticate now [{code}]: {text}",
+                    service="mssante",
+                    code=code,
+                    text=text,
+                    operation="authenticate",
+                    transient=True,
+                    hint="a temporary failure on the operator's side: try again later",
+                ) from exc
             raise MailAuthenticationError(
                 f"the IMAP server refused {mechanism} authentication: {text}",
                 code=_response_code(text) or "NO",
@@ -468,12 +487,14 @@ class ImapSession:
     def _check(self, typ: str, data: Sequence[object], what: str) -> None:
         if typ != "OK":
             text = _text(data)
+            code = _response_code(text) or typ
             raise ServiceError(
                 f"{what}: the IMAP server answered {typ}: {text}",
                 service="mssante",
-                code=_response_code(text) or typ,
+                code=code,
                 text=text,
                 operation=what,
+                transient=code in _TEMPORARY_CODES,
             )
 
     def _select(self, imap: _BoundedIMAP4, folder: str, what: str) -> None:

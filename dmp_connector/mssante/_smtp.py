@@ -251,6 +251,13 @@ async def _authenticate(smtp: aiosmtplib.SMTP, job: SmtpJob, token: str | None) 
         try:
             await smtp.auth_xoauth2(creds.user, token)
         except aiosmtplib.SMTPAuthenticationError as exc:
+            if 400 <= exc.code < 500:  # 454: the server cannot check the token now; not a refusal
+                raise _service_error(
+                    "MSSanté SMTP: authentication is temporarily unavailable",
+                    exc.code,
+                    exc.message,
+                    hint="a temporary failure on the operator's side: try again later",
+                ) from exc
             reply = _reply(exc.code, exc.message)
             raise MailAuthenticationError(
                 f"the SMTP server refused XOAUTH2 authentication: {reply.code} {_shown(reply.text)}",
@@ -265,6 +272,13 @@ async def _authenticate(smtp: aiosmtplib.SMTP, job: SmtpJob, token: str | None) 
         response = await smtp.execute_command(
             b"AUTH", b"EXTERNAL", base64.b64encode(authzid) if authzid else b"=", timeout=job.connect_timeout
         )
+        if 400 <= response.code < 500:
+            raise _service_error(
+                "MSSanté SMTP: authentication is temporarily unavailable",
+                response.code,
+                response.message,
+                hint="a temporary failure on the operator's side: try again later",
+            )
         if response.code != 235:
             reply = _reply(response.code, response.message)
             raise MailAuthenticationError(
@@ -324,6 +338,11 @@ def _check_extensions(smtp: aiosmtplib.SMTP, job: SmtpJob) -> bool:
     return False
 
 
+def _access_denied(reply: SmtpReply) -> bool:
+    """554 with enhanced status 5.7.1: the server's "relay/access denied" to an unauthenticated client."""
+    return reply.code == 554 and reply.text.lstrip().startswith("5.7.1")
+
+
 async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
     use_dsn = _check_extensions(smtp, job)
     try:
@@ -350,6 +369,16 @@ async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
         first = statuses[0].reply
         transient = all(s.reply.is_transient for s in statuses)
         _discard(smtp)  # nothing was sent; the session is over
+        if job.credentials.mode is MssanteAuthMode.CERTIFICATE and all(_access_denied(s.reply) for s in statuses):
+            # Postfix (permit_tls_clientcerts) takes a client certificate it does not know at
+            # STARTTLS and only refuses at RCPT, 554 5.7.1: an authentication failure, not an address.
+            raise MailAuthenticationError(
+                f"MSSanté SMTP: every recipient was refused as access denied ({first.code} {_shown(first.text)})",
+                code=str(first.code),
+                text=first.text,
+                hint="the operator does not accept this client certificate for sending: check mssante.tls and "
+                "ask the operator to bind the certificate (its fingerprint) to the mailbox",
+            )
         raise ServiceError(
             f"MSSanté SMTP: every recipient was refused ({len(statuses)}); "
             f"first answer {first.code} {_shown(first.text)}",
