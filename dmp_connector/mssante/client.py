@@ -108,8 +108,15 @@ class _Base:
         self._poison = _PoisonMemory(settings.mssante.poison_memory)
 
     def build(self, message: MssanteMessage) -> BuiltMessage:
-        """The mail :meth:`send` would send, without sending it (to inspect, store or sign it)."""
+        """The mail :meth:`send` would send, without sending it (to inspect, store or sign it).
+
+        Pass the result to :meth:`send` to transmit exactly it: the same Message-ID, XDM
+        archive and document ids, the bytes of :meth:`BuiltMessage.as_bytes`.
+        """
         return build_message(message, self.settings, trust_space=self.trust_space)
+
+    def _built(self, message: MssanteMessage | BuiltMessage) -> BuiltMessage:
+        return message if isinstance(message, BuiltMessage) else self.build(message)
 
     def _parse(self, raw: bytes, uid: int, folder: str, validity: int | None) -> ReceivedMessage:
         try:
@@ -148,9 +155,13 @@ class MssanteClient(_Base):
         self._owns_transport = transport is None
         self._transport = transport or MailTransport(settings, token_provider=token_provider, audit=audit, retry=retry)
 
-    def send(self, message: MssanteMessage) -> SendResult:
-        """Build ``message`` by the MSSanté rules and submit it; refused before sending if it breaks one."""
-        built = self.build(message)
+    def send(self, message: MssanteMessage | BuiltMessage) -> SendResult:
+        """Build ``message`` by the MSSanté rules and submit it; refused before sending if it breaks one.
+
+        A :class:`BuiltMessage` from :meth:`build` is sent as it is, byte for byte (its
+        Message-ID and XDM ids kept), so that what was archived is what left.
+        """
+        built = self._built(message)
         return self._transport.send(
             built.email,
             sender=built.sender,
@@ -220,9 +231,9 @@ class AsyncMssanteClient(_Base):
             settings, token_provider=token_provider, audit=audit, retry=retry
         )
 
-    async def send(self, message: MssanteMessage) -> SendResult:
+    async def send(self, message: MssanteMessage | BuiltMessage) -> SendResult:
         """See :meth:`MssanteClient.send`."""
-        built = self.build(message)
+        built = self._built(message)
         return await self._transport.send(
             built.email,
             sender=built.sender,

@@ -242,6 +242,10 @@ class BuiltMessage:
     delivery_receipt: bool = False
     """Whether a DSN is to be asked at the envelope."""
 
+    def as_bytes(self) -> bytes:
+        """The message exactly as :meth:`MssanteClient.send` transmits it (CRLF line ends), to archive."""
+        return self.email.as_bytes(policy=self.email.policy.clone(linesep="\r\n"))
+
 
 def _nil(settings: Settings) -> str:
     if settings.mssante.nil:
