@@ -43,6 +43,7 @@ from dmp_connector.config import EnvironmentName, Settings
 from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
 from dmp_connector.ins import Identity
 
+from ._mail import patient_matricule
 from ._mime import MimeLimits, UnreadableMessageError, check_structure
 from .address import MSSANTE_DOMAINS, MssanteAddress, TrustSpace, require_trusted
 from .receipts import MIME_ERRORS, Receipt, header_text, parse_receipt
@@ -625,7 +626,10 @@ def _parse_message(
     if archive is not None:
         try:
             package = read_package(archive.content, limits=limits, xml_limits=settings.xml if settings else None)
+            # Identity vigilance on every package: one patient throughout, the sending patient's if a patient sent it.
+            package.require_one_patient(matricule=patient_matricule(_first(_addresses(mail, "From")) or ""))
         except DmpConnectorError as exc:
+            package = None
             xdm_error = f"{type(exc).__name__}: {exc.message}"
     subject_text = header_text(mail, "Subject")
     ins_header = (header_text(mail, "X-MSS-INS") or "").strip().upper()
@@ -663,6 +667,10 @@ def _parse_message(
         read_receipt_to=dnt,
         raw=raw,
     )
+
+
+def _first(values: tuple[str, ...]) -> str | None:
+    return values[0] if values else None
 
 
 def _header(mail: Message, name: str) -> str | None:
