@@ -495,6 +495,9 @@ class MssanteSettings(BaseModel):
     max_message_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Largest message sent, as serialised; 25 MB is the cap towards Mon espace santé. A smaller
     ``SIZE`` announced by the server applies too."""
+    size_headroom_bytes: int = Field(default=4096, ge=0)
+    """Bytes kept under the server's announced ``SIZE`` for the trace headers it adds before checking
+    (Postfix counts its own ``Received``, ~300 bytes, and refuses with 552 after DATA); an estimate."""
     max_fetch_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     """Largest message read back over IMAP; a larger one is refused unread."""
     max_mime_depth: int = Field(default=32, ge=1)

@@ -71,6 +71,8 @@ class SmtpJob:
     dsn: DsnOptions | None
     eight_bit: bool
     """Whether ``content`` has bytes over 127 (needs ``BODY=8BITMIME``)."""
+    size_headroom: int = 0
+    """Bytes the server adds before it checks its ``SIZE`` (its own trace header)."""
 
     @property
     def endpoint(self) -> str:
@@ -316,9 +318,11 @@ def _rcpt_options(job: SmtpJob, recipient: str, use_dsn: bool) -> list[str]:
 def _check_extensions(smtp: aiosmtplib.SMTP, job: SmtpJob) -> bool:
     """Refuse, before MAIL, what the server said it cannot take; returns whether DSN goes along."""
     announced = smtp.esmtp_extensions.get("size", "")
-    if announced.strip().isdigit() and 0 < int(announced) < len(job.content):
+    if announced.strip().isdigit() and 0 < int(announced) < len(job.content) + job.size_headroom:
+        # Postfix counts the Received header it adds against SIZE and answers 552 after DATA.
         raise ValidationError(
-            f"the message is {len(job.content)} bytes; the server accepts at most {int(announced)}",
+            f"the message is {len(job.content)} bytes; the server accepts at most {int(announced)}, "
+            f"trace headers included ({job.size_headroom} bytes kept for them)",
             hint="send fewer or smaller attachments",
         )
     if job.eight_bit and not smtp.supports_extension("8bitmime"):

@@ -214,6 +214,7 @@ class _MailBase:
             content=content,
             dsn=dsn,
             eight_bit=not content.isascii(),
+            size_headroom=mss.size_headroom_bytes,
         )
         return _PreparedSend(job=job, message_id=message_id, patient=patient, document_ids=tuple(document_ids))
 

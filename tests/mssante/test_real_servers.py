@@ -252,6 +252,7 @@ alias_database =
 smtp_dns_support_level = disabled
 virtual_mailbox_domains = cabinet-test.mssante.fr medecin.mssante.fr
 virtual_transport = lmtp:inet:127.0.0.1:{lmtp}
+message_size_limit = {size_limit}
 smtpd_tls_security_level = encrypt
 smtpd_tls_auth_only = yes
 smtpd_tls_mandatory_protocols = >=TLSv1.2
@@ -264,6 +265,10 @@ relay_clientcerts = texthash:{dir}/relay_clientcerts
 smtpd_relay_restrictions = permit_tls_clientcerts, reject
 smtpd_recipient_restrictions = permit_tls_clientcerts, reject
 """
+
+
+SIZE_LIMIT = 300_000
+"""Postfix's message_size_limit in these tests (announced as SIZE)."""
 
 
 def master_cf(submission_port: int) -> str:
@@ -303,7 +308,8 @@ def postfix(dovecot: Dovecot, mailbox_cert: tuple[Path, Path]) -> Iterator[Postf
         fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
         (directory / "relay_clientcerts").write_text(f"{fingerprint} {APP_MAILBOX}\n", encoding="utf-8")
         (directory / "main.cf").write_text(
-            MAIN_CF.format(dir=directory, certs=dovecot.directory, lmtp=dovecot.lmtp), encoding="utf-8"
+            MAIN_CF.format(dir=directory, certs=dovecot.directory, lmtp=dovecot.lmtp, size_limit=SIZE_LIMIT),
+            encoding="utf-8",
         )
         (directory / "master.cf").write_text(master_cf(server.submission), encoding="utf-8")
         assert POSTFIX is not None
@@ -405,3 +411,40 @@ def test_postfix_refuses_an_unbound_certificate_at_rcpt_as_an_authentication_err
         client.send(MssanteMessage(to=(MssanteAddress.parse(APP_MAILBOX),), subject="x", text="y"))
     assert info.value.code == "554" and info.value.attempts == 1
     assert info.value.hint is not None and "certificate" in info.value.hint
+
+
+@needs_postfix
+@MODES
+def test_postfix_counts_its_trace_header_against_size_and_the_sdk_keeps_room_for_it(
+    mode: str,
+    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    dovecot: Dovecot,
+    postfix: Postfix,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+) -> None:
+    from dmp_connector.errors import ServiceError, ValidationError
+    from dmp_connector.mssante import Attachment, MssanteAddress, MssanteClient, MssanteMessage
+
+    settings = sending_settings(dovecot, postfix, pki_files, *mailbox_cert)
+
+    def message(extra: int) -> MssanteMessage:
+        blob = Attachment(filename="a.bin", content=bytes(extra))
+        return MssanteMessage(to=(MssanteAddress.parse(APP_MAILBOX),), subject="x", text="y", attachments=(blob,))
+
+    # a message 50 to 300 bytes under SIZE: Postfix's own Received header takes it over
+    extra = 200_000
+    with MssanteClient(settings) as builder:
+        for _ in range(4):
+            size = builder.build(message(extra)).size
+            extra += (SIZE_LIMIT - 150 - size) * 3 // 4
+        near = message(extra)
+        assert SIZE_LIMIT - 300 < builder.build(near).size <= SIZE_LIMIT - 50
+    without_room = settings.model_copy(
+        update={"mssante": settings.mssante.model_copy(update={"size_headroom_bytes": 0})}
+    )
+    with pytest.raises(ServiceError) as refused:
+        open_driver(drivers, mode, without_room).send(near)
+    assert refused.value.code == "552"  # after DATA, as the issue saw
+    with pytest.raises(ValidationError, match="trace headers included"):
+        open_driver(drivers, mode, settings).send(near)  # refused before anything leaves
