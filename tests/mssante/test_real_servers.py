@@ -24,7 +24,7 @@ import pytest
 
 from dmp_connector.audit import MemorySink
 from dmp_connector.config import Environment, MailServer, MssanteAuthMode, MssanteSettings, Settings, TlsCredentials
-from dmp_connector.errors import TlsError
+from dmp_connector.errors import ServiceError, TlsError
 from dmp_connector.mssante import MailAuthenticationError, MailSummary, UnreadableMessageError
 from dmp_connector.sandbox import TestPki
 from tests.conftest import PkiFiles, make_settings
@@ -448,3 +448,177 @@ def test_postfix_counts_its_trace_header_against_size_and_the_sdk_keeps_room_for
     assert refused.value.code == "552"  # after DATA, as the issue saw
     with pytest.raises(ValidationError, match="trace headers included"):
         open_driver(drivers, mode, settings).send(near)  # refused before anything leaves
+
+
+# --- XOAUTH2 through Dovecot's oauth2 passdb and a local token check ----------------------------
+
+OAUTH_CONFIG = """\
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+default_internal_user = dovecot
+default_login_user = dovenull
+ssl = required
+ssl_cert = <{dir}/server.crt
+ssl_key = <{dir}/server.key
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = xoauth2
+auth_failure_delay = 0
+mail_location = maildir:{dir}/mail/%u
+first_valid_uid = 1
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {dir}/oauth2.conf.ext
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={dir}/mail/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+OAUTH2_EXT = """\
+introspection_mode = post
+introspection_url = http://127.0.0.1:{port}/introspect
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+TOKEN_USER = "dr.martin@medecin.mssante.fr"
+
+
+class TokenCheck:
+    """The operator's token introspection (RFC 7662), on loopback: ``good`` is active, ``down`` fails."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                token = parse_qs(body).get("token", [""])[0]
+                if token == "down":
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                out = json.dumps({"active": token == "good", "username": TOKEN_USER}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Tokens:
+    """A token provider that records its calls: the first token, then a refreshed one."""
+
+    def __init__(self, first: str, refreshed: str) -> None:
+        self.first, self.refreshed = first, refreshed
+        self.calls: list[bool] = []
+
+    def get_token(self, force_refresh: bool = False) -> str:
+        self.calls.append(force_refresh)
+        return self.refreshed if force_refresh else self.first
+
+
+@pytest.fixture
+def oauth_dovecot(pki_files: PkiFiles) -> Iterator[Dovecot]:
+    directory = Path(tempfile.mkdtemp(prefix="dmpc-dovecot-oauth-"))
+    check = TokenCheck()
+    try:
+        directory.chmod(0o755)
+        (directory / "mail").mkdir()
+        os.chown(directory / "mail", 65534, 65534)
+        (directory / "state").mkdir()
+        pki_files.server.write_pem(directory, "server")
+        server = Dovecot(directory, free_port(), 0)
+        (directory / "oauth2.conf.ext").write_text(OAUTH2_EXT.format(port=check.port), encoding="utf-8")
+        config = directory / "dovecot.conf"
+        config.write_text(OAUTH_CONFIG.format(dir=directory, imap=server.imap), encoding="utf-8")
+        assert DOVECOT is not None
+        subprocess.run([DOVECOT, "-c", str(config)], check=True, timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", server.imap), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("Dovecot did not start: " + (directory / "dovecot.log").read_text(errors="replace")[-2000:])
+        yield server
+    finally:
+        subprocess.run(["doveadm", "-c", str(directory / "dovecot.conf"), "stop"], check=False, timeout=30)
+        check.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def token_settings(dovecot: Dovecot, pki_files: PkiFiles) -> Settings:
+    from dmp_connector.retries import RetryPolicy
+
+    env = Environment.sandbox().model_copy(update={"mssante_imap": MailServer(host="127.0.0.1", port=dovecot.imap)})
+    return make_settings(
+        pki_files,
+        environment=env,
+        tls=TlsCredentials(ca_bundle=pki_files.ca_bundle),
+        retry=RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.05, jitter=0.0),
+        mssante=MssanteSettings(mailbox=TOKEN_USER, auth_mode=MssanteAuthMode.XOAUTH2, connect_timeout=40, timeout=30),
+    )
+
+
+@MODES
+def test_xoauth2_against_dovecot_and_its_token_check(
+    mode: str,
+    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    oauth_dovecot: Dovecot,
+    pki_files: PkiFiles,
+) -> None:
+    settings = token_settings(oauth_dovecot, pki_files)
+    # a refused token is refreshed once, and the fresh one logs in
+    tokens = Tokens("expired", "good")
+    assert open_driver(drivers, mode, settings, token_provider=tokens).inbox() == []
+    assert tokens.calls == [False, True]
+    # refused again after the refresh: the authentication error
+    refused = Tokens("expired", "revoked")
+    with pytest.raises(MailAuthenticationError) as info:
+        open_driver(drivers, mode, settings, token_provider=refused).inbox()
+    assert info.value.code == "AUTHENTICATIONFAILED" and refused.calls == [False, True]
+    # the token check is down: Dovecot answers NO [UNAVAILABLE]; retried, never a token refresh
+    down = Tokens("down", "down")
+    with pytest.raises(ServiceError) as unavailable:
+        open_driver(drivers, mode, settings, token_provider=down).inbox()
+    assert not isinstance(unavailable.value, MailAuthenticationError)
+    assert (unavailable.value.code, unavailable.value.transient, unavailable.value.attempts) == ("UNAVAILABLE", True, 2)
+    assert True not in down.calls
