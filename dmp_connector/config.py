@@ -495,8 +495,21 @@ class MssanteSettings(BaseModel):
     max_message_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Largest message sent, as serialised; 25 MB is the cap towards Mon espace santé. A smaller
     ``SIZE`` announced by the server applies too."""
+    size_headroom_bytes: int = Field(default=4096, ge=0)
+    """Bytes kept under the server's announced ``SIZE`` for the trace headers it adds before checking
+    (Postfix counts its own ``Received``, ~300 bytes, and refuses with 552 after DATA); an estimate."""
     max_fetch_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     """Largest message read back over IMAP; a larger one is refused unread."""
+    max_mime_depth: int = Field(default=32, ge=1)
+    """Deepest nesting of MIME parts in a received message; a deeper one is a per-message error,
+    never parsed (the email package recurses per level)."""
+    max_mime_parts: int = Field(default=1000, ge=1)
+    """Most MIME parts in a received message; real MSSanté mail has a handful."""
+    max_header_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Largest header block of a received message (the top one, a part's, a listing's header fields)."""
+    poison_memory: int = Field(default=10_000, ge=0)
+    """How many unreadable messages a client remembers (by folder, UIDVALIDITY and UID) so that it
+    does not download and parse them again on every poll; 0 turns the memory off."""
     nil: str | None = Field(default=None, min_length=1)
     """Product reference given when the software was declared on convergence.esante.gouv.fr, sent as
     ``X-MSS-NIL`` on every mail."""

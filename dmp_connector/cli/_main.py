@@ -11,6 +11,7 @@ configuration error; 4 a validation error.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,19 @@ EXIT_VALIDATION = 4
 _ENV_NAMES = {"sandbox": "sandbox", "test": "test", "prod": "production", "production": "production"}
 
 
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def terminal_safe_json(data: object) -> str:
+    """``data`` as JSON, every character a terminal would act on escaped as ``\\uNNNN``.
+
+    ``json.dumps`` escapes C0 controls but not DEL, C1 (``\\x9b`` is a CSI) or bidi overrides;
+    escaping them too changes no decoded value and keeps a hostile subject inert on screen.
+    """
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 @dataclass
 class CliState:
     """What the global options set, handed to every subcommand."""
@@ -52,7 +66,7 @@ class CliState:
     def emit(self, human: str, data: dict[str, Any]) -> None:
         """Print ``human`` or, with ``--json``, ``data`` as one JSON document."""
         if self.as_json:
-            click.echo(json.dumps(data, ensure_ascii=False, default=str))
+            click.echo(terminal_safe_json(data))
         else:
             click.echo(human)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from email.utils import parseaddr
@@ -34,6 +35,7 @@ from dmp_connector.config import (
 )
 from dmp_connector.errors import DmpConnectorError
 from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits, InsOid
+from dmp_connector.mssante._mail import redact_text
 from dmp_connector.mssante.address import MssanteAddress
 from dmp_connector.mssante.auth import StaticTokenProvider, TokenProvider
 from dmp_connector.mssante.client import MssanteClient
@@ -294,15 +296,41 @@ def send(
     refused = [
         {"address": redact_address(r.address), "code": r.reply.code, "text": r.reply.text} for r in result.refused
     ]
-    lines = [f"sent {result.message_id} to {len(accepted)} recipient(s): {', '.join(accepted)}"]
-    lines += [f"  refused {r['address']}: {r['code']} {r['text']}" for r in refused]
+    lines = [f"sent {printable(result.message_id)} to {len(accepted)} recipient(s): {printable(', '.join(accepted))}"]
+    lines += [f"  refused {printable(str(r['address']))}: {r['code']} {printable(str(r['text']))}" for r in refused]
     state.emit(
         "\n".join(lines),
         {"message_id": result.message_id, "accepted": accepted, "refused": refused, "attempts": result.attempts},
     )
 
 
+def printable(text: str) -> str:
+    """``text`` safe on a terminal: control, format (bidi, zero-width) and line-separator characters
+    written as ``\\xNN``/``\\uNNNN``, so that a subject cannot clear the screen or forge a line."""
+    out = []
+    for char in text:
+        if char == "\\" or unicodedata.category(char) in _UNPRINTABLE:
+            code = ord(char)
+            out.append("\\\\" if char == "\\" else f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def _shown_sender(summary: MailSummary) -> str | None:
+    """The sender's address as both outputs show it: the address only, a patient's masked."""
+    if summary.sender is None:
+        return None
+    address = parseaddr(summary.sender)[1]
+    return redact_address(address) if address else None
+
+
 def _summary_json(summary: MailSummary) -> dict[str, Any]:
+    # The same fields, masked the same way, as the text output: a patient's address never in clear.
+    error = summary.error
     return {
         "uid": summary.uid,
         "folder": summary.folder,
@@ -310,9 +338,10 @@ def _summary_json(summary: MailSummary) -> dict[str, Any]:
         "size": summary.size,
         "date": summary.internal_date.isoformat() if summary.internal_date else None,
         "message_id": summary.message_id,
-        "from": summary.sender,
-        "subject": summary.subject,
+        "from": _shown_sender(summary),
+        "subject": redact_text(summary.subject) if summary.subject is not None else None,
         "content_type": summary.content_type,
+        "error": None if error is None else {"type": type(error).__name__, "reason": error.reason},
     }
 
 
@@ -369,6 +398,7 @@ def inbox(
             subject = subject[len("XDM/1.0/DDM+") :]
         when = s.internal_date.strftime("%Y-%m-%d %H:%M") if s.internal_date else "?"
         flag = " " if s.seen else "*"
-        sender = parseaddr(s.sender or "")[1] or "?"
-        lines.append(f"{flag} {s.uid:>5}  {when}  {redact_address(sender)}  {subject}")
+        sender = _shown_sender(s) or "?"
+        problem = f"  [unreadable: {s.error.reason}]" if s.error is not None else ""
+        lines.append(f"{flag} {s.uid:>5}  {when}  {printable(sender)}  {printable(redact_text(subject))}{problem}")
     state.emit("\n".join(lines), {"folder": folder, "messages": [_summary_json(s) for s in summaries]})

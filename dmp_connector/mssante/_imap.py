@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 
@@ -37,7 +38,9 @@ from dmp_connector.errors import (
 )
 
 from ._mail import MailSummary, redact_text
+from ._mime import UnreadableMessageError
 from .auth import MailAuthenticationError, MailCredentials, xoauth2_initial_response
+from .receipts import MIME_ERRORS, header_text
 
 __all__ = ["ImapSession", "encode_folder", "parse_fetch_summaries"]
 
@@ -99,6 +102,10 @@ def encode_folder(name: str) -> str:
     return f'"{encoded}"'
 
 
+_TEMPORARY_CODES = frozenset({"UNAVAILABLE", "INUSE", "LIMIT"})
+"""RFC 5530 response codes of a temporary condition: the same command may succeed later."""
+
+
 def _response_code(text: str) -> str | None:
     match = _CODE.search(text)
     return match.group(1).upper() if match else None
@@ -151,37 +158,91 @@ def _fetch_records(data: Sequence[object]) -> Iterator[tuple[bytes, bytes | None
         yield meta, literal
 
 
-def parse_fetch_summaries(data: Sequence[object], folder: str) -> list[MailSummary]:
-    """Turn the answer to ``UID FETCH (UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS …])``."""
+def parse_fetch_summaries(
+    data: Sequence[object], folder: str, *, max_header_bytes: int = 256 * 1024, uid_validity: int | None = None
+) -> list[MailSummary]:
+    """Turn the answer to ``UID FETCH (UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS …])``.
+
+    Each message's headers are read on their own: one the email package refuses (a ``From``
+    display name hiding an encoded CRLF …) gives that message's summary an ``error`` and its
+    header as written, never a failure of the listing.
+    """
     parser = BytesHeaderParser(policy=default_policy)
     summaries = []
     for meta, literal in _fetch_records(data):
         uid = _UID.search(meta)
         if uid is None:
             continue
+        number = int(uid.group(1))
         size = _SIZE.search(meta)
         flags = _FLAGS.search(meta)
-        subject = sender = message_id = content_type = None
-        if literal is not None:
-            headers = parser.parsebytes(literal)
-            subject = str(headers["Subject"]) if headers["Subject"] is not None else None
-            sender = str(headers["From"]) if headers["From"] is not None else None
-            message_id = str(headers["Message-ID"]).strip() if headers["Message-ID"] is not None else None
-            content_type = headers.get_content_type() if headers["Content-Type"] is not None else None
+        fields: dict[str, str | None] = {}
+        error: UnreadableMessageError | None = None
+        if literal is not None and len(literal) > max_header_bytes:
+            error = UnreadableMessageError(
+                f"message uid {number}: its headers are over {max_header_bytes} bytes",
+                reason="header",
+                uid=number,
+                folder=folder,
+            )
+        elif literal is not None:
+            fields, error = _summary_fields(parser, literal, number, folder)
         summaries.append(
             MailSummary(
-                uid=int(uid.group(1)),
+                uid=number,
                 folder=folder,
                 flags=frozenset(flags.group(1).decode("ascii", "replace").split()) if flags else frozenset(),
                 size=int(size.group(1)) if size else 0,
                 internal_date=_internal_date(meta),
-                message_id=message_id,
-                content_type=content_type,
-                subject=subject,
-                sender=sender,
+                message_id=fields.get("message_id"),
+                content_type=fields.get("content_type"),
+                subject=fields.get("subject"),
+                sender=fields.get("sender"),
+                uid_validity=uid_validity,
+                error=error,
             )
         )
     return sorted(summaries, key=lambda s: s.uid)
+
+
+_SUMMARY_HEADERS = (("subject", "Subject"), ("sender", "From"), ("message_id", "Message-ID"))
+
+
+def _summary_fields(
+    parser: BytesHeaderParser[EmailMessage], literal: bytes, uid: int, folder: str
+) -> tuple[dict[str, str | None], UnreadableMessageError | None]:
+    """The listed header fields, each read on its own; a refused one is kept as written."""
+    try:
+        headers = parser.parsebytes(literal)
+    except (*MIME_ERRORS, RecursionError) as exc:
+        return {}, UnreadableMessageError(
+            f"message uid {uid}: its headers cannot be read ({type(exc).__name__})",
+            reason="header",
+            uid=uid,
+            folder=folder,
+        )
+    fields: dict[str, str | None] = {}
+    refused: list[str] = []
+    for key, name in _SUMMARY_HEADERS:
+        try:
+            value = headers[name]
+            fields[key] = None if value is None else str(value).strip() if key == "message_id" else str(value)
+        except MIME_ERRORS:
+            refused.append(name)
+            fields[key] = header_text(headers, name)
+    try:
+        fields["content_type"] = headers.get_content_type() if headers["Content-Type"] is not None else None
+    except MIME_ERRORS:
+        refused.append("Content-Type")
+    error = None
+    if refused:
+        error = UnreadableMessageError(
+            f"message uid {uid}: header {', '.join(refused)} cannot be decoded (kept as written)",
+            reason="header",
+            uid=uid,
+            folder=folder,
+        )
+    return fields, error
 
 
 def _tls_error(exc: ssl.SSLError, what: str) -> TlsError:
@@ -219,12 +280,14 @@ def translate(exc: BaseException, what: str, *, after_tls: bool = False) -> DmpC
         return ConnectError(f"{what}: the IMAP connection was lost ({redact_text(str(exc))})")
     if isinstance(exc, imaplib.IMAP4.error):
         text = redact_text(str(exc))
+        code = _response_code(text) or "NO"
         return ServiceError(
             f"{what}: the IMAP server refused the command: {text}",
             service="mssante",
-            code=_response_code(text) or "NO",
+            code=code,
             text=text,
             operation=what,
+            transient=code in _TEMPORARY_CODES,
         )
     if isinstance(exc, (ConnectionError, EOFError)):
         if after_tls:
@@ -253,7 +316,11 @@ class ImapSession:
         connect_timeout: float,
         timeout: float,
         max_fetch_bytes: int,
+        max_header_bytes: int = 256 * 1024,
     ) -> None:
+        self.max_header_bytes = max_header_bytes
+        self.uid_validity: dict[str, int] = {}
+        """UIDVALIDITY of each folder selected on this connection."""
         self.server = server
         self.credentials = credentials
         self.connect_timeout = connect_timeout
@@ -346,6 +413,19 @@ class ImapSession:
             raise
         except imaplib.IMAP4.error as exc:
             text = redact_text(str(exc))
+            code = _response_code(text)
+            if code in _TEMPORARY_CODES:
+                # RFC 5530: the server cannot check credentials now (its token check is down …):
+                # not a refusal of the token, so no refresh; the retry policy may try again.
+                raise ServiceError(
+                    f"the IMAP server cannot authenticate now [{code}]: {text}",
+                    service="mssante",
+                    code=code,
+                    text=text,
+                    operation="authenticate",
+                    transient=True,
+                    hint="a temporary failure on the operator's side: try again later",
+                ) from exc
             raise MailAuthenticationError(
                 f"the IMAP server refused {mechanism} authentication: {text}",
                 code=_response_code(text) or "NO",
@@ -407,12 +487,14 @@ class ImapSession:
     def _check(self, typ: str, data: Sequence[object], what: str) -> None:
         if typ != "OK":
             text = _text(data)
+            code = _response_code(text) or typ
             raise ServiceError(
                 f"{what}: the IMAP server answered {typ}: {text}",
                 service="mssante",
-                code=_response_code(text) or typ,
+                code=code,
                 text=text,
                 operation=what,
+                transient=code in _TEMPORARY_CODES,
             )
 
     def _select(self, imap: _BoundedIMAP4, folder: str, what: str) -> None:
@@ -422,6 +504,12 @@ class ImapSession:
         typ, data = imap.select(encode_folder(folder))
         self._check(typ, data, what)
         self._selected = folder
+        _, validity = imap.response("UIDVALIDITY")
+        value = validity[0] if validity and isinstance(validity[0], bytes) else b""
+        if value.strip().isdigit():
+            self.uid_validity[folder] = int(value)
+        else:
+            self.uid_validity.pop(folder, None)
 
     # --- operations -----------------------------------------------------------------
 
@@ -441,7 +529,14 @@ class ImapSession:
                     f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS {_HEADER_FIELDS}])",
                 )
                 self._check(typ, data, "list")
-                summaries.extend(parse_fetch_summaries(data, folder))
+                summaries.extend(
+                    parse_fetch_summaries(
+                        data,
+                        folder,
+                        max_header_bytes=self.max_header_bytes,
+                        uid_validity=self.uid_validity.get(folder),
+                    )
+                )
             return summaries
 
     def fetch(self, uid: int, folder: str) -> bytes:

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from dmp_connector.errors import ValidationError
 
+from ._mime import UnreadableMessageError
+
 __all__ = [
     "DsnNotify",
     "DsnOptions",
@@ -205,7 +207,12 @@ class MailSummary:
     subject: str | None = field(default=None, repr=False)
     """Decoded ``Subject``; health data, never log it."""
     sender: str | None = field(default=None, repr=False)
-    """The ``From`` header, decoded."""
+    """The ``From`` header, decoded (as written when it cannot be decoded)."""
+    uid_validity: int | None = None
+    """The folder's UIDVALIDITY when listed: ``(folder, uid_validity, uid)`` names the message for good."""
+    error: UnreadableMessageError | None = field(default=None, compare=False)
+    """Why this message cannot be read (a header the email package refuses, or a message already
+    found unreadable): the listing goes on, the other messages are unaffected."""
 
     @property
     def seen(self) -> bool:

@@ -71,6 +71,8 @@ class SmtpJob:
     dsn: DsnOptions | None
     eight_bit: bool
     """Whether ``content`` has bytes over 127 (needs ``BODY=8BITMIME``)."""
+    size_headroom: int = 0
+    """Bytes the server adds before it checks its ``SIZE`` (its own trace header)."""
 
     @property
     def endpoint(self) -> str:
@@ -251,6 +253,13 @@ async def _authenticate(smtp: aiosmtplib.SMTP, job: SmtpJob, token: str | None) 
         try:
             await smtp.auth_xoauth2(creds.user, token)
         except aiosmtplib.SMTPAuthenticationError as exc:
+            if 400 <= exc.code < 500:  # 454: the server cannot check the token now; not a refusal
+                raise _service_error(
+                    "MSSanté SMTP: authentication is temporarily unavailable",
+                    exc.code,
+                    exc.message,
+                    hint="a temporary failure on the operator's side: try again later",
+                ) from exc
             reply = _reply(exc.code, exc.message)
             raise MailAuthenticationError(
                 f"the SMTP server refused XOAUTH2 authentication: {reply.code} {_shown(reply.text)}",
@@ -265,6 +274,13 @@ async def _authenticate(smtp: aiosmtplib.SMTP, job: SmtpJob, token: str | None) 
         response = await smtp.execute_command(
             b"AUTH", b"EXTERNAL", base64.b64encode(authzid) if authzid else b"=", timeout=job.connect_timeout
         )
+        if 400 <= response.code < 500:
+            raise _service_error(
+                "MSSanté SMTP: authentication is temporarily unavailable",
+                response.code,
+                response.message,
+                hint="a temporary failure on the operator's side: try again later",
+            )
         if response.code != 235:
             reply = _reply(response.code, response.message)
             raise MailAuthenticationError(
@@ -302,9 +318,11 @@ def _rcpt_options(job: SmtpJob, recipient: str, use_dsn: bool) -> list[str]:
 def _check_extensions(smtp: aiosmtplib.SMTP, job: SmtpJob) -> bool:
     """Refuse, before MAIL, what the server said it cannot take; returns whether DSN goes along."""
     announced = smtp.esmtp_extensions.get("size", "")
-    if announced.strip().isdigit() and 0 < int(announced) < len(job.content):
+    if announced.strip().isdigit() and 0 < int(announced) < len(job.content) + job.size_headroom:
+        # Postfix counts the Received header it adds against SIZE and answers 552 after DATA.
         raise ValidationError(
-            f"the message is {len(job.content)} bytes; the server accepts at most {int(announced)}",
+            f"the message is {len(job.content)} bytes; the server accepts at most {int(announced)}, "
+            f"trace headers included ({job.size_headroom} bytes kept for them)",
             hint="send fewer or smaller attachments",
         )
     if job.eight_bit and not smtp.supports_extension("8bitmime"):
@@ -322,6 +340,11 @@ def _check_extensions(smtp: aiosmtplib.SMTP, job: SmtpJob) -> bool:
             hint="send with DsnOptions(required=False) to go without them",
         )
     return False
+
+
+def _access_denied(reply: SmtpReply) -> bool:
+    """554 with enhanced status 5.7.1: the server's "relay/access denied" to an unauthenticated client."""
+    return reply.code == 554 and reply.text.lstrip().startswith("5.7.1")
 
 
 async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
@@ -350,6 +373,16 @@ async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
         first = statuses[0].reply
         transient = all(s.reply.is_transient for s in statuses)
         _discard(smtp)  # nothing was sent; the session is over
+        if job.credentials.mode is MssanteAuthMode.CERTIFICATE and all(_access_denied(s.reply) for s in statuses):
+            # Postfix (permit_tls_clientcerts) takes a client certificate it does not know at
+            # STARTTLS and only refuses at RCPT, 554 5.7.1: an authentication failure, not an address.
+            raise MailAuthenticationError(
+                f"MSSanté SMTP: every recipient was refused as access denied ({first.code} {_shown(first.text)})",
+                code=str(first.code),
+                text=first.text,
+                hint="the operator does not accept this client certificate for sending: check mssante.tls and "
+                "ask the operator to bind the certificate (its fingerprint) to the mailbox",
+            )
         raise ServiceError(
             f"MSSanté SMTP: every recipient was refused ({len(statuses)}); "
             f"first answer {first.code} {_shown(first.text)}",

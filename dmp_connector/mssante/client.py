@@ -21,7 +21,9 @@ on the async one).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
@@ -31,7 +33,14 @@ from dmp_connector.retries import RetryPolicy
 
 from .address import MSSANTE_DOMAINS, TrustSpace
 from .auth import AsyncTokenProvider, TokenProvider
-from .message import BuiltMessage, MssanteMessage, ReceivedMessage, build_message, parse_message
+from .message import (
+    BuiltMessage,
+    MssanteMessage,
+    ReceivedMessage,
+    UnreadableMessageError,
+    build_message,
+    parse_message,
+)
 from .transport import AsyncMailTransport, DsnOptions, MailSummary, MailTransport, SendResult
 from .xdm import ArchiveLimits
 
@@ -48,6 +57,47 @@ def _dsn(built: BuiltMessage) -> DsnOptions | None:
     return DsnOptions(envid=envid if 0 < len(envid) <= 100 and " " not in envid else None)
 
 
+_Key = tuple[str, int, int]
+
+
+class _PoisonMemory:
+    """Unreadable messages by (folder, UIDVALIDITY, UID), so that a poll does not download and
+    parse them again; bounded, oldest forgotten first. A new UIDVALIDITY makes old keys moot."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._known: OrderedDict[_Key, UnreadableMessageError] = OrderedDict()
+
+    def get(self, folder: str, validity: int | None, uid: int) -> UnreadableMessageError | None:
+        return self._known.get((folder, validity, uid)) if validity is not None else None
+
+    def remember(self, folder: str, validity: int | None, uid: int, error: UnreadableMessageError) -> None:
+        if validity is None or self.size == 0:
+            return
+        self._known[(folder, validity, uid)] = error
+        while len(self._known) > self.size:
+            self._known.popitem(last=False)
+
+    def mark(self, summaries: list[MailSummary]) -> list[MailSummary]:
+        return [
+            replace(s, error=known)
+            if s.error is None and (known := self.get(s.folder, s.uid_validity, s.uid)) is not None
+            else s
+            for s in summaries
+        ]
+
+
+def _again(error: UnreadableMessageError) -> UnreadableMessageError:
+    """A fresh error for a message already found unreadable (not re-raising an old traceback)."""
+    return UnreadableMessageError(
+        f"{error.message} (known from an earlier fetch: not downloaded again)",
+        reason=error.reason,
+        uid=error.uid,
+        folder=error.folder,
+        hint=error.hint,
+    )
+
+
 class _Base:
     """What both clients share: settings, message building and parsing; no I/O."""
 
@@ -55,13 +105,30 @@ class _Base:
         self.settings = settings
         self.trust_space = trust_space
         self.archive_limits = archive_limits or ArchiveLimits()
+        self._poison = _PoisonMemory(settings.mssante.poison_memory)
 
     def build(self, message: MssanteMessage) -> BuiltMessage:
-        """The mail :meth:`send` would send, without sending it (to inspect, store or sign it)."""
+        """The mail :meth:`send` would send, without sending it (to inspect, store or sign it).
+
+        Pass the result to :meth:`send` to transmit exactly it: the same Message-ID, XDM
+        archive and document ids, the bytes of :meth:`BuiltMessage.as_bytes`.
+        """
         return build_message(message, self.settings, trust_space=self.trust_space)
 
-    def _parse(self, raw: bytes, uid: int, folder: str) -> ReceivedMessage:
-        return parse_message(raw, uid=uid, folder=folder, limits=self.archive_limits, settings=self.settings)
+    def _built(self, message: MssanteMessage | BuiltMessage) -> BuiltMessage:
+        return message if isinstance(message, BuiltMessage) else self.build(message)
+
+    def _parse(self, raw: bytes, uid: int, folder: str, validity: int | None) -> ReceivedMessage:
+        try:
+            return parse_message(raw, uid=uid, folder=folder, limits=self.archive_limits, settings=self.settings)
+        except UnreadableMessageError as exc:
+            self._poison.remember(folder, validity, uid, exc)
+            raise
+
+    def _known_poison(self, uid: int, folder: str, validity: int | None) -> None:
+        known = self._poison.get(folder, validity, uid)
+        if known is not None:
+            raise _again(known)
 
 
 class MssanteClient(_Base):
@@ -88,9 +155,13 @@ class MssanteClient(_Base):
         self._owns_transport = transport is None
         self._transport = transport or MailTransport(settings, token_provider=token_provider, audit=audit, retry=retry)
 
-    def send(self, message: MssanteMessage) -> SendResult:
-        """Build ``message`` by the MSSanté rules and submit it; refused before sending if it breaks one."""
-        built = self.build(message)
+    def send(self, message: MssanteMessage | BuiltMessage) -> SendResult:
+        """Build ``message`` by the MSSanté rules and submit it; refused before sending if it breaks one.
+
+        A :class:`BuiltMessage` from :meth:`build` is sent as it is, byte for byte (its
+        Message-ID and XDM ids kept), so that what was archived is what left.
+        """
+        built = self._built(message)
         return self._transport.send(
             built.email,
             sender=built.sender,
@@ -101,12 +172,22 @@ class MssanteClient(_Base):
         )
 
     def inbox(self, *, unseen_only: bool = True, folder: str = INBOX) -> list[MailSummary]:
-        """The messages waiting in ``folder`` (unread only by default), oldest first, not downloaded."""
-        return self._transport.list_messages(folder, unseen_only=unseen_only)
+        """The messages waiting in ``folder`` (unread only by default), oldest first, not downloaded.
+
+        No message can make the listing fail: one whose headers cannot be decoded, or that an
+        earlier :meth:`fetch` found unreadable, is listed with its ``error``.
+        """
+        return self._poison.mark(self._transport.list_messages(folder, unseen_only=unseen_only))
 
     def fetch(self, uid: int, *, folder: str = INBOX) -> ReceivedMessage:
-        """Download one message and read it: bodies, attachments, XDM documents, receipt. Leaves it unread."""
-        return self._parse(self._transport.fetch(uid, folder), uid, folder)
+        """Download one message and read it: bodies, attachments, XDM documents, receipt. Leaves it unread.
+
+        A message that cannot be read safely raises :class:`UnreadableMessageError` (with its
+        ``uid``); it is remembered by folder, UIDVALIDITY and UID and not downloaded again.
+        """
+        self._known_poison(uid, folder, self._transport.uid_validities.get(folder))
+        raw = self._transport.fetch(uid, folder)
+        return self._parse(raw, uid, folder, self._transport.uid_validities.get(folder))
 
     def mark_read(self, uid: int, *, folder: str = INBOX) -> None:
         """Mark a message as read (``\\Seen``), once it has been processed."""
@@ -150,9 +231,9 @@ class AsyncMssanteClient(_Base):
             settings, token_provider=token_provider, audit=audit, retry=retry
         )
 
-    async def send(self, message: MssanteMessage) -> SendResult:
+    async def send(self, message: MssanteMessage | BuiltMessage) -> SendResult:
         """See :meth:`MssanteClient.send`."""
-        built = self.build(message)
+        built = self._built(message)
         return await self._transport.send(
             built.email,
             sender=built.sender,
@@ -164,11 +245,13 @@ class AsyncMssanteClient(_Base):
 
     async def inbox(self, *, unseen_only: bool = True, folder: str = INBOX) -> list[MailSummary]:
         """See :meth:`MssanteClient.inbox`."""
-        return await self._transport.list_messages(folder, unseen_only=unseen_only)
+        return self._poison.mark(await self._transport.list_messages(folder, unseen_only=unseen_only))
 
     async def fetch(self, uid: int, *, folder: str = INBOX) -> ReceivedMessage:
         """See :meth:`MssanteClient.fetch`."""
-        return self._parse(await self._transport.fetch(uid, folder), uid, folder)
+        self._known_poison(uid, folder, self._transport.uid_validities.get(folder))
+        raw = await self._transport.fetch(uid, folder)
+        return self._parse(raw, uid, folder, self._transport.uid_validities.get(folder))
 
     async def mark_read(self, uid: int, *, folder: str = INBOX) -> None:
         """See :meth:`MssanteClient.mark_read`."""

@@ -40,9 +40,11 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dmp_connector.config import EnvironmentName, Settings
-from dmp_connector.errors import ConfigurationError, DmpConnectorError, MalformedResponseError, ValidationError
+from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
 from dmp_connector.ins import Identity
 
+from ._mail import patient_matricule
+from ._mime import MimeLimits, UnreadableMessageError, check_structure
 from .address import MSSANTE_DOMAINS, MssanteAddress, TrustSpace, require_trusted
 from .receipts import MIME_ERRORS, Receipt, header_text, parse_receipt
 from .xdm import XDM_ATTACHMENT_NAME, ArchiveLimits, XdmDocument, XdmPackage, build_package, read_package
@@ -56,10 +58,13 @@ __all__ = [
     "BuiltMessage",
     "CdaDocument",
     "MessageTooLargeError",
+    "MimeLimits",
     "MssanteMessage",
     "ReceivedAttachment",
     "ReceivedMessage",
+    "UnreadableMessageError",
     "build_message",
+    "mime_limits_of",
     "parse_message",
 ]
 
@@ -237,6 +242,10 @@ class BuiltMessage:
     """The XDM archive built, when documents travel."""
     delivery_receipt: bool = False
     """Whether a DSN is to be asked at the envelope."""
+
+    def as_bytes(self) -> bytes:
+        """The message exactly as :meth:`MssanteClient.send` transmits it (CRLF line ends), to archive."""
+        return self.email.as_bytes(policy=self.email.policy.clone(linesep="\r\n"))
 
 
 def _nil(settings: Settings) -> str:
@@ -547,19 +556,38 @@ def parse_message(
     folder: str | None = None,
     limits: ArchiveLimits | None = None,
     settings: Settings | None = None,
+    mime_limits: MimeLimits | None = None,
 ) -> ReceivedMessage:
     """Read received bytes: headers, bodies, attachments, the XDM archive, the receipt.
 
-    A header the email package cannot parse is kept as written; a message whose structure
-    cannot be read at all raises :class:`~dmp_connector.errors.MalformedResponseError`.
+    A header the email package cannot parse is kept as written. The structure is measured
+    first (:func:`check_structure`, bounds from ``mime_limits``, else ``settings.mssante``):
+    a message too deep, with too many parts or a header block too large, or one whose MIME
+    cannot be read at all, raises :class:`UnreadableMessageError` (a
+    :class:`~dmp_connector.errors.MalformedResponseError`) naming ``uid`` — an error about
+    this one message, not the mailbox.
     """
+    bounds = mime_limits or mime_limits_of(settings)
+    check_structure(raw, bounds, uid=uid, folder=folder)
     try:
         return _parse_message(raw, uid=uid, folder=folder, limits=limits, settings=settings)
-    except MIME_ERRORS as exc:
-        raise MalformedResponseError(
-            f"the message cannot be read as MIME ({type(exc).__name__})",
+    except (*MIME_ERRORS, RecursionError) as exc:
+        where = f"message uid {uid}" if uid is not None else "the message"
+        raise UnreadableMessageError(
+            f"{where} cannot be read as MIME ({type(exc).__name__})",
+            reason="mime",
+            uid=uid,
+            folder=folder,
             hint="keep the raw message and report it to the sending software",
         ) from exc
+
+
+def mime_limits_of(settings: Settings | None) -> MimeLimits:
+    """The structure bounds ``settings.mssante`` sets (the defaults without settings)."""
+    if settings is None:
+        return MimeLimits()
+    mss = settings.mssante
+    return MimeLimits(max_depth=mss.max_mime_depth, max_parts=mss.max_mime_parts, max_header_bytes=mss.max_header_bytes)
 
 
 def _parse_message(
@@ -598,7 +626,10 @@ def _parse_message(
     if archive is not None:
         try:
             package = read_package(archive.content, limits=limits, xml_limits=settings.xml if settings else None)
+            # Identity vigilance on every package: one patient throughout, the sending patient's if a patient sent it.
+            package.require_one_patient(matricule=patient_matricule(_first(_addresses(mail, "From")) or ""))
         except DmpConnectorError as exc:
+            package = None
             xdm_error = f"{type(exc).__name__}: {exc.message}"
     subject_text = header_text(mail, "Subject")
     ins_header = (header_text(mail, "X-MSS-INS") or "").strip().upper()
@@ -636,6 +667,10 @@ def _parse_message(
         read_receipt_to=dnt,
         raw=raw,
     )
+
+
+def _first(values: tuple[str, ...]) -> str | None:
+    return values[0] if values else None
 
 
 def _header(mail: Message, name: str) -> str | None:

@@ -214,6 +214,7 @@ class _MailBase:
             content=content,
             dsn=dsn,
             eight_bit=not content.isascii(),
+            size_headroom=mss.size_headroom_bytes,
         )
         return _PreparedSend(job=job, message_id=message_id, patient=patient, document_ids=tuple(document_ids))
 
@@ -227,8 +228,16 @@ class _MailBase:
                     connect_timeout=mss.connect_timeout,
                     timeout=mss.timeout,
                     max_fetch_bytes=mss.max_fetch_bytes,
+                    max_header_bytes=mss.max_header_bytes,
                 )
             return self._imap
+
+    @property
+    def uid_validities(self) -> dict[str, int]:
+        """UIDVALIDITY of each folder selected on the held connection (no I/O): with a UID it names a
+        message for good."""
+        session = self._imap
+        return dict(session.uid_validity) if session is not None else {}
 
     def _needs_open(self, session: ImapSession) -> bool:
         """True when the session must be (re)opened; a long-idle one is checked with NOOP first."""

@@ -341,6 +341,47 @@ class XdmPackage(BaseModel):
     index_htm: str | None = Field(default=None, repr=False)
     """``INDEX.HTM``, when present."""
 
+    def require_one_patient(self, *, matricule: str | None = None) -> None:
+        """Refuse a package that names more than one patient: METADATA.XML's ``patientId`` (the
+        submission set's, each entry's) and every CDA's ``recordTarget`` INS must all be the same
+        patient, and that patient's matricule ``matricule`` when given (a mail from a patient's
+        address). Raises :class:`~dmp_connector.errors.PatientMismatchError` (counts, never values).
+
+        Run on every received package, before any caller could file a document under the id the
+        metadata gives: a client filing by ``patientId`` would otherwise file patient A's
+        document under patient B.
+        """
+        named: list[tuple[str, str]] = []
+        set_id = self.submission.submission_set.patient_id
+        if set_id is not None:
+            named.append((set_id.id, set_id.assigning_authority))
+        headers: list[tuple[str, str]] = []
+        for document in self.documents:
+            if document.entry.patient_id is not None:
+                named.append((document.entry.patient_id.id, document.entry.patient_id.assigning_authority))
+            try:
+                ins = document.parse_cda().patient.identity.ins
+            except (DmpConnectorError, ValueError):
+                ins = None  # not a CDA (a PDF …)
+            if ins is not None:
+                headers.append((ins.matricule, ins.oid.value))
+        problems: list[str] = []
+        if len(set(named)) > 1:
+            problems.append("METADATA.XML names more than one patient")
+        if headers and named and set(headers) != set(named):
+            problems.append("METADATA.XML's patientId is not the INS in the CDA recordTarget")
+        if len(set(headers)) > 1:
+            problems.append("the CDA documents are about more than one patient")
+        if matricule is not None and any(m != matricule for m, _ in (*named, *headers)):
+            problems.append("the package is about another patient than the patient who sent it")
+        if problems:
+            raise PatientMismatchError(
+                f"the XDM package names more than one patient: {'; '.join(problems)}",
+                service="mssante",
+                operation="xdm",
+                problems=problems,
+            )
+
     def require_patient(self, patient: Identity) -> None:
         """Identity vigilance before filing the package's documents to ``patient`` (a received mail).
 

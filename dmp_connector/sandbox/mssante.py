@@ -62,6 +62,7 @@ from pymap.exceptions import AuthorizationFailure, InvalidAuth
 from pymap.imap import IMAPServer
 from pymap.interfaces.login import IdentityInterface, LoginInterface
 from pymap.parsing.message import AppendMessage
+from pymap.parsing.response import ResponseCode, ResponseNo
 from pymap.parsing.specials import FetchRequirement
 from pymap.parsing.specials.flag import Flag
 from pymap.token import AllTokens
@@ -266,6 +267,8 @@ class _SmtpHandler:
             return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode the response")
         match = _XOAUTH2.match(decoded)
         mailbox = None
+        if self.operator._token_check_unavailable():
+            return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
         if match is not None:
             mailbox = self.operator._check_token(match.group(1).decode("utf-8", "replace"), match.group(2).decode())
         if mailbox is None:
@@ -414,6 +417,16 @@ class _ImapIdentity(IdentityInterface):
         return None
 
 
+class _AuthUnavailable(InvalidAuth):
+    """``NO [UNAVAILABLE]``: the credentials could not be checked now (RFC 5530)."""
+
+    def __init__(self) -> None:
+        super().__init__("Temporary authentication failure")
+
+    def get_response(self, tag: bytes) -> ResponseNo:
+        return ResponseNo(tag, b"Temporary authentication failure", ResponseCode.of(b"UNAVAILABLE"))
+
+
 class _ImapLogin(LoginInterface):
     """XOAUTH2 with a sandbox token, or EXTERNAL with a client certificate bound to a mailbox; TLS required."""
 
@@ -435,6 +448,8 @@ class _ImapLogin(LoginInterface):
         except ExternalVerificationRequired as required:
             token = required.token
         if token is not None:
+            if self._operator._token_check_unavailable():
+                raise _AuthUnavailable()
             mailbox = self._operator._check_token(credentials.authzid, token)
             if mailbox is None:
                 raise InvalidAuth()
@@ -518,6 +533,7 @@ class SandboxMailOperator:
                 self._patients[matricule.upper()] = PatientMailboxState.ACTIVE
         self._tokens: dict[str, tuple[str, float]] = {}
         self._refusals = 0
+        self._unavailable = 0
         self._faults: deque[SmtpFault] = deque()
         self._received: list[ReceivedMail] = []
         self._store: dict[str, tuple[MailboxSet, FilterSet]] = {}
@@ -578,6 +594,19 @@ class SandboxMailOperator:
         """Invalidate every token issued so far."""
         with self._lock:
             self._tokens.clear()
+
+    def token_check_down(self, count: int = 1) -> None:
+        """The next ``count`` XOAUTH2 logins meet a token check that is down: SMTP ``454 4.7.0``, IMAP
+        ``NO [UNAVAILABLE]`` (RFC 5530), as Dovecot and Postfix answer when their auth backend fails."""
+        with self._lock:
+            self._unavailable += count
+
+    def _token_check_unavailable(self) -> bool:
+        with self._lock:
+            if self._unavailable > 0:
+                self._unavailable -= 1
+                return True
+            return False
 
     def refuse_valid_tokens(self, count: int = 1) -> None:
         """Refuse the next ``count`` XOAUTH2 logins even with a valid token, as operators sometimes do."""

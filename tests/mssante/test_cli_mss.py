@@ -126,3 +126,50 @@ auth_mode = "certificate"
     listed = runner.invoke(main, ["--config", config(tmp_path, extra), "--json", "mss", "inbox", "--all", *servers])
     assert listed.exit_code == EXIT_OK, listed.output
     assert json.loads(listed.output)["messages"] == []
+
+
+def test_inbox_escapes_control_characters_and_json_masks_what_text_masks(
+    runner: CliRunner, tmp_path: Path, pki_files: PkiFiles, mail_operator: SandboxMailOperator
+) -> None:
+    extra = f"""
+[tls]
+cert_file = "{pki_files.client_cert}"
+key_file = "{pki_files.client_key}"
+ca_bundle = "{pki_files.ca_bundle}"
+
+[mssante]
+mailbox = "{APP_MAILBOX}"
+auth_mode = "certificate"
+"""
+    patient = "279035121518989@patient.mssante.fr"
+    hostile = (
+        f"From: Patient <{patient}>\r\nTo: {APP_MAILBOX}\r\nMessage-ID: <h1@patient.mssante.fr>\r\n"
+        "Subject: =?utf-8?q?Bonjour=1B[2J=0D=0A*_____99__2026-01-01_00:00__forged=C2=9B31m=E2=80=AEtxt.exe?=\r\n"
+        "\r\nbody\r\n"
+    ).encode()
+    crlf_from = (
+        f"From: =?utf-8?q?Dr=0D=0AEvil?= <evil@hopital.mssante.fr>\r\nTo: {APP_MAILBOX}\r\nSubject: x\r\n\r\nbody\r\n"
+    ).encode()
+    mail_operator.deliver(APP_MAILBOX, hostile)
+    mail_operator.deliver(APP_MAILBOX, crlf_from)
+    servers = ["--smtp", f"127.0.0.1:{mail_operator.smtp_port}", "--imap", f"127.0.0.1:{mail_operator.imap_port}"]
+    cfg = config(tmp_path, extra)
+    human = runner.invoke(main, ["--config", cfg, "mss", "inbox", *servers])
+    assert human.exit_code == EXIT_OK, human.output
+    lines = human.output.splitlines()
+    assert len(lines) == 3  # the count and one line per message: nothing forged
+    assert "\x1b" not in human.output and "\x9b" not in human.output and "\u202e" not in human.output
+    assert "\\x1b[2J\\x0d\\x0a" in lines[1] and "\\x9b" in lines[1] and "\\u202e" in lines[1]
+    assert "***@patient.mssante.fr" in lines[1] and "279035121518989" not in human.output
+    assert "evil@hopital.mssante.fr" in lines[2] and "[unreadable: header]" in lines[2]
+
+    listed = runner.invoke(main, ["--config", cfg, "--json", "mss", "inbox", *servers])
+    assert listed.exit_code == EXIT_OK, listed.output
+    assert "279035121518989" not in listed.output  # masked as in the text output
+    assert "\x9b" not in listed.output and "\u202e" not in listed.output and "\x1b" not in listed.output
+    first, second = json.loads(listed.output)["messages"]
+    assert first["from"] == "***@patient.mssante.fr" and first["subject"].startswith("Bonjour\x1b[2J\r\n")
+    assert second["from"] == "evil@hopital.mssante.fr" and second["error"] == {
+        "type": "UnreadableMessageError",
+        "reason": "header",
+    }

@@ -203,3 +203,38 @@ def test_the_async_client_mirrors_the_sync_client() -> None:
     assert list(inspect.signature(MssanteClient.__init__).parameters) == list(
         inspect.signature(AsyncMssanteClient.__init__).parameters
     )
+
+
+@MODES
+def test_send_of_a_built_message_transmits_exactly_what_was_built(
+    mode: str,
+    drivers: list[Driver],
+    app_settings: Settings,
+    pro_settings: Settings,
+    pro_tokens: SandboxTokenProvider,
+    mail_operator: SandboxMailOperator,
+) -> None:
+    sender = open_driver(drivers, mode, app_settings)
+    with MssanteClient(app_settings) as builder:  # build() is pure and sync on both clients
+        built = builder.build(
+            MssanteMessage(
+                to=(MssanteAddress.parse(PRO_MAILBOX),), patient=PATIENT, documents=(CdaDocument(content=N1),)
+            )
+        )
+    archived = built.as_bytes()  # what a vendor keeps before sending
+    assert built.package is not None
+    result = sender.send(built)
+    assert result.message_id == built.message_id
+    (received,) = mail_operator.received
+    assert received.content.rstrip(b"\r\n") == archived.rstrip(b"\r\n")  # byte for byte, as built
+
+    reader = open_driver(drivers, mode, pro_settings, token_provider=pro_tokens)
+    (summary,) = reader.inbox()
+    mail = reader.fetch(summary.uid)
+    assert mail.message_id == built.message_id
+    assert [d.unique_id for d in mail.documents] == list(built.document_ids)
+    assert mail.xdm is not None and mail.xdm.archive == built.package.archive  # the same XDM ids inside
+
+    # sending the same MssanteMessage twice builds twice: a new Message-ID each time
+    again = sender.send(MssanteMessage(to=(MssanteAddress.parse(PRO_MAILBOX),), subject="x"))
+    assert again.message_id != built.message_id

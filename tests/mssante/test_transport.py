@@ -798,3 +798,80 @@ def test_smtp_policy_serialisation_is_what_goes_on_the_wire() -> None:
 
 def test_mail_server_is_a_plain_model() -> None:
     assert MailServer(host="h", port=587).starttls
+
+
+# --- temporary failures and the real servers' way of refusing (issue 17) -----------------------
+
+
+@MODES
+def test_a_token_check_that_is_down_is_transient_not_a_refused_token(
+    mode: str,
+    drivers: list[Driver],
+    pro_settings: Settings,
+    pro_tokens: SandboxTokenProvider,
+    mail_operator: SandboxMailOperator,
+) -> None:
+    driver = open_driver(drivers, mode, pro_settings, tokens=pro_tokens)
+    # IMAP NO [UNAVAILABLE] (Dovecot when its auth backend fails): retried, no token refresh
+    mail_operator.token_check_down(1)
+    assert driver.list_messages() == []
+    assert pro_tokens.calls == [False, False]
+    # every attempt meets it (a new connection): a transient ServiceError, never MailAuthenticationError
+    driver = open_driver(drivers, mode, pro_settings, tokens=pro_tokens)
+    mail_operator.token_check_down(3)
+    with pytest.raises(ServiceError) as imap_info:
+        driver.list_messages()
+    assert not isinstance(imap_info.value, MailAuthenticationError)
+    assert (imap_info.value.code, imap_info.value.transient) == ("UNAVAILABLE", True)
+    assert True not in pro_tokens.calls and imap_info.value.attempts == 3
+    assert pro_tokens.calls == [False] * 5
+
+    # SMTP 454 4.7.0 at AUTH: the same
+    calls = len(pro_tokens.calls)
+    mail_operator.token_check_down(1)
+    message = clinical_message(PRO_MAILBOX, OTHER_MAILBOX, attachment=b"zip")
+    result = driver.send(message, sender=PRO_MAILBOX, recipients=[OTHER_MAILBOX])
+    assert result.attempts == 2 and True not in pro_tokens.calls[calls:]
+    mail_operator.token_check_down(3)
+    with pytest.raises(ServiceError) as smtp_info:
+        driver.send(message, sender=PRO_MAILBOX, recipients=[OTHER_MAILBOX])
+    assert not isinstance(smtp_info.value, MailAuthenticationError)
+    assert (smtp_info.value.code, smtp_info.value.transient) == ("454", True)
+    assert True not in pro_tokens.calls[calls:]
+    assert len(mail_operator.received) == 1
+
+
+@MODES
+def test_554_at_rcpt_for_a_certificate_is_an_authentication_error(
+    mode: str, drivers: list[Driver], app_settings: Settings, mail_operator: SandboxMailOperator
+) -> None:
+    # Postfix with permit_tls_clientcerts takes an unknown certificate at STARTTLS and refuses at RCPT
+    mail_operator.fail_next(SmtpFault("rcpt", reply=f"554 5.7.1 <{PRO_MAILBOX}>: Relay access denied"))
+    driver = open_driver(drivers, mode, app_settings)
+    with pytest.raises(MailAuthenticationError) as info:
+        driver.send(
+            clinical_message(APP_MAILBOX, PRO_MAILBOX, attachment=b"z"), sender=APP_MAILBOX, recipients=[PRO_MAILBOX]
+        )
+    assert info.value.code == "554" and info.value.attempts == 1
+    assert info.value.hint is not None and "certificate" in info.value.hint
+    assert mail_operator.received == []
+
+
+@MODES
+def test_554_at_rcpt_with_a_token_stays_an_address_refusal(
+    mode: str,
+    drivers: list[Driver],
+    pro_settings: Settings,
+    pro_tokens: SandboxTokenProvider,
+    mail_operator: SandboxMailOperator,
+) -> None:
+    mail_operator.fail_next(SmtpFault("rcpt", reply=f"554 5.7.1 <{OTHER_MAILBOX}>: Relay access denied"))
+    driver = open_driver(drivers, mode, pro_settings, tokens=pro_tokens)
+    with pytest.raises(ServiceError) as info:
+        driver.send(
+            clinical_message(PRO_MAILBOX, OTHER_MAILBOX, attachment=b"z"),
+            sender=PRO_MAILBOX,
+            recipients=[OTHER_MAILBOX],
+        )
+    assert not isinstance(info.value, MailAuthenticationError) and info.value.code == "554"
+    assert pro_tokens.calls == [False]

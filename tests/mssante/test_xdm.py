@@ -369,3 +369,41 @@ def test_a_document_that_names_no_patient_is_not_filed() -> None:
     with pytest.raises(PatientMismatchError) as info:
         package.require_patient(own)
     assert info.value.problems == ("1 document(s) name no patient (no patientId, no INS in a CDA header)",)
+
+
+def _mail_with(archive: bytes, sender: str = "dr.a@hopital.mssante.fr") -> bytes:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    mail = EmailMessage(policy=SMTP)
+    mail["From"] = sender
+    mail["To"] = "dr.b@medecin.mssante.fr"
+    mail["Subject"] = "XDM/1.0/DDM+CR"
+    mail.set_content("voir PJ")
+    mail.add_attachment(archive, maintype="application", subtype="zip", filename="IHE_XDM.ZIP")
+    return mail.as_bytes()
+
+
+def test_a_received_package_whose_metadata_names_another_patient_is_not_kept() -> None:
+    """Every received mail: METADATA.XML's patientId must be the CDA recordTarget's INS (issue 17)."""
+    from dmp_connector.mssante import parse_message
+
+    other = parse_cda(OTHER_PATIENT).patient.identity
+    own = parse_cda(N1).patient.identity
+    assert own.ins is not None and other.ins is not None
+    archive = build_package([N1], SETTINGS, sender=SENDER).archive
+    assert parse_message(_mail_with(archive)).xdm is not None  # consistent: read
+    altered = [
+        (name, data.replace(own.ins.matricule.encode(), other.ins.matricule.encode()).replace(
+            own.ins.oid.value.encode(), other.ins.oid.value.encode()) if name.endswith("METADATA.XML") else data)
+        for name, data in files_of(archive)
+    ]  # fmt: skip
+    received = parse_message(_mail_with(rezip(altered)))
+    assert received.xdm is None and received.documents == ()
+    assert received.xdm_error is not None and received.xdm_error.startswith("PatientMismatchError: ")
+    assert "recordTarget" in received.xdm_error and other.ins.matricule not in received.xdm_error
+    # a patient's mail carries their own documents only
+    from_other = parse_message(_mail_with(archive, sender=f"{other.ins.matricule}@patient.mssante.fr"))
+    assert from_other.xdm is None and "patient who sent it" in (from_other.xdm_error or "")
+    from_own = parse_message(_mail_with(archive, sender=f"{own.ins.matricule}@patient.mssante.fr"))
+    assert from_own.xdm is not None

@@ -1,0 +1,624 @@
+"""Against a real Postfix and Dovecot (Debian's packages) on loopback, as an operator runs them: Postfix
+submission with STARTTLS required and client certificates (``permit_tls_clientcerts``) delivering over
+LMTP to Dovecot (IMAP, STARTTLS required, certificate login by SASL EXTERNAL). Skipped when they are
+not installed or the run is not root (``.ci/run`` installs them when root).
+
+The configurations are written to a temporary directory for each test: they double as the working
+setup the docs give for a vendor's test bench (docs/mssante.md, "Testing against Postfix and Dovecot").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dmp_connector.audit import MemorySink
+from dmp_connector.config import Environment, MailServer, MssanteAuthMode, MssanteSettings, Settings, TlsCredentials
+from dmp_connector.errors import ServiceError, TlsError
+from dmp_connector.mssante import MailAuthenticationError, MailSummary, UnreadableMessageError
+from dmp_connector.sandbox import TestPki
+from tests.conftest import PkiFiles, make_settings
+
+from .conftest import APP_MAILBOX
+from .test_client import MODES, Driver, drivers, open_driver  # noqa: F401 - the drivers fixture
+from .test_hostile_inbox import CRLF_FROM, GOOD, many_parts, nested
+
+DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
+pytestmark = pytest.mark.skipif(
+    DOVECOT is None
+    or shutil.which("doveadm") is None
+    or not Path("/usr/lib/dovecot/lmtp").exists()
+    or not Path("/usr/lib/dovecot/imap").exists()
+    or os.geteuid() != 0,
+    reason="Dovecot is not installed, or not root (it drops privileges to its own users): .ci/run installs it as root",
+)
+
+CONFIG = """\
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+protocols = imap lmtp
+listen = 127.0.0.1
+default_internal_user = dovecot
+default_login_user = dovenull
+ssl = required
+ssl_cert = <{dir}/server.crt
+ssl_key = <{dir}/server.key
+ssl_ca = <{dir}/ca.pem
+ssl_verify_client_cert = yes
+ssl_require_crl = no
+ssl_min_protocol = TLSv1.2
+auth_ssl_require_client_cert = yes
+auth_ssl_username_from_cert = yes
+ssl_cert_username_field = commonName
+disable_plaintext_auth = yes
+auth_mechanisms = external
+mail_location = maildir:{dir}/mail/%u
+first_valid_uid = 1
+passdb {{
+  driver = static
+  args = nopassword=y
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={dir}/mail/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Dovecot:
+    directory: Path
+    imap: int
+    lmtp: int
+
+    def deliver(self, mailbox: str, *messages: bytes) -> None:
+        """Over LMTP, as Postfix hands mail to Dovecot."""
+        with smtplib.LMTP("127.0.0.1", self.lmtp) as lmtp:
+            for raw in messages:
+                lmtp.sendmail("relay@hopital.mssante.fr", [mailbox], raw)
+
+    def settings(self, pki_files: PkiFiles, cert: Path, key: Path) -> Settings:
+        env = Environment.sandbox().model_copy(update={"mssante_imap": MailServer(host="127.0.0.1", port=self.imap)})
+        return make_settings(
+            pki_files,
+            environment=env,
+            tls=TlsCredentials(cert_file=cert, key_file=key, ca_bundle=pki_files.ca_bundle),
+            mssante=MssanteSettings(
+                mailbox=APP_MAILBOX, auth_mode=MssanteAuthMode.CERTIFICATE, connect_timeout=10, timeout=30
+            ),
+        )
+
+
+@pytest.fixture
+def dovecot(pki_files: PkiFiles) -> Iterator[Dovecot]:
+    # Not under pytest's 0700 tree: Dovecot's unprivileged processes and the mail user must reach it.
+    directory = Path(tempfile.mkdtemp(prefix="dmpc-dovecot-"))
+    try:
+        directory.chmod(0o755)
+        (directory / "mail").mkdir()
+        os.chown(directory / "mail", 65534, 65534)
+        (directory / "state").mkdir()
+        pki_files.server.write_pem(directory, "server")
+        (directory / "ca.pem").write_bytes(pki_files.pki.ca_pem)
+        server = Dovecot(directory, free_port(), free_port())
+        config = directory / "dovecot.conf"
+        config.write_text(CONFIG.format(dir=directory, imap=server.imap, lmtp=server.lmtp), encoding="utf-8")
+        assert DOVECOT is not None
+        subprocess.run([DOVECOT, "-c", str(config)], check=True, timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", server.imap), timeout=1).close()
+                socket.create_connection(("127.0.0.1", server.lmtp), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("Dovecot did not start: " + (directory / "dovecot.log").read_text(errors="replace")[-2000:])
+        yield server
+    finally:
+        subprocess.run(["doveadm", "-c", str(directory / "dovecot.conf"), "stop"], check=False, timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def mailbox_cert(pki_files: PkiFiles, tmp_path: Path) -> tuple[Path, Path]:
+    """A client certificate whose CN is the mailbox: Dovecot's login from the certificate."""
+    return pki_files.pki.issue_client(APP_MAILBOX).write_pem(tmp_path, "mailbox")
+
+
+@MODES
+def test_hostile_mail_in_a_real_dovecot_does_not_stop_the_inbox(
+    mode: str,
+    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    dovecot: Dovecot,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+) -> None:
+    dovecot.deliver(APP_MAILBOX, CRLF_FROM, nested(1000), many_parts(100_000), GOOD)
+    sink = MemorySink()
+    reader = open_driver(drivers, mode, dovecot.settings(pki_files, *mailbox_cert), audit=[sink])
+    crlf, deep, wide, good = reader.inbox()
+    assert crlf.uid_validity is not None and crlf.uid_validity == good.uid_validity
+    assert crlf.error is not None and crlf.error.reason == "header" and good.error is None
+    assert wide.size > 3_000_000  # the whole 100,000 parts came through Dovecot
+    assert reader.fetch(crlf.uid).sender == "evil@hopital.mssante.fr"
+    assert reader.fetch(good.uid).message_id == "<good@hopital.mssante.fr>"
+    started = time.monotonic()
+    for summary, reason in ((deep, "depth"), (wide, "parts")):
+        with pytest.raises(UnreadableMessageError) as caught:
+            reader.fetch(summary.uid)
+        assert (caught.value.reason, caught.value.uid) == (reason, summary.uid)
+    assert time.monotonic() - started < 20  # was a RecursionError, and ~33 s of parsing
+    fetched = [e for e in sink.events if e.operation == "fetch"]
+    assert [s.error.reason if s.error else None for s in reader.inbox()] == ["header", "depth", "parts", None]
+    with pytest.raises(UnreadableMessageError, match="not downloaded again"):
+        reader.fetch(wide.uid)
+    assert [e for e in sink.events if e.operation == "fetch"] == fetched
+
+
+@MODES
+def test_a_real_dovecot_takes_the_certificate_by_sasl_external(
+    mode: str,
+    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    dovecot: Dovecot,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    assert open_driver(drivers, mode, dovecot.settings(pki_files, *mailbox_cert)).inbox() == []
+    # the session's certificate names an organisation, not a mailbox: Dovecot logs it in as that CN,
+    # which is not the mailbox named in EXTERNAL (a master-user setup would be needed): refused
+    named = open_driver(drivers, mode, dovecot.settings(pki_files, pki_files.client_cert, pki_files.client_key))
+    with pytest.raises(MailAuthenticationError):
+        named.inbox()
+    # a certificate from another CA with the mailbox's CN: Dovecot finishes the handshake and refuses
+    # the login ("didn't present valid SSL certificate"), unlike the sandbox's TLS-level refusal
+    foreign = TestPki.create(name="foreign CA").issue_client(APP_MAILBOX).write_pem(tmp_path, "foreign")
+    with pytest.raises(MailAuthenticationError) as info:
+        open_driver(drivers, mode, dovecot.settings(pki_files, *foreign)).inbox()
+    assert info.value.code == "ALERT" or "certificate" in (info.value.text or "")
+    # and a server the client does not trust is refused before any login is sent
+    other_ca = TestPki.create(name="other root")
+    ca_file = tmp_path / "other-ca.pem"
+    ca_file.write_bytes(other_ca.ca_pem)
+    distrustful = dovecot.settings(pki_files, *mailbox_cert).model_copy(
+        update={"tls": TlsCredentials(cert_file=mailbox_cert[0], key_file=mailbox_cert[1], ca_bundle=ca_file)}
+    )
+    with pytest.raises(TlsError, match="not trusted"):
+        open_driver(drivers, mode, distrustful).inbox()
+
+
+# --- Postfix in front ---------------------------------------------------------------------------
+
+POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix" if os.access("/usr/sbin/postfix", os.X_OK) else None)
+needs_postfix = pytest.mark.skipif(
+    POSTFIX is None or not Path("/etc/postfix/master.cf").exists(), reason="Postfix is not installed"
+)
+
+MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {dir}/queue
+data_directory = {dir}/data
+maillog_file = {dir}/postfix.log
+maillog_file_prefixes = {dir}
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = mx.test.mssante.fr
+mydestination =
+mynetworks =
+local_transport = error:no local delivery
+alias_maps =
+alias_database =
+smtp_dns_support_level = disabled
+virtual_mailbox_domains = cabinet-test.mssante.fr medecin.mssante.fr
+virtual_transport = lmtp:inet:127.0.0.1:{lmtp}
+message_size_limit = {size_limit}
+smtpd_tls_security_level = encrypt
+smtpd_tls_auth_only = yes
+smtpd_tls_mandatory_protocols = >=TLSv1.2
+smtpd_tls_cert_file = {certs}/server.crt
+smtpd_tls_key_file = {certs}/server.key
+smtpd_tls_CAfile = {certs}/ca.pem
+smtpd_tls_ask_ccert = yes
+smtpd_tls_fingerprint_digest = sha256
+relay_clientcerts = texthash:{dir}/relay_clientcerts
+smtpd_relay_restrictions = permit_tls_clientcerts, reject
+smtpd_recipient_restrictions = permit_tls_clientcerts, reject
+"""
+
+
+SIZE_LIMIT = 300_000
+"""Postfix's message_size_limit in these tests (announced as SIZE)."""
+
+
+def master_cf(submission_port: int) -> str:
+    """Debian's master.cf with no chroot and no port 25, plus a submission listener on loopback."""
+    lines = []
+    for line in Path("/etc/postfix/master.cf").read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if fields and not line[0].isspace() and not line.startswith("#") and len(fields) >= 8:
+            if fields[0] == "smtp" and fields[1] == "inet":
+                continue
+            fields[4] = "n"
+            line = " ".join(fields)
+        lines.append(line)
+    lines.append(f"127.0.0.1:{submission_port} inet n - n - - smtpd")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Postfix:
+    directory: Path
+    submission: int
+
+
+@pytest.fixture
+def postfix(dovecot: Dovecot, mailbox_cert: tuple[Path, Path]) -> Iterator[Postfix]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    directory = Path(tempfile.mkdtemp(prefix="dmpc-postfix-"))
+    server = Postfix(directory, free_port())
+    try:
+        directory.chmod(0o755)
+        (directory / "queue").mkdir(mode=0o755)
+        (directory / "data").mkdir()
+        shutil.chown(directory / "data", "postfix", "postfix")
+        cert = x509.load_pem_x509_certificate(mailbox_cert[0].read_bytes())
+        fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+        (directory / "relay_clientcerts").write_text(f"{fingerprint} {APP_MAILBOX}\n", encoding="utf-8")
+        (directory / "main.cf").write_text(
+            MAIN_CF.format(dir=directory, certs=dovecot.directory, lmtp=dovecot.lmtp, size_limit=SIZE_LIMIT),
+            encoding="utf-8",
+        )
+        (directory / "master.cf").write_text(master_cf(server.submission), encoding="utf-8")
+        assert POSTFIX is not None
+        started = subprocess.run([POSTFIX, "-c", str(directory), "start"], capture_output=True, timeout=60, check=False)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", server.submission), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            log = directory / "postfix.log"
+            pytest.fail(
+                f"Postfix did not start ({started.returncode}): " + (log.read_text()[-2000:] if log.exists() else "")
+            )
+        yield server
+    finally:
+        subprocess.run(
+            [POSTFIX or "postfix", "-c", str(directory), "abort"], capture_output=True, timeout=60, check=False
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def sending_settings(dovecot: Dovecot, postfix: Postfix, pki_files: PkiFiles, cert: Path, key: Path) -> Settings:
+    settings = dovecot.settings(pki_files, cert, key)
+    env = settings.environment.model_copy(
+        update={"mssante_smtp": MailServer(host="127.0.0.1", port=postfix.submission)}
+    )
+    return settings.model_copy(update={"environment": env})
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "ExemplesCDA"
+
+
+@needs_postfix
+@MODES
+def test_what_goes_through_postfix_comes_back_from_dovecot_as_built(
+    mode: str,
+    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    dovecot: Dovecot,
+    postfix: Postfix,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+) -> None:
+    from dmp_connector.cda import parse as parse_cda
+    from dmp_connector.mssante import CdaDocument, MssanteAddress, MssanteClient, MssanteMessage
+    from dmp_connector.mssante.receipts import DeliveryAction, DeliveryReport
+
+    n1 = (EXAMPLES / "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml").read_bytes()
+    settings = sending_settings(dovecot, postfix, pki_files, *mailbox_cert)
+    with MssanteClient(settings) as builder:
+        built = builder.build(
+            MssanteMessage(
+                to=(MssanteAddress.parse(APP_MAILBOX),),
+                patient=parse_cda(n1).patient.identity,
+                documents=(CdaDocument(content=n1),),
+                delivery_receipt=True,
+            )
+        )
+    client = open_driver(drivers, mode, settings)
+    result = client.send(built)
+    assert result.message_id == built.message_id and result.dsn_requested
+    assert result.reply.text.startswith("2.0.0 Ok: queued")
+    listed: list[MailSummary] = []
+    deadline = time.monotonic() + 20
+    while len(listed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        listed = client.inbox()
+    assert len(listed) == 2, "the message and Postfix's DSN did not both arrive"
+    mails = [client.fetch(s.uid) for s in listed]
+    [mail] = [m for m in mails if m.receipt is None]
+    [dsn] = [m.receipt for m in mails if m.receipt is not None]
+    assert mail.message_id == built.message_id
+    assert [d.content for d in mail.documents] == [n1]  # byte for byte through Postfix, LMTP and Dovecot
+    assert mail.xdm is not None and built.package is not None and mail.xdm.archive == built.package.archive
+    assert isinstance(dsn, DeliveryReport) and dsn.original_message_id == built.message_id
+    [report] = dsn.recipients
+    # Postfix reports a delivery over LMTP as "relayed" (the final hop is Dovecot's)
+    assert report.final_recipient == APP_MAILBOX and report.action in (DeliveryAction.RELAYED, DeliveryAction.DELIVERED)
+    assert report.status == "2.0.0"
+
+
+@needs_postfix
+@MODES
+def test_postfix_refuses_an_unbound_certificate_at_rcpt_as_an_authentication_error(
+    mode: str,
+    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    dovecot: Dovecot,
+    postfix: Postfix,
+    pki_files: PkiFiles,
+) -> None:
+    from dmp_connector.mssante import MssanteAddress, MssanteMessage
+
+    # the session's certificate is valid (same CA) but not in relay_clientcerts
+    settings = sending_settings(dovecot, postfix, pki_files, pki_files.client_cert, pki_files.client_key)
+    client = open_driver(drivers, mode, settings)
+    with pytest.raises(MailAuthenticationError) as info:
+        client.send(MssanteMessage(to=(MssanteAddress.parse(APP_MAILBOX),), subject="x", text="y"))
+    assert info.value.code == "554" and info.value.attempts == 1
+    assert info.value.hint is not None and "certificate" in info.value.hint
+
+
+@needs_postfix
+@MODES
+def test_postfix_counts_its_trace_header_against_size_and_the_sdk_keeps_room_for_it(
+    mode: str,
+    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    dovecot: Dovecot,
+    postfix: Postfix,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+) -> None:
+    from dmp_connector.errors import ServiceError, ValidationError
+    from dmp_connector.mssante import Attachment, MssanteAddress, MssanteClient, MssanteMessage
+
+    settings = sending_settings(dovecot, postfix, pki_files, *mailbox_cert)
+
+    def message(extra: int) -> MssanteMessage:
+        blob = Attachment(filename="a.bin", content=bytes(extra))
+        return MssanteMessage(to=(MssanteAddress.parse(APP_MAILBOX),), subject="x", text="y", attachments=(blob,))
+
+    # a message 50 to 300 bytes under SIZE: Postfix's own Received header takes it over
+    extra = 200_000
+    with MssanteClient(settings) as builder:
+        for _ in range(4):
+            size = builder.build(message(extra)).size
+            extra += (SIZE_LIMIT - 150 - size) * 3 // 4
+        near = message(extra)
+        assert SIZE_LIMIT - 300 < builder.build(near).size <= SIZE_LIMIT - 50
+    without_room = settings.model_copy(
+        update={"mssante": settings.mssante.model_copy(update={"size_headroom_bytes": 0})}
+    )
+    with pytest.raises(ServiceError) as refused:
+        open_driver(drivers, mode, without_room).send(near)
+    assert refused.value.code == "552"  # after DATA, as the issue saw
+    with pytest.raises(ValidationError, match="trace headers included"):
+        open_driver(drivers, mode, settings).send(near)  # refused before anything leaves
+
+
+# --- XOAUTH2 through Dovecot's oauth2 passdb and a local token check ----------------------------
+
+OAUTH_CONFIG = """\
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+default_internal_user = dovecot
+default_login_user = dovenull
+ssl = required
+ssl_cert = <{dir}/server.crt
+ssl_key = <{dir}/server.key
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = xoauth2
+auth_failure_delay = 0
+mail_location = maildir:{dir}/mail/%u
+first_valid_uid = 1
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {dir}/oauth2.conf.ext
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={dir}/mail/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+OAUTH2_EXT = """\
+introspection_mode = post
+introspection_url = http://127.0.0.1:{port}/introspect
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+TOKEN_USER = "dr.martin@medecin.mssante.fr"
+
+
+class TokenCheck:
+    """The operator's token introspection (RFC 7662), on loopback: ``good`` is active, ``down`` fails."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                token = parse_qs(body).get("token", [""])[0]
+                if token == "down":
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                out = json.dumps({"active": token == "good", "username": TOKEN_USER}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Tokens:
+    """A token provider that records its calls: the first token, then a refreshed one."""
+
+    def __init__(self, first: str, refreshed: str) -> None:
+        self.first, self.refreshed = first, refreshed
+        self.calls: list[bool] = []
+
+    def get_token(self, force_refresh: bool = False) -> str:
+        self.calls.append(force_refresh)
+        return self.refreshed if force_refresh else self.first
+
+
+@pytest.fixture
+def oauth_dovecot(pki_files: PkiFiles) -> Iterator[Dovecot]:
+    directory = Path(tempfile.mkdtemp(prefix="dmpc-dovecot-oauth-"))
+    check = TokenCheck()
+    try:
+        directory.chmod(0o755)
+        (directory / "mail").mkdir()
+        os.chown(directory / "mail", 65534, 65534)
+        (directory / "state").mkdir()
+        pki_files.server.write_pem(directory, "server")
+        server = Dovecot(directory, free_port(), 0)
+        (directory / "oauth2.conf.ext").write_text(OAUTH2_EXT.format(port=check.port), encoding="utf-8")
+        config = directory / "dovecot.conf"
+        config.write_text(OAUTH_CONFIG.format(dir=directory, imap=server.imap), encoding="utf-8")
+        assert DOVECOT is not None
+        subprocess.run([DOVECOT, "-c", str(config)], check=True, timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", server.imap), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("Dovecot did not start: " + (directory / "dovecot.log").read_text(errors="replace")[-2000:])
+        yield server
+    finally:
+        subprocess.run(["doveadm", "-c", str(directory / "dovecot.conf"), "stop"], check=False, timeout=30)
+        check.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def token_settings(dovecot: Dovecot, pki_files: PkiFiles) -> Settings:
+    from dmp_connector.retries import RetryPolicy
+
+    env = Environment.sandbox().model_copy(update={"mssante_imap": MailServer(host="127.0.0.1", port=dovecot.imap)})
+    return make_settings(
+        pki_files,
+        environment=env,
+        tls=TlsCredentials(ca_bundle=pki_files.ca_bundle),
+        retry=RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.05, jitter=0.0),
+        mssante=MssanteSettings(mailbox=TOKEN_USER, auth_mode=MssanteAuthMode.XOAUTH2, connect_timeout=40, timeout=30),
+    )
+
+
+@MODES
+def test_xoauth2_against_dovecot_and_its_token_check(
+    mode: str,
+    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    oauth_dovecot: Dovecot,
+    pki_files: PkiFiles,
+) -> None:
+    settings = token_settings(oauth_dovecot, pki_files)
+    # a refused token is refreshed once, and the fresh one logs in
+    tokens = Tokens("expired", "good")
+    assert open_driver(drivers, mode, settings, token_provider=tokens).inbox() == []
+    assert tokens.calls == [False, True]
+    # refused again after the refresh: the authentication error
+    refused = Tokens("expired", "revoked")
+    with pytest.raises(MailAuthenticationError) as info:
+        open_driver(drivers, mode, settings, token_provider=refused).inbox()
+    assert info.value.code == "AUTHENTICATIONFAILED" and refused.calls == [False, True]
+    # the token check is down: Dovecot answers NO [UNAVAILABLE]; retried, never a token refresh
+    down = Tokens("down", "down")
+    with pytest.raises(ServiceError) as unavailable:
+        open_driver(drivers, mode, settings, token_provider=down).inbox()
+    assert not isinstance(unavailable.value, MailAuthenticationError)
+    assert (unavailable.value.code, unavailable.value.transient, unavailable.value.attempts) == ("UNAVAILABLE", True, 2)
+    assert True not in down.calls
