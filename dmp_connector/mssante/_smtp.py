@@ -220,7 +220,11 @@ async def submit(job: SmtpJob, token: str | None) -> Submitted:
         _discard(smtp)
         if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
             raise exc  # the original, not the _DataStarted wrapper
-        raise translate(exc, phase, job) from exc
+        error = translate(exc, phase, job)
+        if error is exc:
+            raise error from error.__cause__  # already ours: keep its own cause (not itself)
+        # A server's reply quotes what it was given (a patient's address): kept on .text, masked, not chained.
+        raise error from (None if isinstance(exc, aiosmtplib.SMTPResponseException) else exc)
 
 
 def _discard(smtp: aiosmtplib.SMTP) -> None:
@@ -259,14 +263,14 @@ async def _authenticate(smtp: aiosmtplib.SMTP, job: SmtpJob, token: str | None) 
                     exc.code,
                     exc.message,
                     hint="a temporary failure on the operator's side: try again later",
-                ) from exc
+                ) from None  # the reply is on .text, masked in the message
             reply = _reply(exc.code, exc.message)
             raise MailAuthenticationError(
                 f"the SMTP server refused XOAUTH2 authentication: {reply.code} {_shown(reply.text)}",
                 code=str(reply.code),
                 text=reply.text,
                 hint="the PSC access token was refused even after a refresh",
-            ) from exc
+            ) from None  # the reply is on .text, masked in the message
         return
     # Certificate mode: the TLS handshake authenticated us; SASL EXTERNAL if the server asks for it.
     if "external" in methods:
@@ -359,8 +363,10 @@ async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
                 code=str(reply.code),
                 text=reply.text,
                 hint="the operator does not bind this client certificate to a mailbox: check mssante.tls",
-            ) from exc
-        raise _service_error("MSSanté SMTP: the sender was refused", exc.code, exc.message) from exc
+            ) from None  # the reply is on .text, masked in the message
+        raise _service_error(
+            "MSSanté SMTP: the sender was refused", exc.code, exc.message
+        ) from None  # the reply is on .text, masked in the message
     statuses = []
     for recipient in job.recipients:
         try:
@@ -397,7 +403,9 @@ async def _transaction(smtp: aiosmtplib.SMTP, job: SmtpJob) -> Submitted:
         response = await smtp.data(job.content)
     except aiosmtplib.SMTPDataError as exc:
         # A reply came back: the server did not take the message, a resend is safe on 4xx.
-        raise _service_error("MSSanté SMTP: the message was refused", exc.code, exc.message) from exc
+        raise _service_error(
+            "MSSanté SMTP: the message was refused", exc.code, exc.message
+        ) from None  # the reply is on .text, masked in the message
     except BaseException as exc:
         raise _DataStarted(exc) from exc
     transport = smtp.transport

@@ -10,6 +10,7 @@ import asyncio
 import email
 import inspect
 import os
+import traceback
 from collections.abc import Iterator, Sequence
 from email.message import EmailMessage, Message
 from email.policy import SMTP, default
@@ -589,6 +590,28 @@ def test_a_permanent_refusal_at_end_of_data_is_not_retried(
             clinical_message(APP_MAILBOX, PRO_MAILBOX, attachment=b"z"), sender=APP_MAILBOX, recipients=[PRO_MAILBOX]
         )
     assert (info.value.code, info.value.transient, info.value.attempts) == ("554", False, 1)
+
+
+@MODES
+def test_a_refusal_quoting_a_patient_address_is_not_chained_in_clear(
+    mode: str, drivers: list[Driver], app_settings: Settings, mail_operator: SandboxMailOperator
+) -> None:
+    # A server's reply may quote what it was given: the error keeps it (masked) on .text, never in a cause.
+    patient = "1750599134012@patient.mssante.fr"
+    mail_operator.fail_next(SmtpFault("end_of_data", reply=f"554 5.6.0 Refused for {patient}"))
+    with pytest.raises(ServiceError) as info:
+        open_driver(drivers, mode, app_settings).send(
+            clinical_message(APP_MAILBOX, PRO_MAILBOX, attachment=b"z"), sender=APP_MAILBOX, recipients=[PRO_MAILBOX]
+        )
+    chain: list[BaseException] = []
+    current: BaseException | None = info.value
+    while current is not None and current not in chain:
+        chain.append(current)
+        # As traceback and logging walk it: the cause, else the context unless suppressed (``from None``).
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    assert not [e for e in chain if type(e).__module__.startswith("aiosmtplib")], "the raw reply is chained"
+    printed = "".join(traceback.format_exception(info.value))
+    assert "1750599134012" not in printed and "1750599134012" not in str(info.value)
 
 
 # --- IMAP operations ------------------------------------------------------------------------
