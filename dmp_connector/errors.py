@@ -68,14 +68,19 @@ MAX_SERVICE_TEXT = 200
 # for a program: a redacted word costs little, a name in a log costs a patient's privacy.
 _DIGITS = re.compile(r"[0-9](?:[ .\-/]?[0-9AB]){4,}")
 _UPPER_WORD = re.compile(r"(?<![\w])[A-ZÀ-ÖØ-Þ][A-ZÀ-ÖØ-Þ'\-]+(?![\w])")
+# A capitalised word inside the text (not its first word: "Destinataire Zoé Adrun inconnu") may be a
+# name as a mail server or a person writes it.
+_CAPITALISED_WORD = re.compile(r"(?<=[\s(,;:])[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ'\-]+(?![\w])")
+_YEAR = re.compile(r"(?<![\w])(?:18|19|20)[0-9]{2}(?![\w])")  # a birth year written apart from its day
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def service_text(text: str | None, *, limit: int = MAX_SERVICE_TEXT, redact: Iterable[str] = ()) -> str | None:
     """A service's free text made safe to show: redacted, on one line, at most ``limit`` characters.
 
-    Digit runs (matricules, dates) and words in capitals (names as INSi and the DMP write them)
-    become ``…``, and so does every value of ``redact`` (the identity at hand), whatever its case.
+    Digit runs (matricules, dates), years, words in capitals (names as INSi and the DMP write them) and
+    capitalised words after the first (names as a mail server or a person writes them) become
+    ``…``, and so does every value of ``redact`` (the identity at hand), whatever its case.
     The raw text stays on the error that carries it; this copy is for messages and tickets.
     """
     if text is None:
@@ -83,7 +88,7 @@ def service_text(text: str | None, *, limit: int = MAX_SERVICE_TEXT, redact: Ite
     shown = _CONTROL.sub(" ", text[: limit * 4])
     for value in sorted({v for v in redact if v and len(v) >= 2}, key=len, reverse=True):
         shown = re.sub(re.escape(value), "…", shown, flags=re.IGNORECASE)
-    shown = _UPPER_WORD.sub("…", _DIGITS.sub("…", shown))
+    shown = _CAPITALISED_WORD.sub("…", _UPPER_WORD.sub("…", _YEAR.sub("…", _DIGITS.sub("…", shown))))
     shown = " ".join(shown.split())
     if len(shown) > limit or len(text) > limit * 4:
         shown = shown[: limit - 1].rstrip() + "…"

@@ -14,6 +14,13 @@ def test_identity_shapes_and_given_values_are_redacted() -> None:
     assert shown.startswith("Patient … … née le") and shown.endswith("… inconnue")
 
 
+def test_names_written_in_lower_case_with_a_capital_are_redacted_too() -> None:
+    # As a mail server may quote a recipient: "Zoé Adrun", no capitals to catch, no redact value given.
+    shown = service_text("550 5.1.1 Destinataire Zoé Adrun née le 31 décembre 1975 inconnu")
+    assert shown is not None and "Zoé" not in shown and "Adrun" not in shown and "1975" not in shown
+    assert shown == "… … … … née le 31 décembre … inconnu"
+
+
 def test_long_text_is_cut_and_controls_flattened() -> None:
     shown = service_text("ligne\nsuivante\x00" + "x" * 10_000)
     assert shown is not None and len(shown) == MAX_SERVICE_TEXT and shown.endswith("…")
