@@ -126,6 +126,21 @@ class Dovecot:
         )
 
 
+def start_dovecot(config: Path, directory: Path, *ports: int) -> None:
+    """Start Dovecot with ``config`` and wait (15 s at most) until it listens on every port."""
+    assert DOVECOT is not None
+    subprocess.run([DOVECOT, "-c", str(config)], check=True, timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("Dovecot did not start: " + (directory / "dovecot.log").read_text(errors="replace")[-2000:])
+
+
 @pytest.fixture
 def dovecot(pki_files: PkiFiles) -> Iterator[Dovecot]:
     # Not under pytest's 0700 tree: Dovecot's unprivileged processes and the mail user must reach it.
@@ -140,18 +155,7 @@ def dovecot(pki_files: PkiFiles) -> Iterator[Dovecot]:
         server = Dovecot(directory, free_port(), free_port())
         config = directory / "dovecot.conf"
         config.write_text(CONFIG.format(dir=directory, imap=server.imap, lmtp=server.lmtp), encoding="utf-8")
-        assert DOVECOT is not None
-        subprocess.run([DOVECOT, "-c", str(config)], check=True, timeout=30)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", server.imap), timeout=1).close()
-                socket.create_connection(("127.0.0.1", server.lmtp), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("Dovecot did not start: " + (directory / "dovecot.log").read_text(errors="replace")[-2000:])
+        start_dovecot(config, directory, server.imap, server.lmtp)
         yield server
     finally:
         subprocess.run(["doveadm", "-c", str(directory / "dovecot.conf"), "stop"], check=False, timeout=30)
@@ -567,17 +571,7 @@ def oauth_dovecot(pki_files: PkiFiles) -> Iterator[Dovecot]:
         (directory / "oauth2.conf.ext").write_text(OAUTH2_EXT.format(port=check.port), encoding="utf-8")
         config = directory / "dovecot.conf"
         config.write_text(OAUTH_CONFIG.format(dir=directory, imap=server.imap), encoding="utf-8")
-        assert DOVECOT is not None
-        subprocess.run([DOVECOT, "-c", str(config)], check=True, timeout=30)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", server.imap), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("Dovecot did not start: " + (directory / "dovecot.log").read_text(errors="replace")[-2000:])
+        start_dovecot(config, directory, server.imap)
         yield server
     finally:
         subprocess.run(["doveadm", "-c", str(directory / "dovecot.conf"), "stop"], check=False, timeout=30)
