@@ -40,9 +40,9 @@ from dmp_connector import (
     SoftwareIdentity,
     StructureIdKind,
     TlsCredentials,
-    professional_specialty,
 )
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, Problem, VsmContent, vsm_document
+from dmp_connector.codes import professional_specialty
 from dmp_connector.sandbox import TestPki
 from dmp_connector.sandbox.dmp import DEFAULT_DMP_PATIENTS, DmpSimulator
 from dmp_connector.sandbox.pki import IssuedCertificate

@@ -519,7 +519,7 @@ class AsyncClient(BaseClient):
     build_in_thread: bool = True
     """Build (and sign) each request in a worker thread, so that a signer waiting on a smart card or an
     HSM does not stall the event loop. A client whose signing is quick and in memory (a
-    :class:`~dmp_connector.FileSigner`) may turn it off: the thread hop costs more than it saves."""
+    :class:`~dmp_connector.signature.FileSigner`) may turn it off: the thread hop costs more than it saves."""
 
     def __init__(
         self,

@@ -552,7 +552,7 @@ class Timeouts(BaseModel):
     ``connect``, ``read``, ``write`` and ``pool`` bound each wait; ``attempt`` and ``call`` bound
     the whole: no attempt outlasts ``attempt`` (a server that sends one byte a second is cut there),
     no call outlasts ``call`` (its attempts and the waits between them). Override both for the calls
-    made in a block with :func:`dmp_connector.deadline`. See docs/retries.md.
+    made in a block with :func:`dmp_connector.transport.deadline`. See docs/retries.md.
     """
 
     model_config = _FROZEN

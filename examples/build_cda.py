@@ -24,17 +24,17 @@ from dmp_connector import (
     IdentityNotQualifiedError,
     IdentityStatus,
     IdentityTraits,
-    InsOid,
     Organisation,
     Professional,
     Settings,
     SoftwareIdentity,
     StructureIdKind,
     ValidationError,
-    parse_xml,
-    professional_specialty,
 )
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build, extract_metadata, parse, xds_time
+from dmp_connector.codes import professional_specialty
+from dmp_connector.ins import InsOid
+from dmp_connector.xml import parse_xml
 
 PARIS = ZoneInfo("Europe/Paris")
 CONSULTATION = Code.of("11488-4", "2.16.840.1.113883.6.1", "CR ou fiche de consultation ou de visite")

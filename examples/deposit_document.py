@@ -21,7 +21,6 @@ from dmp_connector import (
     AsyncDmpClient,
     Code,
     DmpClient,
-    DmpNotFoundError,
     Environment,
     Identity,
     IdentityNotQualifiedError,
@@ -33,9 +32,10 @@ from dmp_connector import (
     SoftwareIdentity,
     StructureIdKind,
     TlsCredentials,
-    professional_specialty,
 )
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, Problem, VsmContent, build, vsm_document
+from dmp_connector.codes import professional_specialty
+from dmp_connector.dmp import DmpNotFoundError
 from dmp_connector.sandbox import ScriptedHandler, TestPki
 from dmp_connector.sandbox.dmp import DEFAULT_DMP_PATIENTS, DmpFault, DmpSimulator
 from dmp_connector.signature import FileSigner

@@ -17,18 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dmp_connector import (
-    Access,
-    AsyncDmpClient,
-    DmpAccessDeniedError,
-    DmpClient,
-    Identity,
-    IdentityStatus,
-    PatientSearch,
-    RecentDmpKind,
-    ValidationError,
-)
+from dmp_connector import AsyncDmpClient, DmpClient, Identity, IdentityStatus, ValidationError
 from dmp_connector.cda import build
+from dmp_connector.dmp import Access, DmpAccessDeniedError, PatientSearch, RecentDmpKind
 from dmp_connector.sandbox import TestPki
 from dmp_connector.sandbox.dmp import DEFAULT_DMP_PATIENTS, DmpSimulator
 from dmp_connector.signature import FileSigner

@@ -27,7 +27,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dmp_connector import (
-    AuditSettings,
     Code,
     DmpClient,
     Environment,
@@ -35,7 +34,6 @@ from dmp_connector import (
     IdentityStatus,
     IdentityTraits,
     InsiClient,
-    MemorySink,
     Organisation,
     Professional,
     RetryPolicy,
@@ -43,11 +41,12 @@ from dmp_connector import (
     SoftwareIdentity,
     StructureIdKind,
     TlsCredentials,
-    VerificationVerdict,
-    professional_specialty,
 )
+from dmp_connector.audit import MemorySink
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build
-from dmp_connector.config import MssanteAuthMode, MssanteSettings
+from dmp_connector.codes import professional_specialty
+from dmp_connector.config import AuditSettings, MssanteAuthMode, MssanteSettings
+from dmp_connector.ins import VerificationVerdict
 from dmp_connector.mssante import CdaDocument, MssanteAddress, MssanteClient, MssanteMessage
 from dmp_connector.sandbox import InsiSimulator, LoopbackServer, TestPki, server_ssl_context
 from dmp_connector.sandbox.dmp import DEFAULT_DMP_PATIENTS, DmpSimulator

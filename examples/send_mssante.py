@@ -30,19 +30,18 @@ from dmp_connector import (
     Identity,
     IdentityStatus,
     IdentityTraits,
-    InsOid,
-    MemorySink,
     Organisation,
     Professional,
     Settings,
     SoftwareIdentity,
     StructureIdKind,
     TlsCredentials,
-    compute_key,
-    professional_specialty,
 )
+from dmp_connector.audit import MemorySink
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build
+from dmp_connector.codes import professional_specialty
 from dmp_connector.config import MssanteAuthMode, MssanteSettings
+from dmp_connector.ins import InsOid, compute_key
 from dmp_connector.mssante import CdaDocument, DeliveryReport, MssanteAddress, MssanteClient, MssanteMessage
 from dmp_connector.sandbox import TestPki
 from dmp_connector.sandbox.mssante import (

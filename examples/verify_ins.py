@@ -18,7 +18,6 @@ from pathlib import Path
 from dmp_connector import (
     INS,
     AsyncInsiClient,
-    AuditSettings,
     Environment,
     Identity,
     IdentityNotQualifiedError,
@@ -26,16 +25,16 @@ from dmp_connector import (
     IdentityTraits,
     InsiClient,
     InsiServiceError,
-    InsOid,
-    MemorySink,
     Organisation,
     RetryPolicy,
     Settings,
     SoftwareIdentity,
     StructureIdKind,
     TlsCredentials,
-    VerificationVerdict,
 )
+from dmp_connector.audit import MemorySink
+from dmp_connector.config import AuditSettings
+from dmp_connector.ins import InsOid, VerificationVerdict
 from dmp_connector.sandbox import (
     InsiSimulator,
     LoopbackServer,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import dmp_connector
-from dmp_connector import AsyncClient, Client
+from dmp_connector.transport import AsyncClient, Client
 
 
 def test_all_lists_exactly_the_public_names() -> None:
@@ -82,3 +84,29 @@ def test_errors_share_one_root() -> None:
         obj = getattr(dmp_connector, name)
         if inspect.isclass(obj) and issubclass(obj, Exception):
             assert issubclass(obj, dmp_connector.DmpConnectorError), name
+
+
+def test_the_top_level_is_what_a_vendor_uses_first() -> None:
+    """Clients, settings, errors, identity, documents: a short list, the rest in sub-packages."""
+    assert len(dmp_connector.__all__) <= 60
+    for name in ("InsiClient", "DmpClient", "MssanteClient", "Settings", "DmpConnectorError", "Identity"):
+        assert name in dmp_connector.__all__
+    assert "ClinicalDocument" in dmp_connector.__all__
+    assert not set(dmp_connector.__all__) & set(dmp_connector._MOVED)
+
+
+@pytest.mark.parametrize("name", sorted(dmp_connector._MOVED))
+def test_a_moved_name_still_imports_with_a_warning_naming_its_new_home(name: str) -> None:
+    home = dmp_connector._MOVED[name]
+    with pytest.warns(DeprecationWarning, match=rf"from {re.escape(home)} import {name}\b"):
+        value = getattr(dmp_connector, name)
+    assert value is getattr(importlib.import_module(home), name)
+    assert name in importlib.import_module(home).__all__
+    assert home.split(".")[1][0] != "_", "a moved name's new home is public"
+
+
+def test_a_moved_name_warns_on_every_use() -> None:
+    """The warning is not cached away after the first access (each importing module is told)."""
+    for _ in range(2):
+        with pytest.warns(DeprecationWarning, match="dmp_connector.xds import DocumentEntry"):
+            from dmp_connector import DocumentEntry  # type: ignore[attr-defined]  # noqa: F401

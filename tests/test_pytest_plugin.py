@@ -30,7 +30,8 @@ VENDOR_TESTS = textwrap.dedent(
     import sys
 
     import pytest
-    from dmp_connector import DmpClient, DmpRegistryError, DmpServiceError, Identity, IdentityStatus, InsiClient
+    from dmp_connector import DmpClient, DmpServiceError, Identity, IdentityStatus, InsiClient
+    from dmp_connector.dmp import DmpRegistryError
     from dmp_connector import InsiServiceError
     from dmp_connector.cda import ClinicalDocument, NonXmlBody
     from dmp_connector.codes import Code

@@ -26,7 +26,6 @@ from dmp_connector import (
     Identity,
     IdentityStatus,
     IdentityTraits,
-    InsOid,
     Organisation,
     Professional,
     ProfessionalIdKind,
@@ -52,6 +51,7 @@ from dmp_connector.cda.valuesets import (
     JDV_J08_XDS_CONFIDENTIALITY_CODE,
     ValueSet,
 )
+from dmp_connector.ins import InsOid
 
 from ._main import CliState, pass_state
 from .cda import cda

@@ -3,7 +3,7 @@
 The logic of each method — which operations to send, in what order, what to make of the
 answers — is written once, as a *flow*: a generator that yields operations and receives their
 results (or their errors, thrown back into it). :class:`DmpClient` drives a flow with
-:meth:`dmp_connector.Client.send`, :class:`AsyncDmpClient` with ``await AsyncClient.send``; so
+:meth:`dmp_connector.transport.Client.send`, :class:`AsyncDmpClient` with ``await AsyncClient.send``; so
 the two cannot drift apart, and a test keeps their signatures identical.
 
 Each deposit ends with one audit *outcome* event (``kind="outcome"``: ``success``, ``already_done``

@@ -2,7 +2,7 @@
 
 Each is a small :class:`~dmp_connector._transport.Operation`: its endpoint (one DMP service),
 its ``wsa:Action``, whether it is safe to repeat, how it builds its body and how it reads the
-answer. The send loop (retries, audit, TLS, MTOM) is :class:`dmp_connector.Client`'s; the
+answer. The send loop (retries, audit, TLS, MTOM) is :class:`dmp_connector.transport.Client`'s; the
 sequencing (paging, duplicate checks, version look-ups) is :mod:`dmp_connector.dmp.client`'s.
 
 Every operation carries its own WS-Security: a VIHF (:class:`~dmp_connector.signature.VihfSecurity`)

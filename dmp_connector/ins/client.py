@@ -2,7 +2,7 @@
 
 Everything INSi-specific (headers, parsing, faults, the verification verdict) lives in
 :mod:`dmp_connector.ins.insi`, without I/O; these classes only choose the searches to
-send, send them through :class:`dmp_connector.Client` / :class:`dmp_connector.AsyncClient`
+send, send them through :class:`dmp_connector.transport.Client` / :class:`dmp_connector.transport.AsyncClient`
 (retries, audit, TLS) and return typed results. The two classes have the same methods
 with the same signatures; a test keeps it so.
 

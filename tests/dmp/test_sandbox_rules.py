@@ -1,4 +1,4 @@
-"""The DMP simulator's rules (reference notes §7), in-process: hand-built requests through ``dmp_connector.Client``.
+"""The DMP simulator's rules (reference notes §7), in-process: requests built by hand, sent by ``transport.Client``.
 
 Each request is built with the XDS builders (``dmp_connector.xds``) and the TD builders
 (``dmp_connector.dmp._td``), signed with a VIHF from the test PKI and sent by a small raw

@@ -339,8 +339,8 @@ def test_the_client_paces_at_the_configured_rate(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_pace_never_waits_past_the_calls_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dmp_connector import deadline
     from dmp_connector.errors import RequestTimeout
+    from dmp_connector.transport import deadline
 
     slept: list[float] = []
 
