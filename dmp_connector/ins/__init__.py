@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from .client import AsyncInsiClient, InsiClient
-from .identity import Identity, IdentityStatus
+from .identity import Identity, IdentityDocument, IdentityDocumentKind, IdentityStatus
 from .insi import (
     CarteVitaleBeneficiary,
     InsiHistoryEntry,
@@ -49,6 +49,8 @@ __all__ = [
     "CarteVitaleBeneficiary",
     "DifferenceKind",
     "Identity",
+    "IdentityDocument",
+    "IdentityDocumentKind",
     "IdentityStatus",
     "IdentityTraits",
     "InsKind",

@@ -21,10 +21,11 @@ legal one. ``model_copy(update=…)`` skips validation in pydantic: use :meth:`I
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dmp_connector.errors import IdentityNotQualifiedError, InvalidIdentifierError, ValidationError
 
@@ -47,6 +48,8 @@ __all__ = [
     "BirthDate",
     "DifferenceKind",
     "Identity",
+    "IdentityDocument",
+    "IdentityDocumentKind",
     "IdentityStatus",
     "IdentityTraits",
     "InsKind",
@@ -85,6 +88,51 @@ class IdentityStatus(StrEnum):
         return self in (IdentityStatus.VALI, IdentityStatus.QUAL)
 
 
+class IdentityDocumentKind(StrEnum):
+    """The identity documents a desk checks (RNIV); values are FR Core's "mode validation identité" codes.
+
+    The first six are high-trust and qualify an identity on their own. A birth certificate or a
+    family record book only does with a high-trust document of a parent or guardian (a minor):
+    pass it as ``accompanied_by``. The RNIV's other special cases (a care home resident's Carte
+    Vitale with photo …) are not modelled; record them in your software.
+    """
+
+    NATIONAL_ID_CARD = "CN"
+    """``CN``: a national identity card (France, EU/EEA, Switzerland …)."""
+    ELECTRONIC_ID_CARD = "eCN"
+    """``eCN``: the electronic national identity card."""
+    PASSPORT = "PA"
+    """``PA``: a passport."""
+    RESIDENCE_PERMIT = "CS"
+    """``CS``: a residence permit (carte de séjour)."""
+    APCV = "AV"
+    """``AV``: the Carte Vitale application (ApCV)."""
+    EIDAS_ID = "IN"
+    """``IN``: an electronic identity of eIDAS level substantial or high."""
+    BIRTH_CERTIFICATE = "AN"
+    """``AN``: a birth certificate; only with a parent's or guardian's high-trust document."""
+    FAMILY_RECORD_BOOK = "LF"
+    """``LF``: a family record book (livret de famille); only with a parent's or guardian's high-trust document.
+    The code is the SDK's own [I]: map it when you write the identity to FR Core."""
+
+    @property
+    def high_trust(self) -> bool:
+        """True for the documents that qualify an identity on their own."""
+        return self not in (IdentityDocumentKind.BIRTH_CERTIFICATE, IdentityDocumentKind.FAMILY_RECORD_BOOK)
+
+
+class IdentityDocument(BaseModel):
+    """The identity document checked at the desk when an identity was validated or qualified (RNIV)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: IdentityDocumentKind = Field(description="The document checked.")
+    accompanied_by: IdentityDocumentKind | None = Field(
+        default=None, description="The high-trust document of a parent or guardian that went with a minor's document."
+    )
+    checked_on: dt.date = Field(description="The day the document was checked.")
+
+
 class Identity(BaseModel):
     """A patient identity with its status; construction refuses what the RNIV forbids.
 
@@ -108,6 +156,8 @@ class Identity(BaseModel):
     """Attribut "identité fictive" (anonymous care, training …): forces PROV, forbids INSi."""
     homonym: bool = False
     """Attribut "identité homonyme": others share close traits; may go with doubtful, changes no rule here."""
+    document: IdentityDocument | None = None
+    """The identity document checked when the identity became VALI or QUAL (:meth:`qualify` records it)."""
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -129,6 +179,58 @@ class Identity(BaseModel):
         data = {name: getattr(self, name) for name in type(self).model_fields}
         data.update(changes)
         return type(self).model_validate(data)
+
+    def qualify(
+        self,
+        document: IdentityDocumentKind | str,
+        *,
+        accompanied_by: IdentityDocumentKind | str | None = None,
+        checked_on: dt.date | None = None,
+    ) -> Identity:
+        """This identity after its identity document was checked at the desk: RECUP -> QUAL, PROV -> VALI.
+
+        Records which document (:attr:`document`). Each rule broken is a typed error and
+        changes nothing: a doubtful or fictitious identity (EXI SI 09), or one already checked
+        (VALI, QUAL), is an :class:`IdentityNotQualifiedError`; a document that does not qualify
+        on its own without ``accompanied_by`` (or with one that is not high-trust), a
+        ``checked_on`` in the future, a :class:`ValidationError`; an INS with a wrong key, an
+        :class:`InvalidIdentifierError` (retrieve it again from INSi first).
+        """
+        try:
+            kind = IdentityDocumentKind(document)
+            partner = IdentityDocumentKind(accompanied_by) if accompanied_by is not None else None
+        except ValueError as exc:
+            known = ", ".join(f"{k.name} ({k.value})" for k in IdentityDocumentKind)
+            raise ValidationError(f"not an identity document the RNIV lists; one of: {known}") from exc
+        if not self.may_call_insi():
+            attribute = "doubtful" if self.doubtful else "fictitious"
+            raise IdentityNotQualifiedError(
+                f"an identity marked {attribute} stays PROV whatever document is shown (RNIV EXI SI 09)",
+                hint="resolve the doubt (or create the real identity) first",
+            )
+        if self.status.document_checked:
+            raise IdentityNotQualifiedError(
+                f"this identity is already {self.status.value}: its document was checked",
+                hint="to record another document, update the identity with updated(document=...)",
+            )
+        if not kind.high_trust and (partner is None or not partner.high_trust):
+            raise ValidationError(
+                f"a {kind.name.lower().replace('_', ' ')} qualifies an identity only with a parent's or guardian's"
+                " high-trust document (accompanied_by=IdentityDocumentKind.NATIONAL_ID_CARD, ...)"
+            )
+        if kind.high_trust and partner is not None:
+            raise ValidationError(f"a {kind.name.lower().replace('_', ' ')} qualifies alone: no accompanied_by")
+        today = dt.date.today()
+        day = checked_on or today
+        if day > today:
+            raise ValidationError("a document cannot have been checked in the future")
+        if self.ins is not None and self.status is IdentityStatus.RECUP and not self.ins.key_valid:
+            raise InvalidIdentifierError(
+                "the INS of this identity has a wrong key: it cannot be qualified",
+                hint="retrieve the INS again from INSi",
+            )
+        status = IdentityStatus.QUAL if self.status is IdentityStatus.RECUP else IdentityStatus.VALI
+        return self.updated(status=status, document=IdentityDocument(kind=kind, accompanied_by=partner, checked_on=day))
 
     def may_call_insi(self) -> bool:
         """False for a doubtful or fictitious identity (RNIV EXI SI 09); True otherwise."""
