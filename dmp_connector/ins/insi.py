@@ -48,7 +48,7 @@ from dmp_connector.errors import (
 from dmp_connector.soap.envelope import AssertionSecurity, SoapMessage
 from dmp_connector.xml import parse_xml
 
-from .identity import INS, BirthDate, Identity, IdentityTraits, InsOid, Sex, TraitComparison
+from .identity import INS, BirthDate, Identity, IdentityStatus, IdentityTraits, InsOid, Sex, TraitComparison
 from .traits import DifferenceKind, _letters, compare_birth_dates, first_name_coherent
 
 __all__ = [
@@ -209,6 +209,13 @@ class InsiIdentity(BaseModel):
                 seen.add(key)
                 out.append(entry.ins)
         return tuple(out)
+
+    def to_identity(self) -> Identity:
+        """The identity INSi returned, as RNIV status RECUP (its traits and active INS).
+
+        Qualify it once an identity document is checked at the desk: :meth:`Identity.qualify`.
+        """
+        return Identity(traits=self.traits, ins=self.active, status=IdentityStatus.RECUP)
 
     @property
     def all_keys_valid(self) -> bool:
