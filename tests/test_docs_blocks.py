@@ -39,7 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 NOT_RUN = re.compile(r"^<!--\s*docs:\s*not-run\b(?P<rest>.*?)-->\s*$")
-REASON = re.compile(r"^\s*\((?P<reason>[^()]*\S[^()]*)\)\s*$")
+REASON = re.compile(r"^\s*\((?P<reason>.*\S.*)\)\s*$")
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")
 FILE_HEADER = re.compile(r"^(?:#|//|;|--)\s*(?P<name>[\w.-]+\.\w+)\s*$")
 SHELL = {"sh", "bash", "console", "shell", "shell-session"}
