@@ -161,6 +161,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 # Names that moved to their sub-package: still importable from here for one release, with a warning.
+# "module:new_name" when the name was also renamed.
 _MOVED: dict[str, str] = {
     "Access": "dmp_connector.dmp",
     "AccessMode": "dmp_connector.signature",
@@ -183,7 +184,8 @@ _MOVED: dict[str, str] = {
     "AuditSettings": "dmp_connector.config",
     "AuditSink": "dmp_connector.audit",
     "AuthenticationMode": "dmp_connector.signature",
-    "AuthorizationStatus": "dmp_connector.dmp",
+    "AuthorisationStatus": "dmp_connector.dmp",
+    "AuthorizationStatus": "dmp_connector.dmp:AuthorisationStatus",
     "Automaton": "dmp_connector.signature",
     "AvailabilityStatus": "dmp_connector.xds",
     "BaseClient": "dmp_connector.transport",
@@ -376,16 +378,18 @@ if not TYPE_CHECKING:
             value = getattr(importlib.import_module(module, __name__), name)
             globals()[name] = value
             return value
-        home = _MOVED.get(name)
-        if home is not None:
+        moved = _MOVED.get(name)
+        if moved is not None:
+            home, _, new = moved.partition(":")
+            new = new or name
             # Not cached in globals(), so that every use outside the project keeps warning.
             warnings.warn(
-                f"dmp_connector.{name} moved: use 'from {home} import {name}'; "
+                f"dmp_connector.{name} moved: use 'from {home} import {new}'; "
                 "the top-level name will be removed in the next release",
                 DeprecationWarning,
                 stacklevel=2,
             )
-            return getattr(importlib.import_module(home), name)
+            return getattr(importlib.import_module(home), new)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:

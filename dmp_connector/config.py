@@ -20,6 +20,7 @@ import os
 import socket
 import tomllib
 import uuid
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
@@ -639,6 +640,12 @@ _UNCONFIRMED_DMP_ERROR_CODES: Final[dict[str, DmpErrorKind]] = {
 }
 
 
+_AUTHORISATION_RENAMES: Final = {
+    "authorization_list_mode": "authorisation_list_mode",
+    "authorization_role_element": "authorisation_role_element",
+}
+
+
 class DmpSettings(BaseModel):
     """Options of the DMP client: the facts the reference notes mark [I], each with a documented default."""
 
@@ -677,11 +684,36 @@ class DmpSettings(BaseModel):
     patient_list_elements: tuple[str, str] = ("date", "type")
     """Element names of TD0.4's date and type: the kit passes them as parameters whose wire names are
     not public [I]."""
-    authorization_list_mode: str = Field(default="TOUTE", min_length=1)
+    authorisation_list_mode: str = Field(default="TOUTE", min_length=1)
     """``mode`` of ``listAuthorizationByPatient``: ``TOUTE`` is the kit's; other modes are not confirmed."""
-    authorization_role_element: str = Field(default="role", min_length=1)
+    authorisation_role_element: str = Field(default="role", min_length=1)
     """Element name of TD0.3's role (``MEDECIN_TRAITANT``): the kit's parameter is of type ``roleType``;
     its wire name is not public [I]."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, data: Any) -> Any:
+        """``authorization_*`` keys (until 0.1) still load, with a warning (removed in the next release)."""
+        if isinstance(data, dict) and any(key in data for key in _AUTHORISATION_RENAMES):
+            data = dict(data)
+            for old, new in _AUTHORISATION_RENAMES.items():
+                if old in data:
+                    warnings.warn(f"dmp.{old} is deprecated: use dmp.{new}", DeprecationWarning, stacklevel=2)
+                    data.setdefault(new, data.pop(old))
+        return data
+
+    @property
+    def authorization_list_mode(self) -> str:
+        """Deprecated spelling of :attr:`authorisation_list_mode`."""
+        warnings.warn("authorization_list_mode is deprecated: use authorisation_list_mode", DeprecationWarning, 2)
+        return self.authorisation_list_mode
+
+    @property
+    def authorization_role_element(self) -> str:
+        """Deprecated spelling of :attr:`authorisation_role_element`."""
+        warnings.warn("authorization_role_element is deprecated: use authorisation_role_element", DeprecationWarning, 2)
+        return self.authorisation_role_element
+
     error_codes: dict[str, DmpErrorKind] = Field(default_factory=lambda: dict(_UNCONFIRMED_DMP_ERROR_CODES))
     """DMP-specific XDS ``RegistryError`` codes and the typed error each raises. None of these codes is
     public (the defaults are the sandbox's names) [I]: add the real ones when the DMP guide names them.

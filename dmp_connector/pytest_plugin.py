@@ -284,7 +284,7 @@ class RespxDmp:
 
         from dmp_connector.config import DmpService
         from dmp_connector.dmp import _td
-        from dmp_connector.dmp.td import AuthorizationStatus, DmpState
+        from dmp_connector.dmp.td import AuthorisationStatus, DmpState
         from dmp_connector.dmp.td import DmpStatus as Status
         from dmp_connector.sandbox import DEFAULT_DMP_PATIENTS
 
@@ -293,7 +293,7 @@ class RespxDmp:
                 exists=True,
                 ins=DEFAULT_DMP_PATIENTS[0].ins,
                 state=DmpState.ACTIVE,
-                authorization=AuthorizationStatus.VALID,
+                authorisation=AuthorisationStatus.VALID,
                 treating_doctor=False,
             )
         header = _td.Hl7Header(

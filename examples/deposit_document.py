@@ -158,7 +158,7 @@ def main() -> None:
             with DmpClient(settings, signer=signer) as dmp:
                 step("2. TD0.2: does the patient have a DMP?")
                 status = dmp.test_existence(patient)
-                check(status.active, f"the DMP exists and is open (authorisation: {status.authorization})")
+                check(status.active, f"the DMP exists and is open (authorisation: {status.authorisation})")
 
                 step("3. Deposit a PDF report: the metadata come from the CDA itself")
                 first = report(settings, patient, "Compte rendu du 12 mars 2024")

@@ -76,7 +76,7 @@ def main() -> None:
                 step("4. TD0.3: the patient authorises this professional")
                 check(dmp.set_authorisation(patient).ok, "authorisation added (DMPOK)")
                 status = dmp.test_existence(patient)
-                check(status.authorization is not None and status.authorization.value == "VALIDE", "TD0.2 says VALIDE")
+                check(status.authorisation is not None and status.authorisation.value == "VALIDE", "TD0.2 says VALIDE")
                 names = [f"{p.given_name} {p.family_name}" for p in dmp.list_authorisations(patient)]
                 check(bool(names), f"authorised professionals: {', '.join(names)}")
 
@@ -112,7 +112,7 @@ def main() -> None:
                 check(first.document_unique_id not in left, "the report is gone from searches")
 
                 step("8. The DMP's own transactions")
-                recent_dmps = dmp.recent_dmps(dt.date.today() - dt.timedelta(days=1), RecentDmpKind.LAST_AUTHORIZATION)
+                recent_dmps = dmp.recent_dmps(dt.date.today() - dt.timedelta(days=1), RecentDmpKind.LAST_AUTHORISATION)
                 mine = [r for r in recent_dmps if r.family_name == record.traits.birth_name]  # the rows name no INS
                 check(bool(mine), f"TD0.4: {len(recent_dmps)} recent DMP(s), by name and birth date (no INS)")
                 candidates = dmp.find_patients(PatientSearch(family_name=record.traits.birth_name))

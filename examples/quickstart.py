@@ -204,13 +204,13 @@ def main() -> None:
             with DmpClient(dmp_settings, signer=signer, audit=[sink]) as dmp:
                 step("4. TD0.2: does the patient have a DMP, and is this professional authorised?")
                 status = dmp.test_existence(patient)
-                authorisation = status.authorization.value if status.authorization else "none"
+                authorisation = status.authorisation.value if status.authorisation else "none"
                 check(status.active, f"the DMP exists and is open (authorisation: {authorisation})")
 
                 step("5. TD0.3: the patient authorises this professional")
                 check(dmp.set_authorisation(patient).ok, "authorisation added (DMPOK)")
                 status = dmp.test_existence(patient)
-                valid = status.authorization is not None and status.authorization.value == "VALIDE"
+                valid = status.authorisation is not None and status.authorisation.value == "VALIDE"
                 check(valid, "TD0.2 now answers VALIDE")
 
                 step("6. A CDA document carrying the PDF report (level 1), built from the settings")

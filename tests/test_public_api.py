@@ -97,12 +97,46 @@ def test_the_top_level_is_what_a_vendor_uses_first() -> None:
 
 @pytest.mark.parametrize("name", sorted(dmp_connector._MOVED))
 def test_a_moved_name_still_imports_with_a_warning_naming_its_new_home(name: str) -> None:
-    home = dmp_connector._MOVED[name]
-    with pytest.warns(DeprecationWarning, match=rf"from {re.escape(home)} import {name}\b"):
+    home, _, new = dmp_connector._MOVED[name].partition(":")
+    new = new or name
+    with pytest.warns(DeprecationWarning, match=rf"from {re.escape(home)} import {new}\b"):
         value = getattr(dmp_connector, name)
-    assert value is getattr(importlib.import_module(home), name)
-    assert name in importlib.import_module(home).__all__
+    assert value is getattr(importlib.import_module(home), new)
+    assert new in importlib.import_module(home).__all__
     assert home.split(".")[1][0] != "_", "a moved name's new home is public"
+
+
+@pytest.mark.parametrize(
+    ("module", "old", "new"),
+    [
+        ("dmp_connector.dmp", "AuthorizationStatus", "AuthorisationStatus"),
+        ("dmp_connector.dmp", "AuthorizedProfessional", "AuthorisedProfessional"),
+        ("dmp_connector.dmp.td", "AuthorizationAction", "AuthorisationAction"),
+        ("dmp_connector.dmp.td", "SetAuthorizationOperation", "SetAuthorisationOperation"),
+        ("dmp_connector.dmp.td", "ListAuthorizationsOperation", "ListAuthorisationsOperation"),
+    ],
+)
+def test_the_american_spelling_still_imports_with_a_warning(module: str, old: str, new: str) -> None:
+    imported = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=rf"{module}\.{old} is deprecated: use {module}\.{new}"):
+        value = getattr(imported, old)
+    assert value is getattr(imported, new)
+    assert old not in imported.__all__
+
+
+def test_dmp_status_and_settings_keep_the_old_spelling_for_one_release() -> None:
+    from dmp_connector.config import DmpSettings
+    from dmp_connector.dmp import AuthorisationStatus, DmpStatus
+
+    status = DmpStatus(exists=True, authorisation=AuthorisationStatus.VALID)
+    with pytest.warns(DeprecationWarning, match="use DmpStatus.authorisation"):
+        assert status.authorization is AuthorisationStatus.VALID
+    assert AuthorisationStatus("VALIDE") is AuthorisationStatus.VALID
+    with pytest.warns(DeprecationWarning, match="use dmp.authorisation_list_mode"):
+        settings = DmpSettings.model_validate({"authorization_list_mode": "ACTIVE"})
+    assert settings.authorisation_list_mode == "ACTIVE"
+    with pytest.warns(DeprecationWarning, match="use authorisation_role_element"):
+        assert settings.authorization_role_element == "role"
 
 
 def test_a_moved_name_warns_on_every_use() -> None:

@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING, Any
+
 from .client import Access, AsyncDmpClient, DepositResult, DmpClient, DocumentList, RetrievedDmpDocument
 from .errors import (
     DMP_ERROR_CODES,
@@ -29,8 +32,8 @@ from .operations import DmpOperation, ProvideAndRegister, RegistryStoredQuery, R
 from .td import (
     Address,
     AdministrativeData,
-    AuthorizationStatus,
-    AuthorizedProfessional,
+    AuthorisationStatus,
+    AuthorisedProfessional,
     Closure,
     ClosureReason,
     DmpState,
@@ -50,8 +53,8 @@ __all__ = [
     "Address",
     "AdministrativeData",
     "AsyncDmpClient",
-    "AuthorizationStatus",
-    "AuthorizedProfessional",
+    "AuthorisationStatus",
+    "AuthorisedProfessional",
     "Closure",
     "ClosureReason",
     "DepositIds",
@@ -88,3 +91,25 @@ __all__ = [
     "document_entry",
     "prepare_deposit",
 ]
+
+
+# The American spellings, kept for one release (issue 18): one spelling, "authorisation", in the API.
+_RENAMED: dict[str, str] = {
+    "AuthorizationStatus": "AuthorisationStatus",
+    "AuthorizedProfessional": "AuthorisedProfessional",
+}
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers, so that the old names are errors for them and warnings at run time.
+
+    def __getattr__(name: str) -> Any:
+        """An old name still imports, with a warning naming the new one."""
+        new = _RENAMED.get(name)
+        if new is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{__name__}.{name} is deprecated: use {__name__}.{new} (removed in the next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from typing import Final, Literal, cast
@@ -60,9 +61,9 @@ __all__ = [
     "Acknowledgement",
     "Address",
     "AdministrativeData",
-    "AuthorizationAction",
-    "AuthorizationStatus",
-    "AuthorizedProfessional",
+    "AuthorisationAction",
+    "AuthorisationStatus",
+    "AuthorisedProfessional",
     "Closure",
     "ClosureReason",
     "DmpState",
@@ -85,28 +86,28 @@ __all__ = [
     "VitaleCard",
     "build_find_candidates_request",
     "build_find_candidates_response",
-    "build_list_authorizations_request",
-    "build_list_authorizations_response",
+    "build_list_authorisations_request",
+    "build_list_authorisations_response",
     "build_patient_list_request",
     "build_patient_list_response",
     "build_patient_query_request",
     "build_patient_query_response",
     "build_registration_request",
     "build_registration_response",
-    "build_set_authorization_request",
-    "build_set_authorization_response",
+    "build_set_authorisation_request",
+    "build_set_authorisation_response",
     "parse_find_candidates_request",
     "parse_find_candidates_response",
-    "parse_list_authorizations_request",
-    "parse_list_authorizations_response",
+    "parse_list_authorisations_request",
+    "parse_list_authorisations_response",
     "parse_patient_list_request",
     "parse_patient_list_response",
     "parse_patient_query_request",
     "parse_patient_query_response",
     "parse_registration_request",
     "parse_registration_response",
-    "parse_set_authorization_request",
-    "parse_set_authorization_response",
+    "parse_set_authorisation_request",
+    "parse_set_authorisation_response",
 ]
 
 HL7: Final = "urn:hl7-org:v3"
@@ -274,17 +275,22 @@ class DmpState(StrEnum):
     """Closed (TD1.4); it can be reactivated (TD1.2)."""
 
 
-class AuthorizationStatus(StrEnum):
-    """This professional's authorisation on the DMP: ``attentionLine AUTORISATION`` of TD0.2 [V MagicDMP, DevBox]."""
+class AuthorisationStatus(StrEnum):
+    """This professional's authorisation on the DMP: ``attentionLine AUTORISATION`` of TD0.2 [V MagicDMP, DevBox].
+
+    The member names are English, their values the DMP's words: ``VALID`` is ``"VALIDE"``,
+    ``FORBIDDEN`` ``"INTERDIT"``, ``EXPIRED`` ``"EXPIRE"``, ``NONE`` ``"NON_EXISTE"``
+    (``AuthorisationStatus("VALIDE") is AuthorisationStatus.VALID``).
+    """
 
     VALID = "VALIDE"
-    """Authorised: consultation allowed."""
+    """``"VALIDE"``: authorised, consultation allowed."""
     FORBIDDEN = "INTERDIT"
-    """Blocked by the patient: no access, even with bris de glace."""
+    """``"INTERDIT"``: blocked by the patient, no access, even with bris de glace."""
     EXPIRED = "EXPIRE"
-    """The authorisation has expired."""
+    """``"EXPIRE"``: the authorisation has expired."""
     NONE = "NON_EXISTE"
-    """No authorisation exists."""
+    """``"NON_EXISTE"``: no authorisation exists."""
 
 
 class ClosureReason(StrEnum):
@@ -396,8 +402,9 @@ class DmpStatus(BaseModel):
     """The INS the DMP answered for."""
     state: DmpState | None = None
     """Active or closed; None when there is no DMP."""
-    authorization: AuthorizationStatus | None = None
-    """This professional's authorisation (VALIDE, INTERDIT, EXPIRE, NON_EXISTE); None when the answer has none."""
+    authorisation: AuthorisationStatus | None = None
+    """This professional's authorisation (``VALID`` = "VALIDE", ``FORBIDDEN`` = "INTERDIT", ``EXPIRED`` = "EXPIRE",
+    ``NONE`` = "NON_EXISTE"); None when the answer has none."""
     treating_doctor: bool | None = None
     """``attentionLine STATUT_MT``: True when this professional is the patient's "médecin traitant DMP"."""
     attached_to_mes: bool | None = None
@@ -409,6 +416,14 @@ class DmpStatus(BaseModel):
     def active(self) -> bool:
         """True when the DMP exists and is open."""
         return self.exists and self.state is DmpState.ACTIVE
+
+    @property
+    def authorization(self) -> AuthorisationStatus | None:
+        """Deprecated spelling of :attr:`authorisation` (removed in the next release)."""
+        warnings.warn(
+            "DmpStatus.authorization is deprecated: use DmpStatus.authorisation", DeprecationWarning, stacklevel=2
+        )
+        return self.authorisation
 
 
 class PatientQueryAnswer(BaseModel):
@@ -496,14 +511,14 @@ class RegistrationAnswer(BaseModel):
     """AA, or AE/AR with ``DMPFound`` / ``DMPClosed`` …"""
 
 
-class AuthorizationAction(StrEnum):
+class AuthorisationAction(StrEnum):
     """``action`` of ``setAuthorization`` (TD0.3) [V DRIMbox, kit]."""
 
     ADD = "AJOUT"
     REMOVE = "SUPPRESSION"
 
 
-class AuthorizedProfessional(BaseModel):
+class AuthorisedProfessional(BaseModel):
     """One row of ``listOfAuthorizationByPatient`` [V kit: nationalId, firstName, lastName]."""
 
     model_config = _FROZEN
@@ -521,8 +536,10 @@ class AuthorizedProfessional(BaseModel):
 class RecentDmpKind(StrEnum):
     """``type`` of ``patientList`` (TD0.4) [V kit ``dateTypeEnum``]."""
 
+    LAST_AUTHORISATION = "LASTAUTORIZATION"
+    """``"LASTAUTORIZATION"``: DMPs on which this professional was authorised since the date."""
     LAST_AUTHORIZATION = "LASTAUTORIZATION"
-    """DMPs on which this professional was authorised since the date."""
+    """Deprecated alias of ``LAST_AUTHORISATION`` (an enum alias cannot warn; removed in the next release)."""
     LAST_DOCUMENT = "LASTDOC"
     """DMPs where this professional deposited a document since the date."""
 
@@ -1071,8 +1088,8 @@ def build_patient_query_response(
     </PRPA_IN201308UV02>
     """
     root = _wrapper("PRPA_IN201308UV02", header)
-    if status.exists and status.authorization is not None:
-        _attention_line(root, "AUTORISATION", "CV", code=status.authorization.value)
+    if status.exists and status.authorisation is not None:
+        _attention_line(root, "AUTORISATION", "CV", code=status.authorisation.value)
     if status.exists and status.treating_doctor is not None:
         _attention_line(root, "STATUT_MT", "BL", value=_bool(status.treating_doctor))
     _acknowledgement(root, header, acknowledgement)
@@ -1169,11 +1186,11 @@ def parse_patient_query_response(element: etree._Element, *, reason: QueryReason
             ident = candidate
             break
     ins = _read_ins(ident.get("root"), ident.get("extension"), f"{where}: patient id") if ident is not None else None
-    authorization = None
+    authorisation = None
     raw = _attention_value(element, "AUTORISATION", "code", what)
     if raw is not None:
         try:
-            authorization = AuthorizationStatus(raw)
+            authorisation = AuthorisationStatus(raw)
         except ValueError:
             raise MalformedResponseError(
                 f"{what} has an unknown authorisation status (not VALIDE, INTERDIT, EXPIRE or NON_EXISTE)"
@@ -1195,7 +1212,7 @@ def parse_patient_query_response(element: etree._Element, *, reason: QueryReason
         exists=True,
         ins=ins,
         state=state,
-        authorization=authorization,
+        authorisation=authorisation,
         treating_doctor=treating,
         attached_to_mes=rows.get(_MES_ATTACHMENT),
         closure=closure,
@@ -1732,8 +1749,8 @@ def _check_request_root(element: etree._Element, namespace: str, local: str, wha
 _ROLE: Final = "MEDECIN_TRAITANT"
 
 
-def build_set_authorization_request(
-    action: AuthorizationAction, *, treating_doctor: bool = False, role_element: str = "role"
+def build_set_authorisation_request(
+    action: AuthorisationAction, *, treating_doctor: bool = False, role_element: str = "role"
 ) -> etree._Element:
     """TD0.3 (``habilitations``): no patient id, the VIHF names the patient [V DRIMbox, kit]::
 
@@ -1742,7 +1759,7 @@ def build_set_authorization_request(
       <hab:role>MEDECIN_TRAITANT</hab:role>          (as médecin traitant; element name from the kit's roleType [I])
     </hab:setAuthorization>
 
-    ``role_element``: the role's element name (the setting ``dmp.authorization_role_element``).
+    ``role_element``: the role's element name (the setting ``dmp.authorisation_role_element``).
     """
     return _plain(
         HABILITATIONS_NS,
@@ -1751,32 +1768,32 @@ def build_set_authorization_request(
     )
 
 
-def parse_set_authorization_request(
+def parse_set_authorisation_request(
     element: etree._Element, *, role_element: str = "role"
-) -> tuple[AuthorizationAction, bool]:
+) -> tuple[AuthorisationAction, bool]:
     """Read TD0.3 (the sandbox's side): the action and whether as médecin traitant."""
     what = "the setAuthorization request"
     _check_request_root(element, HABILITATIONS_NS, "setAuthorization", what)
     try:
-        action = AuthorizationAction(_required_text(element, "action", what))
+        action = AuthorisationAction(_required_text(element, "action", what))
     except ValueError:
         raise MalformedResponseError(f"{what}: action is neither AJOUT nor SUPPRESSION") from None
     return action, _child_text(element, role_element) == _ROLE
 
 
-def build_set_authorization_response(status: ServiceStatus) -> etree._Element:
+def build_set_authorisation_response(status: ServiceStatus) -> etree._Element:
     """``<hab:setAuthorizationResponse><hab:status>DMPOK</hab:status><hab:context>…</hab:context>…`` [root name I]"""
     return _plain(HABILITATIONS_NS, "setAuthorizationResponse", _status_children(status))
 
 
-def parse_set_authorization_response(element: etree._Element) -> ServiceStatus:
+def parse_set_authorisation_response(element: etree._Element) -> ServiceStatus:
     """Read the TD0.3 answer's status."""
     what = "the setAuthorization answer"
     _check_answer_root(element, "setAuthorization", what)
     return _read_status(element, what)
 
 
-def build_list_authorizations_request(*, mode: str = "TOUTE") -> etree._Element:
+def build_list_authorisations_request(*, mode: str = "TOUTE") -> etree._Element:
     """The list of authorised professionals: no patient id, the VIHF names the patient [V kit ``modeType.TOUTE``]::
 
     <hab:listAuthorizationByPatient xmlns:hab="urn:si-dmp-habilitations"><hab:mode>TOUTE</hab:mode>
@@ -1787,15 +1804,15 @@ def build_list_authorizations_request(*, mode: str = "TOUTE") -> etree._Element:
     return _plain(HABILITATIONS_NS, "listAuthorizationByPatient", [("mode", mode)])
 
 
-def parse_list_authorizations_request(element: etree._Element) -> str:
+def parse_list_authorisations_request(element: etree._Element) -> str:
     """Read the list request (the sandbox's side): the mode."""
     what = "the listAuthorizationByPatient request"
     _check_request_root(element, HABILITATIONS_NS, "listAuthorizationByPatient", what)
     return _child_text(element, "mode") or "TOUTE"
 
 
-def build_list_authorizations_response(
-    status: ServiceStatus, professionals: Sequence[AuthorizedProfessional] = ()
+def build_list_authorisations_response(
+    status: ServiceStatus, professionals: Sequence[AuthorisedProfessional] = ()
 ) -> etree._Element:
     """The list answer [V kit: rows and their fields; root name I]::
 
@@ -1818,9 +1835,9 @@ def build_list_authorizations_response(
     return root
 
 
-def parse_list_authorizations_response(
+def parse_list_authorisations_response(
     element: etree._Element,
-) -> tuple[ServiceStatus, tuple[AuthorizedProfessional, ...]]:
+) -> tuple[ServiceStatus, tuple[AuthorisedProfessional, ...]]:
     """Read the list answer: its status and the professionals (``listOfAuthorizationByPatient`` rows)."""
     what = "the listAuthorizationByPatient answer"
     _check_answer_root(element, "listAuthorizationByPatient", what)
@@ -1828,7 +1845,7 @@ def parse_list_authorizations_response(
     for row in _children(element, "listOfAuthorizationByPatient"):
         role = _child_text(row, "role")
         professionals.append(
-            AuthorizedProfessional(
+            AuthorisedProfessional(
                 national_id=_required_text(row, "nationalId", f"{what}: a listOfAuthorizationByPatient row"),
                 family_name=_child_text(row, "lastName"),
                 given_name=_child_text(row, "firstName"),

@@ -93,8 +93,8 @@ from dmp_connector.xds import (
 from ._td import (
     Address,
     AdministrativeData,
-    AuthorizationAction,
-    AuthorizedProfessional,
+    AuthorisationAction,
+    AuthorisedProfessional,
     Closure,
     ClosureReason,
     DmpStatus,
@@ -115,11 +115,11 @@ from .mapping import DOCUMENT_ENTRY_ID, PreparedDeposit, prepare_deposit, source
 from .operations import ProvideAndRegister, RegistryStoredQuery, RetrieveDocumentSet, UpdateDocumentSet
 from .td import (
     FindCandidatesOperation,
-    ListAuthorizationsOperation,
+    ListAuthorisationsOperation,
     PatientListOperation,
     PatientQueryOperation,
     RegistrationOperation,
-    SetAuthorizationOperation,
+    SetAuthorisationOperation,
 )
 
 __all__ = [
@@ -693,15 +693,15 @@ class _DmpCore:
 
     def _authorisation_flow(self, patient: Identity, add: bool, as_treating_doctor: bool) -> Flow[ServiceStatus]:
         ins = self._qualified(patient)
-        action = AuthorizationAction.ADD if add else AuthorizationAction.REMOVE
-        status: ServiceStatus = yield SetAuthorizationOperation(
+        action = AuthorisationAction.ADD if add else AuthorisationAction.REMOVE
+        status: ServiceStatus = yield SetAuthorisationOperation(
             ins, action, treating_doctor=as_treating_doctor, security=self._vihf(ins)
         )
         return status
 
-    def _list_authorisations_flow(self, patient: Identity) -> Flow[tuple[AuthorizedProfessional, ...]]:
+    def _list_authorisations_flow(self, patient: Identity) -> Flow[tuple[AuthorisedProfessional, ...]]:
         ins = self._qualified(patient)
-        professionals: tuple[AuthorizedProfessional, ...] = yield ListAuthorizationsOperation(
+        professionals: tuple[AuthorisedProfessional, ...] = yield ListAuthorisationsOperation(
             ins, security=self._vihf(ins)
         )
         return professionals
@@ -1132,12 +1132,12 @@ class DmpClient(_DmpCore):
         """TD0.3: add (or remove, ``add=False``) this professional's authorisation, optionally as médecin traitant."""
         return self._run(self._authorisation_flow(patient, add, as_treating_doctor))
 
-    def list_authorisations(self, patient: Identity) -> tuple[AuthorizedProfessional, ...]:
+    def list_authorisations(self, patient: Identity) -> tuple[AuthorisedProfessional, ...]:
         """The professionals authorised on the patient's DMP."""
         return self._run(self._list_authorisations_flow(patient))
 
     def recent_dmps(
-        self, since: dt.date, kind: RecentDmpKind | str = RecentDmpKind.LAST_AUTHORIZATION
+        self, since: dt.date, kind: RecentDmpKind | str = RecentDmpKind.LAST_AUTHORISATION
     ) -> tuple[RecentDmp, ...]:
         """TD0.4: the DMPs this professional was authorised on (or deposited to, ``LASTDOC``) since a date."""
         return self._run(self._recent_flow(since, kind))
@@ -1401,12 +1401,12 @@ class AsyncDmpClient(_DmpCore):
         """TD0.3; see :meth:`DmpClient.set_authorisation`."""
         return await self._run(self._authorisation_flow(patient, add, as_treating_doctor))
 
-    async def list_authorisations(self, patient: Identity) -> tuple[AuthorizedProfessional, ...]:
+    async def list_authorisations(self, patient: Identity) -> tuple[AuthorisedProfessional, ...]:
         """The authorised professionals; see :meth:`DmpClient.list_authorisations`."""
         return await self._run(self._list_authorisations_flow(patient))
 
     async def recent_dmps(
-        self, since: dt.date, kind: RecentDmpKind | str = RecentDmpKind.LAST_AUTHORIZATION
+        self, since: dt.date, kind: RecentDmpKind | str = RecentDmpKind.LAST_AUTHORISATION
     ) -> tuple[RecentDmp, ...]:
         """TD0.4; see :meth:`DmpClient.recent_dmps`."""
         return await self._run(self._recent_flow(since, kind))

@@ -3,8 +3,8 @@
 | TD | operation | service | answer |
 |---|---|---|---|
 | TD0.2 | :class:`PatientQueryOperation` (``TEST_EXST``) | ``patients`` | :class:`DmpStatus` |
-| TD0.3 | :class:`SetAuthorizationOperation` | ``habilitations`` | ``DMPOK`` or a typed refusal |
-| — | :class:`ListAuthorizationsOperation` | ``habilitations`` | :class:`AuthorizedProfessional` rows |
+| TD0.3 | :class:`SetAuthorisationOperation` | ``habilitations`` | ``DMPOK`` or a typed refusal |
+| — | :class:`ListAuthorisationsOperation` | ``habilitations`` | :class:`AuthorisedProfessional` rows |
 | TD0.4 | :class:`PatientListOperation` | ``patientsSpecific`` | :class:`RecentDmp` rows |
 | TD0.5 | :class:`FindCandidatesOperation` (PDQv3) | ``patientsPDQ`` | :class:`PatientCandidate` rows |
 | TD1.1–1.4 | :class:`RegistrationOperation` | ``patients`` | accepted, or ``DMPFound`` / ``DMPClosed`` … |
@@ -13,7 +13,7 @@
 The XML of each lives in :mod:`dmp_connector.dmp._td`, built on public client implementations
 (reference ``dmp_td.md``); what is not public is marked [I] there, and the choices it leaves open
 are settings (``dmp.close_registration_status``, ``dmp.patient_list_date_format``, ``dmp.patient_list_elements``,
-``dmp.authorization_list_mode``, ``dmp.authorization_role_element``, ``dmp.test_existence_action``).
+``dmp.authorisation_list_mode``, ``dmp.authorisation_role_element``, ``dmp.test_existence_action``).
 A refusal (HL7 v3 ``AE``/``AR``, a ``status`` other than ``DMPOK``, a SOAP fault) raises the
 typed error of :mod:`dmp_connector.dmp.errors` inside the retry loop; only the read-only
 transactions are safe to repeat.
@@ -22,7 +22,8 @@ transactions are safe to repeat.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Final
+import warnings
+from typing import TYPE_CHECKING, Any, Final
 
 from dmp_connector._transport import CallContext, SoapRequest
 from dmp_connector.config import DmpService, Settings
@@ -36,9 +37,9 @@ from ._td import (
     AckType,
     Address,
     AdministrativeData,
-    AuthorizationAction,
-    AuthorizationStatus,
-    AuthorizedProfessional,
+    AuthorisationAction,
+    AuthorisationStatus,
+    AuthorisedProfessional,
     Closure,
     ClosureReason,
     DmpState,
@@ -60,17 +61,17 @@ from ._td import (
     TdAction,
     VitaleCard,
     build_find_candidates_request,
-    build_list_authorizations_request,
+    build_list_authorisations_request,
     build_patient_list_request,
     build_patient_query_request,
     build_registration_request,
-    build_set_authorization_request,
+    build_set_authorisation_request,
     parse_find_candidates_response,
-    parse_list_authorizations_response,
+    parse_list_authorisations_response,
     parse_patient_list_response,
     parse_patient_query_response,
     parse_registration_response,
-    parse_set_authorization_response,
+    parse_set_authorisation_response,
 )
 from .errors import DmpNotFoundError, error_for_codes
 from .mapping import source_id
@@ -82,15 +83,15 @@ __all__ = [
     "Acknowledgement",
     "Address",
     "AdministrativeData",
-    "AuthorizationAction",
-    "AuthorizationStatus",
-    "AuthorizedProfessional",
+    "AuthorisationAction",
+    "AuthorisationStatus",
+    "AuthorisedProfessional",
     "Closure",
     "ClosureReason",
     "DmpState",
     "DmpStatus",
     "FindCandidatesOperation",
-    "ListAuthorizationsOperation",
+    "ListAuthorisationsOperation",
     "Oppositions",
     "PatientCandidate",
     "PatientListOperation",
@@ -106,7 +107,7 @@ __all__ = [
     "RegistrationOperation",
     "RegistrationRequest",
     "ServiceStatus",
-    "SetAuthorizationOperation",
+    "SetAuthorisationOperation",
     "TdAction",
     "VitaleCard",
 ]
@@ -192,7 +193,7 @@ class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
         return answer
 
 
-class SetAuthorizationOperation(DmpOperation[ServiceStatus]):
+class SetAuthorisationOperation(DmpOperation[ServiceStatus]):
     """TD0.3: add or remove this professional's authorisation (optionally as médecin traitant).
 
     The body names no patient: the VIHF's ``resource-id`` does [V DRIMbox, kit]. Not repeated on
@@ -204,7 +205,7 @@ class SetAuthorizationOperation(DmpOperation[ServiceStatus]):
     dmp_service = DmpService.HABILITATIONS
 
     def __init__(
-        self, ins: INS, action: AuthorizationAction, *, treating_doctor: bool, security: WsSecurity | None
+        self, ins: INS, action: AuthorisationAction, *, treating_doctor: bool, security: WsSecurity | None
     ) -> None:
         super().__init__(security=security, patient=ins.matricule)
         self.ins = ins
@@ -213,24 +214,24 @@ class SetAuthorizationOperation(DmpOperation[ServiceStatus]):
 
     def build(self, call: CallContext) -> SoapRequest:
         """``setAuthorization``."""
-        body = build_set_authorization_request(
+        body = build_set_authorisation_request(
             self.change,
             treating_doctor=self.treating_doctor,
-            role_element=call.settings.dmp.authorization_role_element,
+            role_element=call.settings.dmp.authorisation_role_element,
         )
         return self._request(body)
 
     def parse(self, message: SoapMessage) -> ServiceStatus:
         """``DMPOK``, or a typed refusal."""
-        status = parse_set_authorization_response(message.payload)
+        status = parse_set_authorisation_response(message.payload)
         _check_status(status, self.name)
         return status
 
 
-class ListAuthorizationsOperation(DmpOperation[tuple[AuthorizedProfessional, ...]]):
+class ListAuthorisationsOperation(DmpOperation[tuple[AuthorisedProfessional, ...]]):
     """The professionals authorised on a DMP (``listAuthorizationByPatient``); the VIHF names the patient.
 
-    ``mode``: ``TOUTE`` [V kit] unless given; None takes ``settings.dmp.authorization_list_mode``.
+    ``mode``: ``TOUTE`` [V kit] unless given; None takes ``settings.dmp.authorisation_list_mode``.
     """
 
     name = "listAuthorizationByPatient"
@@ -245,12 +246,12 @@ class ListAuthorizationsOperation(DmpOperation[tuple[AuthorizedProfessional, ...
 
     def build(self, call: CallContext) -> SoapRequest:
         """``listAuthorizationByPatient``."""
-        mode = self.mode or call.settings.dmp.authorization_list_mode
-        return self._request(build_list_authorizations_request(mode=mode))
+        mode = self.mode or call.settings.dmp.authorisation_list_mode
+        return self._request(build_list_authorisations_request(mode=mode))
 
-    def parse(self, message: SoapMessage) -> tuple[AuthorizedProfessional, ...]:
+    def parse(self, message: SoapMessage) -> tuple[AuthorisedProfessional, ...]:
         """The professionals, or a typed refusal."""
-        status, professionals = parse_list_authorizations_response(message.payload)
+        status, professionals = parse_list_authorisations_response(message.payload)
         _check_status(status, self.name)
         return professionals
 
@@ -338,3 +339,28 @@ class RegistrationOperation(DmpOperation[RegistrationAnswer]):
         answer = parse_registration_response(message.payload)
         _refused(answer.acknowledgement, f"{self.name} {self.request.kind.value}")
         return answer
+
+
+# The American spellings, kept for one release (issue 18): one spelling, "authorisation", in the API.
+_RENAMED: dict[str, str] = {
+    "AuthorizationStatus": "AuthorisationStatus",
+    "AuthorizationAction": "AuthorisationAction",
+    "AuthorizedProfessional": "AuthorisedProfessional",
+    "SetAuthorizationOperation": "SetAuthorisationOperation",
+    "ListAuthorizationsOperation": "ListAuthorisationsOperation",
+}
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers, so that the old names are errors for them and warnings at run time.
+
+    def __getattr__(name: str) -> Any:
+        """An old name still imports, with a warning naming the new one."""
+        new = _RENAMED.get(name)
+        if new is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{__name__}.{name} is deprecated: use {__name__}.{new} (removed in the next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]

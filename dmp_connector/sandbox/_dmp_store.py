@@ -27,7 +27,7 @@ from typing import Any, Final, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dmp_connector.codes import Code
-from dmp_connector.dmp._td import Address, AuthorizationStatus, DmpState
+from dmp_connector.dmp._td import Address, AuthorisationStatus, DmpState
 from dmp_connector.errors import ConfigurationError
 from dmp_connector.ins.identity import INS, IdentityTraits
 from dmp_connector.signature.vihf import AccessMode
@@ -139,7 +139,7 @@ class AuthorisationRecord(BaseModel):
     """The patient's key (:func:`patient_key`)."""
     professional_id: str = Field(min_length=1)
     """IdNat_PS of the professional."""
-    status: AuthorizationStatus = AuthorizationStatus.VALID
+    status: AuthorisationStatus = AuthorisationStatus.VALID
     """``VALIDE`` (authorised), ``INTERDIT`` (blocked by the patient), ``EXPIRE`` or ``NON_EXISTE``."""
 
     @field_validator("status", mode="before")

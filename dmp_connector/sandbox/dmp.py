@@ -88,9 +88,9 @@ from dmp_connector.dmp._td import (
     Acknowledgement,
     AckType,
     AdministrativeData,
-    AuthorizationAction,
-    AuthorizationStatus,
-    AuthorizedProfessional,
+    AuthorisationAction,
+    AuthorisationStatus,
+    AuthorisedProfessional,
     Closure,
     ClosureReason,
     DmpState,
@@ -107,17 +107,17 @@ from dmp_connector.dmp._td import (
     ServiceStatus,
     TdAction,
     build_find_candidates_response,
-    build_list_authorizations_response,
+    build_list_authorisations_response,
     build_patient_list_response,
     build_patient_query_response,
     build_registration_response,
-    build_set_authorization_response,
+    build_set_authorisation_response,
     parse_find_candidates_request,
-    parse_list_authorizations_request,
+    parse_list_authorisations_request,
     parse_patient_list_request,
     parse_patient_query_request,
     parse_registration_request,
-    parse_set_authorization_request,
+    parse_set_authorisation_request,
 )
 from dmp_connector.dmp.client import AsyncDmpClient, DmpClient
 from dmp_connector.errors import DmpConnectorError, MalformedResponseError, SignatureVerificationError
@@ -333,13 +333,13 @@ DEFAULT_DMP_AUTHORISATIONS: tuple[AuthorisationRecord, ...] = (
     AuthorisationRecord(
         patient=DEFAULT_DMP_PATIENTS[4].key,
         professional_id="810002422979",
-        status=AuthorizationStatus.FORBIDDEN,
+        status=AuthorisationStatus.FORBIDDEN,
         since=dt.datetime(2023, 9, 12, tzinfo=dt.UTC),
     ),
     AuthorisationRecord(
         patient=DEFAULT_DMP_PATIENTS[5].key,
         professional_id="899700000001",
-        status=AuthorizationStatus.EXPIRED,
+        status=AuthorisationStatus.EXPIRED,
         since=dt.datetime(2021, 3, 4, tzinfo=dt.UTC),
     ),
 )
@@ -762,7 +762,7 @@ class DmpSimulator:
     ``require_client_certificate``: refuse a request that came without a TLS client certificate
     (:meth:`serve` turns it on; in-process requests carry none). ``max_results``: a LeafClass query
     finding more entries is refused with ``XDSTooManyResults``. ``clock``: the simulator's now.
-    ``patient_list_date_format``, ``patient_list_elements``, ``authorization_role_element``: how TD0.4
+    ``patient_list_date_format``, ``patient_list_elements``, ``authorisation_role_element``: how TD0.4
     and TD0.3 are read (the client's settings of the same names).
     """
 
@@ -780,7 +780,7 @@ class DmpSimulator:
         clock: Callable[[], dt.datetime] | None = None,
         patient_list_date_format: str = "%d%m%Y",
         patient_list_elements: tuple[str, str] = ("date", "type"),
-        authorization_role_element: str = "role",
+        authorisation_role_element: str = "role",
     ) -> None:
         self.trusted = tuple(trusted)
         if not self.trusted:
@@ -791,7 +791,7 @@ class DmpSimulator:
         self.max_results = max_results
         self.patient_list_date_format = patient_list_date_format
         self.patient_list_elements = patient_list_elements
-        self.authorization_role_element = authorization_role_element
+        self.authorisation_role_element = authorisation_role_element
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
     def __repr__(self) -> str:
@@ -938,11 +938,11 @@ class DmpSimulator:
     def _check_consultation(self, caller: DmpCaller, patient: PatientRecord) -> None:
         """Consultation rules: an authorisation, or an emergency / regulation access the patient did not oppose."""
         standing = self.store.authorisation(patient.key, caller.professional_id)
-        if standing is not None and standing.status is AuthorizationStatus.FORBIDDEN:
+        if standing is not None and standing.status is AuthorisationStatus.FORBIDDEN:
             raise _refused(DmpErrorCode.PATIENT_OPPOSITION, "Le patient a bloqué l'accès de ce professionnel")
         mode = caller.access_mode
         if mode is AccessMode.NORMAL:
-            if standing is None or standing.status is not AuthorizationStatus.VALID:
+            if standing is None or standing.status is not AuthorisationStatus.VALID:
                 raise _refused(DmpErrorCode.ACCESS_DENIED, "Le professionnel n'est pas autorisé sur ce DMP")
             return
         if mode in patient.oppositions:
@@ -1640,10 +1640,10 @@ class DmpSimulator:
                 exists=True,
                 ins=patient.ins,
                 state=patient.dmp,
-                authorization=standing.status if standing is not None else AuthorizationStatus.NONE,
+                authorisation=standing.status if standing is not None else AuthorisationStatus.NONE,
                 treating_doctor=standing is not None
                 and standing.attending_physician
-                and standing.status is AuthorizationStatus.VALID,
+                and standing.status is AuthorisationStatus.VALID,
                 attached_to_mes=patient.mes_attached,
                 closure=_closure(patient),
             )
@@ -1735,8 +1735,8 @@ class DmpSimulator:
     def _td_set_authorization(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
         """TD0.3: add or remove this professional's authorisation (optionally as médecin traitant)."""
         try:
-            action, treating = parse_set_authorization_request(
-                message.payload, role_element=self.authorization_role_element
+            action, treating = parse_set_authorisation_request(
+                message.payload, role_element=self.authorisation_role_element
             )
         except DmpConnectorError as exc:
             raise _Fault("Sender", _BAD_REQUEST, f"Requête TD0.3 illisible : {exc.message}") from exc
@@ -1747,17 +1747,17 @@ class DmpSimulator:
             status = ServiceStatus(status="DMPOK")
         except _Refused as refused:
             status = _service_status(refused)
-        body = build_set_authorization_response(status)
+        body = build_set_authorisation_response(status)
         return _soap_response(body, TdAction.SET_AUTHORIZATION.value + "Response", message.message_id)
 
     def _set_authorization(
-        self, caller: DmpCaller, patient_id: Cx, action: AuthorizationAction, treating: bool
+        self, caller: DmpCaller, patient_id: Cx, action: AuthorisationAction, treating: bool
     ) -> None:
         patient = self._patient_with_dmp(patient_id)
         standing = self._standing(caller, patient)
-        if standing is not None and standing.status is AuthorizationStatus.FORBIDDEN:
+        if standing is not None and standing.status is AuthorisationStatus.FORBIDDEN:
             raise _refused(DmpErrorCode.PATIENT_OPPOSITION, "Le patient a bloqué l'accès de ce professionnel")
-        if action is AuthorizationAction.REMOVE:
+        if action is AuthorisationAction.REMOVE:
             self.store.remove_authorisation(patient.key, caller.professional_id)
             return
         if treating:  # one médecin traitant DMP per patient [I]
@@ -1776,7 +1776,7 @@ class DmpSimulator:
     def _td_list_authorizations(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
         """The professionals authorised on a DMP (``listAuthorizationByPatient``)."""
         try:
-            mode = parse_list_authorizations_request(message.payload)
+            mode = parse_list_authorisations_request(message.payload)
         except DmpConnectorError as exc:
             raise _Fault(
                 "Sender", _BAD_REQUEST, f"Requête listAuthorizationByPatient illisible : {exc.message}"
@@ -1784,7 +1784,7 @@ class DmpSimulator:
         wanted = _LIST_MODES.get(mode)
         if wanted is None:
             raise _Fault("Sender", _BAD_REQUEST, "mode inconnu (TOUTE, ACTIVE ou INTERDITE)")
-        professionals: list[AuthorizedProfessional] = []
+        professionals: list[AuthorisedProfessional] = []
         try:
             patient = self._consulted_patient(caller)
             for record in self.store.authorisations(patient=patient.key):
@@ -1792,7 +1792,7 @@ class DmpSimulator:
                     continue
                 known = self.store.professional(record.professional_id)
                 professionals.append(
-                    AuthorizedProfessional(
+                    AuthorisedProfessional(
                         national_id=record.professional_id,
                         family_name=known.family_name if known is not None else None,
                         given_name=known.given_name if known is not None else None,
@@ -1801,7 +1801,7 @@ class DmpSimulator:
             status = ServiceStatus(status="DMPOK")
         except _Refused as refused:
             status, professionals = _service_status(refused), []
-        body = build_list_authorizations_response(status, professionals)
+        body = build_list_authorisations_response(status, professionals)
         return _soap_response(body, TdAction.LIST_AUTHORIZATIONS.value + "Response", message.message_id)
 
     def _td_patient_list(self, caller: DmpCaller, message: SoapMessage) -> HttpResponse:
@@ -1813,9 +1813,9 @@ class DmpSimulator:
         except DmpConnectorError as exc:
             raise _Fault("Sender", _BAD_REQUEST, f"Requête TD0.4 illisible : {exc.message}") from exc
         dates: dict[str, dt.datetime] = {}
-        if kind is RecentDmpKind.LAST_AUTHORIZATION:
+        if kind is RecentDmpKind.LAST_AUTHORISATION:
             for record in self.store.authorisations(professional_id=caller.professional_id):
-                if record.status is AuthorizationStatus.VALID and record.since is not None:
+                if record.status is AuthorisationStatus.VALID and record.since is not None:
                     dates[record.patient] = record.since
         else:
             for stored in self.store.entries():
@@ -1951,9 +1951,9 @@ def _candidate_matches(patient: PatientRecord, search: PatientSearch) -> bool:
 
 
 _LIST_MODES: Final = {
-    "TOUTE": frozenset(AuthorizationStatus),
-    "ACTIVE": frozenset({AuthorizationStatus.VALID}),
-    "INTERDITE": frozenset({AuthorizationStatus.FORBIDDEN}),
+    "TOUTE": frozenset(AuthorisationStatus),
+    "ACTIVE": frozenset({AuthorisationStatus.VALID}),
+    "INTERDITE": frozenset({AuthorisationStatus.FORBIDDEN}),
 }
 """``listAuthorizationByPatient`` modes: ``TOUTE`` [V kit]; ``ACTIVE``/``INTERDITE`` after MagicDMP's names [I]."""
 

@@ -34,7 +34,7 @@ from dmp_connector.dmp.td import (
     AckDetail,
     Acknowledgement,
     AckType,
-    AuthorizationStatus,
+    AuthorisationStatus,
     ClosureReason,
     DmpState,
     DmpStatus,
@@ -659,7 +659,7 @@ def test_an_update_failure_is_typed_and_not_repeated(mode: str) -> None:
 @respx.mock
 def test_test_existence(mode: str) -> None:
     status = DmpStatus(
-        exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorization=AuthorizationStatus.VALID, treating_doctor=False
+        exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorisation=AuthorisationStatus.VALID, treating_doctor=False
     )
     route = respx.post(url(DmpService.PATIENTS)).mock(
         return_value=soap_response(_td.build_patient_query_response(ANSWER_HEADER, ACCEPT, status))
@@ -679,22 +679,22 @@ def test_test_existence(mode: str) -> None:
 @respx.mock
 def test_authorisations(mode: str) -> None:
     route = respx.post(url(DmpService.HABILITATIONS)).mock(
-        return_value=soap_response(_td.build_set_authorization_response(ServiceStatus(status="DMPOK")))
+        return_value=soap_response(_td.build_set_authorisation_response(ServiceStatus(status="DMPOK")))
     )
     assert call(mode, "set_authorisation", PATIENT, as_treating_doctor=True).ok
     sent = received(route.calls.last.request)
-    assert _td.parse_set_authorization_request(sent.payload) == (_td.AuthorizationAction.ADD, True)
+    assert _td.parse_set_authorisation_request(sent.payload) == (_td.AuthorisationAction.ADD, True)
     assert INS_TEST.matricule not in to_bytes(sent.payload).decode()  # no patient id in the body: the VIHF names it
     assert [v.text for v in vihf_attribute(sent, vihf_module.ATTR_RESOURCE_ID)] == [INS_TEST.to_xds_cx()]
     call(mode, "set_authorisation", PATIENT, add=False)
-    assert _td.parse_set_authorization_request(received(route.calls.last.request).payload)[0] is (
-        _td.AuthorizationAction.REMOVE
+    assert _td.parse_set_authorisation_request(received(route.calls.last.request).payload)[0] is (
+        _td.AuthorisationAction.REMOVE
     )
-    rows = (_td.AuthorizedProfessional(national_id="899700000001", family_name="SANDBOX"),)
-    route.mock(return_value=soap_response(_td.build_list_authorizations_response(ServiceStatus(status="DMPOK"), rows)))
+    rows = (_td.AuthorisedProfessional(national_id="899700000001", family_name="SANDBOX"),)
+    route.mock(return_value=soap_response(_td.build_list_authorisations_response(ServiceStatus(status="DMPOK"), rows)))
     assert call(mode, "list_authorisations", PATIENT) == rows
-    assert _td.parse_list_authorizations_request(received(route.calls.last.request).payload) == "TOUTE"
-    route.mock(return_value=soap_response(_td.build_set_authorization_response(ServiceStatus(status="DMPNotFound"))))
+    assert _td.parse_list_authorisations_request(received(route.calls.last.request).payload) == "TOUTE"
+    route.mock(return_value=soap_response(_td.build_set_authorisation_response(ServiceStatus(status="DMPNotFound"))))
     with pytest.raises(DmpNotFoundError):
         call(mode, "set_authorisation", PATIENT)
 

@@ -15,7 +15,7 @@ from dmp_connector.dmp.errors import (
     registry_error,
 )
 from dmp_connector.dmp.operations import RegistryStoredQuery
-from dmp_connector.dmp.td import AuthorizationAction, SetAuthorizationOperation
+from dmp_connector.dmp.td import AuthorisationAction, SetAuthorisationOperation
 from dmp_connector.errors import SoapFaultError
 from dmp_connector.soap.envelope import parse_envelope
 from dmp_connector.xds import AdhocQueryRequest, AdhocQueryResponse, Cx, FindDocumentsQuery, RegistryResponse
@@ -55,7 +55,7 @@ def answer(response: RegistryResponse) -> object:
     return parse_envelope(to_bytes(envelope(parse_xml(to_bytes(body)))))
 
 
-def built(operation: RegistryStoredQuery | SetAuthorizationOperation, table: dict[str, str]) -> None:
+def built(operation: RegistryStoredQuery | SetAuthorisationOperation, table: dict[str, str]) -> None:
     settings = SETTINGS.model_copy(update={"dmp": SETTINGS.dmp.model_copy(update={"error_codes": table})})
     operation.build(CallContext(settings=settings, message_id="urn:uuid:00000000-0000-4000-8000-000000000001"))
 
@@ -76,7 +76,7 @@ def test_the_unconfirmed_dmp_codes_come_from_the_settings_table() -> None:
         renamed.parse(answer(failure(error("DMPRefusAcces"))))  # type: ignore[arg-type]
     with pytest.raises(DmpNotFoundError):
         renamed.parse(answer(failure(error("XDSRegistryError", "DMPInexistant: pas de dossier"))))  # type: ignore[arg-type]
-    operation = SetAuthorizationOperation(INS_TEST, AuthorizationAction.ADD, treating_doctor=False, security=None)
+    operation = SetAuthorisationOperation(INS_TEST, AuthorisationAction.ADD, treating_doctor=False, security=None)
     built(operation, {"DMPRefusAcces": "access_denied"})
     body = parse_xml(
         b'<setAuthorizationResponse xmlns="urn:si-dmp-habilitations"><status>DMPRefusAcces</status>'

@@ -23,7 +23,7 @@ import pytest
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, Problem, VsmContent, build, vsm_document
 from dmp_connector.codes import Code
 from dmp_connector.config import Environment, Settings, TlsCredentials
-from dmp_connector.dmp._td import AuthorizationStatus
+from dmp_connector.dmp._td import AuthorisationStatus
 from dmp_connector.dmp.client import Access, AsyncDmpClient, DmpClient
 from dmp_connector.dmp.errors import DmpAccessDeniedError, DmpNotFoundError, DmpRegistryError
 from dmp_connector.errors import TransportError
@@ -203,7 +203,7 @@ def test_the_done_when_scenario(mode: str, sandbox: Sandbox) -> None:
 
     async def scenario() -> None:
         status = await dmp("test_existence", ADRUN)
-        assert status.active and status.authorization is AuthorizationStatus.NONE
+        assert status.active and status.authorisation is AuthorisationStatus.NONE
         assert not (await dmp("test_existence", NO_DMP)).exists
 
         with pytest.raises(DmpAccessDeniedError):
@@ -211,7 +211,7 @@ def test_the_done_when_scenario(mode: str, sandbox: Sandbox) -> None:
         assert list(await dmp("find_documents", ADRUN, access=Access.bris_de_glace("Patient inconscient"))) == []
 
         assert (await dmp("set_authorisation", ADRUN)).ok
-        assert (await dmp("test_existence", ADRUN)).authorization is AuthorizationStatus.VALID
+        assert (await dmp("test_existence", ADRUN)).authorisation is AuthorisationStatus.VALID
 
         deposited_report = await dmp("deposit", report, patient=ADRUN)
         deposited_vsm = await dmp("deposit", vsm_document_, patient=ADRUN)
@@ -306,7 +306,7 @@ def test_a_sqlite_sandbox_keeps_its_documents_across_a_restart(
         (result,) = results
 
         async def second() -> None:
-            assert (await again("test_existence", ADRUN)).authorization is AuthorizationStatus.VALID
+            assert (await again("test_existence", ADRUN)).authorisation is AuthorisationStatus.VALID
             entry = by_unique_id(await again("find_documents", ADRUN), result.document_unique_id)
             assert (await again("retrieve", ADRUN, entry)).read() == build(report)
 

@@ -466,14 +466,14 @@ class Dmp:
     def authorise(
         self,
         patient: PatientRecord,
-        action: td.AuthorizationAction = td.AuthorizationAction.ADD,
+        action: td.AuthorisationAction = td.AuthorisationAction.ADD,
         *,
         treating: bool = False,
         **call: Any,
     ) -> td.ServiceStatus:
-        body = td.build_set_authorization_request(action, treating_doctor=treating)
+        body = td.build_set_authorisation_request(action, treating_doctor=treating)
         message = self.call("habilitations", td.TdAction.SET_AUTHORIZATION.value, body, patient=patient.ins, **call)
-        return td.parse_set_authorization_response(message.payload)
+        return td.parse_set_authorisation_response(message.payload)
 
     def register(self, request: td.RegistrationRequest, **call: Any) -> td.RegistrationAnswer:
         body = td.build_registration_request(request, self.header())
@@ -655,7 +655,7 @@ def test_consultation_needs_an_authorisation_that_td03_adds_and_removes(dmp: Dmp
     assert dmp.authorise(ADRUN).ok
     found = dmp.find()
     assert found.response.ok and len(found.documents) == 2  # the document and its signature (its author sees it)
-    assert dmp.authorise(ADRUN, td.AuthorizationAction.REMOVE).ok
+    assert dmp.authorise(ADRUN, td.AuthorisationAction.REMOVE).ok
     assert codes(dmp.find().response) == [DmpErrorCode.ACCESS_DENIED]
 
 
@@ -678,10 +678,10 @@ def test_a_professional_blocked_by_the_patient_has_no_access_at_all(dmp: Dmp) ->
 
 def test_an_expired_authorisation_does_not_grant_access(dmp: Dmp) -> None:
     dmp.simulator.store.put_authorisation(
-        AuthorisationRecord(patient=ADRUN.key, professional_id="899700000001", status=td.AuthorizationStatus.EXPIRED)
+        AuthorisationRecord(patient=ADRUN.key, professional_id="899700000001", status=td.AuthorisationStatus.EXPIRED)
     )
     assert codes(dmp.find().response) == [DmpErrorCode.ACCESS_DENIED]
-    assert dmp.test_existence(ADRUN).status.authorization is td.AuthorizationStatus.EXPIRED
+    assert dmp.test_existence(ADRUN).status.authorisation is td.AuthorisationStatus.EXPIRED
 
 
 # ----------------------------------------------------------------------------------------------- deposit
@@ -989,7 +989,7 @@ def test_masking_is_a_new_metadata_version(dmp: Dmp, filled: dict[str, Doc]) -> 
 def test_td02_reports_existence_state_and_this_professionals_standing(dmp: Dmp) -> None:
     open_dmp = dmp.test_existence(ADRUN)
     assert open_dmp.acknowledgement.accepted and open_dmp.status.active
-    assert open_dmp.status.authorization is td.AuthorizationStatus.NONE and open_dmp.status.attached_to_mes
+    assert open_dmp.status.authorisation is td.AuthorisationStatus.NONE and open_dmp.status.attached_to_mes
     assert open_dmp.status.ins == ADRUN.ins
     none = dmp.test_existence(NO_DMP)
     assert none.acknowledgement.accepted and not none.status.exists
@@ -997,9 +997,9 @@ def test_td02_reports_existence_state_and_this_professionals_standing(dmp: Dmp) 
     assert closed.status.state is td.DmpState.CLOSED and closed.status.closure is not None
     assert closed.status.closure.date == dt.date(2024, 6, 1)
     treating = dmp.test_existence(PAT_TROIS, professional=DUPONT)
-    assert treating.status.authorization is td.AuthorizationStatus.VALID and treating.status.treating_doctor
+    assert treating.status.authorisation is td.AuthorisationStatus.VALID and treating.status.treating_doctor
     blocked = dmp.test_existence(PAT_TROIS, professional=CHARLES)
-    assert blocked.status.authorization is td.AuthorizationStatus.FORBIDDEN
+    assert blocked.status.authorisation is td.AuthorisationStatus.FORBIDDEN
     assert dmp.test_existence(ADRUN, action="urn:hl7-org:v3:PRPA_IN201308UV02").status.active
 
 
@@ -1028,9 +1028,9 @@ def test_td03_treating_doctor_is_unique_and_listed(dmp: Dmp) -> None:
     assert dmp.test_existence(PAT_TROIS).status.treating_doctor
 
     def listed(mode: str) -> set[tuple[str, str | None]]:
-        body = td.build_list_authorizations_request(mode=mode)
+        body = td.build_list_authorisations_request(mode=mode)
         message = dmp.call("habilitations", td.TdAction.LIST_AUTHORIZATIONS.value, body, patient=PAT_TROIS.ins)
-        status, professionals = td.parse_list_authorizations_response(message.payload)
+        status, professionals = td.parse_list_authorisations_response(message.payload)
         assert status.ok and all(p.treating_doctor is None for p in professionals)  # not in the public rows
         return {(p.national_id, p.family_name) for p in professionals}
 
@@ -1042,10 +1042,10 @@ def test_td03_treating_doctor_is_unique_and_listed(dmp: Dmp) -> None:
     refused = dmp.call(
         "habilitations",
         td.TdAction.LIST_AUTHORIZATIONS.value,
-        td.build_list_authorizations_request(),
+        td.build_list_authorisations_request(),
         patient=ADRUN.ins,
     )
-    status, professionals = td.parse_list_authorizations_response(refused.payload)
+    status, professionals = td.parse_list_authorisations_response(refused.payload)
     assert status.status == DmpErrorCode.ACCESS_DENIED and professionals == ()
 
 
@@ -1060,11 +1060,11 @@ def test_td04_recent_dmps(dmp: Dmp) -> None:
         assert all(p.ins is None for p in patients)  # the public rows name no INS
         return [(p.family_name, str(p.birth_date)) for p in patients]
 
-    assert recent(td.RecentDmpKind.LAST_AUTHORIZATION) == []
+    assert recent(td.RecentDmpKind.LAST_AUTHORISATION) == []
     assert dmp.authorise(ADRUN).ok
     assert dmp.deposit([Doc(pdf("x"), patient=OPPOSED.cx)], patient=OPPOSED).ok
     adrun = (ADRUN.traits.birth_name, str(ADRUN.traits.birth_date))
-    assert recent(td.RecentDmpKind.LAST_AUTHORIZATION) == [adrun]
+    assert recent(td.RecentDmpKind.LAST_AUTHORISATION) == [adrun]
     assert recent(td.RecentDmpKind.LAST_DOCUMENT) == [(OPPOSED.traits.birth_name, str(OPPOSED.traits.birth_date))]
     assert recent(td.RecentDmpKind.LAST_DOCUMENT, DUPONT) == []
 
@@ -1093,7 +1093,7 @@ def test_td1_create_close_reactivate_and_update(dmp: Dmp) -> None:
     )
     created = dmp.register(create)
     assert created.acknowledgement.accepted and created.interaction == "PRPA_IN201312UV02"
-    assert dmp.test_existence(NO_DMP).status.authorization is td.AuthorizationStatus.VALID  # the creator [I]
+    assert dmp.test_existence(NO_DMP).status.authorisation is td.AuthorisationStatus.VALID  # the creator [I]
     again = dmp.register(create)
     assert again.interaction == "PRPA_IN201313UV02" and again.acknowledgement.codes == ("DMPFound",)
     assert dmp.deposit([Doc(pdf("first"), patient=NO_DMP.cx)], patient=NO_DMP).ok

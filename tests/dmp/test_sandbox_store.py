@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dmp_connector.codes import Code
-from dmp_connector.dmp._td import AuthorizationStatus, DmpState
+from dmp_connector.dmp._td import AuthorisationStatus, DmpState
 from dmp_connector.errors import ConfigurationError
 from dmp_connector.ins import INS, InsOid
 from dmp_connector.sandbox.dmp import (
@@ -75,7 +75,7 @@ def test_the_default_seeds_show_every_case_and_reuse_the_insi_identities() -> No
     assert any(p.oppositions == {AccessMode.BRIS_DE_GLACE, AccessMode.CENTRE_15} for p in DEFAULT_DMP_PATIENTS)
     assert any(p.ins.oid is InsOid.NIR_TEST for p in DEFAULT_DMP_PATIENTS)
     statuses = {a.status for a in DEFAULT_DMP_AUTHORISATIONS}
-    assert statuses == {AuthorizationStatus.VALID, AuthorizationStatus.FORBIDDEN, AuthorizationStatus.EXPIRED}
+    assert statuses == {AuthorisationStatus.VALID, AuthorisationStatus.FORBIDDEN, AuthorisationStatus.EXPIRED}
 
 
 def test_a_patient_is_found_by_cx_ins_or_key_and_only_under_its_own_oid() -> None:

@@ -23,15 +23,15 @@ from dmp_connector.dmp.td import (
     Acknowledgement,
     AckType,
     AdministrativeData,
-    AuthorizationAction,
-    AuthorizationStatus,
-    AuthorizedProfessional,
+    AuthorisationAction,
+    AuthorisationStatus,
+    AuthorisedProfessional,
     Closure,
     ClosureReason,
     DmpState,
     DmpStatus,
     FindCandidatesOperation,
-    ListAuthorizationsOperation,
+    ListAuthorisationsOperation,
     Oppositions,
     PatientCandidate,
     PatientListOperation,
@@ -44,7 +44,7 @@ from dmp_connector.dmp.td import (
     RegistrationOperation,
     RegistrationRequest,
     ServiceStatus,
-    SetAuthorizationOperation,
+    SetAuthorisationOperation,
 )
 from dmp_connector.errors import MalformedResponseError, ValidationError
 from dmp_connector.ins import BirthDate, Sex
@@ -110,13 +110,13 @@ def test_patient_query_round_trip(reason: QueryReason) -> None:
             exists=True,
             ins=INS_TEST,
             state=DmpState.ACTIVE,
-            authorization=AuthorizationStatus.VALID,
+            authorisation=AuthorisationStatus.VALID,
             treating_doctor=True,
             attached_to_mes=True,
         ),
-        DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorization=AuthorizationStatus.FORBIDDEN),
-        DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorization=AuthorizationStatus.EXPIRED),
-        DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorization=AuthorizationStatus.NONE),
+        DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorisation=AuthorisationStatus.FORBIDDEN),
+        DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorisation=AuthorisationStatus.EXPIRED),
+        DmpStatus(exists=True, ins=INS_TEST, state=DmpState.ACTIVE, authorisation=AuthorisationStatus.NONE),
         DmpStatus(
             exists=True,
             ins=INS_TEST,
@@ -327,24 +327,24 @@ def test_pdq_round_trip() -> None:
 
 
 @pytest.mark.parametrize("treating", [True, False])
-@pytest.mark.parametrize("action", list(AuthorizationAction))
-def test_set_authorization_round_trip(action: AuthorizationAction, treating: bool) -> None:
-    element = _td.build_set_authorization_request(action, treating_doctor=treating)
+@pytest.mark.parametrize("action", list(AuthorisationAction))
+def test_set_authorization_round_trip(action: AuthorisationAction, treating: bool) -> None:
+    element = _td.build_set_authorisation_request(action, treating_doctor=treating)
     assert element.tag == f"{{{_td.HABILITATIONS_NS}}}setAuthorization"
     assert [etree.QName(child).localname for child in element] == (["action", "role"] if treating else ["action"])
-    assert _td.parse_set_authorization_request(wire(element)) == (action, treating)
+    assert _td.parse_set_authorisation_request(wire(element)) == (action, treating)
 
 
 def test_the_unconfirmed_element_names_are_settings() -> None:
     dmp = SETTINGS.dmp.model_copy(
-        update={"authorization_role_element": "roleType", "patient_list_elements": ("dateDebut", "dateType")}
+        update={"authorisation_role_element": "roleType", "patient_list_elements": ("dateDebut", "dateType")}
     )
     call = CallContext(settings=SETTINGS.model_copy(update={"dmp": dmp}), message_id=CALL.message_id)
-    operation = SetAuthorizationOperation(INS_TEST, AuthorizationAction.ADD, treating_doctor=True, security=None)
+    operation = SetAuthorisationOperation(INS_TEST, AuthorisationAction.ADD, treating_doctor=True, security=None)
     body = operation.build(call).body[0]
     assert [etree.QName(child).localname for child in body] == ["action", "roleType"]
-    assert _td.parse_set_authorization_request(wire(body), role_element="roleType") == (AuthorizationAction.ADD, True)
-    assert _td.parse_set_authorization_request(wire(body)) == (AuthorizationAction.ADD, False)
+    assert _td.parse_set_authorisation_request(wire(body), role_element="roleType") == (AuthorisationAction.ADD, True)
+    assert _td.parse_set_authorisation_request(wire(body)) == (AuthorisationAction.ADD, False)
     listing = PatientListOperation(dt.date(2025, 1, 2), RecentDmpKind.LAST_DOCUMENT, security=None).build(call)
     assert [etree.QName(child).localname for child in listing.body[0]] == ["dateDebut", "dateType"]
     with pytest.raises(MalformedResponseError, match="no date"):
@@ -353,39 +353,39 @@ def test_the_unconfirmed_element_names_are_settings() -> None:
 
 @pytest.mark.parametrize("status", ["DMPOK", "DMPOk"])
 def test_dmpok_in_both_spellings_is_success(status: str) -> None:
-    operation = SetAuthorizationOperation(INS_TEST, AuthorizationAction.ADD, treating_doctor=False, security=None)
+    operation = SetAuthorisationOperation(INS_TEST, AuthorisationAction.ADD, treating_doctor=False, security=None)
     assert operation.action == "urn:si-dmp-habilitations:HabilitationsEndPoint:setAuthorization"
     assert operation.endpoint(SETTINGS.environment).endswith("/services/habilitations")
     assert not operation.safe_to_repeat
-    element = _td.build_set_authorization_response(ServiceStatus(status=status))
+    element = _td.build_set_authorisation_response(ServiceStatus(status=status))
     assert operation.parse(message(element)).ok  # type: ignore[arg-type]
 
 
 def test_a_status_other_than_dmpok_is_a_typed_refusal_with_its_context() -> None:
-    operation = SetAuthorizationOperation(INS_TEST, AuthorizationAction.ADD, treating_doctor=True, security=None)
-    element = _td.build_set_authorization_response(ServiceStatus(status="DMPClosed", context="le DMP est fermé"))
+    operation = SetAuthorisationOperation(INS_TEST, AuthorisationAction.ADD, treating_doctor=True, security=None)
+    element = _td.build_set_authorisation_response(ServiceStatus(status="DMPClosed", context="le DMP est fermé"))
     with pytest.raises(DmpClosedError) as info:
         operation.parse(message(element))  # type: ignore[arg-type]
     assert info.value.text == "le DMP est fermé" and info.value.code == "DMPClosed"
 
 
 def test_list_authorizations_round_trip() -> None:
-    request = _td.build_list_authorizations_request()
+    request = _td.build_list_authorisations_request()
     assert [etree.QName(child).localname for child in request] == ["mode"]  # no patient id
-    assert _td.parse_list_authorizations_request(wire(request)) == "TOUTE"
+    assert _td.parse_list_authorisations_request(wire(request)) == "TOUTE"
     rows = [
-        AuthorizedProfessional(national_id="899700000001", family_name="SANDBOX", given_name="JEANNE"),
-        AuthorizedProfessional(national_id="810001234567"),
+        AuthorisedProfessional(national_id="899700000001", family_name="SANDBOX", given_name="JEANNE"),
+        AuthorisedProfessional(national_id="810001234567"),
     ]
-    element = _td.build_list_authorizations_response(ServiceStatus(status="DMPOK"), rows)
-    status, found = _td.parse_list_authorizations_response(wire(element))
+    element = _td.build_list_authorisations_response(ServiceStatus(status="DMPOK"), rows)
+    status, found = _td.parse_list_authorisations_response(wire(element))
     assert status.ok and list(found) == rows
-    operation = ListAuthorizationsOperation(INS_TEST, security=None)
+    operation = ListAuthorisationsOperation(INS_TEST, security=None)
     assert operation.safe_to_repeat and operation.parse(message(element)) == tuple(rows)  # type: ignore[arg-type]
-    assert _td.parse_list_authorizations_request(wire(operation.build(CALL).body[0])) == "TOUTE"
-    other = SETTINGS.model_copy(update={"dmp": SETTINGS.dmp.model_copy(update={"authorization_list_mode": "ACTIVE"})})
+    assert _td.parse_list_authorisations_request(wire(operation.build(CALL).body[0])) == "TOUTE"
+    other = SETTINGS.model_copy(update={"dmp": SETTINGS.dmp.model_copy(update={"authorisation_list_mode": "ACTIVE"})})
     built = operation.build(CallContext(settings=other, message_id=CALL.message_id)).body[0]
-    assert _td.parse_list_authorizations_request(wire(built)) == "ACTIVE"
+    assert _td.parse_list_authorisations_request(wire(built)) == "ACTIVE"
 
 
 def test_recent_dmps_round_trip() -> None:
@@ -414,10 +414,10 @@ def test_recent_dmps_round_trip() -> None:
 
 def test_non_hl7_answers_of_the_wrong_shape_are_malformed() -> None:
     with pytest.raises(MalformedResponseError, match="status"):
-        _td.parse_set_authorization_response(wire(etree.Element(f"{{{_td.HABILITATIONS_NS}}}setAuthorizationResponse")))
+        _td.parse_set_authorisation_response(wire(etree.Element(f"{{{_td.HABILITATIONS_NS}}}setAuthorizationResponse")))
     with pytest.raises(MalformedResponseError, match="not a patientList answer"):
         _td.parse_patient_list_response(wire(etree.Element(f"{{{_td.PATIENTS_NS}}}somethingElse")))
-    bad = _td.build_list_authorizations_response(ServiceStatus(status="DMPOK"))
+    bad = _td.build_list_authorisations_response(ServiceStatus(status="DMPOK"))
     etree.SubElement(bad, f"{{{_td.HABILITATIONS_NS}}}listOfAuthorizationByPatient")
     with pytest.raises(MalformedResponseError, match="nationalId"):
-        _td.parse_list_authorizations_response(wire(bad))
+        _td.parse_list_authorisations_response(wire(bad))

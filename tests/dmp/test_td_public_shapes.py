@@ -17,12 +17,12 @@ from lxml import etree
 from dmp_connector.dmp import _td
 from dmp_connector.dmp.errors import DmpAlreadyExistsError, DmpClosedError, DmpServiceError
 from dmp_connector.dmp.td import (
-    AuthorizationAction,
-    AuthorizationStatus,
+    AuthorisationAction,
+    AuthorisationStatus,
     ClosureReason,
     DmpState,
     FindCandidatesOperation,
-    ListAuthorizationsOperation,
+    ListAuthorisationsOperation,
     PatientListOperation,
     PatientQueryOperation,
     PatientSearch,
@@ -31,7 +31,7 @@ from dmp_connector.dmp.td import (
     RegistrationKind,
     RegistrationOperation,
     RegistrationRequest,
-    SetAuthorizationOperation,
+    SetAuthorisationOperation,
 )
 from dmp_connector.errors import MalformedResponseError
 from dmp_connector.ins import BirthDate, Sex
@@ -120,16 +120,16 @@ def td02() -> PatientQueryOperation:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("VALIDE", AuthorizationStatus.VALID),
-        ("INTERDIT", AuthorizationStatus.FORBIDDEN),
-        ("EXPIRE", AuthorizationStatus.EXPIRED),
-        ("NON_EXISTE", AuthorizationStatus.NONE),
+        ("VALIDE", AuthorisationStatus.VALID),
+        ("INTERDIT", AuthorisationStatus.FORBIDDEN),
+        ("EXPIRE", AuthorisationStatus.EXPIRED),
+        ("NON_EXISTE", AuthorisationStatus.NONE),
     ],
 )
-def test_td02_reads_the_authorisation_from_the_attention_line(value: str, expected: AuthorizationStatus) -> None:
+def test_td02_reads_the_authorisation_from_the_attention_line(value: str, expected: AuthorisationStatus) -> None:
     status = td02().parse(existence_answer(lines=attention(value, "true"))).status
     assert status.exists and status.state is DmpState.ACTIVE and status.active
-    assert status.authorization is expected and status.treating_doctor is True
+    assert status.authorisation is expected and status.treating_doctor is True
     assert status.ins == INS_TEST  # the INS id, not the INS-C beside it
     assert status.closure is None
 
@@ -142,7 +142,7 @@ def test_an_unknown_authorisation_value_is_an_error_never_no_authorisation(value
 
 def test_an_answer_without_the_authorisation_line_says_nothing_about_it() -> None:
     status = td02().parse(existence_answer(lines=attention(None, None))).status
-    assert status.authorization is None and status.treating_doctor is None  # unknown, not NON_EXISTE
+    assert status.authorisation is None and status.treating_doctor is None  # unknown, not NON_EXISTE
 
 
 def test_a_guessed_shape_is_not_read_as_an_authorisation() -> None:
@@ -153,7 +153,7 @@ def test_a_guessed_shape_is_not_read_as_an_authorisation() -> None:
         "</observation></subjectOf>"
     )
     status = td02().parse(existence_answer(event_extra=guessed)).status
-    assert status.authorization is None
+    assert status.authorisation is None
 
 
 def test_two_authorisation_lines_or_a_non_boolean_treating_status_are_malformed() -> None:
@@ -313,7 +313,7 @@ def test_td05_answer_with_the_typecode_element_is_read() -> None:
 
 
 def test_set_authorization_answer_in_any_qualification() -> None:
-    operation = SetAuthorizationOperation(INS_TEST, AuthorizationAction.ADD, treating_doctor=False, security=None)
+    operation = SetAuthorisationOperation(INS_TEST, AuthorisationAction.ADD, treating_doctor=False, security=None)
     answer = '<setAuthorizationResponse xmlns="urn:si-dmp-habilitations"><status>DMPOK</status><context/>'
     assert operation.parse(plain(answer + "</setAuthorizationResponse>")).ok
     unqualified = "<ns2:setAuthorizationResponse xmlns:ns2='urn:si-dmp-habilitations'><status>DMPOk</status>"
@@ -326,13 +326,13 @@ def test_list_rows_are_list_of_authorization_by_patient() -> None:
         <lastName>DUPONT</lastName></listOfAuthorizationByPatient>
       <listOfAuthorizationByPatient><nationalId>899700000001</nationalId></listOfAuthorizationByPatient>
     </listAuthorizationByPatientResponse>"""
-    rows = ListAuthorizationsOperation(INS_TEST, security=None).parse(plain(answer))
+    rows = ListAuthorisationsOperation(INS_TEST, security=None).parse(plain(answer))
     assert [(r.national_id, r.family_name, r.given_name, r.treating_doctor) for r in rows] == [
         ("810001234567", "DUPONT", "Jean", None),
         ("899700000001", None, None, None),
     ]
     guessed = answer.replace("listOfAuthorizationByPatient>", "authorization>")  # the former guess: no rows
-    assert ListAuthorizationsOperation(INS_TEST, security=None).parse(plain(guessed)) == ()
+    assert ListAuthorisationsOperation(INS_TEST, security=None).parse(plain(guessed)) == ()
 
 
 def test_td04_rows_are_patientlist_data() -> None:
@@ -343,7 +343,7 @@ def test_td04_rows_are_patientlist_data() -> None:
       </patientlistData>
       <patientlistData><lastName>X</lastName><dateOfBirth>751231</dateOfBirth></patientlistData>
     </patientListResponse>"""
-    rows = PatientListOperation(dt.date(2025, 1, 1), RecentDmpKind.LAST_AUTHORIZATION, security=None).parse(
+    rows = PatientListOperation(dt.date(2025, 1, 1), RecentDmpKind.LAST_AUTHORISATION, security=None).parse(
         plain(answer)
     )
     assert [(r.family_name, r.birth_date, r.message, r.ins) for r in rows] == [

@@ -12,7 +12,7 @@ import pytest
 
 from dmp_connector.dmp import (
     Address,
-    AuthorizationStatus,
+    AuthorisationStatus,
     ClosureReason,
     DmpState,
     Oppositions,
@@ -38,16 +38,16 @@ def test_td02_td03_td02_reads_valide_and_the_treating_doctor(mode: str, sandbox:
 
     async def scenario() -> None:
         before = await dmp("test_existence", ADRUN)
-        assert before.active and before.authorization is AuthorizationStatus.NONE and before.treating_doctor is False
+        assert before.active and before.authorisation is AuthorisationStatus.NONE and before.treating_doctor is False
         assert (await dmp("set_authorisation", ADRUN)).ok
         after = await dmp("test_existence", ADRUN)
-        assert after.authorization is AuthorizationStatus.VALID and after.treating_doctor is False
+        assert after.authorisation is AuthorisationStatus.VALID and after.treating_doctor is False
         assert (await dmp("set_authorisation", ADRUN, as_treating_doctor=True)).ok
         assert (await dmp("test_existence", ADRUN)).treating_doctor is True
         listed = await dmp("list_authorisations", ADRUN)
         assert [(p.national_id, p.family_name) for p in listed] == [("899700000001", "SANDBOX")]
         assert (await dmp("set_authorisation", ADRUN, add=False)).ok
-        assert (await dmp("test_existence", ADRUN)).authorization is AuthorizationStatus.NONE
+        assert (await dmp("test_existence", ADRUN)).authorisation is AuthorisationStatus.NONE
         with pytest.raises(DmpAccessDeniedError):
             await dmp("list_authorisations", ADRUN)
 
@@ -64,7 +64,7 @@ def test_a_closed_dmp_and_an_expired_authorisation_are_read_as_such(mode: str, s
         assert closed.closure is not None and closed.closure.date == dt.date(2024, 6, 1)
         assert closed.closure.reason is ClosureReason.PATIENT_REQUEST
         expired = await dmp("test_existence", TCHITCHI)
-        assert expired.active and expired.authorization is AuthorizationStatus.EXPIRED
+        assert expired.active and expired.authorisation is AuthorisationStatus.EXPIRED
         assert expired.attached_to_mes is False
         with pytest.raises(DmpAccessDeniedError):
             await dmp("find_documents", TCHITCHI)  # an expired authorisation does not open the DMP
@@ -86,7 +86,7 @@ def test_create_close_reactivate_update_and_search(mode: str, sandbox: Sandbox) 
         address = Address(street_lines=("1 rue de la Paix",), postal_code="63220", city="Arlanc", country="France")
         await dmp("create_dmp", NO_DMP, consent=True, civility="M", address=address, vitale=card)
         created = await dmp("test_existence", NO_DMP)
-        assert created.active and created.authorization is AuthorizationStatus.VALID  # the creator [I]
+        assert created.active and created.authorisation is AuthorisationStatus.VALID  # the creator [I]
         with pytest.raises(DmpAlreadyExistsError):
             await dmp("create_dmp", NO_DMP, consent=True)
         data = await dmp("get_administrative_data", NO_DMP)
@@ -111,7 +111,7 @@ def test_create_close_reactivate_update_and_search(mode: str, sandbox: Sandbox) 
 
         found = await dmp("find_patients", PatientSearch(family_name="adrdeux", approximate=True))
         assert [c.ins for c in found] == [NO_DMP.ins]
-        recent = await dmp("recent_dmps", dt.date.today() - dt.timedelta(days=1), RecentDmpKind.LAST_AUTHORIZATION)
+        recent = await dmp("recent_dmps", dt.date.today() - dt.timedelta(days=1), RecentDmpKind.LAST_AUTHORISATION)
         assert [(r.family_name, r.birth_date, r.ins) for r in recent] == [
             (NO_DMP.traits.birth_name, NO_DMP.traits.birth_date, None)
         ]
