@@ -50,7 +50,7 @@ from .audit import (
     Outcome,
     endpoint_of,
 )
-from .config import Environment, Settings
+from .config import Environment, Settings, client_repr
 from .errors import (
     ConnectError,
     DmpConnectorError,
@@ -235,6 +235,9 @@ class BaseClient:
         self.audit = self._trail.dispatcher
         self._pseudonymizer = self._trail.pseudonymizer
         self._actor = self._trail.actor
+
+    def __repr__(self) -> str:
+        return client_repr(self, self.settings.environment)
 
     def _prepare(self, operation: Operation[T]) -> _Prepared:
         message_id = operation.new_message_id(self.settings)

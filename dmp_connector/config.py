@@ -71,6 +71,7 @@ __all__ = [
     "StructureIdKind",
     "Timeouts",
     "TlsCredentials",
+    "client_repr",
 ]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -107,6 +108,26 @@ class MailServer(BaseModel):
     """587 for submission, 143 for IMAP in the MSSanté interface."""
     starttls: bool = True
     """Upgrade the connection with STARTTLS; the MSSanté rules require TLS ≥ 1.2."""
+
+
+def client_repr(client: object, environment: Environment, **endpoints: str | MailServer | None) -> str:
+    """``<DmpClient environment='test' dmp='https://…'>``: what a client talks to, for logs and debuggers.
+
+    Only the environment and the endpoints: never a credential, a certificate path, a mailbox or
+    the practice's identifiers. A URL loses any ``user:password@`` and query string.
+    """
+    parts = [f"environment={environment.name.value!r}"]
+    for name, endpoint in endpoints.items():
+        if endpoint is None:
+            continue
+        if isinstance(endpoint, MailServer):
+            text = f"{endpoint.host}:{endpoint.port}"
+        else:
+            scheme, sep, rest = endpoint.partition("://")
+            host, slash, path = rest.partition("/")
+            text = f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path.split('?', 1)[0]}"
+        parts.append(f"{name}={text!r}")
+    return f"<{type(client).__name__} {' '.join(parts)}>"
 
 
 _DMP_PRODUCTION = "https://lps2.dmp.gouv.fr/si-dmp-server/v2/services"

@@ -42,7 +42,7 @@ from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, Aud
 from dmp_connector.cda import ClinicalDocument, NonXmlBody
 from dmp_connector.cda.model import author_specialty
 from dmp_connector.codes import Code
-from dmp_connector.config import DmpService, Settings
+from dmp_connector.config import DmpService, Settings, client_repr
 from dmp_connector.errors import (
     DmpConnectorError,
     HttpStatusError,
@@ -342,6 +342,9 @@ class _DmpCore:
     def __init__(self, settings: Settings, signer: Signer | None) -> None:
         self.settings = settings
         self._signer: Signer = signer if signer is not None else FileSigner.from_settings(settings.signing)
+
+    def __repr__(self) -> str:
+        return client_repr(self, self.settings.environment, dmp=self.settings.environment.dmp_base_url)
 
     # ------------------------------------------------------------------ outcome events
 

@@ -24,7 +24,7 @@ from lxml import etree
 from dmp_connector._deadline import call_scope
 from dmp_connector._transport import AsyncClient, Client
 from dmp_connector.audit import AuditDispatcher, AuditSink
-from dmp_connector.config import InsiAuthMode, Settings
+from dmp_connector.config import InsiAuthMode, Settings, client_repr
 from dmp_connector.errors import ConfigurationError, ValidationError
 from dmp_connector.retries import RetryPolicy
 
@@ -85,6 +85,11 @@ class _InsiBase:
             )
         self.settings = settings
         self._assertion_provider = assertion_provider
+
+    def __repr__(self) -> str:
+        env = self.settings.environment
+        url = env.insi_mtls_url if self.settings.insi.auth_mode is InsiAuthMode.MTLS else env.insi_url
+        return client_repr(self, env, insi=url)
 
     def _tokens(self, extra: Sequence[etree._Element] = ()) -> tuple[etree._Element, ...]:
         tokens: list[etree._Element] = []

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Self
 
 from dmp_connector.audit import AuditSink
-from dmp_connector.config import Settings
+from dmp_connector.config import Settings, client_repr
 from dmp_connector.retries import RetryPolicy
 
 from .address import MSSANTE_DOMAINS, TrustSpace
@@ -106,6 +106,10 @@ class _Base:
         self.trust_space = trust_space
         self.archive_limits = archive_limits or ArchiveLimits()
         self._poison = _PoisonMemory(settings.mssante.poison_memory)
+
+    def __repr__(self) -> str:
+        env = self.settings.environment
+        return client_repr(self, env, smtp=env.mssante_smtp, imap=env.mssante_imap)
 
     def build(self, message: MssanteMessage) -> BuiltMessage:
         """The mail :meth:`send` would send, without sending it (to inspect, store or sign it).

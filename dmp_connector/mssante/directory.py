@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from dmp_connector._deadline import call_scope
 from dmp_connector._rest import AsyncRestClient, JsonObject, RestClient, RestRequest, TokenBucket
 from dmp_connector.audit import AuditSink
-from dmp_connector.config import Settings, TlsCredentials
+from dmp_connector.config import Settings, TlsCredentials, client_repr
 from dmp_connector.errors import ConfigurationError, InvalidIdentifierError, MalformedResponseError, ValidationError
 
 from .address import MailboxKind, MssanteAddress
@@ -318,6 +318,9 @@ class _DirectoryBase:
         self._origin = urlsplit(self.base_url)[:2]
         self.throttle = TokenBucket(settings.directory.requests_per_second)
         self._tls = TlsCredentials(ca_bundle=settings.directory.ca_bundle)
+
+    def __repr__(self) -> str:
+        return client_repr(self, self.settings.environment, annuaire=self.settings.environment.annuaire_url)
 
     def _first(self, resource: str, params: dict[str, str], operation: str) -> RestRequest:
         query = dict(params)
