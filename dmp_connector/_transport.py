@@ -18,6 +18,7 @@ left); the async client with ``asyncio.timeout``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import ssl
 import time
 from abc import ABC, abstractmethod
@@ -50,7 +51,7 @@ from .audit import (
     Outcome,
     endpoint_of,
 )
-from .config import Environment, Settings, client_repr
+from .config import Environment, Settings, Timeouts, client_repr, settings_with_timeout
 from .errors import (
     ConnectError,
     DmpConnectorError,
@@ -235,9 +236,29 @@ class BaseClient:
         self.audit = self._trail.dispatcher
         self._pseudonymizer = self._trail.pseudonymizer
         self._actor = self._trail.actor
+        self._owns_sinks = True
 
     def __repr__(self) -> str:
         return client_repr(self, self.settings.environment)
+
+    def with_options(self, *, timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None) -> Self:
+        """This client for a call or a few with another deadline or retry policy (as httpx and openai-python do).
+
+        ``timeout`` in seconds bounds each call with its retries (``timeouts.call``; an attempt gets no
+        more, ``timeouts.attempt``), or is a whole :class:`~dmp_connector.config.Timeouts`; ``retry``
+        replaces the retry policy (``RetryPolicy(max_attempts=1)``: no retry). The copy shares this
+        client's connection pool, audit sinks and security; closing it closes neither, and closing
+        this client ends the copy's pool too. ``client.with_options(timeout=5).send(op)``.
+        """
+        clone = copy.copy(self)
+        clone.settings = settings_with_timeout(self.settings, timeout)
+        clone.retry = retry if retry is not None else self.retry
+        clone._owns_sinks = False
+        clone._borrow()
+        return clone
+
+    def _borrow(self) -> None:
+        """Mark a copy made by :meth:`with_options` as not owning the HTTP client."""
 
     def _prepare(self, operation: Operation[T]) -> _Prepared:
         message_id = operation.new_message_id(self.settings)
@@ -501,11 +522,15 @@ class Client(BaseClient):
         self._emit(prepared, attempt=number, started=started, error=None, http_status=status)
         return result
 
+    def _borrow(self) -> None:
+        self._owns_http = False
+
     def close(self) -> None:
         """Close the HTTP client if this object created it, and the audit file."""
         if self._owns_http:
             self._http.close()
-        self._close_sinks()
+        if self._owns_sinks:
+            self._close_sinks()
 
     def __enter__(self) -> Self:
         return self
@@ -601,11 +626,15 @@ class AsyncClient(BaseClient):
         self._emit(prepared, attempt=number, started=started, error=None, http_status=status)
         return result
 
+    def _borrow(self) -> None:
+        self._owns_http = False
+
     async def aclose(self) -> None:
         """Close the HTTP client if this object created it, and the audit file."""
         if self._owns_http:
             await self._http.aclose()
-        self._close_sinks()
+        if self._owns_sinks:
+            self._close_sinks()
 
     async def __aenter__(self) -> Self:
         return self

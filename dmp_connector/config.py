@@ -72,6 +72,7 @@ __all__ = [
     "Timeouts",
     "TlsCredentials",
     "client_repr",
+    "settings_with_timeout",
 ]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -108,6 +109,20 @@ class MailServer(BaseModel):
     """587 for submission, 143 for IMAP in the MSSanté interface."""
     starttls: bool = True
     """Upgrade the connection with STARTTLS; the MSSanté rules require TLS ≥ 1.2."""
+
+
+def settings_with_timeout(settings: Settings, timeout: float | Timeouts | None) -> Settings:
+    """``settings`` whose calls end after ``timeout`` seconds (no attempt longer), or with these ``Timeouts``."""
+    if timeout is None:
+        return settings
+    if isinstance(timeout, Timeouts):
+        timeouts = timeout
+    else:
+        current = settings.timeouts
+        timeouts = Timeouts.model_validate(
+            {**current.model_dump(), "call": timeout, "attempt": min(current.attempt, timeout)}
+        )
+    return settings.model_copy(update={"timeouts": timeouts})
 
 
 def client_repr(client: object, environment: Environment, **endpoints: str | MailServer | None) -> str:

@@ -22,6 +22,7 @@ sent), and consultations take ``access=`` — :class:`Access` or an
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import functools
 import logging
@@ -42,7 +43,7 @@ from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, Aud
 from dmp_connector.cda import ClinicalDocument, NonXmlBody
 from dmp_connector.cda.model import author_specialty
 from dmp_connector.codes import Code
-from dmp_connector.config import DmpService, Settings, client_repr
+from dmp_connector.config import DmpService, Settings, Timeouts, client_repr
 from dmp_connector.errors import (
     DmpConnectorError,
     HttpStatusError,
@@ -940,6 +941,18 @@ class DmpClient(_DmpCore):
         self._client = Client(settings, http_client=cast(Any, http_client), audit=audit, retry=retry)
         self._trail = self._client._trail
 
+    def with_options(self, *, timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None) -> Self:
+        """This client with another deadline (seconds per call) or retry policy, for a call or a few.
+
+        Shares this client's connection pool and audit sinks; closing the copy closes neither.
+        ``dmp.with_options(timeout=5).find_documents(patient)``;
+        see :meth:`dmp_connector.transport.Client.with_options`.
+        """
+        clone = copy.copy(self)
+        clone._client = self._client.with_options(timeout=timeout, retry=retry)
+        clone.settings = clone._client.settings
+        return clone
+
     def _run(self, flow: Flow[R]) -> R:
         """Drive ``flow``; its requests share one ``timeouts.call`` (or the enclosing :func:`deadline`)."""
         with call_scope(self.settings):
@@ -1223,6 +1236,18 @@ class AsyncDmpClient(_DmpCore):
         self._client = AsyncClient(settings, http_client=cast(Any, http_client), audit=audit, retry=retry)
         self._client.build_in_thread = not _signs_quickly(self._signer)
         self._trail = self._client._trail
+
+    def with_options(self, *, timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None) -> Self:
+        """This client with another deadline (seconds per call) or retry policy, for a call or a few.
+
+        Shares this client's connection pool and audit sinks; closing the copy closes neither.
+        ``dmp.with_options(timeout=5).find_documents(patient)``;
+        see :meth:`dmp_connector.transport.Client.with_options`.
+        """
+        clone = copy.copy(self)
+        clone._client = self._client.with_options(timeout=timeout, retry=retry)
+        clone.settings = clone._client.settings
+        return clone
 
     async def _run(self, flow: Flow[R]) -> R:
         """Drive ``flow``; its requests share one ``timeouts.call`` (or the enclosing :func:`deadline`)."""

@@ -14,6 +14,7 @@ outside the SDK — is called once per search and its result put in ``wsse:Secur
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
@@ -24,7 +25,7 @@ from lxml import etree
 from dmp_connector._deadline import call_scope
 from dmp_connector._transport import AsyncClient, Client
 from dmp_connector.audit import AuditDispatcher, AuditSink
-from dmp_connector.config import InsiAuthMode, Settings, client_repr
+from dmp_connector.config import InsiAuthMode, Settings, Timeouts, client_repr
 from dmp_connector.errors import ConfigurationError, ValidationError
 from dmp_connector.retries import RetryPolicy
 
@@ -155,6 +156,17 @@ class InsiClient(_InsiBase):
         super().__init__(settings, assertion_provider)
         self._client = Client(settings, http_client=cast(Any, http_client), audit=audit, retry=retry)
 
+    def with_options(self, *, timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None) -> Self:
+        """This client with another deadline (seconds per call) or retry policy, for a call or a few.
+
+        Shares this client's connection pool and audit sinks; closing the copy closes neither.
+        ``insi.with_options(timeout=5).search(traits)``; see :meth:`dmp_connector.transport.Client.with_options`.
+        """
+        clone = copy.copy(self)
+        clone._client = self._client.with_options(timeout=timeout, retry=retry)
+        clone.settings = clone._client.settings
+        return clone
+
     @property
     def audit(self) -> AuditDispatcher:
         """The audit dispatcher: add a sink with ``client.audit.add(sink)``."""
@@ -235,6 +247,17 @@ class AsyncInsiClient(_InsiBase):
         self._client = AsyncClient(settings, http_client=cast(Any, http_client), audit=audit, retry=retry)
         # Nothing to sign without an assertion provider (mutual TLS); a provider may wait on a card.
         self._client.build_in_thread = assertion_provider is not None
+
+    def with_options(self, *, timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None) -> Self:
+        """This client with another deadline (seconds per call) or retry policy, for a call or a few.
+
+        Shares this client's connection pool and audit sinks; closing the copy closes neither.
+        ``insi.with_options(timeout=5).search(traits)``; see :meth:`dmp_connector.transport.Client.with_options`.
+        """
+        clone = copy.copy(self)
+        clone._client = self._client.with_options(timeout=timeout, retry=retry)
+        clone.settings = clone._client.settings
+        return clone
 
     @property
     def audit(self) -> AuditDispatcher:
