@@ -401,3 +401,8 @@ class AuditDispatcher:
                     event.to_json(),
                     exc_info=True,
                 )
+
+
+from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
+
+document_fields(globals()[name] for name in __all__ if name in globals())

@@ -26,7 +26,7 @@ class Code(BaseModel):
     role, so that a code read from one is written to the other without mapping.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     code: str = Field(min_length=1)
     """The code itself, e.g. ``SA07`` or ``10``."""
@@ -51,3 +51,8 @@ def professional_specialty(code: str, display_name: str | None = None) -> Code:
     ``dmp_connector.cda.author_specialty``. Give the specialty once, here; never a code system by hand.
     """
     return Code(code=code, code_system=RPPS_SPECIALTY_SYSTEM, display_name=display_name)
+
+
+from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
+
+document_fields(globals()[name] for name in __all__ if name in globals())

@@ -75,7 +75,7 @@ __all__ = [
     "settings_with_timeout",
 ]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
 
 class EnvironmentName(StrEnum):
@@ -767,6 +767,7 @@ class Settings(BaseSettings):
     """Everything a client needs; see the module docstring for how it is loaded."""
 
     model_config = SettingsConfigDict(
+        use_attribute_docstrings=True,
         env_prefix="DMP_CONNECTOR_",
         env_nested_delimiter="__",
         extra="forbid",
@@ -911,3 +912,8 @@ def _config_error(exc: ValidationError, path: Path | None) -> ConfigurationError
         f"invalid configuration{origin}: " + "; ".join(problems),
         hint="settings come from code, DMP_CONNECTOR_* environment variables and the TOML file",
     )
+
+
+from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
+
+document_fields(globals()[name] for name in __all__ if name in globals())

@@ -288,3 +288,8 @@ def tenacity_kwargs(
     if sleep is not None:
         kwargs["sleep"] = sleep
     return kwargs
+
+
+from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
+
+document_fields(globals()[name] for name in __all__ if name in globals())

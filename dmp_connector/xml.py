@@ -38,7 +38,7 @@ __all__ = ["XmlLimits", "parse_xml", "parse_xml_file", "to_bytes"]
 class XmlLimits(BaseModel):
     """Bounds applied to every XML input; the defaults suit SOAP answers and CDA documents."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     """Largest XML input accepted, in bytes (MTOM attachments are not counted)."""
@@ -158,3 +158,8 @@ def _check_depth(root: etree._Element, max_depth: int, what: str) -> None:
             f"{what} nests elements deeper than {max_depth} levels",
             hint="raise XmlLimits.max_depth if this depth is legitimate",
         )
+
+
+from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
+
+document_fields(globals()[name] for name in __all__ if name in globals())

@@ -155,3 +155,7 @@ __all__ = [
     "write",
     "xds_time",
 ]
+
+from dmp_connector._help import document_fields
+
+document_fields(globals()[name] for name in __all__ if name in globals())

@@ -22,7 +22,7 @@ class ValueSet(BaseModel):
     are informative (the ANS schematrons do not compare them either).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
     """File name of the set without extension, e.g. ``JDV_J07_XdsTypeCode_CISIS``."""

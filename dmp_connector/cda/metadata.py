@@ -238,7 +238,7 @@ def xds_time(value: datetime | date) -> str:
 class XdsPerson(BaseModel):
     """A person as an XDS XCN (authorPerson, legalAuthenticator)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     id: InstanceId | None
     """National id (IdNat_PS root ``1.2.250.1.71.4.2.1``), when known."""
@@ -262,7 +262,7 @@ class XdsPerson(BaseModel):
 class XdsAuthor(BaseModel):
     """One XDS author: person, institution, role and specialty slots."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     person: XdsPerson | None
     """authorPerson (None for a device author with no person)."""
@@ -296,7 +296,7 @@ class XdsAuthor(BaseModel):
 class DocumentMetadata(BaseModel):
     """What an XDS DocumentEntry needs, derived from one CDA document (fields named after the XDS attributes)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     unique_id: str
     """uniqueId: ``root`` or ``root^extension`` of ``ClinicalDocument/id``."""

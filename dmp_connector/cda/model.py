@@ -196,7 +196,7 @@ def _translate(exc: pydantic.ValidationError, model: str) -> ValidationError:
 class _Model(BaseModel):
     """Frozen, closed, and failing with our :class:`ValidationError` rather than pydantic's."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     _source: Source | None = PrivateAttr(default=None)
     """The element this model was read from (set by :func:`~dmp_connector.cda.parse`); see ``_source.py``."""
@@ -1108,7 +1108,13 @@ class Section(_Model):
     ``<entry>…</entry><component><section>…</section></component></section></component>``
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,
+        arbitrary_types_allowed=True,
+    )
 
     title: str | None = None
     """``title``."""
@@ -1199,7 +1205,13 @@ class ClinicalDocument(_Model):
     (with its version in ``extension``). Build one with :meth:`from_settings` to type less.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,
+        arbitrary_types_allowed=True,
+    )
 
     id: InstanceId
     """Unique id of this version (the XDS uniqueId); see :func:`new_oid`."""

@@ -105,7 +105,7 @@ class FindingLayer(StrEnum):
 class Finding(BaseModel):
     """One problem found in a document: how bad, by which layer and rule, where, and what."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     severity: FindingSeverity
     """``error`` makes the report fail; ``warning`` and ``info`` do not."""
@@ -134,7 +134,7 @@ class Finding(BaseModel):
 class ValidationReport(BaseModel):
     """Everything a validation found, what ran, and how long it took."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     findings: tuple[Finding, ...] = ()
     """Every finding, structural first, then schema, then schematron."""

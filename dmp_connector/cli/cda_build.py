@@ -61,7 +61,7 @@ __all__ = ["BuildDescription", "cda_build"]
 _OIDS = {"nir": InsOid.NIR, "nia": InsOid.NIA, "test": InsOid.NIR_TEST, "demo": InsOid.NIR_DEMO}
 _PROFESSIONAL_KINDS = {"RPPS": ProfessionalIdKind.RPPS, "ADELI": ProfessionalIdKind.ADELI}
 _STRUCTURE_KINDS = {kind.name: kind for kind in StructureIdKind}
-_CLOSED = ConfigDict(frozen=True, extra="forbid")
+_CLOSED = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 FACILITY_TYPES = JDV_J02_XDS_HEALTHCARE_FACILITY_TYPE_CODE
 
 

@@ -148,7 +148,7 @@ class TdAction(StrEnum):
     REVISE = "urn:hl7-org:v3:PRPA_IN201314UV02"
 
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 # ============================================================================ models

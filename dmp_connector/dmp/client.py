@@ -176,7 +176,7 @@ _SIGNATURE_FORMAT: Final = "http://www.w3.org/2000/09/xmldsig#"
 class Access(BaseModel):
     """How the professional reaches the DMP for one call: normal, bris de glace (with its reason), centre 15."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     mode: AccessMode = AccessMode.NORMAL
     """The TRE_R248 access mode, carried in the VIHF ``purposeofuse``."""
@@ -252,7 +252,7 @@ class DocumentList(list[DocumentEntry]):
 class DepositResult(BaseModel):
     """The outcome of a deposit: the ids stored, and whether it was there already (a replay)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     document_unique_id: str
     """The document's uniqueId (the CDA id)."""
@@ -280,7 +280,7 @@ class DepositResult(BaseModel):
 class RetrievedDmpDocument(BaseModel):
     """A retrieved document (ITI-43): its ids, and its bytes in memory or in the file asked for."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     unique_id: str
     """The document's uniqueId."""

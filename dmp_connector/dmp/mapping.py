@@ -93,7 +93,7 @@ def derived_oid(root: str, *parts: str) -> str:
 class DepositIds(BaseModel):
     """The uniqueIds of one logical deposit: the same for the same document bytes, every time."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     document: str
     """The document's uniqueId: the CDA ``ClinicalDocument/id``."""
@@ -152,7 +152,7 @@ def submission_author(settings: Settings, fallback: Author | None = None) -> Aut
 class PreparedDeposit(BaseModel):
     """Everything one ITI-41 deposit sends, built once and reused on every attempt."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     request: SubmissionRequest
     """The submission (checked against the DMP profile)."""

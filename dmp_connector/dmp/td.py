@@ -364,3 +364,8 @@ if not TYPE_CHECKING:
             stacklevel=2,
         )
         return globals()[new]
+
+
+from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
+
+document_fields(globals()[name] for name in __all__ if name in globals())

@@ -77,3 +77,7 @@ __all__ = [
     "normalize_name",
     "split_first_names",
 ]
+
+from dmp_connector._help import document_fields
+
+document_fields(globals()[name] for name in __all__ if name in globals())

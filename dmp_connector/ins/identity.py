@@ -124,7 +124,7 @@ class IdentityDocumentKind(StrEnum):
 class IdentityDocument(BaseModel):
     """The identity document checked at the desk when an identity was validated or qualified (RNIV)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     kind: IdentityDocumentKind = Field(description="The document checked.")
     accompanied_by: IdentityDocumentKind | None = Field(
@@ -142,7 +142,7 @@ class Identity(BaseModel):
     downgraded) but cannot be used: :meth:`require_qualified` refuses it.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     traits: IdentityTraits
     """The identity traits."""

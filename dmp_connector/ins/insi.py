@@ -103,7 +103,7 @@ _CTXLPS_VERSION: Final = "01_00"
 _IDAM_REF: Final = "4"
 _PLACEHOLDER_NAME: Final = "PROVISOIRE"
 _PLACEHOLDER_FIRST_NAME: Final = "MATRICULE"
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 _XSD_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:Z|[+-]\d{2}:\d{2})?")
 
 Clock = Callable[[], datetime]

@@ -100,7 +100,7 @@ class MatriculeRules(BaseModel):
     ``context={"rules": rules}``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     sex_digits: frozenset[str] = frozenset({"1", "2"})
     """Accepted first characters. 7/8 (provisional NNP) and 5/6 (MIG) numbers are not an INS."""
@@ -183,7 +183,7 @@ class INS(BaseModel):
     normalised matricule.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     matricule: str
     """15 characters, normalised: the 13-character NIR/NIA (``2A``/``2B`` kept as letters) and the key."""

@@ -232,7 +232,7 @@ class BirthDate(BaseModel):
     no calendar check, so such dates exist and are kept as given.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     year: int = Field(ge=1, le=9999)
     """Four-digit year; an unknown year is not representable (no source shows one)."""
@@ -341,7 +341,7 @@ class IdentityTraits(BaseModel):
     data read as it is (a mixed-case CDA name) can be held and compared.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     birth_name: str = Field(min_length=1)
     """Nom de naissance (INSi ``NomNaissance``)."""
@@ -567,7 +567,7 @@ class DifferenceKind(StrEnum):
 class TraitDifference(BaseModel):
     """One trait that differs. ``repr()`` hides the values; read ``ours``/``theirs`` explicitly."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     trait: str
     """The field name: ``birth_name``, ``birth_first_names``, ``first_first_name``, ``sex``, ``birth_date``,
@@ -587,7 +587,7 @@ class TraitDifference(BaseModel):
 class TraitComparison(BaseModel):
     """The outcome of :meth:`IdentityTraits.compare`: every trait that differs, or none."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     differences: tuple[TraitDifference, ...] = ()
     """The traits that differ, in the order birth name, first names, first first name, sex, date, place."""

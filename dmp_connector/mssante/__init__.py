@@ -142,3 +142,7 @@ __all__ = [
     "read_package",
     "require_trusted",
 ]
+
+from dmp_connector._help import document_fields
+
+document_fields(globals()[name] for name in __all__ if name in globals())

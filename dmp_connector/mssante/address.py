@@ -108,7 +108,7 @@ class MssanteAddress(BaseModel):
     matricule, which is health data.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     address: str
     """The addr-spec, ``local@domain``; the domain is stored in lower case."""
@@ -223,7 +223,7 @@ class TrustSpace(Protocol):
 class SuffixTrustSpace(BaseModel):
     """A trust space given by domain suffixes and exact domains, for use without the whitelist file."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     suffixes: tuple[str, ...] = ()
     """Parent domains whose every sub-domain is trusted (``mssante.fr`` trusts ``x.mssante.fr``)."""
@@ -248,7 +248,7 @@ an approximation for when the official file is not loaded — prefer :class:`Dom
 class WhitelistEntry(BaseModel):
     """One ``Domaine`` of the whitelist: a domain served by one operator server certificate."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     domain: str
     """``Nom``: the mail domain, in lower case."""
@@ -272,7 +272,7 @@ class DomainWhitelist(BaseModel):
     changes; its URL is ``Environment.mssante_whitelist_url``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     generated_at: datetime | None = None
     """``DateDeGeneration``: when the ANS generated the file."""

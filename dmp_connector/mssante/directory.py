@@ -58,7 +58,7 @@ Source = Literal["Practitioner", "PractitionerRole", "Organization"]
 class DirectoryMailbox(BaseModel):
     """One MSSanté mailbox published in the directory, with who it belongs to."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     address: str
     """The MSSanté address."""
@@ -92,7 +92,7 @@ class DirectoryMailbox(BaseModel):
 class DirectoryPractitioner(BaseModel):
     """A professional found in the directory, with their MSSanté mailboxes."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     resource_id: str | None
     """Technical id of the ``Practitioner``."""

@@ -92,7 +92,7 @@ class MessageTooLargeError(ValidationError):
 class Attachment(BaseModel):
     """A file attached as it is (a letter, an image …); CDA documents go in ``documents`` instead."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)
     """Name shown to the recipient."""
@@ -116,7 +116,7 @@ class CdaDocument(BaseModel):
     narrative, ECO.2.1.5), which this SDK does not produce.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     content: bytes = Field(repr=False, min_length=1)
     """The CDA document, as it will be in the archive (byte for byte)."""
@@ -136,7 +136,7 @@ class MssanteMessage(BaseModel):
     about; a patient recipient's own identity is used when it is not given.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     to: tuple[MssanteAddress, ...] = Field(min_length=1)
     """Recipients; a patient only through :meth:`MssanteAddress.for_patient`."""
@@ -447,7 +447,7 @@ def _carries_qualified_ins(packed: Sequence[XdmDocument], identity: Identity) ->
 class ReceivedAttachment(BaseModel):
     """One attachment of a received message."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     filename: str | None
     """The file name given by the sender (display only: never use it as a path)."""
@@ -460,7 +460,7 @@ class ReceivedAttachment(BaseModel):
 class ReceivedMessage(BaseModel):
     """A message read from the mailbox; every field may hold health data — do not log it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     uid: int | None = None
     """IMAP UID in ``folder`` (None when parsed from bytes alone)."""

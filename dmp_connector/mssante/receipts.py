@@ -110,7 +110,7 @@ def _reason(status: str | None, diagnostic: str | None) -> BounceReason:
 class RecipientReport(BaseModel):
     """What a DSN says about one recipient."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     final_recipient: str | None
     """``Final-Recipient`` address, without its ``rfc822;`` type."""
@@ -136,7 +136,7 @@ class RecipientReport(BaseModel):
 class DeliveryReport(BaseModel):
     """A delivery status notification (accusé de réception) or a bounce."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     kind: Literal["delivery"] = "delivery"
     """Discriminator: this is a DSN or bounce."""
@@ -200,7 +200,7 @@ _INTEGRATION_LABELS = {
 class IntegrationError(BaseModel):
     """An automatic-integration error reported in an MDN (ANS codes 900–906, ``code^label^…``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     code: str
     """The code, ``902`` …"""
@@ -218,7 +218,7 @@ class IntegrationError(BaseModel):
 class ReadReceipt(BaseModel):
     """A message disposition notification (accusé de lecture, or an integration report)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     kind: Literal["read"] = "read"
     """Discriminator: this is an MDN."""

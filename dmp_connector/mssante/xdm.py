@@ -116,7 +116,7 @@ class UnsafeArchiveError(ProtocolError):
 class ArchiveLimits(BaseModel):
     """Bounds applied to every received archive; the defaults fit a mail under the operators' caps."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     max_archive_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     """Largest archive opened, in bytes (compressed)."""
@@ -270,7 +270,7 @@ def default_source_id(settings: Settings) -> str:
 class XdmDocument(BaseModel):
     """One document of an XDM subset: its bytes, its metadata and where it sits in the archive."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     path: str
     """Path in the archive, ``IHE_XDM/SUBSET01/DOC00001.XML``."""
@@ -326,7 +326,7 @@ class XdmDocument(BaseModel):
 class XdmPackage(BaseModel):
     """An XDM archive: its bytes, its metadata and its documents."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
     archive: bytes = Field(repr=False)
     """The zip, as attached to the mail."""

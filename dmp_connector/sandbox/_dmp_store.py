@@ -44,7 +44,7 @@ __all__ = [
     "patient_key",
 ]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 _SCHEMA_VERSION: Final = "1"
 
 

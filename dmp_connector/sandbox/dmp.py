@@ -230,7 +230,7 @@ DMP_SERVICE_PATH: Final = "/si-dmp-server/v2/services"
 _SOAP_CONTENT_TYPE: Final = "application/soap+xml; charset=utf-8"
 _ANONYMOUS: Final = "http://www.w3.org/2005/08/addressing/anonymous"
 _ENV: Final = ns.SOAP12_ENV
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 _XML_MIME_TYPES: Final = frozenset({"text/xml", "application/xml", "application/xslt+xml"})
 _REGISTRY_STATUSES: Final = frozenset(
     {

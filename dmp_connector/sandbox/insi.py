@@ -70,7 +70,7 @@ __all__ = [
 _SOAP_CONTENT_TYPE = "application/soap+xml; charset=utf-8"
 _ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 _ENV = ns.SOAP12_ENV
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 _LABELS = {"00": "OK", "01": "Aucune identite trouvee", "02": "Plusieurs identites trouvees"}
 _TRAITS_ORDER = ("NomNaissance", "Prenom", "Sexe", "DateNaissance", "LieuNaissance")
 _VITALE_ORDER = ("MatriculeIndividu", "MatriculeOD", "NomNaissance", "DateNaissance", "RangNaissance")

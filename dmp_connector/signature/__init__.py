@@ -69,3 +69,7 @@ __all__ = [
     "verify_vihf",
     "vihf_attributes",
 ]
+
+from dmp_connector._help import document_fields
+
+document_fields(globals()[name] for name in __all__ if name in globals())

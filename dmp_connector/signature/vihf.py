@@ -203,7 +203,7 @@ class SupportsXdsCx(Protocol):
         ...
 
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
 
 class Automaton(BaseModel):
@@ -676,7 +676,7 @@ class VihfSecurity:
 class VihfClaims(BaseModel):
     """What a verified VIHF says, read from the signed bytes only."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     assertion_id: str
     """``Assertion/@ID``."""

@@ -154,7 +154,7 @@ class SigningCertificateScope(StrEnum):
     """Every certificate the signer gives, signer first (the editor kit); KeyInfo carries them too."""
 
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
 
 def _check_oid(value: str, what: str) -> str:
@@ -576,7 +576,7 @@ def _signature_matches(cert: x509.Certificate, raw: bytes, data: bytes, algorith
 class VerifiedSignature(BaseModel):
     """What a verified submission-set signature proves: who signed which documents, and when."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     signature_id: str
     """``ds:Signature/@Id`` (the signature entry's uniqueId in the usual shape)."""

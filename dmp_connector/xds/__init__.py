@@ -197,3 +197,7 @@ __all__ = [
     "write_registry_objects",
     "xds_code",
 ]
+
+from dmp_connector._help import document_fields
+
+document_fields(globals()[name] for name in __all__ if name in globals())

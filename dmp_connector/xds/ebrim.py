@@ -1227,7 +1227,7 @@ def parse_registry_response(source: bytes | etree._Element, *, limits: XmlLimits
 # --------------------------------------------------------------------------------------------
 # ITI-43 Retrieve Document Set
 
-_RETRIEVE_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_RETRIEVE_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
 
 class DocumentRequest(BaseModel):
@@ -1259,7 +1259,7 @@ class RetrievedDocument(BaseModel):
     is filled when :func:`parse_retrieve_document_set_response` is given the attachments.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     repository_unique_id: str = Field(min_length=1, max_length=256)
     """RepositoryUniqueId."""

@@ -28,7 +28,7 @@ __all__ = [
     "StoredQueryError",
 ]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
 
 def _not_empty(value: str) -> str:

@@ -81,7 +81,7 @@ __all__ = [
     "xds_code",
 ]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
 SUBMISSION_SET_ID: Final = "SubmissionSet01"
 """The symbolic id of the submission set in a deposit, as the DMP implementations write it."""

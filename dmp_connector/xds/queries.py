@@ -88,7 +88,7 @@ __all__ = [
     "parse_adhoc_query_response",
 ]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
 
 Kind = Literal["cx", "time", "text", "texts", "codes", "statuses", "entry_types", "association_types"]
 

@@ -80,3 +80,7 @@ register_entry_reader(PROBLEM_CONCERN_TEMPLATES[-1], Problem.from_element)
 register_entry_reader(ALLERGY_CONCERN_TEMPLATES[-1], Allergy.from_element)
 register_entry_reader(MEDICATION_TEMPLATES[2], read_treatment)
 register_entry_reader(SIMPLE_OBSERVATION_TEMPLATES[-1], SimpleObservation.from_element)
+
+from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
+
+document_fields(globals()[name] for name in __all__ if name in globals())
