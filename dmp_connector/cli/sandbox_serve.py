@@ -26,20 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dmp_connector.codes import Code, professional_specialty
-from dmp_connector.config import (
-    Environment,
-    Organisation,
-    Professional,
-    ProfessionalIdKind,
-    Settings,
-    SigningSettings,
-    StructureIdKind,
-)
+from dmp_connector.config import Environment, Settings, SigningSettings
 from dmp_connector.errors import DmpConnectorError
 from dmp_connector.sandbox import DmpSimulator, Handler, HttpRequest, HttpResponse, InsiSimulator
 from dmp_connector.sandbox.insi import DEFAULT_INSI_IDENTITIES
-from dmp_connector.sandbox.pki import INSI_AUTO, TestPkiFiles, generate_test_pki
+from dmp_connector.sandbox.pki import INSI_AUTO, SandboxPractice, TestPkiFiles, generate_test_pki
 from dmp_connector.signature import load_certificates
 
 from ._main import CliState, pass_state
@@ -67,8 +58,8 @@ _PKI_NAMES = {
 }
 _CA_KEY = "ca.key"
 _P12_PASSWORD = "dmp-connector-sandbox"  # noqa: S105 - the sandbox PKI's documented password
-_DEFAULT_STRUCTURE = "1123456789"
-_DEFAULT_PROFESSIONAL = "899700000001"
+_DEFAULT_STRUCTURE = SandboxPractice().structure_national_id
+_DEFAULT_PROFESSIONAL = SandboxPractice().professional_national_id
 
 
 def sandbox_pki(directory: Path, settings: Settings | None = None) -> TestPkiFiles:
@@ -87,7 +78,7 @@ def sandbox_pki(directory: Path, settings: Settings | None = None) -> TestPkiFil
             structure_id=structure,
             professional_id=professional,
             ca_key=ca_key if ca_key.is_file() else None,  # a PKI written before the CA key was kept has none
-            **paths,
+            **paths,  # type: ignore[arg-type]  # every value is a Path
         )
     return generate_test_pki(
         directory, structure_id=structure, professional_id=professional, p12_password=_P12_PASSWORD, overwrite=True
@@ -100,22 +91,11 @@ def sandbox_settings(settings: Settings, files: TestPkiFiles, base_url: str | No
     The organisation and professional come from the configuration when set, from the PKI otherwise.
     """
     update: dict[str, Any] = {"signing": SigningSettings(credentials=files.signing_credentials())}
+    practice = files.practice or SandboxPractice()
     if settings.organisation is None:
-        update["organisation"] = Organisation(
-            id=files.structure_id[1:],
-            id_kind=StructureIdKind.FINESS,
-            name="CABINET SANDBOX",
-            activity_sector=Code.of("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel"),
-        )
+        update["organisation"] = practice.organisation()
     if settings.professional is None:
-        update["professional"] = Professional(
-            id=files.professional_id[1:],
-            id_kind=ProfessionalIdKind.RPPS,
-            family_name="SANDBOX",
-            given_name="JEANNE",
-            profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
-        )
+        update["professional"] = practice.professional()
     if base_url is not None:
         update["environment"] = Environment.sandbox(base_url)
         update["tls"] = files.tls_credentials()
@@ -339,9 +319,11 @@ def _base_settings(state: CliState) -> Settings:
 
 @contextmanager
 def _data_directory(data: Path | None) -> Iterator[Path]:
+    """The data directory, absolute: the written configuration names its files by absolute path, so that it
+    works from any working directory (a TOML file's relative paths are read relative to the file)."""
     if data is not None:
         data.mkdir(parents=True, exist_ok=True)
-        yield data
+        yield data.resolve()
         return
     with tempfile.TemporaryDirectory(prefix="dmp-connector-sandbox-") as tmp:
         yield Path(tmp)

@@ -199,7 +199,7 @@ from ._http import (
     server_ssl_context,
 )
 from .insi import DEFAULT_INSI_IDENTITIES
-from .pki import IssuedCertificate, TestPki
+from .pki import IssuedCertificate, TestPki, client_subject
 
 __all__ = [
     "DEFAULT_DMP_AUTHORISATIONS",
@@ -918,9 +918,19 @@ class DmpSimulator:
         mode = claims.authentication_mode
         indirect = mode in (AuthenticationMode.INDIRECTE, AuthenticationMode.INDIRECTE_RENFORCEE)
         if indirect and "OU" in subject and subject["OU"] != claims.structure_id:
-            raise _Fault("Sender", _WSSE_FAILED, "Erreur d'authentification de la personne morale")
+            raise _Fault(
+                "Sender",
+                _WSSE_FAILED,
+                "Erreur d'authentification de la personne morale : l'OU du certificat client TLS"
+                f" ({subject['OU']}) n'est pas l'Identifiant_Structure du VIHF ({claims.structure_id})",
+            )
         if mode is AuthenticationMode.DIRECTE and "CN" in subject and subject["CN"] != claims.subject_name_id:
-            raise _Fault("Sender", _WSSE_FAILED, "Le certificat de la carte ne correspond pas au sujet du VIHF")
+            raise _Fault(
+                "Sender",
+                _WSSE_FAILED,
+                f"Le CN du certificat de la carte ({subject['CN']}) n'est pas le sujet du VIHF"
+                f" ({claims.subject_name_id})",
+            )
         return DmpCaller(claims=claims, client_subject=request.client_subject)
 
     # --- patients and access --------------------------------------------------------------------------
@@ -2060,9 +2070,11 @@ def in_process_dmp(
 ) -> Iterator[DmpClient]:
     """A :class:`~dmp_connector.dmp.DmpClient` wired to the simulator in-process (no socket, no TLS).
 
+    Its requests present the subject of ``settings.tls``'s client certificate, so that the simulator
+    checks it against the VIHF as over mutual TLS.
     ``signer`` signs the VIHFs and submission sets; it must chain to the simulator's ``trusted``.
     """
-    http = httpx.Client(transport=as_transport(simulator))
+    http = httpx.Client(transport=as_transport(simulator, client_subject=client_subject(settings.tls)))
     try:
         with DmpClient(settings, signer=signer, http_client=http, audit=audit, retry=retry) as client:
             yield client
@@ -2080,7 +2092,7 @@ async def in_process_async_dmp(
     retry: RetryPolicy | None = None,
 ) -> AsyncIterator[AsyncDmpClient]:
     """An :class:`~dmp_connector.dmp.AsyncDmpClient` wired to the simulator in-process."""
-    http = httpx.AsyncClient(transport=as_async_transport(simulator))
+    http = httpx.AsyncClient(transport=as_async_transport(simulator, client_subject=client_subject(settings.tls)))
     try:
         async with AsyncDmpClient(settings, signer=signer, http_client=http, audit=audit, retry=retry) as client:
             yield client
