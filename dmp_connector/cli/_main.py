@@ -114,8 +114,12 @@ def names_servers(settings: Settings) -> bool:
 def announce(service: str, settings: Settings | None, where: str | None = None) -> None:
     """Say on stderr which environment a command talks to (stdout stays the command's output, JSON included).
 
-    ``settings`` None: the in-process simulator.
+    ``settings`` None: the in-process simulator. Quiet with ``--json``: stderr stays empty for scripts.
     """
+    context = click.get_current_context(silent=True)
+    state = context.find_object(CliState) if context is not None else None
+    if state is not None and state.as_json:
+        return
     if settings is None:
         click.echo(f"{service}: sandbox, in-process simulator (no server configured)", err=True)
     else:

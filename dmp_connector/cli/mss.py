@@ -397,7 +397,7 @@ def inbox(
     ``XDM/1.0/DDM+`` prefix.
     """
     if as_json:
-        state = CliState(env=state.env, config=state.config, as_json=True)
+        state.as_json = True
     try:
         settings = state.settings()
         owner = mailbox or settings.mssante.mailbox or SANDBOX_SENDER
