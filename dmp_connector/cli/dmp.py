@@ -73,7 +73,10 @@ def _patient_options(command: F) -> F:
         click.option("--birth-date", default=None, metavar="YYYY-MM-DD", help="Birth date."),
         click.option("--birth-place", default=None, metavar="COG", help="INSEE COG code of the birth place."),
         click.option(
-            "--server", default=None, metavar="URL", help="Sandbox only: a served sandbox (default: in-process)."
+            "--server",
+            default=None,
+            metavar="URL",
+            help="Sandbox only: a served sandbox (default: the configured one, else in-process).",
         ),
         click.option(
             "--data",

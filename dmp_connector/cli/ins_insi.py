@@ -58,7 +58,7 @@ def _traits_options(command: F) -> F:
             "--server",
             default=None,
             metavar="URL",
-            help="Sandbox only: the base URL of a served simulator (default: run it in-process).",
+            help="Sandbox only: the base URL of a served simulator (default: the configured one, else in-process).",
         ),
     ]
     for option in reversed(options):

@@ -87,8 +87,13 @@ def _connected(
     tokens = None
     if token_file is not None:
         tokens = StaticTokenProvider(_read(token_file).decode("utf-8", "replace").strip())
+    mss_update: dict[str, Any] = {}
     if mailbox is not None:
-        settings = settings.model_copy(update={"mssante": settings.mssante.model_copy(update={"mailbox": mailbox})})
+        mss_update["mailbox"] = mailbox
+    if tokens is not None:
+        mss_update["auth_mode"] = MssanteAuthMode.XOAUTH2
+    if mss_update:
+        settings = settings.model_copy(update={"mssante": settings.mssante.model_copy(update=mss_update)})
     if settings.environment.name is not EnvironmentName.SANDBOX:
         if smtp or imap or sandbox_dir:
             raise click.UsageError("--smtp, --imap and --sandbox-dir are for the sandbox only")
@@ -142,13 +147,23 @@ def _announce(settings: Settings) -> None:
 
 def _sandbox_options(command: Any) -> Any:
     options = [
-        click.option("--smtp", default=None, metavar="HOST:PORT", help="Sandbox only: a served operator's SMTP."),
-        click.option("--imap", default=None, metavar="HOST:PORT", help="Sandbox only: a served operator's IMAP."),
+        click.option(
+            "--smtp",
+            default=None,
+            metavar="HOST:PORT",
+            help="Sandbox only: a served operator's SMTP (over the config).",
+        ),
+        click.option(
+            "--imap",
+            default=None,
+            metavar="HOST:PORT",
+            help="Sandbox only: a served operator's IMAP (over the config).",
+        ),
         click.option(
             "--token-file",
             type=click.Path(path_type=Path, dir_okay=False),
             default=None,
-            help="XOAUTH2 mode: a file holding the Pro Santé Connect access token (read, never printed).",
+            help="A file holding the Pro Santé Connect access token (read, never printed): XOAUTH2 with it.",
         ),
         click.option(
             "--sandbox-dir",
