@@ -18,6 +18,7 @@ from . import (
 )
 from ._main import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliState, main, pass_state
 from .cda import cda
+from .demo import demo
 from .dmp import dmp
 from .ins import ins
 from .mss import mss
@@ -28,5 +29,6 @@ main.add_command(cda)
 main.add_command(sandbox)
 main.add_command(mss)
 main.add_command(dmp)
+main.add_command(demo)
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]
