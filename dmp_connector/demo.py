@@ -134,8 +134,11 @@ def with_tls(settings: Settings, ca: Path, pem: tuple[Path, Path] | None) -> Set
     return settings.model_copy(update={"tls": TlsCredentials(cert_file=cert, key_file=key, ca_bundle=ca)})
 
 
-def main() -> None:
-    """Run the quickstart, printing each step; exit with status 1 at the first check that fails."""
+def main(save_document: Path | None = None) -> None:
+    """Run the quickstart, printing each step; exit with status 1 at the first check that fails.
+
+    ``save_document``: also write the CDA document it builds there (to validate it against the kit).
+    """
     try:  # the MSSanté operator needs the sandbox extra
         from dmp_connector.sandbox.mssante import (
             PatientMailboxState,
@@ -239,6 +242,9 @@ def main() -> None:
                     practice_setting=AMBULATOIRE,
                 )
                 cda = build(document)
+                if save_document is not None:
+                    save_document.write_bytes(cda)
+                    print(f"   written to {save_document}")
                 check(cda.startswith(b"<?xml"), f"{len(cda)} bytes of CDA R2, with a {len(pdf)}-byte PDF inside")
 
                 step("7. Sign and deposit it (TD2.1): the submission set is signed with the organisation's certificate")
