@@ -19,7 +19,10 @@ Subjects are shaped like IGC-Santé ones (reference notes ``ins.md`` §2.6, ``dm
   as CN follows the card id the CPx assertion carries], one key for authentication and
   signature (a real CPS card has one of each).
 
-:func:`generate_test_pki` writes a whole set to a directory (``dmp-connector sandbox pki DIR``).
+:func:`generate_test_pki` writes a whole set to a directory (``dmp-connector sandbox pki DIR``),
+issued for a :class:`SandboxPractice` — the practice's identifiers in one place, which the pytest
+plugin and ``sandbox serve`` build their settings from too, so that certificates and calls agree
+as the DMP checks (OU = the VIHF's ``Identifiant_Structure``, card CN = the VIHF subject).
 """
 
 from __future__ import annotations
