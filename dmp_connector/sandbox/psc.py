@@ -341,6 +341,11 @@ class PscSimulator:
             for session in self._sessions.values():
                 session.revoked = True
 
+    def has_session(self, national_id: str) -> bool:
+        """Whether ``national_id`` has a live session (the DMP simulator's ``air_check``)."""
+        with self._lock:
+            return any(not s.revoked and s.professional.national_id == national_id for s in self._sessions.values())
+
     def sessions_open(self) -> int:
         """How many sessions are live."""
         with self._lock:
