@@ -765,6 +765,8 @@ class PscSettings(BaseModel):
     """Where PSC sends the browser after logout (browser flow), registered exactly."""
     ciba_channel: Literal["CARD", "MOBILE"] | None = None
     """ANS's proxy's custom CIBA ``channel`` parameter; what PSC does with it is not public [I]."""
+    ciba_slow_down_seconds: float = Field(default=5.0, gt=0)
+    """Added to the polling interval at each ``slow_down`` (CIBA Core §11 says 5 s)."""
     ciba_max_wait_seconds: float = Field(default=300.0, gt=0)
     """Upper bound on one CIBA wait, whatever ``expires_in`` PSC announces."""
     air_subject_id: Literal["given_family", "family_given"] = "given_family"

@@ -506,7 +506,7 @@ class _PscCore:
             if code == "authorization_pending":
                 continue
             if code == "slow_down":
-                interval += 5.0  # CIBA core §11
+                interval += self.psc.ciba_slow_down_seconds  # CIBA Core §11
                 continue
             error = self._oauth_error(answer, "ciba-poll")
             if error is not None:

@@ -271,6 +271,7 @@ class PscSimulator:
         self._sessions: dict[str, _Session] = {}
         self._refresh: dict[str, tuple[str, float]] = {}
         self._misissue: dict[str, Any] = {}
+        self._slow_downs = 0
         self.requests: list[str] = []
         """``METHOD path`` of every request seen (no query string, no body)."""
 
@@ -301,6 +302,11 @@ class PscSimulator:
         signed by a key that is not in the JWKS (same ``kid``): the client must refuse it."""
         with self._lock:
             self._misissue = {"aud": audience, "nonce": nonce, "expired": expired, "foreign": foreign_key, "acr": acr}
+
+    def slow_down(self, count: int = 1) -> None:
+        """Answer the next ``count`` CIBA polls ``slow_down`` (the client must poll less often)."""
+        with self._lock:
+            self._slow_downs += count
 
     def pending_ciba(self) -> list[CibaView]:
         """CIBA requests waiting for the professional."""
@@ -563,6 +569,10 @@ class PscSimulator:
         if ciba is None or ciba.client_id != client_id or ciba.status == "issued":
             return _oauth_error("invalid_grant")
         now = time.monotonic()
+        if self._slow_downs > 0 and ciba.status in ("pending", "approved"):
+            self._slow_downs -= 1
+            ciba.last_poll = now
+            return _oauth_error("slow_down")
         if ciba.status == "denied":
             return _oauth_error("access_denied")
         if ciba.status == "expired" or now > ciba.expires_at:

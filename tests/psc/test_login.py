@@ -20,6 +20,7 @@ from dmp_connector.psc import (
     InvalidGrantError,
     InvalidTokenError,
     PscClient,
+    PscError,
     PscSession,
     PscSessionClosedError,
 )
@@ -254,3 +255,65 @@ async def test_async_denied_ciba(dmpc_psc: PscSimulator, dmpc_psc_settings: Sett
         dmpc_psc.deny()
         with pytest.raises(CibaDeniedError):
             await client.wait_ciba(request)
+
+
+def test_slow_down_lengthens_the_polling_interval(dmpc_psc: PscSimulator, dmpc_psc_settings: Settings) -> None:
+    import time
+
+    psc = dmpc_psc_settings.psc.model_copy(update={"ciba_slow_down_seconds": 0.3})
+    with PscClient(dmpc_psc_settings.model_copy(update={"psc": psc})) as client:
+        request = client.start_ciba(DMPC_PSC_LOGIN_HINT)
+        dmpc_psc.approve()
+        dmpc_psc.slow_down(2)
+        started = time.monotonic()
+        session = client.wait_ciba(request)
+        elapsed = time.monotonic() - started
+    assert session.professional.national_id == DMPC_PSC_LOGIN_HINT
+    # three polls: after 0.05 s, then 0.35 s, then 0.65 s (each slow_down adds 0.3 s)
+    assert elapsed >= 1.0
+    assert sum(1 for r in dmpc_psc.requests if r.endswith("/token")) == 3
+
+
+def test_mutual_tls_client_authentication(dmpc_psc: PscSimulator, dmpc_psc_settings: Settings) -> None:
+    """The production form: the organisation's certificate authenticates the client, no secret is sent."""
+    from dmp_connector.config import PscClientAuth, TlsCredentials
+    from dmp_connector.errors import ConfigurationError
+
+    dmpc_psc.mtls_clients["sandbox-lps-mtls"] = "organizationalUnitName=1123456789"
+    psc = dmpc_psc_settings.psc.model_copy(
+        update={"client_id": "sandbox-lps-mtls", "client_auth": PscClientAuth.MTLS, "client_secret": None}
+    )
+    settings = dmpc_psc_settings.model_copy(update={"psc": psc})
+    with PscClient(settings) as client:
+        request = client.start_ciba(DMPC_PSC_LOGIN_HINT)
+        dmpc_psc.approve()
+        session = client.wait_ciba(request)
+        assert session.introspect().active
+    # the same client id with a secret instead of the certificate is not this client
+    secret = dmpc_psc_settings.psc.model_copy(update={"client_id": "sandbox-lps-mtls"})
+    with PscClient(dmpc_psc_settings.model_copy(update={"psc": secret})) as client:
+        with pytest.raises(PscError) as caught:
+            client.start_ciba(DMPC_PSC_LOGIN_HINT)
+        assert caught.value.code == "invalid_client"
+    no_cert = psc.model_copy(update={"tls": TlsCredentials(ca_bundle=dmpc_psc_settings.tls.ca_bundle)})
+    with pytest.raises(ConfigurationError):
+        PscClient(dmpc_psc_settings.model_copy(update={"psc": no_cert}))
+
+
+def test_client_secret_post(dmpc_psc: PscSimulator, dmpc_psc_settings: Settings) -> None:
+    from dmp_connector.config import PscClientAuth
+
+    psc = dmpc_psc_settings.psc.model_copy(update={"client_auth": PscClientAuth.CLIENT_SECRET_POST})
+    with PscClient(dmpc_psc_settings.model_copy(update={"psc": psc})) as client:
+        request = client.start_ciba(DMPC_PSC_LOGIN_HINT)
+        dmpc_psc.approve()
+        assert client.wait_ciba(request).introspect().active
+
+
+def test_wrong_secret_is_invalid_client(dmpc_psc: PscSimulator, dmpc_psc_settings: Settings) -> None:
+    from pydantic import SecretStr
+
+    psc = dmpc_psc_settings.psc.model_copy(update={"client_secret": SecretStr("wrong")})
+    with PscClient(dmpc_psc_settings.model_copy(update={"psc": psc})) as client, pytest.raises(PscError) as caught:
+        client.start_ciba(DMPC_PSC_LOGIN_HINT)
+    assert caught.value.code == "invalid_client" and "wrong" not in str(caught.value)
