@@ -202,6 +202,11 @@ class _Tokens:
     nonce: str | None
 
 
+def _at_hash(access_token: str) -> str:
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
 def _challenge(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
@@ -356,6 +361,10 @@ class _PscCore:
         )
         if id_claims and id_claims.get("sub") != access_claims.get("sub"):
             raise InvalidTokenError("the PSC ID and access tokens name different subjects", reason="claims")
+        at_hash = id_claims.get("at_hash")
+        if at_hash is not None and not secrets.compare_digest(str(at_hash), _at_hash(access)):
+            # OIDC Core §3.1.3.6: the ID token names the access token it came with (RS/PS/ES256: SHA-256).
+            raise InvalidTokenError("the PSC access token is not the one its ID token names", reason="claims")
         refresh = answer.get("refresh_token")
         refresh_in = answer.get("refresh_expires_in")
         return _Tokens(
@@ -669,7 +678,8 @@ class PscSession(_SessionBase):
         return self._client.introspect(self._live().access_token)
 
     def logout(self) -> None:
-        """End the session at PSC (``end_session``) and forget the tokens, even if PSC cannot be reached."""
+        """End the session at PSC (``end_session``). The tokens are forgotten first: if PSC cannot be
+        reached the error is raised, but the session is closed all the same."""
         with self._lock:
             tokens, self._tokens = self._tokens, None
         if tokens is not None:

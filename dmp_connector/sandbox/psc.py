@@ -264,6 +264,7 @@ class PscSimulator:
         """Scheme and host the simulator is reached at (set it to the loopback server's URL)."""
         self._key = RSAKey.generate_key(2048, parameters={"kid": "psc-sandbox-1", "use": "sig", "alg": "RS256"})
         self._foreign = RSAKey.generate_key(2048, parameters={"kid": "psc-sandbox-1", "use": "sig", "alg": "RS256"})
+        self._retired: list[RSAKey] = []
         self._lock = threading.Lock()
         self._codes: dict[str, _Code] = {}
         self._logins: dict[str, dict[str, str]] = {}
@@ -286,8 +287,18 @@ class PscSimulator:
         return self.base_url + PSC_REALM_PATH
 
     def jwks(self) -> dict[str, Any]:
-        """The published key set."""
-        return dict(KeySet([self._key]).as_dict(private=False))
+        """The published key set (the signing key, then the retired ones still published)."""
+        return dict(KeySet([self._key, *self._retired]).as_dict(private=False))
+
+    def rotate_keys(self) -> None:
+        """Sign with a new key (new ``kid``) from now on; the old one stays published."""
+        with self._lock:
+            kid = f"psc-sandbox-{len(self._retired) + 2}"
+            self._retired.insert(0, self._key)
+            self._key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
+
+    def _keys(self) -> KeySet:
+        return KeySet([self._key, *self._retired])
 
     def misissue(
         self,
@@ -297,11 +308,20 @@ class PscSimulator:
         expired: bool = False,
         foreign_key: bool = False,
         acr: str | None = None,
+        swap_access: bool = False,
     ) -> None:
-        """The next token answer carries a wrong ``aud``, ``nonce`` or ``acr``, is already expired, or is
-        signed by a key that is not in the JWKS (same ``kid``): the client must refuse it."""
+        """The next token answer carries a wrong ``aud``, ``nonce`` or ``acr``, is already expired, is
+        signed by a key that is not in the JWKS (same ``kid``), or pairs its ID token with another
+        access token (``swap_access``): the client must refuse it."""
         with self._lock:
-            self._misissue = {"aud": audience, "nonce": nonce, "expired": expired, "foreign": foreign_key, "acr": acr}
+            self._misissue = {
+                "aud": audience,
+                "nonce": nonce,
+                "expired": expired,
+                "foreign": foreign_key,
+                "acr": acr,
+                "swap": swap_access,
+            }
 
     def slow_down(self, count: int = 1) -> None:
         """Answer the next ``count`` CIBA polls ``slow_down`` (the client must poll less often)."""
@@ -480,6 +500,8 @@ class PscSimulator:
             "family_name": pro.family_name,
             "given_name": pro.given_name,
         }
+        if fault.get("swap"):  # a valid access token of the same session, not the one the ID token names
+            access = jwt.encode(header, {**access_claims, "jti": secrets.token_hex(16)}, key)
         answer: dict[str, Any] = {
             "access_token": access,
             "expires_in": lifetime,
@@ -638,7 +660,7 @@ class PscSimulator:
 
     def _access_session(self, token: str) -> tuple[_Session, dict[str, Any]] | None:
         try:
-            decoded = jwt.decode(token, KeySet([self._key]), algorithms=["RS256"])
+            decoded = jwt.decode(token, self._keys(), algorithms=["RS256"])
         except (JoseError, ValueError, TypeError):
             return None
         claims = decoded.claims
@@ -693,7 +715,7 @@ class PscSimulator:
         hint = params.get("id_token_hint")
         if hint:
             try:
-                sid = str(jwt.decode(hint, KeySet([self._key]), algorithms=["RS256"]).claims.get("sid"))
+                sid = str(jwt.decode(hint, self._keys(), algorithms=["RS256"]).claims.get("sid"))
             except (JoseError, ValueError, TypeError):
                 sid = None
         if sid is None and params.get("refresh_token") in self._refresh:

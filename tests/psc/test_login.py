@@ -317,3 +317,22 @@ def test_wrong_secret_is_invalid_client(dmpc_psc: PscSimulator, dmpc_psc_setting
     with PscClient(dmpc_psc_settings.model_copy(update={"psc": psc})) as client, pytest.raises(PscError) as caught:
         client.start_ciba(DMPC_PSC_LOGIN_HINT)
     assert caught.value.code == "invalid_client" and "wrong" not in str(caught.value)
+
+
+def test_swapped_access_token_is_refused_by_at_hash(dmpc_psc: PscSimulator, dmpc_psc_settings: Settings) -> None:
+    with PscClient(dmpc_psc_settings) as client:
+        request = client.start_authorization()
+        callback = _browser_login(dmpc_psc, dmpc_psc_settings, request, DMPC_PSC_LOGIN_HINT)
+        dmpc_psc.misissue(swap_access=True)
+        with pytest.raises(InvalidTokenError) as caught:
+            client.complete_authorization(request, callback)
+        assert caught.value.reason == "claims"
+
+
+def test_key_rotation_is_followed_once(dmpc_psc: PscSimulator, dmpc_psc_session: PscSession) -> None:
+    """PSC signs with a new kid: the client fetches the JWKS again and carries on."""
+    before = sum(1 for r in dmpc_psc.requests if r.endswith("/certs"))
+    dmpc_psc.rotate_keys()
+    first = dmpc_psc_session.get_token()
+    assert dmpc_psc_session.get_token(force_refresh=True) != first
+    assert sum(1 for r in dmpc_psc.requests if r.endswith("/certs")) == before + 1
