@@ -16,6 +16,7 @@ Faults for client tests: :meth:`PscSimulator.misissue` (the next tokens carry a 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -224,6 +225,15 @@ def _oauth_error(code: str, status: int = 400) -> HttpResponse:
     return _json(status, {"error": code})
 
 
+@functools.cache
+def _sandbox_keys() -> tuple[RSAKey, RSAKey]:
+    """The signing key and a foreign key of the same ``kid``, made once per process (RSA generation is slow)."""
+    return (
+        RSAKey.generate_key(2048, parameters={"kid": "psc-sandbox-1", "use": "sig", "alg": "RS256"}),
+        RSAKey.generate_key(2048, parameters={"kid": "psc-sandbox-1", "use": "sig", "alg": "RS256"}),
+    )
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -262,8 +272,7 @@ class PscSimulator:
         self.auto_approve = auto_approve
         self.base_url = base_url.rstrip("/")
         """Scheme and host the simulator is reached at (set it to the loopback server's URL)."""
-        self._key = RSAKey.generate_key(2048, parameters={"kid": "psc-sandbox-1", "use": "sig", "alg": "RS256"})
-        self._foreign = RSAKey.generate_key(2048, parameters={"kid": "psc-sandbox-1", "use": "sig", "alg": "RS256"})
+        self._key, self._foreign = _sandbox_keys()
         self._retired: list[RSAKey] = []
         self._lock = threading.Lock()
         self._codes: dict[str, _Code] = {}
