@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 
 import pytest
 
@@ -86,8 +87,15 @@ def _check_air_calls(simulator: DmpSimulator) -> None:
 
 
 def test_chain_sync(
-    chain: Settings, dmpc_psc: PscSimulator, dmpc_dmp_simulator: DmpSimulator, dmpc_mail_operator: SandboxMailOperator
+    chain: Settings,
+    dmpc_psc: PscSimulator,
+    dmpc_dmp_simulator: DmpSimulator,
+    dmpc_mail_operator: SandboxMailOperator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
+    chain = chain.model_copy(update={"audit": chain.audit.model_copy(update={"log": True})})
+    tokens: list[str] = []
     with PscClient(chain) as psc:
         request = psc.start_ciba(DMPC_PSC_LOGIN_HINT)
         dmpc_psc.approve()
@@ -101,6 +109,7 @@ def test_chain_sync(
         with MssanteClient(chain, token_provider=session) as mail:
             [summary] = mail.inbox()
             assert summary.message_id == "<psc-chain@sandbox>"
+        tokens.append(session.get_token())
         check = dmpc_mail_operator.token_check
         assert isinstance(check, PscIntrospectionCheck) and check.calls >= 1
 
@@ -111,6 +120,9 @@ def test_chain_sync(
         with MssanteClient(chain, token_provider=session) as mail, pytest.raises(PscSessionClosedError):
             mail.inbox()  # the operator refuses the token; the refresh is refused: session closed
         assert session.closed
+    assert '"service":"psc"' in caplog.text and '"service":"dmp"' in caplog.text  # the audit log was on
+    for secret in (*tokens, tokens[0].split(".")[2], "JEANNE", "SANDBOX JEANNE", "sandbox-secret"):
+        assert secret not in caplog.text
 
 
 def test_chain_async(
