@@ -41,6 +41,12 @@ def _text(data: Mapping[str, Any], key: str) -> str | None:
     return value.strip()
 
 
+def _object(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MalformedResponseError(f"PSC userinfo: {what} is not an object")
+    return value
+
+
 class Activity(BaseModel):
     """One place where an exercise is practised (PSC ``activities[]``)."""
 
@@ -142,7 +148,8 @@ class Exercise(BaseModel):
     @classmethod
     def from_userinfo(cls, data: Mapping[str, Any]) -> Exercise:
         """Read one ``exercices[]`` object."""
-        activities = data.get("activities") or []
+        activities = data.get("activities")
+        activities = [] if activities is None or activities == "" else activities
         if not isinstance(activities, list):
             raise MalformedResponseError("PSC userinfo: activities is not a list")
         return cls(
@@ -153,7 +160,7 @@ class Exercise(BaseModel):
             given_name=_text(data, "prenomDexercice"),
             skill_kind=_text(data, "codeTypeSavoirFaire"),
             skill=_text(data, "codeSavoirFaire"),
-            activities=tuple(Activity.from_userinfo(a) for a in activities if isinstance(a, Mapping)),
+            activities=tuple(Activity.from_userinfo(_object(a, "an activity")) for a in activities),
         )
 
 
@@ -187,10 +194,12 @@ class Professional(BaseModel):
         national = _text(data, "SubjectNameID") or _text(data, "preferred_username")
         if subject is None or national is None:
             raise MalformedResponseError("PSC userinfo has no sub or SubjectNameID", hint="check psc.scope")
-        ref = data.get("SubjectRefPro") or {}
+        ref = data.get("SubjectRefPro")
+        ref = {} if ref is None or ref == "" else ref
         if not isinstance(ref, Mapping):
             raise MalformedResponseError("PSC userinfo: SubjectRefPro is not an object")
-        exercises = ref.get("exercices") or []
+        exercises = ref.get("exercices")
+        exercises = [] if exercises is None or exercises == "" else exercises
         if not isinstance(exercises, list):
             raise MalformedResponseError("PSC userinfo: exercices is not a list")
         return cls(
@@ -199,7 +208,7 @@ class Professional(BaseModel):
             family_name=_text(data, "family_name"),
             given_name=_text(data, "given_name"),
             auth_mode=_text(data, "authMode"),
-            exercises=tuple(Exercise.from_userinfo(e) for e in exercises if isinstance(e, Mapping)),
+            exercises=tuple(Exercise.from_userinfo(_object(e, "an exercise")) for e in exercises),
         )
 
     def activities(self) -> list[tuple[Exercise, Activity]]:
