@@ -333,7 +333,7 @@ class _PscCore:
                 f"the PSC {what} is signed by a key PSC does not publish", reason="unknown_key"
             ) from None
 
-    def _claims_rules(self, nonce: str | None, *, id_token: bool) -> dict[str, dict[str, Any]]:
+    def _claims_rules(self, nonce: str | None, *, id_token: bool, refresh: bool = False) -> dict[str, dict[str, Any]]:
         rules: dict[str, dict[str, Any]] = {"iss": {"essential": True, "value": self.psc.issuer}}
         if id_token:
             rules["aud"] = {"essential": True, "value": self.client_id}
@@ -341,7 +341,8 @@ class _PscCore:
             rules["azp"] = {"essential": True, "value": self.client_id}
         rules["acr"] = {"essential": True, "values": list(self.psc.accepted_acr)}
         if nonce is not None and (id_token or self.psc.check_access_token_nonce):
-            rules["nonce"] = {"essential": True, "value": nonce}
+            # A refreshed token may leave the nonce out (OIDC Core §12.2); when there, it must be the login's.
+            rules["nonce"] = {"essential": not refresh, "value": nonce}
         return rules
 
     def _tokens_flow(self, answer: JsonObject, nonce: str | None, operation: str) -> Flow[_Tokens]:
@@ -353,11 +354,12 @@ class _PscCore:
             raise MalformedResponseError(f"PSC answered {operation} with a token type other than Bearer")
         id_claims: dict[str, Any] = {}
         if isinstance(id_token, str) and id_token:
-            id_claims = yield from self._validate_flow(id_token, "ID token", self._claims_rules(nonce, id_token=True))
+            rules = self._claims_rules(nonce, id_token=True, refresh=operation == "refresh")
+            id_claims = yield from self._validate_flow(id_token, "ID token", rules)
         elif operation != "refresh":
             raise MalformedResponseError(f"PSC answered {operation} without an ID token", hint="check psc.scope")
         access_claims = yield from self._validate_flow(
-            access, "access token", self._claims_rules(nonce, id_token=False)
+            access, "access token", self._claims_rules(nonce, id_token=False, refresh=operation == "refresh")
         )
         if id_claims and id_claims.get("sub") != access_claims.get("sub"):
             raise InvalidTokenError("the PSC ID and access tokens name different subjects", reason="claims")

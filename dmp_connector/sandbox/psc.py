@@ -318,10 +318,12 @@ class PscSimulator:
         foreign_key: bool = False,
         acr: str | None = None,
         swap_access: bool = False,
+        omit_nonce: bool = False,
     ) -> None:
         """The next token answer carries a wrong ``aud``, ``nonce`` or ``acr``, is already expired, is
         signed by a key that is not in the JWKS (same ``kid``), or pairs its ID token with another
-        access token (``swap_access``): the client must refuse it."""
+        access token (``swap_access``): the client must refuse it. ``omit_nonce`` leaves the nonce out, as a
+        provider may on refresh."""
         with self._lock:
             self._misissue = {
                 "aud": audience,
@@ -330,6 +332,7 @@ class PscSimulator:
                 "foreign": foreign_key,
                 "acr": acr,
                 "swap": swap_access,
+                "omit_nonce": omit_nonce,
             }
 
     def slow_down(self, count: int = 1) -> None:
@@ -480,7 +483,7 @@ class PscSimulator:
         lifetime = -60 if fault.get("expired") else self.access_lifetime
         key = self._foreign if fault.get("foreign") else self._key
         pro = session.professional
-        nonce = fault.get("nonce") or session.nonce
+        nonce = None if fault.get("omit_nonce") else fault.get("nonce") or session.nonce
         common: dict[str, Any] = {
             "exp": now + lifetime,
             "iat": now - (120 if fault.get("expired") else 0),

@@ -336,3 +336,17 @@ def test_key_rotation_is_followed_once(dmpc_psc: PscSimulator, dmpc_psc_session:
     first = dmpc_psc_session.get_token()
     assert dmpc_psc_session.get_token(force_refresh=True) != first
     assert sum(1 for r in dmpc_psc.requests if r.endswith("/certs")) == before + 1
+
+
+def test_nonce_on_refresh_may_be_absent_but_never_another(dmpc_psc: PscSimulator, dmpc_psc_settings: Settings) -> None:
+    with PscClient(dmpc_psc_settings) as client:
+        request = client.start_authorization()
+        session = client.complete_authorization(
+            request, _browser_login(dmpc_psc, dmpc_psc_settings, request, DMPC_PSC_LOGIN_HINT)
+        )
+        dmpc_psc.misissue(omit_nonce=True)
+        session.refresh()  # OIDC Core §12.2: a refreshed token may leave the nonce out
+        dmpc_psc.misissue(nonce="another-nonce")
+        with pytest.raises(PscSessionClosedError):
+            session.refresh()
+        assert session.closed
