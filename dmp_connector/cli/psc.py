@@ -17,16 +17,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
 from pydantic import SecretStr
 
 from dmp_connector.config import EnvironmentName, Settings
-from dmp_connector.errors import DmpConnectorError
-from dmp_connector.psc import PscClient, PscSession
+from dmp_connector.errors import ConfigurationError, DmpConnectorError
 from dmp_connector.sandbox import as_transport
+
+if TYPE_CHECKING:  # the psc extra (joserfc) is imported when a psc command runs, not with the CLI
+    from dmp_connector.psc import PscClient, PscSession
 
 from ._main import CliState, pass_state
 
@@ -60,6 +62,12 @@ def _with_options(function: Any) -> Any:
 @contextmanager
 def _client(settings: Settings, answer: str) -> Iterator[tuple[PscClient, Any]]:
     """A PSC client for the settings; in the sandbox without a client id, on an in-process simulator."""
+    try:
+        from dmp_connector.psc import PscClient
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the psc commands need the psc extra", hint="pip install 'dmp-connector[psc]'"
+        ) from exc
     if settings.environment.name is not EnvironmentName.SANDBOX or settings.psc.client_id is not None:
         with PscClient(settings) as client:
             yield client, None

@@ -11,20 +11,23 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from joserfc import jwt
-from joserfc.errors import (
-    BadSignatureError,
-    ClaimError,
-    ExpiredTokenError,
-    InvalidKeyIdError,
-    JoseError,
-    MissingClaimError,
-)
-from joserfc.jwk import KeySet
+try:
+    from joserfc import jwt
+    from joserfc.errors import (
+        BadSignatureError,
+        ClaimError,
+        ExpiredTokenError,
+        InvalidKeyIdError,
+        JoseError,
+        MissingClaimError,
+    )
+    from joserfc.jwk import KeySet
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError("dmp_connector.psc needs the psc extra: pip install 'dmp-connector[psc]'") from exc
 
 from .errors import InvalidTokenError, TokenProblem
 
-__all__ = ["UnknownKey", "load_keys", "validate"]
+__all__ = ["KeySet", "UnknownKey", "load_keys", "validate"]
 
 _CLAIM_REASONS: dict[str, TokenProblem] = {
     "iss": "issuer",

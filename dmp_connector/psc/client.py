@@ -30,14 +30,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from joserfc.jwk import KeySet
-
 from dmp_connector._rest import AsyncRestClient, JsonObject, RestClient, RestRequest
 from dmp_connector.audit import AuditSink
 from dmp_connector.config import PscClientAuth, PscSettings, Settings, TlsCredentials
 from dmp_connector.errors import ConfigurationError, MalformedResponseError
 
-from ._jose import UnknownKey, load_keys, validate
+from ._jose import KeySet, UnknownKey, load_keys, validate
 from .errors import (
     CibaDeniedError,
     CibaExpiredError,
