@@ -162,3 +162,20 @@ def test_no_activity_at_the_structure_is_typed(chain: Settings, dmpc_psc: PscSim
         assert chosen.organisation is not None and chosen.organisation.national_id == "499700366240007"
         assert chosen.professional is not None and chosen.professional.national_id == "899700366240"
         assert session.auth_time is not None and session.auth_time <= dt.datetime.now(dt.UTC)
+
+
+def test_operator_refusal_refreshes_the_psc_token_once(
+    chain: Settings, dmpc_psc: PscSimulator, dmpc_mail_operator: SandboxMailOperator
+) -> None:
+    with PscClient(chain) as psc:
+        request = psc.start_ciba(DMPC_PSC_LOGIN_HINT)
+        dmpc_psc.approve()
+        session = psc.wait_ciba(request)
+        first = session.get_token()
+        dmpc_mail_operator.refuse_valid_tokens(1)  # operators sometimes refuse a token still valid
+        refreshes = sum(1 for r in dmpc_psc.requests if r.endswith("/token"))
+        with MssanteClient(chain, token_provider=session) as mail:
+            [summary] = mail.inbox()
+        assert summary.message_id == "<psc-chain@sandbox>"
+        assert sum(1 for r in dmpc_psc.requests if r.endswith("/token")) == refreshes + 1  # one PSC refresh
+        assert session.get_token() != first and not session.closed
