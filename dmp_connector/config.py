@@ -733,7 +733,7 @@ class PscSettings(BaseModel):
 
     model_config = _FROZEN
 
-    issuer: str = Field(default=_PSC_BAS, pattern=r"^https?://\S+[^/]$")
+    issuer: str = Field(default=_PSC_BAS, pattern=r"^https://\S+[^/]$")
     """Issuer (``https://<auth-host>/auth/realms/esante-wallet``); production: ``auth.esw.esante.gouv.fr`` [V]."""
     discovery_path: str = Field(default="/.well-known/wallet-openid-configuration", pattern=r"^/\S*$")
     """Appended to ``issuer``: PSC's discovery is **not** at ``openid-configuration`` [V]."""

@@ -94,8 +94,8 @@ class ProviderMetadata:
             value = data.get(key)
             if value is None and not required:
                 return None
-            if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-                raise MalformedResponseError(f"PSC discovery: {key} is missing or not a URL")
+            if not isinstance(value, str) or not value.startswith("https://"):
+                raise MalformedResponseError(f"PSC discovery: {key} is missing or not an https URL")
             return value
 
         if data.get("issuer") != expected_issuer:
