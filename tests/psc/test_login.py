@@ -350,3 +350,16 @@ def test_nonce_on_refresh_may_be_absent_but_never_another(dmpc_psc: PscSimulator
         with pytest.raises(PscSessionClosedError):
             session.refresh()
         assert session.closed
+
+
+@pytest.mark.asyncio
+async def test_async_browser_login_and_replayed_code(dmpc_psc: PscSimulator, dmpc_psc_settings: Settings) -> None:
+    async with AsyncPscClient(dmpc_psc_settings) as client:
+        request = await client.start_authorization()
+        callback = _browser_login(dmpc_psc, dmpc_psc_settings, request, "899700366240")
+        session = await client.complete_authorization(request, callback)
+        assert session.professional.national_id == "899700366240"
+        with pytest.raises(InvalidGrantError):
+            await client.complete_authorization(request, callback)
+        with pytest.raises(PscSessionClosedError):
+            await session.get_token(force_refresh=True)  # the replay revoked the session at PSC
