@@ -62,3 +62,16 @@ def test_whoami_without_an_activity_at_the_structure(config: str) -> None:
     )
     assert result.exit_code == EXIT_VALIDATION
     assert "none of the professional's 1 PSC activities" in result.output
+
+
+def test_login_writes_nothing_to_disk(config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens stay in memory: a login leaves the working, home and cache directories as they were."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.chdir(home)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(main, ["--config", config, "psc", "login", "--login-hint", "899700000001"])
+    assert result.exit_code == EXIT_OK, result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
