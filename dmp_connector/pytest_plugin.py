@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from dmp_connector.dmp.td import DmpStatus
     from dmp_connector.ins.client import AsyncInsiClient, InsiClient
     from dmp_connector.mssante import MssanteClient
+    from dmp_connector.psc import CibaRequest, PscClient, PscSession
     from dmp_connector.sandbox import (
         DmpFault,
         DmpSimulator,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         TestPkiFiles,
     )
     from dmp_connector.sandbox.mssante import SandboxMailOperator
+    from dmp_connector.sandbox.psc import PscSimulator
     from dmp_connector.xds import DocumentEntry
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "PRACTICE_OPTIONS",
     "FaultInjector",
     "LoopbackSandbox",
+    "PendingCiba",
     "RespxDmp",
     "RespxInsi",
     "SandboxPki",
@@ -77,6 +80,11 @@ __all__ = [
     "dmpc_mssante",
     "dmpc_pki",
     "dmpc_practice",
+    "dmpc_psc",
+    "dmpc_psc_ciba",
+    "dmpc_psc_client",
+    "dmpc_psc_session",
+    "dmpc_psc_settings",
     "dmpc_respx_dmp",
     "dmpc_respx_insi",
     "dmpc_settings",
@@ -373,6 +381,22 @@ DMPC_PATIENT_MATRICULE = "275126322074974"
 """ADRUN ZOE (the first seeded INSi and DMP patient), whose Mon espace santé mailbox is open."""
 
 
+@dataclass(frozen=True)
+class PendingCiba:
+    """A CIBA login waiting on the simulated e-CPS: approve, deny or expire it on ``simulator``, then
+    ``client.wait_ciba(request)``."""
+
+    simulator: PscSimulator
+    client: PscClient
+    request: CibaRequest
+
+
+DMPC_PSC_CLIENT_ID = "sandbox-lps"
+DMPC_PSC_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's client secret
+DMPC_PSC_LOGIN_HINT = "899700000001"
+"""The PSC simulator's professional at the plugin PKI's structure (SANDBOX JEANNE)."""
+
+
 # ----------------------------------------------------------------------------------------- fixtures
 
 
@@ -658,3 +682,59 @@ def dmpc_mssante(
     )
     with MssanteClient(settings, audit=[dmpc_audit]) as client:
         yield client
+
+
+@pytest.fixture
+def dmpc_psc(dmpc_pki: SandboxPki) -> Iterator[PscSimulator]:
+    """The Pro Santé Connect simulator on 127.0.0.1 over TLS (client ``sandbox-lps``, CIBA polled every 50 ms).
+
+    Drive its simulated e-CPS with ``approve()``, ``deny()`` and ``expire()``; see ``docs/psc.md``.
+    """
+    pytest.importorskip("joserfc", reason="the PSC fixtures need the psc extra: pip install 'dmp-connector[psc]'")
+    from dmp_connector.sandbox.psc import PscSimulator, serve_psc
+
+    simulator = PscSimulator(clients={DMPC_PSC_CLIENT_ID: DMPC_PSC_SECRET}, ciba_interval=0.05)
+    with serve_psc(dmpc_pki.files, simulator) as served:
+        yield served
+
+
+@pytest.fixture
+def dmpc_psc_settings(dmpc_settings: Settings, dmpc_psc: PscSimulator) -> Settings:
+    """``dmpc_settings`` with ``[psc]`` pointing at ``dmpc_psc`` (client secret, Basic)."""
+    from pydantic import SecretStr
+
+    from dmp_connector.config import PscSettings
+
+    psc = PscSettings(
+        issuer=dmpc_psc.issuer,
+        client_id=DMPC_PSC_CLIENT_ID,
+        client_secret=SecretStr(DMPC_PSC_SECRET),
+        redirect_uri="https://lps.sandbox.invalid/callback",
+    )
+    return dmpc_settings.model_copy(update={"psc": psc})
+
+
+@pytest.fixture
+def dmpc_psc_client(dmpc_psc_settings: Settings, dmpc_audit: MemorySink) -> Iterator[PscClient]:
+    """A ``PscClient`` on ``dmpc_psc``, audited to ``dmpc_audit``."""
+    from dmp_connector.psc import PscClient
+
+    with PscClient(dmpc_psc_settings, audit=[dmpc_audit]) as client:
+        yield client
+
+
+@pytest.fixture
+def dmpc_psc_ciba(dmpc_psc: PscSimulator, dmpc_psc_client: PscClient) -> PendingCiba:
+    """A CIBA login for :data:`DMPC_PSC_LOGIN_HINT`, pending on the simulated e-CPS."""
+    request = dmpc_psc_client.start_ciba(DMPC_PSC_LOGIN_HINT)
+    return PendingCiba(dmpc_psc, dmpc_psc_client, request)
+
+
+@pytest.fixture
+def dmpc_psc_session(dmpc_psc_ciba: PendingCiba) -> Iterator[PscSession]:
+    """SANDBOX JEANNE logged in through CIBA (approved on the simulated e-CPS); logged out after the test."""
+    dmpc_psc_ciba.simulator.approve()
+    session = dmpc_psc_ciba.client.wait_ciba(dmpc_psc_ciba.request)
+    yield session
+    if not session.closed:
+        session.logout()

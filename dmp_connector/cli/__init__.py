@@ -22,6 +22,7 @@ from .demo import demo
 from .dmp import dmp
 from .ins import ins
 from .mss import mss
+from .psc import psc
 from .sandbox import sandbox
 
 main.add_command(ins)
@@ -30,5 +31,6 @@ main.add_command(sandbox)
 main.add_command(mss)
 main.add_command(dmp)
 main.add_command(demo)
+main.add_command(psc)
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]

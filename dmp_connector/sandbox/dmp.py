@@ -67,6 +67,7 @@ import re
 import threading
 import unicodedata
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -781,6 +782,7 @@ class DmpSimulator:
         patient_list_date_format: str = "%d%m%Y",
         patient_list_elements: tuple[str, str] = ("date", "type"),
         authorization_role_element: str = "role",
+        air_check: Callable[[str], bool] | None = None,
     ) -> None:
         self.trusted = tuple(trusted)
         if not self.trusted:
@@ -793,6 +795,11 @@ class DmpSimulator:
         self.patient_list_elements = patient_list_elements
         self.authorization_role_element = authorization_role_element
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.air_check = air_check
+        """Called with the NameID of a reinforced-indirect (AIR) VIHF: False refuses the call. Whether the
+        real DMP checks anything against PSC is not public; the PSC simulator's ``has_session`` fits here."""
+        self.callers: deque[VihfClaims] = deque(maxlen=100)
+        """The claims of the last VIHFs accepted, newest last (to check what a client sent)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
@@ -931,6 +938,12 @@ class DmpSimulator:
                 f"Le CN du certificat de la carte ({subject['CN']}) n'est pas le sujet du VIHF"
                 f" ({claims.subject_name_id})",
             )
+        if mode is AuthenticationMode.INDIRECTE_RENFORCEE:
+            if claims.authn_context_decl != "APP_BROWSER_AUTH":
+                raise _Fault("Sender", _WSSE_TOKEN, "Le mode AIR demande AuthnContextDecl APP_BROWSER_AUTH")
+            if self.air_check is not None and not self.air_check(claims.subject_name_id):
+                raise _Fault("Sender", _WSSE_FAILED, "Aucune authentification Pro Santé Connect pour ce professionnel")
+        self.callers.append(claims)
         return DmpCaller(claims=claims, client_subject=request.client_subject)
 
     # --- patients and access --------------------------------------------------------------------------
