@@ -23,3 +23,18 @@ def test_example_runs_and_every_check_passes(script: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every check passed" in done.stdout
     assert "FAILED" not in done.stdout
+
+
+def test_the_installed_demo_command_runs_outside_the_checkout(tmp_path: Path) -> None:
+    """``dmp-connector demo``: the quickstart from the package itself, run from a directory with no repository."""
+    document = tmp_path / "compte-rendu.xml"
+    done = subprocess.run(
+        [sys.executable, "-m", "dmp_connector", "demo", "--save-document", str(document)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "every check passed" in done.stdout
+    assert document.read_bytes().startswith(b"<?xml") and b"ClinicalDocument" in document.read_bytes()
