@@ -688,20 +688,21 @@ class _Object:
 
 def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) -> None:
     """Add one ``rim:Slot`` (its name, its ``ValueList/Value`` texts) to ``slots``; a name twice is refused."""
-    name = (slot.get("name") or "").strip()
+    name = slot.get("name")
+    name = name.strip() if name else ""
     if not name:
         raise MalformedResponseError(f"{where}: the Slot has no name attribute")
     if name in slots:
         raise MalformedResponseError(f"{where}: the slot {name} appears twice")
-    values: list[str] = []
-    for value_list in slot:
-        if value_list.tag == _VALUE_LIST:
-            for value in value_list:
-                if value.tag == _VALUE:
-                    # Values are trimmed (a CX on its own indented line is the same CX), as ebRIM
-                    # readers and the XDS registries do.
-                    values.append((value.text or "").strip())
-    slots[name] = values
+    # Values are trimmed (a CX on its own indented line is the same CX), as ebRIM readers and the
+    # XDS registries do. One comprehension: this runs for every slot of every object.
+    slots[name] = [
+        (value.text or "").strip()
+        for value_list in slot
+        if value_list.tag == _VALUE_LIST
+        for value in value_list
+        if value.tag == _VALUE
+    ]
 
 
 _NO_STRING: Final = (None, None, None)
@@ -808,6 +809,7 @@ def _identifier(obj: _Object, scheme: str, name: str, *, required: bool = True) 
 
 def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
     codes: list[AnyCode] = []
+    code = obj.interned.code
     for index, classification in enumerate(obj.classified(scheme)):
         if classification.lang is not None or classification.charset is not None:
             obj.localized.append(
@@ -819,7 +821,7 @@ def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
                 f"{obj.where}: a {name} classification lacks nodeRepresentation or codingScheme"
             )
         try:
-            codes.append(obj.interned.code(classification.code, system, classification.name))
+            codes.append(code(classification.code, system, classification.name))
         except pydantic.ValidationError as exc:
             # pydantic's own message quotes the value received: only the location and the rule are kept.
             raise MalformedResponseError(f"{obj.where}: a {name} code is not valid ({_first_error(exc)})") from None
@@ -908,13 +910,15 @@ _DOCUMENT_SLOTS_KNOWN: Final = frozenset(_DOCUMENT_SLOT_NAMES)
 _ASSOCIATION_SLOTS_KNOWN: Final = frozenset(("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus"))
 
 
+_ENTRY_TYPES: Final = {kind.value: kind for kind in DocumentEntryType}
+
+
 def _document(obj: _Object) -> DocumentEntry:
     element, slots, interned = obj.element, obj.slots, obj.interned
-    object_type = element.get("objectType") or DocumentEntryType.STABLE.value
-    try:
-        entry_type = DocumentEntryType(_scheme(object_type))
-    except ValueError:
-        raise MalformedResponseError(f"{obj.where}: objectType is neither stable nor on-demand") from None
+    object_type = element.get("objectType")
+    entry_type = _ENTRY_TYPES.get(_scheme(object_type)) if object_type else DocumentEntryType.STABLE
+    if entry_type is None:
+        raise MalformedResponseError(f"{obj.where}: objectType is neither stable nor on-demand")
     size = _single(obj, slots, "size")
     if size is not None and not size.strip().isdigit():
         raise MalformedResponseError(f"{obj.where}: the size slot is not a number of bytes")
