@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         extract_baseline(args.baseline, Path(tmp))
         old = import_baseline(Path(tmp))
         print(f"baseline {args.baseline} vs working tree, CPU time per call, {args.rounds} alternations")
-        print(f"{'entries':>7} {'job':>5} {'before min/median ms':>22} {'after min/median ms':>22} {'after/before':>13}")
+        print(
+            f"{'entries':>7} {'job':>5} {'before min/median ms':>22} {'after min/median ms':>22} {'after/before':>13}"
+        )
         for count in (int(s) for s in args.sizes.split(",")):
             made = jobs(count, old)
             batch = max(1, 400 // count)

@@ -35,7 +35,7 @@ import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import unquote
 
 import pydantic
@@ -633,7 +633,10 @@ class _Interned:
 
     def text(self, model: type[BaseModel], value: str | None) -> Any:
         """A CX, XCN, XON or XDS time read from its wire text (None stays None)."""
-        return None if value is None else self.model(model, value, (value,))
+        if value is None:
+            return None
+        made = self._made.get((model, value))  # the key model() makes for (value,)
+        return self.model(model, value, (value,)) if made is None else made
 
     def code(self, code: str, system: str, name: str | None) -> AnyCode:
         """:func:`xds_code`, once per distinct code; raises pydantic's error as it does."""
@@ -654,7 +657,10 @@ class _Classification:
     name: str | None
     lang: str | None = None
     charset: str | None = None
-    element: etree._Element | None = None
+    # The attributes as written, for a classification kept as read (an association's): the
+    # strings, not the element, so that no element proxy outlives the walk.
+    raw_scheme: str | None = None
+    raw_node: str | None = None
 
 
 @dataclass(slots=True)
@@ -715,7 +721,7 @@ def _read_localized(element: etree._Element | None) -> tuple[str | None, str | N
             if string.tag == _LOCALIZED_STRING:
                 # One call for every attribute: cheaper than three get()s, and most strings have
                 # only their value.
-                attributes = cast("list[tuple[str, str]]", string.items())  # str in Python 3
+                attributes: list[tuple[str, str]] = string.items()  # type: ignore[assignment]  # str in Python 3
                 if len(attributes) == 1 and attributes[0][0] == "value":
                     return attributes[0][1], None, None
                 found = dict(attributes)
@@ -741,24 +747,29 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
             name = child
     get = element.get
     value, lang, charset = _read_localized(name)
+    scheme, node = get("classificationScheme"), get("classificationNode")
     # Positional: this runs for every code of every entry, and keywords cost more.
     return _Classification(
-        _scheme(get("classificationScheme")),
-        _scheme(get("classificationNode")),
+        _scheme(scheme),
+        _scheme(node),
         get("nodeRepresentation"),
         get("classifiedObject"),
         slots,
         value,
         lang,
         charset,
-        element,
+        scheme,
+        node,
     )
 
 
 def _read_object(element: etree._Element, kind: str, interned: _Interned | None = None) -> _Object:
     raw_id = element.get("id")
     where = f"{kind} {raw_id}" if raw_id else kind
-    obj = _Object(element=element, id=_attribute(element, "id", where), where=where, interned=interned or _Interned())
+    entry_id = raw_id.strip() if raw_id else ""
+    if not entry_id:
+        raise MalformedResponseError(f"{where}: the {_local(str(element.tag))} has no id attribute")
+    obj = _Object(element=element, id=entry_id, where=where, interned=interned or _Interned())
     slots, classifications, identifiers = obj.slots, obj.classifications, obj.identifiers
     name: etree._Element | None = None
     description: etree._Element | None = None
@@ -1050,9 +1061,7 @@ def _association(element: etree._Element, interned: _Interned | None = None) -> 
 
 def _kept(classification: _Classification) -> dict[str, Any]:
     """A classification no field holds, as the data of a :class:`Classification`."""
-    element = classification.element
-    scheme = element.get("classificationScheme") if element is not None else None
-    node = element.get("classificationNode") if element is not None else None
+    scheme, node = classification.raw_scheme, classification.raw_node
     return {
         "scheme": scheme.strip() or None if scheme else None,
         "node": node.strip() or None if node else None,
