@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 
 import pytest
 from lxml import etree
 
 from dmp_connector._transport import CallContext
 from dmp_connector.codes import Code
-from dmp_connector.config import DmpService
+from dmp_connector.config import DmpService, DmpSettings
 from dmp_connector.dmp import _td
 from dmp_connector.dmp.errors import (
     DmpAccessDeniedError,
@@ -48,6 +49,7 @@ from dmp_connector.dmp.td import (
 )
 from dmp_connector.errors import MalformedResponseError, ValidationError
 from dmp_connector.ins import BirthDate, Sex
+from dmp_connector.sandbox.dmp import DmpSimulator
 from dmp_connector.soap.envelope import parse_envelope
 from dmp_connector.xml import parse_xml, to_bytes
 from tests.dmp.client_support import INS_TEST, SETTINGS, envelope
@@ -349,6 +351,13 @@ def test_the_unconfirmed_element_names_are_settings() -> None:
     assert [etree.QName(child).localname for child in listing.body[0]] == ["dateDebut", "dateType"]
     with pytest.raises(MalformedResponseError, match="no date"):
         _td.parse_patient_list_request(wire(listing.body[0]))
+
+
+def test_the_simulator_reads_the_wire_forms_the_client_settings_default_to() -> None:
+    """The simulator's defaults are DmpSettings' own objects, not copies that could drift from them."""
+    parameters = inspect.signature(DmpSimulator).parameters
+    for name in ("patient_list_date_format", "patient_list_elements", "authorization_role_element"):
+        assert parameters[name].default is DmpSettings.model_fields[name].default, name
 
 
 @pytest.mark.parametrize("status", ["DMPOK", "DMPOk"])
