@@ -90,7 +90,7 @@ def jobs(count: int, old: dict[str, ModuleType]) -> dict[str, tuple[Callable[[],
     old_parse_envelope = old["soap.envelope"].parse_envelope
     old_read = old["xds"].read_registry_objects
     objects = _registry_object_list(data)
-    made = {
+    made: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
         "parse": (
             lambda: old_op.parse(old_parse_envelope(data, operation=old_op.name)).documents,
             lambda: new_op.parse(parse_envelope(data, operation=new_op.name)).documents,

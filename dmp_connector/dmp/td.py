@@ -175,7 +175,7 @@ class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
         _refused(answer.acknowledgement, self.name)
         administrative = answer.administrative.ins if answer.administrative is not None else None
         named = [ins for ins in (answer.status.ins, administrative) if ins is not None]
-        if any((ins.matricule, ins.oid) != (self.ins.matricule, self.ins.oid) for ins in named):
+        if not all(self.ins.matches(ins) for ins in named):
             raise PatientMismatchError(
                 f"the DMP answered {self.name} about another patient than the INS asked: the answer is refused",
                 service=self.service,
