@@ -662,6 +662,11 @@ class DmpSettings(BaseModel):
     """Most GetDocuments pages one call may send (``page_size`` entries each)."""
     authentication_mode: Literal["DIRECTE", "INDIRECTE", "INDIRECTE_RENFORCEE"] = "INDIRECTE"
     """VIHF ``Authentification_Mode`` of every DMP call: the organisation's certificate (indirect) by default."""
+    accept_found_without_ins: bool = False
+    """Accept a TD0.2/TD1.3a answer saying a DMP exists (``OK``) that names no INS. The public clients read
+    the answer's patient id but none says the DMP always sends it [I]; such an answer cannot be checked
+    against the INS asked, so by default it is refused as unverifiable
+    (:class:`~dmp_connector.errors.PatientMismatchError`). ``True`` takes it as the asked patient's."""
     test_existence_action: str = Field(default="urn:hl7-org:v3:PRPA_IN201307UV02", min_length=1)
     """``wsa:Action`` of TD0.2: DRIMbox sends the request's interaction; the editor kit's proxy sends
     ``urn:hl7-org:v3:PRPA_IN201308UV02``."""

@@ -687,6 +687,7 @@ class _DmpCore:
             reason=QueryReason.TEST_EXISTENCE,
             security=self._vihf(ins),
             action=self.settings.dmp.test_existence_action,
+            accept_found_without_ins=self.settings.dmp.accept_found_without_ins,
         )
         answer = yield operation
         return cast("DmpStatus", answer.status)
@@ -754,7 +755,12 @@ class _DmpCore:
 
     def _administrative_flow(self, patient: Identity) -> Flow[AdministrativeData]:
         ins = self._qualified(patient)
-        answer = yield PatientQueryOperation(ins, reason=QueryReason.ADMINISTRATIVE_DATA, security=self._vihf(ins))
+        answer = yield PatientQueryOperation(
+            ins,
+            reason=QueryReason.ADMINISTRATIVE_DATA,
+            security=self._vihf(ins),
+            accept_found_without_ins=self.settings.dmp.accept_found_without_ins,
+        )
         if answer.administrative is None:
             raise MalformedResponseError("the DMP answered the administrative-data read without the data")
         return cast("AdministrativeData", answer.administrative)

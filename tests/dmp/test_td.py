@@ -47,7 +47,7 @@ from dmp_connector.dmp.td import (
     ServiceStatus,
     SetAuthorizationOperation,
 )
-from dmp_connector.errors import MalformedResponseError, ValidationError
+from dmp_connector.errors import MalformedResponseError, PatientMismatchError, ValidationError
 from dmp_connector.ins import BirthDate, Sex
 from dmp_connector.sandbox.dmp import DmpSimulator
 from dmp_connector.soap.envelope import parse_envelope
@@ -175,6 +175,23 @@ def test_patient_query_operation_facts_and_answers() -> None:
         INS_TEST, reason=QueryReason.TEST_EXISTENCE, security=None, action="urn:hl7-org:v3:PRPA_IN201308UV02"
     )
     assert kit.action == "urn:hl7-org:v3:PRPA_IN201308UV02"
+
+
+def test_a_found_answer_naming_no_ins_is_refused_unless_the_setting_accepts_it() -> None:
+    found = _td.build_patient_query_response(ANSWER, ACCEPT, DmpStatus(exists=True))
+    assert _td.parse_patient_query_response(wire(found)).status.ins is None
+    operation = PatientQueryOperation(INS_TEST, reason=QueryReason.TEST_EXISTENCE, security=None)
+    with pytest.raises(PatientMismatchError) as info:
+        operation.parse(message(found))  # type: ignore[arg-type]
+    assert info.value.problems == ("the answer names no patient id to compare with the INS asked",)
+    assert SETTINGS.dmp.accept_found_without_ins is False
+    lenient = PatientQueryOperation(
+        INS_TEST, reason=QueryReason.TEST_EXISTENCE, security=None, accept_found_without_ins=True
+    )
+    assert lenient.parse(message(found)).status.exists  # type: ignore[arg-type]
+    named = _td.build_patient_query_response(ANSWER, ACCEPT, DmpStatus(exists=True, ins=INS_TEST))
+    operation = PatientQueryOperation(INS_TEST, reason=QueryReason.TEST_EXISTENCE, security=None)
+    assert operation.parse(message(named)).status.exists  # type: ignore[arg-type]
 
 
 def test_administrative_read_of_a_patient_without_dmp_raises_not_found() -> None:
