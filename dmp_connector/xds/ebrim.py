@@ -700,15 +700,15 @@ def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) ->
         raise MalformedResponseError(f"{where}: the Slot has no name attribute")
     if name in slots:
         raise MalformedResponseError(f"{where}: the slot {name} appears twice")
-    # Values are trimmed (a CX on its own indented line is the same CX), as ebRIM readers and the
-    # XDS registries do. One comprehension: this runs for every slot of every object.
-    slots[name] = [
-        (value.text or "").strip()
-        for value_list in slot
-        if value_list.tag == _VALUE_LIST
-        for value in value_list
-        if value.tag == _VALUE
-    ]
+    values: list[str] = []
+    for value_list in slot:
+        if value_list.tag == _VALUE_LIST:
+            for value in value_list:
+                if value.tag == _VALUE:
+                    # Values are trimmed (a CX on its own indented line is the same CX), as ebRIM
+                    # readers and the XDS registries do.
+                    values.append((value.text or "").strip())
+    slots[name] = values
 
 
 _NO_STRING: Final = (None, None, None)
@@ -719,15 +719,9 @@ def _read_localized(element: etree._Element | None) -> tuple[str | None, str | N
     if element is not None:
         for string in element:
             if string.tag == _LOCALIZED_STRING:
-                # One call for every attribute: cheaper than three get()s, and most strings have
-                # only their value.
-                attributes: list[tuple[str, str]] = string.items()  # type: ignore[assignment]  # str in Python 3
-                if len(attributes) == 1 and attributes[0][0] == "value":
-                    return attributes[0][1], None, None
-                found = dict(attributes)
-                value = found.get("value")
+                value = string.get("value")
                 if value is not None:
-                    return value, found.get(_XML_LANG), found.get("charset")
+                    return value, string.get(_XML_LANG), string.get("charset")
     return _NO_STRING
 
 
