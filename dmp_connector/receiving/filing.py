@@ -12,6 +12,10 @@ when all of this holds:
   birth first names, first first name, sex, birth date; a birth place the document leaves out is
   accepted, a different one is not (see :class:`MatchRules` for the two documented tolerances).
 
+Other local records with the same traits but without that INS do not stop the match (the INS
+decides); they are listed as :attr:`FilingVerdict.look_alikes`, a probable duplicate record for the
+vendor's identity-vigilance team.
+
 Otherwise the verdict is **to check** — a person decides — when something points at local
 patients (the same INS on a non-qualified identity, several candidates, the same traits without
 the INS, traits that differ), and **unknown** when nothing does. A verdict never names a single
@@ -80,6 +84,7 @@ class MatchReason(StrEnum):
     LOCAL_IDENTITY_DOUBTFUL = "local_identity_doubtful_or_fictitious"
     TRAITS_DIFFER = "traits_differ"
     SAME_TRAITS_WITHOUT_SAME_INS = "same_traits_without_same_ins"
+    LOCAL_LOOK_ALIKES = "local_look_alikes"
     NO_CANDIDATE = "no_candidate"
 
 
@@ -105,6 +110,9 @@ class FilingVerdict(BaseModel):
     """The local patient, only when matched."""
     candidates: tuple[LocalPatient, ...] = ()
     """For "to check": the records a person should look at (never chosen for them)."""
+    look_alikes: tuple[LocalPatient, ...] = ()
+    """For a match: other local records with the same traits but not this INS — probably a duplicate record
+    in the vendor's base, to merge by its identity-vigilance procedure (the document is not filed to them)."""
     reasons: tuple[MatchReason, ...] = ()
     """Why."""
     differing_traits: tuple[str, ...] = ()
@@ -178,13 +186,12 @@ def match_patient(
         differing = _serious(traits, local.identity.traits, rules)
         if differing:
             reasons.append(MatchReason.TRAITS_DIFFER)
-    if look_alikes:
-        reasons.append(MatchReason.SEVERAL_CANDIDATES)
     if reasons:
         return FilingVerdict(
             status=FilingStatus.TO_CHECK, candidates=to_check, reasons=tuple(reasons), differing_traits=differing
         )
-    return FilingVerdict(status=FilingStatus.MATCHED, patient=local, reasons=(MatchReason.SAME_INS_COHERENT_TRAITS,))
+    matched = (MatchReason.SAME_INS_COHERENT_TRAITS, *((MatchReason.LOCAL_LOOK_ALIKES,) if look_alikes else ()))
+    return FilingVerdict(status=FilingStatus.MATCHED, patient=local, look_alikes=look_alikes, reasons=matched)
 
 
 def _check(candidates: tuple[LocalPatient, ...], reason: MatchReason) -> FilingVerdict:

@@ -171,6 +171,16 @@ def test_a_look_alike_without_the_ins_is_never_matched() -> None:
     assert verdict.reasons == (MatchReason.SAME_TRAITS_WITHOUT_SAME_INS,)
 
 
+def test_a_look_alike_beside_the_ins_holder_is_reported_not_chosen() -> None:
+    document = _received_xdm()
+    holder = LocalPatient(local_id="P1", identity=_patient())
+    twin = LocalPatient(local_id="P9", identity=_patient().updated(ins=None, status=IdentityStatus.PROV))
+    verdict = match_patient(document, [twin, holder])
+    assert verdict.matched and verdict.patient == holder
+    assert verdict.look_alikes == (twin,)
+    assert verdict.reasons == (MatchReason.SAME_INS_COHERENT_TRAITS, MatchReason.LOCAL_LOOK_ALIKES)
+
+
 def test_several_candidates_with_the_ins_are_to_check() -> None:
     document = _received_xdm()
     a, b = (LocalPatient(local_id=key, identity=_patient()) for key in ("P1", "P2"))
