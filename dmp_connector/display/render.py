@@ -283,13 +283,15 @@ def render_cda(
     data: bytes,
     *,
     validation: ValidationReport | None = None,
+    readable: bool | None = None,
     limits: XmlLimits = DEFAULT_LIMITS,
 ) -> RenderedDocument:
     """Render a received CDA document (its bytes) as one self-contained, sanitised HTML page.
 
     ``validation`` is a report from :func:`dmp_connector.cda.validate`: its errors are shown in a
     warning banner (the document is still shown, EX_3.1-1050). A document the SDK's model cannot
-    read gets a banner too. Hostile XML (a DTD, an entity) raises
+    read gets a banner too: ``readable`` says whether it could, when the caller already knows
+    (None: the document is read into the model once more to find out). Hostile XML (a DTD, an entity) raises
     :class:`~dmp_connector.errors.UnsafeXmlError`; bytes that are not a CDA document raise
     :class:`~dmp_connector.errors.MalformedResponseError`. Needs nh3 (``dmp-connector[display]``).
     """
@@ -301,9 +303,13 @@ def render_cda(
     notes: list[str] = []
     if document is not root or _named_stylesheet(root):
         notes.append("La feuille de style désignée par le document n'est pas utilisée : affichage standard sécurisé.")
-    try:
-        parse_cda(bytes(data), limits=limits)
-    except DmpConnectorError:
+    if readable is None:
+        try:
+            parse_cda(bytes(data), limits=limits)
+            readable = True
+        except DmpConnectorError:
+            readable = False
+    if not readable:
         warnings.append("L'en-tête du document ne respecte pas la structure CDA attendue : vérifiez son contenu.")
     if validation is not None and not validation.ok:
         count = len(validation.errors)
@@ -696,11 +702,11 @@ def _table(element: etree._Element, attrs: str, state: _State) -> Iterator[str]:
         yield from _narrative_children(caption, state)
         yield "</caption>"
     for child in element:
-        yield from _table_part(child, state)
+        yield from _table_part(child, state, in_head=False)
     yield "</table>"
 
 
-def _table_part(element: etree._Element, state: _State) -> Iterator[str]:
+def _table_part(element: etree._Element, state: _State, *, in_head: bool) -> Iterator[str]:
     if not isinstance(element.tag, str):
         return
     name = _local(element) if _in_v3(element) else ""
@@ -714,9 +720,9 @@ def _table_part(element: etree._Element, state: _State) -> Iterator[str]:
         if value.isdigit() and len(value) <= 4:
             attrs += f' {cell_attr}="{value}"'
     if name == "th":
-        scope = _attr(element, "scope")
+        scope = _attr(element, "scope") or ("col" if in_head else "")
         if scope in ("row", "col", "rowgroup", "colgroup"):
-            attrs += f' scope="{scope}"'
+            attrs += f' scope="{scope}"'  # a header cell says what it heads, for screen readers
     if name in ("td", "th"):
         yield f"<{name}{attrs}>"
         yield from _narrative_children(element, state)
@@ -727,7 +733,7 @@ def _table_part(element: etree._Element, state: _State) -> Iterator[str]:
         return
     yield f"<{name}{attrs}>"
     for child in element:
-        yield from _table_part(child, state)
+        yield from _table_part(child, state, in_head=in_head or name == "thead")
     yield f"</{name}>"
 
 

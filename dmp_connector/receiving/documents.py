@@ -108,7 +108,7 @@ class IncomingDocument(BaseModel):
         """The safe HTML page of a CDA (:func:`dmp_connector.display.render_cda`); None for a PDF or image."""
         if not self.is_cda:
             return None
-        return render_cda(self.content, validation=validation)
+        return render_cda(self.content, validation=validation, readable=self.cda is not None)
 
 
 def _sniff(content: bytes, declared: str | None) -> str:

@@ -196,7 +196,7 @@ class Browser:
         """The value of ``expression`` in the page (run by the harness, marked so it is not counted)."""
         result = self.call(
             "Runtime.evaluate",
-            {"expression": f"{expression}\n//# sourceURL={HARNESS_URL}", "returnByValue": True},
+            {"expression": f"{expression}\n//# sourceURL={HARNESS_URL}", "returnByValue": True, "awaitPromise": True},
         )
         return result.get("result", {}).get("value")
 
@@ -210,9 +210,9 @@ class Browser:
         self._wait_for("Page.loadEventFired", time.monotonic() + self._timeout)
         report = PageReport(url=url)
         # Let anything deferred (a timer, a lazy image) have its chance before reading what happened.
-        self.evaluate("new Promise(r => setTimeout(r, 50))")
-        report.text = str(self.evaluate("document.body ? document.body.innerText : ''") or "")
-        report.dom = dict(self.evaluate(_DOM_CHECK) or {})
+        found = self.evaluate(f"new Promise(r => setTimeout(() => r({_DOM_CHECK}), 20))") or {}
+        report.text = str(found.pop("text", ""))
+        report.dom = dict(found)
         blocked = {
             e["params"].get("requestId")
             for e in self._events
@@ -255,6 +255,7 @@ _DOM_CHECK = """(() => {
   ).length;
   const styled = document.querySelectorAll('[style]').length;
   const pwned = typeof window.__pwned !== 'undefined' || !!document.getElementById('pwned');
-  return {handlers, links, images, active, styled, pwned,
+  const text = document.body ? document.body.innerText : '';
+  return {text, handlers, links, images, active, styled, pwned,
           title: document.title, headings: document.querySelectorAll('h1,h2,h3,h4,h5,h6').length};
 })()"""

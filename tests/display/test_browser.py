@@ -63,7 +63,7 @@ def test_every_kit_example_is_safe_and_fully_visible(
         browser.screenshot(artefacts / f"{example.stem}.png")
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE))
+@pytest.mark.parametrize("name", sorted(set(HOSTILE) - {"huge-table"}))
 def test_hostile_documents_run_nothing_and_fetch_nothing(
     browser: Browser, tmp_path: Path, artefacts: Path, name: str
 ) -> None:
@@ -90,7 +90,8 @@ def test_hostile_narrative_keeps_what_is_safe(browser: Browser, tmp_path: Path) 
 
 
 def test_huge_table_is_all_there(browser: Browser, tmp_path: Path) -> None:
-    _, missing = _load(browser, tmp_path, "huge", HOSTILE["huge-table"]())
+    report, missing = _load(browser, tmp_path, "huge", HOSTILE["huge-table"]())
+    _assert_safe(report)
     assert missing == []
     rows = browser.evaluate("Array.from(document.querySelectorAll('main table')).map(t => t.rows.length)")
     assert 2001 in rows
