@@ -273,6 +273,7 @@ class _State:
     shown_media: set[int] = field(default_factory=set)
     footnotes: list[tuple[str, str]] = field(default_factory=list)
     notes_seen: int = 0
+    body_text: bytes | None = None
 
 
 def _html_id(value: str) -> str:
@@ -295,7 +296,8 @@ def render_cda(
     :class:`~dmp_connector.errors.UnsafeXmlError`; bytes that are not a CDA document raise
     :class:`~dmp_connector.errors.MalformedResponseError`. Needs nh3 (``dmp-connector[display]``).
     """
-    root = parse_xml(bytes(data), limits=limits, what="the CDA document")
+    reduced, body_text = _cut_large_body(bytes(data))
+    root = parse_xml(reduced, limits=limits, what="the CDA document")
     document = root if root.tag == _q("ClinicalDocument") else next(root.iter(_q("ClinicalDocument")), None)
     if document is None:
         raise MalformedResponseError("the document to display is not a CDA ClinicalDocument")
@@ -317,7 +319,7 @@ def render_cda(
             f"La validation du document a échoué ({count} erreur(s)) : il est affiché tel qu'il a été reçu."
         )
         warnings.extend(f"— {finding.message}" for finding in validation.errors[:10])
-    state = _State()
+    state = _State(body_text=body_text)
     _index_media(document, state)
     title = _text(_child(document, "title")) or _code_label(_child(document, "code")) or "Document CDA"
     body = "".join(_page_body(document, title, warnings, notes, state))
@@ -338,6 +340,32 @@ def render_cda(
         notes=tuple(notes),
         title=title,
     )
+
+
+_NON_XML_BODY: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>")
+_BASE64_TEXT: Final = re.compile(rb"[A-Za-z0-9+/=\s]*")
+_LARGE: Final = 1 << 20
+
+
+def _cut_large_body(data: bytes) -> tuple[bytes, bytes | None]:
+    """A large level-1 body's base64 cut out before parsing: libxml2 refuses a text node over 10 MB.
+
+    Only a single ``nonXMLBody`` whose ``text`` holds nothing but base64 and white space (checked)
+    is cut; the rest of the document is parsed by the hardened parser as usual.
+    """
+    found = list(_NON_XML_BODY.finditer(data))
+    if len(found) != 1:
+        return data, None
+    prefix = found[0].group(1)
+    name = (prefix + b":" if prefix else b"") + b"text"
+    opening = re.compile(rb"\s*<" + re.escape(name) + rb"\b[^>]*(?<!/)>").match(data, found[0].end())
+    if opening is None:
+        return data, None
+    start = opening.end()
+    end = data.find(b"</" + name, start)
+    if end < 0 or end - start < _LARGE or _BASE64_TEXT.fullmatch(data, start, end) is None:
+        return data, None
+    return data[:start] + data[end:], data[start:end]
 
 
 def _named_stylesheet(root: etree._Element) -> bool:
@@ -532,18 +560,18 @@ def _section_media(section: etree._Element, title: str, state: _State) -> Iterat
             yield from _offer(_child(media, "value"), title, state)
 
 
-def _decode(value: etree._Element | None) -> bytes | None:
+def _decode(value: etree._Element | None, cut: bytes | None = None) -> bytes | None:
     if value is None or _attr(value, "representation") != "B64":
         return None
-    raw = "".join(str(t) for t in value.itertext())
+    raw = cut if cut is not None else "".join(str(t) for t in value.itertext()).encode("ascii", "replace")
     try:
-        return base64.b64decode("".join(raw.split()), validate=True)
+        return base64.b64decode(b"".join(raw.split()), validate=True)
     except (binascii.Error, ValueError):
         return None
 
 
-def _offer(value: etree._Element | None, label: str, state: _State) -> Iterator[str]:
-    data = _decode(value)
+def _offer(value: etree._Element | None, label: str, state: _State, cut: bytes | None = None) -> Iterator[str]:
+    data = _decode(value, cut)
     if data is None:
         if value is not None and _child(value, "reference") is not None:
             yield '<p class="cda-media-absent">Contenu externe référencé par le document : non chargé.</p>'
@@ -568,7 +596,9 @@ def _offer(value: etree._Element | None, label: str, state: _State) -> Iterator[
 def _non_xml(body: etree._Element, title: str, state: _State) -> Iterator[str]:
     yield '<section class="cda-section" aria-labelledby="cda-h-corps"><h2 id="cda-h-corps">Document joint</h2>'
     yield "<p>Le corps de ce document n'est pas structuré : il est proposé en pièce jointe, à ouvrir à l'extérieur.</p>"
-    yield from _offer(_child(body, "text"), title, state)
+    text = _child(body, "text")
+    cut = state.body_text if text is not None and not text.text and len(text) == 0 else None
+    yield from _offer(text, title, state, cut)
     yield "</section>"
 
 

@@ -152,7 +152,8 @@ def header_injection() -> bytes:
     return _bytes(tree)
 
 
-def _non_xml(text: str) -> bytes:
+def non_xml_body(text: str) -> bytes:
+    """The base document with its body replaced by a ``nonXMLBody`` holding ``text``."""
     tree = _base()
     component = tree.find("h:component", NS)
     assert component is not None
@@ -164,18 +165,18 @@ def _non_xml(text: str) -> bytes:
 
 def pdf_body() -> bytes:
     """A level-1 document whose PDF carries JavaScript: offered as an attachment, never framed."""
-    return _non_xml(f'<text mediaType="application/pdf" representation="B64">{_b64(PDF)}</text>')
+    return non_xml_body(f'<text mediaType="application/pdf" representation="B64">{_b64(PDF)}</text>')
 
 
 def html_body() -> bytes:
     """A level-1 document claiming text/html: never rendered."""
     script = _b64(b"<script>window.__pwned=1</script>")
-    return _non_xml(f'<text mediaType="text/html" representation="B64">{script}</text>')
+    return non_xml_body(f'<text mediaType="text/html" representation="B64">{script}</text>')
 
 
 def referenced_body() -> bytes:
     """A level-1 document whose body is a remote reference: never fetched."""
-    return _non_xml('<text mediaType="application/pdf"><reference value="https://evil.example/doc.pdf"/></text>')
+    return non_xml_body('<text mediaType="application/pdf"><reference value="https://evil.example/doc.pdf"/></text>')
 
 
 def huge_table(rows: int = 2000, columns: int = 8) -> bytes:

@@ -16,7 +16,7 @@ from dmp_connector.cli import EXIT_OK, EXIT_VALIDATION, main
 from dmp_connector.display import CSP, render_cda, sniff_media_type
 from dmp_connector.errors import ConfigurationError, MalformedResponseError, UnsafeXmlError
 
-from .hostile import EXAMPLES, HOSTILE, PDF, PNG
+from .hostile import EXAMPLES, HOSTILE, PDF, PNG, non_xml_body
 
 pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="../shared/cda-2025 (the ANS kit) is missing")
 
@@ -154,3 +154,13 @@ def test_embedded_image_shown_inline_only_from_the_document() -> None:
     encoded = base64.b64encode(PNG).decode("ascii")
     assert f'src="data:image/png;base64,{encoded}"' in page.html
     assert re.findall(r'<img [^>]*src="([^"]*)"', page.html) == [f"data:image/png;base64,{encoded}"]
+
+
+def test_a_large_pdf_body_is_offered_whole() -> None:
+    """Over libxml2's 10 MB text-node limit (a PDF of 8 MB): the base64 is cut out before the hardened parse."""
+    pdf = PDF + b"%" + b"x" * (8 * 1024 * 1024)
+    encoded = base64.encodebytes(pdf)  # 76-column lines, as senders write them
+    document = non_xml_body('<text mediaType="application/pdf" representation="B64">BODY</text>')
+    page = render_cda(document.replace(b">BODY<", b">" + encoded + b"<"))
+    assert [a.content for a in page.attachments] == [pdf]
+    assert [a.media_type for a in page.attachments] == ["application/pdf"]
