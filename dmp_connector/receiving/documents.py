@@ -55,7 +55,7 @@ def _id_text(ident: InstanceId | None) -> str | None:
 class IncomingDocument(BaseModel):
     """A received document, its metadata and the patient it names. Holds health data: never log it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: DocumentSource
     """The channel."""
@@ -115,10 +115,11 @@ def _sniff(content: bytes, declared: str | None) -> str:
     sniffed = sniff_media_type(content)
     if sniffed is not None:
         return sniffed
-    head = content[:512].lstrip()
-    if head.startswith(b"<") or b"ClinicalDocument" in head:
+    declared_type = (declared or "application/octet-stream").lower()
+    head = content[:4096]
+    if b"ClinicalDocument" in head or (declared_type in ("text/xml", "application/xml") and head.lstrip()[:1] == b"<"):
         return "text/xml"
-    return (declared or "application/octet-stream").lower()
+    return declared_type
 
 
 def _from_bytes(

@@ -113,6 +113,12 @@ def test_a_bare_cda_attachment_is_read_too() -> None:
     assert document.cda is not None and document.ins == parse_cda(VSM).patient.identity.ins
 
 
+def test_an_html_attachment_is_not_taken_for_a_document() -> None:
+    page = Attachment(filename="lettre.html", content=b"<html><body>x</body></html>", content_type="text/html")
+    built = build_message(MssanteMessage(to=(DOCTOR,), subject="x", attachments=(page,)), SETTINGS, now=NOW)
+    assert documents_from_message(parse_message(built.as_bytes())) == ()
+
+
 def test_a_document_from_a_dmp_retrieve() -> None:
     retrieved = RetrievedDmpDocument(
         unique_id="1.2.3", repository_unique_id="1.2.4", mime_type="text/xml", size=len(VSM),
