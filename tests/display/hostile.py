@@ -54,6 +54,12 @@ NARRATIVE = f"""<text xmlns="{V3}" xmlns:x="http://www.w3.org/1999/xhtml">
   <item><linkHtml href="#p1">Lien interne</linkHtml></item>
  </list>
  <footnote ID="n1">Note de bas de page visible</footnote><footnoteRef IDREF="n1"/>
+ <footnoteRef IDREF='x" onclick="window.__pwned=1'/>
+ <table styleCode="Botrule&quot; onclick=&quot;x"><caption>Légende <x:b onclick="{PWN}">gras</x:b></caption>
+  <colgroup span="2&quot; onclick=&quot;x"><col span="1" onclick="{PWN}"/></colgroup>
+  <thead><tr><th scope="col&quot; onclick=&quot;x">Entête visible</th></tr></thead>
+ </table>
+ <renderMultiMedia referencedObject='m-png" onerror="window.__pwned=1'/>
  <renderMultiMedia referencedObject="m-png m-ext m-rel m-svg m-html m-fake m-nested m-missing">
   <caption>Légende visible</caption>
  </renderMultiMedia>
@@ -147,6 +153,15 @@ def header_injection() -> bytes:
     code = tree.find("h:code", NS)
     assert code is not None
     code.set("displayName", f"Type {payload}")
+    for element in tree.getroot().iter(f"{{{V3}}}id", f"{{{V3}}}setId", f"{{{V3}}}versionNumber"):
+        element.set("extension" if element.get("extension") else "value", f"1{payload}")
+    for element in tree.getroot().iter(f"{{{V3}}}telecom"):
+        element.set("value", f"javascript:{PWN}")
+    confidentiality = tree.find("h:confidentialityCode", NS)
+    assert confidentiality is not None
+    confidentiality.set("code", payload)
+    for section in tree.getroot().iter(f"{{{V3}}}section"):
+        section.set("ID", payload)
     root = tree.getroot()
     root.addprevious(etree.ProcessingInstruction("xml-stylesheet", f'type="text/xsl" href="javascript:{PWN}"'))
     return _bytes(tree)
