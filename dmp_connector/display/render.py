@@ -274,6 +274,7 @@ class _State:
     footnotes: list[tuple[str, str]] = field(default_factory=list)
     notes_seen: int = 0
     body_text: bytes | None = None
+    section_title: str = "Document"
 
 
 def _html_id(value: str) -> str:
@@ -533,6 +534,7 @@ def _section(section: etree._Element, level: int, state: _State) -> Iterator[str
     anchor = f' id="{_e(_html_id(ident))}"' if ident else ""
     yield f'<section class="cda-section"{anchor}><h{h}>{_e(title)}</h{h}>'
     state.footnotes = []
+    state.section_title = title
     text = _child(section, "text")
     if text is not None:
         yield from _narrative_children(text, state)
@@ -808,6 +810,6 @@ def _multimedia(element: etree._Element, state: _State) -> Iterator[str]:
                 yield "</figcaption>"
             yield "</figure>"
         elif data is not None:
-            yield from _offer(value, caption_text or "Média", state)
+            yield from _offer(value, caption_text or state.section_title, state)
         else:
             yield '<span class="cda-media-absent">[média externe non chargé]</span>'
