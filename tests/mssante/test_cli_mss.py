@@ -156,8 +156,9 @@ auth_mode = "certificate"
     cfg = config(tmp_path, extra)
     human = runner.invoke(main, ["--config", cfg, "mss", "inbox", *servers])
     assert human.exit_code == EXIT_OK, human.output
-    lines = human.output.splitlines()
+    lines = human.stdout.splitlines()
     assert len(lines) == 3  # the count and one line per message: nothing forged
+    assert human.stderr.startswith("MSSanté: sandbox environment at SMTP 127.0.0.1:")  # which servers it talks to
     assert "\x1b" not in human.output and "\x9b" not in human.output and "\u202e" not in human.output
     assert "\\x1b[2J\\x0d\\x0a" in lines[1] and "\\x9b" in lines[1] and "\\u202e" in lines[1]
     assert "***@patient.mssante.fr" in lines[1] and "279035121518989" not in human.output
