@@ -9,7 +9,7 @@ called in the worker's thread after the database write, must be quick, and must 
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class CountingMetrics(OutboxMetrics):
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     def enqueued(self) -> None:
         self.counts["enqueued"] += 1

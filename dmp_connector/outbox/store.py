@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from dmp_connector.audit import Pseudonymizer
-from dmp_connector.config import Settings
+from dmp_connector.config import Settings, Timeouts
 from dmp_connector.ins import Identity
 
 from ._schema import attempts, items, migrate
@@ -177,19 +177,23 @@ class Outbox:
         migrate_schema: bool = True,
     ) -> None:
         self.engine = url if isinstance(url, Engine) else _engine(url)
-        self.settings = settings or Settings()
-        key = self.settings.audit.pseudonym_key
+        key = settings.audit.pseudonym_key if settings is not None else None
         self.pseudonymizer = Pseudonymizer(key.get_secret_value().encode() if key else None)
         self.schedule = schedule or RetrySchedule()
-        self.lease = lease if lease is not None else self.settings.timeouts.call + 60.0
+        call = settings.timeouts.call if settings is not None else Timeouts().call
+        self.lease = lease if lease is not None else call + 60.0
         if self.lease <= 0:
             raise ValueError("the lease is a positive number of seconds")
         self.metrics = metrics or OutboxMetrics()
         self.purge = purge
         self._postgres = self.engine.dialect.name == "postgresql"
         if migrate_schema:
-            with self.engine.begin() as connection:
-                migrate(connection)
+            try:
+                with self.engine.begin() as connection:
+                    migrate(connection)
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     def __repr__(self) -> str:
         return f"Outbox({self.engine.url.render_as_string(hide_password=True)!r})"

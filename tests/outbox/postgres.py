@@ -67,41 +67,34 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     root = Path(tempfile.mkdtemp(prefix="dmpc-pg-"))
     data, sockets = root / "data", root / "run"
     sockets.mkdir()
-    as_user: dict[str, object] = {}
+    uid: int | None = None
+    gid: int | None = None
     if os.geteuid() == 0:
         nobody = pwd.getpwnam("nobody")
+        uid, gid = nobody.pw_uid, nobody.pw_gid
         for path in (root, sockets):
-            os.chown(path, nobody.pw_uid, nobody.pw_gid)
-        as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+            os.chown(path, uid, gid)
     environment = {**os.environ, "LC_ALL": "C", "HOME": str(root)}
-    port = 20000 + (os.getpid() % 20000)
-    subprocess.run(
-        [str(bindir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync"],
-        check=True,
-        capture_output=True,
-        env=environment,
-        cwd=root,
-        **as_user,  # type: ignore[arg-type]
-    )
-    options = f"-k {sockets} -p {port} -c listen_addresses='' -c fsync=off -c max_connections=60"
-    subprocess.run(
-        [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60", "start"],
-        check=True,
-        capture_output=True,
-        env=environment,
-        cwd=root,
-        **as_user,  # type: ignore[arg-type]
-    )
-    try:
-        yield PostgresCluster(bindir, sockets, port)
-    finally:
+
+    def run(*args: str, check: bool = True) -> None:
         subprocess.run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            args,
+            check=check,
             capture_output=True,
             env=environment,
             cwd=root,
-            check=False,
-            **as_user,  # type: ignore[arg-type]
+            user=uid,
+            group=gid,
+            extra_groups=[] if uid is not None else None,
         )
+
+    port = 20000 + (os.getpid() % 20000)
+    run(str(bindir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync")
+    options = f"-k {sockets} -p {port} -c listen_addresses='' -c fsync=off -c max_connections=60"
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60", "start")
+    try:
+        yield PostgresCluster(bindir, sockets, port)
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)
         time.sleep(0.1)
         shutil.rmtree(root, ignore_errors=True)
