@@ -111,7 +111,7 @@ def test_run_stops_on_sigterm_and_leaves_no_lease(config: Path, tmp_path: Path) 
         while queue.status().pending and time.monotonic() < end:
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        _out, err = process.communicate(timeout=30)
         assert process.returncode == EXIT_OK, err
         assert "SIGTERM: stopping" in err
         found = queue.status()

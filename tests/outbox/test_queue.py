@@ -32,7 +32,14 @@ from dmp_connector.outbox import (
     classify,
 )
 from dmp_connector.retries import RetryPolicy
-from dmp_connector.sandbox import ScriptedHandler, as_async_transport, as_transport, in_process_dmp
+from dmp_connector.sandbox import (
+    HttpRequest,
+    HttpResponse,
+    ScriptedHandler,
+    as_async_transport,
+    as_transport,
+    in_process_dmp,
+)
 from dmp_connector.sandbox.dmp import DmpFault, DmpSimulator
 from tests.conftest import PkiFiles
 from tests.dmp.client_support import cda_document
@@ -311,3 +318,31 @@ def test_the_schedule_is_data() -> None:
     with pytest.raises(ValueError, match="not a wait"):
         RetrySchedule.parse("5 minutes")
     assert RetrySchedule().describe().startswith("1m 5m 15m")
+
+
+def test_stopping_a_worker_mid_deposit_lets_that_item_finish_and_leaves_the_others_waiting(
+    database_url: str, pki_files: PkiFiles
+) -> None:
+    simulator = DmpSimulator(trusted=[pki_files.pki.ca.certificate])
+    settings = config()
+    workers: list[Worker] = []
+
+    def stop_during_the_first_request(request: HttpRequest) -> HttpResponse:
+        workers[0].stop()  # what the SIGTERM handler does, while the deposit is on the wire
+        return simulator(request)
+
+    http = httpx.Client(transport=as_transport(stop_during_the_first_request))
+    with (
+        Outbox(database_url, settings=settings, schedule=QUICK) as outbox,
+        DmpClient(settings, signer=organisation_signer(pki_files.pki), http_client=http) as client,
+    ):
+        for n in range(3):
+            outbox.enqueue(document(n), ADRUN)
+        workers.append(Worker(outbox, client))
+        assert workers[0].run() == 1
+        status = outbox.status()
+        assert status.counts[ItemState.DEPOSITED] == 1 and status.counts[ItemState.WAITING] == 2
+        assert status.counts[ItemState.IN_FLIGHT] == 0 and status.expired_leases == 0
+    assert census(simulator.store, 3).stored == 1
+    http.close()
+    simulator.store.close()
