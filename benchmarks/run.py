@@ -57,6 +57,7 @@ SCRIPTS = (
     Script("cda_pdf_memory", quick=()),
     Script("bench_cda_roundtrip"),
     Script("bench_outbox", quick=("--quick",)),
+    Script("bench_deposit_cpu", quick=("--quick",)),
     Script("cda_validation", quick=(), json=False, optional=True),
 )
 
