@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,6 +43,18 @@ sys.path.insert(0, str(ROOT))
 from tests.outbox.postgres import PostgresCluster, postgres_cluster  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _documents(sandbox: Sandbox, count: int, pdf: bytes) -> list[bytes]:
@@ -69,8 +83,9 @@ def _worker_config(sandbox: Sandbox, workdir: Path, url: str) -> Path:
 
 def throughput(
     cluster: PostgresCluster, sandbox: Sandbox, workers: int, items: int, pdf: bytes, workdir: Path
-) -> float:
-    """Deposits per second with ``workers`` processes draining ``items`` queued reports."""
+) -> tuple[float, dict[str, float]]:
+    """Deposits per second with ``workers`` processes draining ``items`` queued reports, and CPU per deposit:
+    the workers' (with their start-up), the sandbox's, and the machine's load — a run bound by CPU shows as one."""
     url = cluster.database()
     with Outbox(url, settings=sandbox.settings) as outbox:
         for document in _documents(sandbox, items, pdf):
@@ -90,6 +105,8 @@ def throughput(
             assert process.stdout is not None
             if process.stdout.readline().strip() != "ready":
                 raise RuntimeError("a worker did not start")
+        server_cpu = _cpu_of(sandbox.process.pid)
+        workers_cpu = _children_cpu()
         started = time.perf_counter()
         for process in processes:
             assert process.stdin is not None
@@ -102,10 +119,16 @@ def throughput(
             if process.stdout is not None:
                 process.stdout.close()
         elapsed = time.perf_counter() - started
+        server_cpu = _cpu_of(sandbox.process.pid) - server_cpu
+        workers_cpu = _children_cpu() - workers_cpu
         status = outbox.status()
         if status.counts[ItemState.DEPOSITED] != items:
             raise RuntimeError(f"not every item was deposited: {status}")
-    return items / elapsed
+    return items / elapsed, {
+        "worker_cpu_ms_per_deposit": round(workers_cpu * 1000 / items, 1),
+        "sandbox_cpu_ms_per_deposit": round(server_cpu * 1000 / items, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def queue_overhead(cluster: PostgresCluster, sandbox: Sandbox, count: int, pdf: bytes) -> tuple[float, float]:
@@ -154,9 +177,12 @@ def main() -> int:
         sandbox_process(args.service_latency_ms) as sandbox,
         tempfile.TemporaryDirectory(prefix="dmpc-bench-outbox-") as tmp,
     ):
-        rates = {}
+        rates: dict[int, float] = {}
+        costs: dict[int, dict[str, float]] = {}
         for workers in sorted({1, *args.workers}):
-            rates[workers] = throughput(cluster, sandbox, workers, per_worker * max(workers, 2), pdf, Path(tmp))
+            rates[workers], costs[workers] = throughput(
+                cluster, sandbox, workers, per_worker * max(workers, 2), pdf, Path(tmp)
+            )
             print(f"{workers} worker(s): {rates[workers]:.1f} deposits/s", file=sys.stderr)
         for workers in sorted(args.workers):
             ratio = rates[workers] / rates[1]
@@ -172,7 +198,7 @@ def main() -> int:
                     ratio=round(ratio, 2),
                     goal=goal,
                     met=(ratio >= 3.5) if workers == 4 else None,
-                    extra={"items": per_worker * max(workers, 2)},
+                    extra={"items": per_worker * max(workers, 2), **costs[workers]},
                 )
             )
         queue_ms, deposit_ms = queue_overhead(cluster, sandbox, 6 if args.quick else 20, pdf)
