@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,11 +49,6 @@ def _cpu_of(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _documents(sandbox: Sandbox, count: int, pdf: bytes) -> list[bytes]:
@@ -85,7 +79,7 @@ def throughput(
     cluster: PostgresCluster, sandbox: Sandbox, workers: int, items: int, pdf: bytes, workdir: Path
 ) -> tuple[float, dict[str, float]]:
     """Deposits per second with ``workers`` processes draining ``items`` queued reports, and CPU per deposit:
-    the workers' (with their start-up), the sandbox's, and the machine's load — a run bound by CPU shows as one."""
+    the workers' (the drain only), the sandbox's, and the machine's load — a run bound by CPU shows as one."""
     url = cluster.database()
     with Outbox(url, settings=sandbox.settings) as outbox:
         for document in _documents(sandbox, items, pdf):
@@ -106,13 +100,16 @@ def throughput(
             if process.stdout.readline().strip() != "ready":
                 raise RuntimeError("a worker did not start")
         server_cpu = _cpu_of(sandbox.process.pid)
-        workers_cpu = _children_cpu()
         started = time.perf_counter()
         for process in processes:
             assert process.stdin is not None
             process.stdin.write("go\n")
             process.stdin.flush()
+        workers_cpu = 0.0
         for process in processes:
+            assert process.stdout is not None
+            said = process.stdout.readline().split()
+            workers_cpu += float(said[1]) if said[:1] == ["cpu"] else float("nan")
             process.wait(timeout=600)
             if process.stdin is not None:
                 process.stdin.close()
@@ -120,7 +117,6 @@ def throughput(
                 process.stdout.close()
         elapsed = time.perf_counter() - started
         server_cpu = _cpu_of(sandbox.process.pid) - server_cpu
-        workers_cpu = _children_cpu() - workers_cpu
         status = outbox.status()
         if status.counts[ItemState.DEPOSITED] != items:
             raise RuntimeError(f"not every item was deposited: {status}")
