@@ -3,7 +3,7 @@
 Why a class of no-op methods rather than a dependency: a vendor already runs its monitoring
 (Prometheus, StatsD, OpenTelemetry, a log); the queue only says what happened. Methods are
 called in the worker's thread after the database write, must be quick, and must not raise
-(an exception is logged and ignored by :class:`~dmp_connector.outbox.Worker`).
+(an exception is logged and ignored: the queue's write is already done).
 ``examples/outbox_prometheus.py`` exports them with ``prometheus_client``.
 """
 

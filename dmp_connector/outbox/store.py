@@ -13,6 +13,7 @@ cannot overwrite what the next one recorded. The deposit itself is idempotent
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import time
 import uuid
@@ -44,6 +45,8 @@ from .metrics import OutboxMetrics
 from .schedule import Classified, FailureReason, RetrySchedule
 
 __all__ = ["Attempt", "Claim", "ItemState", "Outbox", "OutboxItem", "OutboxStatus"]
+
+_logger = logging.getLogger("dmp_connector.outbox")
 
 
 class ItemState(StrEnum):
@@ -195,6 +198,13 @@ class Outbox:
                 self.engine.dispose()
                 raise
 
+    def _notify(self, name: str, *args: Any) -> None:
+        """Tell the metrics hook; its failure is logged, never the queue's (the database write is done)."""
+        try:
+            getattr(self.metrics, name)(*args)
+        except Exception:
+            _logger.exception("outbox metrics hook %s failed", name)
+
     def __repr__(self) -> str:
         return f"Outbox({self.engine.url.render_as_string(hide_password=True)!r})"
 
@@ -261,7 +271,7 @@ class Outbox:
             if found is None:
                 raise
             return str(found)
-        self.metrics.enqueued()
+        self._notify("enqueued")
         return item_id
 
     # ------------------------------------------------------------------ claim and record
@@ -316,7 +326,7 @@ class Outbox:
                         detail="the worker holding it stopped answering; claimed again",
                     )
                 )
-        self.metrics.claimed()
+        self._notify("claimed")
         return Claim(
             id=claimed.id,
             token=token,
@@ -370,9 +380,9 @@ class Outbox:
                     detail=None if kept else "recorded after the lease was lost",
                 )
             )
-        self.metrics.attempted(outcome, seconds)
+        self._notify("attempted", outcome, seconds)
         if kept:
-            self.metrics.finished(ItemState.DEPOSITED, None)
+            self._notify("finished", ItemState.DEPOSITED, None)
         return kept
 
     def record_failure(self, claim: Claim, error: Classified, *, worker: str, seconds: float) -> ItemState:
@@ -403,9 +413,9 @@ class Outbox:
                     next_due=next_due,
                 )
             )
-        self.metrics.attempted("transient" if error.transient else "failed", seconds)
+        self._notify("attempted", "transient" if error.transient else "failed", seconds)
         if kept and state is ItemState.FAILED:
-            self.metrics.finished(state, reason)
+            self._notify("finished", state, reason)
         return state
 
     def release(self, claim: Claim, *, worker: str, detail: str = "the worker stopped before depositing") -> bool:
@@ -463,7 +473,7 @@ class Outbox:
         item = self.get(item_id)
         if not done.rowcount:
             raise ValueError(f"item {item_id} is {item.state.value}: only a waiting or failed item can be cancelled")
-        self.metrics.finished(ItemState.CANCELLED, None)
+        self._notify("finished", ItemState.CANCELLED, None)
         return item
 
     # ------------------------------------------------------------------ reading

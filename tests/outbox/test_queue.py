@@ -346,3 +346,16 @@ def test_stopping_a_worker_mid_deposit_lets_that_item_finish_and_leaves_the_othe
     assert census(simulator.store, 3).stored == 1
     http.close()
     simulator.store.close()
+
+
+def test_a_failing_metrics_hook_changes_nothing(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    from dmp_connector.outbox import OutboxMetrics
+
+    class Broken(OutboxMetrics):
+        def enqueued(self) -> None:
+            raise RuntimeError("exporter down")
+
+    with Outbox(database_url, settings=config(), metrics=Broken()) as outbox:
+        item_id = outbox.enqueue(document(0), ADRUN)
+        assert outbox.get(item_id).state is ItemState.WAITING
+    assert "outbox metrics hook enqueued failed" in caplog.text
