@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
+from typing import Protocol
 
 import pytest
 
@@ -19,8 +20,9 @@ from dmp_connector.mssante import MailAuthenticationError
 from dmp_connector.sandbox.mssante import SandboxMailOperator, SandboxTokenProvider
 from tests.conftest import PkiFiles, make_settings
 
-from .conftest import OTHER_MAILBOX, PRO_MAILBOX
-from .test_transport import MODES, Driver, drivers, open_driver  # noqa: F401 - the drivers fixture
+from .conftest import MODES, OTHER_MAILBOX, PRO_MAILBOX
+from .conftest import TransportDriver as Driver
+from .conftest import open_transport as open_driver
 
 
 def note(sender: str = PRO_MAILBOX, to: str = OTHER_MAILBOX) -> EmailMessage:
@@ -30,9 +32,28 @@ def note(sender: str = PRO_MAILBOX, to: str = OTHER_MAILBOX) -> EmailMessage:
     return message
 
 
-def with_delay(settings: Settings, seconds: float) -> Settings:
-    """``settings`` expecting the server to hold a login ``seconds`` after a refused one."""
-    return settings.model_copy(update={"mssante": settings.mssante.model_copy(update={"auth_failure_delay": seconds})})
+class Refusing(Protocol):
+    def __call__(self, *, held: float, expected: float) -> Driver: ...
+
+
+@pytest.fixture
+def refused_once(
+    mode: str,
+    drivers: list[Driver],
+    pro_settings: Settings,
+    pro_tokens: SandboxTokenProvider,
+    mail_operator: SandboxMailOperator,
+) -> Refusing:
+    """A PRO_MAILBOX transport whose first login the operator refuses and holds ``held`` seconds, the
+    client expecting ``expected`` seconds (``mssante.auth_failure_delay``)."""
+
+    def make(*, held: float, expected: float) -> Driver:
+        mail_operator.auth_failure_delay = held
+        mail_operator.refuse_valid_tokens(1)
+        mss = pro_settings.mssante.model_copy(update={"auth_failure_delay": expected})
+        return open_driver(drivers, mode, pro_settings.model_copy(update={"mssante": mss}), tokens=pro_tokens)
+
+    return make
 
 
 def call(driver: Driver, operation: str) -> object:
@@ -47,16 +68,9 @@ OPERATIONS = pytest.mark.parametrize("operation", ["send", "list"])
 @MODES
 @OPERATIONS
 def test_a_refused_token_is_refreshed_when_the_call_has_time_for_the_servers_delay(
-    mode: str,
-    operation: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
-    pro_settings: Settings,
-    pro_tokens: SandboxTokenProvider,
-    mail_operator: SandboxMailOperator,
+    operation: str, refused_once: Refusing, pro_tokens: SandboxTokenProvider, mail_operator: SandboxMailOperator
 ) -> None:
-    mail_operator.auth_failure_delay = 0.3
-    mail_operator.refuse_valid_tokens(1)
-    driver = open_driver(drivers, mode, with_delay(pro_settings, 0.3), tokens=pro_tokens)
+    driver = refused_once(held=0.3, expected=0.3)
     started = time.monotonic()
     with deadline(5):
         call(driver, operation)
@@ -67,16 +81,9 @@ def test_a_refused_token_is_refreshed_when_the_call_has_time_for_the_servers_del
 @MODES
 @OPERATIONS
 def test_no_refresh_is_tried_when_the_call_has_less_left_than_the_servers_delay(
-    mode: str,
-    operation: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
-    pro_settings: Settings,
-    pro_tokens: SandboxTokenProvider,
-    mail_operator: SandboxMailOperator,
+    operation: str, refused_once: Refusing, pro_tokens: SandboxTokenProvider, mail_operator: SandboxMailOperator
 ) -> None:
-    mail_operator.auth_failure_delay = 0.4
-    mail_operator.refuse_valid_tokens(1)
-    driver = open_driver(drivers, mode, with_delay(pro_settings, 1.0), tokens=pro_tokens)
+    driver = refused_once(held=0.4, expected=1.0)
     started = time.monotonic()
     with pytest.raises(RequestTimeout) as info, deadline(1.2):
         call(driver, operation)
@@ -92,16 +99,9 @@ def test_no_refresh_is_tried_when_the_call_has_less_left_than_the_servers_delay(
 @MODES
 @OPERATIONS
 def test_a_login_held_past_the_deadline_ends_in_a_timeout_naming_the_delay(
-    mode: str,
-    operation: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
-    pro_settings: Settings,
-    pro_tokens: SandboxTokenProvider,
-    mail_operator: SandboxMailOperator,
+    operation: str, refused_once: Refusing, pro_tokens: SandboxTokenProvider, mail_operator: SandboxMailOperator
 ) -> None:
-    mail_operator.auth_failure_delay = 5.0  # Dovecot's penalty grows to 15 s and more
-    mail_operator.refuse_valid_tokens(1)
-    driver = open_driver(drivers, mode, with_delay(pro_settings, 0.0), tokens=pro_tokens)
+    driver = refused_once(held=5.0, expected=0.0)  # Dovecot's penalty grows to 15 s and more
     started = time.monotonic()
     with pytest.raises(RequestTimeout) as info, deadline(1.0):
         call(driver, operation)
@@ -176,7 +176,7 @@ def trickled_settings(pki_files: PkiFiles, port: int) -> Settings:
 def test_a_trickling_server_cannot_hold_a_call_past_its_deadline(
     mode: str,
     operation: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     pki_files: PkiFiles,
     trickler: Trickler,
 ) -> None:

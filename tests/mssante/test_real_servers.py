@@ -31,8 +31,9 @@ from dmp_connector.mssante import MailAuthenticationError, MailSummary, Unreadab
 from dmp_connector.sandbox import TestPki
 from tests.conftest import PkiFiles, make_settings
 
-from .conftest import APP_MAILBOX
-from .test_client import MODES, Driver, drivers, open_driver  # noqa: F401 - the drivers fixture
+from .conftest import APP_MAILBOX, MODES
+from .conftest import ClientDriver as Driver
+from .conftest import open_client as open_driver
 from .test_hostile_inbox import CRLF_FROM, GOOD, many_parts, nested
 
 DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
@@ -227,7 +228,7 @@ def mailbox_cert(pki_files: PkiFiles, tmp_path: Path) -> tuple[Path, Path]:
 @MODES
 def test_hostile_mail_in_a_real_dovecot_does_not_stop_the_inbox(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     pki_files: PkiFiles,
     mailbox_cert: tuple[Path, Path],
@@ -257,7 +258,7 @@ def test_hostile_mail_in_a_real_dovecot_does_not_stop_the_inbox(
 @MODES
 def test_a_real_dovecot_takes_the_certificate_by_sasl_external(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     pki_files: PkiFiles,
     mailbox_cert: tuple[Path, Path],
@@ -422,7 +423,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "Exempl
 @MODES
 def test_what_goes_through_postfix_comes_back_from_dovecot_as_built(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     postfix: Postfix,
     pki_files: PkiFiles,
@@ -470,7 +471,7 @@ def test_what_goes_through_postfix_comes_back_from_dovecot_as_built(
 @MODES
 def test_postfix_refuses_an_unbound_certificate_at_rcpt_as_an_authentication_error(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     postfix: Postfix,
     pki_files: PkiFiles,
@@ -490,7 +491,7 @@ def test_postfix_refuses_an_unbound_certificate_at_rcpt_as_an_authentication_err
 @MODES
 def test_postfix_counts_its_trace_header_against_size_and_the_sdk_keeps_room_for_it(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     postfix: Postfix,
     pki_files: PkiFiles,
@@ -607,14 +608,14 @@ def token_settings(
         environment=env,
         tls=TlsCredentials(ca_bundle=pki_files.ca_bundle),
         retry=RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.05, jitter=0.0),
-        mssante=MssanteSettings(mailbox=TOKEN_USER, auth_mode=MssanteAuthMode.XOAUTH2, **mssante),  # type: ignore[arg-type]
+        mssante=MssanteSettings(mailbox=TOKEN_USER, auth_mode=MssanteAuthMode.XOAUTH2, **mssante),
     )
 
 
 @MODES
 def test_xoauth2_against_dovecot_refreshes_a_refused_token_within_the_deadline(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     oauth_dovecot: Dovecot,
     pki_files: PkiFiles,
 ) -> None:
@@ -638,7 +639,7 @@ def test_xoauth2_against_dovecot_refreshes_a_refused_token_within_the_deadline(
 @MODES
 def test_dovecot_with_its_token_check_down_is_transient_not_a_refused_token(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     oauth_dovecot: Dovecot,
     pki_files: PkiFiles,
 ) -> None:
@@ -654,7 +655,7 @@ def test_dovecot_with_its_token_check_down_is_transient_not_a_refused_token(
 @MODES
 def test_dovecots_auth_failure_delay_is_waited_for_within_the_deadline_only(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     oauth_dovecot: Dovecot,
     pki_files: PkiFiles,
 ) -> None:
@@ -680,7 +681,7 @@ def test_dovecots_auth_failure_delay_is_waited_for_within_the_deadline_only(
 @MODES
 def test_postfix_takes_xoauth2_through_dovecots_auth_socket(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     oauth_dovecot: Dovecot,
     sasl_postfix: Postfix,
     pki_files: PkiFiles,
