@@ -42,7 +42,7 @@ from dmp_connector.audit import (
     endpoint_of,
 )
 from dmp_connector.config import MssanteAuthMode, Settings
-from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
+from dmp_connector.errors import ConfigurationError, DmpConnectorError, RequestTimeout, ValidationError
 from dmp_connector.retries import RetryPolicy, tenacity_kwargs
 
 from ._imap import ImapSession
@@ -514,11 +514,20 @@ class AsyncMailTransport(_MailBase):
     ) -> None:
         super().__init__(settings, token_provider=token_provider, audit=audit, retry=retry)
 
-    async def _token(self, force_refresh: bool) -> str | None:
+    async def _token(self, force_refresh: bool, end: float | None = None) -> str | None:
         provider = self._token_provider
         if provider is None:
             return None
-        return await get_token_async(provider, force_refresh)
+        if end is None:
+            return await get_token_async(provider, force_refresh)
+        try:
+            async with asyncio.timeout(max(end - time.monotonic(), 0.0)):
+                return await get_token_async(provider, force_refresh)
+        except TimeoutError:
+            raise RequestTimeout(
+                "MSSanté: the token provider gave no token within the attempt's deadline",
+                hint="check the provider's own calls (Pro Santé Connect); raise timeouts.attempt or timeouts.call",
+            ) from None
 
     async def send(
         self,
@@ -565,7 +574,7 @@ class AsyncMailTransport(_MailBase):
         }
         try:
             end = budget.attempt_end("MSSanté send")
-            token = await self._token(force_refresh)
+            token = await self._token(force_refresh, end)
             result = self._result(prepared, await submit(prepared.job, token, end))
         except Exception as exc:
             self._emit(started=started, error=exc, **facts)  # type: ignore[arg-type]
@@ -597,11 +606,11 @@ class AsyncMailTransport(_MailBase):
                 # Ask the provider only when a connection will be opened (it may call PSC).
                 token = None
                 if self._token_provider is not None and (force_refresh or not session.is_open):
-                    token = await self._token(force_refresh)
+                    token = await self._token(force_refresh, end)
                 try:
                     value = await asyncio.to_thread(in_thread, token, end)
                 except _TokenNeeded:  # the held connection had gone stale
-                    value = await asyncio.to_thread(in_thread, await self._token(force_refresh), end)
+                    value = await asyncio.to_thread(in_thread, await self._token(force_refresh, end), end)
             except Exception as exc:
                 self._emit(
                     operation=operation,

@@ -188,3 +188,28 @@ def test_a_trickling_server_cannot_hold_a_call_past_its_deadline(
         call(driver, operation)
     # attempts of 1 s within a call of 1.5 s; per-reply timeouts of 60 s never came into it
     assert time.monotonic() - started < 2.5
+
+
+@OPERATIONS
+def test_an_async_token_provider_that_hangs_is_cut_at_the_deadline(operation: str, pro_settings: Settings) -> None:
+    import asyncio
+
+    from dmp_connector.mssante.transport import AsyncMailTransport
+
+    class Hanging:
+        async def get_token(self, force_refresh: bool = False) -> str:
+            await asyncio.sleep(30)  # a PSC refresh that never answers
+            return "never"
+
+    async def run() -> None:
+        async with AsyncMailTransport(pro_settings, token_provider=Hanging()) as transport:
+            with deadline(0.5):
+                if operation == "send":
+                    await transport.send(note(), sender=PRO_MAILBOX, recipients=[OTHER_MAILBOX])
+                else:
+                    await transport.list_messages()
+
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout, match="token provider"):
+        asyncio.run(run())
+    assert time.monotonic() - started < 1.5
