@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,19 +91,24 @@ def pro_settings(pki_files: PkiFiles, mail_operator: SandboxMailOperator) -> Set
     return operator_settings(pki_files, mail_operator, mailbox=PRO_MAILBOX)
 
 
-@pytest.fixture
-def certificate_toml(pki_files: PkiFiles) -> str:
+def certificate_toml_for(cert: Path, key: Path, ca_bundle: Path) -> str:
     """``[tls]`` and ``[mssante]`` of a config file: certificate authentication as APP_MAILBOX (for the CLI)."""
     return f"""
 [tls]
-cert_file = "{pki_files.client_cert}"
-key_file = "{pki_files.client_key}"
-ca_bundle = "{pki_files.ca_bundle}"
+cert_file = "{cert}"
+key_file = "{key}"
+ca_bundle = "{ca_bundle}"
 
 [mssante]
 mailbox = "{APP_MAILBOX}"
 auth_mode = "certificate"
 """
+
+
+@pytest.fixture
+def certificate_toml(pki_files: PkiFiles) -> str:
+    """:func:`certificate_toml_for` the session's test client certificate."""
+    return certificate_toml_for(pki_files.client_cert, pki_files.client_key, pki_files.ca_bundle)
 
 
 @pytest.fixture

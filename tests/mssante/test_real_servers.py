@@ -287,6 +287,56 @@ def test_a_real_dovecot_takes_the_certificate_by_sasl_external(
         open_driver(drivers, mode, distrustful).inbox()
 
 
+def test_mss_inbox_on_a_real_dovecot_escapes_and_masks(
+    dovecot: Dovecot,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from .conftest import certificate_toml_for
+    from .test_cli_mss import CRLF_FROM, HOSTILE_SUBJECT, assert_inbox_escaped_and_masked, config
+
+    monkeypatch.delenv("DMP_CONNECTOR_CONFIG", raising=False)
+    dovecot.deliver(APP_MAILBOX, HOSTILE_SUBJECT, CRLF_FROM)
+    cfg = config(tmp_path, certificate_toml_for(*mailbox_cert, pki_files.ca_bundle))
+    assert_inbox_escaped_and_masked(CliRunner(), cfg, ["--smtp", "127.0.0.1:9", "--imap", f"127.0.0.1:{dovecot.imap}"])
+
+
+@MODES
+def test_an_xdm_naming_another_patient_from_a_real_dovecot_is_a_typed_error(
+    mode: str,
+    drivers: list[Driver],
+    dovecot: Dovecot,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+) -> None:
+    from dmp_connector.cda import parse as parse_cda
+    from dmp_connector.errors import PatientMismatchError
+    from dmp_connector.mssante.xdm import build_package
+
+    from .test_xdm import N1, OTHER_PATIENT, SENDER, SETTINGS, _mail_with, files_of, rezip
+
+    own, other = parse_cda(N1).patient.identity, parse_cda(OTHER_PATIENT).patient.identity
+    assert own.ins is not None and other.ins is not None
+    archive = build_package([N1], SETTINGS, sender=SENDER).archive
+    # METADATA.XML names the other patient; the CDA inside is still the first one's
+    altered = [
+        (name, data.replace(own.ins.matricule.encode(), other.ins.matricule.encode()).replace(
+            own.ins.oid.value.encode(), other.ins.oid.value.encode()) if name.endswith("METADATA.XML") else data)
+        for name, data in files_of(archive)
+    ]  # fmt: skip
+    dovecot.deliver(APP_MAILBOX, _mail_with(archive), _mail_with(rezip(altered)))
+    reader = open_driver(drivers, mode, dovecot.settings(pki_files, *mailbox_cert))
+    consistent, mismatched = (reader.fetch(s.uid) for s in reader.inbox())
+    assert consistent.xdm is not None and consistent.xdm_error is None
+    assert mismatched.xdm is None and mismatched.documents == ()  # nothing to file under either id
+    assert isinstance(mismatched.xdm_error, PatientMismatchError)
+    assert other.ins.matricule not in (mismatched.xdm_error_text or "")
+
+
 # --- Postfix in front ---------------------------------------------------------------------------
 
 POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix" if os.access("/usr/sbin/postfix", os.X_OK) else None)
