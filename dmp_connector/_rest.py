@@ -1,4 +1,4 @@
-"""JSON over HTTPS GET: the second and last module that talks to httpx.
+"""JSON over HTTPS (GET, and form POST for OAuth): the second and last module that talks to httpx.
 
 Some national services are REST, not SOAP — the Annuaire Santé FHIR API first. They get
 the same guarantees as the SOAP transport, in a much smaller loop: one correlation id per
@@ -7,6 +7,10 @@ is retried too, after its ``Retry-After``), one audit event per attempt, a bound
 answer's size, and httpx's errors translated into ours here, chained with ``from``.
 
 Secrets such as an API key travel in ``secret_headers``: they are sent, never audited.
+A form body (``form``: an OAuth grant, a client secret) is sent and never audited either.
+An OAuth endpoint answers its refusals as JSON with a 400/401 (``{"error": "authorization_pending"}``):
+``error_statuses`` lists the statuses whose JSON body is returned to the caller instead of raised.
+A POST is retried only when the request says it is ``safe_to_repeat`` (an authorisation code is single use).
 A :class:`TokenBucket` may be given to keep under a service's rate limit; it is consulted
 before every attempt, retries included.
 """
@@ -23,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import httpx
 import tenacity
@@ -54,7 +58,7 @@ __all__ = ["AsyncRestClient", "JsonObject", "RestClient", "RestRequest", "TokenB
 JsonObject = dict[str, Any]
 """A decoded JSON object."""
 
-_JSON_TYPES = ("application/json", "application/fhir+json")
+_JSON_TYPES = ("application/json", "application/fhir+json", "application/jwk-set+json")
 _TOO_MANY_REQUESTS = 429
 
 
@@ -107,6 +111,16 @@ class RestRequest:
     """Extra headers, audited as sent (none of them secret)."""
     secret_headers: Mapping[str, str] | None = None
     """Headers holding secrets (an API key): sent, never audited nor put in errors."""
+    method: Literal["GET", "POST"] = "GET"
+    """``POST`` sends ``form`` form-encoded."""
+    form: Mapping[str, str] | None = None
+    """Form fields of a POST (grants, tokens, client secrets): sent, never audited nor put in errors."""
+    safe_to_repeat: bool = True
+    """Whether the retry policy may send it again (a GET is; an authorisation-code exchange is not)."""
+    error_statuses: frozenset[int] = frozenset()
+    """Statuses whose JSON body is returned rather than raised (OAuth's ``{"error": …}`` answers)."""
+    expect_json: bool = True
+    """False for an answer whose body is not read (a logout's 204 or redirect): ``{}`` is returned."""
 
 
 class _RestBase:
@@ -158,7 +172,7 @@ class _RestBase:
                 correlation_id=correlation_id,
                 attempt=attempt,
                 actor=self._actor,
-                outcome=Outcome.SUCCESS if error is None else Outcome.FAILURE,
+                outcome=Outcome.SUCCESS if error is None and (status is None or status < 400) else Outcome.FAILURE,
                 error_type=type(error).__name__ if error is not None else None,
                 error_code=error_code_of(error),
                 http_status=status,
@@ -168,7 +182,7 @@ class _RestBase:
 
     def _check_status(self, request: RestRequest, response: httpx.Response) -> None:
         status = response.status_code
-        if status < 400:
+        if status < 400 or status in request.error_statuses:
             return
         if status in (401, 403):
             hint = "check the API key (directory.api_key) and that its application is subscribed to this API"
@@ -187,6 +201,8 @@ class _RestBase:
         )
 
     def _decode(self, request: RestRequest, response: httpx.Response, body: bytes) -> JsonObject:
+        if not request.expect_json:
+            return {}
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in _JSON_TYPES:
             raise MalformedResponseError(
@@ -263,11 +279,13 @@ class RestClient(_RestBase):
         self._http = http_client
 
     def get_json(self, request: RestRequest) -> JsonObject:
-        """GET ``request`` and return its JSON object, retrying what the policy allows."""
+        """Send ``request`` (GET or form POST) and return its JSON object, retrying what the policy allows."""
         correlation_id = f"urn:uuid:{uuid.uuid4()}"
         budget = Budget.start(self.settings)
         result: JsonObject = {}
-        for attempt in tenacity.Retrying(**tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=True)):
+        for attempt in tenacity.Retrying(
+            **tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=request.safe_to_repeat)
+        ):
             with attempt:
                 result = self._attempt(request, correlation_id, attempt.retry_state.attempt_number, budget)
         return result
@@ -285,9 +303,10 @@ class RestClient(_RestBase):
             token = ATTEMPT_END.set(end)
             try:
                 with self._http.stream(
-                    "GET",
+                    request.method,
                     request.url,
                     params=request.params,
+                    data=request.form,
                     headers=self._headers(request),
                     timeout=bounded_timeout(self._http, end),
                 ) as r:
@@ -358,11 +377,13 @@ class AsyncRestClient(_RestBase):
         self._http = http_client
 
     async def get_json(self, request: RestRequest) -> JsonObject:
-        """GET ``request`` and return its JSON object, retrying what the policy allows."""
+        """Send ``request`` (GET or form POST) and return its JSON object, retrying what the policy allows."""
         correlation_id = f"urn:uuid:{uuid.uuid4()}"
         budget = Budget.start(self.settings)
         result: JsonObject = {}
-        retrying = tenacity.AsyncRetrying(**tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=True))
+        retrying = tenacity.AsyncRetrying(
+            **tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=request.safe_to_repeat)
+        )
         async for attempt in retrying:
             with attempt:
                 result = await self._attempt(request, correlation_id, attempt.retry_state.attempt_number, budget)
@@ -381,9 +402,10 @@ class AsyncRestClient(_RestBase):
             try:
                 async with asyncio.timeout(end - time.monotonic()):
                     async with self._http.stream(
-                        "GET",
+                        request.method,
                         request.url,
                         params=request.params,
+                        data=request.form,
                         headers=self._headers(request),
                         timeout=bounded_timeout(self._http, end),
                     ) as r:

@@ -27,7 +27,13 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from .config import CertificateFiles, TlsCredentials
 from .errors import ConfigurationError
 
-__all__ = ["build_ssl_context", "check_certificate_dates", "load_client_identity", "ssl_cause"]
+__all__ = [
+    "build_ssl_context",
+    "certificate_subject_names",
+    "check_certificate_dates",
+    "load_client_identity",
+    "ssl_cause",
+]
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -130,6 +136,32 @@ def load_client_identity(
             hint="pair the certificate with the key it was issued for",
         )
     return chain, key
+
+
+_SHORT_NAMES = {
+    x509.NameOID.COMMON_NAME: "CN",
+    x509.NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    x509.NameOID.ORGANIZATION_NAME: "O",
+}
+
+
+def certificate_subject_names(creds: CertificateFiles) -> dict[str, str]:
+    """The CN, OU and O of the configured certificate's subject; empty when none is configured or readable.
+
+    For diagnoses after a refusal: a file that cannot be read here has its own error elsewhere.
+    """
+    try:
+        identity = load_client_identity(creds)
+    except ConfigurationError:
+        return {}
+    if identity is None:
+        return {}
+    names: dict[str, str] = {}
+    for attribute in identity[0][0].subject:
+        short = _SHORT_NAMES.get(attribute.oid)
+        if short is not None:
+            names[short] = str(attribute.value)
+    return names
 
 
 def _load_ca_bundle(path: Path, *, now: dt.datetime | None) -> bytes:

@@ -54,6 +54,7 @@ __all__ = [
     "DirectorySettings",
     "DmpService",
     "DmpSettings",
+    "DmpTransaction",
     "Environment",
     "EnvironmentName",
     "InsiAuthMode",
@@ -64,6 +65,8 @@ __all__ = [
     "Organisation",
     "Professional",
     "ProfessionalIdKind",
+    "PscClientAuth",
+    "PscSettings",
     "Settings",
     "SigningSettings",
     "SoftwareIdentity",
@@ -489,9 +492,17 @@ class MssanteSettings(BaseModel):
     """Client certificate and trusted CAs for mail; by default the top-level ``tls``. An applicative
     mailbox uses an IGC-Santé "Élémentaire Organisation" certificate, often not the INSi one."""
     connect_timeout: float = Field(default=15.0, gt=0)
-    """Time to open the connection, upgrade it with STARTTLS and authenticate."""
+    """Time to open the connection and upgrade it with STARTTLS. The answer to the login waits up to
+    ``timeout``: servers hold it after a refused login (see ``auth_failure_delay``). Every SMTP and
+    IMAP call is bounded as a whole by ``timeouts.attempt`` and ``timeouts.call`` (or
+    :func:`~dmp_connector.deadline`), whatever the server sends."""
     timeout: float = Field(default=60.0, gt=0)
-    """Longest wait for one server reply (a large DATA or FETCH counts as one)."""
+    """Longest wait for the next bytes of one server reply (a large DATA or FETCH counts as one)."""
+    auth_failure_delay: float = Field(default=2.0, ge=0)
+    """Seconds the server is expected to hold a login after a refused one (Dovecot's
+    ``auth_failure_delay`` defaults to 2 s; its auth penalty grows with each failure, up to 15 s):
+    a refused token is refreshed and tried again only when the call has more than this left. An
+    estimate: set it to what your operator's server does."""
     max_message_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Largest message sent, as serialised; 25 MB is the cap towards Mon espace santé. A smaller
     ``SIZE`` announced by the server applies too."""
@@ -639,6 +650,10 @@ _UNCONFIRMED_DMP_ERROR_CODES: Final[dict[str, DmpErrorKind]] = {
 }
 
 
+DmpTransaction = Literal["consultation", "deposit", "delete", "administration"]
+"""Kinds of DMP transaction that may each have their own VIHF authentication mode."""
+
+
 class DmpSettings(BaseModel):
     """Options of the DMP client: the facts the reference notes mark [I], each with a documented default."""
 
@@ -662,6 +677,17 @@ class DmpSettings(BaseModel):
     """Most GetDocuments pages one call may send (``page_size`` entries each)."""
     authentication_mode: Literal["DIRECTE", "INDIRECTE", "INDIRECTE_RENFORCEE"] = "INDIRECTE"
     """VIHF ``Authentification_Mode`` of every DMP call: the organisation's certificate (indirect) by default."""
+    authentication_modes: dict[DmpTransaction, Literal["DIRECTE", "INDIRECTE", "INDIRECTE_RENFORCEE"]] = Field(
+        default_factory=dict
+    )
+    """``Authentification_Mode`` per kind of transaction, over ``authentication_mode``: ``consultation``
+    (searches, retrieval, TD0.x reads), ``deposit`` (ITI-41), ``delete`` (deletion, status and visibility
+    changes), ``administration`` (authorisations, patient registration). DRIMbox sends the reinforced
+    mode (AIR) for consultation only and ``INDIRECTE`` for deposit and delete [V]; whether the DMP accepts
+    AIR elsewhere is not public [I]. :func:`dmp_connector.psc.air_settings` fills it that way."""
+    reinforced_context_class: str | None = None
+    """``AuthnContextClassRef`` sent in reinforced mode: None keeps the VIHF default (``…:TLSClient``, as
+    DRIMbox); the ANS/CNAM editor kit sends ``…:Password`` [V]. Which one the DMP expects is not public [I]."""
     test_existence_action: str = Field(default="urn:hl7-org:v3:PRPA_IN201307UV02", min_length=1)
     """``wsa:Action`` of TD0.2: DRIMbox sends the request's interaction; the editor kit's proxy sends
     ``urn:hl7-org:v3:PRPA_IN201308UV02``."""
@@ -690,6 +716,70 @@ class DmpSettings(BaseModel):
     confirm_duplicates: bool = True
     """When a replayed deposit meets ``XDSDuplicateUniqueIdInRegistry``, read the stored entry back
     (GetDocuments by uniqueId) to compare its hash before reporting "already deposited"."""
+
+
+class PscClientAuth(StrEnum):
+    """How the software (the intermediate server) authenticates to Pro Santé Connect."""
+
+    MTLS = "tls_client_auth"
+    """Mutual TLS with the organisation's certificate: the production form (Espace de Confiance)."""
+    CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name
+    """HTTP Basic with the client secret (Espace Communautaire, the sandbox)."""
+    CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 - a method name
+    """The client secret in the form body, as DRIMbox sends it to the token endpoint."""
+
+
+_PSC_BAS = "https://auth.bas.psc.esante.gouv.fr/auth/realms/esante-wallet"
+
+
+class PscSettings(BaseModel):
+    """Pro Santé Connect (the professional's OpenID Connect login). Defaults: the BAS test platform.
+
+    PSC's lifetimes, hosts and signing algorithm are not all public (``docs/psc.md``): every such
+    fact is a setting here, and token lifetimes are read from the tokens, never assumed.
+    """
+
+    model_config = _FROZEN
+
+    issuer: str = Field(default=_PSC_BAS, pattern=r"^https://\S+[^/]$")
+    """Issuer (``https://<auth-host>/auth/realms/esante-wallet``); production: ``auth.esw.esante.gouv.fr`` [V]."""
+    discovery_path: str = Field(default="/.well-known/wallet-openid-configuration", pattern=r"^/\S*$")
+    """Appended to ``issuer``: PSC's discovery is **not** at ``openid-configuration`` [V]."""
+    client_id: str | None = Field(default=None, min_length=1)
+    """The client id PSC gave the service (one per DataPass)."""
+    client_auth: PscClientAuth = PscClientAuth.CLIENT_SECRET_BASIC
+    """Client authentication: ``tls_client_auth`` (mTLS, required in production) or a client secret."""
+    client_secret: SecretStr | None = None
+    """The client secret for the two secret modes (never logged)."""
+    tls: TlsCredentials | None = None
+    """CA bundle and, for ``tls_client_auth``, the client certificate; ``tls`` of the settings if unset."""
+    scope: str = Field(default="openid scope_all", min_length=6)
+    """Scopes asked for (DRIMbox, ANS's proxy)."""
+    acr_values: str = Field(default="eidas1", min_length=1)
+    """``acr_values`` asked for; PSC's Keycloak accepts only ``eidas1`` [V]."""
+    accepted_acr: tuple[str, ...] = ("eidas1",)
+    """``acr`` values a token may carry (a 2021 introspection sample shows ``eidas3`` [V]: add it if met)."""
+    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
+    """Signature algorithms accepted on tokens; PSC's production algorithm is not public [I]."""
+    check_access_token_nonce: bool = True
+    """Check the nonce in the access token too, as DRIMbox does [V] (the ID token's is always checked)."""
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+    """Clock skew tolerated on ``exp``/``iat``/``nbf``."""
+    refresh_margin_seconds: float = Field(default=20.0, ge=0)
+    """Refresh the access token this long before its ``exp`` (PSC's lifetime: 60–120 s observed [V])."""
+    redirect_uri: str | None = None
+    """Redirect URI of the browser flow, registered with PSC exactly [V]."""
+    post_logout_redirect_uri: str | None = None
+    """Where PSC sends the browser after logout (browser flow), registered exactly."""
+    ciba_channel: Literal["CARD", "MOBILE"] | None = None
+    """ANS's proxy's custom CIBA ``channel`` parameter; what PSC does with it is not public [I]."""
+    ciba_slow_down_seconds: float = Field(default=5.0, gt=0)
+    """Added to the polling interval at each ``slow_down`` (CIBA Core §11 says 5 s)."""
+    ciba_max_wait_seconds: float = Field(default=300.0, gt=0)
+    """Upper bound on one CIBA wait, whatever ``expires_in`` PSC announces."""
+    air_subject_id: Literal["given_family", "family_given"] = "given_family"
+    """AIR VIHF ``subject-id``: DRIMbox writes ``prénom nom`` of the exercise [V]; the SDK's
+    indirect mode writes ``NOM, Prénom``."""
 
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("dmp_connector_config_file", default=None)
@@ -735,6 +825,8 @@ class Settings(BaseSettings):
     """The CDA conformance kit used to validate documents."""
     dmp: DmpSettings = Field(default_factory=DmpSettings)
     """DMP client options (derived unique ids, contentTypeCode default, paging, VIHF authentication mode)."""
+    psc: PscSettings = Field(default_factory=PscSettings)
+    """Pro Santé Connect client (issuer, client id, client authentication, token checks)."""
 
     @field_validator("environment", mode="before")
     @classmethod

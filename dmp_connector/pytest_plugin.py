@@ -8,6 +8,10 @@ In-process fixtures share one state per test: ``dmpc_insi`` and ``dmpc_dmp`` tal
 ``dmpc_insi_simulator`` and ``dmpc_dmp_simulator`` through the scripts of ``dmpc_faults``,
 record their audit events in ``dmpc_audit``, and ``dmpc_loopback_sandbox`` serves the same
 simulators on 127.0.0.1 with mutual TLS. See ``docs/testing.md`` (The pytest plugin).
+
+The practice the tests stand for (structure id and kind, professional id and kind, names) is
+set in one place: the ``dmpc_*`` ini options (:data:`PRACTICE_OPTIONS`) or an override of the
+``dmpc_practice`` fixture. The test PKI is issued for it and ``dmpc_settings`` carries it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from dmp_connector.dmp.td import DmpStatus
     from dmp_connector.ins.client import AsyncInsiClient, InsiClient
     from dmp_connector.mssante import MssanteClient
+    from dmp_connector.psc import CibaRequest, PscClient, PscSession
     from dmp_connector.sandbox import (
         DmpFault,
         DmpSimulator,
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
         HttpResponse,
         InsiSimulator,
         LoopbackServer,
+        SandboxPractice,
         ScriptedHandler,
         SeededIdentity,
         SimulatedFault,
@@ -47,14 +53,17 @@ if TYPE_CHECKING:
         TestPkiFiles,
     )
     from dmp_connector.sandbox.mssante import SandboxMailOperator
+    from dmp_connector.sandbox.psc import PscSimulator
     from dmp_connector.xds import DocumentEntry
 
 __all__ = [
     "DMPC_COLLEAGUE_MAILBOX",
     "DMPC_MAILBOX",
     "DMPC_PATIENT_MATRICULE",
+    "PRACTICE_OPTIONS",
     "FaultInjector",
     "LoopbackSandbox",
+    "PendingCiba",
     "RespxDmp",
     "RespxInsi",
     "SandboxPki",
@@ -70,11 +79,35 @@ __all__ = [
     "dmpc_mail_operator",
     "dmpc_mssante",
     "dmpc_pki",
+    "dmpc_practice",
+    "dmpc_psc",
+    "dmpc_psc_ciba",
+    "dmpc_psc_client",
+    "dmpc_psc_session",
+    "dmpc_psc_settings",
     "dmpc_respx_dmp",
     "dmpc_respx_insi",
     "dmpc_settings",
     "insi_answer",
+    "pytest_addoption",
 ]
+
+PRACTICE_OPTIONS: dict[str, tuple[str, str]] = {
+    "dmpc_structure_id": ("structure_id", "the structure's own id without prefix (9-digit FINESS, 14-digit SIRET …)"),
+    "dmpc_structure_id_kind": ("structure_id_kind", "FINESS (default), SIRET, SIREN, ADELI_RANG or RPPS_RANG"),
+    "dmpc_organisation_name": ("organisation_name", "the organisation's name (certificate O)"),
+    "dmpc_professional_id": ("professional_id", "the professional's own id without prefix (11-digit RPPS …)"),
+    "dmpc_professional_id_kind": ("professional_id_kind", "RPPS (default) or ADELI"),
+    "dmpc_professional_family_name": ("family_name", "the professional's family name"),
+    "dmpc_professional_given_name": ("given_name", "the professional's given name"),
+}
+"""The ini options that set the sandbox practice (``dmpc_practice``), and the field each fills."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The practice's identifiers as ini options (pytest.ini / pyproject ``[tool.pytest.ini_options]``)."""
+    for name, (_field, help_text) in PRACTICE_OPTIONS.items():
+        parser.addini(name, f"dmp_connector sandbox: {help_text}", default="")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -348,40 +381,63 @@ DMPC_PATIENT_MATRICULE = "275126322074974"
 """ADRUN ZOE (the first seeded INSi and DMP patient), whose Mon espace santé mailbox is open."""
 
 
+@dataclass(frozen=True)
+class PendingCiba:
+    """A CIBA login waiting on the simulated e-CPS: approve, deny or expire it on ``simulator``, then
+    ``client.wait_ciba(request)``."""
+
+    simulator: PscSimulator
+    client: PscClient
+    request: CibaRequest
+
+
+DMPC_PSC_CLIENT_ID = "sandbox-lps"
+DMPC_PSC_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's client secret
+DMPC_PSC_LOGIN_HINT = "899700000001"
+"""The PSC simulator's professional at the plugin PKI's structure (SANDBOX JEANNE)."""
+
+
 # ----------------------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="session")
-def dmpc_pki(tmp_path_factory: pytest.TempPathFactory) -> SandboxPki:
+def dmpc_practice(pytestconfig: pytest.Config) -> SandboxPractice:
+    """The practice the sandbox stands for, from the ``dmpc_*`` ini options (defaults: the sandbox's own).
+
+    Override it in your ``conftest.py`` (session scope) to give it in code:
+    ``return SandboxPractice(structure_id="…", professional_id="…")``. The PKI and ``dmpc_settings``
+    follow it.
+    """
+    from dmp_connector.sandbox import SandboxPractice
+
+    values = {field: str(pytestconfig.getini(name)).strip() for name, (field, _help) in PRACTICE_OPTIONS.items()}
+    return SandboxPractice.of(**values)
+
+
+@pytest.fixture(scope="session")
+def dmpc_pki(tmp_path_factory: pytest.TempPathFactory, dmpc_practice: SandboxPractice) -> SandboxPki:
     """A throw-away PKI (CA, server, organisation auth + sign, professional), made once per session.
 
-    Session-scoped because RSA key generation is the slow part of a sandbox test.
+    Issued for ``dmpc_practice``: OU = its structure's national id, the professional's CN = its
+    IdNat_PS. Session-scoped because RSA key generation is the slow part of a sandbox test.
     """
     from cryptography import x509
 
     from dmp_connector.sandbox import generate_test_pki
 
-    files = generate_test_pki(tmp_path_factory.mktemp("dmpc-pki"))
+    files = generate_test_pki(tmp_path_factory.mktemp("dmpc-pki"), practice=dmpc_practice)
     return SandboxPki(files=files, ca_certificate=x509.load_pem_x509_certificate(files.ca_cert.read_bytes()))
 
 
 @pytest.fixture
-def dmpc_settings(dmpc_pki: SandboxPki) -> Settings:
-    """Sandbox settings matching the PKI: software, organisation (FINESS 123456789), professional, credentials.
+def dmpc_settings(dmpc_pki: SandboxPki, dmpc_practice: SandboxPractice) -> Settings:
+    """Sandbox settings matching the PKI: software, ``dmpc_practice``'s organisation and professional, credentials.
 
     Retries are fast (10 ms, no jitter). Override this fixture in your ``conftest.py`` to use
-    your own software identity: every client fixture follows it.
+    your own software identity: every client fixture follows it. Change the practice with the
+    ``dmpc_*`` ini options or ``dmpc_practice`` rather than here, so that the certificates follow.
     """
-    from dmp_connector.codes import Code, professional_specialty
-    from dmp_connector.config import (
-        Environment,
-        Organisation,
-        Professional,
-        Settings,
-        SigningSettings,
-        SoftwareIdentity,
-        StructureIdKind,
-    )
+    from dmp_connector.config import Environment, Settings, SigningSettings, SoftwareIdentity
     from dmp_connector.retries import RetryPolicy
 
     files = dmpc_pki.files
@@ -393,19 +449,8 @@ def dmpc_settings(dmpc_pki: SandboxPki) -> Settings:
             insi_authorisation_id="CNDA-SANDBOX",
             dmp_homologation_id="HOMOL-SANDBOX",
         ),
-        organisation=Organisation(
-            id=files.structure_id[1:],
-            id_kind=StructureIdKind.FINESS,
-            name="CABINET SANDBOX",
-            activity_sector=Code.of("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel"),
-        ),
-        professional=Professional(
-            id=files.professional_id[1:],
-            family_name="SANDBOX",
-            given_name="JEANNE",
-            profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
-        ),
+        organisation=dmpc_practice.organisation(),
+        professional=dmpc_practice.professional(),
         environment=Environment.sandbox(),
         tls=files.tls_credentials(),
         signing=SigningSettings(credentials=files.signing_credentials()),
@@ -451,10 +496,11 @@ def dmpc_insi(dmpc_settings: Settings, dmpc_faults: FaultInjector, dmpc_audit: M
     import httpx
 
     from dmp_connector.ins.client import InsiClient
-    from dmp_connector.sandbox import as_transport
+    from dmp_connector.sandbox import as_transport, client_subject
 
+    subject = client_subject(dmpc_settings.tls)
     with (
-        httpx.Client(transport=as_transport(dmpc_faults.insi_script)) as http,
+        httpx.Client(transport=as_transport(dmpc_faults.insi_script, client_subject=subject)) as http,
         InsiClient(dmpc_settings, http_client=http, audit=[dmpc_audit]) as client,
     ):
         yield client
@@ -462,14 +508,19 @@ def dmpc_insi(dmpc_settings: Settings, dmpc_faults: FaultInjector, dmpc_audit: M
 
 @pytest.fixture
 def dmpc_dmp(dmpc_settings: Settings, dmpc_faults: FaultInjector, dmpc_audit: MemorySink) -> Iterator[DmpClient]:
-    """A ``DmpClient`` on the in-process DMP simulator, signing with the PKI's organisation certificate."""
+    """A ``DmpClient`` on the in-process DMP simulator, signing with the PKI's organisation certificate.
+
+    Its requests present the settings' TLS client certificate, so that the simulator applies the
+    certificate-versus-VIHF rules of ``dmpc_loopback_sandbox`` in-process too.
+    """
     import httpx
 
     from dmp_connector.dmp.client import DmpClient
-    from dmp_connector.sandbox import as_transport
+    from dmp_connector.sandbox import as_transport, client_subject
 
+    subject = client_subject(dmpc_settings.tls)
     with (
-        httpx.Client(transport=as_transport(dmpc_faults.dmp_script)) as http,
+        httpx.Client(transport=as_transport(dmpc_faults.dmp_script, client_subject=subject)) as http,
         DmpClient(dmpc_settings, http_client=http, audit=[dmpc_audit]) as client,
     ):
         yield client
@@ -490,10 +541,11 @@ def dmpc_async_insi(
         import httpx
 
         from dmp_connector.ins.client import AsyncInsiClient
-        from dmp_connector.sandbox import as_async_transport
+        from dmp_connector.sandbox import as_async_transport, client_subject
 
+        transport = as_async_transport(dmpc_faults.insi_script, client_subject=client_subject(dmpc_settings.tls))
         async with (
-            httpx.AsyncClient(transport=as_async_transport(dmpc_faults.insi_script)) as http,
+            httpx.AsyncClient(transport=transport) as http,
             AsyncInsiClient(dmpc_settings, http_client=http, audit=[dmpc_audit]) as client,
         ):
             yield client
@@ -512,10 +564,11 @@ def dmpc_async_dmp(
         import httpx
 
         from dmp_connector.dmp.client import AsyncDmpClient
-        from dmp_connector.sandbox import as_async_transport
+        from dmp_connector.sandbox import as_async_transport, client_subject
 
+        transport = as_async_transport(dmpc_faults.dmp_script, client_subject=client_subject(dmpc_settings.tls))
         async with (
-            httpx.AsyncClient(transport=as_async_transport(dmpc_faults.dmp_script)) as http,
+            httpx.AsyncClient(transport=transport) as http,
             AsyncDmpClient(dmpc_settings, http_client=http, audit=[dmpc_audit]) as client,
         ):
             yield client
@@ -629,3 +682,59 @@ def dmpc_mssante(
     )
     with MssanteClient(settings, audit=[dmpc_audit]) as client:
         yield client
+
+
+@pytest.fixture
+def dmpc_psc(dmpc_pki: SandboxPki) -> Iterator[PscSimulator]:
+    """The Pro Santé Connect simulator on 127.0.0.1 over TLS (client ``sandbox-lps``, CIBA polled every 50 ms).
+
+    Drive its simulated e-CPS with ``approve()``, ``deny()`` and ``expire()``; see ``docs/psc.md``.
+    """
+    pytest.importorskip("joserfc", reason="the PSC fixtures need the psc extra: pip install 'dmp-connector[psc]'")
+    from dmp_connector.sandbox.psc import PscSimulator, serve_psc
+
+    simulator = PscSimulator(clients={DMPC_PSC_CLIENT_ID: DMPC_PSC_SECRET}, ciba_interval=0.05)
+    with serve_psc(dmpc_pki.files, simulator) as served:
+        yield served
+
+
+@pytest.fixture
+def dmpc_psc_settings(dmpc_settings: Settings, dmpc_psc: PscSimulator) -> Settings:
+    """``dmpc_settings`` with ``[psc]`` pointing at ``dmpc_psc`` (client secret, Basic)."""
+    from pydantic import SecretStr
+
+    from dmp_connector.config import PscSettings
+
+    psc = PscSettings(
+        issuer=dmpc_psc.issuer,
+        client_id=DMPC_PSC_CLIENT_ID,
+        client_secret=SecretStr(DMPC_PSC_SECRET),
+        redirect_uri="https://lps.sandbox.invalid/callback",
+    )
+    return dmpc_settings.model_copy(update={"psc": psc})
+
+
+@pytest.fixture
+def dmpc_psc_client(dmpc_psc_settings: Settings, dmpc_audit: MemorySink) -> Iterator[PscClient]:
+    """A ``PscClient`` on ``dmpc_psc``, audited to ``dmpc_audit``."""
+    from dmp_connector.psc import PscClient
+
+    with PscClient(dmpc_psc_settings, audit=[dmpc_audit]) as client:
+        yield client
+
+
+@pytest.fixture
+def dmpc_psc_ciba(dmpc_psc: PscSimulator, dmpc_psc_client: PscClient) -> PendingCiba:
+    """A CIBA login for :data:`DMPC_PSC_LOGIN_HINT`, pending on the simulated e-CPS."""
+    request = dmpc_psc_client.start_ciba(DMPC_PSC_LOGIN_HINT)
+    return PendingCiba(dmpc_psc, dmpc_psc_client, request)
+
+
+@pytest.fixture
+def dmpc_psc_session(dmpc_psc_ciba: PendingCiba) -> Iterator[PscSession]:
+    """SANDBOX JEANNE logged in through CIBA (approved on the simulated e-CPS); logged out after the test."""
+    dmpc_psc_ciba.simulator.approve()
+    session = dmpc_psc_ciba.client.wait_ciba(dmpc_psc_ciba.request)
+    yield session
+    if not session.closed:
+        session.logout()

@@ -15,8 +15,10 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from dmp_connector import Settings
+from dmp_connector.cli import main
 from dmp_connector.cli.sandbox_serve import _mail_operator
 from dmp_connector.dmp import DmpClient
 from dmp_connector.ins import Identity, IdentityStatus, IdentityTraits, InsiClient, InsiResultCode
@@ -31,7 +33,12 @@ TRAITS = IdentityTraits.build(
 )
 
 
-def start(data: Path) -> tuple[subprocess.Popen[str], Path]:
+def start(data: Path, cwd: Path | None = None) -> tuple[subprocess.Popen[str], Path]:
+    process, config, _lines = start_with_output(data, cwd)
+    return process, config
+
+
+def start_with_output(data: Path, cwd: Path | None = None) -> tuple[subprocess.Popen[str], Path, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DMP_CONNECTOR_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "dmp_connector", "sandbox", "serve", "--data", str(data)],
@@ -39,6 +46,7 @@ def start(data: Path) -> tuple[subprocess.Popen[str], Path]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=cwd,
     )
     assert process.stdout is not None
     deadline = time.monotonic() + 60
@@ -49,7 +57,7 @@ def start(data: Path) -> tuple[subprocess.Popen[str], Path]:
             break
         lines.append(line)
         if line.strip().startswith("config "):
-            return process, Path(line.split(None, 1)[1].strip())
+            return process, Path(line.split(None, 1)[1].strip()), lines
     process.kill()
     raise AssertionError(
         "no config path printed: " + "".join(lines) + (process.stderr.read() if process.stderr else "")
@@ -105,6 +113,53 @@ def test_serve_then_search_and_test_existence(tmp_path: Path) -> None:
                 assert [s.message_id for s in mss.inbox(unseen_only=False)] == [sent.message_id]
     finally:
         stop(again)
+
+
+def test_a_relative_data_directory_and_the_cli_on_the_configured_endpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--data ./sbx`` from one directory, the CLI from another: the configuration's files and servers are used."""
+    process, config, lines = start_with_output(Path("./sbx"), cwd=tmp_path)
+    try:
+        assert config == tmp_path / "sbx" / "dmp-connector.toml"
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        for key in [k for k in os.environ if k.startswith("DMP_CONNECTOR_")]:
+            monkeypatch.delenv(key)
+        settings = Settings.load(config)
+        runner = CliRunner()
+        relative = ["--config", "../sbx/dmp-connector.toml"]
+        traits = ["--birth-name", "ADRUN", "--first-names", "ZOE", "--sex", "F", "--birth-date", "1975-12-31"]
+        found = runner.invoke(main, [*relative, "ins", "search", *traits])
+        assert found.exit_code == 0, found.output
+        assert MATRICULE[:13] in found.stdout.replace(" ", "")
+        assert found.stderr == f"INSi: sandbox environment at {settings.environment.insi_mtls_url}\n"
+        authorised = runner.invoke(main, [*relative, "dmp", "authorise", "--patient-ins", MATRICULE])
+        assert authorised.exit_code == 0, authorised.output
+        assert authorised.stderr == f"DMP: sandbox environment at {settings.environment.dmp_base_url}\n"
+        if HAS_MAIL:
+            smtp, imap = settings.environment.mssante_smtp, settings.environment.mssante_imap
+            assert smtp is not None and imap is not None
+            colleague = "dr.sandbox@medecin.mssante.fr"
+            send = ["mss", "send", "--to", colleague, "--subject", "Essai relatif", "--body", "Bonjour"]
+            sent = runner.invoke(main, [*relative, *send])
+            assert sent.exit_code == 0, sent.output
+            assert f"SMTP {smtp.host}:{smtp.port}" in sent.stderr  # the served operator, not an in-process one
+            token_line = next(line for line in lines if "XOAUTH2 token for" in line)
+            token = elsewhere / "token"
+            token.write_text(token_line.rsplit(": ", 1)[1].strip())
+            imap_option = ["--imap", f"{imap.host}:{imap.port}"]
+            read = runner.invoke(
+                main, [*relative, "mss", "inbox", "--mailbox", colleague, *imap_option, "--token-file", str(token)]
+            )
+            assert read.exit_code == 0, read.output
+            assert "1 message(s)" in read.stdout and "Essai relatif" in read.stdout
+            own = runner.invoke(main, [*relative, "mss", "inbox"])  # the configured mailbox has no such mail
+            assert own.exit_code == 0, own.output
+            assert "0 message(s)" in own.stdout
+    finally:
+        stop(process)
 
 
 def test_mail_operator_is_skipped_with_a_clear_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from . import (
     cda_build,  # noqa: F401  (registers cda build)
+    cda_view,  # noqa: F401  (registers cda view)
     ins_insi,  # noqa: F401  (registers ins search/verify)
     sandbox_serve,  # noqa: F401
 )
 from ._main import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, CliState, main, pass_state
 from .cda import cda
+from .demo import demo
 from .dmp import dmp
 from .ins import ins
 from .mss import mss
 from .outbox import outbox
+from .psc import psc
 from .sandbox import sandbox
 
 main.add_command(ins)
@@ -30,5 +33,7 @@ main.add_command(sandbox)
 main.add_command(mss)
 main.add_command(dmp)
 main.add_command(outbox)
+main.add_command(demo)
+main.add_command(psc)
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]

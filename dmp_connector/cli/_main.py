@@ -21,10 +21,21 @@ import click
 
 from dmp_connector._tls import build_ssl_context
 from dmp_connector._version import __version__
-from dmp_connector.config import Settings
+from dmp_connector.config import Environment, EnvironmentName, Settings
 from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
 
-__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "EXIT_VALIDATION", "CliState", "main", "pass_state"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "EXIT_VALIDATION",
+    "CliState",
+    "announce",
+    "main",
+    "names_servers",
+    "pass_state",
+]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -89,6 +100,30 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState)
+
+
+def names_servers(settings: Settings) -> bool:
+    """True when the settings name servers: any environment but the sandbox with its default endpoints.
+
+    A command runs an in-process simulator only when they do not, so that a configuration naming a
+    served sandbox (``sandbox serve`` writes one) or a national platform is always what is reached.
+    """
+    return settings.environment.name is not EnvironmentName.SANDBOX or settings.environment != Environment.sandbox()
+
+
+def announce(service: str, settings: Settings | None, where: str | None = None) -> None:
+    """Say on stderr which environment a command talks to (stdout stays the command's output, JSON included).
+
+    ``settings`` None: the in-process simulator. Quiet with ``--json``: stderr stays empty for scripts.
+    """
+    context = click.get_current_context(silent=True)
+    state = context.find_object(CliState) if context is not None else None
+    if state is not None and state.as_json:
+        return
+    if settings is None:
+        click.echo(f"{service}: sandbox, in-process simulator (no server configured)", err=True)
+    else:
+        click.echo(f"{service}: {settings.environment.name.value} environment at {where}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

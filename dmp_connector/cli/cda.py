@@ -16,10 +16,11 @@ from typing import Any
 import click
 
 from dmp_connector.cda import CdaValidator, ValidationReport
+from dmp_connector.cda.kit import KIT_REPOSITORY, TESTED_KIT, describe_kit
 from dmp_connector.config import CdaSettings
 from dmp_connector.errors import DmpConnectorError, MalformedResponseError, UnsafeXmlError
 
-from ._main import EXIT_VALIDATION, CliState, pass_state
+from ._main import EXIT_CONFIG, EXIT_VALIDATION, CliState, pass_state
 
 __all__ = ["cda"]
 
@@ -98,6 +99,55 @@ def validate(
     _emit(state, file, report, verbose=verbose)
     if not report.ok:
         sys.exit(EXIT_VALIDATION)
+
+
+@cda.command("kit")
+@click.argument("directory", type=click.Path(path_type=Path))
+@pass_state
+def kit(state: CliState, directory: Path) -> None:
+    """Say which ANS CDA kit DIRECTORY holds and what it lacks (schema, schematrons, value sets, engine, examples).
+
+    Exit 0 when ``cda validate`` can use it, 3 when its schema or schematrons are missing.
+
+    \b
+        dmp-connector cda kit ~/TestContenuCDA-3-0
+    """
+    found = describe_kit(directory)
+    tested = "the kit this SDK is tested with" if found.tested else f"this SDK is tested with {TESTED_KIT}"
+    generic = ", ".join(found.generic_schematrons) or "none"
+    lines = [
+        f"{found.root}: {found.kit} ({tested})",
+        f"  CDA schema          {'yes' if found.schema else 'MISSING'}",
+        f"  volet schematrons   {found.volet_schematrons}",
+        f"  kit-wide schematrons {generic}",
+        f"  value sets          {found.value_sets}",
+        f"  schematron engine   {'yes' if found.engine else 'missing'} (schematrons/moteur)",
+        f"  examples            {found.examples}",
+        f"  saxonche            {'yes' if found.saxon else 'missing'} (the validation extra)",
+    ]
+    lines += [f"  lacks: {item}" for item in found.lacks] or ["  lacks nothing"]
+    if not found.tested:
+        lines.append(f"  get the tested kit from {KIT_REPOSITORY}")
+    data = {
+        "directory": str(found.root),
+        "kit": found.kit,
+        "tested": found.tested,
+        "usable": found.usable,
+        "schema": found.schema,
+        "volet_schematrons": found.volet_schematrons,
+        "generic_schematrons": list(found.generic_schematrons),
+        "value_sets": found.value_sets,
+        "missing_value_sets": list(found.missing_value_sets),
+        "engine": found.engine,
+        "examples": found.examples,
+        "saxonche": found.saxon,
+        "lacks": list(found.lacks),
+        "repository": KIT_REPOSITORY,
+        "tested_kit": TESTED_KIT,
+    }
+    state.emit("\n".join(lines), data)
+    if not found.usable:
+        sys.exit(EXIT_CONFIG)
 
 
 def _refused(state: CliState, file: Path, exc: DmpConnectorError) -> None:

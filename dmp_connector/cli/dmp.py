@@ -2,8 +2,10 @@
 
 Every command names the patient by INS (``--patient-ins``) with their traits (options or a
 ``--patient`` TOML file); the identity is taken as qualified (QUAL) — the DMP refuses any other.
-In the sandbox environment the DMP simulator runs in-process unless ``--server`` names a served
-sandbox (``dmp-connector sandbox serve``); ``--data DIR`` keeps its store and test PKI between
+Commands say on stderr which environment they talk to. In the sandbox environment the DMP
+simulator runs in-process only when no server is configured (the sandbox's default endpoints) and
+``--server`` names none (a configuration written by ``dmp-connector sandbox serve`` names its
+server, and is used); ``--data DIR`` keeps its store and test PKI between
 runs, so that a second ``deposit`` sees the first one's documents.
 
 Exit codes: 0 success (``deposit``: nothing failed); 1 a service, transport or protocol error, or a
@@ -30,7 +32,7 @@ from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits, Ins
 from dmp_connector.sandbox import DEFAULT_INSI_IDENTITIES, DmpSimulator, in_process_dmp
 from dmp_connector.xds import AvailabilityStatus, DocumentEntry
 
-from ._main import EXIT_ERROR, CliState, pass_state
+from ._main import EXIT_ERROR, CliState, announce, names_servers, pass_state
 from .sandbox_serve import ca_certificates, sandbox_pki, sandbox_settings
 
 __all__ = ["authorise", "delete", "deposit", "dmp", "find", "get", "mask"]
@@ -71,7 +73,10 @@ def _patient_options(command: F) -> F:
         click.option("--birth-date", default=None, metavar="YYYY-MM-DD", help="Birth date."),
         click.option("--birth-place", default=None, metavar="COG", help="INSEE COG code of the birth place."),
         click.option(
-            "--server", default=None, metavar="URL", help="Sandbox only: a served sandbox (default: in-process)."
+            "--server",
+            default=None,
+            metavar="URL",
+            help="Sandbox only: a served sandbox (default: the configured one, else in-process).",
         ),
         click.option(
             "--data",
@@ -137,15 +142,20 @@ def _client(settings: Settings, server: str | None, data: Path | None) -> Iterat
     if settings.environment.name is not EnvironmentName.SANDBOX:
         if server is not None or data is not None:
             raise click.UsageError("--server and --data are for the sandbox only")
+        announce("DMP", settings, settings.environment.dmp_base_url)
         with DmpClient(settings) as client:
             yield client
         return
-    if server is not None:
+    if server is not None or names_servers(settings):
         if data is not None:
             raise click.UsageError("--data is for the in-process sandbox; a served sandbox keeps its own")
-        with DmpClient(settings.model_copy(update={"environment": Environment.sandbox(server)})) as client:
+        if server is not None:
+            settings = settings.model_copy(update={"environment": Environment.sandbox(server)})
+        announce("DMP", settings, settings.environment.dmp_base_url)
+        with DmpClient(settings) as client:
             yield client
         return
+    announce("DMP", None)
     with ExitStack() as stack:
         if data is None:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmp-connector-dmp-")))

@@ -1,9 +1,9 @@
 """``dmp-connector ins search`` and ``ins verify``: the INSi teleservice from the command line.
 
-Both go to the configured environment. In the sandbox (the default environment) the INSi
-simulator runs in-process unless ``--server`` names one served elsewhere (an
-:class:`~dmp_connector.sandbox.insi.InsiSimulator` behind a
-:class:`~dmp_connector.sandbox.LoopbackServer`). The traits and matricules
+Both go to the configured environment and say on stderr which one. In the sandbox (the default
+environment) the INSi simulator runs in-process only when no server is configured (the sandbox's
+default endpoints) and ``--server`` names none: a configuration naming a served sandbox
+(``dmp-connector sandbox serve`` writes one) is always used. The traits and matricules
 printed are the user's own query and answer, on their terminal; nothing is logged.
 
 Exit codes: 0 success (for ``verify``: the INS is confirmed); 1 a service, transport or
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from dmp_connector.config import Environment, EnvironmentName, Settings
+from dmp_connector.config import Environment, EnvironmentName, InsiAuthMode, Settings
 from dmp_connector.errors import DmpConnectorError
 from dmp_connector.ins import (
     INS,
@@ -35,7 +35,7 @@ from dmp_connector.ins import (
 )
 from dmp_connector.sandbox import in_process_insi
 
-from ._main import EXIT_VALIDATION, CliState, pass_state
+from ._main import EXIT_VALIDATION, CliState, announce, names_servers, pass_state
 from .ins import ins
 
 __all__ = ["search", "verify"]
@@ -58,7 +58,7 @@ def _traits_options(command: F) -> F:
             "--server",
             default=None,
             metavar="URL",
-            help="Sandbox only: the base URL of a served simulator (default: run it in-process).",
+            help="Sandbox only: the base URL of a served simulator (default: the configured one, else in-process).",
         ),
     ]
     for option in reversed(options):
@@ -79,12 +79,17 @@ def _traits(birth_name: str, first_names: str, sex: str, birth_date: str, birth_
 def _with_client(settings: Settings, server: str | None, call: Callable[[InsiClient], T]) -> T:
     """Run ``call`` with a client for the configured INSi, or the simulator in the sandbox."""
     if settings.environment.name is EnvironmentName.SANDBOX:
-        if server is None:
+        if server is None and not names_servers(settings):
+            announce("INSi", None)
             with in_process_insi(settings) as client:
                 return call(client)
-        settings = settings.model_copy(update={"environment": Environment.sandbox(server)})
+        if server is not None:
+            settings = settings.model_copy(update={"environment": Environment.sandbox(server)})
     elif server is not None:
         raise click.UsageError("--server is for the sandbox only; other environments use their configured URLs")
+    environment = settings.environment
+    mtls = settings.insi.auth_mode is InsiAuthMode.MTLS
+    announce("INSi", settings, environment.insi_mtls_url if mtls else environment.insi_url)
     with InsiClient(settings) as client:
         return call(client)
 

@@ -1,8 +1,9 @@
 """``dmp-connector mss send`` and ``mss inbox``: MSSanté mail from the command line.
 
 Both use the configured operator (``environment.mssante_smtp`` / ``mssante_imap`` and
-``[mssante]``). In the sandbox (the default environment) an MSSanté operator runs
-in-process unless ``--smtp``/``--imap`` name one served elsewhere: it knows the sender,
+``[mssante]``) and say on stderr which environment they talk to. In the sandbox (the default
+environment) an MSSanté operator runs in-process only when no server is configured (the sandbox's
+default endpoints) and ``--smtp``/``--imap`` name none: it knows the sender,
 the professional recipients and the patient given, keeps its mailboxes in
 ``--sandbox-dir`` between runs (so that ``mss inbox`` sees what ``mss send`` delivered),
 and authenticates with a sandbox XOAUTH2 token.
@@ -42,7 +43,7 @@ from dmp_connector.mssante.client import MssanteClient
 from dmp_connector.mssante.message import Attachment, CdaDocument, MssanteMessage
 from dmp_connector.mssante.transport import MailSummary, redact_address
 
-from ._main import CliState, pass_state
+from ._main import CliState, announce, names_servers, pass_state
 
 __all__ = ["mss"]
 
@@ -77,24 +78,41 @@ def _connected(
     imap: str | None,
     sandbox_dir: Path | None,
     token_file: Path | None,
+    mailbox: str | None = None,
 ) -> Iterator[tuple[Settings, TokenProvider | None]]:
-    """The settings (and token provider) to reach the operator: configured, served, or in-process."""
+    """The settings (and token provider) to reach the operator: configured, served, or in-process.
+
+    ``mailbox``: the mailbox to open instead of the configured one (``mss inbox --mailbox``).
+    """
     tokens = None
     if token_file is not None:
         tokens = StaticTokenProvider(_read(token_file).decode("utf-8", "replace").strip())
+    mss_update: dict[str, Any] = {}
+    if mailbox is not None:
+        mss_update["mailbox"] = mailbox
+    if tokens is not None:
+        mss_update["auth_mode"] = MssanteAuthMode.XOAUTH2
+    if mss_update:
+        settings = settings.model_copy(update={"mssante": settings.mssante.model_copy(update=mss_update)})
     if settings.environment.name is not EnvironmentName.SANDBOX:
         if smtp or imap or sandbox_dir:
             raise click.UsageError("--smtp, --imap and --sandbox-dir are for the sandbox only")
+        _announce(settings)
         yield settings, tokens
         return
-    if smtp or imap:
+    if smtp or imap or names_servers(settings):
+        if sandbox_dir:
+            raise click.UsageError("--sandbox-dir is for the in-process operator; a served one keeps its own")
         update: dict[str, Any] = {}
         if smtp:
             update["mssante_smtp"] = _server(smtp, "--smtp")
         if imap:
             update["mssante_imap"] = _server(imap, "--imap")
-        yield settings.model_copy(update={"environment": settings.environment.model_copy(update=update)}), tokens
+        served = settings.model_copy(update={"environment": settings.environment.model_copy(update=update)})
+        _announce(served)
+        yield served, tokens
         return
+    announce("MSSanté", None)
     # Imported here: the in-process operator needs the sandbox extra (aiosmtpd, pymap).
     from dmp_connector.sandbox import TestPki
     from dmp_connector.sandbox.mssante import SandboxMailOperator, SandboxTokenProvider
@@ -117,15 +135,35 @@ def _connected(
         )
 
 
+def _announce(settings: Settings) -> None:
+    environment = settings.environment
+    servers = [
+        f"{what} {server.host}:{server.port}"
+        for what, server in (("SMTP", environment.mssante_smtp), ("IMAP", environment.mssante_imap))
+        if server is not None
+    ]
+    announce("MSSanté", settings, ", ".join(servers) or "no server configured")
+
+
 def _sandbox_options(command: Any) -> Any:
     options = [
-        click.option("--smtp", default=None, metavar="HOST:PORT", help="Sandbox only: a served operator's SMTP."),
-        click.option("--imap", default=None, metavar="HOST:PORT", help="Sandbox only: a served operator's IMAP."),
+        click.option(
+            "--smtp",
+            default=None,
+            metavar="HOST:PORT",
+            help="Sandbox only: a served operator's SMTP (over the config).",
+        ),
+        click.option(
+            "--imap",
+            default=None,
+            metavar="HOST:PORT",
+            help="Sandbox only: a served operator's IMAP (over the config).",
+        ),
         click.option(
             "--token-file",
             type=click.Path(path_type=Path, dir_okay=False),
             default=None,
-            help="XOAUTH2 mode: a file holding the Pro Santé Connect access token (read, never printed).",
+            help="A file holding the Pro Santé Connect access token (read, never printed): XOAUTH2 with it.",
         ),
         click.option(
             "--sandbox-dir",
@@ -348,7 +386,12 @@ def _summary_json(summary: MailSummary) -> dict[str, Any]:
 @mss.command("inbox")
 @click.option("--all", "show_all", is_flag=True, help="List read messages too.")
 @click.option("--folder", default="INBOX", show_default=True, help="Folder to list.")
-@click.option("--mailbox", default=None, metavar="ADDRESS", help="Sandbox only: read this mailbox instead.")
+@click.option(
+    "--mailbox",
+    default=None,
+    metavar="ADDRESS",
+    help="Read this mailbox instead of the configured one (mssante.mailbox).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (same as the global --json).")
 @_sandbox_options
 @pass_state
@@ -369,11 +412,9 @@ def inbox(
     ``XDM/1.0/DDM+`` prefix.
     """
     if as_json:
-        state = CliState(env=state.env, config=state.config, as_json=True)
+        state.as_json = True
     try:
         settings = state.settings()
-        if mailbox is not None and settings.environment.name is not EnvironmentName.SANDBOX:
-            raise click.UsageError("--mailbox is for the sandbox only")
         owner = mailbox or settings.mssante.mailbox or SANDBOX_SENDER
         with (
             _connected(
@@ -385,6 +426,7 @@ def inbox(
                 imap=imap,
                 sandbox_dir=sandbox_dir,
                 token_file=token_file,
+                mailbox=mailbox,
             ) as (effective, tokens),
             MssanteClient(effective, token_provider=tokens) as client,
         ):

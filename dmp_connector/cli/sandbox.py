@@ -1,4 +1,4 @@
-"""``dmp-connector sandbox …``: the embedded sandbox's tools (for now, the test PKI)."""
+"""``dmp-connector sandbox …``: the embedded sandbox's tools: the test PKI here, ``serve`` in ``sandbox_serve``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dmp_connector.errors import DmpConnectorError
-from dmp_connector.sandbox.pki import generate_test_pki
+from dmp_connector.sandbox.pki import SandboxPractice, generate_test_pki
 
 from ._main import CliState, pass_state
 
@@ -21,14 +21,19 @@ def sandbox() -> None:
 
 @sandbox.command("pki")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--organisation", default="CABINET SANDBOX", show_default=True, help="Organisation name (O=).")
+@click.option(
+    "--organisation", default=None, help="Organisation name (O=); default: the configuration's, else CABINET SANDBOX."
+)
 @click.option(
     "--structure-id",
-    default="1123456789",
-    show_default=True,
-    help="Structure national id (OU=), e.g. 1 + FINESS.",
+    default=None,
+    help="Structure national id (OU=), e.g. 1 + FINESS; default: the configuration's, else 1123456789.",
 )
-@click.option("--professional-id", default="899700000001", show_default=True, help="Professional national id (CN=).")
+@click.option(
+    "--professional-id",
+    default=None,
+    help="Professional national id (CN=); default: the configuration's, else 899700000001.",
+)
 @click.option("--p12-password", default="dmp-connector-sandbox", show_default=True, help="Password of the .p12 files.")
 @click.option("--force", is_flag=True, help="Overwrite the files of an earlier run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (same as the global --json).")
@@ -36,22 +41,38 @@ def sandbox() -> None:
 def pki(
     state: CliState,
     directory: Path,
-    organisation: str,
-    structure_id: str,
-    professional_id: str,
+    organisation: str | None,
+    structure_id: str | None,
+    professional_id: str | None,
     p12_password: str,
     force: bool,
     as_json: bool,
 ) -> None:
     """Write a throw-away PKI to DIRECTORY: CA, localhost server, organisation (INSI-AUTO, SIGN), professional.
 
-    For tests and the sandbox only: the keys are not encrypted and the CA is not IGC-Santé.
+    The certificates are issued for the practice of ``--config`` (its ``[organisation]`` and
+    ``[professional]``) when one is given, else for the sandbox's own; the options override one value
+    each. For tests and the sandbox only: the keys are not encrypted and the CA is not IGC-Santé.
     """
     if as_json:
-        state = CliState(env=state.env, config=state.config, as_json=True)
+        state.as_json = True
     try:
+        practice = SandboxPractice()
+        if state.config is not None:
+            settings = state.settings()
+            organisation_set, professional_set = settings.organisation, settings.professional
+            practice = SandboxPractice(
+                structure_id=organisation_set.id if organisation_set else practice.structure_id,
+                structure_id_kind=organisation_set.id_kind if organisation_set else practice.structure_id_kind,
+                organisation_name=organisation_set.name if organisation_set else practice.organisation_name,
+                professional_id=professional_set.id if professional_set else practice.professional_id,
+                professional_id_kind=professional_set.id_kind if professional_set else practice.professional_id_kind,
+                family_name=professional_set.family_name if professional_set else practice.family_name,
+                given_name=professional_set.given_name if professional_set else practice.given_name,
+            )
         files = generate_test_pki(
             directory,
+            practice=practice,
             organisation=organisation,
             structure_id=structure_id,
             professional_id=professional_id,

@@ -26,20 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dmp_connector.codes import Code, professional_specialty
-from dmp_connector.config import (
-    Environment,
-    Organisation,
-    Professional,
-    ProfessionalIdKind,
-    Settings,
-    SigningSettings,
-    StructureIdKind,
-)
+from dmp_connector.config import Environment, Settings, SigningSettings
 from dmp_connector.errors import DmpConnectorError
 from dmp_connector.sandbox import DmpSimulator, Handler, HttpRequest, HttpResponse, InsiSimulator
 from dmp_connector.sandbox.insi import DEFAULT_INSI_IDENTITIES
-from dmp_connector.sandbox.pki import INSI_AUTO, TestPkiFiles, generate_test_pki
+from dmp_connector.sandbox.pki import INSI_AUTO, SandboxPractice, TestPkiFiles, generate_test_pki
 from dmp_connector.signature import load_certificates
 
 from ._main import CliState, pass_state
@@ -49,6 +40,7 @@ if TYPE_CHECKING:
     from cryptography.x509 import Certificate
 
     from dmp_connector.sandbox.mssante import SandboxMailOperator
+    from dmp_connector.sandbox.psc import PscSimulator
 
 __all__ = ["RoutingServer", "ca_certificates", "sandbox_pki", "sandbox_settings", "serve"]
 
@@ -67,8 +59,8 @@ _PKI_NAMES = {
 }
 _CA_KEY = "ca.key"
 _P12_PASSWORD = "dmp-connector-sandbox"  # noqa: S105 - the sandbox PKI's documented password
-_DEFAULT_STRUCTURE = "1123456789"
-_DEFAULT_PROFESSIONAL = "899700000001"
+_DEFAULT_STRUCTURE = SandboxPractice().structure_national_id
+_DEFAULT_PROFESSIONAL = SandboxPractice().professional_national_id
 
 
 def sandbox_pki(directory: Path, settings: Settings | None = None) -> TestPkiFiles:
@@ -87,7 +79,7 @@ def sandbox_pki(directory: Path, settings: Settings | None = None) -> TestPkiFil
             structure_id=structure,
             professional_id=professional,
             ca_key=ca_key if ca_key.is_file() else None,  # a PKI written before the CA key was kept has none
-            **paths,
+            **paths,  # type: ignore[arg-type]  # every value is a Path
         )
     return generate_test_pki(
         directory, structure_id=structure, professional_id=professional, p12_password=_P12_PASSWORD, overwrite=True
@@ -100,22 +92,11 @@ def sandbox_settings(settings: Settings, files: TestPkiFiles, base_url: str | No
     The organisation and professional come from the configuration when set, from the PKI otherwise.
     """
     update: dict[str, Any] = {"signing": SigningSettings(credentials=files.signing_credentials())}
+    practice = files.practice or SandboxPractice()
     if settings.organisation is None:
-        update["organisation"] = Organisation(
-            id=files.structure_id[1:],
-            id_kind=StructureIdKind.FINESS,
-            name="CABINET SANDBOX",
-            activity_sector=Code.of("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel"),
-        )
+        update["organisation"] = practice.organisation()
     if settings.professional is None:
-        update["professional"] = Professional(
-            id=files.professional_id[1:],
-            id_kind=ProfessionalIdKind.RPPS,
-            family_name="SANDBOX",
-            given_name="JEANNE",
-            profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
-            specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
-        )
+        update["professional"] = practice.professional()
     if base_url is not None:
         update["environment"] = Environment.sandbox(base_url)
         update["tls"] = files.tls_credentials()
@@ -240,7 +221,11 @@ def _toml_table(name: str, data: dict[str, Any]) -> list[str]:
 
 
 def _toml_text(
-    settings: Settings, files: TestPkiFiles, base_url: str, operator: SandboxMailOperator | None = None
+    settings: Settings,
+    files: TestPkiFiles,
+    base_url: str,
+    operator: SandboxMailOperator | None = None,
+    psc_issuer: str | None = None,
 ) -> str:
     """The configuration a client needs for this sandbox: identities from ``settings``, URLs and PKI files.
 
@@ -254,6 +239,9 @@ def _toml_text(
     if operator is not None:
         environment |= {"smtp_port": operator.smtp_port, "imap_port": operator.imap_port}
         mssante = _toml_table("mssante", {"mailbox": MAILBOX, "auth_mode": "certificate"})
+    psc: list[str] = []
+    if psc_issuer is not None:
+        psc = _toml_table("psc", {"issuer": psc_issuer, "client_id": PSC_CLIENT_ID, "client_secret": PSC_SECRET})
     return "\n".join(
         [
             "# Written by `dmp-connector sandbox serve`: the sandbox on loopback and its test PKI. Sandbox only.",
@@ -274,6 +262,7 @@ def _toml_text(
                 "signing.credentials", {"cert_file": str(files.org_sign_cert), "key_file": str(files.org_sign_key)}
             ),
             *mssante,
+            *psc,
         ]
     )
 
@@ -283,6 +272,18 @@ MAILBOX = "lps@cabinet-sandbox.mssante.fr"
 PRACTITIONER_MAILBOX = "dr.sandbox@medecin.mssante.fr"
 """A personal mailbox (XOAUTH2 with the token the command prints), to write to and read as a colleague."""
 _TOKEN_LIFETIME = 12 * 3600.0
+PSC_CLIENT_ID = "sandbox-lps"
+"""The client the served PSC simulator knows (client secret, sandbox only)."""
+PSC_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's client secret, written to the sandbox's config
+
+
+def _psc_simulator() -> tuple[PscSimulator | None, str]:
+    """The PSC simulator (CIBA approved at once: no e-CPS to answer from here); or None and why not."""
+    try:
+        from dmp_connector.sandbox.psc import PscSimulator
+    except ImportError:
+        return None, "PSC not served: install the psc extra (pip install 'dmp-connector[psc]')"
+    return PscSimulator(clients={PSC_CLIENT_ID: PSC_SECRET}, auto_approve=True, ciba_interval=0.5), ""
 
 
 def _mail_operator(
@@ -339,9 +340,11 @@ def _base_settings(state: CliState) -> Settings:
 
 @contextmanager
 def _data_directory(data: Path | None) -> Iterator[Path]:
+    """The data directory, absolute: the written configuration names its files by absolute path, so that it
+    works from any working directory (a TOML file's relative paths are read relative to the file)."""
     if data is not None:
         data.mkdir(parents=True, exist_ok=True)
-        yield data
+        yield data.resolve()
         return
     with tempfile.TemporaryDirectory(prefix="dmp-connector-sandbox-") as tmp:
         yield Path(tmp)
@@ -383,8 +386,12 @@ def serve(state: CliState, data: Path | None, port: int, smtp_port: int, imap_po
         except DmpConnectorError as exc:
             state.fail(exc)
         insi = InsiSimulator(required_client_cn={"INSI-AUTO", "INSI-MANU"})
+        psc, psc_why_not = _psc_simulator()
+        routes: dict[str, Handler] = {"/insi/": insi, "/si-dmp-server/": dmp}
+        if psc is not None:
+            routes["/auth"] = psc  # PSC's paths: /auth (login page) and /auth/realms/esante-wallet/…
         try:
-            server = RoutingServer({"/insi/": insi, "/si-dmp-server/": dmp}, _server_context(files), port)
+            server = RoutingServer(routes, _server_context(files), port)
         except OSError as exc:
             raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
         try:
@@ -394,8 +401,13 @@ def serve(state: CliState, data: Path | None, port: int, smtp_port: int, imap_po
             dmp.store.close()
             raise
         settings = sandbox_settings(base, files, server.url)
+        psc_issuer: str | None = None
+        if psc is not None:
+            psc.base_url = server.url
+            psc_issuer = psc.issuer
+            dmp.air_check = psc.has_session  # an AIR VIHF needs a PSC session of its professional
         config_path = directory / "dmp-connector.toml"
-        config_path.write_text(_toml_text(settings, files, server.url, operator), encoding="utf-8")
+        config_path.write_text(_toml_text(settings, files, server.url, operator, psc_issuer), encoding="utf-8")
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         thread.start()
         env = settings.environment
@@ -421,6 +433,9 @@ def serve(state: CliState, data: Path | None, port: int, smtp_port: int, imap_po
                     f"sandbox listening on {server.url} (HTTPS, client certificate required)",
                     f"  INSi   {env.insi_mtls_url}",
                     f"  DMP    {env.dmp_base_url}",
+                    f"  PSC    {psc_issuer} (client {PSC_CLIENT_ID}; CIBA approved at once)"
+                    if psc_issuer
+                    else psc_why_not,
                     *mail_lines,
                     f"  config {config_path}",
                     f"  data   {directory}" + ("" if data is not None else " (temporary)"),
@@ -432,6 +447,7 @@ def serve(state: CliState, data: Path | None, port: int, smtp_port: int, imap_po
                 "insi_url": env.insi_mtls_url,
                 "dmp_base_url": env.dmp_base_url,
                 "mssante": mail_data,
+                "psc_issuer": psc_issuer,
                 "config": str(config_path),
                 "data": str(directory),
                 "pki": {role: str(path) for role, path in files.files().items()},

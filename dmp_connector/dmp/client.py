@@ -42,7 +42,7 @@ from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, Aud
 from dmp_connector.cda import ClinicalDocument, NonXmlBody
 from dmp_connector.cda.model import author_specialty
 from dmp_connector.codes import Code
-from dmp_connector.config import DmpService, Settings
+from dmp_connector.config import DmpService, DmpTransaction, Settings
 from dmp_connector.errors import (
     DmpConnectorError,
     HttpStatusError,
@@ -406,19 +406,25 @@ class _DmpCore:
             raise TypeError("DMP calls take the patient's Identity (status QUAL), so that its status can be checked")
         return patient.require_qualified("a DMP call")
 
-    def _vihf(self, ins: INS | None, access: Access = _NORMAL) -> VihfSecurity:
+    def _vihf(
+        self, ins: INS | None, access: Access = _NORMAL, *, transaction: DmpTransaction = "consultation"
+    ) -> VihfSecurity:
+        dmp = self.settings.dmp
+        mode = AuthenticationMode(dmp.authentication_modes.get(transaction, dmp.authentication_mode))
+        reinforced = mode is AuthenticationMode.INDIRECTE_RENFORCEE
         request = VihfRequest(
             patient_resource_id=ins.to_xds_cx() if ins is not None else None,
             access_mode=access.mode,
             access_reason=access.reason,
-            authentication_mode=AuthenticationMode(self.settings.dmp.authentication_mode),
+            authentication_mode=mode,
+            authn_context_class=dmp.reinforced_context_class if reinforced else None,
         )
         return VihfSecurity(self.settings, self._signer, request)
 
     def _query(self, ins: INS, query: Any, access: Access, return_type: ReturnType) -> RegistryStoredQuery:
         return RegistryStoredQuery(
             AdhocQueryRequest(query=query, return_type=return_type),
-            security=self._vihf(ins, access),
+            security=self._vihf(ins, access, transaction="consultation"),
             patient=ins.matricule,
             patient_id=ins.to_xds_cx(),
             max_references=self.settings.dmp.max_references,
@@ -518,7 +524,7 @@ class _DmpCore:
             prepared = yield _Blocking(functools.partial(prepare, target))
         call.document_ids = (prepared.ids.document, prepared.ids.signature)
         response: RegistryResponse = yield _IdentifiedDeposit(
-            prepared, security=self._vihf(ins), message_id=call.correlation_id
+            prepared, security=self._vihf(ins, transaction="deposit"), message_id=call.correlation_id
         )
         result = {
             "document_unique_id": prepared.ids.document,
@@ -625,7 +631,10 @@ class _DmpCore:
             documents=(DocumentRequest(repository_unique_id=repository, document_unique_id=unique_id),)
         )
         operation = RetrieveDocumentSet(
-            request, security=self._vihf(ins, _access(access)), patient=ins.matricule, patient_id=ins.to_xds_cx()
+            request,
+            security=self._vihf(ins, _access(access), transaction="consultation"),
+            patient=ins.matricule,
+            patient_id=ins.to_xds_cx(),
         )
         answer: RetrieveDocumentSetResponse = yield operation
         with error_codes(self.settings.dmp.error_codes):  # _deliver reads refusals outside the operation
@@ -656,7 +665,10 @@ class _DmpCore:
             self._update_submission_set(ins), new_version, previous_version=current.version or "1"
         ).check(MetadataProfile.DMP)
         operation = UpdateDocumentSet(
-            request, security=self._vihf(ins, access), patient=ins.matricule, document_ids=(current.unique_id,)
+            request,
+            security=self._vihf(ins, access, transaction="delete"),
+            patient=ins.matricule,
+            document_ids=(current.unique_id,),
         )
         response: RegistryResponse = yield operation
         return response
@@ -673,7 +685,10 @@ class _DmpCore:
             new_status=new_status,
         ).check(MetadataProfile.DMP)
         operation = UpdateDocumentSet(
-            request, security=self._vihf(ins, access), patient=ins.matricule, document_ids=(current.unique_id,)
+            request,
+            security=self._vihf(ins, access, transaction="delete"),
+            patient=ins.matricule,
+            document_ids=(current.unique_id,),
         )
         response: RegistryResponse = yield operation
         return response
@@ -685,7 +700,7 @@ class _DmpCore:
         operation = PatientQueryOperation(
             ins,
             reason=QueryReason.TEST_EXISTENCE,
-            security=self._vihf(ins),
+            security=self._vihf(ins, transaction="consultation"),
             action=self.settings.dmp.test_existence_action,
         )
         answer = yield operation
@@ -695,21 +710,21 @@ class _DmpCore:
         ins = self._qualified(patient)
         action = AuthorizationAction.ADD if add else AuthorizationAction.REMOVE
         status: ServiceStatus = yield SetAuthorizationOperation(
-            ins, action, treating_doctor=as_treating_doctor, security=self._vihf(ins)
+            ins, action, treating_doctor=as_treating_doctor, security=self._vihf(ins, transaction="administration")
         )
         return status
 
     def _list_authorisations_flow(self, patient: Identity) -> Flow[tuple[AuthorizedProfessional, ...]]:
         ins = self._qualified(patient)
         professionals: tuple[AuthorizedProfessional, ...] = yield ListAuthorizationsOperation(
-            ins, security=self._vihf(ins)
+            ins, security=self._vihf(ins, transaction="consultation")
         )
         return professionals
 
     def _recent_flow(self, since: dt.date, kind: RecentDmpKind | str) -> Flow[tuple[RecentDmp, ...]]:
         day = since.date() if isinstance(since, dt.datetime) else since
         patients: tuple[RecentDmp, ...] = yield PatientListOperation(
-            day, RecentDmpKind(kind), security=self._vihf(None)
+            day, RecentDmpKind(kind), security=self._vihf(None, transaction="consultation")
         )
         return patients
 
@@ -718,7 +733,9 @@ class _DmpCore:
             (search.family_name, search.given_name, search.sex, search.birth_date, search.postal_code, search.city)
         ):
             raise ValidationError("a patient search needs at least one trait (name, sex, birth date, place)")
-        candidates: tuple[PatientCandidate, ...] = yield FindCandidatesOperation(search, security=self._vihf(None))
+        candidates: tuple[PatientCandidate, ...] = yield FindCandidatesOperation(
+            search, security=self._vihf(None, transaction="consultation")
+        )
         return candidates
 
     def _registration_flow(
@@ -750,11 +767,13 @@ class _DmpCore:
             closure=closure,
             author=_registration_author(self.settings),
         )
-        yield RegistrationOperation(request, security=self._vihf(ins))
+        yield RegistrationOperation(request, security=self._vihf(ins, transaction="administration"))
 
     def _administrative_flow(self, patient: Identity) -> Flow[AdministrativeData]:
         ins = self._qualified(patient)
-        answer = yield PatientQueryOperation(ins, reason=QueryReason.ADMINISTRATIVE_DATA, security=self._vihf(ins))
+        answer = yield PatientQueryOperation(
+            ins, reason=QueryReason.ADMINISTRATIVE_DATA, security=self._vihf(ins, transaction="consultation")
+        )
         if answer.administrative is None:
             raise MalformedResponseError("the DMP answered the administrative-data read without the data")
         return cast("AdministrativeData", answer.administrative)

@@ -39,7 +39,8 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Final
 
-from dmp_connector.config import DmpSettings
+from dmp_connector._tls import certificate_subject_names
+from dmp_connector.config import DmpSettings, Settings
 from dmp_connector.errors import ServiceError, SoapFaultError, shown_code
 from dmp_connector.xds import RegistryError, RegistryResponse, RegistryResponseError
 
@@ -279,6 +280,36 @@ def registry_error(response: RegistryResponse, *, operation: str | None = None) 
     if kind is not DmpRegistryError:
         error.hint = _HINTS.get(found)
     return error
+
+
+def credential_mismatch(settings: Settings) -> tuple[str, str] | None:
+    """Which identifier of the TLS client certificate disagrees with which the VIHF carries, and what to do.
+
+    The DMP (and the sandbox) refuse a caller whose certificate OU is not the VIHF's
+    ``Identifiant_Structure`` (indirect mode) or whose card CN is not the VIHF subject (direct mode);
+    their fault reason may not say which, so the client says it from its own settings. Only the
+    organisation's and the professional's ids are named: never a patient's.
+    """
+    names = certificate_subject_names(settings.tls)
+    if settings.dmp.authentication_mode == "DIRECTE":
+        professional = settings.professional
+        if professional is not None and "CN" in names and names["CN"] != professional.national_id:
+            return (
+                f"the TLS client certificate's CN {names['CN']} is not the VIHF subject"
+                f" {professional.national_id} (settings.professional, {professional.id_kind.name})",
+                "use the card certificate of settings.professional, or make settings.professional the card's holder",
+            )
+        return None
+    organisation = settings.organisation
+    if organisation is not None and "OU" in names and names["OU"] != organisation.national_id:
+        return (
+            f"the TLS client certificate's OU {names['OU']} is not the VIHF's Identifiant_Structure"
+            f" {organisation.national_id} (settings.organisation, {organisation.id_kind.name} {organisation.id})",
+            "the organisation certificate's OU must equal the organisation's national id: use the certificate"
+            " issued for settings.organisation (in tests: the same SandboxPractice for the PKI and the settings,"
+            " e.g. the dmpc_structure_id ini option of the pytest plugin)",
+        )
+    return None
 
 
 def fault_error(fault: SoapFaultError, *, operation: str | None = None) -> DmpServiceError:

@@ -25,7 +25,7 @@ from lxml import etree
 
 from dmp_connector._transport import CallContext, Operation, SoapRequest
 from dmp_connector.cda._namespaces import HL7
-from dmp_connector.config import DmpService, Environment
+from dmp_connector.config import DmpService, Environment, Settings
 from dmp_connector.errors import DmpConnectorError, LimitExceededError, PatientMismatchError, SoapFaultError
 from dmp_connector.ins import InsOid
 from dmp_connector.soap import Attachment, SoapMessage, WsSecurity
@@ -53,7 +53,14 @@ from dmp_connector.xds import (
 )
 from dmp_connector.xml import XmlLimits, parse_xml
 
-from .errors import DepositedDocument, PartialDepositError, error_codes, fault_error, registry_error
+from .errors import (
+    DepositedDocument,
+    PartialDepositError,
+    credential_mismatch,
+    error_codes,
+    fault_error,
+    registry_error,
+)
 from .mapping import PreparedDeposit
 
 __all__ = [
@@ -100,6 +107,7 @@ class DmpOperation(Operation[T]):
             @functools.wraps(build)
             def keep_table(self: DmpOperation[Any], call: CallContext) -> SoapRequest:
                 self._error_codes = dict(call.settings.dmp.error_codes)
+                self._settings = call.settings
                 return cast("SoapRequest", build(self, call))
 
             cls.build = keep_table  # type: ignore[method-assign,assignment]
@@ -113,6 +121,7 @@ class DmpOperation(Operation[T]):
             cls.parse = use_table  # type: ignore[method-assign,assignment]
 
     _error_codes: dict[str, str] | None = None
+    _settings: Settings | None = None
 
     def _codes(self) -> contextlib.AbstractContextManager[None]:
         return error_codes(self._error_codes) if self._error_codes is not None else contextlib.nullcontext()
@@ -120,7 +129,14 @@ class DmpOperation(Operation[T]):
     def map_fault(self, fault: SoapFaultError) -> DmpConnectorError:
         """A SOAP fault as a DMP error: transient when ``env:Receiver``, typed when a subcode names a DMP refusal."""
         with self._codes():
-            return fault_error(fault, operation=self.name)
+            error = fault_error(fault, operation=self.name)
+        authentication = any(code.rsplit("}", 1)[-1].endswith("FailedAuthentication") for code in fault.subcodes)
+        mismatch = credential_mismatch(self._settings) if authentication and self._settings is not None else None
+        if mismatch is not None:
+            error.message = f"{error.message}: {mismatch[0]}"
+            error.hint = mismatch[1]
+            error.args = (error.message,)
+        return error
 
     def _request(self, body: etree._Element, attachments: Sequence[Attachment] = ()) -> SoapRequest:
         return SoapRequest(

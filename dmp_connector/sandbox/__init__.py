@@ -52,7 +52,15 @@ from .insi import (
     in_process_async_insi,
     in_process_insi,
 )
-from .pki import IssuedCertificate, TestPki, TestPkiFiles, generate_test_pki
+from .pki import (
+    IssuedCertificate,
+    SandboxPractice,
+    TestPki,
+    TestPkiFiles,
+    certificate_subject,
+    client_subject,
+    generate_test_pki,
+)
 
 if TYPE_CHECKING:
     from .mssante import (
@@ -122,6 +130,7 @@ __all__ = [
     "ReceivedMail",
     "SandboxMailOperator",
     "SandboxMailbox",
+    "SandboxPractice",
     "SandboxTokenProvider",
     "ScriptedHandler",
     "SeededIdentity",
@@ -132,6 +141,8 @@ __all__ = [
     "TestPkiFiles",
     "as_async_transport",
     "as_transport",
+    "certificate_subject",
+    "client_subject",
     "echo_service",
     "generate_test_pki",
     "in_process_async_dmp",

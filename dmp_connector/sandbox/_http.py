@@ -103,8 +103,13 @@ def _body_bytes(body: bytes | Iterable[bytes]) -> bytes:
     return body if isinstance(body, bytes) else b"".join(body)
 
 
-def as_transport(handler: Handler) -> httpx.MockTransport:
-    """The simulator as an in-process transport for :class:`httpx.Client`."""
+def as_transport(handler: Handler, *, client_subject: str | None = None) -> httpx.MockTransport:
+    """The simulator as an in-process transport for :class:`httpx.Client`.
+
+    ``client_subject``: the TLS client certificate every request presents, as the loopback server
+    would report it (:func:`~dmp_connector.sandbox.certificate_subject`), so that a simulator applies
+    the same certificate rules in-process as over TLS; none by default.
+    """
 
     def handle(request: httpx.Request) -> httpx.Response:
         answer = handler(
@@ -113,6 +118,7 @@ def as_transport(handler: Handler) -> httpx.MockTransport:
                 path=request.url.raw_path.decode("ascii"),
                 headers=dict(request.headers),
                 body=request.read(),
+                client_subject=client_subject,
             )
         )
         if answer.drop:
@@ -124,8 +130,9 @@ def as_transport(handler: Handler) -> httpx.MockTransport:
     return httpx.MockTransport(handle)
 
 
-def as_async_transport(handler: Handler) -> httpx.MockTransport:
-    """The simulator as an in-process transport for :class:`httpx.AsyncClient`."""
+def as_async_transport(handler: Handler, *, client_subject: str | None = None) -> httpx.MockTransport:
+    """The simulator as an in-process transport for :class:`httpx.AsyncClient` (``client_subject``: see
+    :func:`as_transport`)."""
 
     async def handle(request: httpx.Request) -> httpx.Response:
         body = await request.aread()
@@ -135,6 +142,7 @@ def as_async_transport(handler: Handler) -> httpx.MockTransport:
                 path=request.url.raw_path.decode("ascii"),
                 headers=dict(request.headers),
                 body=body,
+                client_subject=client_subject,
             )
         )
         if answer.drop:

@@ -67,6 +67,7 @@ import re
 import threading
 import unicodedata
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -199,7 +200,7 @@ from ._http import (
     server_ssl_context,
 )
 from .insi import DEFAULT_INSI_IDENTITIES
-from .pki import IssuedCertificate, TestPki
+from .pki import IssuedCertificate, TestPki, client_subject
 
 __all__ = [
     "DEFAULT_DMP_AUTHORISATIONS",
@@ -781,6 +782,7 @@ class DmpSimulator:
         patient_list_date_format: str = "%d%m%Y",
         patient_list_elements: tuple[str, str] = ("date", "type"),
         authorization_role_element: str = "role",
+        air_check: Callable[[str], bool] | None = None,
     ) -> None:
         self.trusted = tuple(trusted)
         if not self.trusted:
@@ -793,6 +795,11 @@ class DmpSimulator:
         self.patient_list_elements = patient_list_elements
         self.authorization_role_element = authorization_role_element
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.air_check = air_check
+        """Called with the NameID of a reinforced-indirect (AIR) VIHF: False refuses the call. Whether the
+        real DMP checks anything against PSC is not public; the PSC simulator's ``has_session`` fits here."""
+        self.callers: deque[VihfClaims] = deque(maxlen=100)
+        """The claims of the last VIHFs accepted, newest last (to check what a client sent)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
@@ -918,9 +925,25 @@ class DmpSimulator:
         mode = claims.authentication_mode
         indirect = mode in (AuthenticationMode.INDIRECTE, AuthenticationMode.INDIRECTE_RENFORCEE)
         if indirect and "OU" in subject and subject["OU"] != claims.structure_id:
-            raise _Fault("Sender", _WSSE_FAILED, "Erreur d'authentification de la personne morale")
+            raise _Fault(
+                "Sender",
+                _WSSE_FAILED,
+                "Erreur d'authentification de la personne morale : l'OU du certificat client TLS"
+                f" ({subject['OU']}) n'est pas l'Identifiant_Structure du VIHF ({claims.structure_id})",
+            )
         if mode is AuthenticationMode.DIRECTE and "CN" in subject and subject["CN"] != claims.subject_name_id:
-            raise _Fault("Sender", _WSSE_FAILED, "Le certificat de la carte ne correspond pas au sujet du VIHF")
+            raise _Fault(
+                "Sender",
+                _WSSE_FAILED,
+                f"Le CN du certificat de la carte ({subject['CN']}) n'est pas le sujet du VIHF"
+                f" ({claims.subject_name_id})",
+            )
+        if mode is AuthenticationMode.INDIRECTE_RENFORCEE:
+            if claims.authn_context_decl != "APP_BROWSER_AUTH":
+                raise _Fault("Sender", _WSSE_TOKEN, "Le mode AIR demande AuthnContextDecl APP_BROWSER_AUTH")
+            if self.air_check is not None and not self.air_check(claims.subject_name_id):
+                raise _Fault("Sender", _WSSE_FAILED, "Aucune authentification Pro Santé Connect pour ce professionnel")
+        self.callers.append(claims)
         return DmpCaller(claims=claims, client_subject=request.client_subject)
 
     # --- patients and access --------------------------------------------------------------------------
@@ -2060,9 +2083,11 @@ def in_process_dmp(
 ) -> Iterator[DmpClient]:
     """A :class:`~dmp_connector.dmp.DmpClient` wired to the simulator in-process (no socket, no TLS).
 
+    Its requests present the subject of ``settings.tls``'s client certificate, so that the simulator
+    checks it against the VIHF as over mutual TLS.
     ``signer`` signs the VIHFs and submission sets; it must chain to the simulator's ``trusted``.
     """
-    http = httpx.Client(transport=as_transport(simulator))
+    http = httpx.Client(transport=as_transport(simulator, client_subject=client_subject(settings.tls)))
     try:
         with DmpClient(settings, signer=signer, http_client=http, audit=audit, retry=retry) as client:
             yield client
@@ -2080,7 +2105,7 @@ async def in_process_async_dmp(
     retry: RetryPolicy | None = None,
 ) -> AsyncIterator[AsyncDmpClient]:
     """An :class:`~dmp_connector.dmp.AsyncDmpClient` wired to the simulator in-process."""
-    http = httpx.AsyncClient(transport=as_async_transport(simulator))
+    http = httpx.AsyncClient(transport=as_async_transport(simulator, client_subject=client_subject(settings.tls)))
     try:
         async with AsyncDmpClient(settings, signer=signer, http_client=http, audit=audit, retry=retry) as client:
             yield client

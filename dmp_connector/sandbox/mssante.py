@@ -6,7 +6,8 @@ santé's patient domain, so that send-then-receive is tested over real sockets a
 * **SMTP submission** (aiosmtpd) with STARTTLS required before anything else, then
   either a client certificate from the test PKI bound to an applicative mailbox, or
   ``AUTH XOAUTH2`` with a token from :meth:`SandboxMailOperator.issue_token` (the
-  sandbox's stand-in for a Pro Santé Connect access token); ``SIZE`` (25 MB by default)
+  sandbox's stand-in for a Pro Santé Connect access token, or a real one from the PSC simulator, introspected
+  through ``token_check``); ``SIZE`` (25 MB by default)
   and ``DSN`` (RFC 3461 ``NOTIFY``/``ORCPT``/``RET``/``ENVID``) announced and honoured;
 * **IMAP** (pymap's in-memory backend) with STARTTLS and ``AUTHENTICATE XOAUTH2`` or
   ``EXTERNAL`` (the client certificate), reading the same mailboxes;
@@ -40,7 +41,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -272,6 +273,7 @@ class _SmtpHandler:
         if match is not None:
             mailbox = self.operator._check_token(match.group(1).decode("utf-8", "replace"), match.group(2).decode())
         if mailbox is None:
+            await asyncio.sleep(self.operator.auth_failure_delay)
             return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
         return AuthResult(success=True, auth_data=_Auth(frozenset({mailbox}), "xoauth2", None))
 
@@ -452,6 +454,7 @@ class _ImapLogin(LoginInterface):
                 raise _AuthUnavailable()
             mailbox = self._operator._check_token(credentials.authzid, token)
             if mailbox is None:
+                await asyncio.sleep(self._operator.auth_failure_delay)
                 raise InvalidAuth()
             return _ImapIdentity(mailbox, self._operator, self._config)
         _, common_name = _subject_of(info.peercert)
@@ -509,14 +512,21 @@ class SandboxMailOperator:
         starttls: bool = True,
         announce_dsn: bool = True,
         server_certificate: IssuedCertificate | None = None,
+        token_check: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.pki = pki
+        self.token_check = token_check
+        """XOAUTH2 check ``(user, token) -> mailbox or None`` used instead of the operator's own tokens:
+        :class:`~dmp_connector.sandbox.psc.PscIntrospectionCheck` introspects them with the PSC simulator."""
         self.host = host
         self.domain = domain
         self.max_message_bytes = max_message_bytes
         self.token_lifetime = token_lifetime
         self.starttls = starttls
         self.announce_dsn = announce_dsn
+        self.auth_failure_delay = 0.0
+        """Seconds a refused XOAUTH2 login waits for its answer, as Dovecot's ``auth_failure_delay`` does
+        (set it to test a client's deadline against that delay)."""
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._server_certificate = server_certificate
         self._requested_ports = (smtp_port, imap_port)
@@ -660,8 +670,14 @@ class SandboxMailOperator:
             return frozenset(a for a, box in self._mailboxes.items() if box.certificate_cn == common_name)
 
     def _check_token(self, user: str, token: str) -> str | None:
+        checked = self.token_check(user, token) if self.token_check is not None else None
         with self._lock:
-            entry = self._tokens.get(token)
+            if self.token_check is not None:
+                if checked is None:
+                    return None
+                entry: tuple[str, float] | None = (checked, float("inf"))
+            else:
+                entry = self._tokens.get(token)
             if entry is None or entry[0] != user.strip().lower() or entry[1] < time.monotonic():
                 return None
             if self._refusals > 0:

@@ -19,7 +19,10 @@ Subjects are shaped like IGC-Santé ones (reference notes ``ins.md`` §2.6, ``dm
   as CN follows the card id the CPx assertion carries], one key for authentication and
   signature (a real CPS card has one of each).
 
-:func:`generate_test_pki` writes a whole set to a directory (``dmp-connector sandbox pki DIR``).
+:func:`generate_test_pki` writes a whole set to a directory (``dmp-connector sandbox pki DIR``),
+issued for a :class:`SandboxPractice` — the practice's identifiers in one place, which the pytest
+plugin and ``sandbox serve`` build their settings from too, so that certificates and calls agree
+as the DMP checks (OU = the VIHF's ``Identifiant_Structure``, card CN = the VIHF subject).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,10 +40,150 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import SecretStr
 
-from dmp_connector.config import CertificateFiles, TlsCredentials
+from dmp_connector._tls import load_client_identity
+from dmp_connector.codes import Code, professional_specialty
+from dmp_connector.config import (
+    CertificateFiles,
+    Organisation,
+    Professional,
+    ProfessionalIdKind,
+    StructureIdKind,
+    TlsCredentials,
+)
 from dmp_connector.errors import ConfigurationError
 
-__all__ = ["IssuedCertificate", "TestPki", "TestPkiFiles", "generate_test_pki"]
+__all__ = [
+    "IssuedCertificate",
+    "SandboxPractice",
+    "TestPki",
+    "TestPkiFiles",
+    "certificate_subject",
+    "client_subject",
+    "generate_test_pki",
+]
+
+
+@dataclass(frozen=True)
+class SandboxPractice:
+    """The practice a sandbox stands for: its structure, its professional, their names — in one place.
+
+    The test PKI issues its certificates for these (organisation OU = :attr:`structure_national_id`,
+    professional CN = :attr:`professional_national_id`), the pytest plugin builds its settings from them
+    and the simulators check one against the other as the national services do. The defaults are the
+    sandbox's own practice (FINESS ``123456789``, RPPS ``99700000001``); a vendor gives its own (its
+    FINESS or SIRET, its RPPS or ADELI) so that its tests run with the identifiers it ships with.
+    The ids are checked as :class:`~dmp_connector.config.Organisation` and
+    :class:`~dmp_connector.config.Professional` check them (9-digit FINESS, 11-digit RPPS …).
+    """
+
+    structure_id: str = "123456789"
+    """The structure's own id, without prefix (9-digit FINESS, 14-digit SIRET, ADELI-rang …)."""
+    structure_id_kind: StructureIdKind = StructureIdKind.FINESS
+    """What kind of id :attr:`structure_id` is; its value is the national id's prefix."""
+    organisation_name: str = "CABINET SANDBOX"
+    """The organisation's name (certificate O, documents, mail)."""
+    professional_id: str = "99700000001"
+    """The professional's own id, without prefix (11-digit RPPS, 9-character ADELI)."""
+    professional_id_kind: ProfessionalIdKind = ProfessionalIdKind.RPPS
+    """What kind of id :attr:`professional_id` is."""
+    family_name: str = "SANDBOX"
+    """The professional's family name (certificate SN)."""
+    given_name: str = "JEANNE"
+    """The professional's given name (certificate GN)."""
+
+    def __post_init__(self) -> None:
+        self.organisation()
+        self.professional()
+
+    @classmethod
+    def of(cls, **values: Any) -> SandboxPractice:
+        """A practice from text values (an ini file, the command line): kinds by name (``FINESS``, ``RPPS`` …).
+
+        Empty values keep their default.
+        """
+        given = {key: value for key, value in values.items() if value not in (None, "")}
+        for key, kind in (("structure_id_kind", StructureIdKind), ("professional_id_kind", ProfessionalIdKind)):
+            if isinstance(given.get(key), str):
+                text = given[key].strip().upper().replace("-", "_")
+                names = ", ".join(member.name for member in kind)
+                if text not in kind.__members__:
+                    raise ConfigurationError(f"{key} {given[key]!r} is not one of {names}")
+                given[key] = kind[text]
+        return cls(**given)
+
+    @property
+    def structure_national_id(self) -> str:
+        """The structure's national id (kind prefix + id): the certificates' OU and the VIHF's Identifiant_Structure."""
+        return f"{self.structure_id_kind.value}{self.structure_id}"
+
+    @property
+    def professional_national_id(self) -> str:
+        """The professional's national id (IdNat_PS): the card certificate's CN and the VIHF subject."""
+        return f"{self.professional_id_kind.value}{self.professional_id}"
+
+    def organisation(self) -> Organisation:
+        """The :class:`~dmp_connector.config.Organisation` of the settings (activity sector SA07, cabinet)."""
+        try:
+            return Organisation(
+                id=self.structure_id,
+                id_kind=self.structure_id_kind,
+                name=self.organisation_name,
+                activity_sector=Code.of("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel"),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"the sandbox practice's structure id is not a valid {self.structure_id_kind.name} id",
+                hint="a FINESS has 9 digits, a SIRET 14, a SIREN 9 (dmpc_structure_id / SandboxPractice)",
+            ) from exc
+
+    def professional(self) -> Professional:
+        """The :class:`~dmp_connector.config.Professional` of the settings (a general practitioner)."""
+        try:
+            return Professional(
+                id=self.professional_id,
+                id_kind=self.professional_id_kind,
+                family_name=self.family_name,
+                given_name=self.given_name,
+                profession=Code.of("10", "1.2.250.1.71.1.2.7", "Médecin"),
+                specialty=professional_specialty("SM26", "Qualifié en médecine générale"),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"the sandbox practice's professional id is not a valid {self.professional_id_kind.name} id",
+                hint="an RPPS number has 11 digits, an ADELI number 9 characters (dmpc_professional_id)",
+            ) from exc
+
+
+def client_subject(tls: TlsCredentials | None) -> str | None:
+    """The subject the TLS client certificate of ``tls`` presents (None without one), for in-process transports."""
+    if tls is None:
+        return None
+    identity = load_client_identity(tls)
+    return None if identity is None else certificate_subject(identity[0][0])
+
+
+_SUBJECT_NAMES = {
+    NameOID.COUNTRY_NAME: "countryName",
+    NameOID.STATE_OR_PROVINCE_NAME: "stateOrProvinceName",
+    NameOID.ORGANIZATION_NAME: "organizationName",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "organizationalUnitName",
+    NameOID.SURNAME: "surname",
+    NameOID.GIVEN_NAME: "givenName",
+    NameOID.COMMON_NAME: "commonName",
+}
+
+
+def certificate_subject(certificate: x509.Certificate) -> str:
+    """A certificate's subject as the loopback server reports a TLS client's (``organizationalUnitName=…,…``).
+
+    The in-process transports present it so that a simulator checks the same certificate it would
+    see over TLS.
+    """
+    return ",".join(
+        f"{_SUBJECT_NAMES.get(attribute.oid, attribute.oid.dotted_string)}={attribute.value!s}"
+        for attribute in certificate.subject
+    )
+
 
 INSI_AUTO = "INSI-AUTO"
 """The CN INSi requires of an organisation certificate used by machine-initiated calls."""
@@ -383,6 +527,8 @@ class TestPkiFiles:
     professional_id: str
     ca_key: Path | None = None
     """The CA's private key (``ca.key``), kept so that the PKI can issue more certificates; None for older sets."""
+    practice: SandboxPractice | None = None
+    """The practice the certificates were issued for (None for sets written before it was recorded)."""
 
     def files(self) -> dict[str, Path]:
         """Every file written, by role (``ca_cert``, ``server_key`` …)."""
@@ -416,11 +562,12 @@ class TestPkiFiles:
 def generate_test_pki(
     directory: str | Path,
     *,
-    organisation: str = "CABINET SANDBOX",
-    structure_id: str = "1123456789",
-    professional_id: str = "899700000001",
-    family_name: str = "SANDBOX",
-    given_name: str = "JEANNE",
+    practice: SandboxPractice | None = None,
+    organisation: str | None = None,
+    structure_id: str | None = None,
+    professional_id: str | None = None,
+    family_name: str | None = None,
+    given_name: str | None = None,
     p12_password: str = "dmp-connector-sandbox",  # noqa: S107 - a sandbox PKI, printed by the CLI
     overwrite: bool = False,
     now: dt.datetime | None = None,
@@ -436,10 +583,20 @@ def generate_test_pki(
         org-sign.crt org-sign.key org-sign.p12  CN=DMP SIGN                     (VIHF, submission sets)
         professional.crt professional.key       CN=<professional_id>, SN, GN
 
-    The defaults match an organisation with FINESS ``123456789`` (national id
-    ``1123456789``). Existing files are refused unless ``overwrite``: a ConfigurationError
-    names the first one.
+    The certificates are issued for ``practice`` (default: :class:`SandboxPractice`, FINESS
+    ``123456789``, national id ``1123456789``): OU = its structure's national id, the
+    professional's CN = its IdNat_PS. ``organisation``, ``structure_id`` (a *national* id, with
+    its prefix), ``professional_id`` (IdNat_PS), ``family_name`` and ``given_name`` override one
+    value each. Existing files are refused unless ``overwrite``: a ConfigurationError names the
+    first one.
     """
+    chosen = practice or SandboxPractice()
+    overridden = any(v is not None for v in (organisation, structure_id, professional_id, family_name, given_name))
+    organisation = organisation or chosen.organisation_name
+    structure_id = structure_id or chosen.structure_national_id
+    professional_id = professional_id or chosen.professional_national_id
+    family_name = family_name or chosen.family_name
+    given_name = given_name or chosen.given_name
     target = Path(directory)
     names = {
         "ca_cert": "ca.crt",
@@ -499,5 +656,6 @@ def generate_test_pki(
         p12_password=p12_password,
         structure_id=structure_id,
         professional_id=professional_id,
+        practice=None if overridden else chosen,
         **paths,
     )

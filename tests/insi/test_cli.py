@@ -125,7 +125,8 @@ def test_verify_confirmed_exits_0(runner: CliRunner, tmp_path: Path) -> None:
          "--birth-place", "63220"],
     )  # fmt: skip
     assert result.exit_code == EXIT_OK, result.output
-    assert result.output.startswith("verdict: CONFIRMED")
+    assert result.stdout.startswith("verdict: CONFIRMED")
+    assert result.stderr == "INSi: sandbox, in-process simulator (no server configured)\n"
 
 
 def test_verify_replaced_matricule_exits_4_with_the_verdict(runner: CliRunner, tmp_path: Path) -> None:

@@ -53,3 +53,26 @@ def test_help_names_the_command(runner: CliRunner) -> None:
     result = runner.invoke(main, ["sandbox", "--help"])
     assert result.exit_code == EXIT_OK
     assert "pki" in result.output
+
+
+def test_the_pki_is_issued_for_the_configured_practice(runner: CliRunner, tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    config = tmp_path / "dmp.toml"
+    config.write_text(
+        '[software]\nname = "MonLogiciel"\nversion = "1"\neditor = "Editeur"\n\n'
+        '[organisation]\nid = "12345678901234"\nid_kind = "3"\nname = "CABINET DU PARC"\n\n'
+        '[professional]\nid = "10101234567"\nfamily_name = "MARTIN"\ngiven_name = "CLAIRE"\n'
+        'profession = { code = "10", code_system = "1.2.250.1.71.1.2.7" }\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(main, ["--config", str(config), "--json", "sandbox", "pki", str(tmp_path / "pki")])
+    assert result.exit_code == EXIT_OK, result.output
+    data = json.loads(result.stdout)
+    assert (data["structure_id"], data["professional_id"]) == ("312345678901234", "810101234567")
+    auth = x509.load_pem_x509_certificate((tmp_path / "pki" / "org-auth.crt").read_bytes())
+    assert auth.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == "312345678901234"
+    assert auth.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "CABINET DU PARC"
+    card = x509.load_pem_x509_certificate((tmp_path / "pki" / "professional.crt").read_bytes())
+    assert card.subject.get_attributes_for_oid(NameOID.SURNAME)[0].value == "MARTIN"
