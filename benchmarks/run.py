@@ -56,6 +56,8 @@ SCRIPTS = (
     Script("mtom_memory", quick=("--size-mib", "16")),
     Script("cda_pdf_memory", quick=()),
     Script("bench_cda_roundtrip"),
+    Script("bench_outbox", quick=("--quick",)),
+    Script("bench_deposit_cpu", quick=("--quick",)),
     Script("cda_validation", quick=(), json=False, optional=True),
 )
 

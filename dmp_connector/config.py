@@ -529,9 +529,17 @@ class MssanteSettings(BaseModel):
     """Client certificate and trusted CAs for mail; by default the top-level ``tls``. An applicative
     mailbox uses an IGC-Santé "Élémentaire Organisation" certificate, often not the INSi one."""
     connect_timeout: float = Field(default=15.0, gt=0)
-    """Time to open the connection, upgrade it with STARTTLS and authenticate."""
+    """Time to open the connection and upgrade it with STARTTLS. The answer to the login waits up to
+    ``timeout``: servers hold it after a refused login (see ``auth_failure_delay``). Every SMTP and
+    IMAP call is bounded as a whole by ``timeouts.attempt`` and ``timeouts.call`` (or
+    :func:`~dmp_connector.transport.deadline`), whatever the server sends."""
     timeout: float = Field(default=60.0, gt=0)
-    """Longest wait for one server reply (a large DATA or FETCH counts as one)."""
+    """Longest wait for the next bytes of one server reply (a large DATA or FETCH counts as one)."""
+    auth_failure_delay: float = Field(default=2.0, ge=0)
+    """Seconds the server is expected to hold a login after a refused one (Dovecot's
+    ``auth_failure_delay`` defaults to 2 s; its auth penalty grows with each failure, up to 15 s):
+    a refused token is refreshed and tried again only when the call has more than this left. An
+    estimate: set it to what your operator's server does."""
     max_message_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Largest message sent, as serialised; 25 MB is the cap towards Mon espace santé. A smaller
     ``SIZE`` announced by the server applies too."""
@@ -711,6 +719,11 @@ class DmpSettings(BaseModel):
     """Most GetDocuments pages one call may send (``page_size`` entries each)."""
     authentication_mode: Literal["DIRECTE", "INDIRECTE", "INDIRECTE_RENFORCEE"] = "INDIRECTE"
     """VIHF ``Authentification_Mode`` of every DMP call: the organisation's certificate (indirect) by default."""
+    accept_found_without_ins: bool = False
+    """Accept a TD0.2/TD1.3a answer saying a DMP exists (``OK``) that names no INS. The public clients read
+    the answer's patient id but none says the DMP always sends it [I]; such an answer cannot be checked
+    against the INS asked, so by default it is refused as unverifiable
+    (:class:`~dmp_connector.errors.PatientMismatchError`). ``True`` takes it as the asked patient's."""
     authentication_modes: dict[DmpTransaction, Literal["DIRECTE", "INDIRECTE", "INDIRECTE_RENFORCEE"]] = Field(
         default_factory=dict
     )

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import MalformedResponseError, UnsafeXmlError
 
-__all__ = ["XmlLimits", "parse_xml", "parse_xml_file", "to_bytes"]
+__all__ = ["XmlLimits", "parse_xml", "parse_xml_file", "parse_xml_head", "to_bytes"]
 
 
 class XmlLimits(BaseModel):
@@ -60,17 +61,20 @@ class XmlLimits(BaseModel):
 DEFAULT_LIMITS = XmlLimits()
 
 
+_HARDENED: Final[dict[str, Any]] = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "collect_ids": False,
+    "remove_comments": False,
+}
+
+
 def _parser() -> etree.XMLParser:
     # A fresh parser per call: lxml parsers keep state and are not thread-safe.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        collect_ids=False,
-        remove_comments=False,
-    )
+    return etree.XMLParser(**_HARDENED)
 
 
 def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, what: str = "XML input") -> etree._Element:
@@ -95,14 +99,88 @@ def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, what: str = "X
         raise _syntax_error(exc, what) from None  # libxml2 quotes the input: only its sanitised reason is kept
     if root is None:  # pragma: no cover - lxml raises on an empty document
         raise MalformedResponseError(f"{what} has no root element")
+    _refuse_dtd(root, what)
+    _check_depth(root, limits.max_depth, what)
+    return root
+
+
+def _refuse_dtd(root: etree._Element, what: str) -> None:
     docinfo: Any = root.getroottree().docinfo  # lxml-stubs lacks DocInfo.doctype
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise UnsafeXmlError(
             f"{what} carries a document type declaration (DTD), which is refused",
             hint="no protocol used here needs a DTD; the input may be an entity-expansion or XXE attempt",
         )
-    _check_depth(root, limits.max_depth, what)
-    return root
+
+
+def parse_xml_head(
+    chunks: Iterable[bytes], *, stop_after: str, limits: XmlLimits = DEFAULT_LIMITS, what: str = "XML input"
+) -> etree._Element:
+    """Parse the beginning of untrusted XML, up to the root's last ``stop_after`` child, and return the root.
+
+    For a check that needs only a header (a retrieved CDA's ``recordTarget``) of a document that
+    may be tens of megabytes: ``chunks`` are read only until the root's first child after its
+    ``stop_after`` children starts; the root then holds its children up to there (that one begun). What
+    is read gets the same refusals as :func:`parse_xml` (DTD, depth, libxml2's limits), and more
+    than ``max_bytes`` read without reaching that point is refused; what follows is neither read
+    nor checked. A document whose root has no ``stop_after`` child is read to its end.
+    """
+    parser = etree.XMLPullParser(events=("start", "end"), **_HARDENED)
+    head = _Head(stop_after, limits.max_depth, what)
+    read = 0
+    for chunk in chunks:
+        read += len(chunk)
+        if read > limits.max_bytes:
+            raise UnsafeXmlError(
+                f"{what}: more than {limits.max_bytes} bytes read before the end of its head",
+                hint="raise XmlLimits.max_bytes if this size is legitimate",
+            )
+        try:
+            parser.feed(chunk)
+        except etree.XMLSyntaxError as exc:
+            # A chunk holds the head and more: what libxml2 read before the error still counts.
+            if (root := head.ended(parser.read_events())) is not None:
+                return root
+            raise _syntax_error(exc, what) from None
+        if (root := head.ended(parser.read_events())) is not None:
+            return root
+    try:
+        closed = parser.close()
+    except etree.XMLSyntaxError as exc:
+        if (root := head.ended(parser.read_events())) is not None:
+            return root
+        raise _syntax_error(exc, what) from None
+    head.ended(parser.read_events())
+    return head.root if head.root is not None else closed
+
+
+class _Head:
+    """The events of :func:`parse_xml_head`: depth and DTD checked, and where the head ends."""
+
+    def __init__(self, stop_after: str, max_depth: int, what: str) -> None:
+        self.root: etree._Element | None = None
+        self._stop_after, self._max_depth, self._what = stop_after, max_depth, what
+        self._depth = 0
+        self._seen = False
+
+    def ended(self, events: Iterable[tuple[str, Any]]) -> etree._Element | None:
+        """Take the parser's new events; the root once its first child after the head has started."""
+        for event, element in events:
+            if event == "end":
+                self._depth -= 1
+                continue
+            self._depth += 1
+            if self._depth > self._max_depth:
+                raise UnsafeXmlError(f"{self._what} nests elements deeper than {self._max_depth} levels")
+            if self.root is None:
+                self.root = element
+                _refuse_dtd(element, self._what)
+            elif self._depth == 2:
+                if element.tag == self._stop_after:
+                    self._seen = True
+                elif self._seen:
+                    return self.root
+        return None
 
 
 def parse_xml_file(path: str | Path, *, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:

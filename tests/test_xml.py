@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dmp_connector.errors import MalformedResponseError, UnsafeXmlError
-from dmp_connector.xml import XmlLimits, parse_xml, parse_xml_file, to_bytes
+from dmp_connector.xml import XmlLimits, parse_xml, parse_xml_file, parse_xml_head, to_bytes
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [
@@ -131,3 +132,28 @@ def test_official_samples_parse() -> None:
     assert files, f"no samples found in {samples}"
     for path in files:
         assert parse_xml_file(path).tag.startswith("{urn:")
+
+
+def test_parse_xml_head_stops_after_the_head_and_refuses_what_parse_xml_refuses() -> None:
+    head = b"<doc><id/><target n='1'/><target n='2'/>"
+    pulled: list[bytes] = []
+
+    def chunks(*parts: bytes) -> Iterator[bytes]:
+        for part in parts:
+            pulled.append(part)
+            yield part
+
+    root = parse_xml_head(chunks(head, b"<after/>", b"<never read>"), stop_after="target")
+    assert [child.get("n") for child in root.iterfind("target")] == ["1", "2"]
+    assert pulled == [head, b"<after/>"]  # the third chunk is never asked for
+    # In one chunk, a tail libxml2 refuses does not hide a head it read.
+    assert len(parse_xml_head([head + b"<after/></wrong>"], stop_after="target")) == 4  # id, 2 targets, after
+    assert parse_xml_head([b"<doc><a/></doc>"], stop_after="target").tag == "doc"  # no head: read to the end
+    with pytest.raises(MalformedResponseError, match="not well-formed"):
+        parse_xml_head([b"<doc><target></doc>"], stop_after="target")
+    with pytest.raises(UnsafeXmlError, match="DTD"):
+        parse_xml_head([b'<!DOCTYPE doc [<!ENTITY a "b">]><doc><target/><x/></doc>'], stop_after="target")
+    with pytest.raises(UnsafeXmlError, match="deeper than 3"):
+        parse_xml_head([b"<doc><a><b><c/></b></a></doc>"], stop_after="target", limits=XmlLimits(max_depth=3))
+    with pytest.raises(UnsafeXmlError, match="bytes read"):
+        parse_xml_head([b"<doc>", b" " * 64, b"<target/>"], stop_after="target", limits=XmlLimits(max_bytes=32))

@@ -48,7 +48,7 @@ from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits
 
 from .build import build
 from .model import AssignedEntity, ClinicalDocument, InstanceId, NonXmlBody, Organization
-from .parse import parse
+from .parse import _parse
 
 __all__ = [
     "CLASS_CODES",
@@ -450,7 +450,7 @@ def extract_metadata(
         data = bytes(data) if data is not None else build(source)
     else:
         data = bytes(source)
-        document = parse(data, limits=limits)
+        document = _parse(data, limits, keep_layout=False)  # read for metadata, never rebuilt
     problems: list[str] = []
     ins = document.patient.identity.ins
     patient_id = ins.to_xds_cx() if ins is not None and document.patient.identity.status.value == "QUAL" else None

@@ -106,7 +106,13 @@ def parse(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS) -> ClinicalDocumen
     well-formed :class:`~dmp_connector.errors.MalformedResponseError`, a document that is
     not a CDA or lacks what every CDA has :class:`~dmp_connector.errors.ValidationError`.
     """
-    root, pdf, layout = _parse_tree(data, limits)
+    return _parse(data, limits, keep_layout=True)
+
+
+def _parse(data: bytes, limits: XmlLimits, *, keep_layout: bool) -> ClinicalDocument:
+    """:func:`parse`; without ``keep_layout`` the PDF body's base64 layout is not recorded (the model is
+    read for its metadata and never rebuilt: re-encoding 200 kB to compare costs more than the rest of the body)."""
+    root, pdf, layout = _parse_tree(data, limits, keep_layout=keep_layout)
     document = _find_document(root)
     try:
         with _reading():
@@ -161,7 +167,9 @@ def parse_ts(text: str, *, lenient: bool = False) -> datetime | date:
 # --------------------------------------------------------------------------- tree
 
 
-def _parse_tree(data: bytes, limits: XmlLimits) -> tuple[etree._Element, bytes | None, Base64Layout | bytes | None]:
+def _parse_tree(
+    data: bytes, limits: XmlLimits, *, keep_layout: bool = True
+) -> tuple[etree._Element, bytes | None, Base64Layout | bytes | None]:
     """The parsed tree and, when its base64 was cut out before parsing, the decoded PDF body and its layout."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError("parse takes bytes; read the file in binary mode")
@@ -178,7 +186,7 @@ def _parse_tree(data: bytes, limits: XmlLimits) -> tuple[etree._Element, bytes |
         if text is not None and not text.text and len(text) == 0:
             text_bytes = memoryview(data)[start:end]
             pdf = _decode_base64(text_bytes)
-            return root, pdf, base64_layout(text_bytes, pdf)
+            return root, pdf, base64_layout(text_bytes, pdf) if keep_layout else None
     return parse_xml(bytes(data), limits=limits, what="the CDA document"), None, None
 
 

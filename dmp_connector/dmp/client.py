@@ -706,6 +706,7 @@ class _DmpCore:
             reason=QueryReason.TEST_EXISTENCE,
             security=self._vihf(ins, transaction="consultation"),
             action=self.settings.dmp.test_existence_action,
+            accept_found_without_ins=self.settings.dmp.accept_found_without_ins,
         )
         answer = yield operation
         return cast("DmpStatus", answer.status)
@@ -776,7 +777,10 @@ class _DmpCore:
     def _administrative_flow(self, patient: Identity) -> Flow[AdministrativeData]:
         ins = self._qualified(patient)
         answer = yield PatientQueryOperation(
-            ins, reason=QueryReason.ADMINISTRATIVE_DATA, security=self._vihf(ins, transaction="consultation")
+            ins,
+            reason=QueryReason.ADMINISTRATIVE_DATA,
+            security=self._vihf(ins, transaction="consultation"),
+            accept_found_without_ins=self.settings.dmp.accept_found_without_ins,
         )
         if answer.administrative is None:
             raise MalformedResponseError("the DMP answered the administrative-data read without the data")

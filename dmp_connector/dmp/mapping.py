@@ -46,7 +46,6 @@ from dmp_connector.soap import Attachment
 from dmp_connector.xds import (
     AssociationType,
     Author,
-    Cx,
     DocumentEntry,
     MetadataProfile,
     SubmissionRequest,
@@ -170,10 +169,6 @@ class PreparedDeposit(BaseModel):
     """The entryUUID the document replaces (RPLC), if any."""
 
 
-def _same_patient(ins: INS, patient_id: Cx | None) -> bool:
-    return patient_id is not None and patient_id.id == ins.matricule and patient_id.assigning_authority == ins.oid.value
-
-
 def prepare_deposit(
     document: bytes | ClinicalDocument,
     *,
@@ -201,7 +196,7 @@ def prepare_deposit(
         metadata = extract_metadata(data, confidentiality=confidentiality, limits=settings.xml)
     entry = document_entry(metadata)
     patient_id = entry.patient_id
-    if patient_id is None or not _same_patient(ins, patient_id):
+    if patient_id is None or not ins.matches(patient_id):
         raise IdentityNotQualifiedError(
             "the document is about another patient than the identity given for the deposit",
             hint="deposit the document in its own patient's DMP (recordTarget's INS)",

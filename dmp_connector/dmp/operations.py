@@ -27,7 +27,7 @@ from dmp_connector._transport import CallContext, Operation, SoapRequest
 from dmp_connector.cda._namespaces import HL7
 from dmp_connector.config import DmpService, Environment, Settings
 from dmp_connector.errors import DmpConnectorError, LimitExceededError, PatientMismatchError, SoapFaultError
-from dmp_connector.ins import InsOid
+from dmp_connector.ins import INS, InsOid
 from dmp_connector.soap import Attachment, SoapMessage, WsSecurity
 from dmp_connector.xds import (
     Action,
@@ -51,7 +51,7 @@ from dmp_connector.xds import (
     parse_registry_response,
     parse_retrieve_document_set_response,
 )
-from dmp_connector.xml import XmlLimits, parse_xml
+from dmp_connector.xml import XmlLimits, parse_xml_head
 
 from .errors import (
     DepositedDocument,
@@ -317,31 +317,49 @@ class RegistryStoredQuery(DmpOperation[AdhocQueryResponse]):
 
 _HL7: Final = f"{{{HL7}}}"
 _INS_OIDS: Final = frozenset(oid.value for oid in InsOid)
-_CDA_CHECKED_BYTES: Final = 64 * 1024 * 1024
+_CDA_HEAD_LIMITS: Final = XmlLimits(max_bytes=64 * 1024 * 1024)
 
 
 def _cda_of(document: RetrievedDocument, patient_id: Cx) -> bool:
     """False when the document is a CDA whose ``recordTarget`` names an INS other than ``patient_id``.
 
-    Anything that is not a readable CDA with an INS in its header (a PDF, an unreadable or
-    oversized XML part) is not judged here: the entry's hash, when the caller gave the entry,
-    still guards it.
+    Only the CDA's head is read, up to its ``recordTarget``s (the rest of a large document is not
+    parsed). Anything that is not a readable CDA with an INS in its header (a PDF, an unreadable
+    head, a head not ended within 64 MiB) is not judged here: the entry's hash, when the caller
+    gave the entry, still guards it.
     """
     content = document.content
-    if content is None or "xml" not in document.mime_type.lower() or content.size > _CDA_CHECKED_BYTES:
+    if content is None or "xml" not in document.mime_type.lower():
         return True
     try:
-        root = parse_xml(content.read(), limits=XmlLimits(max_bytes=_CDA_CHECKED_BYTES), what="the retrieved CDA")
+        root = parse_xml_head(
+            content.iter_chunks(),
+            stop_after=f"{_HL7}recordTarget",
+            limits=_CDA_HEAD_LIMITS,
+            what="the retrieved CDA",
+        )
     except DmpConnectorError:
         return True
     if root.tag != f"{_HL7}ClinicalDocument":
         return True
-    named = [
-        (element.get("root"), element.get("extension"))
-        for element in root.iterfind(f"{_HL7}recordTarget/{_HL7}patientRole/{_HL7}id")
-        if element.get("root") in _INS_OIDS
-    ]
-    return all(oid == patient_id.assigning_authority and value == patient_id.id for oid, value in named)
+    asked = _ins_of(patient_id)
+    for element in root.iterfind(f"{_HL7}recordTarget/{_HL7}patientRole/{_HL7}id"):
+        oid = element.get("root")
+        if oid in _INS_OIDS and (asked is None or not asked.matches(_ins_or_none(oid, element.get("extension")))):
+            return False
+    return True
+
+
+def _ins_of(patient_id: Cx) -> INS | None:
+    """The asked patient's INS (None when the asked id is not an INS: then no CDA INS can be theirs)."""
+    return _ins_or_none(patient_id.assigning_authority, patient_id.id)
+
+
+def _ins_or_none(oid: str | None, matricule: str | None) -> INS | None:
+    try:
+        return INS.from_cda_id(oid or "", matricule or "", lenient=True)
+    except (DmpConnectorError, ValueError):
+        return None
 
 
 class RetrieveDocumentSet(DmpOperation[RetrieveDocumentSetResponse]):

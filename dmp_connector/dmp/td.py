@@ -156,11 +156,18 @@ class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
     dmp_service = DmpService.PATIENTS
 
     def __init__(
-        self, ins: INS, *, reason: QueryReason, security: WsSecurity | None, action: str | None = None
+        self,
+        ins: INS,
+        *,
+        reason: QueryReason,
+        security: WsSecurity | None,
+        action: str | None = None,
+        accept_found_without_ins: bool = False,
     ) -> None:
         super().__init__(security=security, patient=ins.matricule)
         self.ins = ins
         self.reason = reason
+        self.accept_found_without_ins = accept_found_without_ins  # settings.dmp.accept_found_without_ins
         if action is not None:
             self.action = action  # type: ignore[misc]  # the test-existence action is a setting
 
@@ -176,12 +183,21 @@ class PatientQueryOperation(DmpOperation[PatientQueryAnswer]):
         _refused(answer.acknowledgement, self.name)
         administrative = answer.administrative.ins if answer.administrative is not None else None
         named = [ins for ins in (answer.status.ins, administrative) if ins is not None]
-        if any((ins.matricule, ins.oid) != (self.ins.matricule, self.ins.oid) for ins in named):
+        if not all(self.ins.matches(ins) for ins in named):
             raise PatientMismatchError(
                 f"the DMP answered {self.name} about another patient than the INS asked: the answer is refused",
                 service=self.service,
                 operation=self.name,
                 problems=["the answer's patient id is not the INS asked"],
+            )
+        if answer.status.exists and not named and not self.accept_found_without_ins:
+            raise PatientMismatchError(
+                f"the DMP answered {self.name} that a DMP exists without naming its INS, which cannot be checked "
+                "against the INS asked: the answer is refused",
+                service=self.service,
+                operation=self.name,
+                problems=["the answer names no patient id to compare with the INS asked"],
+                hint="settings.dmp.accept_found_without_ins=True takes such an answer as the asked patient's",
             )
         if self.reason is QueryReason.ADMINISTRATIVE_DATA and not answer.status.exists:
             raise DmpNotFoundError(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
@@ -173,6 +173,15 @@ def _check_structure(body: str, rules: MatriculeRules) -> None:
     month = int(body[3:5])
     if not rules.month_allowed(month):
         raise InvalidIdentifierError(f"the birth month (characters 4–5) must be {rules.describe_months()}")
+
+
+class _PatientId(Protocol):
+    """What an XDS patient id (:class:`~dmp_connector.xds.Cx`) gives to be compared with an INS."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def assigning_authority(self) -> str: ...
 
 
 class INS(BaseModel):
@@ -349,6 +358,20 @@ class INS(BaseModel):
         """``(root, extension)`` of the CDA ``recordTarget/patientRole/id``: the OID and the matricule."""
         self._require_valid_key("a CDA document")
         return self.oid.value, self.matricule
+
+    def matches(self, other: INS | _PatientId | None) -> bool:
+        """True when ``other`` names this INS: the same matricule under the same OID.
+
+        ``other`` is another INS (read leniently or not) or an XDS patient id CX (its id and
+        assigning authority; the identifier type may be left out). ``None`` names nobody and never
+        matches. This is the one comparison identity vigilance makes wherever an answer, a
+        document or a mail names a patient.
+        """
+        if other is None:
+            return False
+        if isinstance(other, INS):
+            return other.matricule == self.matricule and other.oid is self.oid
+        return other.id == self.matricule and other.assigning_authority == self.oid.value
 
     def to_xds_cx(self) -> str:
         """The XDS ``patientId`` (also the VIHF ``resource-id``): ``<matricule>^^^&<OID>&ISO^NH``."""

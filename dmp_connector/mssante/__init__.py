@@ -18,6 +18,7 @@ from .address import (
 from .auth import AsyncTokenProvider, MailAuthenticationError, StaticTokenProvider, TokenProvider
 from .client import AsyncMssanteClient, MssanteClient
 from .directory import AsyncDirectoryClient, DirectoryClient, DirectoryMailbox, DirectoryPractitioner
+from .mdn import INTEGRATION_ERROR_SUBJECT, MdnNotAllowedError, build_read_receipt, read_receipt_refusal
 from .message import (
     END_OF_CONVERSATION_SUBJECT,
     PATIENT_MAX_BYTES,
@@ -76,6 +77,7 @@ from .xdm import (
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
     "END_OF_CONVERSATION_SUBJECT",
+    "INTEGRATION_ERROR_SUBJECT",
     "METADATA_PATH",
     "MSSANTE_DOMAINS",
     "PATIENT_DOMAIN",
@@ -108,6 +110,7 @@ __all__ = [
     "MailSummary",
     "MailTransport",
     "MailboxKind",
+    "MdnNotAllowedError",
     "MessageTooLargeError",
     "MimeLimits",
     "MssanteAddress",
@@ -133,6 +136,7 @@ __all__ = [
     "XdmPackage",
     "build_message",
     "build_package",
+    "build_read_receipt",
     "default_source_id",
     "document_entry",
     "eight_three_name",
@@ -140,6 +144,7 @@ __all__ = [
     "parse_message",
     "parse_receipt",
     "read_package",
+    "read_receipt_refusal",
     "require_trusted",
 ]
 

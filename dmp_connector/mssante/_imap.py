@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
+from typing import TYPE_CHECKING, Literal
 
 from dmp_connector.config import MailServer, MssanteAuthMode
 from dmp_connector.errors import (
@@ -39,8 +40,11 @@ from dmp_connector.errors import (
 
 from ._mail import MailSummary, redact_text
 from ._mime import UnreadableMessageError
-from .auth import MailAuthenticationError, MailCredentials, xoauth2_initial_response
+from .auth import AUTH_DELAY_HINT, MailAuthenticationError, MailCredentials, xoauth2_initial_response
 from .receipts import MIME_ERRORS, header_text
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = ["ImapSession", "encode_folder", "parse_fetch_summaries"]
 
@@ -65,17 +69,97 @@ class _MessageTooLarge(Exception):
         self.size = size
 
 
-class _BoundedIMAP4(imaplib.IMAP4):
-    """imaplib reads a literal whole into memory: refuse one over the limit before reading it."""
+class _DeadlinePassed(TimeoutError):
+    """The attempt's deadline came before the server's answer did."""
 
-    def __init__(self, host: str, port: int, timeout: float, max_literal: int) -> None:
+
+class _Clock:
+    """The deadline of the current attempt and the longest wait for the next bytes of a reply.
+
+    Shared by a session and its connection; the transport sets :attr:`end` before each attempt.
+    """
+
+    def __init__(self, reply: float) -> None:
+        self.end: float | None = None
+        """When the attempt must be over (``time.monotonic()``), or None: only :attr:`reply` bounds a wait."""
+        self.reply = reply
+
+    def wait(self, timeout: float | None = None) -> float:
+        """``timeout`` (else :attr:`reply`) shortened to what is left of the attempt."""
+        wanted = self.reply if timeout is None else timeout
+        if self.end is None:
+            return wanted
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed
+        return min(wanted, left)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the attempt's deadline has come (with 10 ms of slack for a socket timeout set to it)."""
+        return self.end is not None and time.monotonic() >= self.end - 0.01
+
+
+class _BoundedIMAP4(imaplib.IMAP4):
+    """imaplib with every wait bounded by the attempt's deadline, and literals by a size.
+
+    imaplib reads through a buffered file whose socket timeout bounds each ``recv`` only: a server
+    trickling a byte a second would hold a call for ever. Here each ``recv`` waits at most what is
+    left of the attempt; and a literal over the limit is refused before it is read into memory.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float, max_literal: int, clock: _Clock) -> None:
         self.max_literal = max_literal
+        self.clock = clock
+        self._pending = bytearray()
         super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        sock: socket.socket = super()._create_socket(self.clock.wait(timeout))  # type: ignore[misc]
+        return sock
+
+    def _receive(self) -> bytes:
+        self.sock.settimeout(self.clock.wait())
+        return self.sock.recv(65536)
+
+    def readline(self) -> bytes:
+        limit = imaplib._MAXLINE  # type: ignore[attr-defined]
+        while True:
+            end = self._pending.find(b"\n")
+            if end >= 0:
+                line = bytes(self._pending[: end + 1])
+                del self._pending[: end + 1]
+                return line
+            if len(self._pending) > limit:
+                raise self.error(f"got more than {limit} bytes")
+            chunk = self._receive()
+            if not chunk:  # end of stream: imaplib turns an empty line into an abort
+                line = bytes(self._pending)
+                self._pending.clear()
+                return line
+            self._pending += chunk
 
     def read(self, size: int) -> bytes:
         if size > self.max_literal:
             raise _MessageTooLarge(size)
-        return super().read(size)
+        while len(self._pending) < size:
+            chunk = self._receive()
+            if not chunk:
+                break
+            self._pending += chunk
+        data = bytes(self._pending[:size])
+        del self._pending[:size]
+        return data
+
+    def send(self, data: Buffer) -> None:
+        self.sock.settimeout(self.clock.wait())
+        self.sock.sendall(data)  # with a timeout, sendall is bounded as a whole
+
+    def starttls(self, ssl_context: ssl.SSLContext | None = None) -> tuple[Literal["OK"], list[None]]:
+        if self._pending:  # bytes sent before the handshake would be read as if under TLS
+            raise self.abort("the server sent data before the TLS handshake")
+        self.sock.settimeout(self.clock.wait())
+        return super().starttls(ssl_context)
 
 
 def encode_folder(name: str) -> str:
@@ -258,10 +342,20 @@ def _tls_error(exc: ssl.SSLError, what: str) -> TlsError:
     )
 
 
-def translate(exc: BaseException, what: str, *, after_tls: bool = False) -> DmpConnectorError:
+def translate(
+    exc: BaseException, what: str, *, after_tls: bool = False, clock: _Clock | None = None, authenticating: bool = False
+) -> DmpConnectorError:
     """imaplib, ssl and socket errors → ours; the one IMAP boundary."""
     if isinstance(exc, DmpConnectorError):
         return exc
+    if isinstance(exc, TimeoutError) and (isinstance(exc, _DeadlinePassed) or (clock is not None and clock.passed)):
+        return RequestTimeout(
+            f"{what}: the attempt's deadline passed " + ("during the login" if authenticating else "before the answer"),
+            hint=AUTH_DELAY_HINT
+            if authenticating
+            else "raise timeouts.attempt and timeouts.call (or deadline(...)) for a large message on a slow link; "
+            "otherwise the server is slow or stalled: try again later",
+        )
     if isinstance(exc, _MessageTooLarge):
         return ProtocolError(
             f"{what}: the server sent a {exc.size}-byte literal, over the limit",
@@ -270,7 +364,10 @@ def translate(exc: BaseException, what: str, *, after_tls: bool = False) -> DmpC
     if isinstance(exc, ssl.SSLError):
         return _tls_error(exc, what)
     if isinstance(exc, TimeoutError):
-        return RequestTimeout(f"{what}: the IMAP server did not answer in time", hint="raise mssante.timeout")
+        return RequestTimeout(
+            f"{what}: the IMAP server did not answer in time",
+            hint=AUTH_DELAY_HINT if authenticating else "raise mssante.timeout",
+        )
     if isinstance(exc, imaplib.IMAP4.abort):
         if after_tls:
             return TlsError(
@@ -326,10 +423,21 @@ class ImapSession:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.max_fetch_bytes = max_fetch_bytes
+        self.clock = _Clock(timeout)
+        """The current attempt's deadline; :meth:`open` and every operation wait no longer."""
         self._imap: _BoundedIMAP4 | None = None
         self._capabilities: frozenset[str] = frozenset()
         self._selected: str | None = None
         self.last_used = 0.0
+
+    @contextmanager
+    def until(self, end: float) -> Iterator[None]:
+        """Every wait of the block (connect, TLS, login, each reply) ends by ``end`` (``time.monotonic()``)."""
+        self.clock.end = end
+        try:
+            yield
+        finally:
+            self.clock.end = None
 
     @property
     def is_open(self) -> bool:
@@ -344,14 +452,18 @@ class ImapSession:
     # --- connection ---------------------------------------------------------------
 
     def open(self, token: str | None) -> None:
-        """Connect, upgrade with STARTTLS (required) and authenticate."""
+        """Connect, upgrade with STARTTLS (required) and authenticate, by the attempt's deadline."""
         self.close()
         what = "IMAP connection"
+        clock = self.clock
+        clock.reply = self.connect_timeout
         try:
-            imap = _BoundedIMAP4(self.server.host, self.server.port, self.connect_timeout, self.max_fetch_bytes + 4096)
+            imap = _BoundedIMAP4(
+                self.server.host, self.server.port, self.connect_timeout, self.max_fetch_bytes + 4096, clock
+            )
         except BaseException as exc:
-            raise translate(exc, what) from exc
-        after_tls = False
+            raise translate(exc, what, clock=clock) from exc
+        after_tls = authenticating = False
         try:
             if "STARTTLS" not in imap.capabilities:
                 raise TlsError(
@@ -362,16 +474,20 @@ class ImapSession:
             # after the handshake, while imaplib asks for the capabilities again.
             after_tls = self.credentials.mode is MssanteAuthMode.CERTIFICATE
             imap.starttls(self.credentials.ssl_context)
+            # Servers hold the answer to a refused login (Dovecot's auth_failure_delay and auth
+            # penalty, up to ~15 s and more): the login waits like any reply, within the deadline.
+            clock.reply = self.timeout
+            authenticating = True
             self._authenticate(imap, token)
-            after_tls = False
+            after_tls = authenticating = False
             typ, data = imap.capability()
             caps = data[0] if typ == "OK" and data and isinstance(data[0], bytes) else b""
             self._capabilities = frozenset(caps.decode("ascii", "replace").upper().split())
-            if imap.sock is not None:
-                imap.sock.settimeout(self.timeout)
         except BaseException as exc:
             _shutdown(imap)
-            raise translate(exc, what, after_tls=after_tls) from exc
+            raise translate(exc, what, after_tls=after_tls, clock=clock, authenticating=authenticating) from exc
+        finally:
+            clock.reply = self.timeout
         self._imap = imap
         self._selected = None
         self.last_used = time.monotonic()
@@ -440,8 +556,12 @@ class ImapSession:
         imap, self._imap = self._imap, None
         self._selected = None
         if imap is not None:
+            outer = self.clock.end
+            soon = time.monotonic() + self.connect_timeout  # a logout is no reason to wait long
+            self.clock.end = soon if outer is None else min(outer, soon)
             with suppress(Exception):  # the connection is being discarded anyway
                 imap.logout()
+            self.clock.end = outer
             _shutdown(imap)
 
     def drop(self) -> None:
@@ -475,7 +595,7 @@ class ImapSession:
         except BaseException as exc:
             if not isinstance(exc, imaplib.IMAP4.error) or isinstance(exc, imaplib.IMAP4.abort):
                 self.drop()
-            raise translate(exc, what) from exc
+            raise translate(exc, what, clock=self.clock) from exc
         finally:
             self.last_used = time.monotonic()
 

@@ -17,6 +17,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import Enum
@@ -38,9 +39,9 @@ from dmp_connector.errors import (
 )
 
 from ._mail import DsnNotify, DsnOptions, RecipientStatus, SmtpReply, redact_text
-from .auth import MailAuthenticationError, MailCredentials, xoauth2_initial_response
+from .auth import AUTH_DELAY_HINT, MailAuthenticationError, MailCredentials, xoauth2_initial_response
 
-__all__ = ["LoopThread", "SmtpJob", "Submitted", "submit", "xtext"]
+__all__ = ["LoopThread", "SmtpJob", "Submitted", "expired_attempt", "submit", "xtext"]
 
 T = TypeVar("T")
 
@@ -165,7 +166,10 @@ def translate(exc: BaseException, phase: Phase, job: SmtpJob) -> DmpConnectorErr
         return _service_error(f"{where} ({phase.value})", exc.code, exc.message)
     error: TransportError
     if isinstance(exc, (aiosmtplib.SMTPTimeoutError, TimeoutError)):
-        error = RequestTimeout(f"{where}: no answer in time during {phase.value}", hint="raise mssante.timeout")
+        error = RequestTimeout(
+            f"{where}: no answer in time during {phase.value}",
+            hint=AUTH_DELAY_HINT if phase is Phase.AUTH else "raise mssante.timeout",
+        )
     elif phase is Phase.AUTH and job.credentials.mode is MssanteAuthMode.CERTIFICATE:
         error = TlsError(
             f"{where}: the server closed the connection right after TLS",
@@ -186,8 +190,27 @@ def translate(exc: BaseException, phase: Phase, job: SmtpJob) -> DmpConnectorErr
     return error
 
 
-async def submit(job: SmtpJob, token: str | None) -> Submitted:
-    """One submission attempt: connect, STARTTLS, authenticate, MAIL, RCPT…, DATA."""
+def expired_attempt(phase: Phase, job: SmtpJob) -> RequestTimeout:
+    """The attempt's deadline (``timeouts.attempt``/``timeouts.call``) passed during ``phase``."""
+    error = RequestTimeout(
+        f"MSSanté SMTP {job.server.host}:{job.server.port}: the attempt's deadline passed during {phase.value}",
+        hint=AUTH_DELAY_HINT
+        if phase is Phase.AUTH
+        else "raise timeouts.attempt and timeouts.call (or deadline(...)) for a large message on a slow link; "
+        "otherwise the server is slow or stalled: try again later",
+    )
+    if phase is Phase.DATA:
+        error.retryable = False
+        error.hint = (
+            "the deadline passed while the message was going out: the server may have it; it is not resent "
+            "automatically to avoid a duplicate — check the recipient side before sending again"
+        )
+    return error
+
+
+async def submit(job: SmtpJob, token: str | None, end: float | None = None) -> Submitted:
+    """One submission attempt: connect, STARTTLS, authenticate, MAIL, RCPT…, DATA — all over by ``end``
+    (``time.monotonic()``), whatever the server does (a reply trickled a byte at a time included)."""
     smtp = aiosmtplib.SMTP(
         hostname=job.server.host,
         port=job.server.port,
@@ -198,33 +221,37 @@ async def submit(job: SmtpJob, token: str | None) -> Submitted:
         tls_context=job.credentials.ssl_context,
     )
     phase = Phase.CONNECT
-    try:
-        await smtp.connect(timeout=job.connect_timeout)
-        await smtp.ehlo()
-        if not smtp.supports_extension("starttls"):
-            raise TlsError(
-                f"the SMTP server {job.server.host}:{job.server.port} does not offer STARTTLS",
-                hint="MSSanté requires TLS: check the host and port (587) of environment.mssante_smtp",
-            )
-        phase = Phase.TLS
-        await smtp.starttls(server_hostname=job.server.host, timeout=job.connect_timeout)
-        phase = Phase.AUTH
-        await smtp.ehlo()
-        await _authenticate(smtp, job, token)
-        phase = Phase.ENVELOPE
-        return await _transaction(smtp, job)
-    except BaseException as exc:
-        if isinstance(exc, _DataStarted):
-            phase = Phase.DATA
-            exc = exc.original
-        _discard(smtp)
-        if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-            raise exc  # the original, not the _DataStarted wrapper
-        error = translate(exc, phase, job)
-        if error is exc:
-            raise error from error.__cause__  # already ours: keep its own cause (not itself)
-        # A server's reply quotes what it was given (a patient's address): kept on .text, masked, not chained.
-        raise error from (None if isinstance(exc, aiosmtplib.SMTPResponseException) else exc)
+    async with asyncio.timeout(None if end is None else max(end - time.monotonic(), 0.0)) as scope:
+        try:
+            await smtp.connect(timeout=job.connect_timeout)
+            await smtp.ehlo(timeout=job.connect_timeout)
+            if not smtp.supports_extension("starttls"):
+                raise TlsError(
+                    f"the SMTP server {job.server.host}:{job.server.port} does not offer STARTTLS",
+                    hint="MSSanté requires TLS: check the host and port (587) of environment.mssante_smtp",
+                )
+            phase = Phase.TLS
+            await smtp.starttls(server_hostname=job.server.host, timeout=job.connect_timeout)
+            phase = Phase.AUTH  # under TLS 1.3 a refused client certificate shows at this EHLO
+            await smtp.ehlo(timeout=job.connect_timeout)
+            await _authenticate(smtp, job, token)
+            phase = Phase.ENVELOPE
+            return await _transaction(smtp, job)
+        except BaseException as exc:
+            if isinstance(exc, _DataStarted):
+                phase = Phase.DATA
+                exc = exc.original
+            _discard(smtp)
+            if isinstance(exc, asyncio.CancelledError) and scope.expired():
+                raise expired_attempt(phase, job) from None  # ours: asyncio.timeout lets it through
+            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+                raise exc  # the original, not the _DataStarted wrapper
+            error = translate(exc, phase, job)
+            if error is exc:
+                raise error from error.__cause__  # already ours: keep its own cause (not itself)
+            # A server's reply quotes what it was given (a patient's address): kept on .text, masked, not chained.
+            raise error from (None if isinstance(exc, aiosmtplib.SMTPResponseException) else exc)
+    raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
 
 
 def _discard(smtp: aiosmtplib.SMTP) -> None:
@@ -276,7 +303,7 @@ async def _authenticate(smtp: aiosmtplib.SMTP, job: SmtpJob, token: str | None) 
     if "external" in methods:
         authzid = (creds.user or "").encode("utf-8")
         response = await smtp.execute_command(
-            b"AUTH", b"EXTERNAL", base64.b64encode(authzid) if authzid else b"=", timeout=job.connect_timeout
+            b"AUTH", b"EXTERNAL", base64.b64encode(authzid) if authzid else b"=", timeout=job.timeout
         )
         if 400 <= response.code < 500:
             raise _service_error(

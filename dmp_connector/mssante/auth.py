@@ -26,9 +26,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
+from dmp_connector._deadline import Budget
 from dmp_connector._tls import build_ssl_context
 from dmp_connector.config import MssanteAuthMode, Settings
-from dmp_connector.errors import ConfigurationError, ServiceError
+from dmp_connector.errors import ConfigurationError, RequestTimeout, ServiceError
 
 __all__ = [
     "AsyncTokenProvider",
@@ -41,6 +42,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+AUTH_DELAY_HINT = (
+    "mail servers hold the answer to a login after a refused one (Dovecot's auth_failure_delay, 2 s by "
+    "default, and its auth penalty, doubling per failure from one address up to 15 s): raise timeouts.call "
+    "(or deadline(call=...)), and mssante.auth_failure_delay to what your operator's server waits"
+)
+"""The hint of a timeout met while authenticating: it is most often the server's auth-failure delay."""
 
 
 @runtime_checkable
@@ -152,25 +160,47 @@ async def get_token_async(provider: TokenProvider | AsyncTokenProvider, force_re
     return _checked(value)
 
 
-def with_refresh(attempt: Callable[[bool], T], *, refreshable: bool) -> T:
+def _no_time_to_retry(budget: Budget, reserve: float) -> RequestTimeout:
+    error = RequestTimeout(
+        f"MSSanté: the token was refused and {budget.left:.1f} s are left of the call's "
+        f"{budget.call_seconds:g} s, less than the {reserve:g} s the server is expected to hold a login "
+        "after a refused one (mssante.auth_failure_delay): no retry with a refreshed token",
+        hint=AUTH_DELAY_HINT,
+    )
+    error.retryable = False  # nor with the same token: this call has no time left for a login
+    return error
+
+
+def with_refresh(
+    attempt: Callable[[bool], T], *, refreshable: bool, budget: Budget | None = None, reserve: float = 0.0
+) -> T:
     """Run ``attempt(force_refresh=False)``; if the server refuses the authentication and the
     credential can be refreshed (XOAUTH2), run ``attempt(True)`` once more, whose refusal is final.
 
-    The attempt itself asks the provider for a token only when it has to open a connection.
+    The second attempt is started only when the call's ``budget`` has more than ``reserve`` seconds
+    left (the server's expected auth-failure delay), else the refusal becomes a
+    :class:`~dmp_connector.errors.RequestTimeout` naming that delay. The attempt itself asks the
+    provider for a token only when it has to open a connection.
     """
     try:
         return attempt(False)
-    except MailAuthenticationError:
+    except MailAuthenticationError as refused:
         if not refreshable:
             raise
+        if budget is not None and budget.left <= reserve:
+            raise _no_time_to_retry(budget, reserve) from refused
     return attempt(True)
 
 
-async def with_refresh_async(attempt: Callable[[bool], Awaitable[T]], *, refreshable: bool) -> T:
+async def with_refresh_async(
+    attempt: Callable[[bool], Awaitable[T]], *, refreshable: bool, budget: Budget | None = None, reserve: float = 0.0
+) -> T:
     """Async twin of :func:`with_refresh`."""
     try:
         return await attempt(False)
-    except MailAuthenticationError:
+    except MailAuthenticationError as refused:
         if not refreshable:
             raise
+        if budget is not None and budget.left <= reserve:
+            raise _no_time_to_retry(budget, reserve) from refused
     return await attempt(True)

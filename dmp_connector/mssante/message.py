@@ -39,6 +39,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dmp_connector._deadline import release
 from dmp_connector.config import EnvironmentName, Settings
 from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
 from dmp_connector.ins import Identity
@@ -460,7 +461,7 @@ class ReceivedAttachment(BaseModel):
 class ReceivedMessage(BaseModel):
     """A message read from the mailbox; every field may hold health data — do not log it."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     uid: int | None = None
     """IMAP UID in ``folder`` (None when parsed from bytes alone)."""
@@ -490,8 +491,10 @@ class ReceivedMessage(BaseModel):
     """Every attachment, the XDM archive and PDFs included."""
     xdm: XdmPackage | None = Field(default=None, repr=False)
     """The unpacked ``IHE_XDM.ZIP``, when one came and could be read safely."""
-    xdm_error: str | None = None
-    """Why an attached XDM archive was refused (zip bomb, traversal, bad metadata …)."""
+    xdm_error: DmpConnectorError | None = None
+    """Why an attached XDM archive was refused: the typed error (``PatientMismatchError`` for
+    another patient's metadata, ``UnsafeArchiveError`` for a bomb or a traversal …), never raised;
+    :attr:`xdm_error_text` gives it as one line."""
     receipt: Receipt | None = None
     """The DSN, bounce or MDN this message is, if it is one."""
     code_cda: tuple[str, ...] = ()
@@ -513,6 +516,12 @@ class ReceivedMessage(BaseModel):
         if self.subject is not None and self.subject.startswith(SUBJECT_PREFIX):
             return self.subject[len(SUBJECT_PREFIX) :]
         return self.subject
+
+    @property
+    def xdm_error_text(self) -> str | None:
+        """:attr:`xdm_error` as one line, ``"<ErrorType>: <message>"`` (the form it had as a string)."""
+        error = self.xdm_error
+        return None if error is None else f"{type(error).__name__}: {error.message}"
 
     @property
     def documents(self) -> tuple[XdmDocument, ...]:
@@ -618,7 +627,7 @@ def _parse_message(
                     )
                 )
     package: XdmPackage | None = None
-    xdm_error: str | None = None
+    xdm_error: DmpConnectorError | None = None
     archive = next(
         (a for a in attachments if (a.filename or "").upper() == XDM_ATTACHMENT_NAME or _is_xdm_zip(a)),
         None,
@@ -630,7 +639,9 @@ def _parse_message(
             package.require_one_patient(matricule=patient_matricule(_first(_addresses(mail, "From")) or ""))
         except DmpConnectorError as exc:
             package = None
-            xdm_error = f"{type(exc).__name__}: {exc.message}"
+            # Kept, not raised: without its traceback, whose frames hold the archive and its parsed trees.
+            release(exc)
+            xdm_error = exc.with_traceback(None)
     subject_text = header_text(mail, "Subject")
     ins_header = (header_text(mail, "X-MSS-INS") or "").strip().upper()
     date: datetime | None = None

@@ -29,11 +29,12 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import tenacity
 
 from dmp_connector._audit_trail import AuditTrail, error_code_of
+from dmp_connector._deadline import Budget, capped_policy
 from dmp_connector.audit import (
     AuditEvent,
     AuditSink,
@@ -41,7 +42,7 @@ from dmp_connector.audit import (
     endpoint_of,
 )
 from dmp_connector.config import MssanteAuthMode, Settings
-from dmp_connector.errors import ConfigurationError, DmpConnectorError, ValidationError
+from dmp_connector.errors import ConfigurationError, DmpConnectorError, RequestTimeout, ValidationError
 from dmp_connector.retries import RetryPolicy, tenacity_kwargs
 
 from ._imap import ImapSession
@@ -286,6 +287,10 @@ class _MailBase:
             dsn_requested=submitted.dsn_requested,
         )
 
+    def _retrying(self, budget: Budget) -> dict[str, Any]:
+        """tenacity's arguments; no wait is begun that would end past the call's deadline."""
+        return tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=True)
+
     def _close_sinks(self) -> None:
         self._trail.close()
 
@@ -359,14 +364,18 @@ class MailTransport(_MailBase):
         :class:`TlsError` when STARTTLS is not offered or TLS fails;
         :class:`MailAuthenticationError` when the credentials are refused.
         """
+        budget = Budget.start(self.settings)
         prepared = self._prepare_send(message, sender, recipients, dsn, patient, document_ids)
         attempts = _Attempts()
         result: SendResult | None = None
         try:
-            for attempt in tenacity.Retrying(**tenacity_kwargs(self.retry, safe_to_repeat=True)):
+            for attempt in tenacity.Retrying(**self._retrying(budget)):
                 with attempt:
                     result = with_refresh(
-                        lambda force: self._send_attempt(prepared, attempts, force), refreshable=self._refreshable
+                        lambda force: self._send_attempt(prepared, attempts, force, budget),
+                        refreshable=self._refreshable,
+                        budget=budget,
+                        reserve=self.settings.mssante.auth_failure_delay,
                     )
         except DmpConnectorError as exc:
             exc.attempts = attempts.count  # the token refresh counts as an attempt, not only tenacity's
@@ -374,7 +383,9 @@ class MailTransport(_MailBase):
         assert result is not None
         return replace(result, attempts=attempts.count)
 
-    def _send_attempt(self, prepared: _PreparedSend, attempts: _Attempts, force_refresh: bool) -> SendResult:
+    def _send_attempt(
+        self, prepared: _PreparedSend, attempts: _Attempts, force_refresh: bool, budget: Budget
+    ) -> SendResult:
         number = attempts.next()
         started = time.monotonic()
         facts = {
@@ -386,8 +397,9 @@ class MailTransport(_MailBase):
             "document_ids": prepared.document_ids,
         }
         try:
+            end = budget.attempt_end("MSSanté send")
             token = self._token(force_refresh)
-            result = self._result(prepared, self._loop.run(submit(prepared.job, token)))
+            result = self._result(prepared, self._loop.run(submit(prepared.job, token, end)))
         except Exception as exc:
             self._emit(started=started, error=exc, **facts)  # type: ignore[arg-type]
             raise
@@ -395,6 +407,7 @@ class MailTransport(_MailBase):
         return result
 
     def _imap_call(self, operation: str, action: Callable[[ImapSession], T]) -> T:
+        budget = Budget.start(self.settings)
         correlation_id = _call_id()
         attempts = _Attempts()
         session = self._session()
@@ -404,7 +417,8 @@ class MailTransport(_MailBase):
             number = attempts.next()
             started = time.monotonic()
             try:
-                with self._imap_lock:
+                end = budget.attempt_end(f"MSSanté {operation}")
+                with self._imap_lock, session.until(end):
                     if self._needs_open(session):
                         session.open(self._token(force_refresh))
                     value = action(session)
@@ -429,9 +443,14 @@ class MailTransport(_MailBase):
             return value
 
         try:
-            for attempt in tenacity.Retrying(**tenacity_kwargs(self.retry, safe_to_repeat=True)):
+            for attempt in tenacity.Retrying(**self._retrying(budget)):
                 with attempt:
-                    result = with_refresh(once, refreshable=self._refreshable)
+                    result = with_refresh(
+                        once,
+                        refreshable=self._refreshable,
+                        budget=budget,
+                        reserve=self.settings.mssante.auth_failure_delay,
+                    )
         except DmpConnectorError as exc:
             exc.attempts = attempts.count
             raise
@@ -495,11 +514,20 @@ class AsyncMailTransport(_MailBase):
     ) -> None:
         super().__init__(settings, token_provider=token_provider, audit=audit, retry=retry)
 
-    async def _token(self, force_refresh: bool) -> str | None:
+    async def _token(self, force_refresh: bool, end: float | None = None) -> str | None:
         provider = self._token_provider
         if provider is None:
             return None
-        return await get_token_async(provider, force_refresh)
+        if end is None:
+            return await get_token_async(provider, force_refresh)
+        try:
+            async with asyncio.timeout(max(end - time.monotonic(), 0.0)):
+                return await get_token_async(provider, force_refresh)
+        except TimeoutError:
+            raise RequestTimeout(
+                "MSSanté: the token provider gave no token within the attempt's deadline",
+                hint="check the provider's own calls (Pro Santé Connect); raise timeouts.attempt or timeouts.call",
+            ) from None
 
     async def send(
         self,
@@ -512,14 +540,18 @@ class AsyncMailTransport(_MailBase):
         document_ids: Sequence[str] = (),
     ) -> SendResult:
         """See :meth:`MailTransport.send`."""
+        budget = Budget.start(self.settings)
         prepared = self._prepare_send(message, sender, recipients, dsn, patient, document_ids)
         attempts = _Attempts()
         result: SendResult | None = None
         try:
-            async for attempt in tenacity.AsyncRetrying(**tenacity_kwargs(self.retry, safe_to_repeat=True)):
+            async for attempt in tenacity.AsyncRetrying(**self._retrying(budget)):
                 with attempt:
                     result = await with_refresh_async(
-                        lambda force: self._send_attempt(prepared, attempts, force), refreshable=self._refreshable
+                        lambda force: self._send_attempt(prepared, attempts, force, budget),
+                        refreshable=self._refreshable,
+                        budget=budget,
+                        reserve=self.settings.mssante.auth_failure_delay,
                     )
         except DmpConnectorError as exc:
             exc.attempts = attempts.count
@@ -527,7 +559,9 @@ class AsyncMailTransport(_MailBase):
         assert result is not None
         return replace(result, attempts=attempts.count)
 
-    async def _send_attempt(self, prepared: _PreparedSend, attempts: _Attempts, force_refresh: bool) -> SendResult:
+    async def _send_attempt(
+        self, prepared: _PreparedSend, attempts: _Attempts, force_refresh: bool, budget: Budget
+    ) -> SendResult:
         number = attempts.next()
         started = time.monotonic()
         facts = {
@@ -539,8 +573,9 @@ class AsyncMailTransport(_MailBase):
             "document_ids": prepared.document_ids,
         }
         try:
-            token = await self._token(force_refresh)
-            result = self._result(prepared, await submit(prepared.job, token))
+            end = budget.attempt_end("MSSanté send")
+            token = await self._token(force_refresh, end)
+            result = self._result(prepared, await submit(prepared.job, token, end))
         except Exception as exc:
             self._emit(started=started, error=exc, **facts)  # type: ignore[arg-type]
             raise
@@ -548,13 +583,15 @@ class AsyncMailTransport(_MailBase):
         return result
 
     async def _imap_call(self, operation: str, action: Callable[[ImapSession], T]) -> T:
+        budget = Budget.start(self.settings)
         correlation_id = _call_id()
         attempts = _Attempts()
         session = self._session()
         result: T | None = None
 
-        def in_thread(token: str | None) -> T:
-            with self._imap_lock:
+        def in_thread(token: str | None, end: float) -> T:
+            # The thread cannot be cancelled: every wait in it ends by the attempt's deadline instead.
+            with self._imap_lock, session.until(end):
                 if self._needs_open(session):
                     if token is None and self._token_provider is not None:
                         raise _TokenNeeded
@@ -565,14 +602,15 @@ class AsyncMailTransport(_MailBase):
             number = attempts.next()
             started = time.monotonic()
             try:
+                end = budget.attempt_end(f"MSSanté {operation}")
                 # Ask the provider only when a connection will be opened (it may call PSC).
                 token = None
                 if self._token_provider is not None and (force_refresh or not session.is_open):
-                    token = await self._token(force_refresh)
+                    token = await self._token(force_refresh, end)
                 try:
-                    value = await asyncio.to_thread(in_thread, token)
+                    value = await asyncio.to_thread(in_thread, token, end)
                 except _TokenNeeded:  # the held connection had gone stale
-                    value = await asyncio.to_thread(in_thread, await self._token(force_refresh))
+                    value = await asyncio.to_thread(in_thread, await self._token(force_refresh, end), end)
             except Exception as exc:
                 self._emit(
                     operation=operation,
@@ -594,9 +632,14 @@ class AsyncMailTransport(_MailBase):
             return value
 
         try:
-            async for attempt in tenacity.AsyncRetrying(**tenacity_kwargs(self.retry, safe_to_repeat=True)):
+            async for attempt in tenacity.AsyncRetrying(**self._retrying(budget)):
                 with attempt:
-                    result = await with_refresh_async(once, refreshable=self._refreshable)
+                    result = await with_refresh_async(
+                        once,
+                        refreshable=self._refreshable,
+                        budget=budget,
+                        reserve=self.settings.mssante.auth_failure_delay,
+                    )
         except DmpConnectorError as exc:
             exc.attempts = attempts.count
             raise

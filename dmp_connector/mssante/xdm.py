@@ -398,7 +398,7 @@ class XdmPackage(BaseModel):
 
         def other(cx: Cx | None) -> bool:
             # Limited metadata (what XDM allows) may leave patientId out: then the CDA must name the patient.
-            return cx is not None and (cx.id, cx.assigning_authority) != (ins.matricule, ins.oid.value)
+            return cx is not None and not ins.matches(cx)
 
         problems: list[str] = []
         if other(self.submission.submission_set.patient_id):
@@ -412,7 +412,7 @@ class XdmPackage(BaseModel):
                 named = document.parse_cda().patient.identity.ins
             except (DmpConnectorError, ValueError):
                 named = None  # not a CDA (a PDF …): its entry's patientId was checked above
-            if named is not None and (named.matricule, named.oid) != (ins.matricule, ins.oid):
+            if named is not None and not ins.matches(named):
                 headers += 1
             if named is None and document.entry.patient_id is None:
                 unnamed += 1

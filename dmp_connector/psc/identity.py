@@ -25,7 +25,7 @@ from .errors import NoMatchingActivityError
 
 __all__ = ["Activity", "Exercise", "Professional"]
 
-_FROZEN = ConfigDict(frozen=True, extra="ignore")
+_FROZEN = ConfigDict(use_attribute_docstrings=True, frozen=True, extra="ignore")
 PROFESSION_SYSTEM = "1.2.250.1.71.1.2.7"
 """TRE_G15 professions (``codeProfession``)."""
 SECTOR_SYSTEM = "1.2.250.1.71.4.2.4"

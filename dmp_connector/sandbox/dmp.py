@@ -82,7 +82,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dmp_connector.audit import AuditSink
 from dmp_connector.codes import Code
-from dmp_connector.config import Settings
+from dmp_connector.config import DmpSettings, Settings
 from dmp_connector.dmp._td import (
     DMP_DEVICE_ROOT,
     AckDetail,
@@ -754,6 +754,11 @@ _PATIENT_QUERY_KIT_ACTION: Final = "urn:hl7-org:v3:PRPA_IN201308UV02"
 """The editor kit's proxy sends TD0.2 with this action (reference §1): accepted as well."""
 
 
+def _dmp_default(name: str) -> Any:
+    """A wire form the simulator reads as the client writes it: the client's setting's default, not a copy."""
+    return DmpSettings.model_fields[name].default
+
+
 class DmpSimulator:
     """The DMP simulator (see the module docstring).
 
@@ -779,9 +784,9 @@ class DmpSimulator:
         require_client_certificate: bool = False,
         max_results: int = 500,
         clock: Callable[[], dt.datetime] | None = None,
-        patient_list_date_format: str = "%d%m%Y",
-        patient_list_elements: tuple[str, str] = ("date", "type"),
-        authorisation_role_element: str = "role",
+        patient_list_date_format: str = _dmp_default("patient_list_date_format"),
+        patient_list_elements: tuple[str, str] = _dmp_default("patient_list_elements"),
+        authorisation_role_element: str = _dmp_default("authorisation_role_element"),
         air_check: Callable[[str], bool] | None = None,
     ) -> None:
         self.trusted = tuple(trusted)

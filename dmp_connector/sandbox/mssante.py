@@ -273,6 +273,7 @@ class _SmtpHandler:
         if match is not None:
             mailbox = self.operator._check_token(match.group(1).decode("utf-8", "replace"), match.group(2).decode())
         if mailbox is None:
+            await asyncio.sleep(self.operator.auth_failure_delay)
             return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
         return AuthResult(success=True, auth_data=_Auth(frozenset({mailbox}), "xoauth2", None))
 
@@ -453,6 +454,7 @@ class _ImapLogin(LoginInterface):
                 raise _AuthUnavailable()
             mailbox = self._operator._check_token(credentials.authzid, token)
             if mailbox is None:
+                await asyncio.sleep(self._operator.auth_failure_delay)
                 raise InvalidAuth()
             return _ImapIdentity(mailbox, self._operator, self._config)
         _, common_name = _subject_of(info.peercert)
@@ -522,6 +524,9 @@ class SandboxMailOperator:
         self.token_lifetime = token_lifetime
         self.starttls = starttls
         self.announce_dsn = announce_dsn
+        self.auth_failure_delay = 0.0
+        """Seconds a refused XOAUTH2 login waits for its answer, as Dovecot's ``auth_failure_delay`` does
+        (set it to test a client's deadline against that delay)."""
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._server_certificate = server_certificate
         self._requested_ports = (smtp_port, imap_port)

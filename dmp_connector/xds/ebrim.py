@@ -35,7 +35,7 @@ import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import unquote
 
 import pydantic
@@ -633,7 +633,10 @@ class _Interned:
 
     def text(self, model: type[BaseModel], value: str | None) -> Any:
         """A CX, XCN, XON or XDS time read from its wire text (None stays None)."""
-        return None if value is None else self.model(model, value, (value,))
+        if value is None:
+            return None
+        made = self._made.get((model, value))  # the key model() makes for (value,)
+        return self.model(model, value, (value,)) if made is None else made
 
     def code(self, code: str, system: str, name: str | None) -> AnyCode:
         """:func:`xds_code`, once per distinct code; raises pydantic's error as it does."""
@@ -654,7 +657,10 @@ class _Classification:
     name: str | None
     lang: str | None = None
     charset: str | None = None
-    element: etree._Element | None = None
+    # The attributes as written, for a classification kept as read (an association's): the
+    # strings, not the element, so that no element proxy outlives the walk.
+    raw_scheme: str | None = None
+    raw_node: str | None = None
 
 
 @dataclass(slots=True)
@@ -688,7 +694,8 @@ class _Object:
 
 def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) -> None:
     """Add one ``rim:Slot`` (its name, its ``ValueList/Value`` texts) to ``slots``; a name twice is refused."""
-    name = (slot.get("name") or "").strip()
+    name = slot.get("name")
+    name = name.strip() if name else ""
     if not name:
         raise MalformedResponseError(f"{where}: the Slot has no name attribute")
     if name in slots:
@@ -712,15 +719,9 @@ def _read_localized(element: etree._Element | None) -> tuple[str | None, str | N
     if element is not None:
         for string in element:
             if string.tag == _LOCALIZED_STRING:
-                # One call for every attribute: cheaper than three get()s, and most strings have
-                # only their value.
-                attributes = cast("list[tuple[str, str]]", string.items())  # str in Python 3
-                if len(attributes) == 1 and attributes[0][0] == "value":
-                    return attributes[0][1], None, None
-                found = dict(attributes)
-                value = found.get("value")
+                value = string.get("value")
                 if value is not None:
-                    return value, found.get(_XML_LANG), found.get("charset")
+                    return value, string.get(_XML_LANG), string.get("charset")
     return _NO_STRING
 
 
@@ -740,24 +741,29 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
             name = child
     get = element.get
     value, lang, charset = _read_localized(name)
+    scheme, node = get("classificationScheme"), get("classificationNode")
     # Positional: this runs for every code of every entry, and keywords cost more.
     return _Classification(
-        _scheme(get("classificationScheme")),
-        _scheme(get("classificationNode")),
+        _scheme(scheme),
+        _scheme(node),
         get("nodeRepresentation"),
         get("classifiedObject"),
         slots,
         value,
         lang,
         charset,
-        element,
+        scheme,
+        node,
     )
 
 
 def _read_object(element: etree._Element, kind: str, interned: _Interned | None = None) -> _Object:
     raw_id = element.get("id")
     where = f"{kind} {raw_id}" if raw_id else kind
-    obj = _Object(element=element, id=_attribute(element, "id", where), where=where, interned=interned or _Interned())
+    entry_id = raw_id.strip() if raw_id else ""
+    if not entry_id:
+        raise MalformedResponseError(f"{where}: the {_local(str(element.tag))} has no id attribute")
+    obj = _Object(element=element, id=entry_id, where=where, interned=interned or _Interned())
     slots, classifications, identifiers = obj.slots, obj.classifications, obj.identifiers
     name: etree._Element | None = None
     description: etree._Element | None = None
@@ -808,6 +814,7 @@ def _identifier(obj: _Object, scheme: str, name: str, *, required: bool = True) 
 
 def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
     codes: list[AnyCode] = []
+    code = obj.interned.code
     for index, classification in enumerate(obj.classified(scheme)):
         if classification.lang is not None or classification.charset is not None:
             obj.localized.append(
@@ -819,7 +826,7 @@ def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
                 f"{obj.where}: a {name} classification lacks nodeRepresentation or codingScheme"
             )
         try:
-            codes.append(obj.interned.code(classification.code, system, classification.name))
+            codes.append(code(classification.code, system, classification.name))
         except pydantic.ValidationError as exc:
             # pydantic's own message quotes the value received: only the location and the rule are kept.
             raise MalformedResponseError(f"{obj.where}: a {name} code is not valid ({_first_error(exc)})") from None
@@ -908,13 +915,15 @@ _DOCUMENT_SLOTS_KNOWN: Final = frozenset(_DOCUMENT_SLOT_NAMES)
 _ASSOCIATION_SLOTS_KNOWN: Final = frozenset(("SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus"))
 
 
+_ENTRY_TYPES: Final = {kind.value: kind for kind in DocumentEntryType}
+
+
 def _document(obj: _Object) -> DocumentEntry:
     element, slots, interned = obj.element, obj.slots, obj.interned
-    object_type = element.get("objectType") or DocumentEntryType.STABLE.value
-    try:
-        entry_type = DocumentEntryType(_scheme(object_type))
-    except ValueError:
-        raise MalformedResponseError(f"{obj.where}: objectType is neither stable nor on-demand") from None
+    object_type = element.get("objectType")
+    entry_type = _ENTRY_TYPES.get(_scheme(object_type)) if object_type else DocumentEntryType.STABLE
+    if entry_type is None:
+        raise MalformedResponseError(f"{obj.where}: objectType is neither stable nor on-demand")
     size = _single(obj, slots, "size")
     if size is not None and not size.strip().isdigit():
         raise MalformedResponseError(f"{obj.where}: the size slot is not a number of bytes")
@@ -1046,9 +1055,7 @@ def _association(element: etree._Element, interned: _Interned | None = None) -> 
 
 def _kept(classification: _Classification) -> dict[str, Any]:
     """A classification no field holds, as the data of a :class:`Classification`."""
-    element = classification.element
-    scheme = element.get("classificationScheme") if element is not None else None
-    node = element.get("classificationNode") if element is not None else None
+    scheme, node = classification.raw_scheme, classification.raw_node
     return {
         "scheme": scheme.strip() or None if scheme else None,
         "node": node.strip() or None if node else None,

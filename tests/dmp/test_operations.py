@@ -21,7 +21,7 @@ from dmp_connector.dmp.errors import (
 )
 from dmp_connector.dmp.mapping import prepare_deposit
 from dmp_connector.dmp.operations import ProvideAndRegister, RegistryStoredQuery, RetrieveDocumentSet, UpdateDocumentSet
-from dmp_connector.errors import SoapFaultError
+from dmp_connector.errors import PatientMismatchError, SoapFaultError
 from dmp_connector.retries import is_retryable
 from dmp_connector.soap import Attachment, SoapMessage, xop_include
 from dmp_connector.soap.envelope import parse_envelope
@@ -46,6 +46,7 @@ from dmp_connector.xds.ebrim import RetrievedDocument, RetrieveDocumentSetRespon
 from dmp_connector.xml import to_bytes
 from tests.dmp.client_support import (
     BASE,
+    OTHER,
     PATIENT,
     SETTINGS,
     cda_document,
@@ -258,3 +259,40 @@ def test_a_fault_subcode_naming_a_dmp_refusal_is_typed() -> None:
     err = fault_error(fault, operation="RegistryStoredQuery")
     assert isinstance(err, DmpAccessDeniedError) and err.codes == ("Sender", "DMPAccessDenied")
     assert ProvideAndRegister.map_fault is not None
+
+
+def _retrieve_answer(operation: RetrieveDocumentSet, content: bytes) -> RetrieveDocumentSetResponse:
+    part = Attachment.from_bytes(content, content_type="text/xml")
+    body = build_retrieve_document_set_response(
+        RetrieveDocumentSetResponse(
+            response=RegistryResponse(status=ResponseStatus.SUCCESS),
+            documents=(
+                RetrievedDocument(
+                    repository_unique_id="1.2.250.1.213.4.1.1.1.2",
+                    document_unique_id="1.2.3",
+                    mime_type="text/xml",
+                    content_id=part.content_id,
+                ),
+            ),
+        )
+    )
+    return operation.parse(answer(body, {part.content_id: part}))
+
+
+def test_retrieve_reads_a_cda_up_to_its_record_target_only() -> None:
+    """The recordTarget decides even when what follows the header is unreadable (it is not parsed at all)."""
+    request = RetrieveDocumentSetRequest(
+        documents=(DocumentRequest(repository_unique_id="1.2.250.1.213.4.1.1.1.2", document_unique_id="1.2.3"),)
+    )
+    operation = RetrieveDocumentSet(request, security=None, patient=None, patient_id=CX)
+    own, other = cda_document(), cda_document(patient=OTHER)
+    cut = own.index(b"</recordTarget>") + len(b"</recordTarget>")
+    tail = b"<author><broken></author>"  # not well-formed: a whole-document parse refuses it
+    assert _retrieve_answer(operation, own[:cut] + tail).documents
+    other_cut = other.index(b"</recordTarget>") + len(b"</recordTarget>")
+    with pytest.raises(PatientMismatchError) as info:
+        _retrieve_answer(operation, other[:other_cut] + tail)
+    assert info.value.problems == ("1 CDA document(s) whose recordTarget is another patient's INS",)
+    with pytest.raises(PatientMismatchError):
+        _retrieve_answer(operation, other)  # the whole document, as before
+    assert _retrieve_answer(operation, own).documents

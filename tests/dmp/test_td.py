@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 
 import pytest
 from lxml import etree
 
 from dmp_connector._transport import CallContext
 from dmp_connector.codes import Code
-from dmp_connector.config import DmpService
+from dmp_connector.config import DmpService, DmpSettings
 from dmp_connector.dmp import _td
 from dmp_connector.dmp.errors import (
     DmpAccessDeniedError,
@@ -46,8 +47,9 @@ from dmp_connector.dmp.td import (
     ServiceStatus,
     SetAuthorisationOperation,
 )
-from dmp_connector.errors import MalformedResponseError, ValidationError
+from dmp_connector.errors import MalformedResponseError, PatientMismatchError, ValidationError
 from dmp_connector.ins import BirthDate, Sex
+from dmp_connector.sandbox.dmp import DmpSimulator
 from dmp_connector.soap.envelope import parse_envelope
 from dmp_connector.xml import parse_xml, to_bytes
 from tests.dmp.client_support import INS_TEST, SETTINGS, envelope
@@ -173,6 +175,23 @@ def test_patient_query_operation_facts_and_answers() -> None:
         INS_TEST, reason=QueryReason.TEST_EXISTENCE, security=None, action="urn:hl7-org:v3:PRPA_IN201308UV02"
     )
     assert kit.action == "urn:hl7-org:v3:PRPA_IN201308UV02"
+
+
+def test_a_found_answer_naming_no_ins_is_refused_unless_the_setting_accepts_it() -> None:
+    found = _td.build_patient_query_response(ANSWER, ACCEPT, DmpStatus(exists=True))
+    assert _td.parse_patient_query_response(wire(found)).status.ins is None
+    operation = PatientQueryOperation(INS_TEST, reason=QueryReason.TEST_EXISTENCE, security=None)
+    with pytest.raises(PatientMismatchError) as info:
+        operation.parse(message(found))  # type: ignore[arg-type]
+    assert info.value.problems == ("the answer names no patient id to compare with the INS asked",)
+    assert SETTINGS.dmp.accept_found_without_ins is False
+    lenient = PatientQueryOperation(
+        INS_TEST, reason=QueryReason.TEST_EXISTENCE, security=None, accept_found_without_ins=True
+    )
+    assert lenient.parse(message(found)).status.exists  # type: ignore[arg-type]
+    named = _td.build_patient_query_response(ANSWER, ACCEPT, DmpStatus(exists=True, ins=INS_TEST))
+    operation = PatientQueryOperation(INS_TEST, reason=QueryReason.TEST_EXISTENCE, security=None)
+    assert operation.parse(message(named)).status.exists  # type: ignore[arg-type]
 
 
 def test_administrative_read_of_a_patient_without_dmp_raises_not_found() -> None:
@@ -349,6 +368,13 @@ def test_the_unconfirmed_element_names_are_settings() -> None:
     assert [etree.QName(child).localname for child in listing.body[0]] == ["dateDebut", "dateType"]
     with pytest.raises(MalformedResponseError, match="no date"):
         _td.parse_patient_list_request(wire(listing.body[0]))
+
+
+def test_the_simulator_reads_the_wire_forms_the_client_settings_default_to() -> None:
+    """The simulator's defaults are DmpSettings' own objects, not copies that could drift from them."""
+    parameters = inspect.signature(DmpSimulator).parameters
+    for name in ("patient_list_date_format", "patient_list_elements", "authorisation_role_element"):
+        assert parameters[name].default is DmpSettings.model_fields[name].default, name
 
 
 @pytest.mark.parametrize("status", ["DMPOK", "DMPOk"])

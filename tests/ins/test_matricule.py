@@ -389,3 +389,18 @@ def test_ins_is_hashable_and_frozen() -> None:
     assert len({a, b}) == 1
     with pytest.raises(Exception, match="frozen"):
         a.matricule = "x"  # type: ignore[misc]
+
+
+def test_matches_is_the_one_identity_comparison() -> None:
+    from dmp_connector.xds import Cx
+
+    ins = INS.parse("279035121518989", oid=InsOid.NIR_TEST)
+    assert ins.matches(INS.parse("2 79 03 51 215 189 89", oid=InsOid.NIR_TEST))
+    assert ins.matches(Cx.parse(ins.to_xds_cx()))
+    assert ins.matches(Cx(id=ins.matricule, assigning_authority=InsOid.NIR_TEST.value))  # no identifier type
+    assert not ins.matches(None)  # limited metadata names nobody
+    assert not ins.matches(INS.parse("279035121518989", oid=InsOid.NIR))  # same digits, another authority
+    assert not ins.matches(Cx(id=ins.matricule, assigning_authority=InsOid.NIR.value, id_type="NH"))
+    assert not ins.matches(Cx.parse(INS.parse("275126322074974", oid=InsOid.NIR_TEST).to_xds_cx()))
+    wrong_key = INS.parse("279035121518988", oid=InsOid.NIR_TEST, lenient=True)
+    assert not ins.matches(wrong_key) and wrong_key.matches(wrong_key)

@@ -11,7 +11,7 @@ import respx
 
 from dmp_connector.errors import MalformedResponseError, PatientMismatchError, UnsafeXmlError
 from dmp_connector.ins import IdentityTraits, InsOid
-from dmp_connector.ins.insi import InsiResult, InsiResultCode, SearchCriteria
+from dmp_connector.ins.insi import CarteVitaleBeneficiary, InsiResult, InsiResultCode, SearchCriteria, VitaleNir
 
 from . import fixtures
 from .helpers import ADRUN, MODES, URL, call, settings, traits
@@ -48,6 +48,28 @@ def test_found_about_another_person_is_refused(mode: str) -> None:
         answer(mode, fixtures.FOUND_DEFAULT_NS, searched=ADRUN)
     assert set(info.value.problems) == {"birth_name", "birth_first_names", "birth_date"}
     assert "ADRTROIS" not in str(info.value) and "ADRUN" not in str(info.value)
+
+
+@MODES
+def test_a_carte_vitale_search_answered_with_another_person_is_refused(mode: str) -> None:
+    """A 00 whose birth date and name are not the card beneficiary's (ADRTROIS for ADRUN) is an error."""
+    card = CarteVitaleBeneficiary(holder=VitaleNir(number="2751263220749"), birth_date="1975-12-01", birth_name="ADRUN")
+    with respx.mock:
+        respx.post(URL).mock(return_value=httpx.Response(200, headers=SOAP_OK, content=fixtures.FOUND_DEFAULT_NS))
+        with pytest.raises(PatientMismatchError) as info:
+            call(mode, settings(), "search_carte_vitale", card)
+        assert set(info.value.problems) == {"birth_date", "birth_name"}
+        assert "ADRTROIS" not in str(info.value) and "ADRUN" not in str(info.value)
+        assert "1997" not in str(info.value) and "1975" not in str(info.value)
+        nameless = card.model_copy(update={"birth_name": None})  # the date alone still decides
+        with pytest.raises(PatientMismatchError) as info:
+            call(mode, settings(), "search_carte_vitale", nameless)
+        assert info.value.problems == ("birth_date",)
+        own = CarteVitaleBeneficiary(
+            holder=VitaleNir(number="2970220020778"), birth_date="1997-02-26", birth_name="Adrtrois"
+        )
+        found = call(mode, settings(), "search_carte_vitale", own).identity
+    assert found is not None and found.active.matricule == "297022A02077878"
 
 
 @MODES

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from dmp_connector.cda import parse as parse_cda
 from dmp_connector.cli import EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, main
 from dmp_connector.sandbox.mssante import SandboxMailOperator
-from tests.conftest import PkiFiles
 
 from .conftest import APP_MAILBOX, PRO_MAILBOX
 
@@ -104,56 +103,34 @@ def test_rule_breaking_messages_exit_4_and_usage_errors_exit_2(runner: CliRunner
 
 
 def test_send_through_a_served_operator_with_the_client_certificate(
-    runner: CliRunner, tmp_path: Path, pki_files: PkiFiles, mail_operator: SandboxMailOperator
+    runner: CliRunner, tmp_path: Path, certificate_toml: str, mail_operator: SandboxMailOperator
 ) -> None:
-    extra = f"""
-[tls]
-cert_file = "{pki_files.client_cert}"
-key_file = "{pki_files.client_key}"
-ca_bundle = "{pki_files.ca_bundle}"
-
-[mssante]
-mailbox = "{APP_MAILBOX}"
-auth_mode = "certificate"
-"""
     servers = ["--smtp", f"127.0.0.1:{mail_operator.smtp_port}", "--imap", f"127.0.0.1:{mail_operator.imap_port}"]
-    result = runner.invoke(
-        main, ["--config", config(tmp_path, extra), "mss", "send", "--to", PRO_MAILBOX, "--body", "Bonjour", *servers]
-    )
+    cfg = config(tmp_path, certificate_toml)
+    result = runner.invoke(main, ["--config", cfg, "mss", "send", "--to", PRO_MAILBOX, "--body", "Bonjour", *servers])
     assert result.exit_code == EXIT_OK, result.output
     [stored] = mail_operator.stored(PRO_MAILBOX)
     assert b"Bonjour" in stored.content and b"X-MSS-NIL: SANDBOX" in stored.content
-    listed = runner.invoke(main, ["--config", config(tmp_path, extra), "--json", "mss", "inbox", "--all", *servers])
+    listed = runner.invoke(main, ["--config", cfg, "--json", "mss", "inbox", "--all", *servers])
     assert listed.exit_code == EXIT_OK, listed.output
     assert json.loads(listed.output)["messages"] == []
 
 
-def test_inbox_escapes_control_characters_and_json_masks_what_text_masks(
-    runner: CliRunner, tmp_path: Path, pki_files: PkiFiles, mail_operator: SandboxMailOperator
-) -> None:
-    extra = f"""
-[tls]
-cert_file = "{pki_files.client_cert}"
-key_file = "{pki_files.client_key}"
-ca_bundle = "{pki_files.ca_bundle}"
+HOSTILE_SUBJECT = (
+    f"From: Patient <279035121518989@patient.mssante.fr>\r\nTo: {APP_MAILBOX}\r\n"
+    "Message-ID: <h1@patient.mssante.fr>\r\n"
+    "Subject: =?utf-8?q?Bonjour=1B[2J=0D=0A*_____99__2026-01-01_00:00__forged=C2=9B31m=E2=80=AEtxt.exe?=\r\n"
+    "\r\nbody\r\n"
+).encode()
+"""A patient's mail whose subject clears the screen, forges a listing line and turns text around."""
+CRLF_FROM = (
+    f"From: =?utf-8?q?Dr=0D=0AEvil?= <evil@hopital.mssante.fr>\r\nTo: {APP_MAILBOX}\r\nSubject: x\r\n\r\nbody\r\n"
+).encode()
+"""A From display name with an encoded CRLF, which the email package refuses."""
 
-[mssante]
-mailbox = "{APP_MAILBOX}"
-auth_mode = "certificate"
-"""
-    patient = "279035121518989@patient.mssante.fr"
-    hostile = (
-        f"From: Patient <{patient}>\r\nTo: {APP_MAILBOX}\r\nMessage-ID: <h1@patient.mssante.fr>\r\n"
-        "Subject: =?utf-8?q?Bonjour=1B[2J=0D=0A*_____99__2026-01-01_00:00__forged=C2=9B31m=E2=80=AEtxt.exe?=\r\n"
-        "\r\nbody\r\n"
-    ).encode()
-    crlf_from = (
-        f"From: =?utf-8?q?Dr=0D=0AEvil?= <evil@hopital.mssante.fr>\r\nTo: {APP_MAILBOX}\r\nSubject: x\r\n\r\nbody\r\n"
-    ).encode()
-    mail_operator.deliver(APP_MAILBOX, hostile)
-    mail_operator.deliver(APP_MAILBOX, crlf_from)
-    servers = ["--smtp", f"127.0.0.1:{mail_operator.smtp_port}", "--imap", f"127.0.0.1:{mail_operator.imap_port}"]
-    cfg = config(tmp_path, extra)
+
+def assert_inbox_escaped_and_masked(runner: CliRunner, cfg: str, servers: list[str]) -> None:
+    """``mss inbox`` of a mailbox holding HOSTILE_SUBJECT then CRLF_FROM, as text and as JSON."""
     human = runner.invoke(main, ["--config", cfg, "mss", "inbox", *servers])
     assert human.exit_code == EXIT_OK, human.output
     lines = human.stdout.splitlines()
@@ -174,3 +151,12 @@ auth_mode = "certificate"
         "type": "UnreadableMessageError",
         "reason": "header",
     }
+
+
+def test_inbox_escapes_control_characters_and_json_masks_what_text_masks(
+    runner: CliRunner, tmp_path: Path, certificate_toml: str, mail_operator: SandboxMailOperator
+) -> None:
+    mail_operator.deliver(APP_MAILBOX, HOSTILE_SUBJECT)
+    mail_operator.deliver(APP_MAILBOX, CRLF_FROM)
+    servers = ["--smtp", f"127.0.0.1:{mail_operator.smtp_port}", "--imap", f"127.0.0.1:{mail_operator.imap_port}"]
+    assert_inbox_escaped_and_masked(runner, config(tmp_path, certificate_toml), servers)

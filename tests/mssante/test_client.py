@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,65 +17,18 @@ from dmp_connector.mssante.message import CdaDocument, MssanteMessage
 from dmp_connector.mssante.receipts import BounceReason, DeliveryAction, DeliveryReport
 from dmp_connector.sandbox.mssante import PatientMailboxState, SandboxMailOperator, SandboxTokenProvider
 
-from .conftest import APP_MAILBOX, PATIENT_ACTIVE, PRO_MAILBOX
+from .conftest import APP_MAILBOX, MODES, PATIENT_ACTIVE, PRO_MAILBOX
+from .conftest import ClientDriver as Driver
+from .conftest import open_client as open_driver
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "ExemplesCDA"
 N1 = (EXAMPLES / "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml").read_bytes()
 PATIENT = parse_cda(N1).patient.identity
-MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
 def qualified(body: str) -> Identity:
     ins = INS.from_parts(body, compute_key(body), InsOid.NIR_TEST)
     return Identity(traits=PATIENT.traits, ins=ins, status=IdentityStatus.QUAL)
-
-
-class Driver:
-    """One client, sync or async, behind the same blocking calls."""
-
-    def __init__(self, mode: str, settings: Settings, **kwargs: Any) -> None:
-        self.mode = mode
-        if mode == "sync":
-            self._sync: MssanteClient | None = MssanteClient(settings, **kwargs)
-            self._async: AsyncMssanteClient | None = None
-            self._runner: asyncio.Runner | None = None
-        else:
-            self._sync = None
-            self._runner = asyncio.Runner()
-            self._async = self._runner.run(self._make(settings, kwargs))
-
-    @staticmethod
-    async def _make(settings: Settings, kwargs: dict[str, Any]) -> AsyncMssanteClient:
-        return AsyncMssanteClient(settings, **kwargs)
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if self._sync is not None:
-            method: Callable[..., Any] = getattr(self._sync, name)
-            return method
-        assert self._async is not None and self._runner is not None
-        runner, coroutine = self._runner, getattr(self._async, name)
-        return lambda *args, **kwargs: runner.run(coroutine(*args, **kwargs))
-
-    def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-        if self._runner is not None and self._async is not None:
-            self._runner.run(self._async.aclose())
-            self._runner.close()
-
-
-@pytest.fixture
-def drivers() -> Iterator[list[Driver]]:
-    made: list[Driver] = []
-    yield made
-    for driver in made:
-        driver.close()
-
-
-def open_driver(drivers: list[Driver], mode: str, settings: Settings, **kwargs: Any) -> Driver:
-    driver = Driver(mode, settings, **kwargs)
-    drivers.append(driver)
-    return driver
 
 
 @MODES

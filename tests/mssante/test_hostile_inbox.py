@@ -13,8 +13,9 @@ from dmp_connector.mssante._imap import parse_fetch_summaries
 from dmp_connector.mssante._mime import check_structure
 from dmp_connector.sandbox.mssante import SandboxMailOperator, SandboxTokenProvider
 
-from .conftest import APP_MAILBOX, PRO_MAILBOX
-from .test_client import MODES, Driver, drivers, open_driver  # noqa: F401 - the drivers fixture
+from .conftest import APP_MAILBOX, MODES, PRO_MAILBOX
+from .conftest import ClientDriver as Driver
+from .conftest import open_client as open_driver
 
 CRLF_FROM = (
     b"From: =?utf-8?q?Dr_Evil=0D=0ABcc=3A_x?= <evil@hopital.mssante.fr>\r\n"
@@ -117,7 +118,7 @@ def test_the_listing_keeps_a_header_it_cannot_decode_as_a_per_message_error() ->
 @MODES
 def test_hostile_mail_does_not_stop_the_inbox(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     pro_settings: Settings,
     pro_tokens: SandboxTokenProvider,
     mail_operator: SandboxMailOperator,

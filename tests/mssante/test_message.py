@@ -20,7 +20,12 @@ from dmp_connector.config import (
     SoftwareIdentity,
     StructureIdKind,
 )
-from dmp_connector.errors import ConfigurationError, IdentityNotQualifiedError, ValidationError
+from dmp_connector.errors import (
+    ConfigurationError,
+    IdentityNotQualifiedError,
+    MalformedResponseError,
+    ValidationError,
+)
 from dmp_connector.ins import IdentityStatus
 from dmp_connector.mssante.address import DomainWhitelist, MssanteAddress, UntrustedRecipientError
 from dmp_connector.mssante.message import (
@@ -322,7 +327,8 @@ def test_a_hostile_archive_does_not_stop_the_message_from_being_read() -> None:
     mail.add_attachment(b"PK\x03\x04garbage", maintype="application", subtype="zip", filename="IHE_XDM.ZIP")
     received = parse_message(mail.as_bytes())
     assert received.xdm is None
-    assert received.xdm_error is not None and "MalformedResponseError" in received.xdm_error
+    assert isinstance(received.xdm_error, MalformedResponseError)
+    assert (received.xdm_error_text or "").startswith(f"{type(received.xdm_error).__name__}: ")
 
 
 def test_a_bounce_is_parsed_as_a_receipt() -> None:

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +25,15 @@ import pytest
 
 from dmp_connector.audit import MemorySink
 from dmp_connector.config import Environment, MailServer, MssanteAuthMode, MssanteSettings, Settings, TlsCredentials
-from dmp_connector.errors import ServiceError, TlsError
+from dmp_connector.errors import RequestTimeout, ServiceError, TlsError
 from dmp_connector.mssante import MailAuthenticationError, MailSummary, UnreadableMessageError
 from dmp_connector.sandbox import TestPki
+from dmp_connector.transport import deadline
 from tests.conftest import PkiFiles, make_settings
 
-from .conftest import APP_MAILBOX
-from .test_client import MODES, Driver, drivers, open_driver  # noqa: F401 - the drivers fixture
+from .conftest import APP_MAILBOX, MODES
+from .conftest import ClientDriver as Driver
+from .conftest import open_client as open_driver
 from .test_hostile_inbox import CRLF_FROM, GOOD, many_parts, nested
 
 DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
@@ -42,8 +45,7 @@ pytestmark = pytest.mark.skipif(
     or os.geteuid() != 0,
     reason="Dovecot is not installed, or not root (it drops privileges to its own users): .ci/run installs it as root",
 )
-
-CONFIG = """\
+DOVECOT_BASE = """\
 base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
@@ -54,24 +56,13 @@ default_login_user = dovenull
 ssl = required
 ssl_cert = <{dir}/server.crt
 ssl_key = <{dir}/server.key
-ssl_ca = <{dir}/ca.pem
-ssl_verify_client_cert = yes
-ssl_require_crl = no
 ssl_min_protocol = TLSv1.2
-auth_ssl_require_client_cert = yes
-auth_ssl_username_from_cert = yes
-ssl_cert_username_field = commonName
 disable_plaintext_auth = yes
-auth_mechanisms = external
 mail_location = maildir:{dir}/mail/%u
 first_valid_uid = 1
-passdb {{
-  driver = static
-  args = nopassword=y
-}}
 userdb {{
   driver = static
-  args = uid=65534 gid=65534 home={dir}/mail/%u
+  args = uid=65534 gid=65534 home={dir}/mail/%u allow_all_users=yes
 }}
 service imap-login {{
   chroot =
@@ -93,6 +84,57 @@ service anvil {{
   chroot =
 }}
 """
+"""What both Dovecot setups share: IMAP with STARTTLS required, LMTP for Postfix, on loopback."""
+
+CONFIG = (
+    DOVECOT_BASE
+    + """\
+ssl_ca = <{dir}/ca.pem
+ssl_verify_client_cert = yes
+ssl_require_crl = no
+auth_ssl_require_client_cert = yes
+auth_ssl_username_from_cert = yes
+ssl_cert_username_field = commonName
+auth_mechanisms = external
+passdb {{
+  driver = static
+  args = nopassword=y
+}}
+"""
+)
+"""Login by client certificate (SASL EXTERNAL), the certificate's CN being the mailbox."""
+
+OAUTH_CONFIG = (
+    DOVECOT_BASE
+    + """\
+auth_mechanisms = xoauth2
+auth_failure_delay = {delay}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {dir}/oauth2.conf.ext
+}}
+service auth {{
+  inet_listener {{
+    address = 127.0.0.1
+    port = {auth}
+  }}
+}}
+"""
+)
+"""Login by XOAUTH2, the token checked by the operator's introspection endpoint (``OAUTH2_EXT``);
+Postfix authenticates submissions through the auth listener (``smtpd_sasl_type = dovecot``)."""
+
+OAUTH2_EXT = """\
+introspection_mode = post
+introspection_url = http://127.0.0.1:{port}/introspect
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+AUTH_FAILURE_DELAY = 2
+"""Dovecot's auth_failure_delay in the token tests, in seconds (its default): a refused login waits that long."""
 
 
 def free_port() -> int:
@@ -107,6 +149,8 @@ class Dovecot:
     directory: Path
     imap: int
     lmtp: int
+    auth: int = 0
+    """The auth listener Postfix asks (token setup only)."""
 
     def deliver(self, mailbox: str, *messages: bytes) -> None:
         """Over LMTP, as Postfix hands mail to Dovecot."""
@@ -126,10 +170,38 @@ class Dovecot:
         )
 
 
-def start_dovecot(config: Path, directory: Path, *ports: int) -> None:
-    """Start Dovecot with ``config`` and wait (15 s at most) until it listens on every port."""
+@contextmanager
+def running_dovecot(
+    pki_files: PkiFiles, template: str, files: dict[str, str] | None = None, **values: object
+) -> Iterator[Dovecot]:
+    """Dovecot with ``template`` (``CONFIG`` or ``OAUTH_CONFIG``) and ``files`` in a temporary directory,
+    until the block ends."""
     assert DOVECOT is not None
-    subprocess.run([DOVECOT, "-c", str(config)], check=True, timeout=30)
+    # Not under pytest's 0700 tree: Dovecot's unprivileged processes and the mail user must reach it.
+    directory = Path(tempfile.mkdtemp(prefix="dmpc-dovecot-"))
+    config = directory / "dovecot.conf"
+    try:
+        directory.chmod(0o755)
+        (directory / "mail").mkdir()
+        os.chown(directory / "mail", 65534, 65534)
+        (directory / "state").mkdir()
+        pki_files.server.write_pem(directory, "server")
+        (directory / "ca.pem").write_bytes(pki_files.pki.ca_pem)
+        for name, content in (files or {}).items():
+            (directory / name).write_text(content, encoding="utf-8")
+        server = Dovecot(directory, free_port(), free_port(), free_port())
+        text = template.format(dir=directory, imap=server.imap, lmtp=server.lmtp, auth=server.auth, **values)
+        config.write_text(text, encoding="utf-8")
+        subprocess.run([DOVECOT, "-c", str(config)], check=True, timeout=30)
+        wait_for(directory / "dovecot.log", server.imap, server.lmtp)
+        yield server
+    finally:
+        subprocess.run(["doveadm", "-c", str(config), "stop"], check=False, timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def wait_for(log: Path, *ports: int) -> None:
+    """Wait (15 s at most) until a server listens on every port on loopback; fail with its log."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -138,28 +210,13 @@ def start_dovecot(config: Path, directory: Path, *ports: int) -> None:
             return
         except OSError:
             time.sleep(0.1)
-    pytest.fail("Dovecot did not start: " + (directory / "dovecot.log").read_text(errors="replace")[-2000:])
+    pytest.fail(f"{log.name} says: " + (log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"))
 
 
 @pytest.fixture
 def dovecot(pki_files: PkiFiles) -> Iterator[Dovecot]:
-    # Not under pytest's 0700 tree: Dovecot's unprivileged processes and the mail user must reach it.
-    directory = Path(tempfile.mkdtemp(prefix="dmpc-dovecot-"))
-    try:
-        directory.chmod(0o755)
-        (directory / "mail").mkdir()
-        os.chown(directory / "mail", 65534, 65534)
-        (directory / "state").mkdir()
-        pki_files.server.write_pem(directory, "server")
-        (directory / "ca.pem").write_bytes(pki_files.pki.ca_pem)
-        server = Dovecot(directory, free_port(), free_port())
-        config = directory / "dovecot.conf"
-        config.write_text(CONFIG.format(dir=directory, imap=server.imap, lmtp=server.lmtp), encoding="utf-8")
-        start_dovecot(config, directory, server.imap, server.lmtp)
+    with running_dovecot(pki_files, CONFIG) as server:
         yield server
-    finally:
-        subprocess.run(["doveadm", "-c", str(directory / "dovecot.conf"), "stop"], check=False, timeout=30)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -171,7 +228,7 @@ def mailbox_cert(pki_files: PkiFiles, tmp_path: Path) -> tuple[Path, Path]:
 @MODES
 def test_hostile_mail_in_a_real_dovecot_does_not_stop_the_inbox(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     pki_files: PkiFiles,
     mailbox_cert: tuple[Path, Path],
@@ -201,7 +258,7 @@ def test_hostile_mail_in_a_real_dovecot_does_not_stop_the_inbox(
 @MODES
 def test_a_real_dovecot_takes_the_certificate_by_sasl_external(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     pki_files: PkiFiles,
     mailbox_cert: tuple[Path, Path],
@@ -230,6 +287,56 @@ def test_a_real_dovecot_takes_the_certificate_by_sasl_external(
         open_driver(drivers, mode, distrustful).inbox()
 
 
+def test_mss_inbox_on_a_real_dovecot_escapes_and_masks(
+    dovecot: Dovecot,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from .conftest import certificate_toml_for
+    from .test_cli_mss import CRLF_FROM, HOSTILE_SUBJECT, assert_inbox_escaped_and_masked, config
+
+    monkeypatch.delenv("DMP_CONNECTOR_CONFIG", raising=False)
+    dovecot.deliver(APP_MAILBOX, HOSTILE_SUBJECT, CRLF_FROM)
+    cfg = config(tmp_path, certificate_toml_for(*mailbox_cert, pki_files.ca_bundle))
+    assert_inbox_escaped_and_masked(CliRunner(), cfg, ["--smtp", "127.0.0.1:9", "--imap", f"127.0.0.1:{dovecot.imap}"])
+
+
+@MODES
+def test_an_xdm_naming_another_patient_from_a_real_dovecot_is_a_typed_error(
+    mode: str,
+    drivers: list[Driver],
+    dovecot: Dovecot,
+    pki_files: PkiFiles,
+    mailbox_cert: tuple[Path, Path],
+) -> None:
+    from dmp_connector.cda import parse as parse_cda
+    from dmp_connector.errors import PatientMismatchError
+    from dmp_connector.mssante.xdm import build_package
+
+    from .test_xdm import N1, OTHER_PATIENT, SENDER, SETTINGS, _mail_with, files_of, rezip
+
+    own, other = parse_cda(N1).patient.identity, parse_cda(OTHER_PATIENT).patient.identity
+    assert own.ins is not None and other.ins is not None
+    archive = build_package([N1], SETTINGS, sender=SENDER).archive
+    # METADATA.XML names the other patient; the CDA inside is still the first one's
+    altered = [
+        (name, data.replace(own.ins.matricule.encode(), other.ins.matricule.encode()).replace(
+            own.ins.oid.value.encode(), other.ins.oid.value.encode()) if name.endswith("METADATA.XML") else data)
+        for name, data in files_of(archive)
+    ]  # fmt: skip
+    dovecot.deliver(APP_MAILBOX, _mail_with(archive), _mail_with(rezip(altered)))
+    reader = open_driver(drivers, mode, dovecot.settings(pki_files, *mailbox_cert))
+    consistent, mismatched = (reader.fetch(s.uid) for s in reader.inbox())
+    assert consistent.xdm is not None and consistent.xdm_error is None
+    assert mismatched.xdm is None and mismatched.documents == ()  # nothing to file under either id
+    assert isinstance(mismatched.xdm_error, PatientMismatchError)
+    assert other.ins.matricule not in (mismatched.xdm_error_text or "")
+
+
 # --- Postfix in front ---------------------------------------------------------------------------
 
 POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix" if os.access("/usr/sbin/postfix", os.X_OK) else None)
@@ -237,7 +344,7 @@ needs_postfix = pytest.mark.skipif(
     POSTFIX is None or not Path("/etc/postfix/master.cf").exists(), reason="Postfix is not installed"
 )
 
-MAIN_CF = """\
+POSTFIX_BASE = """\
 compatibility_level = 3.6
 queue_directory = {dir}/queue
 data_directory = {dir}/data
@@ -263,12 +370,31 @@ smtpd_tls_mandatory_protocols = >=TLSv1.2
 smtpd_tls_cert_file = {certs}/server.crt
 smtpd_tls_key_file = {certs}/server.key
 smtpd_tls_CAfile = {certs}/ca.pem
+"""
+
+MAIN_CF = (
+    POSTFIX_BASE
+    + """\
 smtpd_tls_ask_ccert = yes
 smtpd_tls_fingerprint_digest = sha256
 relay_clientcerts = texthash:{dir}/relay_clientcerts
 smtpd_relay_restrictions = permit_tls_clientcerts, reject
 smtpd_recipient_restrictions = permit_tls_clientcerts, reject
 """
+)
+"""Submission authenticated by the client certificate (its fingerprint in ``relay_clientcerts``)."""
+
+SASL_MAIN_CF = (
+    POSTFIX_BASE
+    + """\
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = inet:127.0.0.1:{auth}
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_recipient_restrictions = permit_sasl_authenticated, reject
+"""
+)
+"""Submission authenticated by SASL through Dovecot's auth listener: XOAUTH2 with the PSC-style token."""
 
 
 SIZE_LIMIT = 300_000
@@ -296,11 +422,10 @@ class Postfix:
     submission: int
 
 
-@pytest.fixture
-def postfix(dovecot: Dovecot, mailbox_cert: tuple[Path, Path]) -> Iterator[Postfix]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
+@contextmanager
+def running_postfix(dovecot: Dovecot, template: str, relay_clientcerts: str = "") -> Iterator[Postfix]:
+    """Postfix with ``template`` (``MAIN_CF`` or ``SASL_MAIN_CF``) delivering to ``dovecot``, until the block ends."""
+    assert POSTFIX is not None
     directory = Path(tempfile.mkdtemp(prefix="dmpc-postfix-"))
     server = Postfix(directory, free_port())
     try:
@@ -308,34 +433,29 @@ def postfix(dovecot: Dovecot, mailbox_cert: tuple[Path, Path]) -> Iterator[Postf
         (directory / "queue").mkdir(mode=0o755)
         (directory / "data").mkdir()
         shutil.chown(directory / "data", "postfix", "postfix")
-        cert = x509.load_pem_x509_certificate(mailbox_cert[0].read_bytes())
-        fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
-        (directory / "relay_clientcerts").write_text(f"{fingerprint} {APP_MAILBOX}\n", encoding="utf-8")
-        (directory / "main.cf").write_text(
-            MAIN_CF.format(dir=directory, certs=dovecot.directory, lmtp=dovecot.lmtp, size_limit=SIZE_LIMIT),
-            encoding="utf-8",
+        (directory / "relay_clientcerts").write_text(relay_clientcerts, encoding="utf-8")
+        main_cf = template.format(
+            dir=directory, certs=dovecot.directory, lmtp=dovecot.lmtp, auth=dovecot.auth, size_limit=SIZE_LIMIT
         )
+        (directory / "main.cf").write_text(main_cf, encoding="utf-8")
         (directory / "master.cf").write_text(master_cf(server.submission), encoding="utf-8")
-        assert POSTFIX is not None
-        started = subprocess.run([POSTFIX, "-c", str(directory), "start"], capture_output=True, timeout=60, check=False)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", server.submission), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            log = directory / "postfix.log"
-            pytest.fail(
-                f"Postfix did not start ({started.returncode}): " + (log.read_text()[-2000:] if log.exists() else "")
-            )
+        subprocess.run([POSTFIX, "-c", str(directory), "start"], capture_output=True, timeout=60, check=False)
+        wait_for(directory / "postfix.log", server.submission)
         yield server
     finally:
-        subprocess.run(
-            [POSTFIX or "postfix", "-c", str(directory), "abort"], capture_output=True, timeout=60, check=False
-        )
+        subprocess.run([POSTFIX, "-c", str(directory), "abort"], capture_output=True, timeout=60, check=False)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postfix(dovecot: Dovecot, mailbox_cert: tuple[Path, Path]) -> Iterator[Postfix]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    cert = x509.load_pem_x509_certificate(mailbox_cert[0].read_bytes())
+    fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+    with running_postfix(dovecot, MAIN_CF, f"{fingerprint} {APP_MAILBOX}\n") as server:
+        yield server
 
 
 def sending_settings(dovecot: Dovecot, postfix: Postfix, pki_files: PkiFiles, cert: Path, key: Path) -> Settings:
@@ -353,7 +473,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "cda-2025" / "Exempl
 @MODES
 def test_what_goes_through_postfix_comes_back_from_dovecot_as_built(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     postfix: Postfix,
     pki_files: PkiFiles,
@@ -401,7 +521,7 @@ def test_what_goes_through_postfix_comes_back_from_dovecot_as_built(
 @MODES
 def test_postfix_refuses_an_unbound_certificate_at_rcpt_as_an_authentication_error(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     postfix: Postfix,
     pki_files: PkiFiles,
@@ -421,7 +541,7 @@ def test_postfix_refuses_an_unbound_certificate_at_rcpt_as_an_authentication_err
 @MODES
 def test_postfix_counts_its_trace_header_against_size_and_the_sdk_keeps_room_for_it(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     dovecot: Dovecot,
     postfix: Postfix,
     pki_files: PkiFiles,
@@ -455,55 +575,6 @@ def test_postfix_counts_its_trace_header_against_size_and_the_sdk_keeps_room_for
 
 
 # --- XOAUTH2 through Dovecot's oauth2 passdb and a local token check ----------------------------
-
-OAUTH_CONFIG = """\
-base_dir = {dir}/run
-state_dir = {dir}/state
-log_path = {dir}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-default_internal_user = dovecot
-default_login_user = dovenull
-ssl = required
-ssl_cert = <{dir}/server.crt
-ssl_key = <{dir}/server.key
-ssl_min_protocol = TLSv1.2
-disable_plaintext_auth = yes
-auth_mechanisms = xoauth2
-auth_failure_delay = 0
-mail_location = maildir:{dir}/mail/%u
-first_valid_uid = 1
-passdb {{
-  driver = oauth2
-  mechanisms = xoauth2
-  args = {dir}/oauth2.conf.ext
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={dir}/mail/%u
-}}
-service imap-login {{
-  chroot =
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-"""
-
-OAUTH2_EXT = """\
-introspection_mode = post
-introspection_url = http://127.0.0.1:{port}/introspect
-username_attribute = username
-active_attribute = active
-active_value = true
-"""
 
 TOKEN_USER = "dr.martin@medecin.mssante.fr"
 
@@ -559,60 +630,146 @@ class Tokens:
 
 @pytest.fixture
 def oauth_dovecot(pki_files: PkiFiles) -> Iterator[Dovecot]:
-    directory = Path(tempfile.mkdtemp(prefix="dmpc-dovecot-oauth-"))
     check = TokenCheck()
     try:
-        directory.chmod(0o755)
-        (directory / "mail").mkdir()
-        os.chown(directory / "mail", 65534, 65534)
-        (directory / "state").mkdir()
-        pki_files.server.write_pem(directory, "server")
-        server = Dovecot(directory, free_port(), 0)
-        (directory / "oauth2.conf.ext").write_text(OAUTH2_EXT.format(port=check.port), encoding="utf-8")
-        config = directory / "dovecot.conf"
-        config.write_text(OAUTH_CONFIG.format(dir=directory, imap=server.imap), encoding="utf-8")
-        start_dovecot(config, directory, server.imap)
-        yield server
+        ext = {"oauth2.conf.ext": OAUTH2_EXT.format(port=check.port)}
+        with running_dovecot(pki_files, OAUTH_CONFIG, ext, delay=f"{AUTH_FAILURE_DELAY} secs") as server:
+            yield server
     finally:
-        subprocess.run(["doveadm", "-c", str(directory / "dovecot.conf"), "stop"], check=False, timeout=30)
         check.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
-def token_settings(dovecot: Dovecot, pki_files: PkiFiles) -> Settings:
+@pytest.fixture
+def sasl_postfix(oauth_dovecot: Dovecot) -> Iterator[Postfix]:
+    with running_postfix(oauth_dovecot, SASL_MAIN_CF) as server:
+        yield server
+
+
+def token_settings(
+    dovecot: Dovecot, pki_files: PkiFiles, postfix: Postfix | None = None, **mssante: object
+) -> Settings:
     from dmp_connector.retries import RetryPolicy
 
     env = Environment.sandbox().model_copy(update={"mssante_imap": MailServer(host="127.0.0.1", port=dovecot.imap)})
+    if postfix is not None:
+        env = env.model_copy(update={"mssante_smtp": MailServer(host="127.0.0.1", port=postfix.submission)})
     return make_settings(
         pki_files,
         environment=env,
         tls=TlsCredentials(ca_bundle=pki_files.ca_bundle),
         retry=RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.05, jitter=0.0),
-        mssante=MssanteSettings(mailbox=TOKEN_USER, auth_mode=MssanteAuthMode.XOAUTH2, connect_timeout=40, timeout=30),
+        mssante=MssanteSettings(mailbox=TOKEN_USER, auth_mode=MssanteAuthMode.XOAUTH2, **mssante),
     )
 
 
 @MODES
-def test_xoauth2_against_dovecot_and_its_token_check(
+def test_xoauth2_against_dovecot_refreshes_a_refused_token_within_the_deadline(
     mode: str,
-    drivers: list[Driver],  # noqa: F811 - the fixture imported above
+    drivers: list[Driver],
     oauth_dovecot: Dovecot,
     pki_files: PkiFiles,
 ) -> None:
-    settings = token_settings(oauth_dovecot, pki_files)
+    # a login's answer is not bound by connect_timeout: Dovecot holds a refusal longer
+    settings = token_settings(oauth_dovecot, pki_files, connect_timeout=1)
     # a refused token is refreshed once, and the fresh one logs in
     tokens = Tokens("expired", "good")
-    assert open_driver(drivers, mode, settings, token_provider=tokens).inbox() == []
+    started = time.monotonic()
+    with deadline(20):
+        assert open_driver(drivers, mode, settings, token_provider=tokens).inbox() == []
     assert tokens.calls == [False, True]
+    # Dovecot held the refusal auth_failure_delay (and the next login its penalty): over connect_timeout
+    assert time.monotonic() - started >= AUTH_FAILURE_DELAY
     # refused again after the refresh: the authentication error
     refused = Tokens("expired", "revoked")
-    with pytest.raises(MailAuthenticationError) as info:
+    with pytest.raises(MailAuthenticationError) as info, deadline(40):
         open_driver(drivers, mode, settings, token_provider=refused).inbox()
     assert info.value.code == "AUTHENTICATIONFAILED" and refused.calls == [False, True]
+
+
+@MODES
+def test_dovecot_with_its_token_check_down_is_transient_not_a_refused_token(
+    mode: str,
+    drivers: list[Driver],
+    oauth_dovecot: Dovecot,
+    pki_files: PkiFiles,
+) -> None:
     # the token check is down: Dovecot answers NO [UNAVAILABLE]; retried, never a token refresh
     down = Tokens("down", "down")
     with pytest.raises(ServiceError) as unavailable:
-        open_driver(drivers, mode, settings, token_provider=down).inbox()
+        open_driver(drivers, mode, token_settings(oauth_dovecot, pki_files), token_provider=down).inbox()
     assert not isinstance(unavailable.value, MailAuthenticationError)
     assert (unavailable.value.code, unavailable.value.transient, unavailable.value.attempts) == ("UNAVAILABLE", True, 2)
     assert True not in down.calls
+
+
+@MODES
+def test_dovecots_auth_failure_delay_is_waited_for_within_the_deadline_only(
+    mode: str,
+    drivers: list[Driver],
+    oauth_dovecot: Dovecot,
+    pki_files: PkiFiles,
+) -> None:
+    # a call shorter than Dovecot's delay: the held refusal is cut at the deadline, and the error says why
+    tokens = Tokens("expired", "good")
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout) as held, deadline(AUTH_FAILURE_DELAY / 2):
+        open_driver(drivers, mode, token_settings(oauth_dovecot, pki_files), token_provider=tokens).inbox()
+    assert time.monotonic() - started < AUTH_FAILURE_DELAY
+    assert held.value.hint is not None and "auth_failure_delay" in held.value.hint and tokens.calls == [False]
+    # the refusal came in time, but what is left of the call is under the delay expected of the next
+    # login (mssante.auth_failure_delay): no refresh is tried, the timeout says why at once
+    tokens = Tokens("expired", "good")
+    expecting = token_settings(oauth_dovecot, pki_files, auth_failure_delay=30)
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout, match="auth_failure_delay") as short, deadline(10):
+        open_driver(drivers, mode, expecting, token_provider=tokens).inbox()
+    assert time.monotonic() - started < 10 and tokens.calls == [False]
+    assert isinstance(short.value.__cause__, MailAuthenticationError) and not short.value.retryable
+
+
+@needs_postfix
+@MODES
+def test_postfix_takes_xoauth2_through_dovecots_auth_socket(
+    mode: str,
+    drivers: list[Driver],
+    oauth_dovecot: Dovecot,
+    sasl_postfix: Postfix,
+    pki_files: PkiFiles,
+) -> None:
+    from dmp_connector.mssante import MssanteAddress, MssanteMessage
+
+    settings = token_settings(oauth_dovecot, pki_files, sasl_postfix)
+
+    def note(subject: str) -> MssanteMessage:
+        return MssanteMessage(to=(MssanteAddress.parse(TOKEN_USER),), subject=subject, text="y")
+
+    # an accepted token: Postfix asks Dovecot, which asks the token check; the mail reaches the mailbox
+    good = Tokens("good", "good")
+    client = open_driver(drivers, mode, settings, token_provider=good)
+    assert client.send(note("accepted")).reply.text.startswith("2.0.0 Ok: queued")
+    assert good.calls == [False]
+    # a refused token: refreshed once, and the fresh one sends
+    tokens = Tokens("expired", "good")
+    with deadline(30):
+        assert open_driver(drivers, mode, settings, token_provider=tokens).send(note("refreshed")).attempts == 2
+    assert tokens.calls == [False, True]
+    # refused after the refresh: Postfix's 535, typed
+    refused = Tokens("expired", "revoked")
+    with pytest.raises(MailAuthenticationError) as info, deadline(60):
+        open_driver(drivers, mode, settings, token_provider=refused).send(note("refused"))
+    assert info.value.code == "535" and refused.calls == [False, True] and info.value.attempts == 2
+    listed: list[MailSummary] = []
+    until = time.monotonic() + 20
+    while len(listed) < 2 and time.monotonic() < until:
+        time.sleep(0.2)
+        listed = client.inbox()
+    if mode == "sync":  # what Postfix answers, once (one SMTP core; the penalty makes it ~16 s)
+        # the token check is down: Dovecot's own IMAP says NO [UNAVAILABLE], but through Postfix's SASL
+        # it is "authentication failed", 535, as for a refused token: the SDK cannot tell, refreshes
+        # once and reports the refusal (an operator's outage looks like a bad token; docs/mssante.md)
+        down = Tokens("down", "down")
+        with pytest.raises(MailAuthenticationError) as unavailable, deadline(60):
+            open_driver(drivers, mode, settings, token_provider=down).send(note("down"))
+        assert unavailable.value.code == "535" and down.calls == [False, True]
+    log = sasl_postfix.directory / "postfix.log"
+    assert sorted(s.subject or "" for s in listed) == ["accepted", "refreshed"], log.read_text()[-3000:]

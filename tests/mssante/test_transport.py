@@ -11,15 +11,13 @@ import email
 import inspect
 import os
 import traceback
-from collections.abc import Iterator, Sequence
 from email.message import EmailMessage, Message
 from email.policy import SMTP, default
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dmp_connector.audit import AuditSink, MemorySink, Outcome
+from dmp_connector.audit import MemorySink, Outcome
 from dmp_connector.config import Environment, MailServer, MssanteAuthMode, MssanteSettings, Settings, TlsCredentials
 from dmp_connector.errors import (
     ConfigurationError,
@@ -35,7 +33,6 @@ from dmp_connector.mssante._smtp import xtext
 from dmp_connector.mssante.auth import (
     MailAuthenticationError,
     StaticTokenProvider,
-    TokenProvider,
     xoauth2_initial_response,
 )
 from dmp_connector.mssante.transport import (
@@ -43,7 +40,6 @@ from dmp_connector.mssante.transport import (
     DsnNotify,
     DsnOptions,
     DsnReturn,
-    MailSummary,
     MailTransport,
     SendResult,
 )
@@ -54,6 +50,7 @@ from tests.conftest import PkiFiles, make_settings
 from .conftest import (
     APP_MAILBOX,
     CLIENT_CN,
+    MODES,
     OTHER_MAILBOX,
     PATIENT_ACTIVE,
     PATIENT_CLOSED,
@@ -62,75 +59,8 @@ from .conftest import (
     operator_settings,
     patient_address,
 )
-
-MODES = pytest.mark.parametrize("mode", ["sync", "async"])
-
-
-class Driver:
-    """The sync or the async transport behind one synchronous face, for parametrised tests."""
-
-    def __init__(
-        self,
-        mode: str,
-        settings: Settings,
-        *,
-        tokens: TokenProvider | None = None,
-        audit: Sequence[AuditSink] = (),
-    ) -> None:
-        self.mode = mode
-        self._runner: asyncio.Runner | None = None
-        self._sync: MailTransport | None = None
-        self._async: AsyncMailTransport | None = None
-        if mode == "sync":
-            self._sync = MailTransport(settings, token_provider=tokens, audit=audit)
-        else:
-            self._runner = asyncio.Runner()
-            self._async = AsyncMailTransport(settings, token_provider=tokens, audit=audit)
-
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if self._sync is not None:
-            return getattr(self._sync, name)(*args, **kwargs)
-        assert self._runner is not None and self._async is not None
-        return self._runner.run(getattr(self._async, name)(*args, **kwargs))
-
-    def send(self, message: EmailMessage, **kwargs: Any) -> SendResult:
-        result: SendResult = self._call("send", message, **kwargs)
-        return result
-
-    def list_messages(self, folder: str = "INBOX", *, unseen_only: bool = True) -> list[MailSummary]:
-        result: list[MailSummary] = self._call("list_messages", folder, unseen_only=unseen_only)
-        return result
-
-    def fetch(self, uid: int, folder: str = "INBOX") -> bytes:
-        result: bytes = self._call("fetch", uid, folder)
-        return result
-
-    def mark_seen(self, uid: int, folder: str = "INBOX") -> None:
-        self._call("mark_seen", uid, folder)
-
-    def move(self, uid: int, target: str, folder: str = "INBOX") -> None:
-        self._call("move", uid, target, folder)
-
-    def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-        if self._runner is not None and self._async is not None:
-            self._runner.run(self._async.aclose())
-            self._runner.close()
-
-
-@pytest.fixture
-def drivers() -> Iterator[list[Driver]]:
-    made: list[Driver] = []
-    yield made
-    for driver in made:
-        driver.close()
-
-
-def open_driver(drivers: list[Driver], mode: str, settings: Settings, **kwargs: Any) -> Driver:
-    driver = Driver(mode, settings, **kwargs)
-    drivers.append(driver)
-    return driver
+from .conftest import TransportDriver as Driver
+from .conftest import open_transport as open_driver
 
 
 def clinical_message(sender: str, to: str, *, attachment: bytes, subject: str | None = None) -> EmailMessage:
@@ -366,15 +296,14 @@ def test_xoauth2_token_refused_once_is_refreshed_and_the_send_succeeds(
 @MODES
 def test_xoauth2_second_refusal_is_a_typed_error(
     mode: str,
-    drivers: list[Driver],
-    pro_settings: Settings,
+    pro_transport: Driver,
     pro_tokens: SandboxTokenProvider,
     mail_operator: SandboxMailOperator,
 ) -> None:
     mail_operator.refuse_valid_tokens(2)
-    driver = open_driver(drivers, mode, pro_settings, tokens=pro_tokens)
+
     with pytest.raises(MailAuthenticationError) as info:
-        driver.send(
+        pro_transport.send(
             clinical_message(PRO_MAILBOX, OTHER_MAILBOX, attachment=b"z"),
             sender=PRO_MAILBOX,
             recipients=[OTHER_MAILBOX],
@@ -386,7 +315,7 @@ def test_xoauth2_second_refusal_is_a_typed_error(
 
     mail_operator.refuse_valid_tokens(2)
     with pytest.raises(MailAuthenticationError) as imap_info:
-        driver.list_messages()
+        pro_transport.list_messages()
     assert imap_info.value.code == "AUTHENTICATIONFAILED"
     assert pro_tokens.calls == [False, True, False, True]
 
@@ -673,19 +602,17 @@ def test_a_message_over_the_fetch_limit_is_refused_unread(
 @MODES
 def test_the_imap_connection_is_reopened_after_it_dropped(
     mode: str,
-    drivers: list[Driver],
-    pro_settings: Settings,
+    pro_transport: Driver,
     pro_tokens: SandboxTokenProvider,
     mail_operator: SandboxMailOperator,
 ) -> None:
-    driver = open_driver(drivers, mode, pro_settings, tokens=pro_tokens)
-    assert driver.list_messages() == []
-    transport = driver._sync or driver._async
+    assert pro_transport.list_messages() == []
+    transport = pro_transport._sync or pro_transport._async
     assert transport is not None and transport._imap is not None
     imap = transport._imap._imap
     assert imap is not None
     imap.shutdown()  # the connection dies under the transport
-    assert driver.list_messages() == []
+    assert pro_transport.list_messages() == []
     assert pro_tokens.calls == [False, False]
 
 
@@ -883,15 +810,14 @@ def test_554_at_rcpt_for_a_certificate_is_an_authentication_error(
 @MODES
 def test_554_at_rcpt_with_a_token_stays_an_address_refusal(
     mode: str,
-    drivers: list[Driver],
-    pro_settings: Settings,
+    pro_transport: Driver,
     pro_tokens: SandboxTokenProvider,
     mail_operator: SandboxMailOperator,
 ) -> None:
     mail_operator.fail_next(SmtpFault("rcpt", reply=f"554 5.7.1 <{OTHER_MAILBOX}>: Relay access denied"))
-    driver = open_driver(drivers, mode, pro_settings, tokens=pro_tokens)
+
     with pytest.raises(ServiceError) as info:
-        driver.send(
+        pro_transport.send(
             clinical_message(PRO_MAILBOX, OTHER_MAILBOX, attachment=b"z"),
             sender=PRO_MAILBOX,
             recipients=[OTHER_MAILBOX],

@@ -400,10 +400,14 @@ def test_a_received_package_whose_metadata_names_another_patient_is_not_kept() -
     ]  # fmt: skip
     received = parse_message(_mail_with(rezip(altered)))
     assert received.xdm is None and received.documents == ()
-    assert received.xdm_error is not None and received.xdm_error.startswith("PatientMismatchError: ")
-    assert "recordTarget" in received.xdm_error and other.ins.matricule not in received.xdm_error
+    assert isinstance(received.xdm_error, PatientMismatchError)  # the typed error, kept, never raised
+    text = received.xdm_error_text
+    assert text is not None and text.startswith("PatientMismatchError: ")
+    assert "recordTarget" in text and other.ins.matricule not in text
+    assert received.xdm_error.__traceback__ is None  # the archive's frames are not kept alive
     # a patient's mail carries their own documents only
     from_other = parse_message(_mail_with(archive, sender=f"{other.ins.matricule}@patient.mssante.fr"))
-    assert from_other.xdm is None and "patient who sent it" in (from_other.xdm_error or "")
+    assert isinstance(from_other.xdm_error, PatientMismatchError) and from_other.xdm is None
+    assert "patient who sent it" in from_other.xdm_error.message
     from_own = parse_message(_mail_with(archive, sender=f"{own.ins.matricule}@patient.mssante.fr"))
     assert from_own.xdm is not None
