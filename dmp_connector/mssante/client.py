@@ -21,6 +21,7 @@ on the async one).
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import replace
@@ -28,7 +29,7 @@ from types import TracebackType
 from typing import Self
 
 from dmp_connector.audit import AuditSink
-from dmp_connector.config import Settings, client_repr
+from dmp_connector.config import Settings, Timeouts, client_repr
 from dmp_connector.retries import RetryPolicy
 
 from .address import MSSANTE_DOMAINS, TrustSpace
@@ -159,6 +160,19 @@ class MssanteClient(_Base):
         self._owns_transport = transport is None
         self._transport = transport or MailTransport(settings, token_provider=token_provider, audit=audit, retry=retry)
 
+    def with_options(self, *, timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None) -> Self:
+        """This client for a call or a few with another deadline (seconds per call) or retry policy.
+
+        Shares this client's connections, token provider, audit sinks and poison memory; closing the
+        copy closes none of them. ``mss.with_options(timeout=5).inbox()``; see
+        :meth:`dmp_connector.transport.Client.with_options`.
+        """
+        clone = copy.copy(self)
+        clone._transport = self._transport.with_options(timeout=timeout, retry=retry)
+        clone.settings = clone._transport.settings
+        clone._owns_transport = False
+        return clone
+
     def send(self, message: MssanteMessage | BuiltMessage) -> SendResult:
         """Build ``message`` by the MSSanté rules and submit it; refused before sending if it breaks one.
 
@@ -234,6 +248,18 @@ class AsyncMssanteClient(_Base):
         self._transport = transport or AsyncMailTransport(
             settings, token_provider=token_provider, audit=audit, retry=retry
         )
+
+    def with_options(self, *, timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None) -> Self:
+        """This client for a call or a few with another deadline or retry policy.
+
+        Shares this client's connections, token provider, audit sinks and poison memory; closing the
+        copy closes none of them. See :meth:`MssanteClient.with_options`.
+        """
+        clone = copy.copy(self)
+        clone._transport = self._transport.with_options(timeout=timeout, retry=retry)
+        clone.settings = clone._transport.settings
+        clone._owns_transport = False
+        return clone
 
     async def send(self, message: MssanteMessage | BuiltMessage) -> SendResult:
         """See :meth:`MssanteClient.send`."""

@@ -20,6 +20,7 @@ only while the server certainly has not accepted the message: see :class:`MailTr
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import time
 import uuid
@@ -41,7 +42,7 @@ from dmp_connector.audit import (
     Outcome,
     endpoint_of,
 )
-from dmp_connector.config import MssanteAuthMode, Settings
+from dmp_connector.config import MssanteAuthMode, Settings, Timeouts, settings_with_timeout
 from dmp_connector.errors import ConfigurationError, DmpConnectorError, RequestTimeout, ValidationError
 from dmp_connector.retries import RetryPolicy, tenacity_kwargs
 
@@ -142,6 +143,14 @@ def _strip_bcc(content: bytes) -> bytes:
     return b"\r\n".join(kept) + content[end:]
 
 
+class _ImapSlot:
+    """The held IMAP connection and its lock, shared by a transport and its :meth:`~_MailBase.with_options` copies."""
+
+    def __init__(self) -> None:
+        self.session: ImapSession | None = None
+        self.lock = threading.Lock()
+
+
 class _MailBase:
     """What the two shells share, with no I/O: settings, credentials, preparation, audit."""
 
@@ -166,8 +175,26 @@ class _MailBase:
         self.audit = self._trail.dispatcher
         self._pseudonymizer = self._trail.pseudonymizer
         self._actor = self._trail.actor
-        self._imap: ImapSession | None = None
-        self._imap_lock = threading.Lock()
+        self._slot = _ImapSlot()
+        self._owner = True
+
+    @property
+    def _imap_lock(self) -> threading.Lock:
+        return self._slot.lock
+
+    def with_options(self, *, timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None) -> Self:
+        """This transport for a call or a few with another deadline or retry policy.
+
+        ``timeout`` in seconds bounds each call with its retries (``timeouts.call``), or is a whole
+        :class:`~dmp_connector.config.Timeouts`; ``retry`` replaces the retry policy. The copy shares
+        this transport's IMAP connection, SMTP loop, token provider and audit sinks; closing it closes
+        none of them.
+        """
+        clone = copy.copy(self)
+        clone.settings = settings_with_timeout(self.settings, timeout)
+        clone.retry = retry if retry is not None else self.retry
+        clone._owner = False
+        return clone
 
     @property
     def _refreshable(self) -> bool:
@@ -221,9 +248,9 @@ class _MailBase:
 
     def _session(self) -> ImapSession:
         with self._imap_lock:
-            if self._imap is None:
+            if self._slot.session is None:
                 mss = self.settings.mssante
-                self._imap = ImapSession(
+                self._slot.session = ImapSession(
                     self.settings.environment.require_imap(),
                     self._credentials,
                     connect_timeout=mss.connect_timeout,
@@ -231,13 +258,13 @@ class _MailBase:
                     max_fetch_bytes=mss.max_fetch_bytes,
                     max_header_bytes=mss.max_header_bytes,
                 )
-            return self._imap
+            return self._slot.session
 
     @property
     def uid_validities(self) -> dict[str, int]:
         """UIDVALIDITY of each folder selected on the held connection (no I/O): with a UID it names a
         message for good."""
-        session = self._imap
+        session = self._slot.session
         return dict(session.uid_validity) if session is not None else {}
 
     def _needs_open(self, session: ImapSession) -> bool:
@@ -480,10 +507,14 @@ class MailTransport(_MailBase):
         self._imap_call("move", lambda s: s.move(uid, target_folder, folder, create))
 
     def close(self) -> None:
-        """Log out of IMAP and release the transport's resources; safe to call twice."""
+        """Log out of IMAP and release the transport's resources; safe to call twice.
+
+        A copy made by :meth:`with_options` closes nothing: the transport it came from does."""
+        if not self._owner:
+            return
         with self._imap_lock:
-            if self._imap is not None:
-                self._imap.close()
+            if self._slot.session is not None:
+                self._slot.session.close()
         self._loop.close()
         self._close_sinks()
 
@@ -663,11 +694,13 @@ class AsyncMailTransport(_MailBase):
 
     async def aclose(self) -> None:
         """See :meth:`MailTransport.close`."""
+        if not self._owner:
+            return
 
         def close() -> None:
             with self._imap_lock:
-                if self._imap is not None:
-                    self._imap.close()
+                if self._slot.session is not None:
+                    self._slot.session.close()
 
         await asyncio.to_thread(close)
         self._close_sinks()

@@ -213,3 +213,81 @@ def test_an_async_token_provider_that_hangs_is_cut_at_the_deadline(operation: st
     with pytest.raises(RequestTimeout, match="token provider"):
         asyncio.run(run())
     assert time.monotonic() - started < 1.5
+
+
+# --- with_options: another deadline for a call or a few, the same connections ----------------------
+
+
+def test_with_options_gives_one_client_a_shorter_deadline_and_leaves_the_original_its_own(
+    pki_files: PkiFiles, trickler: Trickler
+) -> None:
+    from dmp_connector.mssante import MssanteClient
+
+    trickler.greeting = b"* OK " + b"x" * 300 + b"\r\n"
+    settings = trickled_settings(pki_files, trickler.port).model_copy(update={"timeouts": Timeouts(call=60)})
+    with MssanteClient(settings) as client:
+        hurried = client.with_options(timeout=1.0)
+        assert hurried.settings.timeouts.call == 1.0 and client.settings.timeouts.call == 60
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout, match="deadline"):
+            hurried.inbox()
+        assert time.monotonic() - started < 2.5  # the original's 60 s never came into it
+
+
+def test_async_with_options_gives_one_client_a_shorter_deadline(pki_files: PkiFiles, trickler: Trickler) -> None:
+    import asyncio
+
+    from dmp_connector.mssante import AsyncMssanteClient
+
+    trickler.greeting = b"* OK " + b"x" * 300 + b"\r\n"
+    settings = trickled_settings(pki_files, trickler.port).model_copy(update={"timeouts": Timeouts(call=60)})
+
+    async def run() -> float:
+        async with AsyncMssanteClient(settings) as client:
+            hurried = client.with_options(timeout=1.0)
+            started = time.monotonic()
+            with pytest.raises(RequestTimeout, match="deadline"):
+                await hurried.inbox()
+            return time.monotonic() - started
+
+    assert asyncio.run(run()) < 2.5
+
+
+@MODES
+def test_a_with_options_copy_shares_the_connection_and_closing_it_closes_nothing(
+    mode: str, pki_files: PkiFiles, mail_operator: SandboxMailOperator
+) -> None:
+    import asyncio
+
+    from dmp_connector.mssante import AsyncMssanteClient, MssanteClient
+    from dmp_connector.retries import RetryPolicy
+
+    from .conftest import operator_settings
+
+    settings = operator_settings(pki_files, mail_operator)
+    once = RetryPolicy(max_attempts=1)
+    if mode == "sync":
+        with MssanteClient(settings) as client:
+            client.inbox()
+            copy = client.with_options(timeout=5, retry=once)
+            assert copy._transport.retry == once and client._transport.retry != once
+            copy.inbox()
+            assert copy._transport._slot is client._transport._slot  # one IMAP connection for both
+            session = client._transport._slot.session
+            copy.close()
+            assert session is not None and session.is_open  # the copy closed nothing
+            assert client.inbox() == []
+        return
+
+    async def run() -> None:
+        async with AsyncMssanteClient(settings) as client:
+            await client.inbox()
+            copy = client.with_options(timeout=5, retry=once)
+            await copy.inbox()
+            assert copy._transport._slot is client._transport._slot
+            session = client._transport._slot.session
+            await copy.aclose()
+            assert session is not None and session.is_open
+            assert await client.inbox() == []
+
+    asyncio.run(run())
