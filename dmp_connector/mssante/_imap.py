@@ -159,7 +159,28 @@ class _BoundedIMAP4(imaplib.IMAP4):
         if self._pending:  # bytes sent before the handshake would be read as if under TLS
             raise self.abort("the server sent data before the TLS handshake")
         self.sock.settimeout(self.clock.wait())
-        return super().starttls(ssl_context)
+        context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        # Bytes that came after the server's OK to STARTTLS, in the same packet, were sent in clear:
+        # read after the handshake they would pass for protected answers (STARTTLS response
+        # injection). They are checked at the moment of wrapping, after the OK was read.
+        return super().starttls(_RefuseCleartextLeftovers(context, self))  # type: ignore[arg-type]
+
+
+class _RefuseCleartextLeftovers:
+    """An SSL context that refuses to wrap while cleartext bytes wait to be read as if under TLS."""
+
+    def __init__(self, context: ssl.SSLContext, imap: _BoundedIMAP4) -> None:
+        self._context = context
+        self._imap = imap
+
+    def wrap_socket(self, sock: socket.socket, server_hostname: str | None = None) -> ssl.SSLSocket:
+        if self._imap._pending:
+            self._imap._pending.clear()
+            raise TlsError(
+                "IMAP: the server sent data after its STARTTLS answer, before the TLS handshake",
+                hint="cleartext injected into the session (a man in the middle, or a broken server): nothing was sent",
+            )
+        return self._context.wrap_socket(sock, server_hostname=server_hostname)
 
 
 def encode_folder(name: str) -> str:

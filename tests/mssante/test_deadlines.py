@@ -291,3 +291,46 @@ def test_a_with_options_copy_shares_the_connection_and_closing_it_closes_nothing
             assert await client.inbox() == []
 
     asyncio.run(run())
+
+
+# --- STARTTLS response injection ---------------------------------------------------------------------
+
+
+def test_cleartext_sent_after_the_starttls_answer_is_refused_not_read_as_if_under_tls(pki_files: PkiFiles) -> None:
+    """A man in the middle appends answers to the server's OK to STARTTLS, in the same packet: read
+    after the handshake they would pass for protected ones (forged capabilities, a forged message)."""
+    from dmp_connector.errors import TlsError
+    from dmp_connector.mssante import MssanteClient
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"* OK IMAP4rev1 ready\r\n")
+            buffer = b""
+            while True:
+                while b"\r\n" not in buffer:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                line, buffer = buffer.split(b"\r\n", 1)
+                tag, command = line.split(b" ")[:2]
+                if command.upper() == b"CAPABILITY":
+                    conn.sendall(b"* CAPABILITY IMAP4rev1 STARTTLS AUTH=EXTERNAL\r\n" + tag + b" OK done\r\n")
+                elif command.upper() == b"STARTTLS":
+                    conn.sendall(tag + b" OK begin TLS\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN INJECTED\r\n")
+                    conn.recv(4096)  # the client's answer, if any: it must not be a handshake read as TLS
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    settings = trickled_settings(pki_files, port)
+    try:
+        with MssanteClient(settings) as client, pytest.raises(TlsError, match="after its STARTTLS answer"):
+            client.inbox()
+    finally:
+        thread.join(timeout=5)
+        listener.close()
