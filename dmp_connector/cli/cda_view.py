@@ -53,6 +53,13 @@ def view(state: CliState, file: Path, output: Path | None, attachments: Path | N
     except DmpConnectorError as exc:
         state.fail(exc)
     target = output or file.with_suffix(".html")
+    if target.resolve() == file.resolve():
+        state.fail(
+            ValidationError(
+                f"{file.name} would be overwritten by its own page",
+                hint="name the page with -o (a received document is never replaced)",
+            )
+        )
     target.write_bytes(rendered.as_bytes())
     saved: list[str] = []
     if attachments is not None:

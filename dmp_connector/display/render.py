@@ -103,8 +103,8 @@ class DisplayAttachment:
 
     anchor: str
     """The ``id`` of its line in the page (``pj-1`` …): the vendor's "open" action finds it by that."""
-    label: str
-    """What the page calls it (the section title or the document title)."""
+    label: str = field(repr=False)
+    """What the page calls it (the section title or the document title, which may name the patient)."""
     filename: str
     """A safe file name for saving it (``piece-jointe-1.pdf``): never the document's own."""
     declared_type: str | None
@@ -128,14 +128,14 @@ class RenderedDocument:
     """The whole page, UTF-8 text, ``<!DOCTYPE html>`` first."""
     attachments: tuple[DisplayAttachment, ...] = ()
     """Bodies and attachments to open outside the page (never in a frame)."""
-    external_links: tuple[str, ...] = ()
+    external_links: tuple[str, ...] = field(default=(), repr=False)
     """The ``https:`` addresses the page offers to open outside (the host confirms before opening)."""
     warnings: tuple[str, ...] = ()
     """The warning banner's lines, shown at the top of the page (failed validation, unreadable header)."""
     notes: tuple[str, ...] = ()
     """Quieter notes shown above the header (the document's own stylesheet was not used …)."""
-    title: str = ""
-    """The document's title."""
+    title: str = field(default="", repr=False)
+    """The document's title (it may name the patient: kept out of the repr)."""
 
     def as_bytes(self) -> bytes:
         """The page as UTF-8 bytes."""

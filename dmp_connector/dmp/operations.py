@@ -329,7 +329,13 @@ def _cda_of(document: RetrievedDocument, patient_id: Cx) -> bool:
     gave the entry, still guards it.
     """
     content = document.content
-    if content is None or "xml" not in document.mime_type.lower():
+    if content is None:
+        return True
+    # Judged on the bytes, not on the mime type the server declares: a CDA labelled application/pdf
+    # is still a CDA (and read as one by whoever sniffs it).
+    with content.open() as reader:
+        first = reader.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not first.startswith(b"<"):
         return True
     try:
         root = parse_xml_head(

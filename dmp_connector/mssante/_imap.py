@@ -163,7 +163,7 @@ class _BoundedIMAP4(imaplib.IMAP4):
         # Bytes that came after the server's OK to STARTTLS, in the same packet, were sent in clear:
         # read after the handshake they would pass for protected answers (STARTTLS response
         # injection). They are checked at the moment of wrapping, after the OK was read.
-        return super().starttls(_RefuseCleartextLeftovers(context, self))  # type: ignore[arg-type]
+        return super().starttls(_RefuseCleartextLeftovers(context, self))
 
 
 class _RefuseCleartextLeftovers:

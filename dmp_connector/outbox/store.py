@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import secrets
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -38,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dmp_connector.audit import Pseudonymizer
 from dmp_connector.config import Settings, Timeouts
+from dmp_connector.errors import ValidationError
 from dmp_connector.ins import Identity
 
 from ._schema import attempts, items, migrate
@@ -131,9 +133,10 @@ class Claim:
     """An item a worker holds under a lease: what the deposit needs, and the token its writes name."""
 
     id: str
-    token: str
-    document: bytes
-    patient: Identity
+    token: str = field(repr=False)
+    document: bytes = field(repr=False)
+    """The CDA (its header names the patient): never in a repr, a log line or a traceback's locals."""
+    patient: Identity = field(repr=False)
     replaces: str | None
     submission_time: dt.datetime
     attempt: int
@@ -267,10 +270,19 @@ class Outbox:
             if key is None:
                 raise
             with self._begin() as connection:
-                found = connection.execute(select(items.c.id).where(items.c.key == key)).scalar()
+                found = connection.execute(
+                    select(items.c.id, items.c.patient_pseudonym, items.c.document).where(items.c.key == key)
+                ).first()
             if found is None:
                 raise
-            return str(found)
+            # The same key must mean the same document for the same patient: another one under a
+            # reused key would otherwise be dropped without a word (or filed as the first).
+            if found.patient_pseudonym != pseudonym or (found.document is not None and found.document != document):
+                raise ValidationError(
+                    "this key is already queued for another document or patient",
+                    hint="use one key per document (your own document id); a new version is a new key",
+                ) from None
+            return str(found.id)
         self._notify("enqueued")
         return item_id
 
@@ -541,6 +553,11 @@ class Outbox:
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
+        path = engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # The queue holds CDAs and identities until deposited: readable by its owner only, as
+            # the audit log (SQLite gives its -wal and -shm files the database file's mode).
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine

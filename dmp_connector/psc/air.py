@@ -66,7 +66,7 @@ def air_settings(
     organisation = chosen.organisation()
     pro = professional.as_settings_professional(exercise)
     overrides = dict(settings.signing.vihf_attribute_overrides)
-    if settings.psc.air_subject_id == "given_family" and _SUBJECT_ID not in overrides:
+    if settings.psc.air_subject_id == "given_family":  # always this professional's, never a previous one's
         overrides[_SUBJECT_ID] = f"{pro.given_name} {pro.family_name}"
     dmp = settings.dmp.model_copy(
         update={"authentication_modes": dict(modes if modes is not None else DEFAULT_AIR_MODES)}

@@ -72,6 +72,18 @@ _Step = RestRequest | _Pause
 Flow = Generator[_Step, JsonObject | None, T]
 
 
+def _https_aliases(aliases: object) -> dict[str, str]:
+    """RFC 8705 aliases, where tokens and codes go in mutual-TLS mode: https only, like every endpoint."""
+    if not isinstance(aliases, Mapping):
+        return {}
+    found: dict[str, str] = {}
+    for key, value in aliases.items():
+        if not isinstance(value, str) or not value.startswith("https://"):
+            raise MalformedResponseError(f"PSC discovery: mtls_endpoint_aliases.{key} is not an https URL")
+        found[str(key)] = value
+    return found
+
+
 @dataclass(frozen=True)
 class ProviderMetadata:
     """What PSC's discovery document says (its ``wallet-openid-configuration``)."""
@@ -112,9 +124,7 @@ class ProviderMetadata:
             introspection_endpoint=url("introspection_endpoint", False),
             end_session_endpoint=url("end_session_endpoint", False),
             backchannel_authentication_endpoint=url("backchannel_authentication_endpoint", False),
-            mtls_endpoint_aliases={k: v for k, v in aliases.items() if isinstance(v, str)}
-            if isinstance(aliases, Mapping)
-            else {},
+            mtls_endpoint_aliases=_https_aliases(aliases),
         )
 
 

@@ -149,6 +149,15 @@ def test_cli_view_refuses_a_hostile_file(tmp_path: Path) -> None:
     assert not (tmp_path / "evil.html").exists()
 
 
+def test_cli_view_never_overwrites_the_document_it_shows(tmp_path: Path) -> None:
+    source = tmp_path / "recu.html"  # a received CDA saved under an .html name
+    original = HOSTILE["narrative"]()
+    source.write_bytes(original)
+    result = CliRunner().invoke(main, ["cda", "view", str(source)])
+    assert result.exit_code != 0 and "overwritten" in result.output
+    assert source.read_bytes() == original
+
+
 def test_embedded_image_shown_inline_only_from_the_document() -> None:
     page = render_cda(HOSTILE["narrative"]())
     encoded = base64.b64encode(PNG).decode("ascii")

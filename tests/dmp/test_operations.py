@@ -261,8 +261,10 @@ def test_a_fault_subcode_naming_a_dmp_refusal_is_typed() -> None:
     assert ProvideAndRegister.map_fault is not None
 
 
-def _retrieve_answer(operation: RetrieveDocumentSet, content: bytes) -> RetrieveDocumentSetResponse:
-    part = Attachment.from_bytes(content, content_type="text/xml")
+def _retrieve_answer(
+    operation: RetrieveDocumentSet, content: bytes, mime_type: str = "text/xml"
+) -> RetrieveDocumentSetResponse:
+    part = Attachment.from_bytes(content, content_type=mime_type)
     body = build_retrieve_document_set_response(
         RetrieveDocumentSetResponse(
             response=RegistryResponse(status=ResponseStatus.SUCCESS),
@@ -270,7 +272,7 @@ def _retrieve_answer(operation: RetrieveDocumentSet, content: bytes) -> Retrieve
                 RetrievedDocument(
                     repository_unique_id="1.2.250.1.213.4.1.1.1.2",
                     document_unique_id="1.2.3",
-                    mime_type="text/xml",
+                    mime_type=mime_type,
                     content_id=part.content_id,
                 ),
             ),
@@ -296,3 +298,15 @@ def test_retrieve_reads_a_cda_up_to_its_record_target_only() -> None:
     with pytest.raises(PatientMismatchError):
         _retrieve_answer(operation, other)  # the whole document, as before
     assert _retrieve_answer(operation, own).documents
+
+
+def test_a_cda_labelled_as_a_pdf_is_still_checked_against_the_patient() -> None:
+    """The check reads the bytes, not the label: a CDA declared application/pdf is a CDA to whoever sniffs it."""
+    request = RetrieveDocumentSetRequest(
+        documents=(DocumentRequest(repository_unique_id="1.2.250.1.213.4.1.1.1.2", document_unique_id="1.2.3"),)
+    )
+    operation = RetrieveDocumentSet(request, security=None, patient=None, patient_id=CX)
+    with pytest.raises(PatientMismatchError):
+        _retrieve_answer(operation, cda_document(patient=OTHER), mime_type="application/pdf")
+    assert _retrieve_answer(operation, cda_document(), mime_type="application/pdf").documents
+    assert _retrieve_answer(operation, b"%PDF-1.7 not a CDA", mime_type="application/pdf").documents

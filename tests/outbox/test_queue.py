@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -210,6 +211,25 @@ def test_the_same_key_enqueued_twice_is_one_item(database_url: str) -> None:
         assert outbox.status().counts[ItemState.WAITING] == 1
 
 
+def test_a_key_reused_for_another_document_or_patient_is_refused_not_dropped(database_url: str) -> None:
+    from dmp_connector.errors import ValidationError
+
+    with Outbox(database_url, settings=config()) as outbox:
+        outbox.enqueue(document(4), ADRUN, key="lps-doc-43")
+        with pytest.raises(ValidationError, match="another document or patient"):
+            outbox.enqueue(document(5), ADRUN, key="lps-doc-43")
+        assert outbox.status().counts[ItemState.WAITING] == 1
+
+
+def test_a_claim_never_shows_the_document_or_the_patient_in_its_repr(database_url: str) -> None:
+    with Outbox(database_url, settings=config()) as outbox:
+        outbox.enqueue(document(6), ADRUN)
+        claim = outbox.claim("w")
+        assert claim is not None and claim.document and claim.patient
+        shown = repr(claim)
+        assert "ClinicalDocument" not in shown and "patient=" not in shown and claim.token not in shown
+
+
 def test_a_lease_that_expires_gives_the_item_to_another_worker_and_the_stale_one_cannot_write(
     database_url: str,
 ) -> None:
@@ -272,6 +292,13 @@ def test_the_schema_is_created_once_and_versioned(database_url: str) -> None:
     engine.dispose()
     with pytest.raises(RuntimeError, match="newer than this SDK"):
         Outbox(database_url, settings=config())
+
+
+def test_the_sqlite_queue_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    with Outbox(f"sqlite:///{path}", settings=config()) as outbox:
+        outbox.enqueue(document(7), ADRUN)
+    assert path.stat().st_mode & 0o077 == 0
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:

@@ -66,6 +66,24 @@ def test_discovery_naming_another_issuer_is_refused(client: PscClient, script: S
         client.discover()
 
 
+def test_discovery_with_a_cleartext_mtls_alias_is_refused(client: PscClient, script: ScriptedHandler) -> None:
+    """In mutual-TLS mode tokens and codes go to the aliases: an http:// one would send them in clear."""
+    from dmp_connector.psc import ProviderMetadata
+
+    base = {
+        "issuer": "https://psc.example/auth/realms/esante-wallet",
+        "authorization_endpoint": "https://psc.example/a",
+        "token_endpoint": "https://psc.example/t",
+        "userinfo_endpoint": "https://psc.example/u",
+        "jwks_uri": "https://psc.example/k",
+    }
+    issuer = base["issuer"]
+    good = ProviderMetadata.from_json({**base, "mtls_endpoint_aliases": {"token_endpoint": "https://m/t"}}, issuer)
+    assert good.mtls_endpoint_aliases == {"token_endpoint": "https://m/t"}
+    with pytest.raises(MalformedResponseError, match=r"mtls_endpoint_aliases\.token_endpoint"):
+        ProviderMetadata.from_json({**base, "mtls_endpoint_aliases": {"token_endpoint": "http://m/t"}}, issuer)
+
+
 def test_discovery_is_retried_after_a_503(client: PscClient, script: ScriptedHandler, sim: PscSimulator) -> None:
     script.then(HttpResponse(503))
     assert client.discover().issuer == sim.issuer
