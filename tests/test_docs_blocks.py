@@ -37,6 +37,7 @@ import click
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+KIT = ROOT.parent / "shared" / "cda-2025"
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 NOT_RUN = re.compile(r"^<!--\s*docs:\s*not-run\b(?P<rest>.*?)-->\s*$")
 REASON = re.compile(r"^\s*\((?P<reason>.*\S.*)\)\s*$")
@@ -134,6 +135,9 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
+    # The ANS kit where a page says a vendor unpacked it (the kit is read beside the repository, never vendored).
+    if KIT.is_dir():
+        (tmp_path / "TestContenuCDA-3-0").symlink_to(KIT, target_is_directory=True)
     # A page reads its own settings from the files it shows, never from the developer's environment.
     for name in list(os.environ):
         if name.startswith("DMP_CONNECTOR_"):
