@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -392,14 +393,23 @@ def load_certificate(text: str | None) -> x509.Certificate:
     here as ``malformed``, not later with a foreign exception in the middle of a check.
     """
     try:
-        der = base64.b64decode("".join((text or "").split()), validate=True)
-        cert = x509.load_der_x509_certificate(der)
-        cert.public_key()
-        _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return _read_certificate("".join((text or "").split()))
     except Exception as exc:  # cryptography raises ValueError, TypeError, InvalidVersion, DuplicateExtension…
         raise SignatureVerificationError(
             "a ds:X509Certificate of the signature is not a readable certificate", reason="malformed"
         ) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _read_certificate(text: str) -> x509.Certificate:
+    """The certificate of one base64 text, parsed once: a sender signs every message with the same one.
+
+    Only the parsing is kept (a certificate is immutable); every check on it (path, dates, key
+    usage, the signature itself) runs for each message. A text that fails is not kept.
+    """
+    cert = x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
+    cert.public_key()
+    _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
     return cert
 
 
