@@ -1,4 +1,4 @@
-"""The PDF body's base64 check (issue 22): the translate-based scan accepts exactly what the regex it replaced accepted."""
+"""The PDF body's base64 check (issue 22): the translate scan accepts exactly what the regex it replaced accepted."""
 
 from __future__ import annotations
 
@@ -18,4 +18,3 @@ def test_the_scan_accepts_what_the_regex_accepts(text: bytes, before: int, after
     data = b"<" * before + text + b"<" * after
     start, end = before, before + len(text)
     assert _only_base64(data, start, end) is (_REGEX.fullmatch(data, start, end) is not None)
-
