@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
@@ -227,16 +228,17 @@ class Outbox:
         with self.engine.begin() as connection:
             yield connection
 
-    def _now(self, connection: Connection) -> float:
+    def _now(self, connection: Connection) -> float | ColumnElement[Any]:
         """The queue's clock, in seconds since the epoch: the database server's on PostgreSQL.
 
         Leases and due times are compared across hosts: a host whose clock runs ahead would see a
         live lease as expired and take the item from the worker holding it. On PostgreSQL every
-        host reads the one clock of the database (``clock_timestamp()``, one query in the same
-        transaction); a SQLite queue lives on one host, whose clock is the only one.
+        host reads the one clock of the database: this is an SQL expression
+        (``clock_timestamp()``), evaluated by the server inside the statement that uses it (no
+        extra round trip). A SQLite queue lives on one host, whose clock is the only one.
         """
         if self._postgres:
-            return float(connection.execute(select(func.extract("epoch", func.clock_timestamp()))).scalar_one())
+            return func.extract("epoch", func.clock_timestamp())
         return self._host_clock()
 
     # ------------------------------------------------------------------ enqueue
@@ -335,6 +337,7 @@ class Outbox:
                     items.c.replaces,
                     items.c.submission_time,
                     items.c.attempts,
+                    items.c.lease_until,
                 )
             ).first()
             if claimed is None:  # pragma: no cover - the row is locked (PostgreSQL) or the database is (SQLite)
@@ -358,7 +361,7 @@ class Outbox:
             replaces=claimed.replaces,
             submission_time=dt.datetime.fromtimestamp(claimed.submission_time, _EPOCH),
             attempt=int(claimed.attempts),
-            lease_until=lease_until,
+            lease_until=float(claimed.lease_until),
         )
 
     def _finish(self, claim: Claim, connection: Connection, values: dict[str, Any]) -> bool:
