@@ -392,12 +392,19 @@ def load_certificate(text: str | None) -> x509.Certificate:
     cryptography parses extensions, names and the key lazily; a forged certificate must fail
     here as ``malformed``, not later with a foreign exception in the middle of a check.
     """
+    cleaned = "".join((text or "").split())
     try:
-        return _read_certificate("".join((text or "").split()))
+        # Only certificates of a usual size are kept: a sender cannot fill the cache with big ones.
+        read = _read_certificate if len(cleaned) <= _KEPT_CERTIFICATE else _read_certificate.__wrapped__
+        return read(cleaned)
     except Exception as exc:  # cryptography raises ValueError, TypeError, InvalidVersion, DuplicateExtension…
         raise SignatureVerificationError(
             "a ds:X509Certificate of the signature is not a readable certificate", reason="malformed"
         ) from exc
+
+
+_KEPT_CERTIFICATE: Final = 16 * 1024
+"""Base64 characters of the largest certificate whose parsing is kept (IGC-Santé ones are about 2,000)."""
 
 
 @functools.lru_cache(maxsize=64)
