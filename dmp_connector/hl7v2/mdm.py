@@ -479,10 +479,7 @@ def read_mdm(
     if problems:
         raise Hl7ParseError("the MDM message breaks the volet: " + "; ".join(problems))
     assert txa is not None
-    try:
-        document = base64.b64decode(doc_obx.get(5, 1, 5), validate=True)
-    except (binascii.Error, ValueError):
-        raise Hl7ParseError("the document's base64 is malformed") from None
+    document = _base64(doc_obx.get(5, 1, 5), "the document's base64 is malformed")
     patient = read_pid(message.require("PID"), mapping=mapping)
     _check_patient(patient, document)
     recipients: list[Recipient] = []
@@ -509,9 +506,9 @@ def read_mdm(
         found = by_code.get(code)
         if found is not None:
             try:
-                bodies[code] = base64.b64decode(found.get(5, 1, 5), validate=True).decode("utf-8")
-            except (binascii.Error, ValueError):
-                raise Hl7ParseError(f"the {code} OBX is not base64 UTF-8 text") from None
+                bodies[code] = _base64(found.get(5, 1, 5), f"the {code} OBX is not base64").decode("utf-8")
+            except UnicodeDecodeError:
+                raise Hl7ParseError(f"the {code} OBX is not UTF-8 text") from None
     if flags.pop("to_professionals") and not recipients:
         raise Hl7ParseError("DESTMSSANTEPS is Y but no PRT RCT names a recipient")
     distribution = Distribution(
@@ -532,6 +529,16 @@ def read_mdm(
         distribution=distribution,
         sender_id=sender_id,
     )
+
+
+def _base64(text: str, problem: str) -> bytes:
+    """Strict base64, except that missing ``=`` padding is restored (the ANS T04 sample omits it)."""
+    if len(text) % 4 == 1:
+        raise Hl7ParseError(problem)
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise Hl7ParseError(problem) from None
 
 
 def _check_patient(patient: PidPatient, document: bytes) -> None:
