@@ -260,7 +260,9 @@ def identities(draw: st.DrawFn) -> Identity:
         used_name=draw(st.one_of(st.none(), NAME)),
         used_first_name=draw(st.one_of(st.none(), NAME)),
     )
-    body = f"{draw(st.sampled_from('12'))}{year % 100:02d}{month or 1:02d}{draw(st.integers(1, 95)):02d}{draw(st.integers(0, 999_999)):06d}"
+    sex_digit = draw(st.sampled_from("12"))
+    department, serial = draw(st.integers(1, 95)), draw(st.integers(0, 999_999))
+    body = f"{sex_digit}{year % 100:02d}{month or 1:02d}{department:02d}{serial:06d}"
     has_ins = status.ins_retrieved or draw(st.booleans())
     ins = INS(matricule=body + compute_key(body), oid=draw(st.sampled_from(list(InsOid)))) if has_ins else None
     return Identity(
