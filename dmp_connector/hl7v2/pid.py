@@ -236,6 +236,8 @@ def read_pid(segment: Segment, *, mapping: StatusMapping = DEFAULT_STATUS_MAPPIN
     locals_: list[LocalId] = []
     for cx in _reps(segment, 3):
         type_code = component_text(cx, 5)
+        if component_text(cx, 1) == '""':
+            continue  # HL7's explicit null: the identifier is deleted (A47), there is none to read
         if type_code == _INS_TYPE:
             try:
                 oid = InsOid.parse(sub_text(cx, 4, 2))
