@@ -144,7 +144,8 @@ def main() -> None:
 
     step("what the platform received and the business acks it queued")
     received = platform.simulator.documents
-    check([d.control_id for d in received] == ["MSG0001", "MSG0004"], "two documents received, none for the tampered PID")
+    ids = [d.control_id for d in received]
+    check(ids == ["MSG0001", "MSG0004"], "two documents received, none for the tampered PID")
     check(received[0].document == cda, "the CDA arrived byte for byte")
     kinds = [read_business_ack(z).kind.value for z in platform.simulator.business_acks]
     check(kinds[:2] == ["Z01", "Z02"], f"business acks queued: {kinds}")
