@@ -291,3 +291,19 @@ def test_nobody_listening_is_a_connect_error() -> None:
 
     with pytest.raises(ConnectError):
         asyncio.run(attempt())
+
+
+def test_the_async_client_mirrors_the_sync_one() -> None:
+    import inspect
+
+    sync = {n: inspect.signature(m) for n, m in vars(MllpClient).items() if not n.startswith("_") and callable(m)}
+    rename = {"aclose": "close"}
+    asynchronous = {
+        rename.get(n, n): inspect.signature(m)
+        for n, m in vars(AsyncMllpClient).items()
+        if not n.startswith("_") and callable(m)
+    }
+    assert sync.keys() == asynchronous.keys()
+    for name, signature in sync.items():
+        assert list(signature.parameters) == list(asynchronous[name].parameters), name
+    assert list(inspect.signature(MllpClient).parameters) == list(inspect.signature(AsyncMllpClient).parameters)
