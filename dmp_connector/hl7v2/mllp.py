@@ -27,7 +27,7 @@ from dmp_connector.errors import ConnectError, LimitExceededError, RequestTimeou
 
 from ._er7 import Message
 from .acks import Ack, read_ack
-from .errors import MllpFramingError
+from .errors import AckMismatchError, Hl7ParseError, MllpFramingError
 
 __all__ = ["END_BLOCK", "START_BLOCK", "AsyncMllpClient", "FrameReader", "MllpClient", "frame"]
 
@@ -200,7 +200,11 @@ class MllpClient:
     def send(self, message: Message) -> Ack:
         """Send ``message`` and return its ACK once checked: it names this message and accepts it."""
         answer = self.exchange(message.to_bytes())
-        return read_ack(answer, max_bytes=self.max_message_bytes).check(message.msh.get(10))
+        try:
+            return read_ack(answer, max_bytes=self.max_message_bytes).check(message.msh.get(10))
+        except (AckMismatchError, Hl7ParseError):
+            self.close()  # the stream is out of step with our messages: never read the next answer from it
+            raise
 
     def close(self) -> None:
         """Close the connection (the next exchange opens a new one)."""
@@ -296,7 +300,11 @@ class AsyncMllpClient:
     async def send(self, message: Message) -> Ack:
         """Send ``message`` and return its ACK once checked: it names this message and accepts it."""
         answer = await self.exchange(message.to_bytes())
-        return read_ack(answer, max_bytes=self.max_message_bytes).check(message.msh.get(10))
+        try:
+            return read_ack(answer, max_bytes=self.max_message_bytes).check(message.msh.get(10))
+        except (AckMismatchError, Hl7ParseError):
+            await self.aclose()  # the stream is out of step with our messages: never read the next answer from it
+            raise
 
     async def aclose(self) -> None:
         """Close the connection."""
