@@ -36,7 +36,7 @@ from dmp_connector.cda import DocumentMetadata, extract_metadata
 from dmp_connector.cda import parse as parse_cda
 from dmp_connector.codes import Code
 from dmp_connector.errors import DmpConnectorError, PatientMismatchError
-from dmp_connector.ins import Identity, IdentityStatus
+from dmp_connector.ins import DifferenceKind, Identity, IdentityStatus
 from dmp_connector.xds import INVISIBLE_PATIENT, INVISIBLE_REPRESENTANTS_LEGAUX, MASQUE_PS
 
 from ._er7 import Message, Repetition, Segment, component_text, decode, parse, rep
@@ -542,7 +542,11 @@ def _base64(text: str, problem: str) -> bytes:
 
 
 def _check_patient(patient: PidPatient, document: bytes) -> None:
-    """The PID must name the CDA's recordTarget: same INS (or both without), same birth date and sex."""
+    """The PID must name the CDA's recordTarget: same INS (or both without), same birth name, date and sex.
+
+    Names are compared as INSi normalises them (accents, case, separators); a less precise value (a partial
+    date) is not a difference, a different one is.
+    """
     try:
         target = parse_cda(document).patient.identity
     except DmpConnectorError as exc:
@@ -558,10 +562,16 @@ def _check_patient(patient: PidPatient, document: bytes) -> None:
         and (pid.ins.matricule, pid.ins.oid) != (cda_ins.matricule, cda_ins.oid)
     ):
         problems.append("the PID's INS is not the CDA recordTarget's")
-    if pid.traits.birth_date != target.traits.birth_date:
-        problems.append("birth_date differs")
-    if pid.traits.sex != target.traits.sex:
-        problems.append("sex differs")
+    try:
+        comparison = pid.traits.compare(target.traits)
+        differing = {d.trait for d in comparison.differences if d.kind is DifferenceKind.DIFFERENT}
+    except DmpConnectorError:  # a name INSi's alphabet cannot hold: compare as written
+        differing = {
+            name
+            for name in ("birth_name", "birth_date", "sex")
+            if getattr(pid.traits, name) != getattr(target.traits, name)
+        }
+    problems.extend(f"{name} differs" for name in ("birth_name", "birth_date", "sex") if name in differing)
     if problems:
         raise PatientMismatchError(
             "the MDM message's PID does not name the patient of its document",

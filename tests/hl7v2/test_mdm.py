@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dmp_connector.cda import build, extract_metadata
 from dmp_connector.cda import parse as parse_cda
@@ -104,6 +106,12 @@ def test_a_pid_naming_another_patient_than_the_cda_is_refused() -> None:
         read_mdm(other_date)
     assert info.value.problems == ("birth_date differs",)
     assert "1979" not in str(info.value)
+    other_name = _tampered("mdm_T02_initial.er7", "||PAT-TROIS^DOMINIQUE^", "||PAT-QUATRE^DOMINIQUE^")
+    with pytest.raises(PatientMismatchError) as info:
+        read_mdm(other_name)
+    assert info.value.problems == ("birth_name differs",)
+    same_name_other_case = _tampered("mdm_T02_initial.er7", "||PAT-TROIS^DOMINIQUE^", "||Pat-Trois^DOMINIQUE^")
+    assert read_mdm(same_name_other_case).patient.identity.traits.birth_name == "Pat-Trois"
     no_ins = _tampered("mdm_T02_initial.er7", "|N|VALI", "|N|PROV")
     with pytest.raises(PatientMismatchError, match="PID does not name"):
         read_mdm(no_ins)
@@ -270,3 +278,40 @@ def test_what_is_not_an_ack_is_refused() -> None:
         read_ack(mdm)
     with pytest.raises(Hl7ParseError):
         read_business_ack(mdm)
+
+
+# --------------------------------------------------------------------------- properties
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60)
+_ADDRESS = st.from_regex(r"[a-z0-9.]{1,12}@[a-z0-9-]{1,10}\.mssante\.fr", fullmatch=True)
+
+
+@st.composite
+def distributions(draw: st.DrawFn) -> Distribution:
+    flags = {name: draw(st.booleans()) for _, _, name in META_FLAGS if name != "to_professionals"}
+    recipients = tuple(
+        Recipient(address=address, id=draw(st.one_of(st.none(), st.from_regex(r"8[0-9]{10}", fullmatch=True))))
+        for address in draw(st.lists(_ADDRESS, max_size=3))
+    )
+    return Distribution(
+        recipients=recipients,
+        reply_to=draw(st.one_of(st.none(), _ADDRESS)),
+        mail_body_professional=draw(st.one_of(st.none(), _TEXT)),
+        mail_body_patient=draw(st.one_of(st.none(), _TEXT)),
+        **flags,
+    )
+
+
+@pytest.mark.skipif(not KIT.is_dir(), reason="the ANS CDA kit (../shared/cda-2025) is not there")
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(distribution=distributions(), control_id=st.from_regex(r"[A-Za-z0-9]{1,20}", fullmatch=True))
+def test_any_distribution_and_mail_body_comes_back_as_sent(distribution: Distribution, control_id: str) -> None:
+    data = EXAMPLE.read_bytes()
+    message = build_mdm(data, control_id=control_id, distribution=distribution, metadata=_EXAMPLE_METADATA, now=NOW)
+    back = read_mdm(message.to_bytes())
+    assert back.distribution == distribution
+    assert back.control_id == control_id
+    assert back.document == data
+
+
+_EXAMPLE_METADATA = extract_metadata(EXAMPLE.read_bytes()) if EXAMPLE.is_file() else None
