@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from dmp_connector.cda import InstanceId, build, extract_metadata, parse
+from dmp_connector.cda import InstanceId, PersonName, StructuredBody, build, extract_metadata, parse
 from dmp_connector.cda.valuesets import PracticeSetting
 from dmp_connector.cda.volets import (
     CR_IMG_FORMAT_CODE,
@@ -24,6 +24,9 @@ from dmp_connector.cda.volets import (
     CrImgContent,
     ImagingAct,
     ImagingSeries,
+    Quantity,
+    RadiationDose,
+    RadiationExposure,
     SopInstance,
     cr_img_acts,
     cr_img_document,
@@ -108,6 +111,18 @@ def main() -> None:
                 url=f"https://pacs.example.org/wado?requestType=WADO&studyUID={STUDY}",
             ),
         ),
+        exposure=RadiationExposure(  # the dose of an ionising examination
+            authorised_by=PersonName(family="BIDEAULT", given="Jacques", prefix="DR"),
+            authoriser_id=InstanceId(root="1.2.250.1.71.4.2.1", extension="810001234567"),
+            pregnancy=Code.of("60001007", SNOMED, "absence de grossesse"),  # jdv-statut-grossesse-cisis
+            doses=(
+                RadiationDose(
+                    code=Code.of("113813", DCM, "PDL Total : Produit Dose Longueur Total"),
+                    quantity=Quantity.of("1140.26", "mGy.cm"),
+                    target_site=Code.of("302548004", SNOMED, "tête entière"),
+                ),
+            ),
+        ),
     )
     content = CrImgContent(
         acts=(act,),
@@ -135,6 +150,11 @@ def main() -> None:
     check(again == document, f"built ({len(data)} bytes) and parsed back to the same model")
     (technique,) = cr_img_acts(again)
     check(technique.ccam is not None and technique.ccam.code == "ACQH004", "the act reads back typed, with its CCAM")
+    assert isinstance(again.body, StructuredBody)
+    doses = [
+        e for s in again.body.sections for sub in s.subsections for e in sub.entries if isinstance(e, RadiationDose)
+    ]
+    check([str(d.quantity.value) for d in doses] == ["1140.26"], "the dose reads back typed: 1140.26 mGy.cm")
     if output is not None:
         output.write_bytes(data)
         print(f"   written to {output}")

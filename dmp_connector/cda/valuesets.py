@@ -45,6 +45,8 @@ Source: the IHE SVS files of the ANS CDA conformance kit (jeuxDeValeurs/), revis
   JDV_ModaliteSortie_CISIS
 * jdv-code-probleme-cisis.xml (2024-06-04T00:00:00+01:00):
   JDV_ProblemCodes_CISIS
+* jdv-quantite-exposition-rayonnements-cisis.xml (2021-04-19T00:00:00+01:00):
+  JDV_QuantiteExpositionRayonnements_CISIS
 * jdv-region-anatomique-cisis.xml (2022-11-14T00:00:00+01:00):
   JDV_RegionAnatomique_CISIS
 * jdv-route-of-administration-cisis.xml (2025-06-10T00:00:00+01:00):
@@ -53,6 +55,8 @@ Source: the IHE SVS files of the ANS CDA conformance kit (jeuxDeValeurs/), revis
   JDV_SopClass_CISIS
 * jdv-statut-document-cisis.xml (2023-01-31T00:00:00+01:00):
   JDV_StatutDoc_CISIS
+* jdv-statut-grossesse-cisis.xml (2022-11-14T00:00:00+01:00):
+  JDV_StatutGrossesse_CISIS
 """
 
 from __future__ import annotations
@@ -94,10 +98,12 @@ __all__ = [
     "JDV_MODALITE_ENTREE",
     "JDV_MODALITE_SORTIE",
     "JDV_PROBLEM_CODES",
+    "JDV_QUANTITE_EXPOSITION_RAYONNEMENTS",
     "JDV_REGION_ANATOMIQUE",
     "JDV_ROUTEOF_ADMINISTRATION",
     "JDV_SOP_CLASS",
     "JDV_STATUT_DOC",
+    "JDV_STATUT_GROSSESSE",
     "VALUE_SETS",
     "AdministrativeGender",
     "AdmissionMode",
@@ -1924,6 +1930,28 @@ JDV_PROBLEM_CODES: Final = value_set(
 )
 
 
+JDV_QUANTITE_EXPOSITION_RAYONNEMENTS: Final = value_set(
+    "JDV_QuantiteExpositionRayonnements_CISIS",
+    "1.2.250.1.213.1.1.5.620",
+    "CR-IMG radiation dose measured (FR-DICOM-Quantite code)",
+    "2025-06-16T14:17:09+01:00",
+    "2021-04-19T00:00:00+01:00",
+    (
+        ("111636", "1.2.840.10008.2.16.4", "Dose dans l'air à l'entrée du patient (Kerma dans l'air)"),
+        ("111637", "1.2.840.10008.2.16.4", "DGM total : Dose Glandulaire Moyenne Total"),
+        ("113507", "1.2.840.10008.2.16.4", "Activité administrée"),
+        ("113722", "1.2.840.10008.2.16.4", "PDS Total : Produit Dose Surface Total"),
+        ("113726", "1.2.840.10008.2.16.4", "PDS de Scopie Total : Produit Dose Surface de Scopie Total"),
+        ("113727", "1.2.840.10008.2.16.4", "PDS de Graphie Total : Produit Dose Surface de Graphie Total"),
+        ("113730", "1.2.840.10008.2.16.4", "Temps total de scopie"),
+        ("113731", "1.2.840.10008.2.16.4", "Nombre total d’images radiographiques"),
+        ("113813", "1.2.840.10008.2.16.4", "PDL Total : Produit Dose Longueur Total"),
+        ("113830", "1.2.840.10008.2.16.4", "IDSV Moyen : Indice de Dose Scanographique Volumique"),
+        ("113839", "1.2.840.10008.2.16.4", "E : Dose efficace"),
+    ),
+)
+
+
 JDV_REGION_ANATOMIQUE: Final = value_set(
     "JDV_RegionAnatomique_CISIS",
     "1.2.250.1.213.1.1.5.695",
@@ -2152,6 +2180,20 @@ JDV_STATUT_DOC: Final = value_set(
 )
 
 
+JDV_STATUT_GROSSESSE: Final = value_set(
+    "JDV_StatutGrossesse_CISIS",
+    "1.2.250.1.213.1.1.5.671",
+    "CR-IMG pregnancy status in the radiation exposure subsection",
+    "2025-06-16T14:17:10+01:00",
+    "2022-11-14T00:00:00+01:00",
+    (
+        ("261665006", "2.16.840.1.113883.6.96", "inconnu"),
+        ("60001007", "2.16.840.1.113883.6.96", "absence de grossesse"),
+        ("77386006", "2.16.840.1.113883.6.96", "enceinte"),
+    ),
+)
+
+
 VALUE_SETS: Final[Mapping[str, ValueSet]] = MappingProxyType(
     {
         JDV_ABSENT_OR_UNKNOWN_MEDICATION.name: JDV_ABSENT_OR_UNKNOWN_MEDICATION,
@@ -2182,10 +2224,12 @@ VALUE_SETS: Final[Mapping[str, ValueSet]] = MappingProxyType(
         JDV_MODALITE_ENTREE.name: JDV_MODALITE_ENTREE,
         JDV_MODALITE_SORTIE.name: JDV_MODALITE_SORTIE,
         JDV_PROBLEM_CODES.name: JDV_PROBLEM_CODES,
+        JDV_QUANTITE_EXPOSITION_RAYONNEMENTS.name: JDV_QUANTITE_EXPOSITION_RAYONNEMENTS,
         JDV_REGION_ANATOMIQUE.name: JDV_REGION_ANATOMIQUE,
         JDV_ROUTEOF_ADMINISTRATION.name: JDV_ROUTEOF_ADMINISTRATION,
         JDV_SOP_CLASS.name: JDV_SOP_CLASS,
         JDV_STATUT_DOC.name: JDV_STATUT_DOC,
+        JDV_STATUT_GROSSESSE.name: JDV_STATUT_GROSSESSE,
     }
 )
 """Every value set of this module by name (``JDV_J07_XdsTypeCode_CISIS`` …)."""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from dmp_connector.cda import ClinicalDocument, InstanceId, RawEntry, Section, StructuredBody, build, parse
+from dmp_connector.cda import ClinicalDocument, InstanceId, PersonName, RawEntry, Section, StructuredBody, build, parse
 from dmp_connector.cda.metadata import extract_metadata
 from dmp_connector.cda.validation import GENERIC_SCHEMATRONS, CdaValidator
 from dmp_connector.cda.valuesets import PracticeSetting
@@ -23,6 +23,10 @@ from dmp_connector.cda.volets import (
     ImagingSeries,
     ImagingStudy,
     ImagingTechnique,
+    PatientExposure,
+    Quantity,
+    RadiationDose,
+    RadiationExposure,
     SopInstance,
     as_cr_img,
     cr_img_acts,
@@ -82,9 +86,21 @@ def act(**changes: object) -> ImagingAct:
     return ImagingAct.model_validate(values)
 
 
+DLP = Code.of("113813", DCM, "PDL Total : Produit Dose Longueur Total")
+
+
+def exposure() -> RadiationExposure:
+    return RadiationExposure(
+        authorised_by=PersonName(family="BIDEAULT", given="Jacques", prefix="DR"),
+        authoriser_id=InstanceId(root="1.2.250.1.71.4.2.1", extension="801234560801"),
+        pregnancy=Code.of("60001007", SNOMED, "absence de grossesse"),
+        doses=(RadiationDose(code=DLP, quantity=Quantity.of("1140.26", "mGy.cm"), target_site=HEAD),),
+    )
+
+
 def full_content() -> CrImgContent:
     return CrImgContent(
-        acts=(act(),),
+        acts=(act(exposure=exposure()),),
         clinical_information=ClinicalInformation(
             request="Céphalées inhabituelles depuis 3 semaines",
             purpose="Éliminer un processus expansif",
@@ -175,8 +191,13 @@ def test_entries_read_back_typed(make_report: Callable[..., ClinicalDocument], q
     (study,) = [e for e in _entries(document) if isinstance(e, ImagingStudy)]
     assert study.id.root == STUDY and study.series.instance.sop_class == CT_IMAGE
     observations = [e for e in _entries(document) if isinstance(e, DicomObservation)]
-    assert [o.code.code for o in observations] == ["11348-0", "47519-4", "64100-1"]
+    assert [o.code.code for o in observations] == ["11348-0", "47519-4", "64100-1", "364320009"]
     assert observations[2].value == PREGNANT
+    assert observations[3].target_site_null_flavor == "NA"
+    (authorisation,) = [e for e in _entries(document) if isinstance(e, PatientExposure)]
+    assert authorisation.authorised_by.family == "BIDEAULT"
+    (dose,) = [e for e in _entries(document) if isinstance(e, RadiationDose)]
+    assert dose.quantity == Quantity.of("1140.26", "mGy.cm") and str(dose.quantity.value) == "1140.26"
 
 
 def test_report_metadata_for_the_dmp(make_report: Callable[..., ClinicalDocument], qualified_patient: Identity) -> None:
@@ -196,6 +217,21 @@ def test_modality_outside_its_value_set_is_refused() -> None:
     with pytest.raises(ValidationError) as caught:
         content.to_body()
     assert caught.value.problems == ("acts[0].modalities[0]: XX is not in JDV_ModaliteAcquisition_CISIS",)
+
+
+def test_a_dose_or_pregnancy_status_outside_its_value_set_is_refused() -> None:
+    wrong = exposure().model_copy(
+        update={
+            "pregnancy": PREGNANT.model_copy(update={"code": "1234"}),
+            "doses": (RadiationDose(code=CT, quantity=Quantity.of(1, "mGy"), target_site=HEAD),),
+        }
+    )
+    with pytest.raises(ValidationError) as caught:
+        CrImgContent(acts=(act(exposure=wrong),), conclusion="Normal.").to_body()
+    assert caught.value.problems == (
+        "acts[0].exposure.pregnancy: 1234 is not in JDV_StatutGrossesse_CISIS",
+        "acts[0].exposure.doses[0].code: CT is not in JDV_QuantiteExpositionRayonnements_CISIS",
+    )
 
 
 def test_missing_or_wrong_values_are_refused_not_invented() -> None:
@@ -269,19 +305,24 @@ def test_ans_report_reads_into_typed_entries_that_rebuild_element_by_element(
     studies = [e for e in _entries(document) if isinstance(e, ImagingStudy)]
     assert studies[0].id.root == STUDY
     assert len(studies) == 3
-    typed = [e for e in _entries(document) if isinstance(e, ImagingTechnique | ImagingStudy | DicomObservation)]
-    assert len(typed) == 9
-    # Each typed entry, written afresh from its fields alone, is the kit's element.
+    kinds = ImagingTechnique | ImagingStudy | DicomObservation | RadiationDose
+    typed = [e for e in _entries(document) if isinstance(e, kinds)]
+    assert len(typed) == 17  # 3 acts, 3 studies, 6 observations (history, contraindication, pregnancy), 5 doses
+    doses = [e for e in typed if isinstance(e, RadiationDose)]
+    assert (doses[0].code.code, doses[0].quantity) == ("113813", Quantity.of("1140.26", "mGy.cm"))
+    # Each typed entry, written afresh from its fields alone, is the kit's element (paired in document order:
+    # the kit reuses some entry ids).
     root = etree.fromstring(example_files[name])  # noqa: TID251 - the kit's file
-    by_id = {
-        (s.get("root"), s.get("extension")): s.getparent().getparent()  # type: ignore[union-attr]
-        for s in root.iterfind(".//{urn:hl7-org:v3}entry/*/{urn:hl7-org:v3}id")
-    }
-    for entry in typed:
-        original = by_id[(entry.id.root, entry.id.extension)]
-        assert original is not None
-        fresh = entry.model_copy().to_element()
-        assert differences(_normalised(original), _normalised(fresh), "/entry") == [], entry.id.root
+    originals = list(root.iter("{urn:hl7-org:v3}entry"))
+    entries = _entries(document)
+    assert len(originals) == len(entries)
+    compared = 0
+    for original, entry in zip(originals, entries, strict=True):
+        if isinstance(entry, kinds):
+            fresh = entry.model_copy().to_element()
+            assert differences(_normalised(original), _normalised(fresh), "/entry") == [], entry.id.root
+            compared += 1
+    assert compared == 17
 
 
 def test_ans_examples_come_back_losslessly(

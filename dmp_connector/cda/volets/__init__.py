@@ -37,6 +37,9 @@ from .cr_img import (
     ImagingSeries,
     ImagingStudy,
     ImagingTechnique,
+    PatientExposure,
+    RadiationDose,
+    RadiationExposure,
     SopInstance,
     as_cr_img,
     cr_img_acts,
@@ -77,7 +80,6 @@ from .vsm import (
 )
 
 __all__ = [
-    # CR-IMG 2024.01
     "CR_IMG_FORMAT_CODE",
     "CR_IMG_TEMPLATE",
     "CR_IMG_TYPE_CODE",
@@ -104,8 +106,11 @@ __all__ = [
     "MaxDose",
     "Medication",
     "NoMedication",
+    "PatientExposure",
     "Problem",
     "Quantity",
+    "RadiationDose",
+    "RadiationExposure",
     "SimpleObservation",
     "SopInstance",
     "StaySummary",
@@ -139,6 +144,8 @@ register_entry_reader(SIMPLE_OBSERVATION_TEMPLATES[-1], SimpleObservation.from_e
 register_entry_reader("1.2.250.1.213.1.1.3.153", ImagingTechnique.from_element)
 register_entry_reader("1.2.250.1.213.1.1.3.155", ImagingStudy.from_element)
 register_entry_reader("1.2.250.1.213.1.1.3.150", DicomObservation.from_element)
+register_entry_reader("1.2.250.1.213.1.1.3.154", RadiationDose.from_element)
+register_entry_reader("1.2.250.1.213.1.1.3.165", PatientExposure.from_element)
 # VAC-NOTE 2023.01
 register_entry_reader("1.2.250.1.213.1.1.3.45", Vaccination.from_element)
 

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Final
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from lxml import etree
 from pydantic import Field, model_validator
 
 from dmp_connector.cda._namespaces import hl7, new_root
+from dmp_connector.cda.build import _person_name as _write_person_name
 from dmp_connector.cda.metadata import FORMAT_OF_TEMPLATE
 from dmp_connector.cda.model import (
     CISIS_TEMPLATE,
@@ -44,6 +46,7 @@ from dmp_connector.cda.model import (
     NonXmlBody,
     Patient,
     Period,
+    PersonName,
     RawElement,
     Section,
     ServiceEvent,
@@ -55,8 +58,10 @@ from dmp_connector.cda.valuesets import (
     JDV_CONTRE_INDICATION,
     JDV_LOCALISATION_ANATOMIQUE,
     JDV_MODALITE_ACQUISITION,
+    JDV_QUANTITE_EXPOSITION_RAYONNEMENTS,
     JDV_REGION_ANATOMIQUE,
     JDV_SOP_CLASS,
+    JDV_STATUT_GROSSESSE,
     DocumentType,
 )
 from dmp_connector.codes import Code
@@ -66,6 +71,7 @@ from dmp_connector.ins import Identity
 from ._entries import (
     _NSMAP,
     _XSI_TYPE,
+    Quantity,
     VoletEntry,
     _all,
     _code,
@@ -114,6 +120,9 @@ __all__ = [
     "ImagingSeries",
     "ImagingStudy",
     "ImagingTechnique",
+    "PatientExposure",
+    "RadiationDose",
+    "RadiationExposure",
     "SopInstance",
     "as_cr_img",
     "cr_img_acts",
@@ -148,6 +157,9 @@ _COMMENT: Final = Code.of("48767-8", LOINC, "Commentaire")
 MEDICAL_HISTORY: Final = Code.of("11348-0", LOINC, "Antécédents médicaux")
 SURGICAL_HISTORY: Final = Code.of("47519-4", LOINC, "Antécédents chirurgicaux")
 CONTRAINDICATION: Final = Code.of("64100-1", LOINC, "Contre-indications")
+PREGNANCY_STATUS: Final = Code.of("364320009", "2.16.840.1.113883.6.96", "statut de grossesse")
+_EXPOSURE_CODE: Final = Code.of("121290", DCM, "Exposition du patient aux rayonnements ionisants")
+_AUTHORISATION: Final = Code.of("113850", DCM, "Autorisation d'irradiation")
 
 IMAGING_TECHNIQUE_TEMPLATES: Final = ("1.2.840.10008.9.14", "1.2.250.1.213.1.1.3.153")
 """Procedure Technique (DICOM) and FR-DICOM-Technique-imagerie."""
@@ -155,6 +167,10 @@ IMAGING_STUDY_TEMPLATES: Final = ("1.2.840.10008.9.16", "1.2.250.1.213.1.1.3.155
 """Study Act (DICOM) and FR-DICOM-Examen-imagerie."""
 DICOM_OBSERVATION_TEMPLATES: Final = ("2.16.840.1.113883.10.20.6.2.13", "1.2.250.1.213.1.1.3.150")
 """Coded Observation (DICOM) and FR-DICOM-Observation."""
+RADIATION_DOSE_TEMPLATES: Final = ("2.16.840.1.113883.10.20.6.2.14", "1.2.250.1.213.1.1.3.154")
+"""Quantity Measurement (DICOM) and FR-DICOM-Quantite."""
+PATIENT_EXPOSURE_TEMPLATES: Final = ("1.2.250.1.213.1.1.3.165",)
+"""FR-DICOM-Exposition-patient."""
 _SERIES_TEMPLATES: Final = ("1.2.840.10008.9.17", "1.2.250.1.213.1.1.3.156")
 _SOP_TEMPLATES: Final = ("1.2.840.10008.9.18", "1.2.250.1.213.1.1.3.157")
 _COMMENT_TEMPLATES: Final = (
@@ -183,6 +199,11 @@ _ACT: Final[_Kind] = (
     ("1.2.840.10008.9.3", "1.2.250.1.213.1.1.2.206"),
     Code.of("55111-9", LOINC, "Description de l'acte d'imagerie"),
     "Technique d'imagerie",
+)
+_EXPOSURE: Final[_Kind] = (
+    ("1.2.840.10008.9.8", "1.2.250.1.213.1.1.2.215"),
+    Code.of("73569-6", LOINC, "Exposition aux rayonnements et informations de radioprotection"),
+    "Exposition aux rayonnements et informations de radioprotection",
 )
 _CATALOG: Final[_Kind] = (
     ("2.16.840.1.113883.10.20.6.1.1", "1.2.250.1.213.1.1.2.217"),
@@ -573,6 +594,9 @@ class DicomObservation(VoletEntry):
     """``ID`` of the narrative the value comes from."""
     effective_time: Timestamp | None = None
     """When; None writes no time."""
+    target_site_null_flavor: Literal["MSK", "NA"] = "MSK"
+    """How the (absent) target site is written: ``MSK`` in the history, ``NA`` for the pregnancy status,
+    as the ANS example writes them."""
 
     @model_validator(mode="after")
     def _value(self) -> DicomObservation:
@@ -588,6 +612,8 @@ class DicomObservation(VoletEntry):
         found: list[str] = []
         if self.code == CONTRAINDICATION and self.value is not None:
             _check_in(found, "observation.value", self.value, JDV_CONTRE_INDICATION)
+        if self.code == PREGNANCY_STATUS and self.value is not None:
+            _check_in(found, "observation.value", self.value, JDV_STATUT_GROSSESSE)
         return found
 
     def to_element(self) -> etree._Element:
@@ -610,7 +636,7 @@ class DicomObservation(VoletEntry):
             value.set("codeSystem", self.value.code_system)
         if self.value_reference is not None:
             _reference(_sub(value, "originalText"), self.value_reference)
-        _sub(observation, "targetSiteCode", nullFlavor="MSK")
+        _sub(observation, "targetSiteCode", nullFlavor=self.target_site_null_flavor)
         return entry
 
     @classmethod
@@ -624,7 +650,8 @@ class DicomObservation(VoletEntry):
         )
         if _one(observation, "statusCode").get("code") != "completed":
             raise _decline("an observation that is not completed")
-        if _attributes(_one(observation, "targetSiteCode")) != {"nullFlavor": "MSK"}:
+        site = _attributes(_one(observation, "targetSiteCode"))
+        if site not in ({"nullFlavor": "MSK"}, {"nullFlavor": "NA"}):
             raise _decline("an observation with a target site")
         code = _read_code(_one(observation, "code"))
         if code is None:
@@ -644,7 +671,197 @@ class DicomObservation(VoletEntry):
             value=value,
             value_reference=_read_reference(original),
             effective_time=_read_time(_opt(observation, "effectiveTime")),
+            target_site_null_flavor="NA" if site == {"nullFlavor": "NA"} else "MSK",
         )
+
+
+class RadiationDose(VoletEntry):
+    """An FR-DICOM-Quantite (``1.2.250.1.213.1.1.3.154``): a radiation dose measured (PDL, PDS, DGM …).
+
+    ``<observation classCode="OBS" moodCode="EVN"><code code="113813" codeSystem="1.2.840.10008.2.16.4"/>``
+    ``<value xsi:type="PQ" value="1140.26" unit="mGy.cm"/><targetSiteCode xsi:type="CD" code="302548004" …/>``
+    """
+
+    code: Code
+    """What is measured (jdv-quantite-exposition-rayonnements-cisis, e.g. ``113813`` total DLP)."""
+    quantity: Quantity
+    """The measure, with its UCUM unit (``mGy.cm``, ``Gy.m2`` …)."""
+    target_site: Code
+    """Where (jdv-localisation-anatomique-cisis)."""
+    site_reference: str | None = None
+    """``ID`` of the narrative naming the site."""
+    effective_time: Timestamp | None = None
+    """When it was measured; None writes no time."""
+
+    def value_set_problems(self) -> list[str]:
+        """The measure and the site must be in their value sets."""
+        found: list[str] = []
+        _check_in(found, "dose.code", self.code, JDV_QUANTITE_EXPOSITION_RAYONNEMENTS)
+        _check_in(found, "dose.target_site", self.target_site, JDV_LOCALISATION_ANATOMIQUE)
+        return found
+
+    def to_element(self) -> etree._Element:
+        """The ``<entry>`` with the measurement."""
+        entry = self._entry()
+        observation = _sub(entry, "observation", classCode="OBS", moodCode="EVN")
+        _templates(observation, RADIATION_DOSE_TEMPLATES)
+        _ii(observation, self.id)
+        _code(observation, "code", self.code)
+        _text(observation, self.reference)
+        _sub(observation, "statusCode", code="completed")
+        if self.effective_time is not None:
+            _time(observation, "effectiveTime", self.effective_time)
+        value = _sub(observation, "value")
+        value.set(_XSI_TYPE, "PQ")
+        value.set("value", format(self.quantity.value, "f"))
+        value.set("unit", self.quantity.unit)
+        _coded(
+            observation, "targetSiteCode", self.target_site, self.site_reference, media_type="text/xml", xsi_type="CD"
+        )
+        return entry
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> RadiationDose:
+        """Read a measurement written as :meth:`to_element` writes it; declined otherwise."""
+        observation = _statement(element, "observation")
+        _event(observation, "OBS")
+        _expect_templates(observation, RADIATION_DOSE_TEMPLATES)
+        _only(
+            observation, {"templateId", "id", "code", "text", "statusCode", "effectiveTime", "value", "targetSiteCode"}
+        )
+        if _one(observation, "statusCode").get("code") != "completed":
+            raise _decline("a measurement that is not completed")
+        code = _read_code(_one(observation, "code"))
+        value = _one(observation, "value")
+        _only(value, set())
+        if set(_attributes(value)) != {_XSI_TYPE, "value", "unit"} or value.get(_XSI_TYPE) != "PQ":
+            raise _decline("a measurement value written otherwise")
+        try:
+            quantity = Quantity(value=Decimal(value.get("value") or ""), unit=value.get("unit") or "")
+        except InvalidOperation:
+            raise _decline("a measurement value that is not a number") from None
+        site, site_reference = _read_coded(_one(observation, "targetSiteCode"), media_type="text/xml", xsi_type="CD")
+        if code is None:
+            raise _decline("a measurement without code")
+        return cls(
+            id=_required_id(observation),
+            reference=_read_reference(_opt(observation, "text")),
+            entry_type_code=element.get("typeCode"),
+            code=code,
+            quantity=quantity,
+            target_site=site,
+            site_reference=site_reference,
+            effective_time=_read_time(_opt(observation, "effectiveTime")),
+        )
+
+
+class PatientExposure(VoletEntry):
+    """An FR-DICOM-Exposition-patient (``1.2.250.1.213.1.1.3.165``): who authorised the irradiation.
+
+    ``<procedure classCode="PROC" moodCode="EVN"><code code="121290" …/><participant typeCode="RESP">``
+    ``<participantRole><id …/><code code="113850" …/><playingEntity><name>…</name></playingEntity>``
+    ``</participantRole></participant></procedure>``
+    """
+
+    authorised_by: PersonName
+    """The professional who authorised the exposure."""
+    authoriser_id: InstanceId
+    """That professional's id (IdNat_PS: root ``1.2.250.1.71.4.2.1``, ``8`` + RPPS)."""
+    code_reference: str | None = None
+    """``ID`` of the narrative naming the exposure (``code/originalText``)."""
+
+    def to_element(self) -> etree._Element:
+        """The ``<entry>`` with the procedure."""
+        entry = self._entry()
+        procedure = _sub(entry, "procedure", classCode="PROC", moodCode="EVN")
+        _templates(procedure, PATIENT_EXPOSURE_TEMPLATES)
+        _ii(procedure, self.id)
+        _coded(procedure, "code", _EXPOSURE_CODE, self.code_reference, media_type=None)
+        role = _sub(_sub(procedure, "participant", typeCode="RESP"), "participantRole")
+        _ii(role, self.authoriser_id)
+        _code(role, "code", _AUTHORISATION)
+        _write_person_name(_sub(_sub(role, "playingEntity"), "name"), self.authorised_by)
+        return entry
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> PatientExposure:
+        """Read an exposure written as :meth:`to_element` writes it; declined otherwise."""
+        procedure = _statement(element, "procedure")
+        if procedure.get("classCode") != "PROC" or procedure.get("moodCode") != "EVN":
+            raise _decline("a procedure that is not an event")
+        _expect_templates(procedure, PATIENT_EXPOSURE_TEMPLATES)
+        _only(procedure, {"templateId", "id", "code", "participant"})
+        code, code_reference = _read_coded(_one(procedure, "code"), media_type=None)
+        if code != _EXPOSURE_CODE:
+            raise _decline("an exposure with another code")
+        participant = _one(procedure, "participant")
+        if _attributes(participant) != {"typeCode": "RESP"}:
+            raise _decline("an exposure participant that is not RESP")
+        _only(participant, {"participantRole"})
+        role = _one(participant, "participantRole")
+        if role.attrib:
+            raise _decline("a participantRole with attributes")
+        _only(role, {"id", "code", "playingEntity"})
+        if _read_code(_one(role, "code")) != _AUTHORISATION:
+            raise _decline("a participant role that is not the authorisation")
+        authoriser = _read_ii(_one(role, "id"))
+        entity = _one(role, "playingEntity")
+        if entity.attrib or authoriser is None:
+            raise _decline("an authoriser without id, or a playingEntity with attributes")
+        _only(entity, {"name"})
+        return cls(
+            id=_required_id(procedure),
+            entry_type_code=element.get("typeCode"),
+            authorised_by=_read_name(_one(entity, "name")),
+            authoriser_id=authoriser,
+            code_reference=code_reference,
+        )
+
+
+def _read_name(name: etree._Element) -> PersonName:
+    """A name with at most one prefix, given, family and suffix, in that order, as plain text."""
+    if name.attrib:
+        raise _decline("a name with attributes")
+    parts = [c for c in name if isinstance(c.tag, str)]
+    order = ["prefix", "given", "family", "suffix"]
+    names = [etree.QName(p).localname for p in parts]
+    if names != [n for n in order if n in names] or any(p.attrib or len(p) for p in parts):
+        raise _decline("a name written otherwise")
+    if (name.text or "").strip() or any((p.tail or "").strip() for p in parts):
+        raise _decline("a name with text of its own")
+    values = {etree.QName(p).localname: p.text or "" for p in parts}
+    if "family" not in values:
+        raise _decline("a name without family name")
+    if any(v != v.strip() or not v for v in values.values()):
+        raise _decline("a name part with surrounding spaces")
+    return PersonName(
+        family=values["family"], given=values.get("given"), prefix=values.get("prefix"), suffix=values.get("suffix")
+    )
+
+
+class RadiationExposure(_Model):
+    """The radiation exposure of an act (FR-DICOM-Exposition-aux-radiations): who authorised it, the doses.
+
+    The subsection is optional; once given, the volet requires the authorisation.
+    """
+
+    authorised_by: PersonName
+    """The professional who authorised the exposure."""
+    authoriser_id: InstanceId
+    """That professional's id (IdNat_PS)."""
+    pregnancy: Code | None = None
+    """Pregnancy status (jdv-statut-grossesse-cisis), when known."""
+    doses: tuple[RadiationDose, ...] = ()
+    """The doses measured (jdv-quantite-exposition-rayonnements-cisis codes, UCUM units)."""
+
+    def value_set_problems(self) -> list[str]:
+        """Pregnancy status, measures and sites outside their value sets."""
+        found: list[str] = []
+        if self.pregnancy is not None:
+            _check_in(found, "exposure.pregnancy", self.pregnancy, JDV_STATUT_GROSSESSE)
+        for i, dose in enumerate(self.doses):
+            found += [f"exposure.doses[{i}].{p.split('.', 1)[1]}" for p in dose.value_set_problems()]
+        return found
 
 
 # --------------------------------------------------------------------------- content
@@ -704,6 +921,8 @@ class ImagingAct(_Model):
     """Date and time of the study."""
     series: ImagingSeries
     """The study's series and its instance."""
+    exposure: RadiationExposure | None = None
+    """The radiation exposure and doses (ionising modalities), optional."""
 
     @model_validator(mode="after")
     def _rules(self) -> ImagingAct:
@@ -724,6 +943,8 @@ class ImagingAct(_Model):
             _check_in(found, f"regions[{i}]", region, JDV_REGION_ANATOMIQUE)
         _check_in(found, "series.modality", self.series.modality, JDV_MODALITE_ACQUISITION)
         _check_in(found, "series.instance.sop_class", self.series.instance.sop_class, JDV_SOP_CLASS)
+        if self.exposure is not None:
+            found += self.exposure.value_set_problems()
         return found
 
     def header_translations(self) -> tuple[RawElement, ...]:
@@ -857,12 +1078,51 @@ def _act_section(act: ImagingAct, n: int) -> Section:
         ],
     )
     catalog = _section(_CATALOG, text=catalog_text, entries=(study,))
+    subsections = (catalog,) if act.exposure is None else (_exposure_section(act.exposure, anchor), catalog)
     return _section(
         _ACT,
         text=narrative_table(tuple(headers), [tuple(row)]),
         entries=(technique,),
-        subsections=(catalog,),
+        subsections=subsections,
     )
+
+
+def _exposure_section(exposure: RadiationExposure, anchor: str) -> Section:
+    text = new_root("text")
+    name = exposure.authorised_by
+    shown = " ".join(p for p in (name.prefix, name.given, name.family, name.suffix) if p)
+    paragraph = _sub(text, "paragraph")
+    paragraph.text = "Autorisation d'irradiation : "
+    _sub(paragraph, "content", ID=f"{anchor}-exposition").text = shown
+    entries: list[VoletEntry] = [
+        PatientExposure(authorised_by=name, authoriser_id=exposure.authoriser_id, code_reference=f"{anchor}-exposition")
+    ]
+    if exposure.pregnancy is not None:
+        paragraph = _sub(text, "paragraph")
+        paragraph.text = "Statut de grossesse : "
+        _sub(paragraph, "content", ID=f"{anchor}-grossesse").text = show_code(exposure.pregnancy)
+        entries.append(
+            DicomObservation(
+                code=PREGNANCY_STATUS,
+                value=exposure.pregnancy,
+                value_reference=f"{anchor}-grossesse",
+                target_site_null_flavor="NA",
+            )
+        )
+    if exposure.doses:
+        table = _sub(text, "table", border="1")
+        head = _sub(_sub(table, "thead"), "tr")
+        for header in ("Mesure", "Localisation", "Quantité"):
+            _sub(head, "th").text = header
+        body = _sub(table, "tbody")
+        for i, dose in enumerate(exposure.doses, start=1):
+            measure, site = f"{anchor}-dose-{i}", f"{anchor}-dose-{i}-localisation"
+            row = _sub(body, "tr")
+            _sub(_sub(row, "td"), "content", ID=measure).text = show_code(dose.code)
+            _sub(_sub(row, "td"), "content", ID=site).text = show_code(dose.target_site)
+            _sub(row, "td").text = f"{format(dose.quantity.value, 'f')} {dose.quantity.unit}"
+            entries.append(dose.model_copy(update={"reference": measure, "site_reference": site}))
+    return _section(_EXPOSURE, text=Narrative.from_element(text), entries=tuple(entries))
 
 
 def _section(
