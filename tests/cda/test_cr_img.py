@@ -40,7 +40,7 @@ from dmp_connector.ins import Identity
 
 from .conftest import KIT, PARIS
 from .kit_engine import kit_findings, volet_schematron
-from .xmldiff import differences
+from .xmldiff import differences, document_differences
 
 LOINC = "2.16.840.1.113883.6.1"
 DCM = "1.2.840.10008.2.16.4"
@@ -328,8 +328,6 @@ def test_ans_report_reads_into_typed_entries_that_rebuild_element_by_element(
 def test_ans_examples_come_back_losslessly(
     example_files: Mapping[str, bytes], parsed_examples: Mapping[str, ClinicalDocument]
 ) -> None:
-    from .xmldiff import document_differences
-
     for name in (*IMG_EXAMPLES, IMG_N1):  # the level-1 report goes through the untyped path (a PDF body)
         assert document_differences(example_files[name], build(parsed_examples[name])) == [], name
 
@@ -367,3 +365,24 @@ def test_passes_the_projects_validator_and_the_kits_own_engine(
     assert volet is not None and volet.name == "CI-SIS_IMG-CR-IMG_2024.01.sch"
     for path in (volet, *(KIT / "schematrons" / GENERIC_SCHEMATRONS[n] for n in QUICK)):
         assert kit_findings(data, path) == frozenset(), path.name
+
+
+def test_an_entry_the_model_cannot_hold_stays_raw_and_comes_back_whole(
+    make_report: Callable[..., ClinicalDocument], qualified_patient: Identity
+) -> None:
+    """A null time where the model holds a time or nothing: read as it is (RawEntry), never dropped or rewritten."""
+    data = build(make_report(full_content(), qualified_patient))
+    root = etree.fromstring(data)  # noqa: TID251 - our own output
+    hl7 = "{urn:hl7-org:v3}"
+    procedure = root.find(f".//{hl7}procedure")
+    assert procedure is not None
+    time = procedure.find(f"{hl7}effectiveTime")
+    assert time is not None
+    del time.attrib["value"]
+    time.set("nullFlavor", "NI")
+    changed = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    document = parse(changed)
+    assert cr_img_acts(document) == []
+    raws = [e for e in _entries(document) if isinstance(e, RawEntry)]
+    assert len(raws) == 1 and 'nullFlavor="NI"' in raws[0].xml
+    assert document_differences(changed, build(document)) == []

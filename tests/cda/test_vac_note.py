@@ -243,3 +243,20 @@ def test_passes_the_projects_validator_and_the_kits_own_engine(
     assert volet is not None and volet.name == "CI-SIS_VAC-NOTE_2023.01.sch"
     for path in (volet, *(KIT / "schematrons" / GENERIC_SCHEMATRONS[n] for n in QUICK)):
         assert kit_findings(data, path) == frozenset(), path.name
+
+
+def test_a_vaccination_the_model_cannot_hold_stays_raw_and_comes_back_whole(
+    make_note: Callable[..., ClinicalDocument], performer: AssignedEntity, qualified_patient: Identity
+) -> None:
+    """A reaction whose start is 'no information' (NI): the model writes an unknown start as UNK, so it reads raw."""
+    data = build(make_note(vaccination(performer=performer), qualified_patient))
+    root = etree.fromstring(data)  # noqa: TID251 - our own output
+    hl7 = "{urn:hl7-org:v3}"
+    low = root.find(f".//{hl7}entryRelationship/{hl7}observation/{hl7}effectiveTime/{hl7}low")
+    assert low is not None
+    del low.attrib["value"]
+    low.set("nullFlavor", "NI")
+    changed = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    document = parse(changed)
+    assert vac_note_vaccination(document) is None
+    assert document_differences(changed, build(document)) == []

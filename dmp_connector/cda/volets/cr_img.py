@@ -278,6 +278,15 @@ def _attributes(element: etree._Element) -> dict[str, str]:
     return {str(k): str(v) for k, v in element.attrib.items()}
 
 
+def _time_value(element: etree._Element | None) -> date | datetime | None:
+    """A time with a value, or None when absent; a null-flavoured one is declined (it would be written absent)."""
+    if element is None:
+        return None
+    if element.get("nullFlavor") is not None or set(element.attrib) != {"value"}:
+        raise _decline("a time with a null flavor or other attributes")
+    return _read_time(element)
+
+
 def _one_reference(references: list[str | None], what: str) -> str | None:
     if len(set(references)) > 1:
         raise _decline(f"{what} pointing to different narratives")
@@ -387,7 +396,7 @@ class ImagingTechnique(VoletEntry):
             code=code,
             ccam=ccam,
             code_reference=code_reference,
-            effective_time=_read_time(_opt(procedure, "effectiveTime")),
+            effective_time=_time_value(_opt(procedure, "effectiveTime")),
             modalities=tuple(m for m, _ in modalities),
             modality_reference=_one_reference([r for _, r in modalities], "modalities"),
             target_sites=tuple(s for s, _ in sites),
@@ -509,7 +518,7 @@ class ImagingStudy(VoletEntry):
         _only(act, {"templateId", "id", "code", "text", "effectiveTime", "entryRelationship"})
         if _read_code(_one(act, "code")) != _STUDY:
             raise _decline("a study act with another code")
-        time = _read_time(_one(act, "effectiveTime"))
+        time = _time_value(_one(act, "effectiveTime"))
         if time is None:
             raise _decline("a study without time")
         series = _component(act, "act")
@@ -551,13 +560,13 @@ class ImagingStudy(VoletEntry):
                 uid=uid,
                 modality=modality,
                 modality_reference=modality_reference,
-                effective_time=_read_time(_opt(series, "effectiveTime")),
+                effective_time=_time_value(_opt(series, "effectiveTime")),
                 instance=SopInstance(
                     uid=instance_uid,
                     sop_class=sop_class,
                     class_reference=class_reference,
                     url=url,
-                    effective_time=_read_time(_opt(sop, "effectiveTime")),
+                    effective_time=_time_value(_opt(sop, "effectiveTime")),
                 ),
             ),
         )
@@ -659,6 +668,8 @@ class DicomObservation(VoletEntry):
         value_element = _one(observation, "value")
         if value_element.get(_XSI_TYPE) != "CD":
             raise _decline("an observation value that is not a CD")
+        if set(_attributes(value_element)) - {_XSI_TYPE, "code", "codeSystem", "displayName", "codeSystemName"}:
+            raise _decline("an observation value with a null flavor or other attributes")
         value = _read_code(value_element)
         original = _opt(value_element, "originalText")
         if original is not None and original.attrib:
@@ -670,7 +681,7 @@ class DicomObservation(VoletEntry):
             code=code,
             value=value,
             value_reference=_read_reference(original),
-            effective_time=_read_time(_opt(observation, "effectiveTime")),
+            effective_time=_time_value(_opt(observation, "effectiveTime")),
             target_site_null_flavor="NA" if site == {"nullFlavor": "NA"} else "MSK",
         )
 
@@ -751,7 +762,7 @@ class RadiationDose(VoletEntry):
             quantity=quantity,
             target_site=site,
             site_reference=site_reference,
-            effective_time=_read_time(_opt(observation, "effectiveTime")),
+            effective_time=_time_value(_opt(observation, "effectiveTime")),
         )
 
 

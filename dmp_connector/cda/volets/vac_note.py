@@ -356,6 +356,8 @@ class Vaccination(VoletEntry):
         _only(material, {"code", "name", "lotNumberText"})
         product_code_element = _one(material, "code")
         product_code = _read_code(product_code_element, allow_children={"translation"})
+        for translation in _all(product_code_element, "translation"):
+            _only(translation, set())
         translations = [_read_code(t) for t in _all(product_code_element, "translation")]
         atc = [t for t in translations if t is not None and t.code_system == ATC]
         cip = [t for t in translations if t is not None and t.code_system == CIP]
@@ -467,8 +469,17 @@ def _read_reaction(relationship: etree._Element) -> VaccinationReaction:
         code=code,
         value=value,
         value_reference=_read_reference(_opt(value_element, "originalText")),
-        start=_read_time(_one(interval, "low")),
+        start=_reaction_start(_one(interval, "low")),
     )
+
+
+def _reaction_start(low: etree._Element) -> date | datetime | None:
+    """``low``'s time; ``nullFlavor="UNK"`` (how an unknown start is written) is None, another null is declined."""
+    if low.get("nullFlavor") is not None:
+        if _attributes(low) != {"nullFlavor": "UNK"}:
+            raise _decline("a reaction start with another null flavor")
+        return None
+    return _read_time(low)
 
 
 def _only_child(relationship: etree._Element, name: str) -> etree._Element:
