@@ -228,7 +228,7 @@ def _fhir_date(date: BirthDate) -> str:
 
 
 def identity_from_patient(
-    source: str | bytes | Mapping[str, Any], *, settings: FrCoreSettings = DEFAULT_SETTINGS
+    source: str | bytes | Mapping[str, Any], *, settings: FrCoreSettings = DEFAULT_SETTINGS, lenient: bool = False
 ) -> Identity:
     """The identity an FR Core Patient describes (JSON text or dict), both FR Core releases.
 
@@ -238,11 +238,13 @@ def identity_from_patient(
     one), several INS identifiers in use, an INS with a wrong key; with
     :class:`~dmp_connector.fhir.FhirStructureError`, what is not valid FHIR R4.
     Names are kept as written (compare with :meth:`IdentityTraits.compare`, which normalises).
+    ``lenient=True`` keeps an INS whose key is wrong (``key_valid=False``; writers refuse it), as
+    published examples carry some.
     """
     patient = load_json(source)
     check_resource(patient, "Patient")
     status, attributes, document = _read_reliability(patient)
-    ins = _read_ins(patient, settings)
+    ins = _read_ins(patient, settings, lenient)
     if ins is not None and status is not IdentityStatus.QUAL:
         raise FhirMappingError(
             f"this Patient carries an INS with the status {status.value}: the INS travels with a qualified identity only",
@@ -327,7 +329,7 @@ def _read_reliability(patient: Mapping[str, Any]) -> tuple[IdentityStatus, dict[
     return status, attributes, document
 
 
-def _read_ins(patient: Mapping[str, Any], settings: FrCoreSettings) -> INS | None:
+def _read_ins(patient: Mapping[str, Any], settings: FrCoreSettings, lenient: bool) -> INS | None:
     found: list[INS] = []
     for identifier in patient.get("identifier") or ():
         system = identifier.get("system")
@@ -343,7 +345,7 @@ def _read_ins(patient: Mapping[str, Any], settings: FrCoreSettings) -> INS | Non
         if not isinstance(value, str):
             raise FhirMappingError("an INS identifier has no value")
         try:
-            found.append(INS.parse(value, oid=oid, production=True if settings.production else None))
+            found.append(INS.parse(value, oid=oid, lenient=lenient, production=True if settings.production else None))
         except DmpConnectorError as exc:
             raise FhirMappingError("an INS identifier is invalid: " + exc.message, hint=exc.hint) from None
     if len(found) > 1:
