@@ -244,9 +244,12 @@ def decode_payload(payload: str | bytes, *, fmt: DatamatrixFormat = DEFAULT_FORM
         raise DatamatrixError("characters follow the last field (S7)")
     try:
         oid = InsOid.parse(oid_text)
+    except DmpConnectorError as exc:
+        raise DatamatrixError("field S2 is not an INS OID: " + exc.message, field="S2", hint=exc.hint) from None
+    try:
         ins = INS.parse(matricule, oid=oid, production=True if fmt.production else None)
     except DmpConnectorError as exc:
-        raise DatamatrixError("S1/S2 is not a valid INS: " + exc.message, field="S1", hint=exc.hint) from None
+        raise DatamatrixError("field S1 is not a valid INS: " + exc.message, field="S1", hint=exc.hint) from None
     if sex not in fmt.sexes:
         raise DatamatrixError(f"field S5 (sex) must be one of {', '.join(sorted(fmt.sexes))}", field="S5")
     match = _DATE.match(date)

@@ -233,7 +233,7 @@ def test_qual_without_ins_and_recup_are_refused() -> None:
         lambda p: p.update(gender="unknown"),
         lambda p: p.pop("birthDate"),
         lambda p: p.update(name=[{"use": "usual", "family": "X"}]),
-        lambda p: p["identifier"].append(dict(p["identifier"][0], value="160058815400237")),
+        lambda p: p["identifier"].append(dict(p["identifier"][0], value="160058815400283")),
         lambda p: p["identifier"][0].update(value="260058815400234"),
         lambda p: p["extension"][0]["extension"][0]["valueCoding"].update(system="http://example.org/other"),
     ],
