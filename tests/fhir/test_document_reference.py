@@ -1,0 +1,66 @@
+"""The MHD DocumentReference view of a DMP entry, checked against the patient asked."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from dmp_connector.errors import PatientMismatchError
+from dmp_connector.fhir import document_reference, to_model
+from dmp_connector.ins import INS, InsOid
+from dmp_connector.xds import Cx
+from tests.dmp.client_support import registry_entry
+from tests.xds.conftest import make_document
+
+ASKED = INS.parse("279035121518989", oid=InsOid.NIR_TEST)
+UUID = "urn:uuid:0e5a7a34-6f0e-4d7b-9f3c-2a1f0b8c9d10"
+
+
+def test_entry_fields_map_as_mhd_says() -> None:
+    entry = registry_entry(make_document(comments="Consultation du 2 janvier"), uuid=UUID)
+    resource = document_reference(entry, ASKED)
+    assert resource["masterIdentifier"] == {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.7.2"}
+    assert resource["identifier"] == [{"use": "official", "system": "urn:ietf:rfc:3986", "value": UUID}]
+    assert resource["status"] == "current"
+    assert resource["type"]["coding"][0] == {
+        "system": "urn:oid:2.16.840.1.113883.6.1",
+        "code": "11488-4",
+        "display": "Compte rendu de consultation",
+    }
+    assert resource["category"][0]["coding"][0]["code"] == "11"
+    assert resource["securityLabel"][0]["coding"][0]["code"] == "N"
+    content = resource["content"][0]
+    assert content["format"]["code"] == "urn:ihe:iti:xds-sd:pdf:2008"
+    assert content["attachment"]["contentType"] == "application/pdf"
+    assert content["attachment"]["creation"] == "2025-01-02T03:04:05+00:00"
+    assert base64.b64decode(content["attachment"]["hash"]).hex() == "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+    assert resource["date"] == "2025-01-02T03:04:05+00:00"
+    assert resource["context"]["period"] == {"start": "2025-01-02T03:00:00+00:00", "end": "2025-01-02T03:30:00+00:00"}
+    assert resource["context"]["facilityType"]["coding"][0]["code"] == "SA07"
+    assert resource["context"]["practiceSetting"]["coding"][0]["code"] == "ETABLISSEMENT"
+    assert resource["subject"] == {"identifier": {"system": "urn:oid:1.2.250.1.213.1.4.10", "value": "279035121518989"}}
+    assert resource["description"] == "Consultation du 2 janvier"
+    contained = {item["id"]: item for item in resource["contained"]}
+    assert contained["author-1"]["identifier"][0]["value"] == entry.authors[0].person.id  # type: ignore[union-attr]
+    assert {"reference": "#author-1-role"} in resource["author"]
+    assert contained["author-1-org-1"]["name"] == "Cabinet Test"
+    assert resource["authenticator"] == {"reference": "#legal-authenticator"}
+    assert type(to_model(resource)).__name__ == "DocumentReference"
+
+
+def test_deprecated_entry_is_superseded() -> None:
+    entry = make_document(availability_status="urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated")
+    assert document_reference(entry, ASKED)["status"] == "superseded"
+
+
+def test_another_patients_entry_is_refused_without_its_ins() -> None:
+    other = make_document(patient_id=Cx.ins("160058815400283", "1.2.250.1.213.1.4.10"))
+    with pytest.raises(PatientMismatchError) as caught:
+        document_reference(other, ASKED)
+    assert "160058815400283" not in str(caught.value) and "279035121518989" not in str(caught.value)
+    with pytest.raises(PatientMismatchError):
+        document_reference(make_document(patient_id=None), ASKED)
+    production = INS.parse("279035121518989", oid=InsOid.NIR)
+    with pytest.raises(PatientMismatchError):
+        document_reference(make_document(), production)
