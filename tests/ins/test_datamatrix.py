@@ -184,3 +184,25 @@ def test_pdf_page_and_stamp_hold_a_readable_symbol() -> None:
     assert read_image(rendered_page(page)) == PAYLOAD
     with pytest.raises(DatamatrixError):
         stamp_pdf(b"%PDF-nonsense", PAYLOAD)
+
+
+def test_cli_encode_then_decode_an_image(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dmp_connector.cli import main
+
+    png = tmp_path / "ins.png"
+    args = ["ins", "datamatrix", "encode", "--matricule", "260058815400233", "--oid", InsOid.NIR_TEST.value]
+    args += ["--birth-name", "Dark", "--first-names", "Jeanne Marie Cécile", "--sex", "F"]
+    args += ["--birth-date", "1960-05-30", "--birth-place", "88154", "--qualified", "--png", str(png)]
+    encoded = CliRunner().invoke(main, ["--json", *args])
+    assert encoded.exit_code == 0, encoded.output
+    assert '"payload"' in encoded.output
+    decoded = CliRunner().invoke(main, ["--json", "ins", "datamatrix", "decode", "--image", str(png)])
+    assert decoded.exit_code == 0, decoded.output
+    assert '"birth_place": "88154"' in decoded.output
+    bad = tmp_path / "bad.txt"
+    bad.write_text(PAYLOAD.replace("S1260058815400233", "S1260058815400234"))
+    refused = CliRunner().invoke(main, ["ins", "datamatrix", "decode", str(bad)])
+    assert refused.exit_code == 4
+    assert "260058815400234" not in refused.output
