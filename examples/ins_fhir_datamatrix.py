@@ -39,7 +39,9 @@ def main() -> int:
         birth_place="88154",
         used_name="Martin",
     )
-    retrieved = Identity(traits=traits, ins=INS.parse("260058815400233", oid=InsOid.NIR_TEST), status=IdentityStatus.RECUP)
+    retrieved = Identity(
+        traits=traits, ins=INS.parse("260058815400233", oid=InsOid.NIR_TEST), status=IdentityStatus.RECUP
+    )
     patient_asked = retrieved.qualify(IdentityDocumentKind.NATIONAL_ID_CARD)
     print("1. FR Core Patient")
     for version in FrCoreVersion:

@@ -43,7 +43,9 @@ def datamatrix() -> None:
     required=True,
     help="State that this identity is QUAL (INS from INSi and ID document checked); nothing else may be printed.",
 )
-@click.option("--png", "png_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the symbol as PNG.")
+@click.option(
+    "--png", "png_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the symbol as PNG."
+)
 @click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a one-page PDF.")
 @pass_state
 def encode(
@@ -62,7 +64,11 @@ def encode(
     """Write the INS Datamatrix payload of a qualified identity (GS shown as <GS>; raw in --json)."""
     try:
         traits = IdentityTraits.build(
-            birth_name=birth_name, birth_first_names=first_names, sex=sex, birth_date=birth_date, birth_place=birth_place
+            birth_name=birth_name,
+            birth_first_names=first_names,
+            sex=sex,
+            birth_date=birth_date,
+            birth_place=birth_place,
         )
         status = IdentityStatus.QUAL if qualified else IdentityStatus.PROV
         identity = Identity(traits=traits, ins=INS.parse(matricule, oid=oid_text), status=status)

@@ -32,7 +32,7 @@ from typing import Any
 
 from dmp_connector.errors import PatientMismatchError
 from dmp_connector.ins import INS, Identity
-from dmp_connector.xds import AnyCode, Author, AvailabilityStatus, DocumentEntry, Xcn, Xon, XdsTime
+from dmp_connector.xds import AnyCode, Author, AvailabilityStatus, DocumentEntry, Xcn, XdsTime, Xon
 
 from ._library import check_resource
 

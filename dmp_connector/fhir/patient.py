@@ -41,7 +41,7 @@ from dmp_connector.ins import (
     Sex,
 )
 
-from ._library import FhirStructureError, check_resource, load_json
+from ._library import check_resource, load_json
 
 __all__ = [
     "BIRTH_LIST_GIVEN_NAME",
@@ -190,7 +190,10 @@ def _reliability(identity: Identity, version: FrCoreVersion) -> list[dict[str, A
     first = [{"url": "identityStatus", "valueCoding": {"system": CS_V2_0445, "code": status}}]
     out = [{"url": IDENTITY_RELIABILITY, "extension": first + _document(identity.document)}]
     out += [
-        {"url": IDENTITY_RELIABILITY, "extension": [{"url": "identityStatus", "valueCoding": {"system": CS_V2_0445, "code": code}}]}
+        {
+            "url": IDENTITY_RELIABILITY,
+            "extension": [{"url": "identityStatus", "valueCoding": {"system": CS_V2_0445, "code": code}}],
+        }
         for name, code in _ATTRIBUTES
         if getattr(identity, name)
     ]
@@ -214,7 +217,10 @@ def _insee(cog: str) -> dict[str, Any]:
 
 def _fhir_date(date: BirthDate) -> str:
     if date.is_lunar:
-        raise FhirMappingError("a lunar birth date (not on the calendar) has no FHIR date", hint="FR Core's lunar-date extension is not written yet")
+        raise FhirMappingError(
+            "a lunar birth date (not on the calendar) has no FHIR date",
+            hint="FR Core's lunar-date extension is not written yet",
+        )
     if date.month is None:
         if date.day is not None:
             raise FhirMappingError("a birth date with a day but no month has no FHIR date")
@@ -247,7 +253,8 @@ def identity_from_patient(
     ins = _read_ins(patient, settings, lenient)
     if ins is not None and status is not IdentityStatus.QUAL:
         raise FhirMappingError(
-            f"this Patient carries an INS with the status {status.value}: the INS travels with a qualified identity only",
+            f"this Patient carries an INS with the status {status.value}:"
+            " the INS travels with a qualified identity only",
             hint="integrate the identity without its INS, or ask the sender to fix the status",
         )
     if status is IdentityStatus.RECUP:
@@ -425,4 +432,3 @@ def check_patient(source: str | bytes | Mapping[str, Any], asked: Identity) -> I
             "the FHIR Patient is not the patient asked", service="FHIR", operation="Patient", problems=problems
         )
     return received
-

@@ -211,11 +211,10 @@ def _placement(nrow: int, ncol: int, words: list[int]) -> list[list[bool]]:
 def encode(text: str, *, c40_length: int = 0) -> Symbol:
     """The smallest square symbol holding ``text`` (C40 for its first ``c40_length`` characters)."""
     data = codewords(text, c40_length)
-    for size, capacity, ecc_total, region, per_side, blocks in _SYMBOLS:
-        if len(data) <= capacity:
-            break
-    else:
+    chosen = next((row for row in _SYMBOLS if len(data) <= row[1]), None)
+    if chosen is None:
         raise ValueError("the text is too long for a Data Matrix up to 104×104")
+    size, capacity, ecc_total, region, per_side, blocks = chosen
     padded = _pad(data, capacity)
     ecc_per_block = ecc_total // blocks
     words = padded + [0] * ecc_total

@@ -46,7 +46,11 @@ def example(name: str) -> dict[str, Any]:
 
 def dark(status: IdentityStatus = IdentityStatus.QUAL) -> Identity:
     traits = IdentityTraits.build(
-        birth_name="Dark", birth_first_names="Jeanne Marie Cécile", sex="F", birth_date="1960-05-30", birth_place="88154"
+        birth_name="Dark",
+        birth_first_names="Jeanne Marie Cécile",
+        sex="F",
+        birth_date="1960-05-30",
+        birth_place="88154",
     )
     ins = INS.parse("260058815400233", oid=InsOid.NIR) if status.ins_retrieved else None
     return Identity(traits=traits, ins=ins, status=status)
