@@ -270,3 +270,33 @@ def test_check_patient_refuses_another_patient_naming_only_traits() -> None:
         check_patient(identity_to_patient(dark()), dark().updated(traits=other))
     assert caught.value.problems == ("birth_name differs",)
     assert "DURAND" not in str(caught.value) and "DARK" not in str(caught.value)
+
+
+def test_the_package_imports_without_the_extras_and_names_them_when_used() -> None:
+    import subprocess
+    import sys
+
+    script = """
+import sys
+for name in ("fhir", "fhir.resources", "zxingcpp", "PIL", "pypdf"):
+    sys.modules[name] = None
+import dmp_connector.fhir, dmp_connector.ins, dmp_connector.ins.datamatrix_image, dmp_connector.cli
+from dmp_connector.errors import ConfigurationError
+from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits
+from dmp_connector.ins.datamatrix_image import read_image, to_png
+traits = IdentityTraits.build(birth_name="A", birth_first_names="B", sex="F", birth_date="2000-01-01", birth_place="88154")
+identity = Identity(traits=traits, ins=INS.parse("260058815400233"), status=IdentityStatus.QUAL)
+for call in (lambda: dmp_connector.fhir.identity_to_patient(identity), lambda: read_image(b"x")):
+    try:
+        call()
+    except ConfigurationError as exc:
+        print(exc.hint)
+print(len(to_png(dmp_connector.ins.encode_payload(identity))) > 100)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == [
+        "pip install 'dmp-connector[fhir]'",
+        "pip install 'dmp-connector[datamatrix]'",
+        "True",
+    ]
