@@ -284,7 +284,9 @@ import dmp_connector.fhir, dmp_connector.ins, dmp_connector.ins.datamatrix_image
 from dmp_connector.errors import ConfigurationError
 from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits
 from dmp_connector.ins.datamatrix_image import read_image, to_png
-traits = IdentityTraits.build(birth_name="A", birth_first_names="B", sex="F", birth_date="2000-01-01", birth_place="88154")
+traits = IdentityTraits.build(
+    birth_name="A", birth_first_names="B", sex="F", birth_date="2000-01-01", birth_place="88154"
+)
 identity = Identity(traits=traits, ins=INS.parse("260058815400233"), status=IdentityStatus.QUAL)
 for call in (lambda: dmp_connector.fhir.identity_to_patient(identity), lambda: read_image(b"x")):
     try:
