@@ -8,8 +8,8 @@ The mapping is IHE MHD's (XDS ↔ FHIR), read-only::
     typeCode / classCode          type / category
     confidentialityCode           securityLabel
     formatCode, mimeType          content.format, content.attachment.contentType
-    creationTime                  content.attachment.creation, and date (MHD gives date no XDS source;
-                                  FHIR DSTU2's XDS profile used creationTime when the submission time is unknown)
+    creationTime                  content.attachment.creation, and date when given to the second (MHD gives
+                                  date no XDS source; FHIR DSTU2's XDS profile used creationTime for it)
     hash, size, title, language   content.attachment.hash (base64 of the SHA-1), size, title, language
     author                        author (contained Practitioner / Organization)
     legalAuthenticator            authenticator (contained Practitioner)
@@ -32,9 +32,10 @@ from typing import Any
 
 from dmp_connector.errors import PatientMismatchError
 from dmp_connector.ins import INS, Identity
-from dmp_connector.xds import AnyCode, Author, AvailabilityStatus, DocumentEntry, Xcn, XdsTime, Xon
+from dmp_connector.xds import AnyCode, Author, AvailabilityStatus, DocumentEntry, TimePrecision, Xcn, XdsTime, Xon
 
 from ._library import check_resource
+from .patient import FhirMappingError
 
 __all__ = ["document_reference"]
 
@@ -64,14 +65,19 @@ def document_reference(entry: DocumentEntry, patient: Identity | INS) -> dict[st
     contained: list[dict[str, Any]] = []
     resource["masterIdentifier"] = _unique_id(entry.unique_id)
     resource["identifier"] = [{"use": "official", "system": "urn:ietf:rfc:3986", "value": _urn(entry.entry_uuid)}]
-    status = _STATUS.get(str(entry.availability_status or AvailabilityStatus.APPROVED.value), "entered-in-error")
+    status = _STATUS.get(str(entry.availability_status)) if entry.availability_status is not None else None
+    if status is None:
+        raise FhirMappingError(
+            "the entry's availabilityStatus is neither Approved nor Deprecated: a DocumentReference needs one",
+            hint="view entries as the registry returned them (ITI-18)",
+        )
     resource["status"] = status
     if entry.type_code is not None:
         resource["type"] = _concept(entry.type_code)
     if entry.class_code is not None:
         resource["category"] = [_concept(entry.class_code)]
     resource["subject"] = {"identifier": {"system": f"urn:oid:{ins.oid.value}", "value": ins.matricule}}
-    if entry.creation_time is not None:
+    if entry.creation_time is not None and entry.creation_time.precision >= TimePrecision.SECOND:
         resource["date"] = _instant(entry.creation_time)
     authors = []
     for index, author in enumerate(entry.authors):
@@ -164,7 +170,7 @@ def _date_time(time: XdsTime) -> str:
 
 
 def _instant(time: XdsTime) -> str:
-    """FHIR ``instant`` (DocumentReference.date) is always a full time: a day becomes its midnight UTC."""
+    """FHIR ``instant`` (DocumentReference.date) is a full time: written only from a time given to the second."""
     return time.moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 

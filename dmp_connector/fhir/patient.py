@@ -302,11 +302,13 @@ def _read_reliability(patient: Mapping[str, Any]) -> tuple[IdentityStatus, dict[
                     except ValueError:
                         raise FhirMappingError("identityStatus is not PROV, RECUP, VALI or QUAL") from None
                 elif old is not None:
+                    # Table 0445 mixes statuses (VIDE, PROV, VALI = the RNIV's QUAL), the RNIV attributes
+                    # (DOUT, FICT, HOMA) and management codes (doublons, collisions …) that change no rule here.
                     if old in by_code:
                         attributes[by_code[old]] = True
                     elif old == "VALI":
                         statuses.append(IdentityStatus.QUAL)
-                    else:
+                    elif old in ("PROV", "VIDE"):
                         statuses.append(IdentityStatus.PROV)
                 else:
                     raise FhirMappingError("identityStatus uses a code system FR Core does not bind")

@@ -64,3 +64,41 @@ def test_another_patients_entry_is_refused_without_its_ins() -> None:
     production = INS.parse("279035121518989", oid=InsOid.NIR)
     with pytest.raises(PatientMismatchError):
         document_reference(make_document(), production)
+
+
+def test_no_status_or_an_unknown_one_is_refused_and_a_day_gives_no_date() -> None:
+    from dmp_connector.fhir import FhirMappingError
+    from dmp_connector.xds import XdsTime
+
+    with pytest.raises(FhirMappingError):
+        document_reference(make_document(), ASKED)
+    with pytest.raises(FhirMappingError):
+        document_reference(make_document(availability_status="urn:ihe:iti:2010:StatusType:DeferredCreation"), ASKED)
+    day = registry_entry(make_document(creation_time=XdsTime.parse("20250102")), uuid=UUID)
+    resource = document_reference(day, ASKED)
+    assert "date" not in resource
+    assert resource["content"][0]["attachment"]["creation"] == "2025-01-02"
+
+
+def test_table_0445_management_codes_are_not_statuses() -> None:
+    from dmp_connector.fhir import identity_from_patient, identity_to_patient
+    from dmp_connector.ins import IdentityStatus
+
+    from .test_patient import dark
+
+    patient = identity_to_patient(dark())
+    patient["extension"].append(
+        {
+            "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
+            "extension": [
+                {
+                    "url": "identityStatus",
+                    "valueCoding": {
+                        "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445",
+                        "code": "DPOT",
+                    },
+                }
+            ],
+        }
+    )
+    assert identity_from_patient(patient).status is IdentityStatus.QUAL
