@@ -32,7 +32,7 @@ from typing import Any
 
 from dmp_connector.errors import PatientMismatchError
 from dmp_connector.ins import INS, Identity
-from dmp_connector.xds import AnyCode, Author, AvailabilityStatus, DocumentEntry, TimePrecision, Xcn, XdsTime, Xon
+from dmp_connector.xds import AnyCode, Author, AvailabilityStatus, Cx, DocumentEntry, TimePrecision, Xcn, XdsTime, Xon
 
 from ._library import check_resource
 from .patient import FhirMappingError
@@ -43,23 +43,33 @@ _OID = re.compile(r"^[0-2](?:\.(?:0|[1-9]\d*))+$")
 _STATUS = {AvailabilityStatus.APPROVED.value: "current", AvailabilityStatus.DEPRECATED.value: "superseded"}
 
 
-def document_reference(entry: DocumentEntry, patient: Identity | INS) -> dict[str, Any]:
+def document_reference(entry: DocumentEntry, patient: Identity | INS | Cx) -> dict[str, Any]:
     """The DocumentReference (JSON as a dict) for ``entry``, once its patient is checked to be ``patient``.
 
-    ``patient`` is the identity asked (its INS) or the INS itself. An entry with no patient id,
-    or another patient's, raises :class:`PatientMismatchError` naming no value.
+    ``patient`` is the identity asked (its INS), the INS itself, or — outside the DMP, in another
+    XDS affinity domain — the patient id asked as a :class:`~dmp_connector.xds.Cx`. An entry with no
+    patient id, or another patient's, raises :class:`PatientMismatchError` naming no value.
     """
-    ins = patient.ins if isinstance(patient, Identity) else patient
-    if ins is None:
-        raise PatientMismatchError(
-            "the patient asked has no INS to check the entry against", service="DMP", operation="DocumentReference"
+    if isinstance(patient, Cx):
+        subject_id, authority = patient.id, patient.assigning_authority
+        same = entry.patient_id is not None and (entry.patient_id.id, entry.patient_id.assigning_authority) == (
+            subject_id,
+            authority,
         )
-    if entry.patient_id is None or not ins.matches(entry.patient_id):
+    else:
+        ins = patient.ins if isinstance(patient, Identity) else patient
+        if ins is None:
+            raise PatientMismatchError(
+                "the patient asked has no INS to check the entry against", service="DMP", operation="DocumentReference"
+            )
+        subject_id, authority = ins.matricule, ins.oid.value
+        same = entry.patient_id is not None and ins.matches(entry.patient_id)
+    if not same:
         raise PatientMismatchError(
             "the DMP entry is not the patient asked's",
             service="DMP",
             operation="DocumentReference",
-            problems=("the entry's patientId is not the INS asked",),
+            problems=("the entry's patientId is not the patient asked",),
         )
     resource: dict[str, Any] = {"resourceType": "DocumentReference"}
     contained: list[dict[str, Any]] = []
@@ -76,7 +86,7 @@ def document_reference(entry: DocumentEntry, patient: Identity | INS) -> dict[st
         resource["type"] = _concept(entry.type_code)
     if entry.class_code is not None:
         resource["category"] = [_concept(entry.class_code)]
-    resource["subject"] = {"identifier": {"system": f"urn:oid:{ins.oid.value}", "value": ins.matricule}}
+    resource["subject"] = {"identifier": {"system": f"urn:oid:{authority}", "value": subject_id}}
     if entry.creation_time is not None and entry.creation_time.precision >= TimePrecision.SECOND:
         resource["date"] = _instant(entry.creation_time)
     authors = []

@@ -102,3 +102,45 @@ def test_table_0445_management_codes_are_not_statuses() -> None:
         }
     )
     assert identity_from_patient(patient).status is IdentityStatus.QUAL
+
+
+def test_every_entry_of_the_nist_query_responses_maps_to_a_valid_document_reference() -> None:
+    """ITI-18 answers written by the NIST toolkit (not by us): each Approved entry becomes valid FHIR R4."""
+    import json
+    from pathlib import Path
+
+    from dmp_connector.errors import MalformedResponseError
+    from dmp_connector.xds.queries import parse_adhoc_query_response
+    from dmp_connector.xml import parse_xml
+
+    nist = Path(__file__).resolve().parents[3] / "shared" / "xds" / "nist"
+    if not nist.is_dir():
+        pytest.skip(f"the NIST XDS corpus is not at {nist}")
+    messages = json.loads((nist / "manifest.json").read_text())["messages"]
+    mapped = 0
+    for name, item in sorted(messages.items()):
+        if item["kind"] != "AQR":
+            continue
+        try:
+            answer = parse_adhoc_query_response(parse_xml((nist / item["file"]).read_bytes(), what=name))
+        except MalformedResponseError:
+            continue  # refused by the XDS reader (tests/xds/test_nist_corpus.py says which and why)
+        for entry in answer.documents:
+            if entry.availability_status is None or entry.patient_id is None:
+                continue
+            resource = document_reference(entry, entry.patient_id)
+            assert type(to_model(resource)).__name__ == "DocumentReference"
+            assert resource["identifier"][0]["value"] == entry.entry_uuid
+            master = resource["masterIdentifier"]
+            if master.get("system") == "urn:ietf:rfc:3986":
+                assert master["value"] == f"urn:oid:{entry.unique_id}"
+            else:
+                assert f"{master['system'].removeprefix('urn:oid:')}^{master['value']}" == entry.unique_id
+            assert resource["subject"]["identifier"]["value"] == entry.patient_id.id
+            if entry.type_code is not None:
+                assert resource["type"]["coding"][0]["code"] == entry.type_code.code
+            mapped += 1
+            other = Cx(id=entry.patient_id.id + "0", assigning_authority=entry.patient_id.assigning_authority)
+            with pytest.raises(PatientMismatchError):
+                document_reference(entry, other)
+    assert mapped >= 10
