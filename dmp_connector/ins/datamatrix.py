@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dmp_connector.errors import DmpConnectorError, ValidationError
+from dmp_connector.errors import DmpConnectorError, PatientMismatchError, ValidationError
 
 from .identity import Identity, IdentityStatus
 from .matricule import INS, InsOid
@@ -106,12 +106,15 @@ class InsDatamatrix(BaseModel):
     def matches(self, identity: Identity) -> TraitComparison:
         """Compare with the patient asked: the traits' differences (empty when they agree).
 
-        The INS itself is checked first: another INS raises :class:`DatamatrixError` (a
-        document of another patient), whatever the traits say.
+        The INS itself is checked first: another INS (or a patient asked without one) raises
+        :class:`~dmp_connector.errors.PatientMismatchError` — a document of another patient —
+        whatever the traits say.
         """
         if identity.ins is None or not identity.ins.matches(self.ins):
-            raise DatamatrixError(
-                "the Datamatrix names another INS than the patient's",
+            raise PatientMismatchError(
+                "the Datamatrix names another INS than the patient asked's",
+                service="INS Datamatrix",
+                problems=("the Datamatrix INS is not the INS asked",),
                 hint="this document is not this patient's (identity vigilance): do not attach it",
             )
         return identity.traits.compare(self.traits)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from dmp_connector.errors import IdentityNotQualifiedError
+from dmp_connector.errors import IdentityNotQualifiedError, PatientMismatchError
 from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits, InsOid, Sex
 from dmp_connector.ins.datamatrix import GS, DatamatrixError, DatamatrixFormat, decode_payload, encode_payload
 from dmp_connector.ins.datamatrix_image import read_image, stamp_pdf, symbol, to_pdf_page, to_png
@@ -111,8 +111,9 @@ def test_test_oid_refused_in_production_and_another_ins_is_not_this_patient() ->
     with pytest.raises(DatamatrixError):
         decode_payload(PAYLOAD, fmt=DatamatrixFormat(production=True))
     other = dark().updated(ins=INS.parse("160058815400283", oid=InsOid.NIR_TEST))
-    with pytest.raises(DatamatrixError):
+    with pytest.raises(PatientMismatchError) as caught:
         decode_payload(PAYLOAD).matches(other)
+    assert "160058815400283" not in str(caught.value) and "260058815400233" not in str(caught.value)
     renamed = dark().traits.model_copy(update={"birth_name": "DURAND"})
     assert decode_payload(PAYLOAD).matches(dark().updated(traits=renamed)).traits == ("birth_name",)
 
