@@ -126,7 +126,8 @@ def identity_to_patient(identity: Identity, *, settings: FrCoreSettings = DEFAUL
     """The FR Core Patient (JSON as a dict) for ``identity``; the INS is written only if it is QUAL.
 
     A lunar date, or a day known with an unknown month, has no FHIR ``date`` and raises
-    :class:`FhirMappingError`; so does a test INS when ``settings.production``. The result is
+    :class:`FhirMappingError`; so do a test INS when ``settings.production`` and a QUAL identity
+    without a birth place (``fr-core-patient-ins`` requires it with the INS). The result is
     checked against the FHIR R4 model (extra ``fhir``).
     """
     traits = identity.traits
@@ -135,6 +136,11 @@ def identity_to_patient(identity: Identity, *, settings: FrCoreSettings = DEFAUL
         carried = identity.require_qualified("an FR Core Patient")
         if settings.production and carried.is_test:
             raise FhirMappingError("a test or demonstration INS is refused in production")
+        if traits.birth_place is None:
+            raise FhirMappingError(
+                "fr-core-patient-ins requires the birth place (its INSEE code) with the INS; this identity has none",
+                hint="INSi always gives one (99999 when unknown): take the traits from INSi",
+            )
     patient: dict[str, Any] = {"resourceType": "Patient"}
     if settings.meta_profile:
         patient["meta"] = {"profile": [PROFILE_PATIENT_INS if carried else PROFILE_PATIENT]}

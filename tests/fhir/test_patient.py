@@ -170,6 +170,13 @@ def test_names_uses_document_and_attributes() -> None:
         assert back.doubtful and back.homonym and back.status is IdentityStatus.PROV
 
 
+def test_a_qualified_identity_without_birth_place_is_not_written() -> None:
+    no_place = dark().traits.model_copy(update={"birth_place": None})
+    with pytest.raises(FhirMappingError):
+        identity_to_patient(dark().updated(traits=no_place))
+    assert "extension" in identity_to_patient(dark(IdentityStatus.PROV).updated(traits=no_place))
+
+
 def test_dates_fhir_cannot_hold_are_refused() -> None:
     lunar = dark().traits.model_copy(update={"birth_date": BirthDate(year=1960, month=2, day=30)})
     with pytest.raises(FhirMappingError):

@@ -65,7 +65,7 @@ def identities(draw: st.DrawFn, *, statuses: tuple[IdentityStatus, ...] = tuple(
     document = draw(documents) if status.document_checked else None
     attribute = draw(st.sampled_from(["doubtful", "fictitious", None])) if status is IdentityStatus.PROV else None
     return Identity(
-        traits=draw(traits(place=False)),
+        traits=draw(traits(place=status is IdentityStatus.QUAL)),
         ins=ins,
         status=status,
         document=document,
