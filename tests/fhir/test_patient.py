@@ -309,3 +309,21 @@ print(len(to_png(dmp_connector.ins.encode_payload(identity))) > 100)
         "pip install 'dmp-connector[datamatrix]'",
         "True",
     ]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["extension", "identifier", "name", "gender", "birthDate"]), json_values)
+def test_any_damage_to_a_patient_is_read_or_refused_with_a_typed_error(key: str, value: Any) -> None:
+    patient = identity_to_patient(dark())
+    patient[key] = value
+    try:
+        identity_from_patient(patient)
+    except (FhirMappingError, FhirStructureError) as exc:
+        assert "260058815400233" not in str(exc)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dmp_connector.errors import IdentityNotQualifiedError, PatientMismatchError
 from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits, InsOid, Sex
@@ -211,3 +212,13 @@ def test_cli_encode_then_decode_an_image(tmp_path: Path) -> None:
     refused = CliRunner().invoke(main, ["ins", "datamatrix", "decode", str(bad)])
     assert refused.exit_code == 4
     assert "260058815400234" not in refused.output
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=320), st.integers(0, len(PAYLOAD)))
+def test_any_text_is_read_or_refused_with_a_datamatrix_error(noise: str, cut: int) -> None:
+    for candidate in (noise, PAYLOAD[:cut] + noise, PAYLOAD[:cut] + noise + PAYLOAD[cut:]):
+        try:
+            decode_payload(candidate)
+        except DatamatrixError as exc:
+            assert "260058815400233" not in str(exc)
