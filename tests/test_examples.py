@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
         "deposit_document.py",
         "query_dmp.py",
         "receive_documents.py",
+        "ins_fhir_datamatrix.py",
         "build_cr_img.py",  # issue 21: CR-IMG
         "build_vac_note.py",  # issue 21: VAC-NOTE
     ],
