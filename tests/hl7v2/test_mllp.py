@@ -307,3 +307,23 @@ def test_the_async_client_mirrors_the_sync_one() -> None:
     for name, signature in sync.items():
         assert list(signature.parameters) == list(asynchronous[name].parameters), name
     assert list(inspect.signature(MllpClient).parameters) == list(inspect.signature(AsyncMllpClient).parameters)
+
+
+def test_the_sandbox_platform_refuses_an_unqualified_identity_sent_to_the_dmp() -> None:
+    from dmp_connector.cda import build, extract_metadata
+    from dmp_connector.cda import parse as parse_cda
+
+    data = EXAMPLE.read_bytes()
+    document = parse_cda(data)
+    prov = document.patient.identity.updated(status="PROV", ins=None)
+    unqualified = build(document.model_copy(update={"patient": document.patient.model_copy(update={"identity": prov})}))
+    only_mss = Distribution(to_dmp=False, recipients=(Recipient(address="a@b.mssante.fr"),))
+    text = build_mdm(unqualified, control_id="31", metadata=extract_metadata(data), distribution=only_mss).encode()
+    to_dmp = text.replace("DESTDMP^Destinataire DMP^MetaDMPMSS||N^", "DESTDMP^Destinataire DMP^MetaDMPMSS||Y^")
+    assert to_dmp != text
+    with MllpListener() as listener, MllpClient(listener.host, listener.port, timeout=10) as client:
+        assert client.send(parse(text)).accepted  # MSSanté only: no INS needed
+        with pytest.raises(Hl7RejectedError) as info:
+            client.send(parse(to_dmp))
+    assert "INS_NOT_QUALIFIED" in info.value.errors
+    assert [d.control_id for d in listener.simulator.documents] == ["31"]
