@@ -1,4 +1,4 @@
-"""The structured volets the SDK builds end to end: the VSM and the LDL-SES.
+"""The structured volets the SDK builds end to end: the VSM, the LDL-SES and the CR-BIO.
 
 Importing this package registers the readers of its typed entries with
 :func:`dmp_connector.cda.register_entry_reader`, so that :func:`dmp_connector.cda.parse`
@@ -25,6 +25,31 @@ from ._entries import (
     SimpleObservation,
     VoletEntry,
     read_treatment,
+)
+from ._bio_entries import (
+    LAB_REPORT_ENTRY_TEMPLATES,
+    LabBattery,
+    LabComment,
+    LabPerformer,
+    LabReportEntry,
+    LabResult,
+    LabValidator,
+    PreviousResult,
+    QuantityRange,
+    ReferenceRange,
+    Specimen,
+    SpecimenCollection,
+    loinc_problem,
+)
+from .cr_bio import (
+    CR_BIO_FORMAT_CODE,
+    CR_BIO_TEMPLATE,
+    CR_BIO_TYPE_CODE,
+    CrBioContent,
+    LabChapter,
+    as_cr_bio,
+    cr_bio_document,
+    cr_bio_problems,
 )
 from .ldl_ses import (
     LDL_SES_FORMAT_CODE,
@@ -73,6 +98,27 @@ __all__ = [
     "ldl_ses_problems",
     "vsm_document",
     "vsm_problems",
+    # CR-BIO 2024.01
+    "CR_BIO_FORMAT_CODE",
+    "CR_BIO_TEMPLATE",
+    "CR_BIO_TYPE_CODE",
+    "CrBioContent",
+    "LabBattery",
+    "LabChapter",
+    "LabComment",
+    "LabPerformer",
+    "LabReportEntry",
+    "LabResult",
+    "LabValidator",
+    "PreviousResult",
+    "QuantityRange",
+    "ReferenceRange",
+    "Specimen",
+    "SpecimenCollection",
+    "as_cr_bio",
+    "cr_bio_document",
+    "cr_bio_problems",
+    "loinc_problem",
 ]
 
 # The most specific templateId of each statement: the CI-SIS one, never the shared CCD/IHE ones.
@@ -80,6 +126,7 @@ register_entry_reader(PROBLEM_CONCERN_TEMPLATES[-1], Problem.from_element)
 register_entry_reader(ALLERGY_CONCERN_TEMPLATES[-1], Allergy.from_element)
 register_entry_reader(MEDICATION_TEMPLATES[2], read_treatment)
 register_entry_reader(SIMPLE_OBSERVATION_TEMPLATES[-1], SimpleObservation.from_element)
+register_entry_reader(LAB_REPORT_ENTRY_TEMPLATES[-1], LabReportEntry.from_element)  # on <entry> itself
 
 from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
 
