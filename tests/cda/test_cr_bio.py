@@ -259,7 +259,12 @@ def glucose(**changes: Any) -> LabResult:
 
 
 def full_content() -> CrBioContent:
-    blood = SpecimenCollection(specimen_type=SpecimenType.BLOOD, collected=COLLECTED, received=COLLECTED)
+    blood = SpecimenCollection(
+        specimen_type=SpecimenType.BLOOD,
+        specimen_id=InstanceId.of("1.2.250.1.213.1.1.9", "24031100042"),
+        collected=COLLECTED,
+        received=PERFORMED,
+    )
     hemogram = LabBattery(
         code=Code.of("58410-2", LOINC, "Hémogramme"),
         effective_time=COLLECTED,
@@ -434,7 +439,7 @@ def test_unit_interpretation_and_specimen_outside_the_rules() -> None:
         value=Quantity.of("1.32", "g / L"),
         interpretations=(Code.of("HIGH", "2.16.840.1.113883.5.83", "Haut"),),
     )
-    collection = SpecimenCollection(specimen_type=Code.of("SANG", "1.2.3.4", "Sang"))
+    collection = SpecimenCollection(specimen_type=Code.of("SANG", "1.2.3.4", "Sang"), specimen_id=InstanceId.of("1.2.3"))
     chapter = LabChapter(code=Code.of("18719-5", LOINC, "Biochimie"), title="Biochimie", items=(collection, result))
     with pytest.raises(ValidationError) as caught:
         CrBioContent(chapters=(chapter,), pdf_copy=make_pdf()).to_body()

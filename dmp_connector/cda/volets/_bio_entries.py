@@ -317,14 +317,15 @@ class SpecimenCollection(_Model):
 
     specimen_type: Code
     """The sample's type (JDV_SpecimenType: ``BLD`` …)."""
+    specimen_id: InstanceId
+    """The sample's id (the tube's label: PaLM requires it)."""
     collected: Timestamp | None = None
     """When it was taken (``effectiveTime/high``)."""
     code: Code | None = None
     """The act (NABM ``9050`` ponction veineuse …)."""
     code_reference: Ref | None = None
     """``ID`` of the narrative naming the act."""
-    specimen_id: InstanceId | None = None
-    """The sample's id."""
+
     specimen_reference: Ref | None = None
     """``ID`` of the narrative naming the sample type."""
     target_site: Code | None = None
@@ -703,8 +704,7 @@ def _write_collection(parent: etree._Element, collection: SpecimenCollection) ->
     if collection.performer is not None:
         _sub(procedure, "performer").append(_assigned_element(collection.performer, "assignedEntity"))
     role = _sub(_sub(procedure, "participant", typeCode="PRD"), "participantRole", classCode="SPEC")
-    if collection.specimen_id is not None:
-        _ii(role, collection.specimen_id)
+    _ii(role, collection.specimen_id)
     _coded(_sub(role, "playingEntity"), "code", collection.specimen_type, reference=collection.specimen_reference)
     if collection.received is not None:
         act = _sub(_sub(procedure, "entryRelationship", typeCode="COMP"), "act", classCode="ACT", moodCode="EVN")
@@ -1010,7 +1010,7 @@ def _read_collection(procedure: etree._Element) -> SpecimenCollection:
         collected=_read_time(_opt(time, "high")) if time is not None else None,
         target_site=_read_coded(_opt(procedure, "targetSiteCode"))[0],
         performer=_read_assigned(_one(performer, "assignedEntity")) if performer is not None else None,
-        specimen_id=_read_ii(_opt(role, "id")),
+        specimen_id=_read_ii(_one(role, "id")),
         specimen_type=specimen_type,
         specimen_reference=specimen_reference,
         received=received,
