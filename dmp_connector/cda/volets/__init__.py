@@ -10,22 +10,6 @@ from __future__ import annotations
 
 from dmp_connector.cda.model import register_entry_reader
 
-from ._entries import (
-    ALLERGY_CONCERN_TEMPLATES,
-    MEDICATION_TEMPLATES,
-    PROBLEM_CONCERN_TEMPLATES,
-    SIMPLE_OBSERVATION_TEMPLATES,
-    Allergy,
-    InternalReference,
-    MaxDose,
-    Medication,
-    NoMedication,
-    Problem,
-    Quantity,
-    SimpleObservation,
-    VoletEntry,
-    read_treatment,
-)
 from ._bio_entries import (
     LAB_REPORT_ENTRY_TEMPLATES,
     LabBattery,
@@ -41,6 +25,22 @@ from ._bio_entries import (
     Specimen,
     SpecimenCollection,
     loinc_problem,
+)
+from ._entries import (
+    ALLERGY_CONCERN_TEMPLATES,
+    MEDICATION_TEMPLATES,
+    PROBLEM_CONCERN_TEMPLATES,
+    SIMPLE_OBSERVATION_TEMPLATES,
+    Allergy,
+    InternalReference,
+    MaxDose,
+    Medication,
+    NoMedication,
+    Problem,
+    Quantity,
+    SimpleObservation,
+    VoletEntry,
+    read_treatment,
 )
 from .cr_bio import (
     CR_BIO_FORMAT_CODE,
@@ -74,6 +74,10 @@ from .vsm import (
 )
 
 __all__ = [
+    # CR-BIO 2024.01
+    "CR_BIO_FORMAT_CODE",
+    "CR_BIO_TEMPLATE",
+    "CR_BIO_TYPE_CODE",
     "LDL_SES_FORMAT_CODE",
     "LDL_SES_TEMPLATE",
     "LDL_SES_TYPE_CODE",
@@ -82,28 +86,8 @@ __all__ = [
     "VSM_TEMPLATE",
     "VSM_TYPE_CODE",
     "Allergy",
-    "InternalReference",
-    "LdlSesContent",
-    "MaxDose",
-    "Medication",
-    "NoMedication",
-    "Problem",
-    "Quantity",
-    "SimpleObservation",
-    "StaySummary",
-    "VoletEntry",
-    "VsmContent",
-    "as_ldl_ses",
-    "as_vsm",
-    "ldl_ses_document",
-    "ldl_ses_problems",
-    "vsm_document",
-    "vsm_problems",
-    # CR-BIO 2024.01
-    "CR_BIO_FORMAT_CODE",
-    "CR_BIO_TEMPLATE",
-    "CR_BIO_TYPE_CODE",
     "CrBioContent",
+    "InternalReference",
     "LabBattery",
     "LabChapter",
     "LabComment",
@@ -112,15 +96,31 @@ __all__ = [
     "LabReportEntry",
     "LabResult",
     "LabValidator",
+    "LdlSesContent",
+    "MaxDose",
+    "Medication",
+    "NoMedication",
     "PreviousResult",
+    "Problem",
+    "Quantity",
     "QuantityRange",
     "ReferenceRange",
+    "SimpleObservation",
     "Specimen",
     "SpecimenCollection",
+    "StaySummary",
+    "VoletEntry",
+    "VsmContent",
     "as_cr_bio",
+    "as_ldl_ses",
+    "as_vsm",
     "cr_bio_document",
     "cr_bio_problems",
+    "ldl_ses_document",
+    "ldl_ses_problems",
     "loinc_problem",
+    "vsm_document",
+    "vsm_problems",
 ]
 
 # The most specific templateId of each statement: the CI-SIS one, never the shared CCD/IHE ones.

@@ -32,13 +32,14 @@ from lxml import etree
 from pydantic import AfterValidator, Field, model_validator
 
 from dmp_connector.cda._namespaces import HL7, XSI, hl7, local_name, new_root
+
 # The header's own writers and readers of people and places: one way to write an assignedEntity.
 from dmp_connector.cda.build import _addresses, _assigned_element, _person_name, _telecoms, format_ts
+from dmp_connector.cda.model import LOINC, Address, AssignedEntity, InstanceId, PersonName, Telecom, Timestamp, _Model
 from dmp_connector.cda.parse import _addresses as _read_addresses
 from dmp_connector.cda.parse import _assigned as _read_assigned
 from dmp_connector.cda.parse import _person_name as _read_person_name
 from dmp_connector.cda.parse import _telecoms as _read_telecoms
-from dmp_connector.cda.model import LOINC, Address, AssignedEntity, InstanceId, PersonName, Telecom, Timestamp, _Model
 from dmp_connector.cda.parse import parse_ts
 from dmp_connector.cda.valuesets import JDV_HL7_OBSERVATION_INTERPRETATION, JDV_SPECIMEN_TYPE
 from dmp_connector.codes import Code
@@ -183,7 +184,6 @@ class PreviousResult(_Model):
     """``statusCode``."""
 
 
-
 class LabComment(_Model):
     """A comment of the biologist (FR-Commentaire-ER, LOINC ``48767-8``) pointing to the narrative.
 
@@ -199,7 +199,6 @@ class LabComment(_Model):
     """``statusCode``."""
     type_code: Literal["COMP", "SUBJ"] = "COMP"
     """``entryRelationship/@typeCode`` holding the comment (``COMP``; some reports write ``SUBJ``)."""
-
 
 
 class LabDevice(_Model):
@@ -255,7 +254,6 @@ class LabResult(_Model):
     reference_range: ReferenceRange | None = None
     """The reference interval."""
 
-
     @model_validator(mode="after")
     def _code(self) -> Self:
         if self.code is None and not self.code_translations and self.reference is None:
@@ -277,7 +275,6 @@ class Specimen(_Model):
     """Other codes (NCBI taxonomy …)."""
     reference: Ref | None = None
     """``ID`` of the narrative naming it."""
-
 
 
 class LabBattery(_Model):
@@ -303,7 +300,6 @@ class LabBattery(_Model):
     """The specimen (required for an isolate: the germ identified)."""
     isolate: bool = False
     """A microbiology isolate (``CLUSTER``, specimen ``MIC``) rather than a battery."""
-
 
     @model_validator(mode="after")
     def _isolate(self) -> Self:
@@ -334,7 +330,6 @@ class SpecimenCollection(_Model):
     """Who took it."""
     received: Timestamp | None = None
     """When the laboratory received it (FR-Reception-echantillon)."""
-
 
 
 class LabValidator(_Model):
@@ -475,7 +470,9 @@ def _item_problems(item: LabItem | LabResult | LabBattery | LabComment, where: s
         found += _value_problems(item.value, f"{where}.value", item.code)
         for code in item.interpretations:
             if code not in JDV_HL7_OBSERVATION_INTERPRETATION:
-                found.append(f"{where}.interpretations: {code.code} is not in {JDV_HL7_OBSERVATION_INTERPRETATION.name}")
+                found.append(
+                    f"{where}.interpretations: {code.code} is not in {JDV_HL7_OBSERVATION_INTERPRETATION.name}"
+                )
         range_ = item.reference_range
         if range_ is not None:
             for bound, name in ((range_.low, "low"), (range_.high, "high")):
@@ -925,8 +922,8 @@ def _read_result(observation: etree._Element) -> LabResult:
             LabDevice(
                 code=device_code,
                 reference=device_reference,
-                type_code=participant.get("typeCode"),  # type: ignore[arg-type]  # the model checks it
-                role_class=role.get("classCode"),  # type: ignore[arg-type]
+                type_code=participant.get("typeCode"),  # the model checks DEV / CSM
+                role_class=role.get("classCode"),
             )
         )
     range_element = _opt(observation, "referenceRange")
@@ -936,7 +933,9 @@ def _read_result(observation: etree._Element) -> LabResult:
         bounds, _, _ = _read_value(_opt(observed, "value"))
         if not isinstance(bounds, QuantityRange):
             raise _decline("a reference range that is not an interval of quantities")
-        interpretation = _code_of(_one(observed, "interpretationCode")) if _all(observed, "interpretationCode") else None
+        interpretation = (
+            _code_of(_one(observed, "interpretationCode")) if _all(observed, "interpretationCode") else None
+        )
         reference_range = ReferenceRange(low=bounds.low, high=bounds.high, interpretation=interpretation)
     interpretations = []
     for element in _all(observation, "interpretationCode"):
@@ -1045,9 +1044,7 @@ def _read_validator(element: etree._Element) -> LabValidator:
     name = _read_person_name(_one(role, "playingEntity"))
     if time is None or ident is None or name is None:
         raise _decline("a validating biologist without time, id or name")
-    return LabValidator(
-        id=ident, name=name, time=time, addresses=_read_addresses(role), telecoms=_read_telecoms(role)
-    )
+    return LabValidator(id=ident, name=name, time=time, addresses=_read_addresses(role), telecoms=_read_telecoms(role))
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -1055,7 +1052,8 @@ def _read_validator(element: etree._Element) -> LabValidator:
 
 def _signature(element: etree._Element) -> tuple[object, ...]:
     attributes = {}
-    for key, value in element.attrib.items():
+    for key, raw in element.attrib.items():
+        value = str(raw)
         if key == "codeSystemName":
             continue
         if key == _XSI_TYPE:

@@ -27,6 +27,7 @@ from lxml import etree
 from pydantic import Field
 
 from dmp_connector.cda._namespaces import HL7, XSI, hl7, new_root
+from dmp_connector.cda.build import _assigned_element  # the header's own writer of an assignedEntity
 from dmp_connector.cda.metadata import FORMAT_OF_TEMPLATE
 from dmp_connector.cda.model import (
     CISIS_TEMPLATE,
@@ -101,6 +102,7 @@ PDF_COPY_TEMPLATE: Final = "1.2.250.1.213.1.1.2.243"
 _PDF_COPY_CODE: Final = Code.of("55108-5", LOINC, "Copie du document")
 _ATTACHED: Final = Code.of("55107-7", LOINC, "Document attaché")
 _DOCUMENT_KIND: Final = Code.of("69764-9", LOINC, "Type de document")
+_NSMAP: Final[dict[str | None, str]] = {None: HL7, "xsi": XSI}
 
 
 class LabChapter(_Model):
@@ -296,7 +298,7 @@ def _pdf_copy_section(pdf: bytes) -> Section:
         '<table border="0"><tbody><tr><td><content ID="titre-copie-pdf">Copie PDF du document</content></td></tr>'
         '<tr><td><renderMultiMedia referencedObject="copie-pdf"/></td></tr></tbody></table>'
     )
-    entry = new_root("entry", {None: HL7, "xsi": XSI})
+    entry = new_root("entry", _NSMAP)
     organizer = etree.SubElement(entry, hl7("organizer"), classCode="CLUSTER", moodCode="EVN")
     etree.SubElement(organizer, hl7("templateId"), root="1.2.250.1.213.1.1.3.18")
     etree.SubElement(organizer, hl7("id"), root=str(uuid.uuid4()).upper())
@@ -353,7 +355,7 @@ def cr_bio_problems(document: ClinicalDocument) -> list[str]:
     """What keeps ``document`` from being a CR-BIO 2024.01: header, templateIds, required sections, values."""
     found: list[str] = []
     if document.type_code != CR_BIO_TYPE_CODE:
-        found.append("type_code: a CR-BIO is of type 11502-2 (LOINC) \"CR d'examens biologiques\"")
+        found.append('type_code: a CR-BIO is of type 11502-2 (LOINC) "CR d\'examens biologiques"')
     if document.title != CR_BIO_TITLE:
         found.append(f"title: a CR-BIO is titled {CR_BIO_TITLE!r}")
     roots = {t.root for t in document.template_ids}
@@ -421,16 +423,19 @@ def _biologist_problems(biologist: AssignedEntity) -> list[str]:
     else:
         found += [
             f"biologist.organization.{name}"
-            for name, value in (("id", org.id), ("name", org.name), ("telecoms", org.telecoms), ("addresses", org.addresses))
+            for name, value in (
+                ("id", org.id),
+                ("name", org.name),
+                ("telecoms", org.telecoms),
+                ("addresses", org.addresses),
+            )
             if not value
         ]
     return found
 
 
 def _responsible_party(biologist: AssignedEntity) -> RawElement:
-    from dmp_connector.cda.build import _assigned_element  # the header's own writer of an assignedEntity
-
-    party = etree.Element(hl7("responsibleParty"), nsmap={None: HL7})
+    party = new_root("responsibleParty", _NSMAP)
     party.append(_assigned_element(biologist, "assignedEntity"))
     return RawElement.from_element(party)
 
@@ -480,7 +485,7 @@ def cr_bio_document(
     event = ServiceEvent.of(
         start=collected, end=performed, performer=biologist, practice_setting=practice_setting, code=code
     )
-    assert event.performer is not None  # noqa: S101 - ServiceEvent.of always sets it
+    assert event.performer is not None
     performer = Performer(
         entity=event.performer.entity, time=Period(high=performed), template_ids=("1.3.6.1.4.1.19376.1.3.3.1.7",)
     )
@@ -491,4 +496,3 @@ def cr_bio_document(
     return as_cr_bio(
         document.model_copy(update={"service_events": (event, *document.service_events[1:]), "encounter": encounter})
     )
-
