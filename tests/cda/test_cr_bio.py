@@ -47,6 +47,7 @@ from dmp_connector.cda.volets import (
     LabBattery,
     LabChapter,
     LabComment,
+    LabImage,
     LabReportEntry,
     LabResult,
     LabValidator,
@@ -78,8 +79,13 @@ SA25 = Code.of("SA25", "1.2.250.1.71.4.2.4", "Laboratoire de biologie médicale"
 COLLECTED = datetime(2024, 3, 11, 7, 35, tzinfo=PARIS)
 PERFORMED = datetime(2024, 3, 11, 15, 20, tzinfo=PARIS)
 
+# Bytes standing for the PNG an analyser attaches (FR-Image-illustrative): only carried, never decoded.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
 UNTYPED = {
-    ("BIO-CR-BIO_2024.01_Electrophorese.xml", 0): "an observationMedia (the electrophoresis curve) in a battery",
     ("BIO-CR-BIO_2024.01_Electrophorese.xml", 2): "a kit defect: the time 20092012081500+0100 is not on the calendar",
     ("BIO-CR-BIO_2024.01_TSH_2.xml", 0): "a kit defect: an originalText reference without '#'",
 }
@@ -105,7 +111,10 @@ def _results_entries(document: ClinicalDocument) -> list[Any]:
 
 
 def _normalised(element: etree._Element) -> etree._Element:
-    """The element without what the typed model does not keep: comments, white space, codeSystemName."""
+    """The element without what the typed model does not keep: comments, white space, codeSystemName.
+
+    And what says the same: the schema's default classCode/moodCode of an observationRange, base64 over lines.
+    """
     copy = etree.fromstring(etree.tostring(element))  # noqa: TID251 - our own serialisation
     for comment in list(copy.iter(etree.Comment)):
         parent = comment.getparent()
@@ -116,6 +125,11 @@ def _normalised(element: etree._Element) -> etree._Element:
             del node.attrib["codeSystemName"]
         if node.text is not None and not node.text.strip():
             node.text = None
+        if node.get("representation") == "B64":
+            node.text = "".join((node.text or "").split())
+        if node.tag == f"{H}observationRange":
+            node.set("classCode", node.get("classCode", "OBS"))
+            node.set("moodCode", node.get("moodCode", "EVN.CRT"))
         node.tail = None
     return copy
 
@@ -178,10 +192,10 @@ def test_kit_example_results_are_typed_and_rebuild_from_the_model(
 def test_kit_figures(parsed_examples: Mapping[str, ClinicalDocument]) -> None:
     entries = [e for n in BIO_NAMES for e in _results_entries(parsed_examples[f"{PREFIX}{n}.xml"])]
     typed = [e for e in entries if isinstance(e, LabReportEntry)]
-    assert (len(typed), len(entries)) == (20, 23)
+    assert (len(typed), len(entries)) == (21, 23)
     results = [r for e in typed for r in e.results()]
-    assert len(results) == 62
-    assert sum(isinstance(r.value, Quantity) for r in results) == 27
+    assert len(results) == 74
+    assert sum(isinstance(r.value, Quantity) for r in results) == 39
 
 
 def test_kit_glycemia_reads_as_typed_values(parsed_examples: Mapping[str, ClinicalDocument]) -> None:
@@ -285,6 +299,7 @@ def full_content() -> CrBioContent:
                 effective_time=COLLECTED,
             ),
             LabComment(text="Pas d'anomalie morphologique."),
+            LabImage(xml_id="courbe-1", data=PNG),
         ),
     )
     crp = LabResult(
@@ -392,6 +407,12 @@ def test_built_narrative_holds_what_the_entries_point_to(
     narrative = body.sections[0].text.xml
     assert f'ID="{comment.reference}">Résultat inférieur au seuil de quantification.' in narrative
     assert "1.32 g/L" in narrative and "0.70 - 1.10 g/L" in narrative
+    hematology = body.sections[1]
+    assert hematology.text is not None and 'referencedObject="courbe-1"' in hematology.text.xml
+    (entry,) = hematology.entries
+    assert isinstance(entry, LabReportEntry)
+    battery = entry.items[0]
+    assert isinstance(battery, LabBattery) and battery.components[-1] == LabImage(xml_id="courbe-1", data=PNG)
 
 
 # --------------------------------------------------------------------------- refusals

@@ -23,6 +23,8 @@ CR-BIO builder calls: a report received with yesterday's value sets must still b
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -52,6 +54,7 @@ __all__ = [
     "LabBattery",
     "LabComment",
     "LabDevice",
+    "LabImage",
     "LabItem",
     "LabPerformer",
     "LabReportEntry",
@@ -75,6 +78,7 @@ _COLLECTION_TEMPLATES: Final = ("1.3.6.1.4.1.19376.1.3.1.2", "1.2.250.1.213.1.1.
 _RECEIPT_TEMPLATES: Final = ("1.3.6.1.4.1.19376.1.3.1.3", "1.2.250.1.213.1.1.3.107")
 _COMMENT_TEMPLATES: Final = ("2.16.840.1.113883.10.20.1.40", "1.3.6.1.4.1.19376.1.5.3.1.4.2", "1.2.250.1.213.1.1.3.32")
 _VALIDATOR_TEMPLATES: Final = ("1.3.6.1.4.1.19376.1.3.3.1.5", "1.2.250.1.213.1.1.3.109")
+_IMAGE_TEMPLATES: Final = ("2.16.840.1.113883.10.12.304", "1.2.250.1.213.1.1.3.103")
 _PERFORMER_TEMPLATES: Final = ("1.3.6.1.4.1.19376.1.3.3.1.7", "1.2.250.1.213.1.1.3.23")
 
 _COMMENT_CODE: Final = Code.of("48767-8", LOINC, "Commentaire")
@@ -264,6 +268,20 @@ class LabResult(_Model):
         return self
 
 
+class LabImage(_Model):
+    """An image illustrating results (FR-Image-illustrative, ``observationMedia``): an electrophoresis curve …
+
+    The section narrative shows it with ``<renderMultiMedia referencedObject="…"/>`` (the builder writes it).
+    """
+
+    xml_id: Ref
+    """``@ID``, what the narrative's ``renderMultiMedia`` points to."""
+    data: bytes = Field(repr=False, min_length=1)
+    """The image itself (not its base64)."""
+    media_type: Literal["image/png", "image/jpeg", "image/gif"] = "image/png"
+    """``value/@mediaType``."""
+
+
 class Specimen(_Model):
     """What a battery or an isolate was done on (``specimen/specimenRole``): a sample, or a germ for an isolate."""
 
@@ -284,7 +302,7 @@ class LabBattery(_Model):
     ``components`` are the results, comments and nested batteries/isolates, in order.
     """
 
-    components: tuple[LabResult | LabBattery | LabComment, ...] = Field(min_length=1)
+    components: tuple[LabResult | LabBattery | LabComment | LabImage, ...] = Field(min_length=1)
     """What the battery holds."""
     code: Code | None = None
     """The battery (LOINC panel …); None writes none (a battery may be known by its translations only)."""
@@ -392,7 +410,7 @@ class LabReportEntry(_Model):
         """Every result of the entry, batteries and isolates opened, in document order."""
         found: list[LabResult] = []
 
-        def walk(items: tuple[LabItem, ...] | tuple[LabResult | LabBattery | LabComment, ...]) -> None:
+        def walk(items: tuple[LabItem, ...] | tuple[LabResult | LabBattery | LabComment | LabImage, ...]) -> None:
             for item in items:
                 if isinstance(item, LabResult):
                     found.append(item)
@@ -462,7 +480,7 @@ class LabReportEntry(_Model):
         return entry
 
 
-def _item_problems(item: LabItem | LabResult | LabBattery | LabComment, where: str) -> list[str]:
+def _item_problems(item: LabItem | LabImage, where: str) -> list[str]:
     found: list[str] = []
     if isinstance(item, LabResult):
         if item.code is not None and (problem := loinc_problem(item.code)) is not None:
@@ -710,8 +728,17 @@ def _write_collection(parent: etree._Element, collection: SpecimenCollection) ->
         _time(act, "effectiveTime", collection.received)
 
 
-def _write_item(parent: etree._Element, item: LabItem) -> None:
-    if isinstance(item, LabResult):
+def _write_image(parent: etree._Element, image: LabImage) -> None:
+    media = _sub(parent, "observationMedia", classCode="OBS", moodCode="EVN", ID=image.xml_id)
+    _templates(media, _IMAGE_TEMPLATES)
+    value = _sub(media, "value", mediaType=image.media_type, representation="B64")
+    value.text = base64.b64encode(image.data).decode("ascii")
+
+
+def _write_item(parent: etree._Element, item: LabItem | LabImage) -> None:
+    if isinstance(item, LabImage):
+        _write_image(parent, item)
+    elif isinstance(item, LabResult):
         _write_result(parent, item)
     elif isinstance(item, LabBattery):
         _write_battery(parent, item)
@@ -986,7 +1013,20 @@ def _read_battery(organizer: etree._Element) -> LabBattery:
     )
 
 
-def _component(statement: etree._Element) -> LabResult | LabBattery | LabComment:
+def _read_image(media: etree._Element) -> LabImage:
+    value = _one(media, "value")
+    if value.get("representation") != "B64":
+        raise _decline("an image not in base64")
+    try:
+        data = base64.b64decode("".join((value.text or "").split()), validate=True)
+    except binascii.Error:
+        raise _decline("an image whose base64 does not decode") from None
+    return LabImage(xml_id=media.get("ID") or "", data=data, media_type=value.get("mediaType"))
+
+
+def _component(statement: etree._Element) -> LabResult | LabBattery | LabComment | LabImage:
+    if local_name(statement) == "observationMedia" and _IMAGE_TEMPLATES[-1] in _template_roots(statement):
+        return _read_image(statement)
     item = _read_item(statement)
     if isinstance(item, SpecimenCollection):
         raise _decline("a specimen collection inside a battery")
@@ -1014,6 +1054,10 @@ def _read_collection(procedure: etree._Element) -> SpecimenCollection:
         specimen_reference=specimen_reference,
         received=received,
     )
+
+
+def _template_roots(element: etree._Element) -> set[str | None]:
+    return {t.get("root") for t in _all(element, "templateId")}
 
 
 def _read_item(statement: etree._Element, type_code: str | None = "COMP") -> LabItem:
@@ -1059,14 +1103,21 @@ def _signature(element: etree._Element) -> tuple[object, ...]:
         if key == _XSI_TYPE:
             value = value.rpartition(":")[2]
         attributes[key] = value.strip()
-    return element.tag, attributes, (element.text or "").strip()
+    if element.tag == hl7("observationRange"):  # the CDA schema's default and fixed values: the same said
+        attributes.setdefault("classCode", "OBS")
+        attributes.setdefault("moodCode", "EVN.CRT")
+    text = (element.text or "").strip()
+    if attributes.get("representation") == "B64":
+        text = "".join(text.split())  # base64 wrapped over lines says the same bytes
+    return element.tag, attributes, text
 
 
 def same_element(a: etree._Element, b: etree._Element) -> bool:
     """Whether ``a`` and ``b`` say the same: names, attributes, text, children in order.
 
-    Comments, processing instructions, white space around text and ``codeSystemName`` are
-    left out; ``xsi:type`` compares by the type it names.
+    Comments, processing instructions, white space around text (and inside base64) and
+    ``codeSystemName`` are left out; ``xsi:type`` compares by the type it names, and an
+    ``observationRange`` without ``classCode``/``moodCode`` has the schema's ``OBS``/``EVN.CRT``.
     """
     if _signature(a) != _signature(b):
         return False

@@ -56,6 +56,7 @@ from dmp_connector.ins import Identity
 from ._bio_entries import (
     LabBattery,
     LabComment,
+    LabImage,
     LabItem,
     LabPerformer,
     LabReportEntry,
@@ -202,7 +203,7 @@ class _Narrative:
             elif cell:
                 td.text = cell
 
-    def item(self, item: LabItem, depth: int) -> Any:
+    def item(self, item: LabItem | LabImage, depth: int) -> Any:
         indent = "\u00a0\u00a0" * depth
         if isinstance(item, LabResult):
             return self.result(item, indent)
@@ -216,6 +217,11 @@ class _Narrative:
             return item.model_copy(update={"reference": reference, "components": components})
         if isinstance(item, LabComment):
             return self.comment(item)
+        if isinstance(item, LabImage):
+            tr = etree.SubElement(self.body, hl7("tr"))
+            td = etree.SubElement(tr, hl7("td"), colspan="5")
+            etree.SubElement(td, hl7("renderMultiMedia"), referencedObject=item.xml_id)
+            return item
         return self.collection(item, indent)
 
     def result(self, result: LabResult, indent: str) -> LabResult:
