@@ -563,3 +563,17 @@ def test_passes_the_kits_own_engine(
     assert volet is not None and volet.name == "CI-SIS_BIO-CR-BIO_2024.01.sch"
     for path in (volet, *(KIT / "schematrons" / GENERIC_SCHEMATRONS[name] for name in QUICK)):
         assert kit_findings(data, path) == frozenset(), path.name
+
+
+@pytest.mark.kit_exhaustive
+def test_passes_every_kit_schematron_by_the_kits_engine(
+    make_report: Callable[..., ClinicalDocument],
+    qualified_patient: Identity,
+    validator: CdaValidator,
+    request: pytest.FixtureRequest,
+) -> None:
+    if "kit_exhaustive" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("StrucMin through the kit's engine runs with -m kit_exhaustive (as .ci/run does)")
+    data = build(make_report(full_content(), qualified_patient))
+    for name, file in GENERIC_SCHEMATRONS.items():
+        assert kit_findings(data, KIT / "schematrons" / file) == frozenset(), name
