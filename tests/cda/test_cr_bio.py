@@ -27,6 +27,7 @@ from dmp_connector.cda import (
     AssignedEntity,
     ClinicalDocument,
     InstanceId,
+    LegalAuthenticator,
     Organization,
     PersonName,
     RawEntry,
@@ -58,6 +59,7 @@ from dmp_connector.cda.volets import (
     Specimen,
     SpecimenCollection,
     as_cr_bio,
+    cr_bio_authenticators,
     cr_bio_document,
     cr_bio_problems,
     loinc_problem,
@@ -352,7 +354,7 @@ def make_report(cda_settings: Settings, effective_time: datetime) -> Callable[..
             performed=PERFORMED,
             practice_setting=PracticeSetting.AMBULATORY,
             facility_type=SA25,
-            **fields,
+            **{"authenticators": (LegalAuthenticator(time=PERFORMED, entity=biologist()),), **fields},
         )
 
     return make
@@ -392,6 +394,22 @@ def test_report_header_and_metadata(make_report: Callable[..., ClinicalDocument]
     assert metadata.class_code.code == "10"
     assert metadata.type_code.code == "11502-2"
     assert metadata.healthcare_facility_type_code == SA25
+
+
+def test_the_validating_biologists_come_back(
+    make_report: Callable[..., ClinicalDocument],
+    qualified_patient: Identity,
+    parsed_examples: Mapping[str, ClinicalDocument],
+) -> None:
+    document = parse(build(make_report(minimal_content(), qualified_patient)))
+    assert cr_bio_authenticators(document) == (LegalAuthenticator(time=PERFORMED, entity=biologist()),)
+    (kit,) = cr_bio_authenticators(parsed_examples[f"{PREFIX}Microbiologie_V2.xml"])
+    assert kit.entity.person is not None and kit.entity.person.family == "DE SANTS"
+    assert kit.entity.id == InstanceId.of("1.2.250.1.71.4.2.1", "801234567898")
+    no_phone = LegalAuthenticator(time=PERFORMED, entity=biologist().model_copy(update={"telecoms": ()}))
+    with pytest.raises(ValidationError) as caught:
+        make_report(minimal_content(), qualified_patient, authenticators=(no_phone,))
+    assert caught.value.problems == ("authenticators[0].entity.telecoms",)
 
 
 def test_built_narrative_holds_what_the_entries_point_to(

@@ -50,6 +50,7 @@ from .cr_bio import (
     CrBioContent,
     LabChapter,
     as_cr_bio,
+    cr_bio_authenticators,
     cr_bio_document,
     cr_bio_problems,
 )
@@ -75,7 +76,6 @@ from .vsm import (
 )
 
 __all__ = [
-    # CR-BIO 2024.01
     "CR_BIO_FORMAT_CODE",
     "CR_BIO_TEMPLATE",
     "CR_BIO_TYPE_CODE",
@@ -116,6 +116,7 @@ __all__ = [
     "as_cr_bio",
     "as_ldl_ses",
     "as_vsm",
+    "cr_bio_authenticators",
     "cr_bio_document",
     "cr_bio_problems",
     "ldl_ses_document",

@@ -472,8 +472,8 @@ class LabReportEntry(_Model):
                 entry_type_code=element.get("typeCode") or "",
             )
         except ValidationError:
-            raise
-        except (ValueError, TypeError) as exc:  # pydantic's, in the reading of a field
+            raise  # a decline, or a value a model refuses: the entry stays raw, with that reason
+        except (ValueError, TypeError) as exc:  # anything else met while reading a field
             raise _decline(f"unreadable: {type(exc).__name__}") from None
         if not same_element(element, entry.to_element()):
             raise _decline("the element holds more than the model")

@@ -27,7 +27,7 @@ from lxml import etree
 from pydantic import Field
 
 from dmp_connector.cda._namespaces import HL7, XSI, hl7, new_root
-from dmp_connector.cda.build import _assigned_element  # the header's own writer of an assignedEntity
+from dmp_connector.cda.build import _assigned_element, format_ts  # the header's own writer of an assignedEntity
 from dmp_connector.cda.metadata import FORMAT_OF_TEMPLATE
 from dmp_connector.cda.model import (
     CISIS_TEMPLATE,
@@ -36,8 +36,10 @@ from dmp_connector.cda.model import (
     AssignedEntity,
     ClinicalDocument,
     InstanceId,
+    LegalAuthenticator,
     Narrative,
     NonXmlBody,
+    Organization,
     Patient,
     Performer,
     Period,
@@ -47,7 +49,10 @@ from dmp_connector.cda.model import (
     ServiceEvent,
     StructuredBody,
     _Model,
+    _reading,
 )
+from dmp_connector.cda.parse import _assigned as _read_assigned
+from dmp_connector.cda.parse import parse_ts
 from dmp_connector.cda.valuesets import DocumentType
 from dmp_connector.codes import Code
 from dmp_connector.errors import ValidationError
@@ -73,6 +78,7 @@ if TYPE_CHECKING:
     from dmp_connector.config import Settings
 
 __all__ = [
+    "AUTHENTICATOR_TEMPLATE",
     "CR_BIO_FORMAT_CODE",
     "CR_BIO_TEMPLATE",
     "CR_BIO_TITLE",
@@ -81,6 +87,7 @@ __all__ = [
     "CrBioContent",
     "LabChapter",
     "as_cr_bio",
+    "cr_bio_authenticators",
     "cr_bio_document",
     "cr_bio_problems",
 ]
@@ -287,12 +294,13 @@ def _show_range(result: LabResult) -> str:
     range_ = result.reference_range
     if range_ is None:
         return ""
+    bound = range_.high or range_.low
+    unit = "" if bound is None or bound.unit == "1" else f" {bound.unit}"
     low = format(range_.low.value, "f") if range_.low is not None else ""
     high = format(range_.high.value, "f") if range_.high is not None else ""
-    unit = (range_.high or range_.low).unit if (range_.high or range_.low) is not None else ""  # type: ignore[union-attr]
     if low and high:
-        return f"{low} - {high} {unit}".rstrip(" 1")
-    return f"{'≥ ' + low if low else '≤ ' + high} {unit}".rstrip(" 1")
+        return f"{low} - {high}{unit}"
+    return f"≥ {low}{unit}" if low else f"≤ {high}{unit}"
 
 
 # --------------------------------------------------------------------------- PDF copy
@@ -423,27 +431,60 @@ def _biologist_problems(biologist: AssignedEntity) -> list[str]:
         found.append("biologist.addresses")
     if not biologist.telecoms:
         found.append("biologist.telecoms")
-    org = biologist.organization
-    if org is None:
+    if biologist.organization is None:
         found.append("biologist.organization")
     else:
-        found += [
-            f"biologist.organization.{name}"
-            for name, value in (
-                ("id", org.id),
-                ("name", org.name),
-                ("telecoms", org.telecoms),
-                ("addresses", org.addresses),
-            )
-            if not value
-        ]
+        found += [f"biologist.organization.{name}" for name in _organization_missing(biologist.organization)]
     return found
+
+
+def _organization_missing(org: Organization) -> list[str]:
+    """What the CR-BIO header requires of an organisation and ``org`` lacks."""
+    fields = (("id", org.id), ("name", org.name), ("telecoms", org.telecoms), ("addresses", org.addresses))
+    return [name for name, value in fields if not value]
 
 
 def _responsible_party(biologist: AssignedEntity) -> RawElement:
     party = new_root("responsibleParty", _NSMAP)
     party.append(_assigned_element(biologist, "assignedEntity"))
     return RawElement.from_element(party)
+
+
+AUTHENTICATOR_TEMPLATE: Final = "1.3.6.1.4.1.19376.1.3.3.1.5"
+"""templateId of a CR-BIO header ``authenticator`` (a biologist who validated results)."""
+
+
+def _authenticator(authenticator: LegalAuthenticator, where: str) -> RawElement:
+    entity = authenticator.entity
+    missing = [name for name, value in (("addresses", entity.addresses), ("telecoms", entity.telecoms)) if not value]
+    if entity.organization is not None:
+        missing += [f"organization.{name}" for name in _organization_missing(entity.organization)]
+    if missing:
+        problems = tuple(f"{where}.entity.{name}" for name in missing)
+        raise ValidationError(
+            "a CR-BIO authenticator lacks what the volet requires: " + ", ".join(problems), problems=problems
+        )
+    element = new_root("authenticator", _NSMAP)
+    etree.SubElement(element, hl7("templateId"), root=AUTHENTICATOR_TEMPLATE)
+    etree.SubElement(element, hl7("time"), value=format_ts(authenticator.time))
+    etree.SubElement(element, hl7("signatureCode"), code="S")
+    element.append(_assigned_element(entity, "assignedEntity"))
+    return RawElement.from_element(element)
+
+
+def cr_bio_authenticators(document: ClinicalDocument) -> tuple[LegalAuthenticator, ...]:
+    """The biologists who validated the report (header ``authenticator``), with when; kept as XML by the model."""
+    found = []
+    for raw in document.other_header:
+        if raw.name != "authenticator":
+            continue
+        element = raw.to_element()
+        time, entity = element.find(hl7("time")), element.find(hl7("assignedEntity"))
+        if time is None or entity is None or not time.get("value"):
+            raise ValidationError("an authenticator without time or assignedEntity", problems=("authenticator",))
+        with _reading():  # a received document's time may lack its zone
+            found.append(LegalAuthenticator(time=parse_ts(time.get("value") or ""), entity=_read_assigned(entity)))
+    return tuple(found)
 
 
 def cr_bio_document(
@@ -457,6 +498,7 @@ def cr_bio_document(
     collected: datetime | date,
     practice_setting: Code,
     service_code: Code | None = None,
+    authenticators: tuple[LegalAuthenticator, ...] = (),
     **fields: Any,
 ) -> ClinicalDocument:
     """A CR-BIO whose author, legal authenticator and custodian come from ``settings``.
@@ -465,8 +507,10 @@ def cr_bio_document(
     ``organization`` (id, name, address, telecom — the volet requires them all): the
     performer of the service event (at ``performed``) and the encounter's responsible party.
     The service event spans ``collected`` (the sample) to ``performed``; its code is
-    ``service_code``, by default the first chapter's specialty. Other keyword arguments are
-    those of :meth:`~dmp_connector.cda.model.ClinicalDocument.from_settings`.
+    ``service_code``, by default the first chapter's specialty. ``authenticators`` are the
+    biologists who validated results (header ``authenticator``, with their address and
+    telecom as the volet requires). Other keyword arguments are those of
+    :meth:`~dmp_connector.cda.model.ClinicalDocument.from_settings`.
     """
     missing = _biologist_problems(biologist)
     if missing:
@@ -475,6 +519,9 @@ def cr_bio_document(
             problems=tuple(missing),
         )
     code = service_code if service_code is not None else content.chapters[0].code
+    if authenticators:
+        written = tuple(_authenticator(a, f"authenticators[{i}]") for i, a in enumerate(authenticators))
+        fields["other_header"] = (*fields.get("other_header", ()), *written)
     document = ClinicalDocument.from_settings(
         settings,
         patient=patient,
