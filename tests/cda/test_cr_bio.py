@@ -71,7 +71,7 @@ from dmp_connector.ins import Identity
 
 from .conftest import KIT, PARIS, make_pdf
 from .kit_engine import kit_findings, volet_schematron
-from .xmldiff import differences
+from .xmldiff import differences, document_differences
 
 H = "{urn:hl7-org:v3}"
 LOINC = "2.16.840.1.113883.6.1"
@@ -225,6 +225,35 @@ def test_kit_microbiology_reads_isolates_and_comments(parsed_examples: Mapping[s
     assert any(isinstance(i, LabComment) and i.type_code == "SUBJ" for e in typed for i in e.items)
     collections = [i for e in typed for i in e.items if isinstance(i, SpecimenCollection)]
     assert collections and collections[0].received is not None
+
+
+def test_a_corrected_result_rewrites_its_entry_and_nothing_else(
+    example_files: Mapping[str, bytes], parsed_examples: Mapping[str, ClinicalDocument]
+) -> None:
+    file = f"{PREFIX}Glycemie_g_par_Litre_2.xml"
+    document = parsed_examples[file]
+    body = document.body
+    assert isinstance(body, StructuredBody)
+    chapter = body.sections[0]
+    subchapter = chapter.subsections[0]
+    (entry,) = subchapter.entries
+    assert isinstance(entry, LabReportEntry)
+    result = entry.items[0]
+    assert isinstance(result, LabResult)
+    corrected = entry.model_copy(update={"items": (result.model_copy(update={"value": Quantity.of("0.97", "g/L")}),)})
+    sections = (
+        chapter.model_copy(update={"subsections": (subchapter.model_copy(update={"entries": (corrected,)}),)}),
+        *body.sections[1:],
+    )
+    rebuilt = build(document.model_copy(update={"body": body.model_copy(update={"sections": sections})}))
+    entry_path = (
+        "/ClinicalDocument/component[1]/structuredBody[1]/component[1]/section[1]/component[1]/section[1]/entry[1]"
+    )
+    changed = document_differences(example_files[file], rebuilt)
+    assert changed and all(path.startswith(entry_path) for path in changed)
+    again = _results_entries(parse(rebuilt))[0]
+    assert isinstance(again, LabReportEntry) and again == corrected
+    assert again.results()[0].value == Quantity.of("0.97", "g/L")
 
 
 # --------------------------------------------------------------------------- building
