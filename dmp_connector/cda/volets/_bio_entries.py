@@ -4,16 +4,18 @@ One section entry, *FR-Resultats-examens-de-biologie-medicale* (IHE PALM Laborat
 Data Processing Entry), holds the results of a chapter: :class:`LabReportEntry`, an ``act``
 whose ``entryRelationship`` are, in the order given, specimen collections
 (:class:`SpecimenCollection`), batteries and microbiology isolates (:class:`LabBattery`),
-single results (:class:`LabResult`) and comments (:class:`LabComment`); its ``performer`` is
+single results (:class:`LabResult`), images (:class:`LabImage`, in a battery) and comments
+(:class:`LabComment`); its ``performer`` is
 the laboratory that did the work (:class:`LabPerformer`) and its ``participant`` the
 biologist who validated the results (:class:`LabValidator`).
 
 Reading is strict the same way as for the other volets, by a different means: the reader
 builds the model, writes it again, and declines the entry (it stays a ``RawEntry``) unless
-that rewrite equals the element it read, child for child and attribute for attribute.
-Comments, white space and the cosmetic ``codeSystemName`` are the only things the
-comparison leaves out (the document still keeps them: an unchanged entry is written back as
-it came). So a typed entry holds everything its element says — never a silent loss.
+that rewrite equals the element it read, child for child and attribute for attribute
+(:func:`same_element`). Comments, white space and the cosmetic ``codeSystemName`` are what
+the comparison leaves out (the document still keeps them: an unchanged entry is written back
+as it came). So a typed entry holds everything its element says — never a silent loss. A
+time keeps its written precision (minutes or seconds, :class:`MinuteTime`).
 
 Value rules (the LOINC check digit of a result code, a UCUM unit on every numeric result,
 interpretation codes from JDV_HL7_ObservationInterpretation-CISIS, specimen types from
@@ -60,6 +62,7 @@ __all__ = [
     "LabReportEntry",
     "LabResult",
     "LabValidator",
+    "MinuteTime",
     "PreviousResult",
     "QuantityRange",
     "ReferenceRange",
@@ -67,6 +70,7 @@ __all__ = [
     "Specimen",
     "SpecimenCollection",
     "loinc_problem",
+    "same_element",
 ]
 
 LAB_REPORT_ENTRY_TEMPLATES: Final = ("1.3.6.1.4.1.19376.1.3.1", "1.2.250.1.213.1.1.3.21")
