@@ -49,6 +49,7 @@ from dmp_connector.cda.volets import (
     LabChapter,
     LabComment,
     LabImage,
+    LabPerformer,
     LabReportEntry,
     LabResult,
     LabValidator,
@@ -277,6 +278,14 @@ def biologist() -> AssignedEntity:
     )
 
 
+def performing_laboratory() -> LabPerformer:
+    """Another laboratory that did some of the tests (FR-Laboratoire-executant), with its practice setting."""
+    entity = biologist()
+    assert entity.organization is not None
+    org = entity.organization.model_copy(update={"industry_class": PracticeSetting.AMBULATORY})
+    return LabPerformer(entity=entity.model_copy(update={"organization": org}), time=PERFORMED)
+
+
 def validator_biologist() -> LabValidator:
     return LabValidator(
         id=InstanceId.of("1.2.250.1.71.4.2.1", "801234567898"),
@@ -353,7 +362,12 @@ def full_content() -> CrBioContent:
                 items=(blood, glucose(), crp),
                 validator=validator_biologist(),
             ),
-            LabChapter(code=Code.of("18723-7", LOINC, "Hématologie"), title="Hématologie", items=(hemogram,)),
+            LabChapter(
+                code=Code.of("18723-7", LOINC, "Hématologie"),
+                title="Hématologie",
+                items=(hemogram,),
+                performer=performing_laboratory(),  # a laboratory of its own
+            ),
             LabChapter(code=Code.of("18727-8", LOINC, "Sérologie"), title="Sérologie", items=(hbs,)),
         ),
         pdf_copy=make_pdf("Compte rendu d'examens biologiques"),
@@ -458,6 +472,11 @@ def test_built_narrative_holds_what_the_entries_point_to(
     assert hematology.text is not None and 'referencedObject="courbe-1"' in hematology.text.xml
     (entry,) = hematology.entries
     assert isinstance(entry, LabReportEntry)
+    assert entry.performer == performing_laboratory()
+    lab = performing_laboratory().entity.model_copy(update={"organization": biologist().organization})
+    with pytest.raises(ValidationError) as caught:
+        LabPerformer(entity=lab, time=PERFORMED)
+    assert caught.value.problems == ("performer.entity.organization.industry_class",)
     battery = entry.items[0]
     assert isinstance(battery, LabBattery) and battery.components[-1] == LabImage(xml_id="courbe-1", data=PNG)
 

@@ -373,17 +373,27 @@ class LabPerformer(_Model):
     """The laboratory that did the tests (``performer typeCode="PRF"``, FR-Laboratoire-executant)."""
 
     entity: AssignedEntity
-    """The responsible biologist and the laboratory (``representedOrganization`` with its id and name)."""
+    """The responsible biologist and the laboratory (``representedOrganization`` with its id, name, telecom,
+    address and practice setting in ``industry_class``)."""
     time: Timestamp
     """When the tests were done."""
 
     @model_validator(mode="after")
     def _laboratory(self) -> Self:
         org = self.entity.organization
-        if org is None or org.id is None or org.name is None:
+        fields = (
+            ("id", org.id if org else None),
+            ("name", org.name if org else None),
+            ("telecoms", org.telecoms if org else None),
+            ("addresses", org.addresses if org else None),
+            ("industry_class", org.industry_class if org else None),
+        )
+        missing = tuple(f"performer.entity.organization.{name}" for name, value in fields if not value)
+        if missing:
             raise ValidationError(
-                "the performing laboratory has an id and a name (representedOrganization)",
-                problems=("performer.entity.organization",),
+                "the performing laboratory has an id, a name, a telecom, an address and its practice setting "
+                "(standardIndustryClassCode), as FR-Laboratoire-executant requires",
+                problems=missing,
             )
         return self
 
