@@ -1,4 +1,4 @@
-"""The structured volets the SDK builds end to end: the VSM, the LDL-SES and the CR-BIO.
+"""The structured volets the SDK builds end to end: the VSM, the LDL-SES, the CR-IMG, the VAC-NOTE, the CR-BIO.
 
 Importing this package registers the readers of its typed entries with
 :func:`dmp_connector.cda.register_entry_reader`, so that :func:`dmp_connector.cda.parse`
@@ -54,6 +54,26 @@ from .cr_bio import (
     cr_bio_document,
     cr_bio_problems,
 )
+from .cr_img import (
+    CR_IMG_FORMAT_CODE,
+    CR_IMG_TEMPLATE,
+    CR_IMG_TYPE_CODE,
+    ClinicalInformation,
+    CrImgContent,
+    DicomObservation,
+    ImagingAct,
+    ImagingSeries,
+    ImagingStudy,
+    ImagingTechnique,
+    PatientExposure,
+    RadiationDose,
+    RadiationExposure,
+    SopInstance,
+    as_cr_img,
+    cr_img_acts,
+    cr_img_document,
+    cr_img_problems,
+)
 from .ldl_ses import (
     LDL_SES_FORMAT_CODE,
     LDL_SES_TEMPLATE,
@@ -63,6 +83,18 @@ from .ldl_ses import (
     as_ldl_ses,
     ldl_ses_document,
     ldl_ses_problems,
+)
+from .vac_note import (
+    VAC_NOTE_FORMAT_CODE,
+    VAC_NOTE_TEMPLATE,
+    VAC_NOTE_TYPE_CODE,
+    Vaccination,
+    VaccinationReaction,
+    VacNoteContent,
+    as_vac_note,
+    vac_note_document,
+    vac_note_problems,
+    vac_note_vaccination,
 )
 from .vsm import (
     VSM_FORMAT_CODE,
@@ -79,15 +111,28 @@ __all__ = [
     "CR_BIO_FORMAT_CODE",
     "CR_BIO_TEMPLATE",
     "CR_BIO_TYPE_CODE",
+    "CR_IMG_FORMAT_CODE",
+    "CR_IMG_TEMPLATE",
+    "CR_IMG_TYPE_CODE",
     "LDL_SES_FORMAT_CODE",
     "LDL_SES_TEMPLATE",
     "LDL_SES_TYPE_CODE",
+    "VAC_NOTE_FORMAT_CODE",
+    "VAC_NOTE_TEMPLATE",
+    "VAC_NOTE_TYPE_CODE",
     "VSM_FORMAT_CODE",
     "VSM_SERVICE_CODE",
     "VSM_TEMPLATE",
     "VSM_TYPE_CODE",
     "Allergy",
+    "ClinicalInformation",
     "CrBioContent",
+    "CrImgContent",
+    "DicomObservation",
+    "ImagingAct",
+    "ImagingSeries",
+    "ImagingStudy",
+    "ImagingTechnique",
     "InternalReference",
     "LabBattery",
     "LabChapter",
@@ -102,26 +147,41 @@ __all__ = [
     "MaxDose",
     "Medication",
     "NoMedication",
+    "PatientExposure",
     "PreviousResult",
     "Problem",
     "Quantity",
     "QuantityRange",
+    "RadiationDose",
+    "RadiationExposure",
     "ReferenceRange",
     "SimpleObservation",
+    "SopInstance",
     "Specimen",
     "SpecimenCollection",
     "StaySummary",
+    "VacNoteContent",
+    "Vaccination",
+    "VaccinationReaction",
     "VoletEntry",
     "VsmContent",
     "as_cr_bio",
+    "as_cr_img",
     "as_ldl_ses",
+    "as_vac_note",
     "as_vsm",
     "cr_bio_authenticators",
     "cr_bio_document",
     "cr_bio_problems",
+    "cr_img_acts",
+    "cr_img_document",
+    "cr_img_problems",
     "ldl_ses_document",
     "ldl_ses_problems",
     "loinc_problem",
+    "vac_note_document",
+    "vac_note_problems",
+    "vac_note_vaccination",
     "vsm_document",
     "vsm_problems",
 ]
@@ -131,6 +191,15 @@ register_entry_reader(PROBLEM_CONCERN_TEMPLATES[-1], Problem.from_element)
 register_entry_reader(ALLERGY_CONCERN_TEMPLATES[-1], Allergy.from_element)
 register_entry_reader(MEDICATION_TEMPLATES[2], read_treatment)
 register_entry_reader(SIMPLE_OBSERVATION_TEMPLATES[-1], SimpleObservation.from_element)
+# CR-IMG 2024.01
+register_entry_reader("1.2.250.1.213.1.1.3.153", ImagingTechnique.from_element)
+register_entry_reader("1.2.250.1.213.1.1.3.155", ImagingStudy.from_element)
+register_entry_reader("1.2.250.1.213.1.1.3.150", DicomObservation.from_element)
+register_entry_reader("1.2.250.1.213.1.1.3.154", RadiationDose.from_element)
+register_entry_reader("1.2.250.1.213.1.1.3.165", PatientExposure.from_element)
+# VAC-NOTE 2023.01
+register_entry_reader("1.2.250.1.213.1.1.3.45", Vaccination.from_element)
+# CR-BIO 2024.01
 register_entry_reader(LAB_REPORT_ENTRY_TEMPLATES[-1], LabReportEntry.from_element)  # on <entry> itself
 
 from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
