@@ -60,6 +60,9 @@ VALUE_SETS: dict[str, str] = {
     "JDV_StatutDoc_CISIS": "LDL-SES document status (FR-Statut-du-document)",
     "JDV_ModaliteEntree_CISIS": "LDL-SES admission mode (FR-Modalite-entree; checked by the volet schematron)",
     "JDV_ModaliteSortie_CISIS": "LDL-SES discharge mode (FR-Modalite-sortie)",
+    # CR-BIO 2024.01 (lab results report).
+    "JDV_HL7_ObservationInterpretation_CISIS": "interpretation of a lab result and of its reference range (CR-BIO)",
+    "JDV_SpecimenType_CISIS": "type of a specimen taken for a lab test (CR-BIO FR-Prelevement)",
     # CR-IMG 2024.01 (imaging report) and VAC-NOTE 2023.01 (vaccination note).
     "JDV_ModaliteAcquisition_CISIS": "CR-IMG acquisition modality (methodCode, series and header translations)",
     "JDV_LocalisationAnatomique_CISIS": "CR-IMG anatomical site of an imaging technique (targetSiteCode)",
@@ -88,6 +91,8 @@ SOURCE_FILES: dict[str, str] = {
     "JDV_StatutDoc_CISIS": "jdv-statut-document-cisis",
     "JDV_ModaliteEntree_CISIS": "jdv-modalite-entree-cisis",
     "JDV_ModaliteSortie_CISIS": "jdv-modalite-sortie-cisis",
+    "JDV_HL7_ObservationInterpretation_CISIS": "jdv-hl7-v3-ObservationInterpretation-cisis",
+    "JDV_SpecimenType_CISIS": "jdv-specimen-type-cisis",
     "JDV_ModaliteAcquisition_CISIS": "jdv-modalite-acquisition-cisis",
     "JDV_LocalisationAnatomique_CISIS": "jdv-localisation-anatomique-cisis",
     "JDV_RegionAnatomique_CISIS": "jdv-region-anatomique-cisis",
@@ -289,6 +294,30 @@ NAMED: dict[str, Named] = {
             "OTHER_HEALTH_FACILITY": "GEN-092.06.01",
             "OTHER_DESTINATION": "GEN-092.06.03",
         },
+    ),
+    "Interpretation": Named(
+        "JDV_HL7_ObservationInterpretation_CISIS",
+        "Interpretations (JDV_HL7_ObservationInterpretation-CISIS) of a lab result or its reference range.",
+        {
+            "NORMAL": "N",
+            "ABNORMAL": "A",
+            "HIGH": "H",
+            "LOW": "L",
+            "CRITICALLY_HIGH": "HH",
+            "CRITICALLY_LOW": "LL",
+            "POSITIVE": "POS",
+            "NEGATIVE": "NEG",
+            "DETECTED": "DET",
+            "NOT_DETECTED": "ND",
+            "SUSCEPTIBLE": "S",
+            "INTERMEDIATE": "I",
+            "RESISTANT": "R",
+        },
+    ),
+    "SpecimenType": Named(
+        "JDV_SpecimenType_CISIS",
+        "Specimen types (JDV_SpecimenType) of a lab sample, a few of them by name.",
+        {"BLOOD": "BLD", "SERUM": "SER", "PLASMA": "PLAS", "URINE": "UR"},
     ),
 }
 

@@ -2,7 +2,7 @@
 
 The INSi, CDA and MSSanté examples have their own tests beside their packages; this file runs
 the quickstart (the README's first command), the DMP examples, the receiving example and the
-structured-volet examples (CR-IMG, VAC-NOTE).
+structured-volet examples (CR-IMG, VAC-NOTE, CR-BIO).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
         "ins_fhir_datamatrix.py",
         "build_cr_img.py",  # issue 21: CR-IMG
         "build_vac_note.py",  # issue 21: VAC-NOTE
+        "build_cr_bio.py",  # issue 21: CR-BIO
         "hl7v2_transmission.py",  # issue 23: HL7 v2 / MLLP
     ],
 )

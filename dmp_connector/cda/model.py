@@ -1038,7 +1038,7 @@ def register_entry_reader(template_id: str, reader: EntryReader) -> None:
     """Have :func:`dmp_connector.cda.parse` read entries whose statement has ``template_id`` with ``reader``.
 
     The statement is the element inside ``<entry>`` (``observation``, ``act`` …); its
-    templateId roots are looked up in order. A reader that raises
+    templateId roots are looked up in order, after those of ``<entry>`` itself. A reader that raises
     :class:`~dmp_connector.errors.ValidationError` leaves the entry as a :class:`RawEntry`.
     Registering the same templateId twice replaces the earlier reader.
     """
@@ -1089,6 +1089,14 @@ def read_entry(element: etree._Element) -> Entry:
 
 
 def _read_entry(element: etree._Element) -> Entry:
+    # Some entries carry their templateIds on <entry> itself (IHE PALM, the CR-BIO results entry).
+    for template in element.findall(f"{{{HL7}}}templateId"):
+        own = _ENTRY_READERS.get(template.get("root") or "")
+        if own is not None:
+            try:
+                return own(element)
+            except ValidationError:
+                return RawEntry.from_element(element)
     for statement in element:
         if not isinstance(statement.tag, str) or local_name(statement) in ("templateId", "typeId", "realmCode"):
             continue

@@ -1,4 +1,4 @@
-"""The structured volets the SDK builds end to end: the VSM, the LDL-SES, the CR-IMG, the VAC-NOTE.
+"""The structured volets the SDK builds end to end: the VSM, the LDL-SES, the CR-IMG, the VAC-NOTE, the CR-BIO.
 
 Importing this package registers the readers of its typed entries with
 :func:`dmp_connector.cda.register_entry_reader`, so that :func:`dmp_connector.cda.parse`
@@ -10,6 +10,23 @@ from __future__ import annotations
 
 from dmp_connector.cda.model import register_entry_reader
 
+from ._bio_entries import (
+    LAB_REPORT_ENTRY_TEMPLATES,
+    LabBattery,
+    LabComment,
+    LabDevice,
+    LabImage,
+    LabPerformer,
+    LabReportEntry,
+    LabResult,
+    LabValidator,
+    PreviousResult,
+    QuantityRange,
+    ReferenceRange,
+    Specimen,
+    SpecimenCollection,
+    loinc_problem,
+)
 from ._entries import (
     ALLERGY_CONCERN_TEMPLATES,
     MEDICATION_TEMPLATES,
@@ -25,6 +42,17 @@ from ._entries import (
     SimpleObservation,
     VoletEntry,
     read_treatment,
+)
+from .cr_bio import (
+    CR_BIO_FORMAT_CODE,
+    CR_BIO_TEMPLATE,
+    CR_BIO_TYPE_CODE,
+    CrBioContent,
+    LabChapter,
+    as_cr_bio,
+    cr_bio_authenticators,
+    cr_bio_document,
+    cr_bio_problems,
 )
 from .cr_img import (
     CR_IMG_FORMAT_CODE,
@@ -80,6 +108,9 @@ from .vsm import (
 )
 
 __all__ = [
+    "CR_BIO_FORMAT_CODE",
+    "CR_BIO_TEMPLATE",
+    "CR_BIO_TYPE_CODE",
     "CR_IMG_FORMAT_CODE",
     "CR_IMG_TEMPLATE",
     "CR_IMG_TYPE_CODE",
@@ -95,6 +126,7 @@ __all__ = [
     "VSM_TYPE_CODE",
     "Allergy",
     "ClinicalInformation",
+    "CrBioContent",
     "CrImgContent",
     "DicomObservation",
     "ImagingAct",
@@ -102,32 +134,51 @@ __all__ = [
     "ImagingStudy",
     "ImagingTechnique",
     "InternalReference",
+    "LabBattery",
+    "LabChapter",
+    "LabComment",
+    "LabDevice",
+    "LabImage",
+    "LabPerformer",
+    "LabReportEntry",
+    "LabResult",
+    "LabValidator",
     "LdlSesContent",
     "MaxDose",
     "Medication",
     "NoMedication",
     "PatientExposure",
+    "PreviousResult",
     "Problem",
     "Quantity",
+    "QuantityRange",
     "RadiationDose",
     "RadiationExposure",
+    "ReferenceRange",
     "SimpleObservation",
     "SopInstance",
+    "Specimen",
+    "SpecimenCollection",
     "StaySummary",
     "VacNoteContent",
     "Vaccination",
     "VaccinationReaction",
     "VoletEntry",
     "VsmContent",
+    "as_cr_bio",
     "as_cr_img",
     "as_ldl_ses",
     "as_vac_note",
     "as_vsm",
+    "cr_bio_authenticators",
+    "cr_bio_document",
+    "cr_bio_problems",
     "cr_img_acts",
     "cr_img_document",
     "cr_img_problems",
     "ldl_ses_document",
     "ldl_ses_problems",
+    "loinc_problem",
     "vac_note_document",
     "vac_note_problems",
     "vac_note_vaccination",
@@ -148,6 +199,8 @@ register_entry_reader("1.2.250.1.213.1.1.3.154", RadiationDose.from_element)
 register_entry_reader("1.2.250.1.213.1.1.3.165", PatientExposure.from_element)
 # VAC-NOTE 2023.01
 register_entry_reader("1.2.250.1.213.1.1.3.45", Vaccination.from_element)
+# CR-BIO 2024.01
+register_entry_reader(LAB_REPORT_ENTRY_TEMPLATES[-1], LabReportEntry.from_element)  # on <entry> itself
 
 from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents
 
