@@ -60,6 +60,7 @@ VALUE_SETS: dict[str, str] = {
     "JDV_StatutDoc_CISIS": "LDL-SES document status (FR-Statut-du-document)",
     "JDV_ModaliteEntree_CISIS": "LDL-SES admission mode (FR-Modalite-entree; checked by the volet schematron)",
     "JDV_ModaliteSortie_CISIS": "LDL-SES discharge mode (FR-Modalite-sortie)",
+    "JDV_AbsentOrUnknownAllergy_CISIS": "an allergy list that states no known allergy, or no information (LDL-EES)",
 }
 
 # Where the kit keeps a set today, when its file name is no longer the set's name: the 2025 kit
@@ -77,6 +78,7 @@ SOURCE_FILES: dict[str, str] = {
     "JDV_StatutDoc_CISIS": "jdv-statut-document-cisis",
     "JDV_ModaliteEntree_CISIS": "jdv-modalite-entree-cisis",
     "JDV_ModaliteSortie_CISIS": "jdv-modalite-sortie-cisis",
+    "JDV_AbsentOrUnknownAllergy_CISIS": "jdv-absent-or-unknown-allergy-cisis",
 }
 
 
@@ -268,6 +270,11 @@ NAMED: dict[str, Named] = {
             "OTHER_HEALTH_FACILITY": "GEN-092.06.01",
             "OTHER_DESTINATION": "GEN-092.06.03",
         },
+    ),
+    "AllergyAbsence": Named(
+        "JDV_AbsentOrUnknownAllergy_CISIS",
+        "Why an allergy list holds no allergy (JDV_AbsentOrUnknownAllergy): none known, or no information.",
+        {"NO_KNOWN_ALLERGIES": "no-known-allergies", "NO_INFORMATION": "no-allergy-info"},
     ),
 }
 

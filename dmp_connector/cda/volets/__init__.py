@@ -1,4 +1,4 @@
-"""The structured volets the SDK builds end to end: the VSM and the LDL-SES.
+"""The structured volets the SDK builds end to end: the VSM, the LDL-SES and the LDL-EES.
 
 Importing this package registers the readers of its typed entries with
 :func:`dmp_connector.cda.register_entry_reader`, so that :func:`dmp_connector.cda.parse`
@@ -26,6 +26,16 @@ from ._entries import (
     VoletEntry,
     read_treatment,
 )
+from .ldl_ees import (
+    LDL_EES_FORMAT_CODE,
+    LDL_EES_SERVICE_CODE,
+    LDL_EES_TEMPLATE,
+    LDL_EES_TYPE_CODE,
+    LdlEesContent,
+    as_ldl_ees,
+    ldl_ees_document,
+    ldl_ees_problems,
+)
 from .ldl_ses import (
     LDL_SES_FORMAT_CODE,
     LDL_SES_TEMPLATE,
@@ -48,6 +58,11 @@ from .vsm import (
 )
 
 __all__ = [
+    # LDL-EES (issue 21)
+    "LDL_EES_FORMAT_CODE",
+    "LDL_EES_SERVICE_CODE",
+    "LDL_EES_TEMPLATE",
+    "LDL_EES_TYPE_CODE",
     "LDL_SES_FORMAT_CODE",
     "LDL_SES_TEMPLATE",
     "LDL_SES_TYPE_CODE",
@@ -57,6 +72,7 @@ __all__ = [
     "VSM_TYPE_CODE",
     "Allergy",
     "InternalReference",
+    "LdlEesContent",
     "LdlSesContent",
     "MaxDose",
     "Medication",
@@ -67,8 +83,11 @@ __all__ = [
     "StaySummary",
     "VoletEntry",
     "VsmContent",
+    "as_ldl_ees",
     "as_ldl_ses",
     "as_vsm",
+    "ldl_ees_document",
+    "ldl_ees_problems",
     "ldl_ses_document",
     "ldl_ses_problems",
     "vsm_document",
