@@ -15,7 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["quickstart.py", "deposit_document.py", "query_dmp.py", "receive_documents.py"])
+@pytest.mark.parametrize(
+    "script", ["quickstart.py", "deposit_document.py", "query_dmp.py", "receive_documents.py", "build_ldl_ees.py"]
+)
 def test_example_runs_and_every_check_passes(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script)], capture_output=True, text=True, timeout=110
