@@ -62,7 +62,7 @@ PdfAPart = Literal[1, 2]
 
 DEFAULT_MAX_BYTES: Final = 128 * 1024 * 1024
 """Largest PDF read (128 MiB): a larger one is refused before qpdf opens it."""
-DEFAULT_MAX_OBJECTS: Final = 500_000
+DEFAULT_MAX_OBJECTS: Final = 200_000
 """Most indirect objects walked: a PDF with more is refused rather than walked for minutes."""
 
 _PDFAID: Final = "http://www.aiim.org/pdfa/ns/id/"
