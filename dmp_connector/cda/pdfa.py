@@ -105,6 +105,8 @@ class PdfAIssue(StrEnum):
     """A stream compressed with LZW (forbidden by PDF/A)."""
     TRANSPARENCY = "transparency"
     """Transparency (soft masks, constant alpha, blend modes, transparency groups), forbidden by PDF/A-1."""
+    DYNAMIC_FORM = "dynamic-form"
+    """An XFA form, or an AcroForm that asks the reader to draw its fields (``NeedAppearances``)."""
 
 
 class PdfAFinding(BaseModel):
@@ -322,6 +324,11 @@ def _walk(lib: Any, pdf: pikepdf.Pdf, part: int, findings: list[PdfAFinding]) ->
         note(PdfAIssue.EMBEDDED_FILE, "/Names /EmbeddedFiles")
     if pdf.Root.get("/AA") is not None:
         note(PdfAIssue.FORBIDDEN_ACTION, "additional actions (/AA) on the catalog")
+    form = pdf.Root.get("/AcroForm")
+    if form is not None and form.get("/XFA") is not None:
+        note(PdfAIssue.DYNAMIC_FORM, "an XFA form (/AcroForm /XFA)")
+    if form is not None and bool(form.get("/NeedAppearances", False)):
+        note(PdfAIssue.DYNAMIC_FORM, "/AcroForm /NeedAppearances true")
     for obj in pdf.objects:
         if not isinstance(obj, lib.Dictionary | lib.Stream):
             continue

@@ -161,6 +161,20 @@ def test_a_ghostscript_pdfa_passes(pdfa1: bytes) -> None:
             ),
         ),
         ("no output intent", PdfAIssue.NO_OUTPUT_INTENT, lambda pdf: pdf.Root.__delitem__("/OutputIntents")),
+        (
+            "an XFA form",
+            PdfAIssue.DYNAMIC_FORM,
+            lambda pdf: pdf.Root.__setitem__(
+                "/AcroForm", pikepdf.Dictionary(Fields=pikepdf.Array(), XFA=pdf.make_stream(b"<xdp/>"))
+            ),
+        ),
+        (
+            "fields the reader must draw",
+            PdfAIssue.DYNAMIC_FORM,
+            lambda pdf: pdf.Root.__setitem__(
+                "/AcroForm", pikepdf.Dictionary(Fields=pikepdf.Array(), NeedAppearances=True)
+            ),
+        ),
     ],
 )
 def test_each_forbidden_thing_is_found_alone(
