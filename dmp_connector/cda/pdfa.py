@@ -6,7 +6,7 @@ PDFs to PDF/A, so a level-1 document should carry one. Three parts:
 * :func:`check_pdfa` reads a PDF (with qpdf, through pikepdf: the ``pdfa`` extra) and
   reports, typed, its PDF/A claim (XMP ``pdfaid:part`` / ``pdfaid:conformance``) and what a
   PDF/A file may not lack or hold: XMP metadata, an output intent, embedded fonts; no
-  encryption, JavaScript or launch-type actions, LZW compression, embedded files (PDF/A-1),
+  encryption, JavaScript or launch-type actions, XFA forms, LZW compression, embedded files (PDF/A-1),
   transparency (PDF/A-1). It is a **claims-and-structure check**, not a validation of the
   ISO 19005 rules as veraPDF does (colour spaces against the output intent, XMP schema
   conformance, font metrics and glyph coverage, annotation appearances … are not checked):
