@@ -676,9 +676,11 @@ def _service_event(element: etree._Element) -> ServiceEvent:
     performers = list(_children(element, "performer"))
     performer = _performer(performers[0]) if performers else None
     extras = [e for e in _untyped(element, _EVENT_TYPED) if e not in performers[:1]]
+    code = _child(element, "code")
     event = ServiceEvent(
         ids=_iis(element),
-        code=_code(_child(element, "code")),
+        code=_code(code),
+        code_translations=_raw(_children(code, "translation")) if code is not None and _code(code) else (),
         effective_time=_period(_child(element, "effectiveTime")),
         performer=performer,
         class_code=element.get("classCode") or None,

@@ -15,6 +15,8 @@ from . import (
     cda_build,  # noqa: F401  (registers cda build)
     cda_pdfa,  # noqa: F401  (registers cda pdfa check/convert)
     cda_view,  # noqa: F401  (registers cda view)
+    ins_datamatrix,  # noqa: F401  (registers ins datamatrix encode/decode)
+    ins_hl7,  # noqa: F401  (registers ins from-hl7)
     ins_insi,  # noqa: F401  (registers ins search/verify)
     sandbox_serve,  # noqa: F401
 )
