@@ -74,6 +74,7 @@ VALUE_SETS: dict[str, str] = {
     "JDV_ImmunizationCode_CISIS": "VAC-NOTE kind of vaccination act (substanceAdministration/code)",
     "JDV_ImmunizationRouteCode_CISIS": "VAC-NOTE route of a vaccination (routeCode)",
     "JDV_ImmunizationApproachSiteCode_CISIS": "VAC-NOTE body site of a vaccination (approachSiteCode)",
+    "JDV_AbsentOrUnknownAllergy_CISIS": "an allergy list that states no known allergy, or no information (LDL-EES)",
 }
 
 # Where the kit keeps a set today, when its file name is no longer the set's name: the 2025 kit
@@ -103,6 +104,7 @@ SOURCE_FILES: dict[str, str] = {
     "JDV_ImmunizationCode_CISIS": "jdv-hl7-v3-ActSubstanceAdministrationImmunizationCode-cisis",
     "JDV_ImmunizationRouteCode_CISIS": "jdv-immunization-route-code-cisis",
     "JDV_ImmunizationApproachSiteCode_CISIS": "jdv-immunization-approach-site-code-cisis",
+    "JDV_AbsentOrUnknownAllergy_CISIS": "jdv-absent-or-unknown-allergy-cisis",
 }
 
 
@@ -318,6 +320,11 @@ NAMED: dict[str, Named] = {
         "JDV_SpecimenType_CISIS",
         "Specimen types (JDV_SpecimenType) of a lab sample, a few of them by name.",
         {"BLOOD": "BLD", "SERUM": "SER", "PLASMA": "PLAS", "URINE": "UR"},
+    ),
+    "AllergyAbsence": Named(
+        "JDV_AbsentOrUnknownAllergy_CISIS",
+        "Why an allergy list holds no allergy (JDV_AbsentOrUnknownAllergy): none known, or no information.",
+        {"NO_KNOWN_ALLERGIES": "no-known-allergies", "NO_INFORMATION": "no-allergy-info"},
     ),
 }
 

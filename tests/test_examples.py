@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
         "build_vac_note.py",  # issue 21: VAC-NOTE
         "build_cr_bio.py",  # issue 21: CR-BIO
         "hl7v2_transmission.py",  # issue 23: HL7 v2 / MLLP
+        "build_ldl_ees.py",  # issue 21: LDL-EES
     ],
 )
 def test_example_runs_and_every_check_passes(script: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import (
     cda_build,  # noqa: F401  (registers cda build)
+    cda_pdfa,  # noqa: F401  (registers cda pdfa check/convert)
     cda_view,  # noqa: F401  (registers cda view)
     ins_datamatrix,  # noqa: F401  (registers ins datamatrix encode/decode)
     ins_hl7,  # noqa: F401  (registers ins from-hl7)

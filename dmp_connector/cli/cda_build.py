@@ -141,7 +141,16 @@ class BuildDescription(BaseModel):
     "pdf_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The PDF to carry (PDF/A recommended).",
+    help="The PDF to carry: a PDF/A (see --pdfa).",
+)
+@click.option(
+    "--pdfa",
+    "pdfa_mode",
+    type=click.Choice(["require", "convert-1", "convert-2", "off"]),
+    default="require",
+    show_default=True,
+    help="require: refuse a PDF that is not PDF/A (exit 4, with what it lacks); convert-1/convert-2: carry a "
+    "PDF/A-1b/-2b copy made by Ghostscript when it is not (the PDF file is not changed); off: no check.",
 )
 @click.option(
     "--description",
@@ -159,7 +168,7 @@ class BuildDescription(BaseModel):
     help="Where to write the document (default: standard output).",
 )
 @pass_state
-def cda_build(state: CliState, pdf_path: Path, description_path: Path, output: Path | None) -> None:
+def cda_build(state: CliState, pdf_path: Path, pdfa_mode: str, description_path: Path, output: Path | None) -> None:
     """Build a PDF-body (level 1) CI-SIS CDA document.
 
     \b
@@ -167,12 +176,13 @@ def cda_build(state: CliState, pdf_path: Path, description_path: Path, output: P
 
     Without author and organisation in the description, the configured professional and
     organisation are used (--config). Exit 0 with the document written, 4 with the reasons
-    when the description or the PDF breaks a rule.
+    when the description or the PDF breaks a rule (a PDF that is not PDF/A, unless --pdfa says
+    otherwise), 3 when the PDF/A check or conversion lacks pikepdf or Ghostscript.
     """
     try:
         description = _read_description(description_path)
         settings = _settings(state, description)
-        document = _document(description, settings, pdf_path.read_bytes())
+        document = _document(description, settings, _body(pdf_path.read_bytes(), pdfa_mode))
         data = build(document)
         metadata = extract_metadata(document)
     except DmpConnectorError as exc:
@@ -284,7 +294,16 @@ def _patient(spec: _PatientSpec) -> Patient:
     return Patient.from_identity(identity, other_ids=other_ids)
 
 
-def _document(description: BuildDescription, settings: Settings, pdf: bytes) -> ClinicalDocument:
+def _body(pdf: bytes, mode: str) -> NonXmlBody:
+    """The body the --pdfa mode asks for: checked, converted on the caller's word, or as given."""
+    if mode == "off":
+        return NonXmlBody(data=pdf)
+    from dmp_connector.cda.pdfa import pdfa_body  # pikepdf only when asked for
+
+    return pdfa_body(pdf, convert=None if mode == "require" else (1 if mode == "convert-1" else 2))
+
+
+def _document(description: BuildDescription, settings: Settings, body: NonXmlBody) -> ClinicalDocument:
     fields: dict[str, Any] = {
         "confidentiality": _code(description.confidentiality, JDV_J08_XDS_CONFIDENTIALITY_CODE, "confidentiality"),
         "version": description.version,
@@ -304,7 +323,7 @@ def _document(description: BuildDescription, settings: Settings, pdf: bytes) -> 
         patient=_patient(description.patient),
         type_code=_code(description.type_code, JDV_J07_XDS_TYPE_CODE, "type_code"),
         title=description.title,
-        body=NonXmlBody(data=pdf),
+        body=body,
         effective_time=effective_time,
         service_start=description.service_start,
         service_end=description.service_end,

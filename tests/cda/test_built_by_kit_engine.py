@@ -1,6 +1,6 @@
 """Documents built from scratch with the public API pass the ANS kit's own engine with no finding.
 
-One document of each kind the SDK builds — a PDF body (level 1), a VSM, an LDL-SES — each
+One document of each kind the SDK builds — a PDF body (level 1), a VSM, an LDL-SES, an LDL-EES — each
 with a participant (the header part whose time the builder now requires), through the
 kit's own ISO skeleton (``kit_engine``): the volet's schematron and the kit-wide ones. The
 project's validator must agree (``report.ok``). StrucMin, the slowest of the kit-wide
@@ -26,13 +26,15 @@ from dmp_connector.cda import (
 )
 from dmp_connector.cda.validation import GENERIC_SCHEMATRONS, CdaValidator
 from dmp_connector.cda.valuesets import DocumentStatus, PracticeSetting
-from dmp_connector.cda.volets import LdlSesContent, ldl_ses_document, vsm_document
+from dmp_connector.cda.volets import LdlSesContent, ldl_ees_document, ldl_ses_document, vsm_document
 from dmp_connector.codes import Code
 from dmp_connector.config import CdaSettings, Settings
 from dmp_connector.ins import Identity
 
 from .conftest import KIT, PARIS
 from .kit_engine import kit_findings, volet_schematron
+from .test_ldl_ees import ADMISSION
+from .test_ldl_ees import full_content as full_admission_letter
 from .test_ldl_ses import SA01, stay
 from .test_ldl_ses import full_content as full_letter
 from .test_vsm import full_content as full_vsm
@@ -102,6 +104,16 @@ def documents(
             practice_setting=PracticeSetting.HOSPITAL,
             facility_type=SA01,
         ),
+        "ldl-ees": ldl_ees_document(
+            full_admission_letter(),
+            settings=cda_settings,
+            patient=qualified_patient,
+            effective_time=effective_time,
+            admission=ADMISSION,
+            practice_setting=PracticeSetting.HOSPITAL,
+            facility_type=SA01,
+            **participants,
+        ),
     }
 
 
@@ -118,7 +130,7 @@ def _check(
         assert kit_findings(data, path) == frozenset(), f"{kind}: {path.name}"
 
 
-@pytest.mark.parametrize("kind", ["pdf", "vsm", "ldl-ses", "ldl-ses minimal"])
+@pytest.mark.parametrize("kind", ["pdf", "vsm", "ldl-ses", "ldl-ses minimal", "ldl-ees"])
 def test_a_built_document_passes_the_kits_own_engine(
     kind: str, documents: dict[str, ClinicalDocument], validator: CdaValidator
 ) -> None:
@@ -126,7 +138,7 @@ def test_a_built_document_passes_the_kits_own_engine(
 
 
 @pytest.mark.kit_exhaustive
-@pytest.mark.parametrize("kind", ["pdf", "vsm", "ldl-ses"])
+@pytest.mark.parametrize("kind", ["pdf", "vsm", "ldl-ses", "ldl-ees"])
 def test_a_built_document_passes_every_kit_schematron_by_the_kits_engine(
     kind: str, documents: dict[str, ClinicalDocument], validator: CdaValidator, request: pytest.FixtureRequest
 ) -> None:

@@ -95,7 +95,19 @@ def test_build_from_a_toml_description(
 ) -> None:
     out = files["dir"] / "cr.xml"
     result = runner.invoke(
-        main, ["cda", "build", "--pdf", str(files["pdf"]), "--description", str(files["toml"]), "--output", str(out)]
+        main,
+        [
+            "cda",
+            "build",
+            "--pdf",
+            str(files["pdf"]),
+            "--pdfa",
+            "off",
+            "--description",
+            str(files["toml"]),
+            "--output",
+            str(out),
+        ],
     )
     assert result.exit_code == EXIT_OK, result.output
     assert "uniqueId" in result.output and "SHA-1" in result.output
@@ -129,7 +141,7 @@ def test_build_from_json_with_the_configured_author(
     path = files["dir"] / "cr.json"
     path.write_text(json.dumps(description), encoding="utf-8")
     out = files["dir"] / "cr.xml"
-    args = ["--config", str(files["config"]), "--json", "cda", "build", "--pdf", str(files["pdf"])]
+    args = ["--config", str(files["config"]), "--json", "cda", "build", "--pdf", str(files["pdf"]), "--pdfa", "off"]
     result = runner.invoke(main, [*args, "--description", str(path), "--output", str(out)])
     assert result.exit_code == EXIT_OK, result.output
     report = json.loads(result.output)
@@ -138,7 +150,9 @@ def test_build_from_json_with_the_configured_author(
 
 
 def test_without_output_the_document_goes_to_stdout(runner: CliRunner, files: dict[str, Path]) -> None:
-    result = runner.invoke(main, ["cda", "build", "--pdf", str(files["pdf"]), "--description", str(files["toml"])])
+    result = runner.invoke(
+        main, ["cda", "build", "--pdf", str(files["pdf"]), "--pdfa", "off", "--description", str(files["toml"])]
+    )
     assert result.exit_code == EXIT_OK, result.output
     assert result.stdout_bytes.startswith(b"<?xml")
 
@@ -158,13 +172,17 @@ def test_invalid_descriptions_exit_4_with_a_reason(
     runner: CliRunner, files: dict[str, Path], change: tuple[str, str], reason: str
 ) -> None:
     files["toml"].write_text(DESCRIPTION.replace(*change), encoding="utf-8")
-    result = runner.invoke(main, ["cda", "build", "--pdf", str(files["pdf"]), "--description", str(files["toml"])])
+    result = runner.invoke(
+        main, ["cda", "build", "--pdf", str(files["pdf"]), "--pdfa", "off", "--description", str(files["toml"])]
+    )
     assert result.exit_code == EXIT_VALIDATION, result.output
     assert reason in result.output
 
 
 def test_a_file_that_is_not_a_pdf_exits_4(runner: CliRunner, files: dict[str, Path]) -> None:
     files["pdf"].write_bytes(b"just text")
-    result = runner.invoke(main, ["cda", "build", "--pdf", str(files["pdf"]), "--description", str(files["toml"])])
+    result = runner.invoke(
+        main, ["cda", "build", "--pdf", str(files["pdf"]), "--pdfa", "off", "--description", str(files["toml"])]
+    )
     assert result.exit_code == EXIT_VALIDATION
     assert "not a PDF" in result.output

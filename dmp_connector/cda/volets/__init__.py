@@ -1,4 +1,4 @@
-"""The structured volets the SDK builds end to end: the VSM, the LDL-SES, the CR-IMG, the VAC-NOTE, the CR-BIO.
+"""The structured volets the SDK builds end to end: VSM, LDL-SES, LDL-EES, CR-IMG, VAC-NOTE and CR-BIO.
 
 Importing this package registers the readers of its typed entries with
 :func:`dmp_connector.cda.register_entry_reader`, so that :func:`dmp_connector.cda.parse`
@@ -74,6 +74,16 @@ from .cr_img import (
     cr_img_document,
     cr_img_problems,
 )
+from .ldl_ees import (
+    LDL_EES_FORMAT_CODE,
+    LDL_EES_SERVICE_CODE,
+    LDL_EES_TEMPLATE,
+    LDL_EES_TYPE_CODE,
+    LdlEesContent,
+    as_ldl_ees,
+    ldl_ees_document,
+    ldl_ees_problems,
+)
 from .ldl_ses import (
     LDL_SES_FORMAT_CODE,
     LDL_SES_TEMPLATE,
@@ -114,6 +124,10 @@ __all__ = [
     "CR_IMG_FORMAT_CODE",
     "CR_IMG_TEMPLATE",
     "CR_IMG_TYPE_CODE",
+    "LDL_EES_FORMAT_CODE",
+    "LDL_EES_SERVICE_CODE",
+    "LDL_EES_TEMPLATE",
+    "LDL_EES_TYPE_CODE",
     "LDL_SES_FORMAT_CODE",
     "LDL_SES_TEMPLATE",
     "LDL_SES_TYPE_CODE",
@@ -143,6 +157,7 @@ __all__ = [
     "LabReportEntry",
     "LabResult",
     "LabValidator",
+    "LdlEesContent",
     "LdlSesContent",
     "MaxDose",
     "Medication",
@@ -167,6 +182,7 @@ __all__ = [
     "VsmContent",
     "as_cr_bio",
     "as_cr_img",
+    "as_ldl_ees",
     "as_ldl_ses",
     "as_vac_note",
     "as_vsm",
@@ -176,6 +192,8 @@ __all__ = [
     "cr_img_acts",
     "cr_img_document",
     "cr_img_problems",
+    "ldl_ees_document",
+    "ldl_ees_problems",
     "ldl_ses_document",
     "ldl_ses_problems",
     "loinc_problem",

@@ -19,7 +19,6 @@ Body layout, as the LDL-SES schematron and the ANS section rules want it::
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,7 +31,6 @@ from dmp_connector.cda.model import (
     LOINC,
     ClinicalDocument,
     InstanceId,
-    Narrative,
     NonXmlBody,
     Patient,
     Section,
@@ -66,6 +64,7 @@ from ._entries import (
     show_code,
     show_time,
 )
+from ._sections import SectionKind, section, walk_sections
 
 if TYPE_CHECKING:
     from dmp_connector.config import Settings
@@ -95,7 +94,7 @@ LDL_SES_TITLE: Final = "Lettre de liaison à la sortie de l'établissement de sa
 CISIS_OBSERVATION_SYSTEM: Final = "1.2.250.1.213.1.1.4.322"
 """TA_ASIP / TerminologieCISIS, the code system of the CI-SIS observation codes (``ORG-070`` …)."""
 
-_Kind = tuple[tuple[str, ...], Code, str]
+_Kind = SectionKind
 
 _STATUS_SECTION: Final[_Kind] = (
     ("1.2.250.1.213.1.1.2.35", "1.2.250.1.213.1.1.2.35.1"),
@@ -275,23 +274,23 @@ class LdlSesContent(_Model):
             )
         sections = [
             self._status_section(),
-            _section(_REASON_SECTION, text=narrative_paragraphs(self.reason_for_admission)),
+            section(_REASON_SECTION, text=narrative_paragraphs(self.reason_for_admission)),
         ]
         sections.append(self._events_section())
         if self.discharge_medications:
             placed, headers, rows = place_medications(self.discharge_medications, "trt-sortie")
             notes = (self.discharge_medications_note,) if self.discharge_medications_note else ()
             sections.append(
-                _section(_DISCHARGE_MEDICATIONS, text=narrative_table(headers, rows, notes=notes), entries=placed)
+                section(_DISCHARGE_MEDICATIONS, text=narrative_table(headers, rows, notes=notes), entries=placed)
             )
         else:
             absence = MedicationAbsence.NO_KNOWN_MEDICATIONS if self.no_discharge_medication else None
             none = NoMedication(code=absence or MedicationAbsence.NO_INFORMATION, reference="trt-sortie-aucun")
             notes = (self.discharge_medications_note,) if self.discharge_medications_note else ()
             text = narrative_statement(show_code(none.code), "trt-sortie-aucun", *notes)
-            sections.append(_section(_DISCHARGE_MEDICATIONS, text=text, entries=(none,)))
+            sections.append(section(_DISCHARGE_MEDICATIONS, text=text, entries=(none,)))
         if self.pending_results:
-            sections.append(_section(_PENDING_RESULTS, text=narrative_paragraphs(*self.pending_results)))
+            sections.append(section(_PENDING_RESULTS, text=narrative_paragraphs(*self.pending_results)))
         check_anchors(tuple(sections), "LDL-SES")
         return StructuredBody(sections=tuple(sections))
 
@@ -300,7 +299,7 @@ class LdlSesContent(_Model):
             _DOCUMENT_STATUS, self.status, self.status_time or self.stay.discharge_date, "statut-document"
         )
         text = narrative_table(("Statut du document",), [((show_code(self.status), "statut-document"),)])
-        return _section(_STATUS_SECTION, text=text, entries=(observation,))
+        return section(_STATUS_SECTION, text=text, entries=(observation,))
 
     def _events_section(self) -> Section:
         stay = self.stay
@@ -334,7 +333,7 @@ class LdlSesContent(_Model):
             add(
                 _BLOOD_DERIVATIVE_EVENTS, stay.blood_derivative_adverse_events, stay.blood_derivative_adverse_events, at
             )
-        return _section(_EVENTS_SECTION, text=narrative_table(("Élément", "Valeur"), rows), entries=tuple(entries))
+        return section(_EVENTS_SECTION, text=narrative_table(("Élément", "Valeur"), rows), entries=tuple(entries))
 
 
 def _observation(
@@ -348,18 +347,6 @@ def _observation(
         effective_time=when,
         template_ids=templates,
         reference=reference,
-    )
-
-
-def _section(kind: _Kind, *, text: Narrative | None = None, entries: tuple[VoletEntry, ...] = ()) -> Section:
-    templates, code, title = kind
-    return Section(
-        template_ids=templates,
-        id=InstanceId(root=str(uuid.uuid4()).upper()),
-        code=code,
-        title=title,
-        text=text,
-        entries=entries,
     )
 
 
@@ -383,8 +370,8 @@ def ldl_ses_problems(document: ClinicalDocument) -> list[str]:
     for root, name in LDL_SES_REQUIRED_SECTIONS.items():
         if root not in present:
             found.append(f"body: the section '{name}' ({root}) is missing")
-    for section in _walk(document.body.sections):
-        for entry in section.entries:
+    for item in walk_sections(document.body.sections):
+        for entry in item.entries:
             if isinstance(entry, SimpleObservation) and entry.code.code == "ORG-070" and isinstance(entry.value, Code):
                 if entry.value not in JDV_MODALITE_ENTREE:
                     found.append(f"body: admission mode {entry.value.code} is not in {JDV_MODALITE_ENTREE.name}")
@@ -393,16 +380,8 @@ def ldl_ses_problems(document: ClinicalDocument) -> list[str]:
     return found
 
 
-def _walk(sections: tuple[Section, ...]) -> list[Section]:
-    found: list[Section] = []
-    for section in sections:
-        found.append(section)
-        found += _walk(section.subsections)
-    return found
-
-
 def _all_templates(sections: tuple[Section, ...]) -> list[InstanceId]:
-    return [t for section in _walk(sections) for t in section.template_ids]
+    return [t for item in walk_sections(sections) for t in item.template_ids]
 
 
 def as_ldl_ses(document: ClinicalDocument, content: LdlSesContent | None = None) -> ClinicalDocument:

@@ -27,7 +27,6 @@ carries a text (``Non renseigné`` unless a note is given), as the ANS rules req
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -40,7 +39,6 @@ from dmp_connector.cda.model import (
     LOINC,
     ClinicalDocument,
     InstanceId,
-    Narrative,
     NonXmlBody,
     Patient,
     Section,
@@ -64,8 +62,8 @@ from ._entries import (
     narrative_table,
     place_medications,
     show_code,
-    show_time,
 )
+from ._sections import SectionKind, allergies_section, problems_section, section, typed_entries
 
 if TYPE_CHECKING:
     from dmp_connector.config import Settings
@@ -98,7 +96,7 @@ NOT_INFORMED: Final = "Non renseigné"
 """Narrative of a section the volet requires and the caller left empty."""
 
 # Section kinds: templateIds (in the order the ANS example writes them), LOINC code, title.
-_Kind = tuple[tuple[str, ...], Code, str]
+_Kind = SectionKind
 
 _HISTORY_AND_RISKS: Final[_Kind] = (
     ("1.2.250.1.213.1.1.2.29",),
@@ -157,87 +155,6 @@ VSM_REQUIRED_SECTIONS: Final = {
     "1.2.250.1.213.1.1.2.32": "Traitement au long cours",
 }
 """Top-level sections the VSM 2023.01 schematron requires, by templateId."""
-
-
-def _section(
-    kind: _Kind,
-    *,
-    text: Narrative | None = None,
-    entries: tuple[VoletEntry, ...] = (),
-    subsections: tuple[Section, ...] = (),
-) -> Section:
-    templates, code, title = kind
-    return Section(
-        template_ids=templates,
-        id=InstanceId(root=str(uuid.uuid4()).upper()),
-        code=code,
-        title=title,
-        text=text,
-        entries=entries,
-        subsections=subsections,
-    )
-
-
-def _problem_rows(problems: tuple[Problem, ...], prefix: str) -> tuple[tuple[Problem, ...], list[tuple[Any, ...]]]:
-    placed: list[Problem] = []
-    rows: list[tuple[Any, ...]] = []
-    for n, problem in enumerate(problems, 1):
-        reference = problem.reference or f"{prefix}-{n}"
-        status_reference = None
-        if problem.clinical_status is not None:
-            status_reference = problem.status_reference or f"{reference}-statut"
-        placed.append(problem.model_copy(update={"reference": reference, "status_reference": status_reference}))
-        status: Any = (show_code(problem.clinical_status), status_reference) if status_reference else ""
-        rows.append(
-            (
-                (show_code(problem.value), reference),
-                problem.value.code,
-                show_time(problem.start),
-                show_time(problem.end),
-                status,
-            )
-        )
-    return tuple(placed), rows
-
-
-def _problems_section(kind: _Kind, problems: tuple[Problem, ...], prefix: str) -> Section:
-    placed, rows = _problem_rows(problems, prefix)
-    headers = ("Pathologie", "Code", "Début", "Fin", "Statut")
-    return _section(kind, text=narrative_table(headers, rows), entries=placed)
-
-
-def _allergies_section(allergies: tuple[Allergy, ...]) -> Section:
-    placed: list[Allergy] = []
-    rows: list[tuple[Any, ...]] = []
-    for n, allergy in enumerate(allergies, 1):
-        reference = allergy.reference or f"allergie-{n}"
-        agent_reference = (allergy.agent_reference or f"{reference}-agent") if allergy.agent is not None else None
-        status_reference = None
-        if allergy.clinical_status is not None:
-            status_reference = allergy.status_reference or f"{reference}-statut"
-        placed.append(
-            allergy.model_copy(
-                update={
-                    "reference": reference,
-                    "agent_reference": agent_reference,
-                    "status_reference": status_reference,
-                }
-            )
-        )
-        label = show_code(allergy.kind)
-        if allergy.reaction is not None:
-            label = f"{label} : {show_code(allergy.reaction)}"
-        rows.append(
-            (
-                (label, reference),
-                (show_code(allergy.agent), agent_reference) if agent_reference else "",
-                show_time(allergy.start),
-                show_time(allergy.end),
-                (show_code(allergy.clinical_status), status_reference) if status_reference else "",
-            )
-        )
-    headers = ("Allergie ou hypersensibilité", "Agent", "Début", "Fin", "Statut")
-    return _section(_ALLERGIES, text=narrative_table(headers, rows), entries=tuple(placed))
 
 
 class VsmContent(_Model):
@@ -300,38 +217,38 @@ class VsmContent(_Model):
             )
         history_parts: list[Section] = []
         if self.active_problems:
-            history_parts.append(_problems_section(_ACTIVE_PROBLEMS, self.active_problems, "pb-actif"))
+            history_parts.append(problems_section(_ACTIVE_PROBLEMS, self.active_problems, "pb-actif"))
         if self.medical_history:
-            history_parts.append(_problems_section(_PAST_ILLNESSES, self.medical_history, "atcd"))
+            history_parts.append(problems_section(_PAST_ILLNESSES, self.medical_history, "atcd"))
         if self.allergies:
-            history_parts.append(_allergies_section(self.allergies))
+            history_parts.append(allergies_section(_ALLERGIES, self.allergies))
         history_text = self.history_note or (None if history_parts else NOT_INFORMED)
-        history = _section(
+        history = section(
             _HISTORY,
             text=narrative_paragraphs(history_text) if history_text else None,
             subsections=tuple(history_parts),
         )
         risk_parts: tuple[Section, ...] = ()
         if self.occupational_risk_factors:
-            risk_parts = (_section(_OCCUPATIONAL_RISKS, text=narrative_paragraphs(self.occupational_risk_factors)),)
+            risk_parts = (section(_OCCUPATIONAL_RISKS, text=narrative_paragraphs(self.occupational_risk_factors)),)
         risk_text = self.risk_factors or (None if risk_parts else NOT_INFORMED)
-        risks = _section(
+        risks = section(
             _RISK_FACTORS, text=narrative_paragraphs(risk_text) if risk_text else None, subsections=risk_parts
         )
-        vigilance = _section(_VIGILANCE, text=narrative_paragraphs(*(self.vigilance_points or (NOT_INFORMED,))))
+        vigilance = section(_VIGILANCE, text=narrative_paragraphs(*(self.vigilance_points or (NOT_INFORMED,))))
         if self.medications:
             placed, headers, rows = place_medications(self.medications, "trt")
             notes = (self.treatment_note,) if self.treatment_note else ()
-            medications = _section(_MEDICATIONS, text=narrative_table(headers, rows, notes=notes), entries=placed)
-            plan = _section(_TREATMENT_PLAN, subsections=(medications,))
+            medications = section(_MEDICATIONS, text=narrative_table(headers, rows, notes=notes), entries=placed)
+            plan = section(_TREATMENT_PLAN, subsections=(medications,))
         elif self.no_long_term_treatment:
             none = NoMedication(code=MedicationAbsence.NO_KNOWN_MEDICATIONS, reference="trt-aucun")
             notes = (self.treatment_note,) if self.treatment_note else ()
             text = narrative_statement(show_code(none.code), "trt-aucun", *notes)
-            plan = _section(_TREATMENT_PLAN, subsections=(_section(_MEDICATIONS, text=text, entries=(none,)),))
+            plan = section(_TREATMENT_PLAN, subsections=(section(_MEDICATIONS, text=text, entries=(none,)),))
         else:
-            plan = _section(_TREATMENT_PLAN, text=narrative_paragraphs(self.treatment_note or NOT_INFORMED))
-        sections = (_section(_HISTORY_AND_RISKS, subsections=(history, risks)), vigilance, plan)
+            plan = section(_TREATMENT_PLAN, text=narrative_paragraphs(self.treatment_note or NOT_INFORMED))
+        sections = (section(_HISTORY_AND_RISKS, subsections=(history, risks)), vigilance, plan)
         check_anchors(sections, "VSM")
         return StructuredBody(sections=sections)
 
@@ -359,17 +276,8 @@ def vsm_problems(document: ClinicalDocument) -> list[str]:
     for root, name in VSM_REQUIRED_SECTIONS.items():
         if root not in present:
             found.append(f"body: the section '{name}' ({root}) is missing")
-    for where, entry in _typed_entries(document.body.sections, "body"):
+    for where, entry in typed_entries(document.body.sections, "body"):
         found += [f"{where}: {problem}" for problem in entry.value_set_problems()]
-    return found
-
-
-def _typed_entries(sections: tuple[Section, ...], where: str) -> list[tuple[str, VoletEntry]]:
-    found: list[tuple[str, VoletEntry]] = []
-    for i, section in enumerate(sections):
-        here = f"{where}.sections[{i}]"
-        found += [(f"{here}.entries[{j}]", e) for j, e in enumerate(section.entries) if isinstance(e, VoletEntry)]
-        found += _typed_entries(section.subsections, here)
     return found
 
 

@@ -1,0 +1,319 @@
+"""The LDL-EES 2022.01 builder: valid admission letters, clear refusals, the ANS example read back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime
+from typing import Any
+
+import pytest
+
+from dmp_connector.cda import ClinicalDocument, Narrative, RawEntry, Section, StructuredBody, build, parse
+from dmp_connector.cda.metadata import extract_metadata
+from dmp_connector.cda.validation import GENERIC_SCHEMATRONS, CdaValidator
+from dmp_connector.cda.valuesets import (
+    JDV_ABSENT_OR_UNKNOWN_ALLERGY,
+    AllergyAbsence,
+    AllergyClinicalStatus,
+    DocumentStatus,
+    MedicationAbsence,
+    PracticeSetting,
+    ProblemClinicalStatus,
+)
+from dmp_connector.cda.volets import (
+    LDL_EES_FORMAT_CODE,
+    LDL_EES_SERVICE_CODE,
+    LDL_EES_TEMPLATE,
+    Allergy,
+    LdlEesContent,
+    Medication,
+    NoMedication,
+    Problem,
+    Quantity,
+    as_ldl_ees,
+    ldl_ees_document,
+    ldl_ees_problems,
+)
+from dmp_connector.codes import Code
+from dmp_connector.config import CdaSettings, Settings
+from dmp_connector.errors import ValidationError
+from dmp_connector.ins import Identity
+
+from .conftest import PARIS
+from .kit_engine import KIT  # the 2025 ANS kit (../shared/cda-2025)
+
+CIS = "1.2.250.1.213.2.3.1"
+CIM10 = "2.16.840.1.113883.6.3"
+SNOMED = "2.16.840.1.113883.6.96"
+SA01 = Code.of("SA01", "1.2.250.1.71.4.2.4", "Etablissement public de santé")
+ADMISSION = datetime(2024, 2, 20, 11, 17, tzinfo=PARIS)
+
+
+def full_content() -> LdlEesContent:
+    return LdlEesContent(
+        reason_for_admission="Episode psychotique - cachexie/anorexie",
+        admission_medications=(
+            Medication(
+                name="SOLIAN 100 mg",
+                product=Code.of("60019927", CIS, "SOLIAN 100 mg, comprimé sécable"),
+                start=date(2018, 8, 1),
+                period=Quantity.of(1, "d"),
+                dose=Quantity.of(1, "{tbl}"),
+            ),
+        ),
+        admission_medications_note="Observance irrégulière.",
+        allergies=(
+            Allergy(
+                kind=Code.of("416098002", SNOMED, "allergie médicamenteuse"),
+                agent=Code.of("67017786", CIS, "PARACETAMOL"),
+                start=date(2018, 6, 3),
+                clinical_status=AllergyClinicalStatus.ACTIVE,
+            ),
+        ),
+        medical_history=(
+            Problem(
+                value=Code.of("I20.0", CIM10, "Angine de poitrine instable"),
+                start=date(2017, 8, 1),
+                end=date(2017, 8, 2),
+                clinical_status=ProblemClinicalStatus.RESOLVED,
+            ),
+        ),
+        comment="Patient accompagné de sa soeur.",
+    )
+
+
+def minimal_content() -> LdlEesContent:
+    return LdlEesContent(reason_for_admission="Chute à domicile")
+
+
+CONTENTS: dict[str, Callable[[], LdlEesContent]] = {"full": full_content, "minimal": minimal_content}
+
+
+@pytest.fixture
+def make_letter(cda_settings: Settings, effective_time: datetime) -> Callable[..., ClinicalDocument]:
+    def make(content: LdlEesContent, patient: Identity, **fields: Any) -> ClinicalDocument:
+        return ldl_ees_document(
+            content,
+            settings=cda_settings,
+            patient=patient,
+            effective_time=effective_time,
+            admission=ADMISSION,
+            practice_setting=PracticeSetting.HOSPITAL,
+            facility_type=SA01,
+            **fields,
+        )
+
+    return make
+
+
+def _sections(sections: tuple[Section, ...]) -> Iterator[Section]:
+    for section in sections:
+        yield section
+        yield from _sections(section.subsections)
+
+
+def _body(document: ClinicalDocument) -> StructuredBody:
+    assert isinstance(document.body, StructuredBody)
+    return document.body
+
+
+@pytest.mark.parametrize("content", sorted(CONTENTS))
+@pytest.mark.parametrize("patient_fixture", ["qualified_patient", "second_patient"])
+def test_letter_is_schema_valid_and_reads_back(
+    content: str,
+    patient_fixture: str,
+    request: pytest.FixtureRequest,
+    make_letter: Callable[..., ClinicalDocument],
+    assert_schema_valid: Callable[[bytes], None],
+) -> None:
+    document = make_letter(CONTENTS[content](), request.getfixturevalue(patient_fixture))
+    data = build(document)
+    assert_schema_valid(data)
+    again = parse(data)
+    assert again == document
+    assert build(again) == data
+
+
+def test_letter_header(make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity) -> None:
+    document = make_letter(minimal_content(), qualified_patient)
+    assert (document.type_code.code, document.type_code.code_system) == ("18761-7", "2.16.840.1.113883.6.1")
+    assert document.template_ids[-1] == LDL_EES_TEMPLATE
+    assert LDL_EES_TEMPLATE.extension == "2022.01"
+    event = document.service_events[0]
+    assert event.code == LDL_EES_SERVICE_CODE
+    assert event.effective_time is not None and event.effective_time.low == ADMISSION
+    assert LDL_EES_FORMAT_CODE.code == "urn:asip:ci-sis:ldl-ees:2017"
+    assert ldl_ees_problems(document) == []
+
+
+def test_letter_body_layout() -> None:
+    body = full_content().to_body()
+    assert [s.template_ids[-1].root for s in body.sections] == [
+        "1.2.250.1.213.1.1.2.127",
+        "1.2.250.1.213.1.1.2.144",
+        "1.2.250.1.213.1.1.2.137",
+        "1.2.250.1.213.1.1.2.134",
+        "1.2.250.1.213.1.1.2.73",
+    ]
+    assert [type(s.entries[0]) for s in body.sections[1:4]] == [Medication, Allergy, Problem]
+    assert body.sections[4].text is not None and "accompagné de sa soeur" in body.sections[4].text.xml
+
+
+def test_minimal_letter_states_what_is_not_known() -> None:
+    body = minimal_content().to_body()
+    assert len(body.sections) == 4
+    (none,) = body.sections[1].entries
+    assert isinstance(none, NoMedication) and none.code == MedicationAbsence.NO_INFORMATION
+    (no_allergy,) = body.sections[2].entries
+    assert isinstance(no_allergy, Allergy) and no_allergy.reaction == AllergyAbsence.NO_INFORMATION
+    assert no_allergy.reaction in JDV_ABSENT_OR_UNKNOWN_ALLERGY
+    comment = body.sections[3].text
+    assert comment is not None and "Non renseigné" in comment.xml
+
+
+def test_none_known_is_said_when_the_caller_says_it(
+    make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity
+) -> None:
+    content = LdlEesContent(reason_for_admission="Bilan", no_admission_medication=True, no_known_allergy=True)
+    document = parse(build(make_letter(content, qualified_patient)))
+    sections = _body(document).sections
+    (none,) = sections[1].entries
+    assert isinstance(none, NoMedication) and none.code == MedicationAbsence.NO_KNOWN_MEDICATIONS
+    (no_allergy,) = sections[2].entries
+    assert isinstance(no_allergy, Allergy) and no_allergy.reaction == AllergyAbsence.NO_KNOWN_ALLERGIES
+
+
+def test_contradictions_are_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        LdlEesContent.model_validate(
+            {
+                **full_content().model_dump(),
+                "no_admission_medication": True,
+                "no_known_allergy": True,
+            }
+        )
+    assert caught.value.problems == ("no_admission_medication", "no_known_allergy")
+
+
+def test_missing_reason_is_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        LdlEesContent(reason_for_admission="")
+    assert any("reason_for_admission" in p for p in caught.value.problems)
+    with pytest.raises(ValidationError):
+        LdlEesContent.model_validate({})
+
+
+def test_codes_outside_their_value_sets_are_refused() -> None:
+    wrong_status = Allergy(
+        kind=Code.of("416098002", SNOMED, "allergie médicamenteuse"), clinical_status=DocumentStatus.DONE
+    )
+    content = LdlEesContent(reason_for_admission="Chute", allergies=(wrong_status,))
+    with pytest.raises(ValidationError) as caught:
+        content.to_body()
+    assert caught.value.problems == (
+        "allergies[0].clinical_status: 398166005 is not in JDV_HL7_allergyintolerance_clinical_CISIS",
+    )
+
+
+def test_an_absence_code_outside_the_allergy_set_is_found(
+    make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity
+) -> None:
+    document = make_letter(minimal_content(), qualified_patient)
+    sections = list(_body(document).sections)
+    (no_allergy,) = sections[2].entries
+    assert isinstance(no_allergy, Allergy)
+    wrong = no_allergy.model_copy(update={"reaction": MedicationAbsence.NO_KNOWN_MEDICATIONS})
+    sections[2] = sections[2].model_copy(update={"entries": (wrong,)})
+    with pytest.raises(ValidationError) as caught:
+        as_ldl_ees(document.model_copy(update={"body": StructuredBody(sections=tuple(sections))}))
+    assert caught.value.problems == (
+        "body.sections[2].entries[0].reaction: no-known-medications is not in JDV_AbsentOrUnknownAllergy_CISIS",
+    )
+
+
+def test_a_body_without_the_required_sections_is_refused(
+    make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity
+) -> None:
+    document = make_letter(minimal_content(), qualified_patient)
+    sections = _body(document).sections
+    without_allergies = StructuredBody(sections=(*sections[:2], sections[3]))
+    with pytest.raises(ValidationError) as caught:
+        as_ldl_ees(document.model_copy(update={"body": without_allergies}))
+    assert caught.value.problems == (
+        "body: the section 'Allergies et hypersensibilités' (1.3.6.1.4.1.19376.1.5.3.1.3.13) is missing",
+    )
+    lone = StructuredBody(sections=(Section(title="Notes", text=Narrative.from_text("texte")),))
+    with pytest.raises(ValidationError) as all_missing:
+        as_ldl_ees(document.model_copy(update={"body": lone}))
+    assert len(all_missing.value.problems) == 4
+
+
+def test_another_volet_made_an_ldl_ees_gets_the_volet_header(
+    make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity
+) -> None:
+    document = make_letter(minimal_content(), qualified_patient)
+    event = document.service_events[0].model_copy(update={"code": None})
+    stripped = document.model_copy(update={"service_events": (event,), "template_ids": document.template_ids[:2]})
+    again = as_ldl_ees(stripped)
+    assert again.service_events[0].code == LDL_EES_SERVICE_CODE
+    assert again.template_ids[-1] == LDL_EES_TEMPLATE
+
+
+# --------------------------------------------------------------------------- the ANS example
+
+
+def test_ans_letter_reads_into_typed_entries(parsed_examples: Mapping[str, ClinicalDocument]) -> None:
+    document = parsed_examples["LDL-EES_2022.01.xml"]
+    assert ldl_ees_problems(document) == []
+    assert document.service_events[0].code is not None
+    assert document.service_events[0].code.code == "IMP"
+    sections = {s.title: s for s in _sections(_body(document).sections)}
+    assert list(sections) == [
+        "Motif d'hospitalisation",
+        "Traitements à l'admission",
+        "Allergies et hypersensibilités connues",
+        "Antécédents médicaux",
+        "Antécédents chirurgicaux",
+        "Autres informations",
+    ]
+    # Each of the example's entries writes something the typed models do not hold (a dose range whose
+    # bounds carry a translation, an allergy agent with a name, a completed concern with an open end, a
+    # procedure): read as RawEntry, kept as written, never half-read.
+    entries = [e for s in sections.values() for e in s.entries]
+    assert [type(e) for e in entries] == [RawEntry] * 4
+
+
+def test_letter_metadata_for_the_dmp(make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity) -> None:
+    metadata = extract_metadata(make_letter(full_content(), qualified_patient))
+    assert metadata.format_code == LDL_EES_FORMAT_CODE
+    assert metadata.type_code.code == "18761-7"
+    assert metadata.class_code.code == "11"  # JDV_J57: 18761-7 is filed with the summaries, not the reports
+    assert metadata.healthcare_facility_type_code == SA01
+
+
+# --------------------------------------------------------------------------- the ANS schematrons
+
+
+@pytest.fixture(scope="module")
+def validator(tmp_path_factory: pytest.TempPathFactory) -> CdaValidator:
+    """Validation against the kit: structural checks, the XSD, the volet and the five kit-wide schematrons."""
+    pytest.importorskip("saxonche")
+    if not KIT.is_dir():
+        pytest.skip(f"the ANS kit is not at {KIT}")
+    cache = tmp_path_factory.getbasetemp() / "volet-schematrons"  # shared by the volet modules
+    cache.mkdir(exist_ok=True)
+    return CdaValidator(CdaSettings(kit_dir=KIT, cache_dir=cache))
+
+
+@pytest.mark.parametrize("content", sorted(CONTENTS))
+def test_passes_every_schematron(
+    content: str,
+    make_letter: Callable[..., ClinicalDocument],
+    qualified_patient: Identity,
+    validator: CdaValidator,
+) -> None:
+    document = make_letter(CONTENTS[content](), qualified_patient)
+    report = validator.validate(build(document))
+    assert report.ok, report.to_text()
+    assert report.volet == "LDL-EES_2022.01"
+    assert set(report.schematrons) == {"LDL-EES_2022.01", *GENERIC_SCHEMATRONS}
