@@ -719,6 +719,11 @@ def _read_localized(element: etree._Element | None) -> tuple[str | None, str | N
     if element is not None:
         for string in element:
             if string.tag == _LOCALIZED_STRING:
+                # One call for the usual string that has only its value (no xml:lang, no charset):
+                # cheaper than three lookups, two of them for attributes that are not there.
+                attributes = string.items()
+                if len(attributes) == 1 and attributes[0][0] == "value":
+                    return attributes[0][1], None, None
                 value = string.get("value")
                 if value is not None:
                     return value, string.get(_XML_LANG), string.get("charset")
@@ -742,10 +747,12 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
     get = element.get
     value, lang, charset = _read_localized(name)
     scheme, node = get("classificationScheme"), get("classificationNode")
-    # Positional: this runs for every code of every entry, and keywords cost more.
+    # Positional: this runs for every code of every entry, and keywords cost more. The scheme is
+    # looked up where _scheme() keeps it (no call for the few dozen schemes met before), and a
+    # code's classification has no node (no call either).
     return _Classification(
-        _scheme(scheme),
-        _scheme(node),
+        (_SCHEMES.get(scheme) or _scheme(scheme)) if scheme else "",
+        _scheme(node) if node else "",
         get("nodeRepresentation"),
         get("classifiedObject"),
         slots,
@@ -771,7 +778,20 @@ def _read_object(element: etree._Element, kind: str, interned: _Interned | None 
     for child in element:
         tag = child.tag
         if tag == _SLOT:
-            _read_slot(slots, child, where)
+            # _read_slot, written out: an entry has some fifteen slots, and a call costs more than its body.
+            slot_name = child.get("name")
+            slot_name = slot_name.strip() if slot_name else ""
+            if not slot_name:
+                raise MalformedResponseError(f"{where}: the Slot has no name attribute")
+            if slot_name in slots:
+                raise MalformedResponseError(f"{where}: the slot {slot_name} appears twice")
+            values: list[str] = []
+            for value_list in child:
+                if value_list.tag == _VALUE_LIST:
+                    for value in value_list:
+                        if value.tag == _VALUE:
+                            values.append((value.text or "").strip())
+            slots[slot_name] = values
         elif tag == _CLASSIFICATION:
             classifications.append(_read_classification(child, where))
         elif tag == _EXTERNAL_IDENTIFIER:
@@ -802,7 +822,10 @@ def _single(obj: _Object, slots: Mapping[str, list[str]], name: str) -> str | No
 
 
 def _identifier(obj: _Object, scheme: str, name: str, *, required: bool = True) -> str | None:
-    found = [value for s, value in obj.identifiers if s == scheme]
+    found: list[str] = []
+    for s, value in obj.identifiers:  # a loop, not a comprehension: no extra call per entry (Python 3.11)
+        if s == scheme:
+            found.append(value)
     if len(found) > 1:
         raise MalformedResponseError(f"{obj.where}: {name} appears more than once")
     if not found:
@@ -820,7 +843,11 @@ def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
             obj.localized.append(
                 TextAttributes(part=f"{scheme}#{index}", lang=classification.lang, charset=classification.charset)
             )
-        system = _single(obj, classification.slots, "codingScheme")
+        # _single(obj, classification.slots, "codingScheme"), written out: this runs for every code.
+        systems = classification.slots.get("codingScheme")
+        if systems is not None and len(systems) != 1:
+            raise MalformedResponseError(f"{obj.where}: the slot codingScheme must hold exactly one value")
+        system = systems[0] if systems is not None else None
         if not classification.code or system is None:
             raise MalformedResponseError(
                 f"{obj.where}: a {name} classification lacks nodeRepresentation or codingScheme"
