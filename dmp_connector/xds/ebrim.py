@@ -721,7 +721,8 @@ def _read_localized(element: etree._Element | None) -> tuple[str | None, str | N
             if string.tag == _LOCALIZED_STRING:
                 # One call for the usual string that has only its value (no xml:lang, no charset):
                 # cheaper than three lookups, two of them for attributes that are not there.
-                attributes = string.items()
+                # (lxml-stubs type attribute values as str | bytes; parsed XML gives str.)
+                attributes: list[tuple[str, str]] = string.items()  # type: ignore[assignment]
                 if len(attributes) == 1 and attributes[0][0] == "value":
                     return attributes[0][1], None, None
                 value = string.get("value")
