@@ -692,25 +692,6 @@ class _Object:
 # thousands of entries this walk, more than lxml's parse, is where the time goes.
 
 
-def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) -> None:
-    """Add one ``rim:Slot`` (its name, its ``ValueList/Value`` texts) to ``slots``; a name twice is refused."""
-    name = slot.get("name")
-    name = name.strip() if name else ""
-    if not name:
-        raise MalformedResponseError(f"{where}: the Slot has no name attribute")
-    if name in slots:
-        raise MalformedResponseError(f"{where}: the slot {name} appears twice")
-    values: list[str] = []
-    for value_list in slot:
-        if value_list.tag == _VALUE_LIST:
-            for value in value_list:
-                if value.tag == _VALUE:
-                    # Values are trimmed (a CX on its own indented line is the same CX), as ebRIM
-                    # readers and the XDS registries do.
-                    values.append((value.text or "").strip())
-    slots[name] = values
-
-
 _NO_STRING: Final = (None, None, None)
 
 
@@ -742,7 +723,20 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
     for child in element:
         tag = child.tag
         if tag == _SLOT:
-            _read_slot(slots, child, where)
+            # A rim:Slot, read as in _read_object (every code of every entry has its codingScheme slot).
+            slot_name = child.get("name")
+            slot_name = slot_name.strip() if slot_name else ""
+            if not slot_name:
+                raise MalformedResponseError(f"{where}: the Slot has no name attribute")
+            if slot_name in slots:
+                raise MalformedResponseError(f"{where}: the slot {slot_name} appears twice")
+            values: list[str] = []
+            for value_list in child:
+                if value_list.tag == _VALUE_LIST:
+                    for item in value_list:
+                        if item.tag == _VALUE:
+                            values.append((item.text or "").strip())
+            slots[slot_name] = values
         elif tag == _NAME and name is None:
             name = child
     get = element.get
@@ -779,7 +773,10 @@ def _read_object(element: etree._Element, kind: str, interned: _Interned | None 
     for child in element:
         tag = child.tag
         if tag == _SLOT:
-            # _read_slot, written out: an entry has some fifteen slots, and a call costs more than its body.
+            # A rim:Slot: its name (a name twice is refused) and its ValueList/Value texts, trimmed (a
+            # CX on its own indented line is the same CX), as ebRIM readers and the XDS registries do.
+            # Written out here and in _read_classification rather than called: an entry has some
+            # fifteen slots and seven codes, and in Python 3.11 a call costs more than this body.
             slot_name = child.get("name")
             slot_name = slot_name.strip() if slot_name else ""
             if not slot_name:
