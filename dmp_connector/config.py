@@ -15,6 +15,7 @@ other than FINESS/SIRET, the ADELI prefix) are settings with a documented defaul
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import json
 import os
 import socket
@@ -470,6 +471,10 @@ class SigningSettings(BaseModel):
     """When set, the VIHF carries ``Conditions NotBefore/NotOnOrAfter`` this many seconds apart and is
     reused while valid; by default it has no validity window (as DRIMbox and the editor kit send it)
     and a fresh one is signed for each call."""
+    vihf_authn_instant: dt.datetime | None = None
+    """When the professional logged in (the VIHF's ``AuthnInstant``, "local login time" in the DMP guide);
+    :func:`dmp_connector.psc.air_settings` sets it from the PSC session's ``auth_time``. Unset, the
+    signing time is sent, as for a login the software does not know of (organisation certificate)."""
     vihf_attribute_overrides: dict[str, str | None] = Field(default_factory=dict)
     """VIHF attributes by name: a text value replaces (or adds) the attribute, ``None`` removes it —
     so that a newer guide can be followed without a code change."""

@@ -1,7 +1,8 @@
 """Every example script runs to the end with every check passing: they are documentation that must not rot.
 
 The INSi, CDA and MSSanté examples have their own tests beside their packages; this file runs
-the quickstart (the README's first command), the DMP examples and the receiving example.
+the quickstart (the README's first command), the DMP examples, the receiving example and the
+structured-volet examples (CR-IMG, VAC-NOTE).
 """
 
 from __future__ import annotations
@@ -15,7 +16,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["quickstart.py", "deposit_document.py", "query_dmp.py", "receive_documents.py"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "quickstart.py",
+        "deposit_document.py",
+        "query_dmp.py",
+        "receive_documents.py",
+        "ins_fhir_datamatrix.py",
+        "build_cr_img.py",  # issue 21: CR-IMG
+        "build_vac_note.py",  # issue 21: VAC-NOTE
+        "hl7v2_transmission.py",  # issue 23: HL7 v2 / MLLP
+    ],
+)
 def test_example_runs_and_every_check_passes(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script)], capture_output=True, text=True, timeout=110

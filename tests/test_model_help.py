@@ -23,6 +23,7 @@ PACKAGES = [
     "dmp_connector.retries",
     "dmp_connector.codes",
     "dmp_connector.xml",
+    "dmp_connector.hl7v2",
 ]
 
 

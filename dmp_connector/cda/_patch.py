@@ -217,7 +217,7 @@ PARTS: Final[Mapping[type[_Model], Sequence[Part]]] = {
     ServiceEvent: (
         _attribute("class_code", "classCode"),
         _all_ids("ids"),
-        _field("code", first=True),
+        Part("code", lambda f: (f["code"], f["code_translations"]), "", _first("code")),
         _field("effective_time", "effectiveTime", first=True),
         _field("performer", "performer", first=True),
         Part("extras", lambda f: f["extras"], "", _untyped(_EVENT_TYPED, skip_first="performer")),

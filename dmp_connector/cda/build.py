@@ -639,6 +639,9 @@ def _service_event(event: ServiceEvent) -> etree._Element:
         _ii(element, "id", ident)
     if event.code is not None:
         _code(element, "code", event.code)
+        code = element[-1]
+        for translation in event.code_translations:
+            code.append(translation.to_element())
     if event.effective_time is not None:
         _period(element, "effectiveTime", event.effective_time)
     if event.performer is not None:

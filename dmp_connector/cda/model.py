@@ -704,6 +704,8 @@ class ServiceEvent(_Model):
     """Ids of the act."""
     code: Code | None = None
     """What the act is (volets fix it: VSM ``34117-2`` …); an XDS event code."""
+    code_translations: tuple[RawElement, ...] = ()
+    """``code/translation`` elements, as written (CR-IMG: the CCAM act, the modality, the region)."""
     effective_time: Period | None = None
     """When it took place: ``low`` is the XDS serviceStartTime, ``high`` the serviceStopTime."""
     performer: Performer | None = None

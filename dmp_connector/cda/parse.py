@@ -93,7 +93,18 @@ _TS: Final = re.compile(
 )
 # A nonXMLBody whose text is pure base64: the opening tags, then the text up to its end tag.
 _NON_XML_BODY: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>")
-_BASE64_TEXT: Final = re.compile(rb"[A-Za-z0-9+/=\s]*")
+_BASE64_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=" + b" \t\n\r\f\v"
+"""Base64 and white space (``rb"[A-Za-z0-9+/=\\s]*"``: ``\\s`` of a bytes pattern is these six). Deleted with
+``bytes.translate``, a text of them alone leaves nothing: one C loop instead of the regex engine's class loop."""
+_SCAN_STEP: Final = 1 << 20
+
+
+def _only_base64(data: bytes | bytearray, start: int, end: int) -> bool:
+    """Whether ``data[start:end]`` holds ``_BASE64_CHARS`` alone (checked 1 MiB at a time: no big copy)."""
+    view = memoryview(data)
+    return not any(
+        bytes(view[i : min(i + _SCAN_STEP, end)]).translate(None, _BASE64_CHARS) for i in range(start, end, _SCAN_STEP)
+    )
 
 
 # --------------------------------------------------------------------------- public
@@ -203,7 +214,7 @@ def _cut_base64(data: bytes | bytearray) -> tuple[int, int] | None:
         return None
     start = match.end()
     end = data.find(b"</" + name, start)
-    if end < 0 or _BASE64_TEXT.fullmatch(data, start, end) is None:
+    if end < 0 or not _only_base64(data, start, end):
         return None
     return start, end
 
@@ -676,9 +687,11 @@ def _service_event(element: etree._Element) -> ServiceEvent:
     performers = list(_children(element, "performer"))
     performer = _performer(performers[0]) if performers else None
     extras = [e for e in _untyped(element, _EVENT_TYPED) if e not in performers[:1]]
+    code = _child(element, "code")
     event = ServiceEvent(
         ids=_iis(element),
-        code=_code(_child(element, "code")),
+        code=_code(code),
+        code_translations=_raw(_children(code, "translation")) if code is not None and _code(code) else (),
         effective_time=_period(_child(element, "effectiveTime")),
         performer=performer,
         class_code=element.get("classCode") or None,
@@ -746,7 +759,7 @@ def _body(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | bytes |
         )
     if pdf is None:
         content = (text.text or "").encode("ascii", "replace")
-        if _BASE64_TEXT.fullmatch(content) is None:
+        if not _only_base64(content, 0, len(content)):
             raise ValidationError("the document's PDF body is not base64", problems=("body: invalid base64",))
         pdf = _decode_base64(memoryview(content))
         layout = base64_layout(content, pdf)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from . import (
     cda_build,  # noqa: F401  (registers cda build)
     cda_view,  # noqa: F401  (registers cda view)
+    ins_datamatrix,  # noqa: F401  (registers ins datamatrix encode/decode)
+    ins_hl7,  # noqa: F401  (registers ins from-hl7)
     ins_insi,  # noqa: F401  (registers ins search/verify)
     sandbox_serve,  # noqa: F401
 )

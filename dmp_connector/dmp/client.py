@@ -422,6 +422,7 @@ class _DmpCore:
             access_reason=access.reason,
             authentication_mode=mode,
             authn_context_class=dmp.reinforced_context_class if reinforced else None,
+            authn_instant=self.settings.signing.vihf_authn_instant,
         )
         return VihfSecurity(self.settings, self._signer, request)
 

@@ -6,6 +6,8 @@
   :func:`normalize_name` and the trait comparison;
 * :mod:`.identity` — :class:`Identity` and :class:`IdentityStatus`: the RNIV rules that say
   when INSi may be called and when the matricule may be shared;
+* :mod:`.datamatrix` — :func:`encode_payload`, :func:`decode_payload`: the INS Datamatrix text of
+  printed documents (images: :mod:`.datamatrix_image`, extra ``datamatrix``);
 * :mod:`.insi` — the INSi operations (sans-I/O: requests built, answers and faults read);
 * :mod:`.client` — :class:`InsiClient` / :class:`AsyncInsiClient`, the only part that sends.
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 from .client import AsyncInsiClient, InsiClient
+from .datamatrix import DatamatrixError, DatamatrixFormat, InsDatamatrix, decode_payload, encode_payload
 from .identity import Identity, IdentityDocument, IdentityDocumentKind, IdentityStatus
 from .insi import (
     CarteVitaleBeneficiary,
@@ -47,12 +50,15 @@ __all__ = [
     "AsyncInsiClient",
     "BirthDate",
     "CarteVitaleBeneficiary",
+    "DatamatrixError",
+    "DatamatrixFormat",
     "DifferenceKind",
     "Identity",
     "IdentityDocument",
     "IdentityDocumentKind",
     "IdentityStatus",
     "IdentityTraits",
+    "InsDatamatrix",
     "InsKind",
     "InsOid",
     "InsiClient",
@@ -73,6 +79,8 @@ __all__ = [
     "VerificationVerdict",
     "VitaleNir",
     "compute_key",
+    "decode_payload",
+    "encode_payload",
     "first_name_coherent",
     "normalize_name",
     "split_first_names",

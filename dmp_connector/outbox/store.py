@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
@@ -193,6 +194,7 @@ class Outbox:
         self.metrics = metrics or OutboxMetrics()
         self.purge = purge
         self._postgres = self.engine.dialect.name == "postgresql"
+        self._host_clock = time.time
         if migrate_schema:
             try:
                 with self.engine.begin() as connection:
@@ -226,6 +228,19 @@ class Outbox:
         with self.engine.begin() as connection:
             yield connection
 
+    def _now(self, connection: Connection) -> float | ColumnElement[Any]:
+        """The queue's clock, in seconds since the epoch: the database server's on PostgreSQL.
+
+        Leases and due times are compared across hosts: a host whose clock runs ahead would see a
+        live lease as expired and take the item from the worker holding it. On PostgreSQL every
+        host reads the one clock of the database: this is an SQL expression
+        (``clock_timestamp()``), evaluated by the server inside the statement that uses it (no
+        extra round trip). A SQLite queue lives on one host, whose clock is the only one.
+        """
+        if self._postgres:
+            return func.extract("epoch", func.clock_timestamp())
+        return self._host_clock()
+
     # ------------------------------------------------------------------ enqueue
 
     def enqueue(
@@ -246,10 +261,9 @@ class Outbox:
         """
         if not isinstance(document, bytes) or not document:
             raise TypeError("enqueue takes the CDA document's bytes (ClinicalDocument.to_bytes())")
-        now = time.time()
         pseudonym = self.pseudonymizer.patient(patient.ins.matricule) if patient.ins is not None else "unqualified"
         item_id = uuid.uuid4().hex
-        row = {
+        row: dict[str, Any] = {
             "id": item_id,
             "key": key,
             "state": ItemState.WAITING.value,
@@ -257,14 +271,13 @@ class Outbox:
             "patient": patient.model_dump_json(),
             "patient_pseudonym": pseudonym,
             "replaces": replaces,
-            "submission_time": now,
-            "created_at": now,
-            "updated_at": now,
-            "due_at": not_before.timestamp() if not_before is not None else now,
             "attempts": 0,
         }
         try:
             with self._begin() as connection:
+                now = self._now(connection)
+                row.update(submission_time=now, created_at=now, updated_at=now)
+                row["due_at"] = not_before.timestamp() if not_before is not None else now
                 connection.execute(items.insert().values(**row))
         except IntegrityError:
             if key is None:
@@ -290,17 +303,17 @@ class Outbox:
 
     def claim(self, worker: str) -> Claim | None:
         """Take the item due first (or one whose lease expired) under a lease; None when nothing is due."""
-        now = time.time()
-        due = or_(
-            and_(items.c.state == ItemState.WAITING.value, items.c.due_at <= now),
-            and_(items.c.state == ItemState.IN_FLIGHT.value, items.c.lease_until < now),
-        )
-        pick = select(items.c.id).where(due).order_by(items.c.due_at).limit(1)
-        if self._postgres:
-            pick = pick.with_for_update(skip_locked=True)
         token = secrets.token_hex(16)
-        lease_until = now + self.lease
         with self._begin() as connection:
+            now = self._now(connection)
+            due = or_(
+                and_(items.c.state == ItemState.WAITING.value, items.c.due_at <= now),
+                and_(items.c.state == ItemState.IN_FLIGHT.value, items.c.lease_until < now),
+            )
+            pick = select(items.c.id).where(due).order_by(items.c.due_at).limit(1)
+            if self._postgres:
+                pick = pick.with_for_update(skip_locked=True)
+            lease_until = now + self.lease
             previous = connection.execute(
                 select(items.c.state, items.c.worker, items.c.id).where(items.c.id == pick.scalar_subquery())
             ).first()
@@ -324,6 +337,7 @@ class Outbox:
                     items.c.replaces,
                     items.c.submission_time,
                     items.c.attempts,
+                    items.c.lease_until,
                 )
             ).first()
             if claimed is None:  # pragma: no cover - the row is locked (PostgreSQL) or the database is (SQLite)
@@ -347,11 +361,11 @@ class Outbox:
             replaces=claimed.replaces,
             submission_time=dt.datetime.fromtimestamp(claimed.submission_time, _EPOCH),
             attempt=int(claimed.attempts),
-            lease_until=lease_until,
+            lease_until=float(claimed.lease_until),
         )
 
     def _finish(self, claim: Claim, connection: Connection, values: dict[str, Any]) -> bool:
-        values = {"lease_until": None, "claim_token": None, "updated_at": time.time(), **values}
+        values = {"lease_until": None, "claim_token": None, "updated_at": self._now(connection), **values}
         done = connection.execute(
             update(items).where(items.c.id == claim.id, items.c.claim_token == claim.token).values(**values)
         )
@@ -384,12 +398,12 @@ class Outbox:
             connection.execute(
                 attempts.insert().values(
                     item_id=claim.id,
-                    at=time.time(),
+                    at=self._now(connection),
                     seconds=seconds,
                     worker=worker[:100],
                     outcome=outcome,
                     code=None,
-                    detail=None if kept else "recorded after the lease was lost",
+                    detail=None if kept else _lost(None),
                 )
             )
         self._notify("attempted", outcome, seconds)
@@ -399,20 +413,22 @@ class Outbox:
 
     def record_failure(self, claim: Claim, error: Classified, *, worker: str, seconds: float) -> ItemState:
         """A failed attempt: waiting again (transient, per the schedule) or failed for good; the new state."""
-        now = time.time()
         wait = self.schedule.wait_after(claim.attempt, retry_after=error.retry_after) if error.transient else None
-        if wait is not None:
-            state, reason, next_due = ItemState.WAITING, None, now + wait
-        else:
-            state = ItemState.FAILED
-            reason = error.reason or FailureReason.EXHAUSTED
-            next_due = None
-        values: dict[str, Any] = {"state": state.value, "reason": reason.value if reason else None}
-        values["detail"] = error.detail
-        if next_due is not None:
-            values["due_at"] = next_due
         with self._begin() as connection:
+            now = self._now(connection)
+            if wait is not None:
+                state, reason, next_due = ItemState.WAITING, None, now + wait
+            else:
+                state = ItemState.FAILED
+                reason = error.reason or FailureReason.EXHAUSTED
+                next_due = None
+            values: dict[str, Any] = {"state": state.value, "reason": reason.value if reason else None}
+            values["detail"] = error.detail
+            if next_due is not None:
+                values["due_at"] = next_due
             kept = self._finish(claim, connection, values)
+            # After a lost lease the attempt is history only: the item is another worker's now.
+            detail = error.detail if kept else _lost(error.detail)
             connection.execute(
                 attempts.insert().values(
                     item_id=claim.id,
@@ -421,8 +437,8 @@ class Outbox:
                     worker=worker[:100],
                     outcome="transient" if error.transient else "failed",
                     code=error.code,
-                    detail=error.detail,
-                    next_due=next_due,
+                    detail=detail,
+                    next_due=next_due if kept else None,
                 )
             )
         self._notify("attempted", "transient" if error.transient else "failed", seconds)
@@ -436,12 +452,16 @@ class Outbox:
             kept = self._finish(
                 claim,
                 connection,
-                {"state": ItemState.WAITING.value, "due_at": time.time(), "attempts": items.c.attempts - 1},
+                {"state": ItemState.WAITING.value, "due_at": self._now(connection), "attempts": items.c.attempts - 1},
             )
             if kept:
                 connection.execute(
                     attempts.insert().values(
-                        item_id=claim.id, at=time.time(), worker=worker[:100], outcome="released", detail=detail[:400]
+                        item_id=claim.id,
+                        at=self._now(connection),
+                        worker=worker[:100],
+                        outcome="released",
+                        detail=detail[:400],
                     )
                 )
         return kept
@@ -450,8 +470,8 @@ class Outbox:
 
     def retry(self, item_id: str) -> OutboxItem:
         """Make a ``failed`` (or waiting) item due now, its schedule started afresh (after the cause was fixed)."""
-        now = time.time()
         with self._begin() as connection:
+            now = self._now(connection)
             done = connection.execute(
                 update(items)
                 .where(
@@ -470,11 +490,11 @@ class Outbox:
 
     def cancel(self, item_id: str) -> OutboxItem:
         """Cancel an item not yet deposited (waiting or failed; in flight: after its attempt, if it fails)."""
-        now = time.time()
-        values: dict[str, Any] = {"state": ItemState.CANCELLED.value, "updated_at": now, "lease_until": None}
-        if self.purge:
-            values.update(document=None, patient=None)
         with self._begin() as connection:
+            now = self._now(connection)
+            values: dict[str, Any] = {"state": ItemState.CANCELLED.value, "updated_at": now, "lease_until": None}
+            if self.purge:
+                values.update(document=None, patient=None)
             done = connection.execute(
                 update(items)
                 .where(items.c.id == item_id, items.c.state.in_([ItemState.FAILED.value, ItemState.WAITING.value]))
@@ -511,8 +531,8 @@ class Outbox:
 
     def status(self, *, errors: int = 5) -> OutboxStatus:
         """Counts by state, the oldest item not final, expired leases, the last ``errors`` failed attempts."""
-        now = time.time()
         with self._begin() as connection:
+            now = self._now(connection)
             counts = {
                 ItemState(state): int(count)
                 for state, count in connection.execute(
@@ -548,6 +568,14 @@ class Outbox:
                 return True
             time.sleep(poll)
         return False
+
+
+_LOST: Final = "recorded after the lease was lost"
+
+
+def _lost(detail: str | None) -> str:
+    """An attempt's detail, marked: its outcome came after another worker took the item, and changed nothing."""
+    return _LOST if not detail else f"{_LOST}: {detail}"[:400]
 
 
 def _engine(url: str) -> Engine:

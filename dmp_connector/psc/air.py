@@ -71,7 +71,10 @@ def air_settings(
     dmp = settings.dmp.model_copy(
         update={"authentication_modes": dict(modes if modes is not None else DEFAULT_AIR_MODES)}
     )
-    signing = settings.signing.model_copy(update={"vihf_attribute_overrides": overrides})
+    signing_update: dict[str, object] = {"vihf_attribute_overrides": overrides}
+    if not isinstance(who, Professional):  # the VIHF's AuthnInstant is when this professional logged in at PSC
+        signing_update["vihf_authn_instant"] = who.auth_time
+    signing = settings.signing.model_copy(update=signing_update)
     return settings.model_copy(
         update={"professional": pro, "organisation": organisation, "dmp": dmp, "signing": signing}
     )

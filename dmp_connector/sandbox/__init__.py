@@ -52,6 +52,7 @@ from .insi import (
     in_process_async_insi,
     in_process_insi,
 )
+from .mllp import MllpListener, PlatformSimulator
 from .pki import (
     IssuedCertificate,
     SandboxPractice,
@@ -124,8 +125,10 @@ __all__ = [
     "InsiSimulator",
     "IssuedCertificate",
     "LoopbackServer",
+    "MllpListener",
     "PatientMailboxState",
     "PatientRecord",
+    "PlatformSimulator",
     "ProfessionalRecord",
     "ReceivedMail",
     "SandboxMailOperator",

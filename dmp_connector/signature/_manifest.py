@@ -67,8 +67,9 @@ _HASHES = {DigestAlgorithm.SHA256: hashlib.sha256, DigestAlgorithm.SHA1: hashlib
 
 _NON_XML_BODY: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>")
 _BASE64_TEXT: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\t\n\r "
-_AROUND_MIN: Final = 1 << 20
-"""Documents from this size on are digested around their base64 text (below, parsing them whole is as fast)."""
+_AROUND_MIN: Final = 64 << 10
+"""Documents from this size on are digested around their base64 text: at 270 kB (a 200 KiB PDF) it costs
+0.85 ms of CPU against 1.16 ms to parse and canonicalise the whole (issue 22); below, the two are alike."""
 
 
 class NotXmlError(ValueError):

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -391,15 +392,31 @@ def load_certificate(text: str | None) -> x509.Certificate:
     cryptography parses extensions, names and the key lazily; a forged certificate must fail
     here as ``malformed``, not later with a foreign exception in the middle of a check.
     """
+    cleaned = "".join((text or "").split())
     try:
-        der = base64.b64decode("".join((text or "").split()), validate=True)
-        cert = x509.load_der_x509_certificate(der)
-        cert.public_key()
-        _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        # Only certificates of a usual size are kept: a sender cannot fill the cache with big ones.
+        read = _read_certificate if len(cleaned) <= _KEPT_CERTIFICATE else _read_certificate.__wrapped__
+        return read(cleaned)
     except Exception as exc:  # cryptography raises ValueError, TypeError, InvalidVersion, DuplicateExtension…
         raise SignatureVerificationError(
             "a ds:X509Certificate of the signature is not a readable certificate", reason="malformed"
         ) from exc
+
+
+_KEPT_CERTIFICATE: Final = 16 * 1024
+"""Base64 characters of the largest certificate whose parsing is kept (IGC-Santé ones are about 2,000)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _read_certificate(text: str) -> x509.Certificate:
+    """The certificate of one base64 text, parsed once: a sender signs every message with the same one.
+
+    Only the parsing is kept (a certificate is immutable); every check on it (path, dates, key
+    usage, the signature itself) runs for each message. A text that fails is not kept.
+    """
+    cert = x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
+    cert.public_key()
+    _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
     return cert
 
 

@@ -759,6 +759,9 @@ def _locate_assertion(root: etree._Element) -> etree._Element:
 
 
 _ID_NAMES: Final = frozenset({"ID", "Id", "id"})
+_SAME_ID: Final = etree.XPath(
+    "//*[@*[(" + " or ".join(f"local-name() = '{name}'" for name in sorted(_ID_NAMES)) + ") and . = $value]]"
+)
 
 
 def _check_structure(assertion: etree._Element) -> etree._Element:
@@ -767,12 +770,9 @@ def _check_structure(assertion: etree._Element) -> etree._Element:
     if not assertion_id:
         raise _refuse("the assertion has no ID", "malformed")
     document = assertion.getroottree().getroot()
-    same_id = [
-        e
-        for e in document.iter()
-        if isinstance(e.tag, str)
-        and any(etree.QName(k).localname in _ID_NAMES and v == assertion_id for k, v in e.items())
-    ]
+    # Every element carrying an ID/Id/id attribute (any namespace) of that value, found by libxml2's
+    # XPath: the whole message is searched (a deposit's envelope holds hundreds of elements).
+    same_id = cast("list[etree._Element]", _SAME_ID(document, value=assertion_id))
     if len(same_id) != 1:
         raise _refuse("the assertion's ID is used by more than one element (signature wrapping)", "wrapping")
     children = [c for c in assertion if isinstance(c.tag, str)]

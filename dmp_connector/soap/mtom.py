@@ -392,12 +392,26 @@ class MtomPayload:
     segments: tuple[bytes | Attachment, ...] = field(repr=False)
 
     def iter_bytes(self) -> Iterator[bytes]:
-        """Yield the body chunk by chunk; each call starts again from the first byte (for retries)."""
+        """Yield the body chunk by chunk; each call starts again from the first byte (for retries).
+
+        Every chunk but the last is :data:`CHUNK_SIZE` bytes: the small framing segments travel
+        inside the data around them, so the transport writes a chunk at a time instead of a TLS
+        record and a system call per part header (each write costs the async client a round of
+        its TLS layer).
+        """
+        buffer = bytearray()
         for segment in self.segments:
-            if isinstance(segment, bytes):
-                yield segment
-            else:
-                yield from segment.iter_chunks()
+            pieces = (segment,) if isinstance(segment, bytes) else segment.iter_chunks()
+            for piece in pieces:
+                if not buffer and len(piece) == CHUNK_SIZE:
+                    yield piece
+                    continue
+                buffer += piece
+                while len(buffer) >= CHUNK_SIZE:
+                    yield bytes(buffer[:CHUNK_SIZE])
+                    del buffer[:CHUNK_SIZE]
+        if buffer:
+            yield bytes(buffer)
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The same chunks for an async transport.

@@ -36,6 +36,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     model_validator,
 )
@@ -1108,14 +1109,38 @@ class SubmissionRequest(BaseModel):
     contents: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
     """For ITI-41: document entry id → Content-ID of its MTOM part (the bytes are not held here)."""
 
+    _checked: tuple[Any, ...] | None = PrivateAttr(default=None)
+    """What the XDS rules were found to hold for (see :meth:`_unchanged`)."""
+
     @model_validator(mode="after")
     def _rules(self, info: ValidationInfo) -> Self:
         if isinstance(info.context, Mapping) and info.context.get("received"):
             return self
+        # pydantic runs an after-validator again whenever a model holding this one is built (a
+        # PreparedDeposit): the rules already held for these very values are not walked again.
+        if self._unchanged():
+            return self
         problems = self.problems()
         if problems:
             raise _invalid(problems, "XDS")
+        self._checked = self._fingerprint()
         return self
+
+    def __eq__(self, other: object) -> bool:
+        """Equal values are equal submissions, checked or not (the private memo of the check is not a value)."""
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = BaseModel.__hash__
+
+    def _fingerprint(self) -> tuple[Any, ...]:
+        """The field values by identity (they are frozen), and a copy of ``contents`` (a dict, mutable)."""
+        return (*(id(value) for value in self.__dict__.values()), tuple(self.contents.items()))
+
+    def _unchanged(self) -> bool:
+        """True when the XDS rules were checked on exactly these values (not a ``model_copy(update=…)``)."""
+        return self._checked is not None and self._checked == self._fingerprint()
 
     @classmethod
     def build(
@@ -1212,7 +1237,10 @@ class SubmissionRequest(BaseModel):
 
     def check(self, profile: MetadataProfile = MetadataProfile.DMP) -> Self:
         """Raise :class:`~dmp_connector.errors.ValidationError` listing every problem under ``profile``."""
-        problems = self.problems(profile)
+        if profile is MetadataProfile.DMP and self._unchanged():
+            problems = self._dmp_problems()  # the XDS rules held when it was built, for these values
+        else:
+            problems = self.problems(profile)
         if problems:
             raise _invalid(problems, profile.value.upper())
         return self

@@ -31,6 +31,7 @@ from dmp_connector.outbox import (
     RetrySchedule,
     Worker,
     classify,
+    store,
 )
 from dmp_connector.retries import RetryPolicy
 from dmp_connector.sandbox import (
@@ -47,6 +48,7 @@ from tests.dmp.client_support import cda_document
 from tests.dmp.test_sandbox_integration import ADRUN, NO_DMP, identity
 from tests.dmp.test_sandbox_rules import CLOSED, organisation_signer
 from tests.dmp.test_sandbox_rules import settings as base_settings
+from tests.outbox.postgres import PostgresCluster
 from tests.reliability.support import census, document
 
 KEY = "k" * 32
@@ -258,6 +260,53 @@ def test_a_lease_that_expires_gives_the_item_to_another_worker_and_the_stale_one
         # The stale worker's outcome is kept in the history, marked, but changed nothing.
         assert [a.outcome for a in item.history] == ["lease_expired", "deposited", "released"]
         assert item.history[1].detail == "recorded after the lease was lost"
+
+
+def test_a_failure_recorded_after_the_lease_was_lost_is_marked_and_changes_nothing(database_url: str) -> None:
+    with Outbox(database_url, settings=config(), lease=0.3, schedule=QUICK) as outbox:
+        item_id = outbox.enqueue(document(8), ADRUN)
+        dead = outbox.claim("dead-worker")
+        assert dead is not None
+        time.sleep(0.4)
+        taken = outbox.claim("other")
+        assert taken is not None and taken.id == item_id
+        state = outbox.record_failure(
+            dead, classify(HttpStatusError("service unavailable", status_code=503)), worker="dead-worker", seconds=1.0
+        )
+        assert state is ItemState.WAITING  # what the stale worker would have done …
+        item = outbox.get(item_id)
+        assert item.state is ItemState.IN_FLIGHT and item.worker == "other"  # … but the item is the other's
+        stale = item.history[-1]
+        assert stale.outcome == "transient" and stale.worker == "dead-worker"
+        assert stale.detail is not None and stale.detail.startswith("recorded after the lease was lost: ")
+        assert stale.next_due is None  # no due time that never applied
+
+
+class _HostClockAhead:
+    """The ``time`` module as a host whose clock runs an hour ahead of the others sees it."""
+
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+    @staticmethod
+    def time() -> float:
+        return time.time() + 3600.0
+
+
+def test_on_postgresql_a_host_whose_clock_runs_ahead_cannot_take_a_live_lease(
+    postgres: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres.database()
+    with Outbox(url, settings=config(), lease=60) as here:
+        item_id = here.enqueue(document(9), ADRUN)
+        held = here.claim("here")
+        assert held is not None and held.id == item_id
+        monkeypatch.setattr(store, "time", _HostClockAhead)
+        with Outbox(url, settings=config(), lease=60) as ahead:
+            assert ahead.status().expired_leases == 0
+            assert ahead.claim("ahead") is None  # the lease is live on the database's clock
+        monkeypatch.undo()
+        assert here.get(item_id).worker == "here"
 
 
 def test_concurrent_claimers_never_take_the_same_item(database_url: str) -> None:

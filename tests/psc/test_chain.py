@@ -105,6 +105,9 @@ def test_chain_sync(
             assert dmp.set_authorisation(ADRUN).ok
             assert list(dmp.find_documents(ADRUN)) == []
         _check_air_calls(dmpc_dmp_simulator)
+        # AuthnInstant is the PSC login (whole seconds in the token), not the VIHF's signing time.
+        assert session.auth_time is not None
+        assert dmpc_dmp_simulator.callers[-1].authn_instant == session.auth_time
 
         with MssanteClient(chain, token_provider=session) as mail:
             [summary] = mail.inbox()
@@ -137,6 +140,7 @@ def test_chain_async(
                 assert (await dmp.set_authorisation(ADRUN)).ok
                 assert list(await dmp.find_documents(ADRUN)) == []
             _check_air_calls(dmpc_dmp_simulator)
+            assert dmpc_dmp_simulator.callers[-1].authn_instant == session.auth_time
             async with AsyncMssanteClient(chain, token_provider=session) as mail:
                 [summary] = await mail.inbox()
                 assert summary.message_id == "<psc-chain@sandbox>"

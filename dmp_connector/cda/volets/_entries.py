@@ -1207,7 +1207,9 @@ def check_anchors(sections: tuple[Section, ...], where: str) -> None:
                 anchors.extend(e.get("ID") or "" for e in section.text.to_element().iter() if e.get("ID"))
             for entry in section.entries:
                 element = entry.to_element()
-                references.extend((r.get("value") or "").removeprefix("#") for r in element.iter(hl7("reference")))
+                values = (r.get("value") or "" for r in element.iter(hl7("reference")))
+                # a URL (a DICOM object's WADO link) is no narrative pointer
+                references.extend(v.removeprefix("#") for v in values if v.startswith("#"))
             walk(section.subsections)
 
     walk(sections)
