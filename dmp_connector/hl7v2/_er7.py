@@ -227,8 +227,32 @@ class Message:
         return segment_end.join(lines) + segment_end
 
     def to_bytes(self) -> bytes:
-        """The encoded message in the character set MSH-18 names."""
-        return self.encode().encode(charset_of(self.charset))
+        """The encoded message in the character set MSH-18 names.
+
+        A value that character set cannot hold raises :class:`Hl7ParseError` naming the segment and
+        field, never the value (the codec's own error carries the whole message, an identity).
+        """
+        codec = charset_of(self.charset)
+        try:
+            return self.encode().encode(codec)
+        except UnicodeEncodeError:
+            pass
+        where = "a segment"
+        d = self.delimiters
+        for segment in self.segments:
+            for number, value in enumerate(segment.fields, 1):
+                try:
+                    _encode_field(value, d, codec).encode(codec)
+                except UnicodeEncodeError:
+                    where = f"{segment.name}-{number}"
+                    break
+            else:
+                continue
+            break
+        raise Hl7ParseError(
+            f"{where} holds a character the message's character set (MSH-18) cannot write",
+            hint="send the message in UNICODE UTF-8 (Hl7Settings(charset='UNICODE UTF-8'))",
+        ) from None
 
 
 def _encode_field(value: Field, d: Delimiters, codec: str) -> str:
@@ -270,9 +294,13 @@ def decode(data: bytes, *, max_bytes: int) -> Message:
     msh18 = parts[17].decode("ascii", "replace") if len(parts) > 17 else ""
     codec = charset_of(msh18.split(chr(head[4]))[0] if len(head) > 4 else msh18)
     try:
-        text = data.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise Hl7ParseError("the message's bytes are not in the character set its MSH-18 names") from exc
+        text: str | None = data.decode(codec)
+    except UnicodeDecodeError:
+        text = None
+    if text is None:
+        # Raised outside the handler: the codec's error holds the whole message (an identity) in its
+        # .object, and neither __cause__ nor __context__ may carry it.
+        raise Hl7ParseError("the message's bytes are not in the character set its MSH-18 names")
     return parse(text)
 
 

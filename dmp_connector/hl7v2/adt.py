@@ -154,6 +154,8 @@ def read_adt(
     elif isinstance(data, bytes):
         message = decode(data, max_bytes=max_bytes)
     else:
+        if len(data) > max_bytes or len(data.encode("utf-8", "replace")) > max_bytes:
+            raise Hl7ParseError(f"the message is larger than {max_bytes} bytes")
         message = parse(data)
     msh = message.msh
     if msh.get(9, 1, 1) != "ADT":
@@ -168,12 +170,16 @@ def read_adt(
         current: PidPatient | None = None
         for segment in message.segments:
             if segment.name == "PID":
+                if current is not None:
+                    raise Hl7ParseError("A40: a PID without its MRG")
                 current = read_pid(segment, mapping=mapping)
             elif segment.name == "MRG":
                 if current is None:
                     raise Hl7ParseError("A40: an MRG segment before any PID")
                 pairs.append((current, _read_mrg(segment)))
                 current = None
+        if current is not None:  # a surviving patient with nothing merged into it: the merge is incomplete
+            raise Hl7ParseError("A40: a PID without its MRG")
         if not pairs:
             raise Hl7ParseError("A40: no PID/MRG pair")
         return PatientMerge(

@@ -443,6 +443,8 @@ def read_mdm(
     elif isinstance(data, bytes):
         message = decode(data, max_bytes=max_bytes)
     else:
+        if len(data) > max_bytes or len(data.encode("utf-8", "replace")) > max_bytes:
+            raise Hl7ParseError(f"the message is larger than {max_bytes} bytes")
         message = parse(data)
     msh = message.msh
     if msh.get(9, 1, 1) != "MDM":
@@ -491,14 +493,12 @@ def read_mdm(
         if role == "SB":
             sender_id = prt.get(5, 1, 1) or None
         elif role == "RCT" and address:
-            recipients.append(
-                Recipient(
-                    address=address,
-                    id=prt.get(5, 1, 1) or None,
-                    family_name=prt.get(5, 1, 2),
-                    given_name=prt.get(5, 1, 3),
-                )
+            recipient = _recipient(
+                address=address, id=prt.get(5, 1, 1) or None, family_name=prt.get(5, 1, 2), given_name=prt.get(5, 1, 3)
             )
+            if recipient is None:
+                raise Hl7ParseError("a PRT RCT (PRT-15 address or PRT-5 name) is not a valid recipient")
+            recipients.append(recipient)
         elif role == "REPLY" and address:
             reply_to = address
     bodies = {}
@@ -511,13 +511,18 @@ def read_mdm(
                 raise Hl7ParseError(f"the {code} OBX is not UTF-8 text") from None
     if flags.pop("to_professionals") and not recipients:
         raise Hl7ParseError("DESTMSSANTEPS is Y but no PRT RCT names a recipient")
-    distribution = Distribution(
-        recipients=tuple(recipients),
-        reply_to=reply_to,
-        mail_body_professional=bodies.get("CORPSMAIL_PS"),
-        mail_body_patient=bodies.get("CORPSMAIL_PATIENT"),
-        **flags,
-    )
+    try:
+        distribution: Distribution | None = Distribution(
+            recipients=tuple(recipients),
+            reply_to=reply_to,
+            mail_body_professional=bodies.get("CORPSMAIL_PS"),
+            mail_body_patient=bodies.get("CORPSMAIL_PATIENT"),
+            **flags,
+        )
+    except ValueError:
+        distribution = None
+    if distribution is None:  # a PRT REPLY address of the wrong shape, or flags that contradict each other
+        raise Hl7ParseError("the MDM message's distribution (PRT, MetaDMPMSS) is not valid")
     return MdmDocument(
         event=event,
         control_id=msh.get(10),
@@ -531,6 +536,18 @@ def read_mdm(
     )
 
 
+def _recipient(**fields: str | None) -> Recipient | None:
+    """A PRT recipient, or None when it breaks :class:`Recipient`'s rules.
+
+    None rather than raising: pydantic's error quotes the input, and an error raised inside the
+    handler would keep it as ``__context__``; the caller raises a clean :class:`Hl7ParseError`.
+    """
+    try:
+        return Recipient.model_validate(fields)
+    except ValueError:
+        return None
+
+
 def _base64(text: str, problem: str) -> bytes:
     """Strict base64, except that missing ``=`` padding is restored (the ANS T04 sample omits it)."""
     if len(text) % 4 == 1:
@@ -541,11 +558,17 @@ def _base64(text: str, problem: str) -> bytes:
         raise Hl7ParseError(problem) from None
 
 
-def _check_patient(patient: PidPatient, document: bytes) -> None:
-    """The PID must name the CDA's recordTarget: same INS (or both without), same birth name, date and sex.
+_INS_TRAITS = ("birth_name", "birth_first_names", "first_first_name", "sex", "birth_date", "birth_place")
 
-    Names are compared as INSi normalises them (accents, case, separators); a less precise value (a partial
-    date) is not a difference, a different one is.
+
+def _check_patient(patient: PidPatient, document: bytes) -> None:
+    """The PID must name the CDA's recordTarget: same INS (or both without) and the same INS traits.
+
+    Every INS trait is compared by :meth:`IdentityTraits.compare`, the rule the SDK uses everywhere:
+    birth name, the list of birth first names, the first first name, sex, birth date, and the birth
+    place when both sides have one. Only a disagreement counts: a less precise value (a partial date,
+    a shorter list of first names, COG 99999) or a separator is not a difference. Without the first
+    names a twin's document would pass under the other twin's PID when no INS is carried.
     """
     try:
         target = parse_cda(document).patient.identity
@@ -566,12 +589,22 @@ def _check_patient(patient: PidPatient, document: bytes) -> None:
         comparison = pid.traits.compare(target.traits)
         differing = {d.trait for d in comparison.differences if d.kind is DifferenceKind.DIFFERENT}
     except DmpConnectorError:  # a name INSi's alphabet cannot hold: compare as written
+        ours, theirs = pid.traits, target.traits
         differing = {
-            name
-            for name in ("birth_name", "birth_date", "sex")
-            if getattr(pid.traits, name) != getattr(target.traits, name)
+            name for name in ("birth_name", "birth_date", "sex") if getattr(ours, name) != getattr(theirs, name)
         }
-    problems.extend(f"{name} differs" for name in ("birth_name", "birth_date", "sex") if name in differing)
+        if ours.first_first_name != theirs.first_first_name:
+            differing.add("first_first_name")
+        n = min(len(ours.birth_first_names), len(theirs.birth_first_names))
+        if ours.birth_first_names[:n] != theirs.birth_first_names[:n]:
+            differing.add("birth_first_names")
+        if None not in (ours.birth_place, theirs.birth_place) and "99999" not in (
+            ours.birth_place,
+            theirs.birth_place,
+        ):
+            if ours.birth_place != theirs.birth_place:
+                differing.add("birth_place")
+    problems.extend(f"{name} differs" for name in _INS_TRAITS if name in differing)
     if problems:
         raise PatientMismatchError(
             "the MDM message's PID does not name the patient of its document",

@@ -226,6 +226,11 @@ def read_pid(segment: Segment, *, mapping: StatusMapping = DEFAULT_STATUS_MAPPIN
     of a NIR and a NIA the NIR is kept. An INS rep with an OID that is not an INS OID, a malformed
     matricule or a wrong key, no birth name (type ``L``), or a qualified identity lacking PID-7,
     PID-8 or the BDL birth place raise :class:`Hl7IdentityError` or :class:`InvalidIdentifierError`.
+
+    Refused too, with :class:`Hl7IdentityError`: two *different* INS of one kind (two NIRs; a NIR
+    beside a NIA is fine), since keeping either would be a guess at who the patient is; and a PID-32
+    holding ``VALI`` beside a weaker status code (``PROV``): the sender contradicts itself, and
+    taking the weaker would silently drop an INS it meant to send, so the message goes back to it.
     """
     if segment.name != "PID":
         raise Hl7IdentityError("not a PID segment", problems=["not PID"])
@@ -258,6 +263,16 @@ def read_pid(segment: Segment, *, mapping: StatusMapping = DEFAULT_STATUS_MAPPIN
             )
         )
     nirs = [i for i in found if i.oid is not InsOid.NIA]
+    if len({(i.matricule, i.oid) for i in nirs}) > 1 or len({i.matricule for i in found if i not in nirs}) > 1:
+        # Two different INS of one kind cannot both be this patient's: keeping either would be a guess.
+        raise Hl7IdentityError(
+            "PID-3 holds two different INS of the same kind", problems=["PID-3 two different INS"]
+        )
+    if mapping.qualified_code in codes and set(codes) & (set(mapping.written.values()) - {mapping.qualified_code}):
+        raise Hl7IdentityError(
+            "PID-32 holds both the qualified code and a weaker status code",
+            problems=["PID-32 contradictory status"],
+        )
     chosen: INS | None = (nirs or found)[0] if found else None
     others = tuple(i for i in found if i is not chosen)
     ins_dropped = chosen is not None and not allowed

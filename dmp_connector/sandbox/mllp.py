@@ -75,7 +75,7 @@ class PlatformSimulator:
         try:
             message = decode(payload, max_bytes=self.max_message_bytes)
             message_type = message.msh.get(9, 1, 1)
-        except DmpConnectorError:
+        except Exception:  # anything unreadable is answered, never left to kill the connection
             return self._reject_unreadable()
         try:
             if message_type == "MDM":
@@ -92,6 +92,10 @@ class PlatformSimulator:
             return self._ack(message, AckCode.ERROR, AckError(application_code="INS_NOT_QUALIFIED"))
         except DmpConnectorError:
             return self._ack(message, AckCode.ERROR, AckError(application_code="VOLET"))
+        except Exception:
+            # A fault of ours (or a hostile message we did not foresee): the sender still gets an answer,
+            # HL7's "application internal error", instead of a connection that dies and a client timeout.
+            return self._ack(message, AckCode.ERROR, AckError(hl7_code="207", application_code="INTERNAL"))
         return self._ack(message, AckCode.ACCEPT)
 
     def _mdm(self, message: Message) -> None:
