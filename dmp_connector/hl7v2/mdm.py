@@ -598,12 +598,9 @@ def _check_patient(patient: PidPatient, document: bytes) -> None:
         n = min(len(ours.birth_first_names), len(theirs.birth_first_names))
         if ours.birth_first_names[:n] != theirs.birth_first_names[:n]:
             differing.add("birth_first_names")
-        if None not in (ours.birth_place, theirs.birth_place) and "99999" not in (
-            ours.birth_place,
-            theirs.birth_place,
-        ):
-            if ours.birth_place != theirs.birth_place:
-                differing.add("birth_place")
+        places = (ours.birth_place, theirs.birth_place)
+        if None not in places and "99999" not in places and places[0] != places[1]:
+            differing.add("birth_place")
     problems.extend(f"{name} differs" for name in _INS_TRAITS if name in differing)
     if problems:
         raise PatientMismatchError(

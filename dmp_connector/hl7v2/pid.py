@@ -265,9 +265,7 @@ def read_pid(segment: Segment, *, mapping: StatusMapping = DEFAULT_STATUS_MAPPIN
     nirs = [i for i in found if i.oid is not InsOid.NIA]
     if len({(i.matricule, i.oid) for i in nirs}) > 1 or len({i.matricule for i in found if i not in nirs}) > 1:
         # Two different INS of one kind cannot both be this patient's: keeping either would be a guess.
-        raise Hl7IdentityError(
-            "PID-3 holds two different INS of the same kind", problems=["PID-3 two different INS"]
-        )
+        raise Hl7IdentityError("PID-3 holds two different INS of the same kind", problems=["PID-3 two different INS"])
     if mapping.qualified_code in codes and set(codes) & (set(mapping.written.values()) - {mapping.qualified_code}):
         raise Hl7IdentityError(
             "PID-32 holds both the qualified code and a weaker status code",
