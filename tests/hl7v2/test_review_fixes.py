@@ -15,6 +15,7 @@ from dmp_connector.hl7v2 import (
     Hl7ParseError,
     Hl7RejectedError,
     Hl7Settings,
+    IdentityEvent,
     LocalId,
     MllpClient,
     Recipient,
@@ -78,8 +79,10 @@ def test_two_different_nirs_in_pid3_are_refused_without_quoting_them() -> None:
 def test_a_nir_beside_a_nia_and_a_repeated_nir_are_still_read() -> None:
     a, b = A + compute_key(A), B + compute_key(B)
     event = read_adt(_adt(f"{a}{NIR}~{b}{NIA}", "VALI"))
+    assert isinstance(event, IdentityEvent)
     assert event.patient.identity.ins is not None and event.patient.identity.ins.matricule == a
     event = read_adt(_adt(f"{a}{NIR}~{a}{NIR}", "VALI"))
+    assert isinstance(event, IdentityEvent)
     assert event.patient.identity.status is IdentityStatus.QUAL
 
 
@@ -197,3 +200,28 @@ def test_the_sandbox_answers_an_unforeseen_fault_with_an_ack(monkeypatch: pytest
         client.send(parse(_adt(f"{a}{NIR}", "VALI").decode()))
     assert info.value.code == "AE"
     assert "207" in info.value.errors or "INTERNAL" in info.value.errors
+
+
+# --------------------------------------------------------------------------- 5. size limit on text, A40 pairs
+
+
+def test_text_messages_honour_max_bytes_as_bytes_do() -> None:
+    a = A + compute_key(A)
+    text = _adt(f"{a}{NIR}", "VALI").decode()
+    with pytest.raises(Hl7ParseError, match="larger"):
+        read_adt(text, max_bytes=100)
+    data = build_mdm(EXAMPLE.read_bytes(), control_id="C5", distribution=Distribution(to_dmp=True)).to_bytes()
+    with pytest.raises(Hl7ParseError, match="larger"):
+        read_mdm(data.decode(), max_bytes=1000)
+    assert read_mdm(data.decode()).control_id == "C5"
+
+
+def test_an_a40_pid_without_its_mrg_is_refused() -> None:
+    a, b = A + compute_key(A), B + compute_key(B)
+    head = "MSH|^~\\&|||||||ADT^A40^ADT_A39|1|P|2.5|||||FRA|UNICODE UTF-8\rEVN||20240101\r"
+    pid = f"PID|1||{a}{NIR}{REST}VALI\r"
+    mrg = f"MRG|{b}{NIR}\r"
+    assert read_adt(head + pid + mrg).kind.value  # a whole pair reads
+    for body in (pid + mrg + pid, pid + pid + mrg):
+        with pytest.raises(Hl7ParseError, match="without its MRG"):
+            read_adt(head + body)
