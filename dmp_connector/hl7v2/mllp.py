@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import threading
 import time
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from dmp_connector.errors import ConnectError, LimitExceededError, RequestTimeout, TlsError
 
@@ -109,6 +110,52 @@ def _remaining(deadline: float) -> float:
     return left
 
 
+def _resolve(host: str, port: int, deadline: float) -> list[Any]:
+    """``getaddrinfo`` bounded by the deadline: the system resolver has no timeout of its own.
+
+    It runs in a daemon thread; past the deadline the exchange fails and the lookup is left to end alone.
+    """
+    found: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="mllp-resolve", daemon=True).start()
+    if not done.wait(_remaining(deadline)):
+        raise RequestTimeout("the MLLP server's name was not resolved before the deadline")
+    if isinstance(found[0], OSError):
+        raise ConnectError("the MLLP server's name could not be resolved") from found[0]
+    return list(found[0])
+
+
+def _open(host: str, port: int, deadline: float) -> socket.socket:
+    """A TCP connection opened within the deadline: the lookup and every address tried share it."""
+    last: OSError | None = None
+    for family, kind, proto, _name, address in _resolve(host, port, deadline):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(address)
+        except TimeoutError as exc:
+            sock.close()
+            raise RequestTimeout("the MLLP connection was not opened before the deadline") from exc
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise ConnectError("the MLLP connection could not be opened") from last
+
+
 class MllpClient:
     """A blocking MLLP client; one connection, kept open between exchanges, closed after any error.
 
@@ -142,12 +189,7 @@ class MllpClient:
     def _connect(self, deadline: float) -> socket.socket:
         if self._sock is not None:
             return self._sock
-        try:
-            raw = socket.create_connection((self.host, self.port), timeout=_remaining(deadline))
-        except TimeoutError as exc:
-            raise RequestTimeout("the MLLP connection was not opened before the deadline") from exc
-        except OSError as exc:
-            raise ConnectError("the MLLP connection could not be opened") from exc
+        raw = _open(self.host, self.port, deadline)
         sock: socket.socket = raw
         if self.ssl_context is not None:
             try:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dmp_connector.cda import extract_metadata
-from dmp_connector.errors import PatientMismatchError
+from dmp_connector.errors import PatientMismatchError, RequestTimeout
 from dmp_connector.hl7v2 import (
     Distribution,
     Hl7IdentityError,
@@ -225,3 +228,22 @@ def test_an_a40_pid_without_its_mrg_is_refused() -> None:
     for body in (pid + mrg + pid, pid + pid + mrg):
         with pytest.raises(Hl7ParseError, match="without its MRG"):
             read_adt(head + body)
+
+
+def test_the_sync_client_s_name_lookup_is_under_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    released = threading.Event()
+
+    def slow_resolver(*_args: object, **_kwargs: object) -> list[object]:
+        released.wait(5)  # a resolver that hangs (no timeout of its own)
+        raise socket.gaierror("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
+    client = MllpClient("mllp.invalid", 2575, timeout=0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RequestTimeout):
+            client.exchange(b"MSH|^~\\&|")
+        assert time.monotonic() - started < 3
+    finally:
+        released.set()
+        client.close()
