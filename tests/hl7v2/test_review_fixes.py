@@ -247,3 +247,13 @@ def test_the_sync_client_s_name_lookup_is_under_its_deadline(monkeypatch: pytest
     finally:
         released.set()
         client.close()
+
+
+def test_first_names_are_compared_even_for_a_name_insi_cannot_normalise() -> None:
+    # "A_B" is outside INSi's alphabet: the traits are then compared as written, first names included.
+    source = EXAMPLE.read_bytes().replace(b">PAT-TROIS<", b">A_B<")
+    data = build_mdm(source, control_id="C6", distribution=Distribution(to_dmp=True)).to_bytes()
+    assert read_mdm(data).control_id == "C6"
+    with pytest.raises(PatientMismatchError) as info:
+        read_mdm(_twin(data))
+    assert {"birth_first_names differs", "first_first_name differs"} <= set(info.value.problems)
