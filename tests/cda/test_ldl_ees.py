@@ -312,7 +312,8 @@ def _normalised(element: etree._Element) -> etree._Element:
             assert not (node.tail or "").strip()
             parent.remove(node)
     for node in copy.iter():
-        node.attrib.pop("codeSystemName", None)
+        if "codeSystemName" in node.attrib:
+            del node.attrib["codeSystemName"]
         if node.text is not None and not node.text.strip():
             node.text = None
         if node.tail is not None and not node.tail.strip():
@@ -330,7 +331,7 @@ def test_ans_letter_typed_entries_rewrite_element_by_element(
     assert len(originals) == len(entries) == 4
     compared = 0
     for original, entry in zip(originals, entries, strict=True):
-        if not isinstance(entry, RawEntry):
+        if isinstance(entry, Medication | Problem | Procedure):
             fresh = entry.model_copy().to_element()
             assert differences(_normalised(original), _normalised(fresh), "/entry") == [], type(entry).__name__
             compared += 1
