@@ -15,7 +15,6 @@ release, with a ``DeprecationWarning`` naming the new import (``_MOVED``).
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -378,19 +377,17 @@ if not TYPE_CHECKING:
             value = getattr(importlib.import_module(module, __name__), name)
             globals()[name] = value
             return value
-        moved = _MOVED.get(name)
-        if moved is not None:
-            home, _, new = moved.partition(":")
-            new = new or name
-            # Not cached in globals(), so that every use outside the project keeps warning.
-            warnings.warn(
-                f"dmp_connector.{name} moved: use 'from {home} import {new}'; "
-                "the top-level name will be removed in the next release",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            return getattr(importlib.import_module(home), new)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # A moved name: not cached in globals(), so that every use outside the project keeps warning.
+        from ._deprecation import deprecated_getattr  # here, so that importing the package stays cheap
+
+        moved = deprecated_getattr(
+            __name__,
+            _MOVED,
+            "dmp_connector.{name} moved: use 'from {home} import {new}'; "
+            "the top-level name will be removed in the next release",
+            stacklevel=3,
+        )
+        return moved(name)
 
     def __dir__() -> list[str]:
         return sorted({*globals(), *__all__})

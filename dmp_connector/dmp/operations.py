@@ -246,10 +246,12 @@ def check_query_answer(
     """
     problems: list[str] = []
     if patient_id is not None:
-        named = [obj.patient_id for obj in answer.documents]
-        named += [obj.patient_id for obj in answer.submission_sets]
-        named += [obj.patient_id for obj in answer.folders]
-        others = sum(not _same_patient(found, patient_id) for found in named)
+        # Plain loops (no intermediate list, no generator): this runs on every entry of every answer.
+        others = 0
+        for objects in (answer.documents, answer.submission_sets, answer.folders):
+            for obj in objects:
+                if not _same_patient(obj.patient_id, patient_id):
+                    others += 1
         if others:
             problems.append(f"{others} object(s) about another patient than the one asked")
     query = request.query

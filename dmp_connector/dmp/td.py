@@ -22,9 +22,9 @@ transactions are safe to repeat.
 from __future__ import annotations
 
 import datetime as dt
-import warnings
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
+from dmp_connector._deprecation import deprecated_getattr
 from dmp_connector._transport import CallContext, SoapRequest
 from dmp_connector.config import DmpService, Settings
 from dmp_connector.errors import PatientMismatchError
@@ -369,17 +369,11 @@ _RENAMED: dict[str, str] = {
 if not TYPE_CHECKING:
     # Hidden from type checkers, so that the old names are errors for them and warnings at run time.
 
-    def __getattr__(name: str) -> Any:
-        """An old name still imports, with a warning naming the new one."""
-        new = _RENAMED.get(name)
-        if new is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        warnings.warn(
-            f"{__name__}.{name} is deprecated: use {__name__}.{new} (removed in the next release)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return globals()[new]
+    __getattr__ = deprecated_getattr(
+        __name__,
+        {old: f"{__name__}:{new}" for old, new in _RENAMED.items()},
+        "{home}.{name} is deprecated: use {home}.{new} (removed in the next release)",
+    )
 
 
 from dmp_connector._help import document_fields  # noqa: E402 - after the models it documents

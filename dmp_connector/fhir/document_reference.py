@@ -46,8 +46,9 @@ _STATUS = {AvailabilityStatus.APPROVED.value: "current", AvailabilityStatus.DEPR
 def document_reference(entry: DocumentEntry, patient: Identity | INS | Cx) -> dict[str, Any]:
     """The DocumentReference (JSON as a dict) for ``entry``, once its patient is checked to be ``patient``.
 
-    ``patient`` is the identity asked (its INS), the INS itself, or — outside the DMP, in another
-    XDS affinity domain — the patient id asked as a :class:`~dmp_connector.xds.Cx`. An entry with no
+    ``patient`` is the identity asked (its INS; :class:`IdentityNotQualifiedError` unless it is QUAL),
+    the INS itself, or — outside the DMP, in another XDS affinity domain — the patient id asked as a
+    :class:`~dmp_connector.xds.Cx`. An entry with no
     patient id, or another patient's, raises :class:`PatientMismatchError` naming no value.
     """
     if isinstance(patient, Cx):
@@ -57,7 +58,10 @@ def document_reference(entry: DocumentEntry, patient: Identity | INS | Cx) -> di
             authority,
         )
     else:
-        ins = patient.ins if isinstance(patient, Identity) else patient
+        # The INS is written as the subject: only a qualified identity may carry it.
+        ins: INS | None = (
+            patient.require_qualified("a DocumentReference subject") if isinstance(patient, Identity) else patient
+        )
         if ins is None:
             raise PatientMismatchError(
                 "the patient asked has no INS to check the entry against", service="DMP", operation="DocumentReference"

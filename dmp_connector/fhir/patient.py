@@ -344,6 +344,18 @@ def _read_reliability(patient: Mapping[str, Any]) -> tuple[IdentityStatus, dict[
     return status, attributes, document
 
 
+_INS_TYPES = frozenset({"INS-NIR", "INS-NIA", "INS-NIR-TEST", "INS-NIR-DEMO"})
+
+
+def _typed_as_ins(identifier: Mapping[str, Any]) -> bool:
+    """Whether ``identifier.type`` says INS (fr-core-cs-v2-0203): the system alone does not, the NSS shares it."""
+    kind = identifier.get("type")
+    codings = kind.get("coding") if isinstance(kind, Mapping) else None
+    return any(
+        isinstance(c, Mapping) and c.get("system") == CS_V2_0203 and c.get("code") in _INS_TYPES for c in codings or ()
+    )
+
+
 def _read_ins(patient: Mapping[str, Any], settings: FrCoreSettings, lenient: bool) -> INS | None:
     found: list[INS] = []
     for identifier in patient.get("identifier") or ():
@@ -356,6 +368,8 @@ def _read_ins(patient: Mapping[str, Any], settings: FrCoreSettings, lenient: boo
             continue  # another identifier of the family (INS-C, NSS): not an INS slice
         if identifier.get("use") == "old":
             continue  # a deactivated INS, kept by the sender for history
+        if not _typed_as_ins(identifier):
+            continue  # the same OID also names the NSS (type NH, often a parent's NIR): never the patient's INS
         value = identifier.get("value")
         if not isinstance(value, str):
             raise FhirMappingError("an INS identifier has no value")

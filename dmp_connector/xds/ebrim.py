@@ -692,25 +692,6 @@ class _Object:
 # thousands of entries this walk, more than lxml's parse, is where the time goes.
 
 
-def _read_slot(slots: dict[str, list[str]], slot: etree._Element, where: str) -> None:
-    """Add one ``rim:Slot`` (its name, its ``ValueList/Value`` texts) to ``slots``; a name twice is refused."""
-    name = slot.get("name")
-    name = name.strip() if name else ""
-    if not name:
-        raise MalformedResponseError(f"{where}: the Slot has no name attribute")
-    if name in slots:
-        raise MalformedResponseError(f"{where}: the slot {name} appears twice")
-    values: list[str] = []
-    for value_list in slot:
-        if value_list.tag == _VALUE_LIST:
-            for value in value_list:
-                if value.tag == _VALUE:
-                    # Values are trimmed (a CX on its own indented line is the same CX), as ebRIM
-                    # readers and the XDS registries do.
-                    values.append((value.text or "").strip())
-    slots[name] = values
-
-
 _NO_STRING: Final = (None, None, None)
 
 
@@ -719,6 +700,12 @@ def _read_localized(element: etree._Element | None) -> tuple[str | None, str | N
     if element is not None:
         for string in element:
             if string.tag == _LOCALIZED_STRING:
+                # One call for the usual string that has only its value (no xml:lang, no charset):
+                # cheaper than three lookups, two of them for attributes that are not there.
+                # (lxml-stubs type attribute values as str | bytes; parsed XML gives str.)
+                attributes: list[tuple[str, str]] = string.items()  # type: ignore[assignment]
+                if len(attributes) == 1 and attributes[0][0] == "value":
+                    return attributes[0][1], None, None
                 value = string.get("value")
                 if value is not None:
                     return value, string.get(_XML_LANG), string.get("charset")
@@ -736,16 +723,31 @@ def _read_classification(element: etree._Element, where: str) -> _Classification
     for child in element:
         tag = child.tag
         if tag == _SLOT:
-            _read_slot(slots, child, where)
+            # A rim:Slot, read as in _read_object (every code of every entry has its codingScheme slot).
+            slot_name = child.get("name")
+            slot_name = slot_name.strip() if slot_name else ""
+            if not slot_name:
+                raise MalformedResponseError(f"{where}: the Slot has no name attribute")
+            if slot_name in slots:
+                raise MalformedResponseError(f"{where}: the slot {slot_name} appears twice")
+            values: list[str] = []
+            for value_list in child:
+                if value_list.tag == _VALUE_LIST:
+                    for item in value_list:
+                        if item.tag == _VALUE:
+                            values.append((item.text or "").strip())
+            slots[slot_name] = values
         elif tag == _NAME and name is None:
             name = child
     get = element.get
     value, lang, charset = _read_localized(name)
     scheme, node = get("classificationScheme"), get("classificationNode")
-    # Positional: this runs for every code of every entry, and keywords cost more.
+    # Positional: this runs for every code of every entry, and keywords cost more. The scheme is
+    # looked up where _scheme() keeps it (no call for the few dozen schemes met before), and a
+    # code's classification has no node (no call either).
     return _Classification(
-        _scheme(scheme),
-        _scheme(node),
+        (_SCHEMES.get(scheme) or _scheme(scheme)) if scheme else "",
+        _scheme(node) if node else "",
         get("nodeRepresentation"),
         get("classifiedObject"),
         slots,
@@ -771,7 +773,23 @@ def _read_object(element: etree._Element, kind: str, interned: _Interned | None 
     for child in element:
         tag = child.tag
         if tag == _SLOT:
-            _read_slot(slots, child, where)
+            # A rim:Slot: its name (a name twice is refused) and its ValueList/Value texts, trimmed (a
+            # CX on its own indented line is the same CX), as ebRIM readers and the XDS registries do.
+            # Written out here and in _read_classification rather than called: an entry has some
+            # fifteen slots and seven codes, and in Python 3.11 a call costs more than this body.
+            slot_name = child.get("name")
+            slot_name = slot_name.strip() if slot_name else ""
+            if not slot_name:
+                raise MalformedResponseError(f"{where}: the Slot has no name attribute")
+            if slot_name in slots:
+                raise MalformedResponseError(f"{where}: the slot {slot_name} appears twice")
+            values: list[str] = []
+            for value_list in child:
+                if value_list.tag == _VALUE_LIST:
+                    for value in value_list:
+                        if value.tag == _VALUE:
+                            values.append((value.text or "").strip())
+            slots[slot_name] = values
         elif tag == _CLASSIFICATION:
             classifications.append(_read_classification(child, where))
         elif tag == _EXTERNAL_IDENTIFIER:
@@ -802,7 +820,10 @@ def _single(obj: _Object, slots: Mapping[str, list[str]], name: str) -> str | No
 
 
 def _identifier(obj: _Object, scheme: str, name: str, *, required: bool = True) -> str | None:
-    found = [value for s, value in obj.identifiers if s == scheme]
+    found: list[str] = []
+    for s, value in obj.identifiers:  # a loop, not a comprehension: no extra call per entry (Python 3.11)
+        if s == scheme:
+            found.append(value)
     if len(found) > 1:
         raise MalformedResponseError(f"{obj.where}: {name} appears more than once")
     if not found:
@@ -820,7 +841,11 @@ def _codes(obj: _Object, scheme: str, name: str) -> list[AnyCode]:
             obj.localized.append(
                 TextAttributes(part=f"{scheme}#{index}", lang=classification.lang, charset=classification.charset)
             )
-        system = _single(obj, classification.slots, "codingScheme")
+        # _single(obj, classification.slots, "codingScheme"), written out: this runs for every code.
+        systems = classification.slots.get("codingScheme")
+        if systems is not None and len(systems) != 1:
+            raise MalformedResponseError(f"{obj.where}: the slot codingScheme must hold exactly one value")
+        system = systems[0] if systems is not None else None
         if not classification.code or system is None:
             raise MalformedResponseError(
                 f"{obj.where}: a {name} classification lacks nodeRepresentation or codingScheme"

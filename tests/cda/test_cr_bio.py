@@ -594,6 +594,19 @@ def test_the_reader_declines_what_the_model_does_not_hold() -> None:
     assert isinstance(read_entry(element), RawEntry)
 
 
+def test_text_after_a_reference_keeps_the_entry_raw_and_comes_back(example_files: Mapping[str, bytes]) -> None:
+    """Mixed content the model does not hold (text after ``<reference/>``) is never dropped: the entry stays raw."""
+    source = example_files["BIO-CR-BIO_2024.01_Glycemie_g_par_Litre_2.xml"]
+    marker = b'<reference value="#glucose_02"/>'
+    assert source.count(marker) == 1
+    changed = source.replace(marker, marker + b" RESULTAT NON VALIDE ")
+    assert any(isinstance(entry, LabReportEntry) for entry in _results_entries(parse(source)))
+    document = parse(changed)
+    raw = [entry for entry in _results_entries(document) if isinstance(entry, RawEntry)]
+    assert len(raw) == 1 and "RESULTAT NON VALIDE" in raw[0].xml
+    assert b"RESULTAT NON VALIDE" in build(document)
+
+
 # --------------------------------------------------------------------------- the ANS schematrons
 
 

@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from dmp_connector.errors import PatientMismatchError
+from dmp_connector.errors import IdentityNotQualifiedError, PatientMismatchError
 from dmp_connector.fhir import document_reference, to_model
-from dmp_connector.ins import INS, InsOid
+from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits, InsOid
 from dmp_connector.xds import Cx
 from tests.dmp.client_support import registry_entry
 from tests.xds.conftest import make_document
@@ -64,6 +64,19 @@ def test_another_patients_entry_is_refused_without_its_ins() -> None:
     production = INS.parse("279035121518989", oid=InsOid.NIR)
     with pytest.raises(PatientMismatchError):
         document_reference(make_document(), production)
+
+
+@pytest.mark.parametrize("status", [IdentityStatus.RECUP, IdentityStatus.VALI, IdentityStatus.PROV])
+def test_an_identity_that_is_not_qualified_is_never_the_subject(status: IdentityStatus) -> None:
+    traits = IdentityTraits.build(
+        birth_name="Test", birth_first_names="Jeanne", sex="F", birth_date="1979-03-28", birth_place="63220"
+    )
+    entry = registry_entry(make_document(), uuid=UUID)
+    assert document_reference(entry, Identity(traits=traits, ins=ASKED, status=IdentityStatus.QUAL))["subject"]
+    carried = ASKED if status.ins_retrieved else None
+    with pytest.raises(IdentityNotQualifiedError) as caught:
+        document_reference(entry, Identity(traits=traits, ins=carried, status=status))
+    assert "279035121518989" not in str(caught.value)
 
 
 def test_no_status_or_an_unknown_one_is_refused_and_a_day_gives_no_date() -> None:

@@ -228,6 +228,36 @@ def test_an_ins_with_a_status_that_is_not_qualified_is_refused_on_reading() -> N
     assert "260058815400233" not in str(caught.value) and "DARK" not in str(caught.value).upper()
 
 
+NSS_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NH"}]}
+
+
+def test_the_nss_is_never_read_as_the_ins() -> None:
+    """FR Core's NSS slice shares the INS-NIR system (…1.4.8) with type NH; for a child it is often a parent's NIR."""
+    parent = INS.parse("160058815400283", oid=InsOid.NIR)  # a valid NIR that is not the patient's
+    nss = {"use": "official", "type": NSS_TYPE, "system": "urn:oid:1.2.250.1.213.1.4.8", "value": parent.matricule}
+    # Qualified with its INS and the insured parent's NSS beside it: the INS is the patient's, the NSS is ignored.
+    both = identity_to_patient(dark(), settings=V22)
+    both["identifier"].append(nss)
+    read = identity_from_patient(both)
+    assert read.ins == dark().ins
+    # A Patient saying qualified with only the NSS: no INS, refused (never the parent's NIR as the patient's INS).
+    only = copy.deepcopy(both)
+    only["identifier"] = [nss]
+    with pytest.raises(FhirMappingError) as caught:
+        identity_from_patient(only)
+    assert "160058815400283" not in str(caught.value)
+    # A provisional identity with an NSS reads as provisional, without an INS.
+    provisional = identity_to_patient(dark(IdentityStatus.PROV), settings=V22)
+    provisional["identifier"] = [nss]
+    assert identity_from_patient(provisional).ins is None
+    # An identifier on an INS system without the INS type is not taken either.
+    untyped = copy.deepcopy(both)
+    del untyped["identifier"][0]["type"]
+    untyped["identifier"].pop()
+    with pytest.raises(FhirMappingError):
+        identity_from_patient(untyped)
+
+
 def test_qual_without_ins_and_recup_are_refused() -> None:
     patient = identity_to_patient(dark(), settings=V22)
     without = copy.deepcopy(patient)

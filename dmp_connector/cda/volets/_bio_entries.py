@@ -1103,6 +1103,3 @@ def _read_validator(element: etree._Element) -> LabValidator:
     if time is None or ident is None or name is None:
         raise _decline("a validating biologist without time, id or name")
     return LabValidator(id=ident, name=name, time=time, addresses=_read_addresses(role), telecoms=_read_telecoms(role))
-
-
-# --------------------------------------------------------------------------- the comparison

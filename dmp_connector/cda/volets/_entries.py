@@ -327,14 +327,16 @@ def _same_signature(element: etree._Element) -> tuple[object, ...]:
     if element.tag == hl7("observationRange"):  # the CDA schema's default and fixed values: the same said
         attributes.setdefault("classCode", "OBS")
         attributes.setdefault("moodCode", "EVN.CRT")
-    text = (element.text or "").strip()
+    # The element's own text with the text after each child (mixed content): text a reader drops after a
+    # <reference/> must make the comparison fail, not vanish from the typed model.
+    text = ((element.text or "") + "".join(child.tail or "" for child in element)).strip()
     if attributes.get("representation") == "B64":
         text = "".join(text.split())  # base64 wrapped over lines says the same bytes
     return element.tag, attributes, text
 
 
 def same_element(a: etree._Element, b: etree._Element) -> bool:
-    """Whether ``a`` and ``b`` say the same: names, attributes, text, children in order.
+    """Whether ``a`` and ``b`` say the same: names, attributes, text (also between children), children in order.
 
     Comments, processing instructions, white space around text (and inside base64) and
     ``codeSystemName`` are left out; ``xsi:type`` compares by the type it names, and an
