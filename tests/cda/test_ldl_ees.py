@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
+from lxml import etree
 
 from dmp_connector.cda import ClinicalDocument, Narrative, RawEntry, Section, StructuredBody, build, parse
 from dmp_connector.cda.metadata import extract_metadata
@@ -29,6 +30,7 @@ from dmp_connector.cda.volets import (
     Medication,
     NoMedication,
     Problem,
+    Procedure,
     Quantity,
     as_ldl_ees,
     ldl_ees_document,
@@ -41,6 +43,7 @@ from dmp_connector.ins import Identity
 
 from .conftest import PARIS
 from .kit_engine import KIT  # the 2025 ANS kit (../shared/cda-2025)
+from .xmldiff import differences, document_differences
 
 CIS = "1.2.250.1.213.2.3.1"
 CIM10 = "2.16.840.1.113883.6.3"
@@ -276,11 +279,94 @@ def test_ans_letter_reads_into_typed_entries(parsed_examples: Mapping[str, Clini
         "Antécédents chirurgicaux",
         "Autres informations",
     ]
-    # Each of the example's entries writes something the typed models do not hold (a dose range whose
-    # bounds carry a translation, an allergy agent with a name, a completed concern with an open end, a
-    # procedure): read as RawEntry, kept as written, never half-read.
+    # Three of the four entries read typed; the allergy stays as written (RawEntry): its reaction (an MFST
+    # observation), its severity, its agent's name, a concern start and a value pointing at "#" are not held.
     entries = [e for s in sections.values() for e in s.entries]
-    assert [type(e) for e in entries] == [RawEntry] * 4
+    assert [type(e) for e in entries] == [Medication, RawEntry, Problem, Procedure]
+    medication, _, problem, procedure = entries
+    assert isinstance(medication, Medication) and isinstance(problem, Problem) and isinstance(procedure, Procedure)
+    assert (medication.name, medication.dose, medication.dose_references) == (
+        "SOLIAN 100 mg",
+        Quantity.of(1, "{count}"),
+        ("doseMin-001", "doseMax-001"),
+    )
+    assert medication.rate == Quantity.of(100, "mg/d") and medication.period == Quantity.of(1, "d")
+    assert medication.template_ids[0] == "1.2.250.1.213.1.1.3.42"  # the order the kit writes, kept
+    assert (problem.value.code, problem.start, problem.end, problem.end_unknown) == (
+        "N10",
+        date(2018, 10, 1),
+        None,
+        True,
+    )
+    assert problem.value_pointer == "ant-med-001-pb"  # as the kit writes it, without "#": kept, not mended
+    assert (procedure.code.code, procedure.start, procedure.end) == ("DDAF004", date(2017, 8, 1), date(2017, 8, 2))
+
+
+def _normalised(element: etree._Element) -> etree._Element:
+    """A copy without comments, white-space-only text and ``codeSystemName`` (which no typed entry holds)."""
+    copy = etree.fromstring(etree.tostring(element))  # noqa: TID251 - already parsed
+    for node in list(copy.iter()):
+        if not isinstance(node.tag, str):
+            parent = node.getparent()
+            assert parent is not None
+            assert not (node.tail or "").strip()
+            parent.remove(node)
+    for node in copy.iter():
+        if "codeSystemName" in node.attrib:
+            del node.attrib["codeSystemName"]
+        if node.text is not None and not node.text.strip():
+            node.text = None
+        if node.tail is not None and not node.tail.strip():
+            node.tail = None
+    return copy
+
+
+def test_ans_letter_typed_entries_rewrite_element_by_element(
+    example_files: Mapping[str, bytes], parsed_examples: Mapping[str, ClinicalDocument]
+) -> None:
+    """Each typed entry, written afresh from its fields alone, is the kit's element."""
+    root = etree.fromstring(example_files["LDL-EES_2022.01.xml"])  # noqa: TID251 - the kit's file
+    originals = list(root.iter("{urn:hl7-org:v3}entry"))
+    entries = [e for s in _sections(_body(parsed_examples["LDL-EES_2022.01.xml"]).sections) for e in s.entries]
+    assert len(originals) == len(entries) == 4
+    compared = 0
+    for original, entry in zip(originals, entries, strict=True):
+        if isinstance(entry, Medication | Problem | Procedure):
+            fresh = entry.model_copy().to_element()
+            assert differences(_normalised(original), _normalised(fresh), "/entry") == [], type(entry).__name__
+            compared += 1
+    assert compared == 3
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "position"),
+    [
+        # a procedure with a target site the model does not hold
+        (
+            '<high value="20170802"/>\n                            </effectiveTime>',
+            '<high value="20170802"/></effectiveTime><targetSiteCode code="X" codeSystem="1.2.3"/>',
+            3,
+        ),
+        # a dose whose high bound points elsewhere than by a translation
+        ('<originalText><reference value="#doseMax-001"/></originalText>', "", 0),
+        # an unknown end on an active problem: the concern does not say the problem is over
+        (
+            '<statusCode code="completed"/>\n                            <effectiveTime>\n'
+            '                                <low value="20181001"/>',
+            '<statusCode code="active"/><effectiveTime><low value="20181001"/>',
+            2,
+        ),
+    ],
+)
+def test_what_the_widened_models_do_not_hold_stays_raw(
+    example_files: Mapping[str, bytes], old: str, new: str, position: int
+) -> None:
+    text = example_files["LDL-EES_2022.01.xml"].decode().replace("\r\n", "\n")
+    assert text.count(old) == 1
+    document = parse(text.replace(old, new).encode())
+    entries = [e for s in _sections(_body(document).sections) for e in s.entries]
+    assert isinstance(entries[position], RawEntry)
+    assert document_differences(text.replace(old, new).encode(), build(document)) == []
 
 
 def test_letter_metadata_for_the_dmp(make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity) -> None:

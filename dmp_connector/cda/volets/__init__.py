@@ -3,13 +3,14 @@
 Importing this package registers the readers of its typed entries with
 :func:`dmp_connector.cda.register_entry_reader`, so that :func:`dmp_connector.cda.parse`
 reads them back as :class:`Problem`, :class:`Allergy`, :class:`Medication` and
-:class:`NoMedication` and :class:`SimpleObservation` (``dmp_connector.cda`` imports it).
+:class:`NoMedication`, :class:`SimpleObservation` and :class:`Procedure` (``dmp_connector.cda`` imports it).
 """
 
 from __future__ import annotations
 
 from dmp_connector.cda.model import register_entry_reader
 
+from ._acts import PROCEDURE_TEMPLATES, Procedure
 from ._bio_entries import (
     LAB_REPORT_ENTRY_TEMPLATES,
     LabBattery,
@@ -165,6 +166,7 @@ __all__ = [
     "PatientExposure",
     "PreviousResult",
     "Problem",
+    "Procedure",
     "Quantity",
     "QuantityRange",
     "RadiationDose",
@@ -209,6 +211,7 @@ register_entry_reader(PROBLEM_CONCERN_TEMPLATES[-1], Problem.from_element)
 register_entry_reader(ALLERGY_CONCERN_TEMPLATES[-1], Allergy.from_element)
 register_entry_reader(MEDICATION_TEMPLATES[2], read_treatment)
 register_entry_reader(SIMPLE_OBSERVATION_TEMPLATES[-1], SimpleObservation.from_element)
+register_entry_reader(PROCEDURE_TEMPLATES[-1], Procedure.from_element)  # FR-Acte (LDL-EES surgical history)
 # CR-IMG 2024.01
 register_entry_reader("1.2.250.1.213.1.1.3.153", ImagingTechnique.from_element)
 register_entry_reader("1.2.250.1.213.1.1.3.155", ImagingStudy.from_element)

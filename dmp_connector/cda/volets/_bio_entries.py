@@ -49,7 +49,7 @@ from dmp_connector.cda.valuesets import JDV_HL7_OBSERVATION_INTERPRETATION, JDV_
 from dmp_connector.codes import Code
 from dmp_connector.errors import ValidationError
 
-from ._entries import Quantity
+from ._entries import Quantity, same_element
 
 __all__ = [
     "LAB_REPORT_ENTRY_TEMPLATES",
@@ -1103,42 +1103,3 @@ def _read_validator(element: etree._Element) -> LabValidator:
     if time is None or ident is None or name is None:
         raise _decline("a validating biologist without time, id or name")
     return LabValidator(id=ident, name=name, time=time, addresses=_read_addresses(role), telecoms=_read_telecoms(role))
-
-
-# --------------------------------------------------------------------------- the comparison
-
-
-def _signature(element: etree._Element) -> tuple[object, ...]:
-    attributes = {}
-    for key, raw in element.attrib.items():
-        value = str(raw)
-        if key == "codeSystemName":
-            continue
-        if key == _XSI_TYPE:
-            value = value.rpartition(":")[2]
-        attributes[key] = value.strip()
-    if element.tag == hl7("observationRange"):  # the CDA schema's default and fixed values: the same said
-        attributes.setdefault("classCode", "OBS")
-        attributes.setdefault("moodCode", "EVN.CRT")
-    # The element's own text with the text after each child (mixed content): text a reader drops after a
-    # <reference/> must make the comparison fail, not vanish from the typed model.
-    text = ((element.text or "") + "".join(child.tail or "" for child in element)).strip()
-    if attributes.get("representation") == "B64":
-        text = "".join(text.split())  # base64 wrapped over lines says the same bytes
-    return element.tag, attributes, text
-
-
-def same_element(a: etree._Element, b: etree._Element) -> bool:
-    """Whether ``a`` and ``b`` say the same: names, attributes, text (also between children), children in order.
-
-    Comments, processing instructions, white space around text (and inside base64) and
-    ``codeSystemName`` are left out; ``xsi:type`` compares by the type it names, and an
-    ``observationRange`` without ``classCode``/``moodCode`` has the schema's ``OBS``/``EVN.CRT``.
-    """
-    if _signature(a) != _signature(b):
-        return False
-    children_a = [c for c in a if isinstance(c.tag, str)]
-    children_b = [c for c in b if isinstance(c.tag, str)]
-    return len(children_a) == len(children_b) and all(
-        same_element(x, y) for x, y in zip(children_a, children_b, strict=True)
-    )

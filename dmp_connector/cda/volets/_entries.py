@@ -57,6 +57,7 @@ __all__ = [
     "SimpleObservation",
     "VoletEntry",
     "read_treatment",
+    "same_element",
 ]
 
 SNOMED_CT: Final = "2.16.840.1.113883.6.96"
@@ -293,10 +294,12 @@ def _pq(parent: etree._Element, name: str, quantity: Quantity) -> None:
     _sub(parent, name, value=format(quantity.value, "f"), unit=quantity.unit)
 
 
-def _range(parent: etree._Element, name: str, quantity: Quantity) -> None:
+def _range(parent: etree._Element, name: str, quantity: Quantity, references: tuple[str, str] | None = None) -> None:
     element = _sub(parent, name)
-    _pq(element, "low", quantity)
-    _pq(element, "high", quantity)
+    for bound, reference in zip(("low", "high"), references or (None, None), strict=True):
+        _pq(element, bound, quantity)
+        if reference is not None:
+            _reference(_sub(_sub(element[-1], "translation"), "originalText"), reference)
 
 
 def _status(parent: etree._Element, status: Code, reference: str | None) -> None:
@@ -310,6 +313,42 @@ def _status(parent: etree._Element, status: Code, reference: str | None) -> None
 
 
 # --------------------------------------------------------------------------- XML reading helpers
+
+
+def _same_signature(element: etree._Element) -> tuple[object, ...]:
+    attributes = {}
+    for key, raw in element.attrib.items():
+        value = str(raw)
+        if key == "codeSystemName":
+            continue
+        if key == _XSI_TYPE:
+            value = value.rpartition(":")[2]
+        attributes[key] = value.strip()
+    if element.tag == hl7("observationRange"):  # the CDA schema's default and fixed values: the same said
+        attributes.setdefault("classCode", "OBS")
+        attributes.setdefault("moodCode", "EVN.CRT")
+    # The element's own text with the text after each child (mixed content): text a reader drops after a
+    # <reference/> must make the comparison fail, not vanish from the typed model.
+    text = ((element.text or "") + "".join(child.tail or "" for child in element)).strip()
+    if attributes.get("representation") == "B64":
+        text = "".join(text.split())  # base64 wrapped over lines says the same bytes
+    return element.tag, attributes, text
+
+
+def same_element(a: etree._Element, b: etree._Element) -> bool:
+    """Whether ``a`` and ``b`` say the same: names, attributes, text (also between children), children in order.
+
+    Comments, processing instructions, white space around text (and inside base64) and
+    ``codeSystemName`` are left out; ``xsi:type`` compares by the type it names, and an
+    ``observationRange`` without ``classCode``/``moodCode`` has the schema's ``OBS``/``EVN.CRT``.
+    """
+    if _same_signature(a) != _same_signature(b):
+        return False
+    children_a = [c for c in a if isinstance(c.tag, str)]
+    children_b = [c for c in b if isinstance(c.tag, str)]
+    return len(children_a) == len(children_b) and all(
+        same_element(x, y) for x, y in zip(children_a, children_b, strict=True)
+    )
 
 
 def _decline(what: str) -> ValidationError:
@@ -433,10 +472,10 @@ def _read_interval(element: etree._Element | None) -> tuple[date | datetime | No
     return _read_time(_opt(element, "low")), _read_time(_opt(element, "high"))
 
 
-def _read_pq(element: etree._Element | None) -> Quantity | None:
+def _read_pq(element: etree._Element | None, *, translated: bool = False) -> Quantity | None:
     if element is None or element.get("nullFlavor") is not None:
         return None
-    _only(element, set())
+    _only(element, {"translation"} if translated else set())
     value = element.get("value")
     if value is None:
         return None
@@ -446,12 +485,16 @@ def _read_pq(element: etree._Element | None) -> Quantity | None:
         raise _decline(f"quantity {value!r}") from None
 
 
-def _read_range(element: etree._Element | None) -> Quantity | None:
-    """A ``low``/``high`` range whose bounds are equal (how a single dose is written), else declined."""
+def _read_range(element: etree._Element | None, *, translated: bool = False) -> Quantity | None:
+    """A ``low``/``high`` range whose bounds are equal (how a single dose is written), else declined.
+
+    ``translated``: each bound carries a ``translation`` (read by ``_read_dose_references``).
+    """
     if element is None or element.get("nullFlavor") is not None:
         return None
     _only(element, {"low", "high"})
-    low, high = _read_pq(_opt(element, "low")), _read_pq(_opt(element, "high"))
+    low = _read_pq(_opt(element, "low"), translated=translated)
+    high = _read_pq(_opt(element, "high"), translated=translated)
     if low is None and high is None:
         return None
     if low != high:
@@ -459,10 +502,12 @@ def _read_range(element: etree._Element | None) -> Quantity | None:
     return low
 
 
-def _check_concern(act: etree._Element, low: date | datetime | None, high: date | datetime | None) -> None:
+def _check_concern(
+    act: etree._Element, low: date | datetime | None, high: date | datetime | None, *, ended: bool = False
+) -> None:
     """Decline a concern act whose status or times differ from what the model writes."""
     status = _opt(act, "statusCode")
-    expected = "completed" if high is not None else "active"
+    expected = "completed" if high is not None or ended else "active"
     if status is None or status.get("code") != expected:
         raise _decline(f"a concern whose status is not {expected}")
     if _read_interval(_opt(act, "effectiveTime")) != (low, high):
@@ -534,10 +579,21 @@ class Problem(VoletEntry):
     """``ID`` of the narrative content showing the status (set by the volet builders)."""
     concern_id: InstanceId = Field(default_factory=_new_id)
     """Id of the concern act that wraps the problem (what a treatment's reason refers to)."""
+    end_unknown: bool = False
+    """The problem is over but nobody knows since when: the concern is ``completed`` and both
+    ``high`` are written ``nullFlavor="UNK"`` (the LDL-EES example's history). Needs ``end`` None."""
+    value_pointer: str | None = None
+    """The value's ``originalText/reference/@value`` exactly as written, when it is not ``#`` and
+    ``reference`` (the LDL-EES example points at ``ant-med-001-pb``, without ``#``); None writes
+    ``#`` and ``reference``."""
 
     @model_validator(mode="after")
     def _order(self) -> Self:
         _check_order(self.start, self.end, "problem")
+        if self.end_unknown and self.end is not None:
+            raise ValidationError(
+                "a problem's end is either known (end) or unknown (end_unknown), not both", problems=("end_unknown",)
+            )
         return self
 
     def value_set_problems(self) -> list[str]:
@@ -558,8 +614,9 @@ class Problem(VoletEntry):
         _templates(act, PROBLEM_CONCERN_TEMPLATES)
         _ii(act, self.concern_id)
         _sub(act, "code", nullFlavor="NA")
-        _sub(act, "statusCode", code="completed" if self.end is not None else "active")
-        _interval(act, self.start, self.end)
+        ended = self.end is not None or self.end_unknown
+        _sub(act, "statusCode", code="completed" if ended else "active")
+        _interval(act, self.start, self.end, always_high=self.end_unknown)
         relationship = _sub(act, "entryRelationship", typeCode="SUBJ", inversionInd="false")
         observation = _sub(relationship, "observation", classCode="OBS", moodCode="EVN", negationInd="false")
         _templates(observation, PROBLEM_TEMPLATES)
@@ -567,8 +624,12 @@ class Problem(VoletEntry):
         _code(observation, "code", self.kind)
         _text(observation, self.reference)
         _sub(observation, "statusCode", code="completed")
-        _interval(observation, self.start, self.end)
-        _code(observation, "value", self.value, xsi_type="CD", reference=self.reference)
+        _interval(observation, self.start, self.end, always_high=self.end_unknown)
+        if self.value_pointer is None:
+            _code(observation, "value", self.value, xsi_type="CD", reference=self.reference)
+        else:
+            value = _code(observation, "value", self.value, xsi_type="CD")
+            _sub(_sub(value, "originalText"), "reference", value=self.value_pointer)
         if self.clinical_status is not None:
             _status(observation, self.clinical_status, self.status_reference)
         return entry
@@ -588,8 +649,18 @@ class Problem(VoletEntry):
         allowed = {"templateId", "id", "code", "text", "statusCode", "effectiveTime", "value", "entryRelationship"}
         _only(observation, allowed)
         _expect_templates(observation, PROBLEM_TEMPLATES)
-        start, end = _read_interval(_opt(observation, "effectiveTime"))
-        _check_concern(act, start, end)
+        times = _opt(observation, "effectiveTime")
+        start, end = _read_interval(times)
+        status_element = _opt(act, "statusCode")
+        high = _opt(times, "high") if times is not None else None
+        end_unknown = (
+            end is None
+            and status_element is not None
+            and status_element.get("code") == "completed"
+            and high is not None
+            and high.get("nullFlavor") == "UNK"
+        )
+        _check_concern(act, start, end, ended=end_unknown)
         value_element = _one(observation, "value")
         value = _read_code(value_element)
         kind = _read_code(_one(observation, "code"))
@@ -602,9 +673,13 @@ class Problem(VoletEntry):
         if statuses:
             status, status_reference = _read_status(statuses[0])
         reference = _read_reference(_opt(observation, "text"))
-        if _original_reference(value_element) != reference:
-            raise _decline("a problem whose value points elsewhere than its text")
-        return cls(
+        pointer = _raw_pointer(value_element)
+        value_pointer = None
+        if _original_reference(value_element) != reference or (pointer is not None and pointer != f"#{reference}"):
+            if pointer is None:
+                raise _decline("a problem whose value points elsewhere than its text")
+            value_pointer = pointer
+        problem = cls(
             id=_required_id(observation),
             concern_id=_required_id(act),
             reference=reference,
@@ -615,7 +690,20 @@ class Problem(VoletEntry):
             end=end,
             clinical_status=status,
             status_reference=status_reference,
+            end_unknown=end_unknown,
+            value_pointer=value_pointer,
         )
+        if (end_unknown or value_pointer is not None) and not same_element(element, problem.to_element()):
+            # What the widened fields read is proved by a rewrite equal to the element, child for child.
+            raise _decline("a problem with an unknown end or a free value pointer that does not rewrite as read")
+        return problem
+
+
+def _raw_pointer(element: etree._Element) -> str | None:
+    """``originalText/reference/@value`` exactly as written (``#`` and all), if any."""
+    text = _opt(element, "originalText")
+    reference = _opt(text, "reference") if text is not None else None
+    return reference.get("value") if reference is not None else None
 
 
 # --------------------------------------------------------------------------- allergies
@@ -806,10 +894,26 @@ class Medication(VoletEntry):
     """Maximum dose over a period."""
     reason: InternalReference | None = None
     """Why the treatment is given (FR-Reference-interne to a problem)."""
+    dose_references: tuple[str, str] | None = None
+    """``ID`` of the narrative contents showing the dose's ``low`` and ``high``, written as
+    ``translation/originalText`` in each bound (the LDL-EES example's *1 comprimé*); needs ``dose``."""
+    template_ids: tuple[str, ...] = MEDICATION_TEMPLATES
+    """The statement's templateIds in the order written: the four of FR-Traitement, any order (kept on parse)."""
+    product_template_ids: tuple[str, ...] = PRODUCT_TEMPLATES
+    """The product's templateIds in the order written: the three of FR-Produit-de-sante, any order."""
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
         problems = []
+        if sorted(self.template_ids) != sorted(MEDICATION_TEMPLATES):
+            problems.append("medication.template_ids: the FR-Traitement templateIds, each once")
+        if sorted(self.product_template_ids) != sorted(PRODUCT_TEMPLATES):
+            problems.append("medication.product_template_ids: the FR-Produit-de-sante templateIds, each once")
+        if self.dose_references is not None:
+            if self.dose is None:
+                problems.append("medication.dose_references: only with a dose")
+            if not all(_NCNAME.match(r) for r in self.dose_references):
+                problems.append("medication.dose_references: narrative references are XML IDs")
         if self.product is not None and self.product.code_system != CIS:
             problems.append(f"medication.product: a CIS code ({CIS}), other codes go in product_translations")
         if self.route is not None and self.route.code_system not in (EDQM, HL7_ROUTE):
@@ -829,7 +933,7 @@ class Medication(VoletEntry):
         """The ``<entry>`` with the substance administration."""
         entry = self._entry()
         administration = _sub(entry, "substanceAdministration", classCode="SBADM", moodCode="EVN")
-        _templates(administration, MEDICATION_TEMPLATES)
+        _templates(administration, self.template_ids)
         _ii(administration, self.id)
         _code(administration, "code", _DRUG)
         _text(administration, self.reference)
@@ -842,7 +946,7 @@ class Medication(VoletEntry):
         if self.route is not None:
             _code(administration, "routeCode", self.route)
         if self.dose is not None:
-            _range(administration, "doseQuantity", self.dose)
+            _range(administration, "doseQuantity", self.dose, self.dose_references)
         if self.rate is not None:
             _range(administration, "rateQuantity", self.rate)
         if self.max_dose is not None:
@@ -850,7 +954,7 @@ class Medication(VoletEntry):
             _pq(maximum, "numerator", self.max_dose.numerator)
             _pq(maximum, "denominator", self.max_dose.denominator)
         product = _sub(_sub(administration, "consumable"), "manufacturedProduct")
-        _templates(product, PRODUCT_TEMPLATES)
+        _templates(product, self.product_template_ids)
         material = _sub(product, "manufacturedMaterial")
         code = _code(material, "code", self.product, reference=self.reference, null_flavor="NA")
         if self.product is None:
@@ -909,7 +1013,10 @@ class Medication(VoletEntry):
         reference = _read_reference(_opt(administration, "text"))
         if _original_reference(code_element) not in (None, reference):
             raise _decline("a product that points elsewhere than its treatment's text")
-        return cls(
+        roots, product_roots = _template_roots(administration), _template_roots(product)
+        dose_element = _opt(administration, "doseQuantity")
+        dose_references = _read_dose_references(dose_element)
+        medication = cls(
             id=_required_id(administration),
             reference=reference,
             entry_type_code=element.get("typeCode"),
@@ -920,11 +1027,43 @@ class Medication(VoletEntry):
             end=end,
             period=period,
             route=_read_code(_opt(administration, "routeCode")),
-            dose=_read_range(_opt(administration, "doseQuantity")),
+            dose=_read_range(dose_element, translated=dose_references is not None),
             rate=_read_range(_opt(administration, "rateQuantity")),
             max_dose=_read_max_dose(_opt(administration, "maxDoseQuantity")),
             reason=_read_reason(_all(administration, "entryRelationship")),
+            dose_references=dose_references,
+            template_ids=_roots_or(roots, MEDICATION_TEMPLATES),
+            product_template_ids=_roots_or(product_roots, PRODUCT_TEMPLATES),
         )
+        if dose_references is not None and not same_element(element, medication.to_element()):
+            # The widened dose is proved by a rewrite equal to the element, child for child.
+            raise _decline("a treatment whose dose references do not rewrite as read")
+        return medication
+
+
+def _roots_or(roots: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    """``roots`` when they are ``default`` in another order (each once), else ``default``."""
+    return roots if sorted(roots) == sorted(default) else default
+
+
+def _read_dose_references(element: etree._Element | None) -> tuple[str, str] | None:
+    """The narrative IDs of a dose range whose two bounds each carry ``translation/originalText``, else None."""
+    if element is None or element.get("nullFlavor") is not None:
+        return None
+    found: list[str] = []
+    for name in ("low", "high"):
+        bound = _opt(element, name)
+        translation = _opt(bound, "translation") if bound is not None else None
+        if translation is None:
+            return None
+        if translation.attrib:
+            raise _decline("a dose translation with a code")
+        _only(translation, {"originalText"})
+        reference = _original_reference(translation)
+        if reference is None:
+            raise _decline("a dose translation without its narrative reference")
+        found.append(reference)
+    return found[0], found[1]
 
 
 def _read_max_dose(element: etree._Element | None) -> MaxDose | None:
