@@ -97,12 +97,39 @@ def exposure() -> RadiationExposure:
         authoriser_id=InstanceId(root="1.2.250.1.71.4.2.1", extension="801234560801"),
         pregnancy=Code.of("60001007", SNOMED, "absence de grossesse"),
         doses=(RadiationDose(code=DLP, quantity=Quantity.of("1140.26", "mGy.cm"), target_site=HEAD),),
+        radiopharmaceuticals=(
+            RadiopharmaceuticalAdministration(
+                route=INTRAVENOUS,
+                dose=Quantity.of(200, "MBq"),
+                product_translations=(Code.of("V09AX01", ATC, "111In-indium acide pentétique"),),
+                name="111In-indium acide pentétique",
+                lot_number="0001512",
+            ),
+        ),
     )
+
+
+def contrast() -> ContrastAdministration:
+    return ContrastAdministration(
+        id=InstanceId(root="A5ECB39E-843F-11EC-A8A3-0242AC120002"),
+        route=INTRAVENOUS,
+        dose=Quantity.of(150, "mL"),
+        product_translations=(
+            Code.of("3400936915657", "1.2.250.1.213.2.3.2", "XENETIX 350 SOL INJ POC150ML PP"),
+            Code.of("V08AB11", ATC, "IOBITRIDOL"),
+        ),
+        name="XENETIX 350",
+        lot_number="0002034",
+    )
+
+
+INTRAVENOUS = Code.of("20045000", "0.4.0.127.0.16.1.1.2.1", "Voie intraveineuse")
+ATC = "2.16.840.1.113883.6.73"
 
 
 def full_content() -> CrImgContent:
     return CrImgContent(
-        acts=(act(exposure=exposure()),),
+        acts=(act(exposure=exposure(), contrast_products=(contrast(),)),),
         clinical_information=ClinicalInformation(
             request="Céphalées inhabituelles depuis 3 semaines",
             purpose="Éliminer un processus expansif",
@@ -200,6 +227,16 @@ def test_entries_read_back_typed(make_report: Callable[..., ClinicalDocument], q
     assert authorisation.authorised_by.family == "BIDEAULT"
     (dose,) = [e for e in _entries(document) if isinstance(e, RadiationDose)]
     assert dose.quantity == Quantity.of("1140.26", "mGy.cm") and str(dose.quantity.value) == "1140.26"
+    (product,) = [e for e in _entries(document) if isinstance(e, ContrastAdministration)]
+    assert product == contrast().model_copy(
+        update={
+            "reference": "acte-1-produit-1",
+            "product_reference": "acte-1-produit-1",
+            "dose_reference": "acte-1-produit-1-dose",
+        }
+    )
+    (tracer,) = [e for e in _entries(document) if isinstance(e, RadiopharmaceuticalAdministration)]
+    assert (tracer.id, tracer.dose, tracer.lot_number) == (None, Quantity.of(200, "MBq"), "0001512")
 
 
 def test_report_metadata_for_the_dmp(make_report: Callable[..., ClinicalDocument], qualified_patient: Identity) -> None:

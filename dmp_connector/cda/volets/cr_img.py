@@ -29,7 +29,7 @@ import re
 import uuid
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, TypeVar
 
 from lxml import etree
 from pydantic import Field, model_validator
@@ -1116,6 +1116,9 @@ class RadiationExposure(_Model):
     """Pregnancy status (jdv-statut-grossesse-cisis), when known."""
     doses: tuple[RadiationDose, ...] = ()
     """The doses measured (jdv-quantite-exposition-rayonnements-cisis codes, UCUM units)."""
+    radiopharmaceuticals: tuple[RadiopharmaceuticalAdministration, ...] = ()
+    """Tracers given (nuclear medicine), each with its activity; the builder writes their narrative and
+    references (a ``comment_reference`` of the caller's own has no narrative and is refused)."""
 
     def value_set_problems(self) -> list[str]:
         """Pregnancy status, measures and sites outside their value sets."""
@@ -1124,6 +1127,8 @@ class RadiationExposure(_Model):
             _check_in(found, "exposure.pregnancy", self.pregnancy, JDV_STATUT_GROSSESSE)
         for i, dose in enumerate(self.doses):
             found += [f"exposure.doses[{i}].{p.split('.', 1)[1]}" for p in dose.value_set_problems()]
+        for i, tracer in enumerate(self.radiopharmaceuticals):
+            found += [f"exposure.radiopharmaceuticals[{i}].{p.split('.', 1)[1]}" for p in tracer.value_set_problems()]
         return found
 
 
@@ -1186,6 +1191,8 @@ class ImagingAct(_Model):
     """The study's series and its instance."""
     exposure: RadiationExposure | None = None
     """The radiation exposure and doses (ionising modalities), optional."""
+    contrast_products: tuple[ContrastAdministration, ...] = ()
+    """Products given for the act (contrast media …); the builder writes their narrative and references."""
 
     @model_validator(mode="after")
     def _rules(self) -> ImagingAct:
@@ -1208,6 +1215,8 @@ class ImagingAct(_Model):
         _check_in(found, "series.instance.sop_class", self.series.instance.sop_class, JDV_SOP_CLASS)
         if self.exposure is not None:
             found += self.exposure.value_set_problems()
+        for i, product in enumerate(self.contrast_products):
+            found += [f"contrast_products[{i}].{p.split('.', 1)[1]}" for p in product.value_set_problems()]
         return found
 
     def header_translations(self) -> tuple[RawElement, ...]:
@@ -1342,12 +1351,52 @@ def _act_section(act: ImagingAct, n: int) -> Section:
     )
     catalog = _section(_CATALOG, text=catalog_text, entries=(study,))
     subsections = (catalog,) if act.exposure is None else (_exposure_section(act.exposure, anchor), catalog)
+    text = narrative_table(tuple(headers), [tuple(row)]).to_element()
+    products = _placed_products(act.contrast_products, f"{anchor}-produit")
+    if products:
+        text.append(_br())
+        text.extend(_products_table(products, "Produit administré").to_element())
     return _section(
         _ACT,
-        text=narrative_table(tuple(headers), [tuple(row)]),
-        entries=(technique,),
+        text=Narrative.from_element(text),
+        entries=(technique, *products),
         subsections=subsections,
     )
+
+
+_P = TypeVar("_P", bound=_ProductAdministration)
+
+
+def _br() -> etree._Element:
+    return new_root("br")
+
+
+def _placed_products(products: tuple[_P, ...], prefix: str) -> tuple[_P, ...]:
+    """The products with their narrative references set: one row each, the dose in its own cell."""
+    placed: list[_P] = []
+    for i, product in enumerate(products, start=1):
+        row = f"{prefix}-{i}"
+        placed.append(
+            product.model_copy(
+                update={
+                    "reference": row,
+                    "product_reference": row,
+                    "dose_reference": f"{row}-dose" if product.dose is not None else None,
+                }
+            )
+        )
+    return tuple(placed)
+
+
+def _products_table(products: tuple[_ProductAdministration, ...], first: str) -> Narrative:
+    rows: list[tuple[str | tuple[str, str], ...]] = []
+    for product in products:
+        shown = product.name or ", ".join(show_code(t) for t in product.product_translations) or "(produit)"
+        dose: str | tuple[str, str] = ""
+        if product.dose is not None and product.dose_reference is not None:
+            dose = (f"{format(product.dose.value, 'f')} {product.dose.unit}", product.dose_reference)
+        rows.append(((shown, product.reference or ""), dose, show_code(product.route), product.lot_number or ""))
+    return narrative_table((first, "Dose", "Voie d'administration", "Numéro de lot"), rows)
 
 
 def _exposure_section(exposure: RadiationExposure, anchor: str) -> Section:
@@ -1385,6 +1434,10 @@ def _exposure_section(exposure: RadiationExposure, anchor: str) -> Section:
             _sub(_sub(row, "td"), "content", ID=site).text = show_code(dose.target_site)
             _sub(row, "td").text = f"{format(dose.quantity.value, 'f')} {dose.quantity.unit}"
             entries.append(dose.model_copy(update={"reference": measure, "site_reference": site}))
+    tracers = _placed_products(exposure.radiopharmaceuticals, f"{anchor}-radiopharmaceutique")
+    if tracers:
+        text.extend(_products_table(tracers, "Produit radiopharmaceutique administré").to_element())
+        entries.extend(tracers)
     return _section(_EXPOSURE, text=Narrative.from_element(text), entries=tuple(entries))
 
 
