@@ -18,9 +18,11 @@ Body layout, as the IMG-CR-IMG schematron and the DICOM Part 20 templates want i
     section …10.20.6.1.2 / …2.208              59776-5  Résultats (text, optional)
     section 1.2.840.10008.9.5 / …2.209         19005-8  Conclusion (text)
 
-The imaging reader entries — :class:`ImagingTechnique`, :class:`ImagingStudy` and
-:class:`DicomObservation` — are registered with :func:`dmp_connector.cda.register_entry_reader`,
-so :func:`dmp_connector.cda.parse` reads them back typed (in the ANS example too).
+The imaging reader entries — :class:`ImagingTechnique`, :class:`ImagingStudy`,
+:class:`DicomObservation`, :class:`RadiationDose`, :class:`PatientExposure`,
+:class:`ContrastAdministration` and :class:`RadiopharmaceuticalAdministration` — are registered
+with :func:`dmp_connector.cda.register_entry_reader`, so :func:`dmp_connector.cda.parse` reads
+them back typed (in the ANS example too).
 """
 
 from __future__ import annotations
