@@ -496,3 +496,49 @@ def test_an_entry_the_model_cannot_hold_stays_raw_and_comes_back_whole(
     raws = [e for e in _entries(document) if isinstance(e, RawEntry)]
     assert len(raws) == 1 and 'nullFlavor="NI"' in raws[0].xml
     assert document_differences(changed, build(document)) == []
+
+
+_V3 = "{urn:hl7-org:v3}"
+
+
+def _first_entry(data: bytes, template: str) -> etree._Element:
+    root = etree.fromstring(data)  # noqa: TID251 - the kit's file
+    for entry in root.iter(f"{_V3}entry"):
+        if any(t.get("root") == template for t in entry.iter(f"{_V3}templateId")):
+            return entry
+    raise AssertionError(template)
+
+
+def _two_comments(entry: etree._Element) -> None:
+    comment = entry[0].find(f"{_V3}entryRelationship")
+    assert comment is not None
+    comment.addnext(etree.fromstring(etree.tostring(comment)))  # noqa: TID251 - a copy
+
+
+def _name_with_parts(entry: etree._Element) -> None:
+    name = next(entry.iter(f"{_V3}name"))
+    etree.SubElement(name, f"{_V3}given").text = "XENETIX"
+
+
+def _dose_without_value(entry: etree._Element) -> None:
+    low = next(entry.iter(f"{_V3}low"))
+    del low.attrib["value"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_two_comments, "an administration with more than one comment"),
+        (_name_with_parts, "a <name> that is not plain text"),
+        (_dose_without_value, "a dose without value"),
+    ],
+)
+def test_a_product_the_model_cannot_hold_is_declined_with_its_reason(
+    example_files: Mapping[str, bytes], change: Callable[[etree._Element], None], reason: str
+) -> None:
+    entry = _first_entry(example_files[IMG_EXAMPLES[0]], "1.2.250.1.213.1.1.3.151")
+    assert isinstance(ContrastAdministration.from_element(entry), ContrastAdministration)
+    change(entry)
+    with pytest.raises(ValidationError) as caught:
+        ContrastAdministration.from_element(entry)
+    assert caught.value.problems == (reason,)

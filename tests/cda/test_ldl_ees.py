@@ -437,3 +437,96 @@ def test_passes_every_schematron(
     assert report.ok, report.to_text()
     assert report.volet == "LDL-EES_2022.01"
     assert set(report.schematrons) == {"LDL-EES_2022.01", *GENERIC_SCHEMATRONS}
+
+
+def _kit_allergy(example_files: Mapping[str, bytes]) -> etree._Element:
+    root = etree.fromstring(example_files["LDL-EES_2022.01.xml"])  # noqa: TID251 - the kit's file
+    return list(root.iter("{urn:hl7-org:v3}entry"))[1]
+
+
+_V3 = "{urn:hl7-org:v3}"
+
+
+def _sub_entries(entry: etree._Element) -> list[etree._Element]:
+    """The allergy observation's own relationships: reaction, severity, status."""
+    allergy = entry.find(f"{_V3}act/{_V3}entryRelationship/{_V3}observation")
+    assert allergy is not None
+    return allergy.findall(f"{_V3}entryRelationship")
+
+
+def _status_before_severity(entry: etree._Element) -> None:
+    _, severity, status = _sub_entries(entry)
+    severity.addprevious(status)
+
+
+def _reaction_as_intent(entry: etree._Element) -> None:
+    _sub_entries(entry)[0][0].set("moodCode", "INT")
+
+
+def _reaction_negation_unknown(entry: etree._Element) -> None:
+    _sub_entries(entry)[0][0].set("negationInd", "maybe")
+
+
+def _severity_points_to_narrative(entry: etree._Element) -> None:
+    value = _sub_entries(entry)[1][0].find(f"{_V3}value")
+    assert value is not None
+    reference = etree.SubElement(etree.SubElement(value, f"{_V3}originalText"), f"{_V3}reference")
+    reference.set("value", "#allergie-severite-001")
+
+
+def _severity_without_value(entry: etree._Element) -> None:
+    value = _sub_entries(entry)[1][0].find(f"{_V3}value")
+    assert value is not None
+    value.getparent().remove(value)  # type: ignore[union-attr]
+
+
+def _agent_name_with_null_flavor(entry: etree._Element) -> None:
+    name = next(entry.iter(f"{_V3}name"))
+    name.set("nullFlavor", "UNK")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_status_before_severity, "an allergy relationship the model does not hold, or out of order"),
+        (_reaction_as_intent, "a reaction that is not an event (moodCode)"),
+        (_reaction_negation_unknown, "a reaction with negationInd 'maybe'"),
+        (_severity_points_to_narrative, "a severity whose value points to the narrative"),
+        (_severity_without_value, "<observation> has 0 <value>"),
+        (_agent_name_with_null_flavor, "an allergy agent name with attributes"),
+    ],
+)
+def test_an_allergy_the_model_cannot_hold_is_declined_with_its_reason(
+    example_files: Mapping[str, bytes], change: Callable[[etree._Element], None], reason: str
+) -> None:
+    entry = _kit_allergy(example_files)
+    assert isinstance(Allergy.from_element(entry), Allergy)  # as the kit writes it: typed
+    change(entry)
+    with pytest.raises(ValidationError) as caught:
+        Allergy.from_element(entry)
+    assert caught.value.problems == (reason,)
+
+
+def test_an_allergy_with_several_reactions_is_written_and_read_back(
+    make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity
+) -> None:
+    """Each reaction gets its own content in the reaction cell; a negated one is shown as such."""
+    allergy = Allergy(
+        kind=Code.of("416098002", SNOMED, "allergie médicamenteuse"),
+        agent=Code.of("67017786", CIS, "PARACETAMOL"),
+        reactions=(
+            AllergyReaction(value=Code.of("126485001", SNOMED, "urticaire")),
+            AllergyReaction(value=Code.of("39579001", SNOMED, "anaphylaxie"), negated=True),
+        ),
+    )
+    document = make_letter(LdlEesContent(reason_for_admission="Chute", allergies=(allergy,)), qualified_patient)
+    data = build(document)
+    assert parse(data) == document
+    (read,) = _body(parse(data)).sections[2].entries
+    assert isinstance(read, Allergy)
+    assert [(r.value.code, r.negated, r.reference) for r in read.reactions] == [
+        ("126485001", False, "allergie-1-reaction-1"),
+        ("39579001", True, "allergie-1-reaction-2"),
+    ]
+    text = _body(document).sections[2].text
+    assert text is not None and "non observé(e) : anaphylaxie" in text.xml

@@ -125,7 +125,7 @@ def allergies_section(kind: SectionKind, allergies: tuple[Allergy, ...], *, note
 
 def _reaction_label(reaction: AllergyReaction) -> str:
     label = show_code(reaction.value)
-    return f"pas de {label}" if reaction.negated else label
+    return f"non observé(e) : {label}" if reaction.negated else label
 
 
 def walk_sections(sections: tuple[Section, ...]) -> list[Section]:
