@@ -517,9 +517,14 @@ class DmpStore:
 
     # --- repository -----------------------------------------------------------------------------
 
-    def put_content(self, unique_id: str, data: bytes, *, mime_type: str) -> StoredContent:
-        """Keep a document's bytes under its uniqueId; the bytes of a uniqueId never change once kept."""
-        sha1 = hashlib.sha1(data).hexdigest()  # noqa: S324 - the XDS hash slot is SHA-1 by definition
+    def put_content(self, unique_id: str, data: bytes, *, mime_type: str, sha1: str | None = None) -> StoredContent:
+        """Keep a document's bytes under its uniqueId; the bytes of a uniqueId never change once kept.
+
+        ``sha1``: the SHA-1 (hex) of ``data`` when the caller computed it already (the simulator, which
+        checked the submitted hash against it), so that a large document is not hashed twice.
+        """
+        if sha1 is None:
+            sha1 = hashlib.sha1(data).hexdigest()  # noqa: S324 - the XDS hash slot is SHA-1 by definition
         self._write(
             "INSERT OR IGNORE INTO contents (unique_id, mime_type, sha1, size, data) VALUES (?, ?, ?, ?, ?)",
             (unique_id, mime_type, sha1, len(data), data),
