@@ -207,6 +207,10 @@ class Outbox:
         # A claim and a record are one statement each on PostgreSQL: run outside BEGIN … COMMIT, which
         # would cost two more round trips (one statement is a transaction of its own).
         self._single = self.engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else None
+        # psycopg (3) only: the claim's document comes back in the binary format (not hex).
+        self._binary = self._postgres and self.engine.dialect.driver == "psycopg"
+        if self._binary and not event.contains(self.engine, "before_cursor_execute", _binary_results):
+            event.listen(self.engine, "before_cursor_execute", _binary_results)
         self._host_clock = time.time
         if migrate_schema:
             try:
@@ -320,7 +324,9 @@ class Outbox:
         if self._single is not None:
             with self._single.connect() as connection:
                 claimed = connection.execute(
-                    _pg_claim(), {"lease": self.lease, "token": token, "claimer": worker[:100]}
+                    _pg_claim(),
+                    {"lease": self.lease, "token": token, "claimer": worker[:100]},
+                    execution_options={_BINARY: self._binary},
                 ).first()
             if claimed is None:
                 return None
@@ -641,6 +647,25 @@ def _due(now: float | ColumnElement[Any]) -> ColumnElement[bool]:
         and_(items.c.state == ItemState.WAITING.value, items.c.due_at <= now),
         and_(items.c.state == ItemState.IN_FLIGHT.value, items.c.lease_until < now),
     )
+
+
+_BINARY: Final = "dmp_connector_binary_results"
+"""Execution option: the statement's results come in PostgreSQL's binary format (see :func:`_binary_results`)."""
+
+
+def _binary_results(
+    _connection: Connection, cursor: Any, _statement: str, _parameters: Any, context: Any, _many: bool
+) -> None:
+    """Ask psycopg for binary results when the statement says so (the claim, which returns the document).
+
+    In the text format a ``bytea`` travels as hex, twice its size, encoded by the server and decoded
+    by the client: for a 280 kB document about 1.3 ms of CPU per claim between the two, against 0.7
+    in binary (psycopg: ``Cursor.format``, changeable before each query). The values are the same.
+    """
+    if context is not None and context.execution_options.get(_BINARY):
+        from psycopg.pq import Format  # the driver of this engine (checked when the listener was added)
+
+        cursor.format = Format.BINARY
 
 
 def _pg_now() -> ColumnElement[Any]:

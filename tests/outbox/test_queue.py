@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from psycopg.pq import Format
 from sqlalchemy import create_engine, event, inspect, text
 
 from dmp_connector.config import Settings
@@ -314,9 +316,16 @@ def test_on_postgresql_a_claim_and_each_outcome_are_one_statement_each(postgres:
     with Outbox(postgres.database(), settings=config(), lease=0.3, schedule=QUICK) as outbox:
         item_id = outbox.enqueue(document(11), ADRUN)
         statements: list[str] = []
-        event.listen(outbox.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        formats: list[Format] = []
+
+        def seen(_connection: object, cursor: psycopg.Cursor[object], statement: str, *_: object) -> None:
+            statements.append(statement)
+            formats.append(cursor.format)
+
+        event.listen(outbox.engine, "before_cursor_execute", seen)
         dead = outbox.claim("dead-worker")
         assert dead is not None and len(statements) == 1
+        assert formats == [Format.BINARY]  # the document comes back as bytes, not as hex text
         time.sleep(0.4)
         taken = outbox.claim("other")  # the lease expired: claimed again, the expiry in the history
         assert taken is not None and taken.attempt == 2 and len(statements) == 2
@@ -335,6 +344,7 @@ def test_on_postgresql_a_claim_and_each_outcome_are_one_statement_each(postgres:
             already_deposited=True,
         )
         assert len(statements) == 6
+        assert formats == [Format.BINARY, Format.BINARY, Format.TEXT, Format.TEXT, Format.BINARY, Format.TEXT]
         item = outbox.get(item_id)
     assert item.state is ItemState.DEPOSITED and item.already_deposited and item.lease_until is None
     assert item.document_unique_id == "1.2.3" and item.entry_uuid == "urn:uuid:x" and item.attempts == 3
