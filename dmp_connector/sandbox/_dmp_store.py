@@ -14,6 +14,7 @@ SHA-1 and size, as a repository does.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import sqlite3
 import threading
@@ -56,8 +57,14 @@ def patient_key(patient: Cx | INS | None) -> str:
     if patient is None:
         return "\x00no patientId"
     if isinstance(patient, INS):
-        return Cx(id=patient.matricule, assigning_authority=patient.oid.value, id_type="NH").text
-    return Cx(id=patient.id, assigning_authority=patient.assigning_authority, id_type="NH").text
+        return _key(patient.matricule, patient.oid.value)
+    return _key(patient.id, patient.assigning_authority)
+
+
+@functools.lru_cache(maxsize=1024)
+def _key(matricule: str, authority: str) -> str:
+    """:func:`patient_key` of a matricule and its OID, kept: a deposit asks for it about ten times."""
+    return Cx(id=matricule, assigning_authority=authority, id_type="NH").text
 
 
 class PatientRecord(BaseModel):
