@@ -51,7 +51,20 @@ from dmp_connector.sandbox.dmp import DEFAULT_DMP_PATIENTS, DmpSimulator
 from dmp_connector.sandbox.pki import IssuedCertificate
 from dmp_connector.signature import FileSigner
 
-__all__ = ["Sandbox", "make_pdf", "pdf_report", "sandbox_process", "vsm_summary"]
+__all__ = ["Sandbox", "child_environment", "make_pdf", "pdf_report", "sandbox_process", "vsm_summary"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_environment() -> dict[str, str]:
+    """The environment of a benchmark's child process: this checkout's package first on its path.
+
+    A child runs a script of ``benchmarks/``, whose own directory heads ``sys.path``: without this, it
+    would import whichever ``dmp_connector`` is installed (an editable install of another checkout).
+    """
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), path] if path else [str(ROOT)])}
+
 
 PARIS = ZoneInfo("Europe/Paris")
 CONSULTATION = Code.of("11488-4", "2.16.840.1.113883.6.1", "CR ou fiche de consultation ou de visite")
@@ -176,6 +189,7 @@ def sandbox_process(service_latency_ms: float = 0.0) -> Iterator[Sandbox]:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=child_environment(),
         )
         try:
             assert process.stdout is not None

@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 from _bench import Figure, report
-from _sandbox import Sandbox, make_pdf, pdf_report, sandbox_process
+from _sandbox import Sandbox, child_environment, make_pdf, pdf_report, sandbox_process
 
+import dmp_connector
 from dmp_connector.cda import build
 from dmp_connector.dmp import DmpClient
 from dmp_connector.outbox import ItemState, Outbox
@@ -92,13 +93,17 @@ def throughput(
                 stdout=subprocess.PIPE,
                 text=True,
                 cwd=ROOT,
+                env=child_environment(),
             )
             for n in range(workers)
         ]
         for process in processes:
             assert process.stdout is not None
-            if process.stdout.readline().strip() != "ready":
+            said = process.stdout.readline().strip().split(maxsplit=1)
+            if said[:1] != ["ready"]:
                 raise RuntimeError("a worker did not start")
+            if said[1:] != [dmp_connector.__file__]:  # the package measured is this checkout's
+                raise RuntimeError(f"a worker imported {said[1:]}, not {dmp_connector.__file__}")
         server_cpu = _cpu_of(sandbox.process.pid)
         started = time.perf_counter()
         for process in processes:

@@ -14,6 +14,7 @@ SHA-1 and size, as a repository does.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import sqlite3
 import threading
@@ -56,8 +57,14 @@ def patient_key(patient: Cx | INS | None) -> str:
     if patient is None:
         return "\x00no patientId"
     if isinstance(patient, INS):
-        return Cx(id=patient.matricule, assigning_authority=patient.oid.value, id_type="NH").text
-    return Cx(id=patient.id, assigning_authority=patient.assigning_authority, id_type="NH").text
+        return _key(patient.matricule, patient.oid.value)
+    return _key(patient.id, patient.assigning_authority)
+
+
+@functools.lru_cache(maxsize=1024)
+def _key(matricule: str, authority: str) -> str:
+    """:func:`patient_key` of a matricule and its OID, kept: a deposit asks for it about ten times."""
+    return Cx(id=matricule, assigning_authority=authority, id_type="NH").text
 
 
 class PatientRecord(BaseModel):
@@ -517,9 +524,14 @@ class DmpStore:
 
     # --- repository -----------------------------------------------------------------------------
 
-    def put_content(self, unique_id: str, data: bytes, *, mime_type: str) -> StoredContent:
-        """Keep a document's bytes under its uniqueId; the bytes of a uniqueId never change once kept."""
-        sha1 = hashlib.sha1(data).hexdigest()  # noqa: S324 - the XDS hash slot is SHA-1 by definition
+    def put_content(self, unique_id: str, data: bytes, *, mime_type: str, sha1: str | None = None) -> StoredContent:
+        """Keep a document's bytes under its uniqueId; the bytes of a uniqueId never change once kept.
+
+        ``sha1``: the SHA-1 (hex) of ``data`` when the caller computed it already (the simulator, which
+        checked the submitted hash against it), so that a large document is not hashed twice.
+        """
+        if sha1 is None:
+            sha1 = hashlib.sha1(data).hexdigest()  # noqa: S324 - the XDS hash slot is SHA-1 by definition
         self._write(
             "INSERT OR IGNORE INTO contents (unique_id, mime_type, sha1, size, data) VALUES (?, ?, ?, ?, ?)",
             (unique_id, mime_type, sha1, len(data), data),

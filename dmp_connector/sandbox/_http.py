@@ -8,6 +8,7 @@ integration tests and the examples).
 
 from __future__ import annotations
 
+import http.client
 import ssl
 import threading
 import time
@@ -180,9 +181,24 @@ def server_ssl_context(
     return ctx
 
 
+class _Headers(http.client.HTTPMessage):
+    """A request's headers, parsed as headers only.
+
+    The stdlib parses the header block with :mod:`email`, as a MIME message: for a
+    ``multipart/related`` request (every MTOM deposit) it then looks for the body's parts, compiling a
+    regular expression around the boundary — a fresh one per request, so never in ``re``'s cache:
+    ≈ 0.35 ms of the sandbox's CPU per deposit. The body is read apart (``_read_body``); here the
+    headers say they are not multipart to the parser, and their values are unchanged.
+    """
+
+    def get_content_maintype(self) -> str:
+        return "text"
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    MessageClass = _Headers
     disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: object) -> None:

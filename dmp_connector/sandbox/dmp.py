@@ -1030,12 +1030,12 @@ class DmpSimulator:
         if problems:
             raise _Refused(*(_error(RegistryErrorCode.REGISTRY_METADATA_ERROR, p) for p in problems))
         self._check_institution(caller, ss)
-        contents = self._contents(submission, elements, message)
+        contents, sha1s = self._contents(submission, elements, message)
         signature = self._check_signature(submission, contents)
         with self.store.transaction():
-            self._check_unique_ids(submission, contents)
+            self._check_unique_ids(submission, sha1s)
             replaced = self._replaced_entries(submission, patient)
-            self._register(caller, submission, contents, signature)
+            self._register(caller, submission, contents, sha1s, signature)
             for stored in replaced:
                 self._set_status(stored, AvailabilityStatus.DEPRECATED)
 
@@ -1057,10 +1057,11 @@ class DmpSimulator:
     @staticmethod
     def _contents(
         submission: SubmissionRequest, elements: dict[str, etree._Element], message: SoapMessage
-    ) -> dict[str, bytes]:
-        """Each document's bytes by entry id, checked against its hash and size."""
+    ) -> tuple[dict[str, bytes], dict[str, str]]:
+        """Each document's bytes by entry id, checked against its hash and size, and its SHA-1 (hex) by entry id."""
         errors: list[RegistryError] = []
         contents: dict[str, bytes] = {}
+        sha1s: dict[str, str] = {}
         entry_ids = {d.entry_uuid for d in submission.documents}
         for extra in sorted(set(elements) - entry_ids):
             errors.append(_error(RegistryErrorCode.MISSING_DOCUMENT_METADATA, "Document sans métadonnées", extra))
@@ -1077,7 +1078,8 @@ class DmpSimulator:
                 errors.append(_error(RegistryErrorCode.MISSING_DOCUMENT, "Partie MTOM absente", document.entry_uuid))
                 continue
             data = attachment.read()
-            if document.hash is not None and document.hash.lower() != hashlib.sha1(data).hexdigest():  # noqa: S324
+            sha1 = hashlib.sha1(data).hexdigest()  # noqa: S324 - the XDS hash slot is SHA-1 by definition
+            if document.hash is not None and document.hash.lower() != sha1:
                 errors.append(
                     _error(RegistryErrorCode.NON_IDENTICAL_HASH, "hash ≠ SHA-1 du document", document.unique_id)
                 )
@@ -1086,9 +1088,10 @@ class DmpSimulator:
                     _error(RegistryErrorCode.NON_IDENTICAL_SIZE, "size ≠ taille du document", document.unique_id)
                 )
             contents[document.entry_uuid] = data
+            sha1s[document.entry_uuid] = sha1
         if errors:
             raise _Refused(*errors)
-        return contents
+        return contents, sha1s
 
     def _check_signature(self, submission: SubmissionRequest, contents: dict[str, bytes]) -> str:
         """The signature entry's id, once the signature proves the other documents; refused otherwise."""
@@ -1128,7 +1131,7 @@ class DmpSimulator:
             ) from exc
         return signature_entry.entry_uuid
 
-    def _check_unique_ids(self, submission: SubmissionRequest, contents: dict[str, bytes]) -> None:
+    def _check_unique_ids(self, submission: SubmissionRequest, sha1s: dict[str, str]) -> None:
         """A uniqueId is never reused: the same bytes again are a duplicate, other bytes a hash mismatch."""
         errors: list[RegistryError] = []
         ss = submission.submission_set
@@ -1142,7 +1145,7 @@ class DmpSimulator:
             kept = self.store.content(document.unique_id)
             if kept is None:
                 continue
-            if kept.sha1 == hashlib.sha1(contents[document.entry_uuid]).hexdigest():  # noqa: S324
+            if kept.sha1 == sha1s[document.entry_uuid]:
                 errors.append(
                     _error(
                         RegistryErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY, "Document déjà déposé", document.unique_id
@@ -1181,7 +1184,12 @@ class DmpSimulator:
         return replaced
 
     def _register(
-        self, caller: DmpCaller, submission: SubmissionRequest, contents: dict[str, bytes], signature_id: str
+        self,
+        caller: DmpCaller,
+        submission: SubmissionRequest,
+        contents: dict[str, bytes],
+        sha1s: dict[str, str],
+        signature_id: str,
     ) -> None:
         """Store the submission: ids become urn:uuid, entries Approved version 1 in the DMP's repository."""
         now = self.now()
@@ -1199,7 +1207,9 @@ class DmpSimulator:
         )
         for document in submission.documents:
             data = contents[document.entry_uuid]
-            kept = self.store.put_content(document.unique_id, data, mime_type=document.mime_type)
+            kept = self.store.put_content(
+                document.unique_id, data, mime_type=document.mime_type, sha1=sha1s[document.entry_uuid]
+            )
             entry_uuid = ids[document.entry_uuid]
             entry = document.model_copy(
                 update={

@@ -121,6 +121,11 @@ def test_worker_processes_killed_mid_run_store_every_document_exactly_once(
                 processes[f"{victim}-bis"] = _start(config, f"{victim}-bis")
             assert outbox.wait_idle(timeout=max(1.0, end - time.monotonic()), poll=0.2), outbox.status()
         finally:
+            for name, process in processes.items():
+                if name.endswith("-bis") and process.poll() is None and process.stdout is not None:
+                    # A replacement sets its SIGTERM handler before it says ready: one still starting
+                    # when the run ends (a fast run, a loaded machine) would die of the signal.
+                    process.stdout.readline()
             for process in processes.values():
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from psycopg.pq import Format
+from sqlalchemy import create_engine, event, inspect, text
 
 from dmp_connector.config import Settings
 from dmp_connector.dmp import AsyncDmpClient, DmpClient
@@ -321,6 +323,53 @@ def test_on_postgresql_a_host_whose_clock_runs_ahead_cannot_take_a_live_lease(
             assert ahead.claim("ahead") is None  # the lease is live on the database's clock
         monkeypatch.undo()
         assert here.get(item_id).worker == "here"
+
+
+def test_on_postgresql_a_claim_and_each_outcome_are_one_statement_each(postgres: PostgresCluster) -> None:
+    """The worker's queue cost per item: one statement to claim, one to record (no BEGIN … COMMIT around them)."""
+    with Outbox(postgres.database(), settings=config(), lease=0.3, schedule=QUICK) as outbox:
+        item_id = outbox.enqueue(document(11), ADRUN)
+        statements: list[str] = []
+        formats: list[Format] = []
+
+        def seen(_connection: object, cursor: psycopg.Cursor[object], statement: str, *_: object) -> None:
+            statements.append(statement)
+            formats.append(cursor.format)
+
+        event.listen(outbox.engine, "before_cursor_execute", seen)
+        dead = outbox.claim("dead-worker")
+        assert dead is not None and len(statements) == 1
+        assert formats == [Format.BINARY]  # the document comes back as bytes, not as hex text
+        time.sleep(0.4)
+        taken = outbox.claim("other")  # the lease expired: claimed again, the expiry in the history
+        assert taken is not None and taken.attempt == 2 and len(statements) == 2
+        unavailable = classify(HttpStatusError("service unavailable", status_code=503))
+        assert outbox.record_failure(dead, unavailable, worker="dead-worker", seconds=1.0) is ItemState.WAITING
+        assert outbox.record_failure(taken, unavailable, worker="other", seconds=1.0) is ItemState.WAITING
+        assert len(statements) == 4
+        again = outbox.claim("other")
+        assert again is not None and again.attempt == 3
+        assert outbox.record_success(
+            again,
+            worker="other",
+            seconds=0.5,
+            document_unique_id="1.2.3",
+            entry_uuid="urn:uuid:x",
+            already_deposited=True,
+        )
+        assert len(statements) == 6
+        assert formats == [Format.BINARY, Format.BINARY, Format.TEXT, Format.TEXT, Format.BINARY, Format.TEXT]
+        item = outbox.get(item_id)
+    assert item.state is ItemState.DEPOSITED and item.already_deposited and item.lease_until is None
+    assert item.document_unique_id == "1.2.3" and item.entry_uuid == "urn:uuid:x" and item.attempts == 3
+    history = [(a.outcome, a.worker, a.detail, a.next_due is not None) for a in item.history]
+    assert history == [
+        ("lease_expired", "dead-worker", "the worker holding it stopped answering; claimed again", False),
+        ("transient", "dead-worker", "recorded after the lease was lost: " + (unavailable.detail or ""), False),
+        ("transient", "other", unavailable.detail, True),
+        ("already_deposited", "other", None, False),
+    ]
+    assert item.history[2].code == "503" and item.history[3].seconds == 0.5
 
 
 def test_concurrent_claimers_never_take_the_same_item(database_url: str) -> None:
