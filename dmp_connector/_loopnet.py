@@ -148,7 +148,8 @@ class LoopStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> object:
         if info == "ssl_object":
-            return self._sock._sslobj if isinstance(self._sock, ssl.SSLSocket) else None  # type: ignore[attr-defined]
+            # The TLS socket answers what httpcore asks of an SSL object (selected_alpn_protocol, getpeercert).
+            return self._sock if isinstance(self._sock, ssl.SSLSocket) else None
         if info == "client_addr":
             return self._sock.getsockname()
         if info == "server_addr":
