@@ -180,6 +180,22 @@ def test_a_server_certificate_from_another_ca_is_refused(pki_files: PkiFiles, tm
     assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
 
 
+def test_a_server_certificate_for_another_name_is_refused(pki_files: PkiFiles, tmp_path: Path) -> None:
+    """The host name is checked too: the context's check_hostname is honoured on the non-blocking socket."""
+    with hostile(pki_files, tmp_path, _answer) as server:
+
+        async def run() -> BaseException:
+            port = int(server.url.rsplit(":", 1)[1])
+            plain = await LoopBackend().connect_tcp("127.0.0.1", port, timeout=5)
+            with pytest.raises(httpcore.ConnectError) as caught:
+                await plain.start_tls(_client_context(pki_files), server_hostname="other.example", timeout=5)
+            return caught.value
+
+        error = asyncio.run(run())
+    assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
+    assert "other.example" in str(error.__cause__)
+
+
 def test_an_idle_connection_reads_as_readable_once_the_server_has_closed_it(
     pki_files: PkiFiles, tmp_path: Path
 ) -> None:
