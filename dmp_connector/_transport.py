@@ -44,6 +44,7 @@ from ._deadline import (
     expired,
     release,
 )
+from ._loopnet import loop_transport
 from ._tls import build_ssl_context, ssl_cause
 from .audit import (
     AuditEvent,
@@ -669,4 +670,5 @@ def _sync_http(settings: Settings) -> httpx.Client:
 
 def _async_http(settings: Settings) -> httpx.AsyncClient:
     verify, timeout = _http_options(settings)
-    return httpx.AsyncClient(verify=verify, timeout=timeout, limits=_LIMITS, follow_redirects=False)
+    # A transport whose connections are non-blocking TLS sockets waited on by the event loop (see _loopnet).
+    return httpx.AsyncClient(transport=loop_transport(verify, _LIMITS), timeout=timeout, follow_redirects=False)

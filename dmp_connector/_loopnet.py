@@ -1,0 +1,254 @@
+"""The async HTTP clients' network backend: non-blocking sockets, TLS done by OpenSSL on the socket.
+
+httpcore's default async backend runs TLS through anyio's ``TLSStream``: an ``ssl.MemoryBIO``
+pair driven from Python, every record copied between OpenSSL, Python and the socket, and every
+read and write wrapped in an anyio cancel scope. A deposit (a 270 kB MTOM body) paid about a
+millisecond of CPU more than the sync client for it. Here the socket itself is the TLS socket
+(``SSLContext.wrap_socket`` on a non-blocking socket), as in the sync client: OpenSSL reads and
+writes the socket in C, and the event loop is asked to wait only when the kernel has nothing to
+give or no room to take (``add_reader`` / ``add_writer`` and one future), which on a loopback or a
+fast network is rare.
+
+What async gives is kept: every wait is on the event loop (many calls on one loop), a cancelled
+task stops waiting at once and leaves no callback behind, each read, write, connect and handshake
+ends by its httpx timeout (:class:`httpcore.ReadTimeout` …), and the attempt's own deadline
+(``asyncio.timeout`` in the send loop) still bounds the whole. TLS is the caller's
+``ssl.SSLContext``, verification included. asyncio only (the SDK's async clients use asyncio);
+an HTTPS proxy (TLS inside TLS) is not supported: bring your own ``httpx.AsyncClient`` for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import ssl
+from collections.abc import Iterable
+
+import httpcore
+import httpx
+
+__all__ = ["LoopBackend", "LoopStream", "loop_transport"]
+
+_READ, _WRITE = 0, 1
+
+
+def _wake(waiter: asyncio.Future[bool], ready: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(ready)
+
+
+def _deadline_of(loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | None:
+    return None if timeout is None else loop.time() + timeout
+
+
+class LoopStream(httpcore.AsyncNetworkStream):
+    """A connected non-blocking socket (plain, or TLS once :meth:`start_tls` has run)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    async def _wait(self, direction: int, end: float | None, timeout_error: type[Exception]) -> None:
+        """Until the socket is readable (or writable), or ``end`` (loop time) has come: then ``timeout_error``."""
+        loop = asyncio.get_running_loop()
+        if end is not None and loop.time() >= end:
+            raise timeout_error("timed out")
+        waiter: asyncio.Future[bool] = loop.create_future()
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise (httpcore.ReadError if direction == _READ else httpcore.WriteError)("the connection is closed")
+        if direction == _READ:
+            loop.add_reader(fd, _wake, waiter, True)
+        else:
+            loop.add_writer(fd, _wake, waiter, True)
+        timer = loop.call_at(end, _wake, waiter, False) if end is not None else None
+        try:
+            ready = await waiter
+        finally:
+            # Also when the task is cancelled: no callback is left on the loop for this socket.
+            if direction == _READ:
+                loop.remove_reader(fd)
+            else:
+                loop.remove_writer(fd)
+            if timer is not None:
+                timer.cancel()
+        if not ready:
+            raise timeout_error("timed out")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 (httpcore's API)
+        end = _deadline_of(asyncio.get_running_loop(), timeout)
+        while True:
+            try:
+                return self._sock.recv(max_bytes)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                await self._wait(_READ, end, httpcore.ReadTimeout)
+            except ssl.SSLWantWriteError:  # TLS may have to write to read (a key update)
+                await self._wait(_WRITE, end, httpcore.ReadTimeout)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            except OSError as exc:  # ssl.SSLError is one
+                raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 (httpcore's API)
+        if not buffer:
+            return
+        end = _deadline_of(asyncio.get_running_loop(), timeout)
+        view = memoryview(buffer)
+        try:
+            while view:
+                try:
+                    # A TLS write cut short by a full socket buffer is retried with the same bytes, as OpenSSL wants.
+                    sent = self._sock.send(view)
+                except (BlockingIOError, ssl.SSLWantWriteError):
+                    await self._wait(_WRITE, end, httpcore.WriteTimeout)
+                except ssl.SSLWantReadError:
+                    await self._wait(_READ, end, httpcore.WriteTimeout)
+                except OSError as exc:
+                    raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+                else:
+                    view = view[sent:]
+        finally:
+            view.release()
+
+    async def aclose(self) -> None:
+        self._sock.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's API)
+    ) -> httpcore.AsyncNetworkStream:
+        if isinstance(self._sock, ssl.SSLSocket):
+            raise httpcore.ConnectError("TLS inside TLS (an HTTPS proxy) is not supported by this backend")
+        end = _deadline_of(asyncio.get_running_loop(), timeout)
+        try:
+            tls = ssl_context.wrap_socket(
+                self._sock, server_side=False, server_hostname=server_hostname, do_handshake_on_connect=False
+            )
+        except (OSError, ValueError) as exc:
+            self._sock.close()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        stream = LoopStream(tls)
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    await stream._wait(_READ, end, httpcore.ConnectTimeout)
+                except ssl.SSLWantWriteError:
+                    await stream._wait(_WRITE, end, httpcore.ConnectTimeout)
+        except BaseException as exc:
+            tls.close()
+            if isinstance(exc, OSError):  # a refused certificate (ssl.SSLCertVerificationError) among them
+                raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise
+        return stream
+
+    def get_extra_info(self, info: str) -> object:
+        if info == "ssl_object":
+            # The TLS socket answers what httpcore asks of an SSL object (selected_alpn_protocol, getpeercert).
+            return self._sock if isinstance(self._sock, ssl.SSLSocket) else None
+        if info == "client_addr":
+            return self._sock.getsockname()
+        if info == "server_addr":
+            return self._sock.getpeername()
+        if info == "socket":
+            return self._sock
+        if info == "is_readable":
+            return _readable(self._sock)
+        return None
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle connection has something to read: the server closed it (or broke HTTP/1.1)."""
+    fd = sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class LoopBackend(httpcore.AsyncNetworkBackend):
+    """Connects with the running asyncio loop; see the module's docstring."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's API)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        options = list(socket_options or ())
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                error: OSError | None = None
+                for family, kind, proto, _, address in infos:
+                    sock = socket.socket(family, kind, proto)
+                    try:
+                        sock.setblocking(False)
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        for option in options:
+                            sock.setsockopt(*option)
+                        if local_address is not None:
+                            sock.bind((local_address, 0))
+                        await loop.sock_connect(sock, address)
+                    except OSError as exc:
+                        sock.close()
+                        error = exc
+                        continue
+                    except BaseException:
+                        sock.close()
+                        raise
+                    return LoopStream(sock)
+                raise error or OSError(f"no address for {host}")
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"could not connect to {host}:{port} in time") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's API)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, path)
+        except TimeoutError as exc:
+            sock.close()
+            raise httpcore.ConnectTimeout(f"could not connect to {path} in time") from exc
+        except OSError as exc:
+            sock.close()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            sock.close()
+            raise
+        return LoopStream(sock)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def loop_transport(verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """An async httpx transport whose pool uses :class:`LoopBackend` (httpx offers no other way to pass one)."""
+    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=verify,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=LoopBackend(),
+    )
+    return transport
