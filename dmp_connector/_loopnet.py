@@ -12,9 +12,15 @@ fast network is rare.
 What async gives is kept: every wait is on the event loop (many calls on one loop), a cancelled
 task stops waiting at once and leaves no callback behind, each read, write, connect and handshake
 ends by its httpx timeout (:class:`httpcore.ReadTimeout` …), and the attempt's own deadline
-(``asyncio.timeout`` in the send loop) still bounds the whole. TLS is the caller's
-``ssl.SSLContext``, verification included. asyncio only (the SDK's async clients use asyncio);
-an HTTPS proxy (TLS inside TLS) is not supported: bring your own ``httpx.AsyncClient`` for one.
+(``asyncio.timeout`` in the send loop) still bounds the whole. A transfer that never has to wait
+(a fast network, a large answer already buffered) still hands the loop back every
+:data:`YIELD_EVERY` bytes, so that other tasks run and a deadline can fire. TLS is the caller's
+``ssl.SSLContext``, verification included.
+
+Where the loop cannot wait on a socket — Windows' default proactor loop has no ``add_reader``, and
+under trio there is no asyncio loop at all — connections go through httpcore's own anyio backend,
+as before this module. An HTTPS proxy (TLS inside TLS) is not supported here: bring your own
+``httpx.AsyncClient`` for one.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ __all__ = ["LoopBackend", "LoopStream", "loop_transport"]
 
 _READ, _WRITE = 0, 1
 
+YIELD_EVERY = 1024 * 1024
+"""Bytes read or written without any wait after which the loop is handed back once."""
+
 
 def _wake(waiter: asyncio.Future[bool], ready: bool) -> None:
     if not waiter.done():
@@ -47,6 +56,13 @@ class LoopStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._unyielded = 0  # bytes moved since the task last gave the loop a turn
+
+    async def _moved(self, count: int) -> None:
+        self._unyielded += count
+        if self._unyielded >= YIELD_EVERY:
+            self._unyielded = 0
+            await asyncio.sleep(0)
 
     async def _wait(self, direction: int, end: float | None, timeout_error: type[Exception]) -> None:
         """Until the socket is readable (or writable), or ``end`` (loop time) has come: then ``timeout_error``."""
@@ -72,6 +88,7 @@ class LoopStream(httpcore.AsyncNetworkStream):
                 loop.remove_writer(fd)
             if timer is not None:
                 timer.cancel()
+        self._unyielded = 0
         if not ready:
             raise timeout_error("timed out")
 
@@ -79,7 +96,7 @@ class LoopStream(httpcore.AsyncNetworkStream):
         end = _deadline_of(asyncio.get_running_loop(), timeout)
         while True:
             try:
-                return self._sock.recv(max_bytes)
+                data = self._sock.recv(max_bytes)
             except (BlockingIOError, ssl.SSLWantReadError):
                 await self._wait(_READ, end, httpcore.ReadTimeout)
             except ssl.SSLWantWriteError:  # TLS may have to write to read (a key update)
@@ -88,6 +105,9 @@ class LoopStream(httpcore.AsyncNetworkStream):
                 return b""
             except OSError as exc:  # ssl.SSLError is one
                 raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+            else:
+                await self._moved(len(data))
+                return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 (httpcore's API)
         if not buffer:
@@ -107,6 +127,7 @@ class LoopStream(httpcore.AsyncNetworkStream):
                     raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
                 else:
                     view = view[sent:]
+                    await self._moved(sent)
         finally:
             view.release()
 
@@ -171,8 +192,23 @@ def _readable(sock: socket.socket) -> bool:
     return bool(poller.poll(0))
 
 
+def _waitable_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop if it can wait on a socket (``add_reader``); None otherwise."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio (through anyio)
+        return None
+    proactor = getattr(asyncio, "ProactorEventLoop", None)  # Windows only
+    if proactor is not None and isinstance(loop, proactor):
+        return None
+    return loop
+
+
 class LoopBackend(httpcore.AsyncNetworkBackend):
     """Connects with the running asyncio loop; see the module's docstring."""
+
+    def __init__(self) -> None:
+        self._fallback = httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -182,7 +218,11 @@ class LoopBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
+        loop = _waitable_loop()
+        if loop is None:
+            return await self._fallback.connect_tcp(
+                host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+            )
         options = list(socket_options or ())
         try:
             async with asyncio.timeout(timeout):
@@ -218,7 +258,9 @@ class LoopBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's API)
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
+        loop = _waitable_loop()
+        if loop is None:
+            return await self._fallback.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
@@ -238,12 +280,17 @@ class LoopBackend(httpcore.AsyncNetworkBackend):
         return LoopStream(sock)
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        if _waitable_loop() is None:
+            await self._fallback.sleep(seconds)
+        else:
+            await asyncio.sleep(seconds)
 
 
 def loop_transport(verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """An async httpx transport whose pool uses :class:`LoopBackend` (httpx offers no other way to pass one)."""
     transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        return transport  # another httpx than the one this was written for: its own backend, slower but sound
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=verify,
         max_connections=limits.max_connections,

@@ -15,7 +15,7 @@ from typing import Any
 import httpcore
 import pytest
 
-from dmp_connector._loopnet import LoopBackend
+from dmp_connector._loopnet import YIELD_EVERY, LoopBackend, LoopStream
 from dmp_connector._tls import build_ssl_context
 from dmp_connector._transport import AsyncClient
 from dmp_connector.config import Environment, TlsCredentials
@@ -238,3 +238,81 @@ def test_many_calls_share_one_loop_and_one_client(pki_files: PkiFiles, tmp_path:
         results = asyncio.run(run())
     assert [r.text for r in results] == [f"call {n}" for n in range(24)]
     assert all(r.documents[0].read() == data for r in results)
+
+
+def test_a_loop_that_cannot_wait_on_sockets_gets_the_anyio_backend(
+    pki_files: PkiFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows' default proactor loop has no add_reader: the client must still work there, through
+    # httpcore's anyio backend. Here the running loop is made to look like one.
+    monkeypatch.setattr(asyncio, "ProactorEventLoop", asyncio.SelectorEventLoop, raising=False)
+    with hostile(pki_files, tmp_path, _answer) as server:
+
+        async def run() -> Any:
+            async with AsyncClient(make_settings(pki_files, environment=Environment.sandbox(server.url))) as client:
+                response = await client._http.get(server.url + "/x")
+                return response.status_code, response.extensions["network_stream"]
+
+        status, stream = asyncio.run(run())
+    assert status == 404
+    assert not isinstance(stream, LoopStream)
+    assert not isinstance(stream.get_extra_info("socket"), ssl.SSLSocket)  # TLS over anyio's memory BIO
+
+
+class _Flood:
+    """A socket that always has data: every recv and send completes at once, as on a fast network."""
+
+    def recv(self, size: int) -> bytes:
+        return b"x" * size
+
+    def send(self, data: memoryview) -> int:
+        return len(data)
+
+    def fileno(self) -> int:
+        return -1
+
+
+def test_a_transfer_that_never_waits_still_hands_the_loop_back() -> None:
+    # Without it, a large answer already buffered (or a fast network) keeps the task from yielding:
+    # other tasks stall and the attempt's deadline (asyncio.timeout) cannot fire until it ends.
+    stream = LoopStream(_Flood())  # type: ignore[arg-type]
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def run() -> tuple[int, int]:
+        ticker = asyncio.create_task(other_task())
+        await asyncio.sleep(0)
+        start = turns
+        for _ in range(8 * YIELD_EVERY // 65536):
+            await stream.read(65536)
+        after_reads = turns - start
+        for _ in range(8 * YIELD_EVERY // 65536):
+            await stream.write(b"y" * 65536)
+        after_writes = turns - start - after_reads
+        ticker.cancel()
+        return after_reads, after_writes
+
+    reads, writes = asyncio.run(run())
+    assert reads >= 7 and writes >= 7  # one turn per YIELD_EVERY bytes moved
+
+
+def test_a_deadline_ends_a_transfer_that_never_waits() -> None:
+    stream = LoopStream(_Flood())  # type: ignore[arg-type]
+
+    async def endless() -> None:
+        while True:
+            await stream.read(65536)
+
+    async def run() -> None:
+        async with asyncio.timeout(0.2):
+            await endless()
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(run())
+    assert time.monotonic() - started < 2.0
