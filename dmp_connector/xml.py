@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import MalformedResponseError, UnsafeXmlError
 
-__all__ = ["XmlLimits", "parse_xml", "parse_xml_file", "parse_xml_head", "to_bytes"]
+__all__ = ["XmlLimits", "parse_xml", "parse_xml_file", "parse_xml_head", "start_tags", "to_bytes"]
 
 
 class XmlLimits(BaseModel):
@@ -59,6 +59,42 @@ class XmlLimits(BaseModel):
 
 
 DEFAULT_LIMITS = XmlLimits()
+
+
+@functools.cache
+def _start_tag(name: bytes) -> re.Pattern[bytes]:
+    return re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?" + re.escape(name) + rb"\b[^>]*>")
+
+
+def start_tags(data: bytes, name: bytes) -> list[re.Match[bytes]]:
+    r"""The start tags ``<[prefix:]name …>`` in raw bytes, as ``re.finditer`` of their pattern finds them.
+
+    The pattern is ``<(?:([A-Za-z_][\w.-]*):)?NAME\b[^>]*>`` (group 1: the prefix). Run over a
+    whole CDA, the regex engine steps through every byte of a 270 kB base64 body looking for a
+    ``<`` (1.4 M instructions, issue 22); here the name is looked for first (a ``memchr`` search)
+    and the pattern tried only where a match can start. The result is the same list: a match
+    holds the name after its ``<`` and an optional prefix, neither of which contains ``<``, so it
+    starts at the last ``<`` before an occurrence of the name; those positions are tried in
+    order, skipping the ones a previous match covers, as ``finditer`` does.
+    """
+    pattern = _start_tag(name)
+    starts: list[int] = []
+    at = data.find(name)
+    while at >= 0:
+        opening = data.rfind(b"<", 0, at)
+        if opening >= 0 and (not starts or starts[-1] != opening):
+            starts.append(opening)
+        at = data.find(name, at + 1)
+    found: list[re.Match[bytes]] = []
+    position = 0
+    for start in starts:
+        if start < position:
+            continue
+        match = pattern.match(data, start)
+        if match is not None:
+            found.append(match)
+            position = match.end()
+    return found
 
 
 _HARDENED: Final[dict[str, Any]] = {

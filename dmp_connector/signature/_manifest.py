@@ -20,7 +20,7 @@ from typing import Final
 from lxml import etree
 
 from dmp_connector.errors import MalformedResponseError, UnsafeXmlError
-from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml
+from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml, start_tags
 
 from .signer import DigestAlgorithm
 
@@ -65,7 +65,6 @@ refused rather than checked with a look-alike.
 
 _HASHES = {DigestAlgorithm.SHA256: hashlib.sha256, DigestAlgorithm.SHA1: hashlib.sha1}
 
-_NON_XML_BODY: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>")
 _BASE64_TEXT: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\t\n\r "
 _AROUND_MIN: Final = 64 << 10
 """Documents from this size on are digested around their base64 text: at 270 kB (a 200 KiB PDF) it costs
@@ -123,7 +122,7 @@ def document_digest(
 
 def _base64_span(data: bytes) -> tuple[int, int] | None:
     """Offsets of the text of the one ``nonXMLBody/text`` when it is base64 alone, else None."""
-    found = list(_NON_XML_BODY.finditer(data))
+    found = start_tags(data, b"nonXMLBody")
     if len(found) != 1:
         return None
     prefix = found[0].group(1)
