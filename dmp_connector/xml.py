@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import MalformedResponseError, UnsafeXmlError
 
-__all__ = ["XmlLimits", "parse_xml", "parse_xml_file", "parse_xml_head", "start_tags", "to_bytes"]
+__all__ = ["XmlLimits", "non_xml_body_text", "parse_xml", "parse_xml_file", "parse_xml_head", "start_tags", "to_bytes"]
 
 
 class XmlLimits(BaseModel):
@@ -77,24 +77,53 @@ def start_tags(data: bytes, name: bytes) -> list[re.Match[bytes]]:
     starts at the last ``<`` before an occurrence of the name; those positions are tried in
     order, skipping the ones a previous match covers, as ``finditer`` does.
     """
+    return list(_start_tags(data, name))
+
+
+def _start_tags(data: bytes, name: bytes) -> Iterator[re.Match[bytes]]:
     pattern = _start_tag(name)
-    starts: list[int] = []
+    position = 0
+    last_opening = -1
     at = data.find(name)
     while at >= 0:
         opening = data.rfind(b"<", 0, at)
-        if opening >= 0 and (not starts or starts[-1] != opening):
-            starts.append(opening)
+        if opening >= position and opening != last_opening:
+            last_opening = opening
+            match = pattern.match(data, opening)
+            if match is not None:
+                yield match
+                position = match.end()
         at = data.find(name, at + 1)
-    found: list[re.Match[bytes]] = []
-    position = 0
-    for start in starts:
-        if start < position:
-            continue
-        match = pattern.match(data, start)
-        if match is not None:
-            found.append(match)
-            position = match.end()
-    return found
+
+
+def non_xml_body_text(data: bytes) -> tuple[int, int] | None:
+    """Offsets of the text of a CDA's ``nonXMLBody/text`` in raw bytes, found without reading the text through.
+
+    Given when the bytes hold exactly one ``nonXMLBody`` start tag (as :func:`start_tags` finds
+    them), followed, after white space, by a ``text`` start tag of the same prefix that is not
+    self-closed, whose content runs to ``</[prefix:]text`` with no other ``<``; else None. The
+    content is not checked further: the callers check its characters (a base64 PDF body).
+
+    The same as looking for every start tag and for the end tag over the whole input, without
+    scanning a 270 kB base64 text three times for them (issue 22): the content holds no ``<``, so
+    no tag starts in it, a tag that starts before it ends before it (at the ``>`` that opens it),
+    and its end is the first ``<`` after its start (a ``memchr``).
+    """
+    first = next(_start_tags(data, b"nonXMLBody"), None)
+    if first is None:
+        return None
+    prefix = first.group(1)
+    name = (prefix + b":" if prefix else b"") + b"text"
+    opening = re.compile(rb"\s*<" + re.escape(name) + rb"\b[^>]*(?<!/)>").match(data, first.end())
+    if opening is None:
+        return None
+    start = opening.end()
+    end = data.find(b"<", start)
+    if end < 0 or not data.startswith(b"</" + name, end):
+        return None
+    if start_tags(data[first.end() : start], b"nonXMLBody") or start_tags(data[end:], b"nonXMLBody"):
+        return None
+    return start, end
 
 
 _HARDENED: Final[dict[str, Any]] = {

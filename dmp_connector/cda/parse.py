@@ -43,7 +43,7 @@ from lxml import etree
 from dmp_connector.codes import Code
 from dmp_connector.errors import MalformedResponseError, ValidationError
 from dmp_connector.ins import INS, BirthDate, Identity, IdentityStatus, IdentityTraits, InsOid, Sex
-from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml, start_tags
+from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, non_xml_body_text, parse_xml
 
 from ._namespaces import HL7, hl7, local_name
 from ._source import Source
@@ -220,18 +220,11 @@ def _parse_tree(
 def _cut_base64(data: bytes | bytearray) -> tuple[int, int, int] | None:
     """Offsets of the base64 text of the one ``nonXMLBody`` and its count of white-space bytes, or None when it
     cannot be cut safely."""
-    found = start_tags(bytes(data), b"nonXMLBody")
-    if len(found) != 1:
+    span = non_xml_body_text(bytes(data))
+    if span is None:
         return None
-    prefix = found[0].group(1)
-    name = (prefix + b":" if prefix else b"") + b"text"
-    opening = re.compile(rb"\s*<" + re.escape(name) + rb"\b[^>]*(?<!/)>")
-    match = opening.match(data, found[0].end())
-    if match is None:
-        return None
-    start = match.end()
-    end = data.find(b"</" + name, start)
-    spaces = _base64_spaces(data, start, end) if end >= 0 else None
+    start, end = span
+    spaces = _base64_spaces(data, start, end)
     if spaces is None:
         return None
     return start, end, spaces
@@ -390,11 +383,12 @@ def _children(element: etree._Element, name: str) -> Iterator[etree._Element]:
 
 
 def _child(element: etree._Element, name: str) -> etree._Element | None:
-    return element.find(hl7(name))
+    # The first child of that tag, as element.find(tag) gives it, without the ElementPath machinery: half the time.
+    return next(element.iterchildren(hl7(name)), None)
 
 
 def _require(element: etree._Element, name: str, where: str) -> etree._Element:
-    found = element.find(hl7(name))
+    found = next(element.iterchildren(hl7(name)), None)
     if found is None:
         raise ValidationError(f"the CDA document has no {where}/{name}", problems=(f"{where}/{name}: missing",))
     return found

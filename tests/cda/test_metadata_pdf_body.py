@@ -19,7 +19,7 @@ from dmp_connector.cda import ClinicalDocument, NonXmlBody, build, extract_metad
 from dmp_connector.cda.metadata import PDF_FORMAT
 from dmp_connector.cda.parse import _base64_spaces, _pdf_ends
 from dmp_connector.errors import ValidationError
-from dmp_connector.xml import start_tags
+from dmp_connector.xml import non_xml_body_text, start_tags
 
 MakeDocument = Callable[..., ClinicalDocument]
 _TEXT = re.compile(rb'(representation="B64"[^>]*>)([^<]*)(</)')
@@ -118,3 +118,26 @@ def test_start_tags_finds_what_finditer_finds(data: bytes) -> None:
     pattern = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>")
     expected = [(m.span(), m.group(1)) for m in pattern.finditer(data)]
     assert [(m.span(), m.group(1)) for m in start_tags(data, b"nonXMLBody")] == expected
+
+
+_BODYISH = st.sampled_from(
+    [
+        *(b"<", b">", b"nonXMLBody", b"x:", b" ", b"<nonXMLBody>", b"<x:nonXMLBody>", b"cda:", b"QQ", b"<text>"),
+        *(b"</text>", b"<x:text>", b"</x:text>", b"text", b"<text/>", b"<text:nonXMLBody>", b"</nonXMLBody>"),
+    ]
+)
+
+
+@given(st.lists(_BODYISH, max_size=14).map(b"".join))
+def test_the_body_text_is_found_as_a_scan_of_the_whole_finds_it(data: bytes) -> None:
+    """One nonXMLBody start tag in all, then its text, which runs to the first ``<``: ``</text``."""
+    tags = list(re.finditer(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>", data))
+    expected = None
+    if len(tags) == 1:
+        name = (tags[0].group(1) + b":" if tags[0].group(1) else b"") + b"text"
+        opening = re.compile(rb"\s*<" + re.escape(name) + rb"\b[^>]*(?<!/)>").match(data, tags[0].end())
+        if opening is not None:
+            end = data.find(b"</" + name, opening.end())
+            if end >= 0 and b"<" not in data[opening.end() : end]:
+                expected = (opening.end(), end)
+    assert non_xml_body_text(data) == expected
