@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -137,9 +138,16 @@ _HARDENED: Final[dict[str, Any]] = {
 }
 
 
+_LOCAL = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    # A fresh parser per call: lxml parsers keep state and are not thread-safe.
-    return etree.XMLParser(**_HARDENED)
+    # lxml parsers keep state and are not thread-safe: one per thread, reused from call to call as
+    # lxml reuses its own default parser (building one costs more than parsing a small answer).
+    parser: etree.XMLParser | None = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = etree.XMLParser(**_HARDENED)
+    return parser
 
 
 def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, what: str = "XML input") -> etree._Element:

@@ -130,7 +130,9 @@ def main() -> None:
             request="Céphalées inhabituelles depuis trois semaines",
             medical_history="Migraine",
             surgical_history="Appendicectomie",
-            contraindications=(Code.of("77386006", SNOMED, "Enceinte"),),  # jdv-contre-indication-cisis
+            contraindications=(
+                Code.of("MED-1109", "1.2.250.1.213.1.1.4.322", "Patient claustrophobe"),
+            ),  # jdv-contre-indication-cisis
         ),
         findings="Pas de lésion intra-crânienne décelable.",
         conclusion="Scanner cérébral normal.",

@@ -157,3 +157,34 @@ def test_parse_xml_head_stops_after_the_head_and_refuses_what_parse_xml_refuses(
         parse_xml_head([b"<doc><a><b><c/></b></a></doc>"], stop_after="target", limits=XmlLimits(max_depth=3))
     with pytest.raises(UnsafeXmlError, match="bytes read"):
         parse_xml_head([b"<doc>", b" " * 64, b"<target/>"], stop_after="target", limits=XmlLimits(max_bytes=32))
+
+
+def test_the_parser_reused_within_a_thread_keeps_every_refusal(tmp_path: Path) -> None:
+    # One hardened parser per thread is reused call after call: what one call met (an error, an
+    # entity, a DTD) must change nothing for the next.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    for _ in range(3):
+        assert parse_xml(b"<a><b>1</b></a>")[0].text == "1"
+        with pytest.raises(MalformedResponseError):
+            parse_xml(b"<a><b></a>")
+        with pytest.raises(UnsafeXmlError) as info:
+            parse_xml(xxe(secret.as_uri()))
+        assert "TOP-SECRET-CONTENT" not in str(info.value)
+        with pytest.raises(UnsafeXmlError):
+            parse_xml(BILLION_LAUGHS)
+        with pytest.raises(UnsafeXmlError):
+            parse_xml(b"<a>" * 300 + b"</a>" * 300, limits=XmlLimits(max_depth=200))
+
+
+def test_threads_parsing_at_once_each_get_their_own_document() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def parse_many(number: int) -> bool:
+        return all(
+            parse_xml(f"<r n='{number}'>{'<c/>' * (number % 7)}{i}</r>".encode()).get("n") == str(number)
+            for i in range(200)
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(parse_many, range(32)))

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dmp_connector.cda import ClinicalDocument, DocumentMetadata, build, extract_metadata
 from dmp_connector.codes import Code
 from dmp_connector.config import Settings
-from dmp_connector.errors import IdentityNotQualifiedError, ValidationError
+from dmp_connector.errors import PatientMismatchError, ValidationError
 from dmp_connector.ins import INS, Identity
 from dmp_connector.signature import (
     Association,
@@ -197,9 +197,14 @@ def prepare_deposit(
     entry = document_entry(metadata)
     patient_id = entry.patient_id
     if patient_id is None or not ins.matches(patient_id):
-        raise IdentityNotQualifiedError(
+        # A patient mismatch, not a status problem: qualifying the given identity would not help,
+        # and an operator told "identity not qualified" might qualify the wrong patient.
+        raise PatientMismatchError(
             "the document is about another patient than the identity given for the deposit",
-            hint="deposit the document in its own patient's DMP (recordTarget's INS)",
+            service="DMP",
+            operation="ProvideAndRegisterDocumentSet-b",
+            problems=("the document's recordTarget INS is not the INS of the identity given",),
+            hint="deposit the document in its own patient's DMP (recordTarget's INS), or give that patient's identity",
         )
     if "^" in entry.unique_id:
         raise ValidationError(

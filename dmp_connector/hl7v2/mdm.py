@@ -278,8 +278,10 @@ def build_mdm(
     T04 with ``delete=True``, T02 otherwise. Type code, unique id, creation time, author and legal
     authenticator come from :func:`~dmp_connector.cda.extract_metadata` (pass ``metadata`` if you
     already have it); the PID from the CDA's recordTarget, with its other ids (IPP) and ``local_ids``.
-    Sending to the DMP or to the patient needs a qualified identity
-    (:class:`~dmp_connector.errors.IdentityNotQualifiedError` otherwise).
+    The CDA must carry its patient's INS whatever the distribution: ``extract_metadata`` refuses one
+    without (:class:`~dmp_connector.errors.ValidationError`); sending to the DMP or to the patient
+    also requires the identity read from it to be qualified
+    (:class:`~dmp_connector.errors.IdentityNotQualifiedError`).
     """
     settings = settings or MdmSettings()
     distribution = distribution or Distribution()

@@ -255,13 +255,16 @@ class Outbox:
         """Queue ``document`` (the CDA's bytes) for ``patient``'s DMP; the item's id, at once.
 
         ``key`` is yours (your document's id): enqueueing the same key again returns the first
-        item's id and queues nothing. ``replaces`` is passed to the deposit (entryUUID or uniqueId).
-        The identity must be qualified when the worker deposits (else the item fails, reason
-        ``identity_not_qualified``); it is stored for the worker and cleared once deposited.
+        item's id, whatever its state, and queues nothing. ``replaces`` is passed to the deposit
+        (entryUUID or uniqueId). The identity must be qualified now
+        (:class:`~dmp_connector.errors.IdentityNotQualifiedError` otherwise, nothing queued): an
+        item queued with another would fail and no retry could mend it. It is stored for the
+        worker and cleared once deposited.
         """
         if not isinstance(document, bytes) or not document:
             raise TypeError("enqueue takes the CDA document's bytes (ClinicalDocument.to_bytes())")
-        pseudonym = self.pseudonymizer.patient(patient.ins.matricule) if patient.ins is not None else "unqualified"
+        ins = patient.require_qualified("a queued DMP deposit")
+        pseudonym = self.pseudonymizer.patient(ins.matricule)
         item_id = uuid.uuid4().hex
         row: dict[str, Any] = {
             "id": item_id,

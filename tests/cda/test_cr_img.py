@@ -17,6 +17,7 @@ from dmp_connector.cda.volets import (
     CR_IMG_FORMAT_CODE,
     CR_IMG_TEMPLATE,
     ClinicalInformation,
+    ContrastAdministration,
     CrImgContent,
     DicomObservation,
     ImagingAct,
@@ -27,6 +28,7 @@ from dmp_connector.cda.volets import (
     Quantity,
     RadiationDose,
     RadiationExposure,
+    RadiopharmaceuticalAdministration,
     SopInstance,
     as_cr_img,
     cr_img_acts,
@@ -95,12 +97,39 @@ def exposure() -> RadiationExposure:
         authoriser_id=InstanceId(root="1.2.250.1.71.4.2.1", extension="801234560801"),
         pregnancy=Code.of("60001007", SNOMED, "absence de grossesse"),
         doses=(RadiationDose(code=DLP, quantity=Quantity.of("1140.26", "mGy.cm"), target_site=HEAD),),
+        radiopharmaceuticals=(
+            RadiopharmaceuticalAdministration(
+                route=INTRAVENOUS,
+                dose=Quantity.of(200, "MBq"),
+                product_translations=(Code.of("V09AX01", ATC, "111In-indium acide pentétique"),),
+                name="111In-indium acide pentétique",
+                lot_number="0001512",
+            ),
+        ),
     )
+
+
+def contrast() -> ContrastAdministration:
+    return ContrastAdministration(
+        id=InstanceId(root="A5ECB39E-843F-11EC-A8A3-0242AC120002"),
+        route=INTRAVENOUS,
+        dose=Quantity.of(150, "mL"),
+        product_translations=(
+            Code.of("3400936915657", "1.2.250.1.213.2.3.2", "XENETIX 350 SOL INJ POC150ML PP"),
+            Code.of("V08AB11", ATC, "IOBITRIDOL"),
+        ),
+        name="XENETIX 350",
+        lot_number="0002034",
+    )
+
+
+INTRAVENOUS = Code.of("20045000", "0.4.0.127.0.16.1.1.2.1", "Voie intraveineuse")
+ATC = "2.16.840.1.113883.6.73"
 
 
 def full_content() -> CrImgContent:
     return CrImgContent(
-        acts=(act(exposure=exposure()),),
+        acts=(act(exposure=exposure(), contrast_products=(contrast(),)),),
         clinical_information=ClinicalInformation(
             request="Céphalées inhabituelles depuis 3 semaines",
             purpose="Éliminer un processus expansif",
@@ -198,6 +227,16 @@ def test_entries_read_back_typed(make_report: Callable[..., ClinicalDocument], q
     assert authorisation.authorised_by.family == "BIDEAULT"
     (dose,) = [e for e in _entries(document) if isinstance(e, RadiationDose)]
     assert dose.quantity == Quantity.of("1140.26", "mGy.cm") and str(dose.quantity.value) == "1140.26"
+    (product,) = [e for e in _entries(document) if isinstance(e, ContrastAdministration)]
+    assert product == contrast().model_copy(
+        update={
+            "reference": "acte-1-produit-1",
+            "product_reference": "acte-1-produit-1",
+            "dose_reference": "acte-1-produit-1-dose",
+        }
+    )
+    (tracer,) = [e for e in _entries(document) if isinstance(e, RadiopharmaceuticalAdministration)]
+    assert (tracer.id, tracer.dose, tracer.lot_number) == (None, Quantity.of(200, "MBq"), "0001512")
 
 
 def test_report_metadata_for_the_dmp(make_report: Callable[..., ClinicalDocument], qualified_patient: Identity) -> None:
@@ -305,11 +344,35 @@ def test_ans_report_reads_into_typed_entries_that_rebuild_element_by_element(
     studies = [e for e in _entries(document) if isinstance(e, ImagingStudy)]
     assert studies[0].id.root == STUDY
     assert len(studies) == 3
-    kinds = ImagingTechnique | ImagingStudy | DicomObservation | RadiationDose
+    kinds = (
+        ImagingTechnique
+        | ImagingStudy
+        | DicomObservation
+        | RadiationDose
+        | PatientExposure
+        | ContrastAdministration
+        | RadiopharmaceuticalAdministration
+    )
     typed = [e for e in _entries(document) if isinstance(e, kinds)]
-    assert len(typed) == 17  # 3 acts, 3 studies, 6 observations (history, contraindication, pregnancy), 5 doses
+    # 3 acts, 3 studies, 6 observations (history, contraindication, pregnancy), 5 doses, 3 authorisations,
+    # 3 contrast products, 3 radiopharmaceuticals; the act's supply and the organizer stay raw
+    assert len(typed) == 26
     doses = [e for e in typed if isinstance(e, RadiationDose)]
     assert (doses[0].code.code, doses[0].quantity) == ("113813", Quantity.of("1140.26", "mGy.cm"))
+    exposure = next(e for e in typed if isinstance(e, PatientExposure))
+    assert exposure.id is None  # the kit's exposure has no id: none is invented
+    assert (exposure.authorised_by.family, exposure.authoriser_id.extension) == ("BIDEAULT", "980003719")
+    assert exposure.authorisation.display_name == "Autorisation d’irradiation"  # as the kit writes it
+    contrast = next(e for e in typed if isinstance(e, ContrastAdministration))
+    assert (contrast.name, contrast.lot_number, contrast.dose) == ("XENETIX 350", "0002034", Quantity.of(150, "mL"))
+    assert contrast.product is None and [t.code for t in contrast.product_translations] == ["3400936915657", "V08AB11"]
+    assert contrast.comment_reference == "acte-01-traitement-commentaire"
+    tracer = next(e for e in typed if isinstance(e, RadiopharmaceuticalAdministration))
+    assert (tracer.id, tracer.dose, tracer.dose_reference) == (
+        None,
+        Quantity.of(200, "MBq"),
+        "acte-01-radiopharmaceutique-activite",
+    )
     # Each typed entry, written afresh from its fields alone, is the kit's element (paired in document order:
     # the kit reuses some entry ids).
     root = etree.fromstring(example_files[name])  # noqa: TID251 - the kit's file
@@ -320,9 +383,56 @@ def test_ans_report_reads_into_typed_entries_that_rebuild_element_by_element(
     for original, entry in zip(originals, entries, strict=True):
         if isinstance(entry, kinds):
             fresh = entry.model_copy().to_element()
-            assert differences(_normalised(original), _normalised(fresh), "/entry") == [], entry.id.root
+            assert differences(_normalised(original), _normalised(fresh), "/entry") == [], type(entry).__name__
             compared += 1
-    assert compared == 17
+    assert compared == 26
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        # an administration still under way (the model writes a completed one)
+        (
+            '<text><reference value="#acte-01-traitement"/></text>\n              <statusCode code="completed"/>',
+            '<text><reference value="#acte-01-traitement"/></text><statusCode code="active"/>',
+            ContrastAdministration,
+        ),
+        # a product without classCode: read, but the rewrite would add it, so declined
+        (
+            '<manufacturedProduct classCode="MANU">\n                  <manufacturedMaterial>\n                    \n',
+            "<manufacturedProduct><manufacturedMaterial>",
+            ContrastAdministration,
+        ),
+        # a radiopharmaceutical consumed otherwise than CSM
+        ('<consumable typeCode="CSM">', "<consumable>", RadiopharmaceuticalAdministration),
+        # a dose that is not a number
+        (
+            '<doseQuantity value="200" unit="MBq">',
+            '<doseQuantity value="deux" unit="MBq">',
+            RadiopharmaceuticalAdministration,
+        ),
+        # an exposure whose role is another than the authorisation
+        ('<code code="113850"', '<code code="113851"', PatientExposure),
+        # an exposure with a null id: the rewrite would leave it out, so declined
+        (
+            '<templateId root="1.2.250.1.213.1.1.3.165"/> ',
+            '<templateId root="1.2.250.1.213.1.1.3.165"/><id nullFlavor="UNK"/>',
+            PatientExposure,
+        ),
+    ],
+)
+def test_what_the_imaging_models_do_not_hold_stays_raw(
+    example_files: Mapping[str, bytes], old: str, new: str, kind: type
+) -> None:
+    """The first such entry of the kit's report, changed as shown, stays as written; the report rebuilds as it came."""
+    text = example_files[IMG_EXAMPLES[0]].decode().replace("\r\n", "\n")
+    assert old in text
+    changed = text.replace(old, new, 1).encode()
+    document = parse(changed)
+    before = [e for e in _entries(parse(text.encode())) if isinstance(e, kind)]
+    after = [e for e in _entries(document) if isinstance(e, kind)]
+    assert len(after) == len(before) - 1
+    assert document_differences(changed, build(document)) == []
 
 
 def test_ans_examples_come_back_losslessly(
@@ -386,3 +496,49 @@ def test_an_entry_the_model_cannot_hold_stays_raw_and_comes_back_whole(
     raws = [e for e in _entries(document) if isinstance(e, RawEntry)]
     assert len(raws) == 1 and 'nullFlavor="NI"' in raws[0].xml
     assert document_differences(changed, build(document)) == []
+
+
+_V3 = "{urn:hl7-org:v3}"
+
+
+def _first_entry(data: bytes, template: str) -> etree._Element:
+    root = etree.fromstring(data)  # noqa: TID251 - the kit's file
+    for entry in root.iter(f"{_V3}entry"):
+        if any(t.get("root") == template for t in entry.iter(f"{_V3}templateId")):
+            return entry
+    raise AssertionError(template)
+
+
+def _two_comments(entry: etree._Element) -> None:
+    comment = entry[0].find(f"{_V3}entryRelationship")
+    assert comment is not None
+    comment.addnext(etree.fromstring(etree.tostring(comment)))  # noqa: TID251 - a copy
+
+
+def _name_with_parts(entry: etree._Element) -> None:
+    name = next(entry.iter(f"{_V3}name"))
+    etree.SubElement(name, f"{_V3}given").text = "XENETIX"
+
+
+def _dose_without_value(entry: etree._Element) -> None:
+    low = next(entry.iter(f"{_V3}low"))
+    del low.attrib["value"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_two_comments, "an administration with more than one comment"),
+        (_name_with_parts, "a <name> that is not plain text"),
+        (_dose_without_value, "a dose without value"),
+    ],
+)
+def test_a_product_the_model_cannot_hold_is_declined_with_its_reason(
+    example_files: Mapping[str, bytes], change: Callable[[etree._Element], None], reason: str
+) -> None:
+    entry = _first_entry(example_files[IMG_EXAMPLES[0]], "1.2.250.1.213.1.1.3.151")
+    assert isinstance(ContrastAdministration.from_element(entry), ContrastAdministration)
+    change(entry)
+    with pytest.raises(ValidationError) as caught:
+        ContrastAdministration.from_element(entry)
+    assert caught.value.problems == (reason,)

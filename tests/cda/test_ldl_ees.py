@@ -26,6 +26,8 @@ from dmp_connector.cda.volets import (
     LDL_EES_SERVICE_CODE,
     LDL_EES_TEMPLATE,
     Allergy,
+    AllergyReaction,
+    AllergySeverity,
     LdlEesContent,
     Medication,
     NoMedication,
@@ -69,7 +71,10 @@ def full_content() -> LdlEesContent:
             Allergy(
                 kind=Code.of("416098002", SNOMED, "allergie médicamenteuse"),
                 agent=Code.of("67017786", CIS, "PARACETAMOL"),
+                agent_name="Paracétamol",
                 start=date(2018, 6, 3),
+                reactions=(AllergyReaction(value=Code.of("126485001", SNOMED, "urticaire"), start=date(2018, 6, 3)),),
+                severity=AllergySeverity(code=Code.of("6736007", SNOMED, "modéré")),
                 clinical_status=AllergyClinicalStatus.ACTIVE,
             ),
         ),
@@ -279,11 +284,28 @@ def test_ans_letter_reads_into_typed_entries(parsed_examples: Mapping[str, Clini
         "Antécédents chirurgicaux",
         "Autres informations",
     ]
-    # Three of the four entries read typed; the allergy stays as written (RawEntry): its reaction (an MFST
-    # observation), its severity, its agent's name, a concern start and a value pointing at "#" are not held.
+    # All four entries read typed, the allergy with its reaction, severity and status sub-entries.
     entries = [e for s in sections.values() for e in s.entries]
-    assert [type(e) for e in entries] == [Medication, RawEntry, Problem, Procedure]
-    medication, _, problem, procedure = entries
+    assert [type(e) for e in entries] == [Medication, Allergy, Problem, Procedure]
+    medication, allergy, problem, procedure = entries
+    assert isinstance(allergy, Allergy)
+    assert (allergy.kind.code, allergy.agent, allergy.agent_name) == (
+        "416098002",
+        Code.of("67017786", CIS, "PARACETAMOL"),
+        "Paracétamol",
+    )
+    assert (allergy.start, allergy.concern_start, allergy.reaction, allergy.value_pointer) == (
+        date(2018, 2, 21),
+        date(2018, 2, 21),
+        None,  # the value names no manifestation: nothing is invented for it
+        "#",  # as the kit writes it: kept, not mended
+    )
+    (reaction,) = allergy.reactions
+    # the kit's reaction is negated (negationInd="true"): urticaria was *not* observed; read and kept as such
+    assert (reaction.value.code, reaction.negated, reaction.start) == ("126485001", True, date(2018, 2, 21))
+    assert allergy.severity is not None and allergy.severity.code.code == "6736007"
+    assert allergy.clinical_status == Code.of("active", "2.16.840.1.113883.4.642.4.1373", "actif")
+    assert (allergy.negation_written, allergy.status_negation_written) == (False, False)
     assert isinstance(medication, Medication) and isinstance(problem, Problem) and isinstance(procedure, Procedure)
     assert (medication.name, medication.dose, medication.dose_references) == (
         "SOLIAN 100 mg",
@@ -331,11 +353,11 @@ def test_ans_letter_typed_entries_rewrite_element_by_element(
     assert len(originals) == len(entries) == 4
     compared = 0
     for original, entry in zip(originals, entries, strict=True):
-        if isinstance(entry, Medication | Problem | Procedure):
+        if isinstance(entry, Medication | Allergy | Problem | Procedure):
             fresh = entry.model_copy().to_element()
             assert differences(_normalised(original), _normalised(fresh), "/entry") == [], type(entry).__name__
             compared += 1
-    assert compared == 3
+    assert compared == 4
 
 
 @pytest.mark.parametrize(
@@ -349,6 +371,18 @@ def test_ans_letter_typed_entries_rewrite_element_by_element(
         ),
         # a dose whose high bound points elsewhere than by a translation
         ('<originalText><reference value="#doseMax-001"/></originalText>', "", 0),
+        # an allergy reaction whose value points elsewhere than its text
+        (
+            "<originalText><reference value='#allergie-reaction-001'/></originalText>",
+            "<originalText><reference value='#allergie-type-001'/></originalText>",
+            1,
+        ),
+        # an allergy sub-entry of a kind the model does not hold (a CAUS relationship)
+        ("<entryRelationship typeCode='MFST' inversionInd='false'>", "<entryRelationship typeCode='CAUS'>", 1),
+        # a reaction relationship without inversionInd: read, but the rewrite would add it, so declined
+        ("<entryRelationship typeCode='MFST' inversionInd='false'>", "<entryRelationship typeCode='MFST'>", 1),
+        # an allergy agent whose name has parts
+        ("<name>Paracétamol</name>", "<name><given>Paracétamol</given></name>", 1),
         # an unknown end on an active problem: the concern does not say the problem is over
         (
             '<statusCode code="completed"/>\n                            <effectiveTime>\n'
@@ -403,3 +437,96 @@ def test_passes_every_schematron(
     assert report.ok, report.to_text()
     assert report.volet == "LDL-EES_2022.01"
     assert set(report.schematrons) == {"LDL-EES_2022.01", *GENERIC_SCHEMATRONS}
+
+
+def _kit_allergy(example_files: Mapping[str, bytes]) -> etree._Element:
+    root = etree.fromstring(example_files["LDL-EES_2022.01.xml"])  # noqa: TID251 - the kit's file
+    return list(root.iter("{urn:hl7-org:v3}entry"))[1]
+
+
+_V3 = "{urn:hl7-org:v3}"
+
+
+def _sub_entries(entry: etree._Element) -> list[etree._Element]:
+    """The allergy observation's own relationships: reaction, severity, status."""
+    allergy = entry.find(f"{_V3}act/{_V3}entryRelationship/{_V3}observation")
+    assert allergy is not None
+    return allergy.findall(f"{_V3}entryRelationship")
+
+
+def _status_before_severity(entry: etree._Element) -> None:
+    _, severity, status = _sub_entries(entry)
+    severity.addprevious(status)
+
+
+def _reaction_as_intent(entry: etree._Element) -> None:
+    _sub_entries(entry)[0][0].set("moodCode", "INT")
+
+
+def _reaction_negation_unknown(entry: etree._Element) -> None:
+    _sub_entries(entry)[0][0].set("negationInd", "maybe")
+
+
+def _severity_points_to_narrative(entry: etree._Element) -> None:
+    value = _sub_entries(entry)[1][0].find(f"{_V3}value")
+    assert value is not None
+    reference = etree.SubElement(etree.SubElement(value, f"{_V3}originalText"), f"{_V3}reference")
+    reference.set("value", "#allergie-severite-001")
+
+
+def _severity_without_value(entry: etree._Element) -> None:
+    value = _sub_entries(entry)[1][0].find(f"{_V3}value")
+    assert value is not None
+    value.getparent().remove(value)  # type: ignore[union-attr]
+
+
+def _agent_name_with_null_flavor(entry: etree._Element) -> None:
+    name = next(entry.iter(f"{_V3}name"))
+    name.set("nullFlavor", "UNK")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_status_before_severity, "an allergy relationship the model does not hold, or out of order"),
+        (_reaction_as_intent, "a reaction that is not an event (moodCode)"),
+        (_reaction_negation_unknown, "a reaction with negationInd 'maybe'"),
+        (_severity_points_to_narrative, "a severity whose value points to the narrative"),
+        (_severity_without_value, "<observation> has 0 <value>"),
+        (_agent_name_with_null_flavor, "an allergy agent name with attributes"),
+    ],
+)
+def test_an_allergy_the_model_cannot_hold_is_declined_with_its_reason(
+    example_files: Mapping[str, bytes], change: Callable[[etree._Element], None], reason: str
+) -> None:
+    entry = _kit_allergy(example_files)
+    assert isinstance(Allergy.from_element(entry), Allergy)  # as the kit writes it: typed
+    change(entry)
+    with pytest.raises(ValidationError) as caught:
+        Allergy.from_element(entry)
+    assert caught.value.problems == (reason,)
+
+
+def test_an_allergy_with_several_reactions_is_written_and_read_back(
+    make_letter: Callable[..., ClinicalDocument], qualified_patient: Identity
+) -> None:
+    """Each reaction gets its own content in the reaction cell; a negated one is shown as such."""
+    allergy = Allergy(
+        kind=Code.of("416098002", SNOMED, "allergie médicamenteuse"),
+        agent=Code.of("67017786", CIS, "PARACETAMOL"),
+        reactions=(
+            AllergyReaction(value=Code.of("126485001", SNOMED, "urticaire")),
+            AllergyReaction(value=Code.of("39579001", SNOMED, "anaphylaxie"), negated=True),
+        ),
+    )
+    document = make_letter(LdlEesContent(reason_for_admission="Chute", allergies=(allergy,)), qualified_patient)
+    data = build(document)
+    assert parse(data) == document
+    (read,) = _body(parse(data)).sections[2].entries
+    assert isinstance(read, Allergy)
+    assert [(r.value.code, r.negated, r.reference) for r in read.reactions] == [
+        ("126485001", False, "allergie-1-reaction-1"),
+        ("39579001", True, "allergie-1-reaction-2"),
+    ]
+    text = _body(document).sections[2].text
+    assert text is not None and "non observé(e) : anaphylaxie" in text.xml

@@ -16,7 +16,7 @@ from dmp_connector.dmp.mapping import (
     prepare_deposit,
     source_id,
 )
-from dmp_connector.errors import IdentityNotQualifiedError, ValidationError
+from dmp_connector.errors import IdentityNotQualifiedError, PatientMismatchError, ValidationError
 from dmp_connector.signature import verify_submission_set_signature
 from dmp_connector.xds import (
     MASQUE_PS,
@@ -144,9 +144,13 @@ def test_an_unqualified_identity_is_refused() -> None:
         prepare_deposit(cda_document(), settings=SETTINGS, signer=signer(), patient=UNQUALIFIED)
 
 
-def test_a_document_about_another_patient_is_refused() -> None:
-    with pytest.raises(IdentityNotQualifiedError, match="another patient"):
+def test_a_document_about_another_patient_is_refused_as_a_mismatch() -> None:
+    # Not IdentityNotQualifiedError: qualifying the given identity would not help, and an operator
+    # told so might qualify the wrong patient.
+    with pytest.raises(PatientMismatchError, match="another patient") as info:
         prepare_deposit(cda_document(patient=OTHER), settings=SETTINGS, signer=signer(), patient=PATIENT)
+    assert not isinstance(info.value, IdentityNotQualifiedError)
+    assert info.value.problems == ("the document's recordTarget INS is not the INS of the identity given",)
 
 
 def test_a_cda_id_with_an_extension_is_refused_clearly() -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from dmp_connector.config import Settings
 from dmp_connector.dmp import AsyncDmpClient, DmpClient
-from dmp_connector.errors import ConfigurationError, HttpStatusError, RequestTimeout
+from dmp_connector.errors import ConfigurationError, HttpStatusError, IdentityNotQualifiedError, RequestTimeout
 from dmp_connector.ins import Identity, IdentityStatus
 from dmp_connector.outbox import (
     SCHEMA_VERSION,
@@ -169,13 +169,27 @@ def test_what_retrying_cannot_fix_ends_failed_with_its_reason_and_can_be_retried
         assert simulator.store.entry_count() == 0
 
 
-def test_an_identity_not_qualified_fails_at_once(database_url: str, pki_files: PkiFiles) -> None:
+def test_an_identity_not_qualified_is_refused_at_enqueue(database_url: str) -> None:
+    # Queued, it could only fail: a retry reuses the stored identity, and the same key would
+    # return that failed item. So nothing is queued and the caller hears it at once.
     provisional = Identity(traits=ADRUN.traits, status=IdentityStatus.PROV)
-    with Outbox(database_url, settings=config(), schedule=QUICK) as outbox, sandbox(pki_files) as (_, client):
-        item_id = outbox.enqueue(document(2), provisional)
+    recup = Identity(traits=ADRUN.traits, ins=ADRUN.ins, status=IdentityStatus.RECUP)
+    with Outbox(database_url, settings=config(), schedule=QUICK) as outbox:
+        for unqualified in (provisional, recup):
+            with pytest.raises(IdentityNotQualifiedError):
+                outbox.enqueue(document(2), unqualified, key=KEY)
+        assert outbox.status().pending == 0 and not any(outbox.status().counts.values())
+        assert outbox.get(outbox.enqueue(document(2), ADRUN, key=KEY)).state is ItemState.WAITING
+
+
+def test_a_document_about_another_patient_fails_as_a_patient_mismatch(database_url: str, pki_files: PkiFiles) -> None:
+    with Outbox(database_url, settings=config(), schedule=QUICK) as outbox, sandbox(pki_files) as (simulator, client):
+        item_id = outbox.enqueue(document(2), NO_DMP)  # the document names ADRUN
         Worker(outbox, client).run(until_idle=True)
         item = outbox.get(item_id)
-        assert item.state is ItemState.FAILED and item.reason is FailureReason.IDENTITY_NOT_QUALIFIED
+        assert item.state is ItemState.FAILED and item.reason is FailureReason.PATIENT_MISMATCH
+        assert item.history[-1].code == "PatientMismatchError"
+        assert simulator.store.entry_count() == 0
 
 
 def test_transient_failures_follow_the_schedule_then_end_exhausted(database_url: str, pki_files: PkiFiles) -> None:

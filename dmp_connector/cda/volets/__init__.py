@@ -34,6 +34,8 @@ from ._entries import (
     PROBLEM_CONCERN_TEMPLATES,
     SIMPLE_OBSERVATION_TEMPLATES,
     Allergy,
+    AllergyReaction,
+    AllergySeverity,
     InternalReference,
     MaxDose,
     Medication,
@@ -60,6 +62,7 @@ from .cr_img import (
     CR_IMG_TEMPLATE,
     CR_IMG_TYPE_CODE,
     ClinicalInformation,
+    ContrastAdministration,
     CrImgContent,
     DicomObservation,
     ImagingAct,
@@ -69,6 +72,7 @@ from .cr_img import (
     PatientExposure,
     RadiationDose,
     RadiationExposure,
+    RadiopharmaceuticalAdministration,
     SopInstance,
     as_cr_img,
     cr_img_acts,
@@ -140,7 +144,10 @@ __all__ = [
     "VSM_TEMPLATE",
     "VSM_TYPE_CODE",
     "Allergy",
+    "AllergyReaction",
+    "AllergySeverity",
     "ClinicalInformation",
+    "ContrastAdministration",
     "CrBioContent",
     "CrImgContent",
     "DicomObservation",
@@ -171,6 +178,7 @@ __all__ = [
     "QuantityRange",
     "RadiationDose",
     "RadiationExposure",
+    "RadiopharmaceuticalAdministration",
     "ReferenceRange",
     "SimpleObservation",
     "SopInstance",
@@ -218,6 +226,8 @@ register_entry_reader("1.2.250.1.213.1.1.3.155", ImagingStudy.from_element)
 register_entry_reader("1.2.250.1.213.1.1.3.150", DicomObservation.from_element)
 register_entry_reader("1.2.250.1.213.1.1.3.154", RadiationDose.from_element)
 register_entry_reader("1.2.250.1.213.1.1.3.165", PatientExposure.from_element)
+register_entry_reader("1.2.250.1.213.1.1.3.151", ContrastAdministration.from_element)
+register_entry_reader("1.2.250.1.213.1.1.3.173", RadiopharmaceuticalAdministration.from_element)
 # VAC-NOTE 2023.01
 register_entry_reader("1.2.250.1.213.1.1.3.45", Vaccination.from_element)
 # CR-BIO 2024.01

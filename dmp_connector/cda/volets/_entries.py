@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, Self
@@ -48,6 +49,8 @@ __all__ = [
     "EDQM",
     "SNOMED_CT",
     "Allergy",
+    "AllergyReaction",
+    "AllergySeverity",
     "InternalReference",
     "MaxDose",
     "Medication",
@@ -97,6 +100,13 @@ ALLERGY_TEMPLATES: Final = (
     "1.3.6.1.4.1.19376.1.5.3.1.4.6",
     "1.2.250.1.213.1.1.3.41",
 )
+REACTION_TEMPLATES: Final = (
+    "2.16.840.1.113883.10.20.1.28",
+    "2.16.840.1.113883.10.20.1.54",
+    "1.3.6.1.4.1.19376.1.5.3.1.4.5",
+    "1.2.250.1.213.1.1.3.37",
+)
+SEVERITY_TEMPLATES: Final = ("2.16.840.1.113883.10.20.1.55", "1.3.6.1.4.1.19376.1.5.3.1.4.1", "1.2.250.1.213.1.1.3.29")
 STATUS_TEMPLATES: Final = (
     "2.16.840.1.113883.10.20.1.50",
     "2.16.840.1.113883.10.20.1.57",
@@ -115,6 +125,7 @@ SIMPLE_OBSERVATION_TEMPLATES: Final = ("1.3.6.1.4.1.19376.1.5.3.1.4.13", "1.2.25
 
 _STATUS_CODE: Final = Code.of("33999-4", LOINC, "Status")
 _DRUG: Final = Code.of("DRUG", ACT_CODE, "Médicament")
+_SEVERITY_CODE: Final = Code.of("SEV", ACT_CODE, "Sévérité")
 
 
 def _new_id() -> InstanceId:
@@ -239,20 +250,26 @@ def _code(
     xsi_type: str | None = None,
     reference: str | None = None,
     null_flavor: str = "UNK",
+    pointer: str | None = None,
 ) -> etree._Element:
-    """``<name code=… codeSystem=… displayName=…>`` (or a null flavor), with an optional originalText reference."""
+    """``<name code=… codeSystem=… displayName=…>`` (or a null flavor), with an optional originalText reference.
+
+    ``pointer`` is a reference value written as it is (``#`` included), instead of ``#`` and ``reference``.
+    """
     element = _sub(parent, name)
     if xsi_type is not None:
         element.set(_XSI_TYPE, xsi_type)
     if code is None:
-        if reference is None:
+        if reference is None and pointer is None:
             element.set("nullFlavor", null_flavor)
     else:
         element.set("code", code.code)
         if code.display_name is not None:
             element.set("displayName", code.display_name)
         element.set("codeSystem", code.code_system)
-    if reference is not None:
+    if pointer is not None:
+        _sub(_sub(element, "originalText"), "reference", value=pointer)
+    elif reference is not None:
         _reference(_sub(element, "originalText"), reference)
     return element
 
@@ -302,10 +319,19 @@ def _range(parent: etree._Element, name: str, quantity: Quantity, references: tu
             _reference(_sub(_sub(element[-1], "translation"), "originalText"), reference)
 
 
-def _status(parent: etree._Element, status: Code, reference: str | None) -> None:
+def _status(
+    parent: etree._Element,
+    status: Code,
+    reference: str | None,
+    *,
+    templates: tuple[str, ...] = STATUS_TEMPLATES,
+    negation_written: bool = True,
+) -> None:
     relationship = _sub(parent, "entryRelationship", typeCode="REFR", inversionInd="false")
-    observation = _sub(relationship, "observation", classCode="OBS", moodCode="EVN", negationInd="false")
-    _templates(observation, STATUS_TEMPLATES)
+    observation = _sub(relationship, "observation", classCode="OBS", moodCode="EVN")
+    if negation_written:
+        observation.set("negationInd", "false")
+    _templates(observation, templates)
     _code(observation, "code", _STATUS_CODE)
     _text(observation, reference)
     _sub(observation, "statusCode", code="completed")
@@ -523,6 +549,12 @@ def _check_observation_flags(element: etree._Element) -> None:
 
 
 def _read_status(relationship: etree._Element) -> tuple[Code, str | None]:
+    status, reference, _, _ = _read_status_as_written(relationship)
+    return status, reference
+
+
+def _read_status_as_written(relationship: etree._Element) -> tuple[Code, str | None, tuple[str, ...], bool]:
+    """The status, its narrative reference, its templateIds in the order read, whether ``negationInd`` is written."""
     if relationship.get("typeCode") != "REFR" or relationship.get("inversionInd") == "true":
         raise _decline("a status relationship that is not REFR")
     _only(relationship, {"observation"})
@@ -534,7 +566,8 @@ def _read_status(relationship: etree._Element) -> tuple[Code, str | None]:
     status = _read_code(_one(observation, "value"))
     if code is None or code.code != _STATUS_CODE.code or status is None:
         raise _decline("a status observation without its status")
-    return status, _read_reference(_opt(observation, "text"))
+    written = observation.get("negationInd") is not None
+    return status, _read_reference(_opt(observation, "text")), _template_roots(observation), written
 
 
 # --------------------------------------------------------------------------- problems
@@ -709,12 +742,165 @@ def _raw_pointer(element: etree._Element) -> str | None:
 # --------------------------------------------------------------------------- allergies
 
 
+class AllergyReaction(_Model):
+    """A reaction tied to an allergy (an FR-Probleme under ``entryRelationship typeCode="MFST"``).
+
+    The allergy says what the patient reacts to; a reaction says what happened on exposure,
+    or, ``negated``, what was looked for and did not happen. The LDL-EES example writes::
+
+        <entryRelationship typeCode="MFST" inversionInd="false">
+          <observation classCode="OBS" moodCode="EVN" negationInd="true"><templateId root="1.2.250.1.213.1.1.3.37"/>…
+            <id …/><code code="418799008" codeSystem="2.16.840.1.113883.6.96" …/>
+            <text><reference value="#allergie-reaction-001"/></text><statusCode code="completed"/>
+            <effectiveTime><low value="20180221"/></effectiveTime>
+            <value xsi:type="CD" code="126485001" displayName="urticaire" codeSystem="2.16.840.1.113883.6.96">
+              <originalText><reference value="#allergie-reaction-001"/></originalText></value>
+    """
+
+    value: Code
+    """The manifestation (``126485001`` urticaire …)."""
+    kind: Code = ProblemKind.SYMPTOM
+    """What the statement is (JDV_ProblemCodes; the kit writes the symptom code ``418799008``)."""
+    negated: bool | None = False
+    """``negationInd``: True states the reaction did *not* occur; None writes no ``negationInd`` at all."""
+    start: Timestamp | None = None
+    """Onset of the reaction; None writes ``nullFlavor="UNK"``."""
+    end: Timestamp | None = None
+    """End of the reaction, if written."""
+    id: InstanceId = Field(default_factory=_new_id)
+    """Id of the reaction observation; a fresh UUID unless given (kept on parse)."""
+    reference: str | None = None
+    """``ID`` of the narrative content naming the reaction (the observation's text and value point to it)."""
+    template_ids: tuple[str, ...] = REACTION_TEMPLATES
+    """The observation's templateIds in the order written: the four of the reaction, any order (kept on parse)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        problems = []
+        if sorted(self.template_ids) != sorted(REACTION_TEMPLATES):
+            problems.append("allergy_reaction.template_ids: the reaction's templateIds, each once")
+        if self.reference is not None and not _NCNAME.match(self.reference):
+            problems.append("allergy_reaction.reference: a narrative reference is an XML ID")
+        if problems:
+            raise ValidationError("invalid AllergyReaction: " + "; ".join(problems), problems=problems)
+        _check_order(self.start, self.end, "allergy_reaction")
+        return self
+
+    def write(self, parent: etree._Element) -> None:
+        """Append the ``MFST`` relationship holding this reaction to the allergy ``parent``."""
+        relationship = _sub(parent, "entryRelationship", typeCode="MFST", inversionInd="false")
+        observation = _sub(relationship, "observation", classCode="OBS", moodCode="EVN")
+        if self.negated is not None:
+            observation.set("negationInd", "true" if self.negated else "false")
+        _templates(observation, self.template_ids)
+        _ii(observation, self.id)
+        _code(observation, "code", self.kind)
+        _text(observation, self.reference)
+        _sub(observation, "statusCode", code="completed")
+        _interval(observation, self.start, self.end)
+        _code(observation, "value", self.value, xsi_type="CD", reference=self.reference)
+
+    @classmethod
+    def read(cls, relationship: etree._Element) -> AllergyReaction:
+        """Read an ``MFST`` relationship holding one reaction observation (declined otherwise)."""
+        if relationship.get("inversionInd") == "true":
+            raise _decline("an inverted reaction relationship")
+        _only(relationship, {"observation"})
+        observation = _one(relationship, "observation")
+        if observation.get("moodCode") != "EVN":
+            raise _decline("a reaction that is not an event (moodCode)")
+        negation = observation.get("negationInd")
+        if negation not in (None, "true", "false"):
+            raise _decline(f"a reaction with negationInd {negation!r}")
+        _only(observation, {"templateId", "id", "code", "text", "statusCode", "effectiveTime", "value"})
+        _expect_templates(observation, REACTION_TEMPLATES)
+        status = _opt(observation, "statusCode")
+        if status is None or status.get("code") != "completed":
+            raise _decline("a reaction that is not completed")
+        kind = _read_code(_one(observation, "code"))
+        value_element = _one(observation, "value")
+        value = _read_code(value_element)
+        if kind is None or value is None:
+            raise _decline("a reaction without its code or value")
+        reference = _read_reference(_opt(observation, "text"))
+        if _original_reference(value_element) != reference:
+            raise _decline("a reaction whose value points elsewhere than its text")
+        start, end = _read_interval(_opt(observation, "effectiveTime"))
+        return cls(
+            id=_required_id(observation),
+            reference=reference,
+            value=value,
+            kind=kind,
+            negated=None if negation is None else negation == "true",
+            start=start,
+            end=end,
+            template_ids=_template_roots(observation),
+        )
+
+
+class AllergySeverity(_Model):
+    """How severe an allergy is (FR-Severite, ``entryRelationship typeCode="SUBJ" inversionInd="true"``).
+
+    ``<observation classCode="OBS" moodCode="EVN"><templateId root="1.2.250.1.213.1.1.3.29"/>…``
+    ``<code code="SEV" codeSystem="2.16.840.1.113883.5.4" …/><text><reference value="#allergie-severite-001"/></text>``
+    ``<statusCode code="completed"/><value xsi:type="CD" code="6736007" displayName="modéré" …/></observation>``
+    """
+
+    code: Code
+    """The severity (jdv-severite-observation-cisis: ``6736007`` modéré …)."""
+    reference: str | None = None
+    """``ID`` of the narrative content showing the severity."""
+    template_ids: tuple[str, ...] = SEVERITY_TEMPLATES
+    """The observation's templateIds in the order written: the three of FR-Severite, any order (kept on parse)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        problems = []
+        if sorted(self.template_ids) != sorted(SEVERITY_TEMPLATES):
+            problems.append("allergy_severity.template_ids: the FR-Severite templateIds, each once")
+        if self.reference is not None and not _NCNAME.match(self.reference):
+            problems.append("allergy_severity.reference: a narrative reference is an XML ID")
+        if problems:
+            raise ValidationError("invalid AllergySeverity: " + "; ".join(problems), problems=problems)
+        return self
+
+    def write(self, parent: etree._Element) -> None:
+        """Append the inverted ``SUBJ`` relationship holding this severity to the allergy ``parent``."""
+        relationship = _sub(parent, "entryRelationship", typeCode="SUBJ", inversionInd="true")
+        observation = _sub(relationship, "observation", classCode="OBS", moodCode="EVN")
+        _templates(observation, self.template_ids)
+        _code(observation, "code", _SEVERITY_CODE)
+        _text(observation, self.reference)
+        _sub(observation, "statusCode", code="completed")
+        _code(observation, "value", self.code, xsi_type="CD")
+
+    @classmethod
+    def read(cls, relationship: etree._Element) -> AllergySeverity:
+        """Read an inverted ``SUBJ`` relationship holding one FR-Severite (declined otherwise)."""
+        _only(relationship, {"observation"})
+        observation = _one(relationship, "observation")
+        _check_observation_flags(observation)
+        _only(observation, {"templateId", "code", "text", "statusCode", "value"})
+        _expect_templates(observation, SEVERITY_TEMPLATES)
+        code = _read_code(_one(observation, "code"))
+        value_element = _one(observation, "value")
+        value = _read_code(value_element)
+        if code is None or code.code != _SEVERITY_CODE.code or value is None:
+            raise _decline("a severity observation without its severity")
+        if _original_reference(value_element) is not None:
+            raise _decline("a severity whose value points to the narrative")
+        return cls(
+            code=value, reference=_read_reference(_opt(observation, "text")), template_ids=_template_roots(observation)
+        )
+
+
 class Allergy(VoletEntry):
     """An allergy or intolerance (FR-Liste-des-allergies-et-hypersensibilites holding one
     FR-Allergie-ou-hypersensibilite).
 
     ``kind`` is the SNOMED CT kind (``416098002`` allergie médicamenteuse …), ``agent`` the
-    substance (CIS, ATC, SNOMED CT …), ``reaction`` the clinical manifestation if known::
+    substance (CIS, ATC, SNOMED CT …), ``reaction`` the clinical manifestation if known;
+    ``reactions``, ``severity`` and ``clinical_status`` are the sub-entries the CI-SIS allows::
 
         <observation classCode="OBS" moodCode="EVN" negationInd="false"><templateId root="1.2.250.1.213.1.1.3.41"/>…
           <code code="416098002" codeSystem="2.16.840.1.113883.6.96" …/><text><reference value="#allergie-1"/></text>
@@ -722,14 +908,26 @@ class Allergy(VoletEntry):
           <value xsi:type="CD"><originalText><reference value="#allergie-1"/></originalText></value>
           <participant typeCode="CSM"><participantRole classCode="MANU"><playingEntity classCode="MMAT">
             <code code="60234100" codeSystem="1.2.250.1.213.2.3.1" …><originalText>…</originalText></code>…
+          <entryRelationship typeCode="MFST" …>(reaction)…<entryRelationship typeCode="SUBJ" inversionInd="true">
+          (severity)…<entryRelationship typeCode="REFR" …>(status)…
+
+    The fields after ``concern_id`` keep how a received allergy is written (templateId order, an
+    absent ``negationInd``, the concern's own start, a value pointer) so that it is rewritten as read.
     """
 
     kind: Code
     """The kind of allergy or intolerance, from SNOMED CT (the CI-SIS rule)."""
     agent: Code | None = None
     """The responsible substance, if known."""
+    agent_name: str | None = None
+    """The substance as named in ``playingEntity/name`` (``Paracétamol``), if written; ``""`` writes
+    the empty ``<name/>`` the VSM example has."""
     reaction: Code | None = None
     """The clinical manifestation (``value``), if coded."""
+    reactions: tuple[AllergyReaction, ...] = ()
+    """Reactions observed (or stated absent) on exposure, each an ``MFST`` FR-Probleme."""
+    severity: AllergySeverity | None = None
+    """FR-Severite, if stated."""
     start: Timestamp | None = None
     """Since when; None writes ``nullFlavor="UNK"``."""
     end: Timestamp | None = None
@@ -742,6 +940,21 @@ class Allergy(VoletEntry):
     """``ID`` of the narrative content naming the agent (set by the volet builders)."""
     concern_id: InstanceId = Field(default_factory=_new_id)
     """Id of the concern act that wraps the allergy."""
+    kind_reference: str | None = None
+    """``ID`` the kind's own ``originalText`` points to, when written (the CARD-F-PRC-TAP example)."""
+    concern_start: Timestamp | None = None
+    """Start of the concern act (when the allergy was first listed); None writes ``nullFlavor="UNK"``."""
+    value_pointer: str | None = None
+    """The value's ``originalText/reference/@value`` exactly as written, when it is not ``#`` and
+    ``reference`` (the LDL-EES example's bare ``#``); then no ``nullFlavor`` is written for an uncoded value."""
+    template_ids: tuple[str, ...] = ALLERGY_TEMPLATES
+    """The observation's templateIds in the order written: the five of the allergy, any order (kept on parse)."""
+    negation_written: bool = True
+    """Whether ``negationInd="false"`` is written on the observation (the LDL-EES example leaves it out)."""
+    status_template_ids: tuple[str, ...] = STATUS_TEMPLATES
+    """The status observation's templateIds in the order written: the four of FR-Statut-du-probleme."""
+    status_negation_written: bool = True
+    """Whether ``negationInd="false"`` is written on the status observation."""
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -751,19 +964,35 @@ class Allergy(VoletEntry):
                 problems=("allergy.kind.code_system",),
                 hint="e.g. Code.of('416098002', '2.16.840.1.113883.6.96', 'allergie médicamenteuse')",
             )
-        if self.agent_reference is not None and not _NCNAME.match(self.agent_reference):
-            raise ValidationError("a narrative reference is an XML ID", problems=("allergy.agent_reference",))
+        problems = []
+        for name in ("agent_reference", "kind_reference"):
+            value = getattr(self, name)
+            if value is not None and not _NCNAME.match(value):
+                problems.append(f"allergy.{name}: a narrative reference is an XML ID")
+        if self.agent_name is not None and self.agent is None:
+            problems.append("allergy.agent_name: only with an agent code")
+        if sorted(self.template_ids) != sorted(ALLERGY_TEMPLATES):
+            problems.append("allergy.template_ids: the allergy's templateIds, each once")
+        if sorted(self.status_template_ids) != sorted(STATUS_TEMPLATES):
+            problems.append("allergy.status_template_ids: the FR-Statut-du-probleme templateIds, each once")
+        if problems:
+            raise ValidationError("invalid Allergy: " + "; ".join(problems), problems=problems)
         _check_order(self.start, self.end, "allergy")
+        _check_order(self.concern_start, self.end, "allergy concern")
         return self
 
     def value_set_problems(self) -> list[str]:
-        """The status must be in JDV_HL7_allergyintolerance_clinical."""
+        """The status must be in JDV_HL7_allergyintolerance_clinical, a reaction's kind in JDV_ProblemCodes."""
+        problems = []
         if self.clinical_status is not None and self.clinical_status not in JDV_HL7_ALLERGYINTOLERANCE_CLINICAL:
-            return [
+            problems.append(
                 f"allergy.clinical_status: {self.clinical_status.code} is not in "
                 f"{JDV_HL7_ALLERGYINTOLERANCE_CLINICAL.name}"
-            ]
-        return []
+            )
+        for i, reaction in enumerate(self.reactions):
+            if reaction.kind not in JDV_PROBLEM_CODES:
+                problems.append(f"allergy.reactions[{i}].kind: {reaction.kind.code} is not in {JDV_PROBLEM_CODES.name}")
+        return problems
 
     def to_element(self) -> etree._Element:
         """The ``<entry>`` with the concern act and its allergy observation."""
@@ -773,24 +1002,52 @@ class Allergy(VoletEntry):
         _ii(act, self.concern_id)
         _sub(act, "code", nullFlavor="NA")
         _sub(act, "statusCode", code="completed" if self.end is not None else "active")
-        _interval(act, None, self.end)  # the list's own start is not the allergy's: unknown, as the ANS writes it
+        _interval(act, self.concern_start, self.end)
         relationship = _sub(act, "entryRelationship", typeCode="SUBJ", inversionInd="false")
-        observation = _sub(relationship, "observation", classCode="OBS", moodCode="EVN", negationInd="false")
-        _templates(observation, ALLERGY_TEMPLATES)
+        observation = _sub(relationship, "observation", classCode="OBS", moodCode="EVN")
+        if self.negation_written:
+            observation.set("negationInd", "false")
+        _templates(observation, self.template_ids)
         _ii(observation, self.id)
-        _code(observation, "code", self.kind)
+        _code(observation, "code", self.kind, reference=self.kind_reference)
         _text(observation, self.reference)
         _sub(observation, "statusCode", code="completed")
         _interval(observation, self.start, self.end, xsi_type=True)
-        _code(observation, "value", self.reaction, xsi_type="CD", reference=self.reference)
+        _code(observation, "value", self.reaction, xsi_type="CD", reference=self.reference, pointer=self.value_pointer)
         if self.agent is not None:
             participant = _sub(observation, "participant", typeCode="CSM")
             role = _sub(participant, "participantRole", classCode="MANU")
             entity = _sub(role, "playingEntity", classCode="MMAT")
             _code(entity, "code", self.agent, reference=self.agent_reference)
+            if self.agent_name is not None:
+                _sub(entity, "name").text = self.agent_name
+        for reaction in self.reactions:
+            reaction.write(observation)
+        if self.severity is not None:
+            self.severity.write(observation)
         if self.clinical_status is not None:
-            _status(observation, self.clinical_status, self.status_reference)
+            _status(
+                observation,
+                self.clinical_status,
+                self.status_reference,
+                templates=self.status_template_ids,
+                negation_written=self.status_negation_written,
+            )
         return entry
+
+    def _as_the_builder_writes(self) -> bool:
+        return (
+            self.concern_start is None
+            and self.kind_reference is None
+            and self.value_pointer is None
+            and self.agent_name is None
+            and not self.reactions
+            and self.severity is None
+            and self.template_ids == ALLERGY_TEMPLATES
+            and self.negation_written
+            and self.status_template_ids == STATUS_TEMPLATES
+            and self.status_negation_written
+        )
 
     @classmethod
     def from_element(cls, element: etree._Element) -> Allergy:
@@ -807,42 +1064,69 @@ class Allergy(VoletEntry):
         allowed = {"templateId", "id", "code", "text", "statusCode", "effectiveTime", "value"}
         _only(observation, allowed | {"participant", "entryRelationship"})
         _expect_templates(observation, ALLERGY_TEMPLATES)
-        kind = _read_code(_one(observation, "code"))
+        kind_element = _one(observation, "code")
+        kind = _read_code(kind_element)
         if kind is None:
             raise _decline("an allergy without its kind")
         value_element = _one(observation, "value")
         reference = _read_reference(_opt(observation, "text"))
-        value_reference = _original_reference(value_element)
-        if value_reference not in (None, reference):
-            raise _decline("an allergy whose value points elsewhere than its text")
-        agent, agent_reference = _read_agent(_opt(observation, "participant"))
+        pointer = _raw_pointer(value_element)
+        value_pointer = None
+        if pointer is not None and pointer != f"#{reference}":
+            value_pointer = pointer
+        agent, agent_reference, agent_name = _read_agent(_opt(observation, "participant"))
+        reactions: list[AllergyReaction] = []
+        severity = None
         status = status_reference = None
-        statuses = _all(observation, "entryRelationship")
-        if len(statuses) > 1:
-            raise _decline("an allergy with several relationships")
-        if statuses:
-            status, status_reference = _read_status(statuses[0])
+        status_roots: tuple[str, ...] = STATUS_TEMPLATES
+        status_negation = True
+        for sub in _all(observation, "entryRelationship"):
+            kind_of = (sub.get("typeCode"), sub.get("inversionInd") == "true")
+            if kind_of == ("MFST", False) and severity is None and status is None:
+                reactions.append(AllergyReaction.read(sub))
+            elif kind_of == ("SUBJ", True) and severity is None and status is None:
+                severity = AllergySeverity.read(sub)
+            elif kind_of[0] == "REFR" and status is None:
+                status, status_reference, status_roots, status_negation = _read_status_as_written(sub)
+            else:
+                raise _decline("an allergy relationship the model does not hold, or out of order")
         start, end = _read_interval(_opt(observation, "effectiveTime"))
-        _check_concern(act, None, end)
-        return cls(
+        concern_start, _ = _read_interval(_opt(act, "effectiveTime"))
+        _check_concern(act, concern_start, end)
+        allergy = cls(
             id=_required_id(observation),
             concern_id=_required_id(act),
             reference=reference,
             entry_type_code=element.get("typeCode"),
             kind=kind,
             agent=agent,
+            agent_name=agent_name,
             agent_reference=agent_reference,
             reaction=_read_code(value_element),
+            reactions=tuple(reactions),
+            severity=severity,
             start=start,
             end=end,
             clinical_status=status,
             status_reference=status_reference,
+            kind_reference=_original_reference(kind_element),
+            concern_start=concern_start,
+            value_pointer=value_pointer,
+            template_ids=_roots_or(_template_roots(observation), ALLERGY_TEMPLATES),
+            negation_written=observation.get("negationInd") is not None,
+            status_template_ids=_roots_or(status_roots, STATUS_TEMPLATES),
+            status_negation_written=status_negation,
         )
+        if not allergy._as_the_builder_writes() and not same_element(element, allergy.to_element()):
+            # What the widened fields read is proved by a rewrite equal to the element, child for child.
+            raise _decline("an allergy with sub-entries or a layout of its own that does not rewrite as read")
+        return allergy
 
 
-def _read_agent(participant: etree._Element | None) -> tuple[Code | None, str | None]:
+def _read_agent(participant: etree._Element | None) -> tuple[Code | None, str | None, str | None]:
+    """The agent's code, its narrative reference and its name, if any."""
     if participant is None:
-        return None, None
+        return None, None, None
     if participant.get("typeCode") != "CSM":
         raise _decline("an allergy participant that is not the consumable")
     _only(participant, {"participantRole"})
@@ -850,11 +1134,16 @@ def _read_agent(participant: etree._Element | None) -> tuple[Code | None, str | 
     _only(role, {"playingEntity"})
     entity = _one(role, "playingEntity")
     _only(entity, {"code", "name"})
-    name = _opt(entity, "name")
-    if name is not None and (len(name) or (name.text or "").strip()):
-        raise _decline("an allergy agent with a name")
+    name_element = _opt(entity, "name")
+    name = None
+    if name_element is not None:
+        if len(name_element):
+            raise _decline("an allergy agent with a structured name")
+        if name_element.attrib:
+            raise _decline("an allergy agent name with attributes")
+        name = (name_element.text or "").strip()
     code_element = _one(entity, "code")
-    return _read_code(code_element), _original_reference(code_element)
+    return _read_code(code_element), _original_reference(code_element), name
 
 
 # --------------------------------------------------------------------------- medications
@@ -1289,12 +1578,12 @@ class SimpleObservation(VoletEntry):
 
 # --------------------------------------------------------------------------- narrative helpers
 
-Cell = str | tuple[str, str]
-"""A narrative table cell: text, or ``(text, ID)`` for text an entry points to."""
+Cell = str | tuple[str, str] | list[tuple[str, str]]
+"""A narrative table cell: text, ``(text, ID)`` for text an entry points to, or a list of such pairs."""
 
 
 def narrative_table(
-    headers: tuple[str, ...], rows: list[tuple[Cell, ...]], *, notes: tuple[str, ...] = ()
+    headers: tuple[str, ...], rows: Sequence[tuple[Cell, ...]], *, notes: tuple[str, ...] = ()
 ) -> Narrative:
     """A section narrative holding one table (and paragraphs after it), in the layout of the ANS examples.
 
@@ -1311,7 +1600,13 @@ def narrative_table(
         tr = _sub(body, "tr")
         for cell in row:
             td = _sub(tr, "td")
-            if isinstance(cell, tuple):
+            if isinstance(cell, list):
+                for k, (shown, anchor) in enumerate(cell):
+                    content = _sub(td, "content", ID=anchor)
+                    content.text = shown
+                    if k < len(cell) - 1:
+                        content.tail = "; "
+            elif isinstance(cell, tuple):
                 _sub(td, "content", ID=cell[1]).text = cell[0]
             elif cell:
                 td.text = cell

@@ -12,7 +12,7 @@ from typing import Any
 from dmp_connector.cda.model import InstanceId, Narrative, Section
 from dmp_connector.codes import Code
 
-from ._entries import Allergy, Problem, VoletEntry, narrative_table, show_code, show_time
+from ._entries import Allergy, AllergyReaction, Problem, VoletEntry, narrative_table, show_code, show_time
 
 __all__ = ["SectionKind", "allergies_section", "problems_section", "section", "typed_entries", "walk_sections"]
 
@@ -70,38 +70,62 @@ def problems_section(kind: SectionKind, problems: tuple[Problem, ...], prefix: s
 
 
 def allergies_section(kind: SectionKind, allergies: tuple[Allergy, ...], *, notes: tuple[str, ...] = ()) -> Section:
-    """An allergy list: one table row per allergy, each entry (and its agent, status) pointing to its row."""
+    """An allergy list: one table row per allergy, each entry (and its agent, reactions, severity, status)
+    pointing to its row. The reaction and severity columns are only there when an allergy has them."""
     placed: list[Allergy] = []
     rows: list[tuple[Any, ...]] = []
+    detailed = any(a.reactions or a.severity is not None for a in allergies)
     for n, allergy in enumerate(allergies, 1):
         reference = allergy.reference or f"allergie-{n}"
         agent_reference = (allergy.agent_reference or f"{reference}-agent") if allergy.agent is not None else None
         status_reference = None
         if allergy.clinical_status is not None:
             status_reference = allergy.status_reference or f"{reference}-statut"
+        reactions = tuple(
+            r.model_copy(update={"reference": r.reference or f"{reference}-reaction-{m}"})
+            for m, r in enumerate(allergy.reactions, 1)
+        )
+        severity = allergy.severity
+        if severity is not None:
+            severity = severity.model_copy(update={"reference": severity.reference or f"{reference}-severite"})
         placed.append(
             allergy.model_copy(
                 update={
                     "reference": reference,
                     "agent_reference": agent_reference,
                     "status_reference": status_reference,
+                    "reactions": reactions,
+                    "severity": severity,
                 }
             )
         )
         label = show_code(allergy.kind)
         if allergy.reaction is not None:
             label = f"{label} : {show_code(allergy.reaction)}"
-        rows.append(
-            (
-                (label, reference),
-                (show_code(allergy.agent), agent_reference) if agent_reference else "",
-                show_time(allergy.start),
-                show_time(allergy.end),
-                (show_code(allergy.clinical_status), status_reference) if status_reference else "",
-            )
+        agent_label = allergy.agent_name or show_code(allergy.agent)
+        row: tuple[Any, ...] = (
+            (label, reference),
+            (agent_label, agent_reference) if agent_reference else "",
+            show_time(allergy.start),
+            show_time(allergy.end),
+            (show_code(allergy.clinical_status), status_reference) if status_reference else "",
         )
-    headers = ("Allergie ou hypersensibilité", "Agent", "Début", "Fin", "Statut")
+        if detailed:
+            # the reactions share one cell, each in its own content an entry points to
+            shown = [(_reaction_label(r), r.reference or "") for r in reactions]
+            reaction_cell: Any = shown[0] if len(shown) == 1 else shown or ""
+            severity_cell: Any = (show_code(severity.code), severity.reference or "") if severity is not None else ""
+            row = (*row, reaction_cell, severity_cell)
+        rows.append(row)
+    headers: tuple[str, ...] = ("Allergie ou hypersensibilité", "Agent", "Début", "Fin", "Statut")
+    if detailed:
+        headers = (*headers, "Réaction", "Sévérité")
     return section(kind, text=narrative_table(headers, rows, notes=notes), entries=tuple(placed))
+
+
+def _reaction_label(reaction: AllergyReaction) -> str:
+    label = show_code(reaction.value)
+    return f"non observé(e) : {label}" if reaction.negated else label
 
 
 def walk_sections(sections: tuple[Section, ...]) -> list[Section]:

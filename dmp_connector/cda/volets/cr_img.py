@@ -18,17 +18,20 @@ Body layout, as the IMG-CR-IMG schematron and the DICOM Part 20 templates want i
     section …10.20.6.1.2 / …2.208              59776-5  Résultats (text, optional)
     section 1.2.840.10008.9.5 / …2.209         19005-8  Conclusion (text)
 
-The imaging reader entries — :class:`ImagingTechnique`, :class:`ImagingStudy` and
-:class:`DicomObservation` — are registered with :func:`dmp_connector.cda.register_entry_reader`,
-so :func:`dmp_connector.cda.parse` reads them back typed (in the ANS example too).
+The imaging reader entries — :class:`ImagingTechnique`, :class:`ImagingStudy`,
+:class:`DicomObservation`, :class:`RadiationDose`, :class:`PatientExposure`,
+:class:`ContrastAdministration` and :class:`RadiopharmaceuticalAdministration` — are registered
+with :func:`dmp_connector.cda.register_entry_reader`, so :func:`dmp_connector.cda.parse` reads
+them back typed (in the ANS example too).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, TypeVar
 
 from lxml import etree
 from pydantic import Field, model_validator
@@ -41,6 +44,7 @@ from dmp_connector.cda.model import (
     HL7_FRANCE_TEMPLATE,
     LOINC,
     ClinicalDocument,
+    Entry,
     InstanceId,
     Narrative,
     NonXmlBody,
@@ -60,6 +64,7 @@ from dmp_connector.cda.valuesets import (
     JDV_MODALITE_ACQUISITION,
     JDV_QUANTITE_EXPOSITION_RAYONNEMENTS,
     JDV_REGION_ANATOMIQUE,
+    JDV_ROUTEOF_ADMINISTRATION,
     JDV_SOP_CLASS,
     JDV_STATUT_GROSSESSE,
     DocumentType,
@@ -71,6 +76,7 @@ from dmp_connector.ins import Identity
 from ._entries import (
     _NSMAP,
     _XSI_TYPE,
+    EDQM,
     Quantity,
     VoletEntry,
     _all,
@@ -78,6 +84,7 @@ from ._entries import (
     _decline,
     _expect_templates,
     _ii,
+    _new_id,
     _one,
     _only,
     _opt,
@@ -95,6 +102,7 @@ from ._entries import (
     check_anchors,
     narrative_paragraphs,
     narrative_table,
+    same_element,
     show_code,
     show_time,
 )
@@ -104,6 +112,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CCAM",
+    "CONTRAST_ADMINISTRATION_TEMPLATES",
     "CR_IMG_FORMAT_CODE",
     "CR_IMG_TEMPLATE",
     "CR_IMG_TEMPLATES",
@@ -113,7 +122,9 @@ __all__ = [
     "DICOM_OBSERVATION_TEMPLATES",
     "IMAGING_STUDY_TEMPLATES",
     "IMAGING_TECHNIQUE_TEMPLATES",
+    "RADIOPHARMACEUTICAL_TEMPLATES",
     "ClinicalInformation",
+    "ContrastAdministration",
     "CrImgContent",
     "DicomObservation",
     "ImagingAct",
@@ -123,6 +134,7 @@ __all__ = [
     "PatientExposure",
     "RadiationDose",
     "RadiationExposure",
+    "RadiopharmaceuticalAdministration",
     "SopInstance",
     "as_cr_img",
     "cr_img_acts",
@@ -160,6 +172,9 @@ CONTRAINDICATION: Final = Code.of("64100-1", LOINC, "Contre-indications")
 PREGNANCY_STATUS: Final = Code.of("364320009", "2.16.840.1.113883.6.96", "statut de grossesse")
 _EXPOSURE_CODE: Final = Code.of("121290", DCM, "Exposition du patient aux rayonnements ionisants")
 _AUTHORISATION: Final = Code.of("113850", DCM, "Autorisation d'irradiation")
+_RADIOPHARMACEUTICAL: Final = Code.of(
+    "440252007", "2.16.840.1.113883.6.96", "administration de produits radiopharmaceutiques"
+)
 
 IMAGING_TECHNIQUE_TEMPLATES: Final = ("1.2.840.10008.9.14", "1.2.250.1.213.1.1.3.153")
 """Procedure Technique (DICOM) and FR-DICOM-Technique-imagerie."""
@@ -171,6 +186,10 @@ RADIATION_DOSE_TEMPLATES: Final = ("2.16.840.1.113883.10.20.6.2.14", "1.2.250.1.
 """Quantity Measurement (DICOM) and FR-DICOM-Quantite."""
 PATIENT_EXPOSURE_TEMPLATES: Final = ("1.2.250.1.213.1.1.3.165",)
 """FR-DICOM-Exposition-patient."""
+CONTRAST_ADMINISTRATION_TEMPLATES: Final = ("1.2.840.10008.9.13", "1.2.250.1.213.1.1.3.151")
+"""templateIds of FR-DICOM-Administration-produit-de-sante (DICOM Procedural Medication, then CI-SIS)."""
+RADIOPHARMACEUTICAL_TEMPLATES: Final = ("1.2.250.1.213.1.1.3.173",)
+"""templateId of FR-DICOM-Administration-radiopharmaceutique."""
 _SERIES_TEMPLATES: Final = ("1.2.840.10008.9.17", "1.2.250.1.213.1.1.3.156")
 _SOP_TEMPLATES: Final = ("1.2.840.10008.9.18", "1.2.250.1.213.1.1.3.157")
 _COMMENT_TEMPLATES: Final = (
@@ -766,31 +785,55 @@ class RadiationDose(VoletEntry):
         )
 
 
-class PatientExposure(VoletEntry):
+class PatientExposure(_Model):
     """An FR-DICOM-Exposition-patient (``1.2.250.1.213.1.1.3.165``): who authorised the irradiation.
 
     ``<procedure classCode="PROC" moodCode="EVN"><code code="121290" …/><participant typeCode="RESP">``
     ``<participantRole><id …/><code code="113850" …/><playingEntity><name>…</name></playingEntity>``
     ``</participantRole></participant></procedure>``
+
+    The procedure's own id is optional in the volet (the kit's example has none): unlike the
+    other entries it may be None, so that an exposure read without one is written without one.
     """
 
+    id: InstanceId | None = Field(default_factory=_new_id)
+    """Id of the procedure; a fresh UUID unless given, None when the entry has none (then none is written)."""
+    entry_type_code: str | None = None
+    """``entry/@typeCode``, if any."""
     authorised_by: PersonName
     """The professional who authorised the exposure."""
     authoriser_id: InstanceId
     """That professional's id (IdNat_PS: root ``1.2.250.1.71.4.2.1``, ``8`` + RPPS)."""
     code_reference: str | None = None
     """``ID`` of the narrative naming the exposure (``code/originalText``)."""
+    authorisation: Code = _AUTHORISATION
+    """The role's code, ``113850`` (DCM) *Autorisation d'irradiation*, with the display name as read."""
+
+    @model_validator(mode="after")
+    def _authorisation(self) -> Self:
+        if (self.authorisation.code, self.authorisation.code_system) != (_AUTHORISATION.code, DCM):
+            raise ValidationError(
+                "the exposure's role code is 113850 (DCM), the authorisation", problems=("authorisation",)
+            )
+        return self
+
+    def value_set_problems(self) -> list[str]:
+        """No value set applies to the exposure itself."""
+        return []
 
     def to_element(self) -> etree._Element:
         """The ``<entry>`` with the procedure."""
-        entry = self._entry()
+        entry = new_root("entry", _NSMAP)
+        if self.entry_type_code is not None:
+            entry.set("typeCode", self.entry_type_code)
         procedure = _sub(entry, "procedure", classCode="PROC", moodCode="EVN")
         _templates(procedure, PATIENT_EXPOSURE_TEMPLATES)
-        _ii(procedure, self.id)
+        if self.id is not None:
+            _ii(procedure, self.id)
         _coded(procedure, "code", _EXPOSURE_CODE, self.code_reference, media_type=None)
         role = _sub(_sub(procedure, "participant", typeCode="RESP"), "participantRole")
         _ii(role, self.authoriser_id)
-        _code(role, "code", _AUTHORISATION)
+        _code(role, "code", self.authorisation)
         _write_person_name(_sub(_sub(role, "playingEntity"), "name"), self.authorised_by)
         return entry
 
@@ -813,20 +856,231 @@ class PatientExposure(VoletEntry):
         if role.attrib:
             raise _decline("a participantRole with attributes")
         _only(role, {"id", "code", "playingEntity"})
-        if _read_code(_one(role, "code")) != _AUTHORISATION:
+        authorisation = _read_code(_one(role, "code"))
+        if authorisation is None or (authorisation.code, authorisation.code_system) != (_AUTHORISATION.code, DCM):
             raise _decline("a participant role that is not the authorisation")
         authoriser = _read_ii(_one(role, "id"))
         entity = _one(role, "playingEntity")
         if entity.attrib or authoriser is None:
             raise _decline("an authoriser without id, or a playingEntity with attributes")
         _only(entity, {"name"})
-        return cls(
-            id=_required_id(procedure),
+        read = cls(
+            id=_read_ii(_opt(procedure, "id")),
             entry_type_code=element.get("typeCode"),
             authorised_by=_read_name(_one(entity, "name")),
             authoriser_id=authoriser,
             code_reference=code_reference,
+            authorisation=authorisation,
         )
+        if not same_element(element, read.to_element()):
+            raise _decline("an exposure that does not rewrite as read")
+        return read
+
+
+# --------------------------------------------------------------------------- products administered
+
+
+class _ProductAdministration(_Model):
+    """What the contrast-product and radiopharmaceutical administrations share (a ``substanceAdministration``).
+
+    Both are read by taking each part the model holds, then proving the reading: the entry
+    written afresh from the fields must equal the element, child for child; otherwise the
+    entry stays as it came (``RawEntry``).
+    """
+
+    TEMPLATES: ClassVar[tuple[str, ...]] = ()
+    CODE: ClassVar[Code | None] = None
+    WRITES_STATUS: ClassVar[bool] = False
+    DOSE_AS_LOW: ClassVar[bool] = False
+    CONSUMABLE_TYPE: ClassVar[str | None] = None
+
+    id: InstanceId | None = None
+    """Id of the administration; None writes none (the kit's radiopharmaceutical has none)."""
+    reference: str | None = None
+    """``ID`` of the narrative describing the administration (``text``), if any."""
+    entry_type_code: str | None = None
+    """``entry/@typeCode``, if any."""
+    route: Code | None = None
+    """Route of administration (EDQM, JDV_RouteofAdministration)."""
+    dose: Quantity | None = None
+    """The amount given (``150 mL``, ``200 MBq``)."""
+    dose_reference: str | None = None
+    """``ID`` of the narrative showing the dose, written as the dose's ``translation/originalText``."""
+    product: Code | None = None
+    """The product's own code on ``manufacturedMaterial/code``; None writes a code that only points to the
+    narrative and carries the translations, as the kit writes it."""
+    product_reference: str | None = None
+    """``ID`` of the narrative naming the product (``originalText mediaType="text/xml"``)."""
+    product_translations: tuple[Code, ...] = ()
+    """Codes of the product (CIP ``1.2.250.1.213.2.3.2``, ATC ``2.16.840.1.113883.6.73`` …)."""
+    name: str | None = Field(default=None, min_length=1)
+    """The product's name (``manufacturedMaterial/name``)."""
+    lot_number: str | None = Field(default=None, min_length=1)
+    """The batch number (``lotNumberText``)."""
+    comment_reference: str | None = None
+    """``ID`` of the narrative holding a comment on the administration (an FR-Commentaire-ER), if any."""
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        for name in ("reference", "dose_reference", "product_reference", "comment_reference"):
+            value = getattr(self, name)
+            if value is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_.\-]*$", value):
+                raise ValidationError(f"{name}: a narrative reference is an XML ID", problems=(name,))
+        if self.dose_reference is not None and self.dose is None:
+            raise ValidationError("dose_reference: only with a dose", problems=("dose_reference",))
+        return self
+
+    def value_set_problems(self) -> list[str]:
+        """An EDQM route must be in JDV_RouteofAdministration."""
+        found: list[str] = []
+        if self.route is not None and self.route.code_system == EDQM:
+            _check_in(found, "administration.route", self.route, JDV_ROUTEOF_ADMINISTRATION)
+        return found
+
+    def to_element(self) -> etree._Element:
+        """The ``<entry>`` with the substance administration."""
+        entry = new_root("entry", _NSMAP)
+        if self.entry_type_code is not None:
+            entry.set("typeCode", self.entry_type_code)
+        administration = _sub(entry, "substanceAdministration", classCode="SBADM", moodCode="EVN")
+        _templates(administration, self.TEMPLATES)
+        if self.id is not None:
+            _ii(administration, self.id)
+        if self.CODE is not None:
+            _code(administration, "code", self.CODE)
+        _text(administration, self.reference)
+        if self.WRITES_STATUS:
+            _sub(administration, "statusCode", code="completed")
+        if self.route is not None:
+            _code(administration, "routeCode", self.route)
+        if self.dose is not None:
+            dose = _sub(administration, "doseQuantity")
+            if self.DOSE_AS_LOW:
+                dose = _sub(dose, "low")
+            dose.set("value", format(self.dose.value, "f"))
+            dose.set("unit", self.dose.unit)
+            if self.dose_reference is not None:
+                _reference(_sub(_sub(dose, "translation"), "originalText"), self.dose_reference)
+        consumable = _sub(administration, "consumable")
+        if self.CONSUMABLE_TYPE is not None:
+            consumable.set("typeCode", self.CONSUMABLE_TYPE)
+        material = _sub(_sub(consumable, "manufacturedProduct", classCode="MANU"), "manufacturedMaterial")
+        code = _sub(material, "code")
+        if self.product is not None:
+            code.set("code", self.product.code)
+            if self.product.display_name is not None:
+                code.set("displayName", self.product.display_name)
+            code.set("codeSystem", self.product.code_system)
+        if self.product_reference is not None:
+            _reference(_sub(code, "originalText", mediaType="text/xml"), self.product_reference)
+        for translation in self.product_translations:
+            _code(code, "translation", translation)
+        if self.name is not None:
+            _sub(material, "name").text = self.name
+        if self.lot_number is not None:
+            _sub(material, "lotNumberText").text = self.lot_number
+        if self.comment_reference is not None:
+            _comment(administration, self.comment_reference)
+        return entry
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> Self:
+        """Read an administration the model holds exactly; declined otherwise."""
+        administration = _statement(element, "substanceAdministration")
+        _event(administration, "SBADM")
+        _expect_templates(administration, cls.TEMPLATES)
+        allowed = {"templateId", "id", "code", "text", "statusCode", "routeCode", "doseQuantity", "consumable"}
+        _only(administration, allowed | {"entryRelationship"})
+        dose_element = _opt(administration, "doseQuantity")
+        dose, dose_reference = _read_dose(dose_element, cls.DOSE_AS_LOW)
+        consumable = _one(administration, "consumable")
+        _only(consumable, {"manufacturedProduct"})
+        product = _one(consumable, "manufacturedProduct")
+        _only(product, {"manufacturedMaterial"})
+        material = _one(product, "manufacturedMaterial")
+        _only(material, {"code", "name", "lotNumberText"})
+        code_element = _one(material, "code")
+        product_code = _read_code(code_element, allow_children={"translation"})
+        translations = [_read_code(t) for t in _all(code_element, "translation")]
+        relationships = _all(administration, "entryRelationship")
+        if len(relationships) > 1:
+            raise _decline("an administration with more than one comment")
+        read = cls(
+            id=_read_ii(_opt(administration, "id")),
+            reference=_read_reference(_opt(administration, "text")),
+            entry_type_code=element.get("typeCode"),
+            route=_read_code(_opt(administration, "routeCode")),
+            dose=dose,
+            dose_reference=dose_reference,
+            product=product_code,
+            product_reference=_read_reference(_opt(code_element, "originalText")),
+            product_translations=tuple(t for t in translations if t is not None),
+            name=_plain_text(_opt(material, "name")),
+            lot_number=_plain_text(_opt(material, "lotNumberText")),
+            comment_reference=_read_comment(relationships[0]) if relationships else None,
+        )
+        if not same_element(element, read.to_element()):
+            raise _decline("an administration that does not rewrite as read")
+        return read
+
+
+def _read_dose(element: etree._Element | None, as_low: bool) -> tuple[Quantity | None, str | None]:
+    """The dose (a ``low`` bound, or the quantity itself) and the narrative its translation points to."""
+    if element is None:
+        return None, None
+    if as_low:
+        _only(element, {"low"})
+        element = _one(element, "low")
+    _only(element, {"translation"})
+    value = element.get("value")
+    if value is None:
+        raise _decline("a dose without value")
+    try:
+        dose = Quantity(value=Decimal(value), unit=element.get("unit") or "1")
+    except InvalidOperation:
+        raise _decline("a dose that is not a number") from None
+    translation = _opt(element, "translation")
+    if translation is None:
+        return dose, None
+    _only(translation, {"originalText"})
+    return dose, _read_reference(_opt(translation, "originalText"))
+
+
+def _plain_text(element: etree._Element | None) -> str | None:
+    if element is None:
+        return None
+    if element.attrib or len(element):
+        raise _decline(f"a <{etree.QName(element).localname}> that is not plain text")
+    return (element.text or "").strip() or None
+
+
+class ContrastAdministration(_ProductAdministration):
+    """An FR-DICOM-Administration-produit-de-sante (``1.2.250.1.213.1.1.3.151``): a contrast product given.
+
+    ``<substanceAdministration classCode="SBADM" moodCode="EVN"><templateId root="1.2.840.10008.9.13"/>…``
+    ``<routeCode code="20045000" …/><doseQuantity><low value="150" unit="mL">…</low></doseQuantity>``
+    ``<consumable><manufacturedProduct classCode="MANU"><manufacturedMaterial><code><originalText …/>``
+    ``<translation code="3400936915657" codeSystem="1.2.250.1.213.2.3.2" …/></code><name>XENETIX 350</name>``
+    ``<lotNumberText>0002034</lotNumberText>…``
+    """
+
+    TEMPLATES: ClassVar[tuple[str, ...]] = CONTRAST_ADMINISTRATION_TEMPLATES
+    WRITES_STATUS: ClassVar[bool] = True
+    DOSE_AS_LOW: ClassVar[bool] = True
+
+
+class RadiopharmaceuticalAdministration(_ProductAdministration):
+    """An FR-DICOM-Administration-radiopharmaceutique (``1.2.250.1.213.1.1.3.173``): the tracer of a nuclear
+    medicine act, with the activity given.
+
+    ``<substanceAdministration classCode="SBADM" moodCode="EVN"><templateId root="1.2.250.1.213.1.1.3.173"/>``
+    ``<code code="440252007" codeSystem="2.16.840.1.113883.6.96" …/><routeCode …/>``
+    ``<doseQuantity value="200" unit="MBq">…</doseQuantity><consumable typeCode="CSM">…``
+    """
+
+    TEMPLATES: ClassVar[tuple[str, ...]] = RADIOPHARMACEUTICAL_TEMPLATES
+    CODE: ClassVar[Code | None] = _RADIOPHARMACEUTICAL
+    CONSUMABLE_TYPE: ClassVar[str | None] = "CSM"
 
 
 def _read_name(name: etree._Element) -> PersonName:
@@ -864,6 +1118,9 @@ class RadiationExposure(_Model):
     """Pregnancy status (jdv-statut-grossesse-cisis), when known."""
     doses: tuple[RadiationDose, ...] = ()
     """The doses measured (jdv-quantite-exposition-rayonnements-cisis codes, UCUM units)."""
+    radiopharmaceuticals: tuple[RadiopharmaceuticalAdministration, ...] = ()
+    """Tracers given (nuclear medicine), each with its activity; the builder writes their narrative and
+    references (a ``comment_reference`` of the caller's own has no narrative and is refused)."""
 
     def value_set_problems(self) -> list[str]:
         """Pregnancy status, measures and sites outside their value sets."""
@@ -872,6 +1129,8 @@ class RadiationExposure(_Model):
             _check_in(found, "exposure.pregnancy", self.pregnancy, JDV_STATUT_GROSSESSE)
         for i, dose in enumerate(self.doses):
             found += [f"exposure.doses[{i}].{p.split('.', 1)[1]}" for p in dose.value_set_problems()]
+        for i, tracer in enumerate(self.radiopharmaceuticals):
+            found += [f"exposure.radiopharmaceuticals[{i}].{p.split('.', 1)[1]}" for p in tracer.value_set_problems()]
         return found
 
 
@@ -934,6 +1193,8 @@ class ImagingAct(_Model):
     """The study's series and its instance."""
     exposure: RadiationExposure | None = None
     """The radiation exposure and doses (ionising modalities), optional."""
+    contrast_products: tuple[ContrastAdministration, ...] = ()
+    """Products given for the act (contrast media …); the builder writes their narrative and references."""
 
     @model_validator(mode="after")
     def _rules(self) -> ImagingAct:
@@ -956,6 +1217,8 @@ class ImagingAct(_Model):
         _check_in(found, "series.instance.sop_class", self.series.instance.sop_class, JDV_SOP_CLASS)
         if self.exposure is not None:
             found += self.exposure.value_set_problems()
+        for i, product in enumerate(self.contrast_products):
+            found += [f"contrast_products[{i}].{p.split('.', 1)[1]}" for p in product.value_set_problems()]
         return found
 
     def header_translations(self) -> tuple[RawElement, ...]:
@@ -1090,12 +1353,52 @@ def _act_section(act: ImagingAct, n: int) -> Section:
     )
     catalog = _section(_CATALOG, text=catalog_text, entries=(study,))
     subsections = (catalog,) if act.exposure is None else (_exposure_section(act.exposure, anchor), catalog)
+    text = narrative_table(tuple(headers), [tuple(row)]).to_element()
+    products = _placed_products(act.contrast_products, f"{anchor}-produit")
+    if products:
+        text.append(_br())
+        text.extend(_products_table(products, "Produit administré").to_element())
     return _section(
         _ACT,
-        text=narrative_table(tuple(headers), [tuple(row)]),
-        entries=(technique,),
+        text=Narrative.from_element(text),
+        entries=(technique, *products),
         subsections=subsections,
     )
+
+
+_P = TypeVar("_P", bound=_ProductAdministration)
+
+
+def _br() -> etree._Element:
+    return new_root("br")
+
+
+def _placed_products(products: tuple[_P, ...], prefix: str) -> tuple[_P, ...]:
+    """The products with their narrative references set: one row each, the dose in its own cell."""
+    placed: list[_P] = []
+    for i, product in enumerate(products, start=1):
+        row = f"{prefix}-{i}"
+        placed.append(
+            product.model_copy(
+                update={
+                    "reference": row,
+                    "product_reference": row,
+                    "dose_reference": f"{row}-dose" if product.dose is not None else None,
+                }
+            )
+        )
+    return tuple(placed)
+
+
+def _products_table(products: tuple[_ProductAdministration, ...], first: str) -> Narrative:
+    rows: list[tuple[str | tuple[str, str], ...]] = []
+    for product in products:
+        shown = product.name or ", ".join(show_code(t) for t in product.product_translations) or "(produit)"
+        dose: str | tuple[str, str] = ""
+        if product.dose is not None and product.dose_reference is not None:
+            dose = (f"{format(product.dose.value, 'f')} {product.dose.unit}", product.dose_reference)
+        rows.append(((shown, product.reference or ""), dose, show_code(product.route), product.lot_number or ""))
+    return narrative_table((first, "Dose", "Voie d'administration", "Numéro de lot"), rows)
 
 
 def _exposure_section(exposure: RadiationExposure, anchor: str) -> Section:
@@ -1105,7 +1408,7 @@ def _exposure_section(exposure: RadiationExposure, anchor: str) -> Section:
     paragraph = _sub(text, "paragraph")
     paragraph.text = "Autorisation d'irradiation : "
     _sub(paragraph, "content", ID=f"{anchor}-exposition").text = shown
-    entries: list[VoletEntry] = [
+    entries: list[Entry] = [
         PatientExposure(authorised_by=name, authoriser_id=exposure.authoriser_id, code_reference=f"{anchor}-exposition")
     ]
     if exposure.pregnancy is not None:
@@ -1133,6 +1436,10 @@ def _exposure_section(exposure: RadiationExposure, anchor: str) -> Section:
             _sub(_sub(row, "td"), "content", ID=site).text = show_code(dose.target_site)
             _sub(row, "td").text = f"{format(dose.quantity.value, 'f')} {dose.quantity.unit}"
             entries.append(dose.model_copy(update={"reference": measure, "site_reference": site}))
+    tracers = _placed_products(exposure.radiopharmaceuticals, f"{anchor}-radiopharmaceutique")
+    if tracers:
+        text.extend(_products_table(tracers, "Produit radiopharmaceutique administré").to_element())
+        entries.extend(tracers)
     return _section(_EXPOSURE, text=Narrative.from_element(text), entries=tuple(entries))
 
 
@@ -1140,7 +1447,7 @@ def _section(
     kind: _Kind,
     *,
     text: Narrative | None = None,
-    entries: tuple[VoletEntry, ...] = (),
+    entries: tuple[Entry, ...] = (),
     subsections: tuple[Section, ...] = (),
 ) -> Section:
     templates, code, title = kind
@@ -1191,7 +1498,7 @@ def cr_img_problems(document: ClinicalDocument) -> list[str]:
             found.append(f"body: the section '{name}' ({root}) is missing")
     for section in sections:
         for entry in section.entries:
-            if isinstance(entry, VoletEntry):
+            if isinstance(entry, VoletEntry | PatientExposure | _ProductAdministration):
                 found += [f"body: {problem}" for problem in entry.value_set_problems()]
     return found
 
