@@ -43,7 +43,7 @@ from lxml import etree
 from dmp_connector.codes import Code
 from dmp_connector.errors import MalformedResponseError, ValidationError
 from dmp_connector.ins import INS, BirthDate, Identity, IdentityStatus, IdentityTraits, InsOid, Sex
-from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml
+from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, non_xml_body_text, parse_xml
 
 from ._namespaces import HL7, hl7, local_name
 from ._source import Source
@@ -91,9 +91,9 @@ _TS: Final = re.compile(
     r"(?:(?P<H>\d{2})(?P<M>\d{2})?(?P<S>\d{2})?(?:\.(?P<f>\d{1,6})\d*)?)?"
     r"(?P<z>[+-]\d{3,4})?$"
 )
-# A nonXMLBody whose text is pure base64: the opening tags, then the text up to its end tag.
-_NON_XML_BODY: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>")
-_BASE64_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=" + b" \t\n\r\f\v"
+_BASE64_DATA: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_WHITE_SPACE: Final = b" \t\n\r\f\v"
+_BASE64_CHARS: Final = _BASE64_DATA + _WHITE_SPACE
 """Base64 and white space (``rb"[A-Za-z0-9+/=\\s]*"``: ``\\s`` of a bytes pattern is these six). Deleted with
 ``bytes.translate``, a text of them alone leaves nothing: one C loop instead of the regex engine's class loop."""
 _SCAN_STEP: Final = 1 << 20
@@ -101,10 +101,22 @@ _SCAN_STEP: Final = 1 << 20
 
 def _only_base64(data: bytes | bytearray, start: int, end: int) -> bool:
     """Whether ``data[start:end]`` holds ``_BASE64_CHARS`` alone (checked 1 MiB at a time: no big copy)."""
+    return _base64_spaces(data, start, end) is not None
+
+
+def _base64_spaces(data: bytes | bytearray, start: int, end: int) -> int | None:
+    """How many white-space bytes ``data[start:end]`` holds when it holds ``_BASE64_CHARS`` alone, else None.
+
+    One ``translate`` pass deletes the base64 characters; what is left (the line ends) must be white space.
+    """
     view = memoryview(data)
-    return not any(
-        bytes(view[i : min(i + _SCAN_STEP, end)]).translate(None, _BASE64_CHARS) for i in range(start, end, _SCAN_STEP)
-    )
+    spaces = 0
+    for i in range(start, end, _SCAN_STEP):
+        left = bytes(view[i : min(i + _SCAN_STEP, end)]).translate(None, _BASE64_DATA)
+        if left.translate(None, _WHITE_SPACE):
+            return None
+        spaces += len(left)
+    return spaces
 
 
 # --------------------------------------------------------------------------- public
@@ -190,33 +202,76 @@ def _parse_tree(
         return parse_xml(bytes(data), limits=limits, what="the CDA document"), None, None  # refused there
     cut = _cut_base64(data)
     if cut is not None:
-        start, end = cut
+        start, end, spaces = cut
         reduced = bytes(data[:start]) + bytes(data[end:])
         root = parse_xml(reduced, limits=limits, what="the CDA document")
         text = _body_text(_find_document(root))
         if text is not None and not text.text and len(text) == 0:
+            if not keep_layout:
+                ends = _pdf_ends(data, start, end, spaces)
+                if ends is not None:
+                    return root, ends, None
             text_bytes = memoryview(data)[start:end]
             pdf = _decode_base64(text_bytes)
             return root, pdf, base64_layout(text_bytes, pdf) if keep_layout else None
     return parse_xml(bytes(data), limits=limits, what="the CDA document"), None, None
 
 
-def _cut_base64(data: bytes | bytearray) -> tuple[int, int] | None:
-    """Offsets of the base64 text of the one ``nonXMLBody``, or None when it cannot be cut safely."""
-    found = list(_NON_XML_BODY.finditer(data))
-    if len(found) != 1:
+def _cut_base64(data: bytes | bytearray) -> tuple[int, int, int] | None:
+    """Offsets of the base64 text of the one ``nonXMLBody`` and its count of white-space bytes, or None when it
+    cannot be cut safely."""
+    span = non_xml_body_text(bytes(data))
+    if span is None:
         return None
-    prefix = found[0].group(1)
-    name = (prefix + b":" if prefix else b"") + b"text"
-    opening = re.compile(rb"\s*<" + re.escape(name) + rb"\b[^>]*(?<!/)>")
-    match = opening.match(data, found[0].end())
-    if match is None:
+    start, end = span
+    spaces = _base64_spaces(data, start, end)
+    if spaces is None:
         return None
-    start = match.end()
-    end = data.find(b"</" + name, start)
-    if end < 0 or not _only_base64(data, start, end):
+    return start, end, spaces
+
+
+_ENDS_MIN: Final = 16 * 1024
+_ENDS_SPAN: Final = 4096
+_PADDING_SPAN: Final = 256
+
+
+def _pdf_ends(data: bytes | bytearray, start: int, end: int, spaces: int) -> bytes | None:
+    """The first and last bytes of the PDF whose base64 is ``data[start:end]``, for a model read for metadata only.
+
+    Metadata need the body's kind, not the PDF (issue 22: decoding 270 kB of base64 was a tenth of
+    a deposit's instructions), but the deposit still refuses what :func:`parse` refuses: base64
+    that ``binascii.a2b_base64`` rejects, and a body that does not start with ``%PDF-`` or lacks
+    ``%%EOF`` in its last kilobyte (the :class:`NonXmlBody` checks, run on these bytes). The text
+    holds base64 characters and ``spaces`` white-space bytes alone (checked). When the ``=`` are
+    all at its end, ``a2b_base64`` accepts it exactly when the count of the other characters is a
+    multiple of 4, or 2 more with two ``=``, or 3 more with one (it stops at a complete padding);
+    then the first 8 characters give the first 6 bytes, and the last ~4 kB, cut on a group of 4,
+    the last ~3 kB. None (decode the whole) for a short text or ``=`` anywhere else.
+    """
+    if end - start < _ENDS_MIN:
         return None
-    return start, end
+    first_pad = data.find(b"=", start, end)
+    pads = 0
+    data_end = end
+    if first_pad >= 0:
+        if end - first_pad > _PADDING_SPAN:
+            return None
+        padding = bytes(data[first_pad:end])
+        if padding.translate(None, b"=" + _WHITE_SPACE):
+            return None  # base64 after a "=": a2b_base64's own rules decide
+        pads = padding.count(b"=")
+        data_end = first_pad
+    count = (end - start) - spaces - pads
+    remainder = count % 4
+    if remainder == 1 or (remainder == 2 and pads < 2) or (remainder == 3 and pads < 1):
+        _decode_base64(memoryview(data)[start:end])  # raises the error parse raises
+        return None  # pragma: no cover - a2b_base64 refuses every such text
+    head = bytes(data[start : start + 64]).translate(None, _WHITE_SPACE)[:8]
+    tail = bytes(data[max(start, data_end - _ENDS_SPAN) : data_end]).translate(None, _WHITE_SPACE)
+    if len(head) < 8 or len(tail) < _ENDS_SPAN // 2:
+        return None
+    tail = tail[(len(tail) - count) % 4 :] + b"=" * (-count % 4)
+    return binascii.a2b_base64(head) + binascii.a2b_base64(tail)
 
 
 def _decode_base64(text: memoryview) -> bytes:
@@ -328,11 +383,12 @@ def _children(element: etree._Element, name: str) -> Iterator[etree._Element]:
 
 
 def _child(element: etree._Element, name: str) -> etree._Element | None:
-    return element.find(hl7(name))
+    # The first child of that tag, as element.find(tag) gives it, without the ElementPath machinery: half the time.
+    return next(element.iterchildren(hl7(name)), None)
 
 
 def _require(element: etree._Element, name: str, where: str) -> etree._Element:
-    found = element.find(hl7(name))
+    found = next(element.iterchildren(hl7(name)), None)
     if found is None:
         raise ValidationError(f"the CDA document has no {where}/{name}", problems=(f"{where}/{name}: missing",))
     return found
