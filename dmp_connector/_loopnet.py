@@ -187,6 +187,9 @@ def _readable(sock: socket.socket) -> bool:
     fd = sock.fileno()
     if fd < 0:
         return True
+    if not hasattr(select, "poll"):  # Windows (a selector loop there has no poll either)
+        readable, _, _ = select.select([fd], [], [], 0)
+        return bool(readable)
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
@@ -224,29 +227,36 @@ class LoopBackend(httpcore.AsyncNetworkBackend):
                 host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
             )
         options = list(socket_options or ())
+        end = _deadline_of(loop, timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(end):
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                error: OSError | None = None
-                for family, kind, proto, _, address in infos:
-                    sock = socket.socket(family, kind, proto)
-                    try:
-                        sock.setblocking(False)
-                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                        for option in options:
-                            sock.setsockopt(*option)
-                        if local_address is not None:
-                            sock.bind((local_address, 0))
+            error: OSError | None = None
+            for index, (family, kind, proto, _, address) in enumerate(infos):
+                # Each address gets its share of what is left, so that one that never answers (a dead
+                # record, an unrouted IPv6) does not use the whole timeout before the next is tried.
+                share = None if end is None else loop.time() + (end - loop.time()) / (len(infos) - index)
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setblocking(False)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    for option in options:
+                        sock.setsockopt(*option)
+                    if local_address is not None:
+                        sock.bind((local_address, 0))
+                    async with asyncio.timeout_at(share):
                         await loop.sock_connect(sock, address)
-                    except OSError as exc:
-                        sock.close()
-                        error = exc
-                        continue
-                    except BaseException:
-                        sock.close()
-                        raise
-                    return LoopStream(sock)
-                raise error or OSError(f"no address for {host}")
+                except (OSError, TimeoutError) as exc:  # TimeoutError is an OSError
+                    sock.close()
+                    error = exc
+                    continue
+                except BaseException:
+                    sock.close()
+                    raise
+                return LoopStream(sock)
+            if isinstance(error, TimeoutError):
+                raise error
+            raise error or OSError(f"no address for {host}")
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"could not connect to {host}:{port} in time") from exc
         except OSError as exc:

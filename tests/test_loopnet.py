@@ -7,15 +7,22 @@ verification stays the caller's context's, and many calls share one loop.
 from __future__ import annotations
 
 import asyncio
+import http.server
+import select
+import socket
 import ssl
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpcore
+import httpx
 import pytest
 
-from dmp_connector._loopnet import YIELD_EVERY, LoopBackend, LoopStream
+from dmp_connector._loopnet import YIELD_EVERY, LoopBackend, LoopStream, loop_transport
 from dmp_connector._tls import build_ssl_context
 from dmp_connector._transport import AsyncClient
 from dmp_connector.config import Environment, TlsCredentials
@@ -316,3 +323,93 @@ def test_a_deadline_ends_a_transfer_that_never_waits() -> None:
     with pytest.raises(TimeoutError):
         asyncio.run(run())
     assert time.monotonic() - started < 2.0
+
+
+@contextmanager
+def _port_that_never_accepts() -> Iterator[int]:
+    """A loopback port whose accept queue is full: a further connect gets no answer (its SYN is dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    waiting: list[socket.socket] = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            waiting.append(filler)
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except TimeoutError:
+            pass
+        else:  # pragma: no cover - a kernel that accepts beyond the queue
+            pytest.skip("this kernel answers connections beyond a full accept queue")
+        finally:
+            probe.close()
+        yield port
+    finally:
+        for filler in waiting:
+            filler.close()
+        listener.close()
+
+
+def test_an_address_that_never_answers_leaves_time_for_the_next(pki_files: PkiFiles, tmp_path: Path) -> None:
+    # A dead first record (an address that never answers) must not use the whole connect timeout:
+    # the next address gets its share and the call connects.
+    with hostile(pki_files, tmp_path, _answer) as server, _port_that_never_accepts() as dead:
+        port = int(server.url.rsplit(":", 1)[1])
+
+        async def run() -> float:
+            loop = asyncio.get_running_loop()
+
+            async def two_records(*args: Any, **kwargs: Any) -> list[Any]:
+                return [
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", dead)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+                ]
+
+            loop.getaddrinfo = two_records  # type: ignore[method-assign]
+            started = time.monotonic()
+            stream = await LoopBackend().connect_tcp("dmp.example", port, timeout=2.0)
+            await stream.aclose()
+            return time.monotonic() - started
+
+        elapsed = asyncio.run(run())
+    assert elapsed < 1.8
+
+
+class _KeepAlive(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_idle_connection_check_works_without_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows has no select.poll; a selector loop there still uses this backend, and httpcore asks
+    # whether a kept-alive connection is readable before it reuses it.
+    monkeypatch.delattr(select, "poll")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    try:
+
+        async def run() -> list[int]:
+            transport = loop_transport(ssl.create_default_context(), httpx.Limits(max_keepalive_connections=1))
+            async with httpx.AsyncClient(transport=transport) as client:
+                return [(await client.get(url)).status_code for _ in range(3)]
+
+        assert asyncio.run(run()) == [200, 200, 200]
+    finally:
+        server.shutdown()
+        server.server_close()

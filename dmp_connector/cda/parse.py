@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -92,10 +93,11 @@ _TS: Final = re.compile(
     r"(?P<z>[+-]\d{3,4})?$"
 )
 _BASE64_DATA: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-_WHITE_SPACE: Final = b" \t\n\r\f\v"
+_WHITE_SPACE: Final = b" \t\n\r"
 _BASE64_CHARS: Final = _BASE64_DATA + _WHITE_SPACE
-"""Base64 and white space (``rb"[A-Za-z0-9+/=\\s]*"``: ``\\s`` of a bytes pattern is these six). Deleted with
-``bytes.translate``, a text of them alone leaves nothing: one C loop instead of the regex engine's class loop."""
+"""Base64 and XML's white space (form feed and vertical tab are not XML characters: a text holding
+them is left to the parser, which refuses it). Deleted with ``bytes.translate``, a text of them
+alone leaves nothing: one C loop instead of the regex engine's class loop."""
 _SCAN_STEP: Final = 1 << 20
 
 
@@ -203,10 +205,15 @@ def _parse_tree(
     cut = _cut_base64(data)
     if cut is not None:
         start, end, spaces = cut
-        reduced = bytes(data[:start]) + bytes(data[end:])
+        # The cut text is replaced by a marker nobody can predict: only if the parser then reads the
+        # marker as the whole text of the body's <text> was the cut that text (not, say, a copy in a
+        # comment, with the real body elsewhere under a prefix the byte scan does not know).
+        marker = "DMPC" + secrets.token_hex(12)
+        reduced = bytes(data[:start]) + marker.encode("ascii") + bytes(data[end:])
         root = parse_xml(reduced, limits=limits, what="the CDA document")
         text = _body_text(_find_document(root))
-        if text is not None and not text.text and len(text) == 0:
+        if text is not None and text.text == marker and len(text) == 0:
+            text.text = None
             if not keep_layout:
                 ends = _pdf_ends(data, start, end, spaces)
                 if ends is not None:

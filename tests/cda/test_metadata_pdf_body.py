@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build, extract_metadata, parse
 from dmp_connector.cda.metadata import PDF_FORMAT
 from dmp_connector.cda.parse import _base64_spaces, _pdf_ends
-from dmp_connector.errors import ValidationError
+from dmp_connector.errors import MalformedResponseError, ValidationError
 from dmp_connector.xml import non_xml_body_text, start_tags
 
 MakeDocument = Callable[..., ClinicalDocument]
@@ -81,6 +81,32 @@ def test_metadata_from_bytes_refuses_what_parse_refuses(
     if change == "as built":
         assert fast == extract_metadata(big_document[0])
         assert getattr(fast, "format_code", None) == PDF_FORMAT
+
+
+def test_a_pdf_in_a_comment_is_never_read_as_the_body(big_document: tuple[ClinicalDocument, bytes]) -> None:
+    # The real nonXMLBody under a prefix the byte scan does not take for a tag name (é:), its text
+    # empty, and a comment holding what looks like the body with a PDF: every XML reader sees no
+    # PDF, so neither may parse nor the metadata read (the cut text must be the parsed text).
+    data = big_document[1]
+    found = re.search(rb"<nonXMLBody>\s*<text([^>]*)>([^<]*)</text>\s*</nonXMLBody>", data)
+    assert found is not None
+    hidden = (
+        b'<\xc3\xa9:nonXMLBody xmlns:\xc3\xa9="urn:hl7-org:v3"><\xc3\xa9:text' + found.group(1) + b"></\xc3\xa9:text>"
+        b"</\xc3\xa9:nonXMLBody><!--<nonXMLBody><text>" + found.group(2) + b"</text>-->"
+    )
+    forged = data[: found.start()] + hidden + data[found.end() :]
+    for read in (lambda: parse(forged), lambda: extract_metadata(forged)):
+        with pytest.raises(ValidationError, match="not a PDF"):
+            read()
+
+
+def test_form_feed_in_the_base64_is_refused_as_xml_refuses_it(big_document: tuple[ClinicalDocument, bytes]) -> None:
+    # Form feed and vertical tab are not XML characters: cutting the text out before parsing must
+    # not make such a document readable.
+    forged = _rewrite_text(big_document[1], lambda t: b"\x0c" + t + b"\x0b")
+    for read in (lambda: parse(forged), lambda: extract_metadata(forged)):
+        with pytest.raises(MalformedResponseError):
+            read()
 
 
 _BASE64 = st.sampled_from(list(b"AQgw+/" * 4 + b"= \n\r\t"))
