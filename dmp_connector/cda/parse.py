@@ -44,7 +44,14 @@ from lxml import etree
 from dmp_connector.codes import Code
 from dmp_connector.errors import MalformedResponseError, ValidationError
 from dmp_connector.ins import INS, BirthDate, Identity, IdentityStatus, IdentityTraits, InsOid, Sex
-from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, non_xml_body_text, parse_xml
+from dmp_connector.xml import (
+    DEFAULT_LIMITS,
+    XML_WHITE_SPACE,
+    XmlLimits,
+    base64_spaces,
+    non_xml_body_text,
+    parse_xml,
+)
 
 from ._namespaces import HL7, hl7, local_name
 from ._source import Source
@@ -92,33 +99,12 @@ _TS: Final = re.compile(
     r"(?:(?P<H>\d{2})(?P<M>\d{2})?(?P<S>\d{2})?(?:\.(?P<f>\d{1,6})\d*)?)?"
     r"(?P<z>[+-]\d{3,4})?$"
 )
-_BASE64_DATA: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-_WHITE_SPACE: Final = b" \t\n\r"
-_BASE64_CHARS: Final = _BASE64_DATA + _WHITE_SPACE
-"""Base64 and XML's white space (form feed and vertical tab are not XML characters: a text holding
-them is left to the parser, which refuses it). Deleted with ``bytes.translate``, a text of them
-alone leaves nothing: one C loop instead of the regex engine's class loop."""
-_SCAN_STEP: Final = 1 << 20
+_WHITE_SPACE: Final = XML_WHITE_SPACE
 
 
 def _only_base64(data: bytes | bytearray, start: int, end: int) -> bool:
-    """Whether ``data[start:end]`` holds ``_BASE64_CHARS`` alone (checked 1 MiB at a time: no big copy)."""
-    return _base64_spaces(data, start, end) is not None
-
-
-def _base64_spaces(data: bytes | bytearray, start: int, end: int) -> int | None:
-    """How many white-space bytes ``data[start:end]`` holds when it holds ``_BASE64_CHARS`` alone, else None.
-
-    One ``translate`` pass deletes the base64 characters; what is left (the line ends) must be white space.
-    """
-    view = memoryview(data)
-    spaces = 0
-    for i in range(start, end, _SCAN_STEP):
-        left = bytes(view[i : min(i + _SCAN_STEP, end)]).translate(None, _BASE64_DATA)
-        if left.translate(None, _WHITE_SPACE):
-            return None
-        spaces += len(left)
-    return spaces
+    """Whether ``data[start:end]`` holds base64 and XML white space alone (checked 1 MiB at a time: no big copy)."""
+    return base64_spaces(data, start, end) is not None
 
 
 # --------------------------------------------------------------------------- public
@@ -231,7 +217,7 @@ def _cut_base64(data: bytes | bytearray) -> tuple[int, int, int] | None:
     if span is None:
         return None
     start, end = span
-    spaces = _base64_spaces(data, start, end)
+    spaces = base64_spaces(data, start, end)
     if spaces is None:
         return None
     return start, end, spaces

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
@@ -36,7 +37,7 @@ from lxml import etree
 from dmp_connector.cda import ValidationReport
 from dmp_connector.cda import parse as parse_cda
 from dmp_connector.errors import DmpConnectorError, MalformedResponseError
-from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml
+from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, base64_spaces, non_xml_body_text, parse_xml
 
 from ._sanitize import CSP, PAGE_STYLE, sanitize_fragment
 
@@ -274,6 +275,7 @@ class _State:
     footnotes: list[tuple[str, str]] = field(default_factory=list)
     notes_seen: int = 0
     body_text: bytes | None = None
+    body_marker: str | None = None
     section_title: str = "Document"
 
 
@@ -297,7 +299,7 @@ def render_cda(
     :class:`~dmp_connector.errors.UnsafeXmlError`; bytes that are not a CDA document raise
     :class:`~dmp_connector.errors.MalformedResponseError`. Needs nh3 (``dmp-connector[display]``).
     """
-    reduced, body_text = _cut_large_body(bytes(data))
+    reduced, body_text, body_marker = _cut_large_body(bytes(data))
     root = parse_xml(reduced, limits=limits, what="the CDA document")
     document = root if root.tag == _q("ClinicalDocument") else next(root.iter(_q("ClinicalDocument")), None)
     if document is None:
@@ -320,7 +322,7 @@ def render_cda(
             f"La validation du document a échoué ({count} erreur(s)) : il est affiché tel qu'il a été reçu."
         )
         warnings.extend(f"— {finding.message}" for finding in validation.errors[:10])
-    state = _State(body_text=body_text)
+    state = _State(body_text=body_text, body_marker=body_marker)
     _index_media(document, state)
     title = _text(_child(document, "title")) or _code_label(_child(document, "code")) or "Document CDA"
     body = "".join(_page_body(document, title, warnings, notes, state))
@@ -343,30 +345,25 @@ def render_cda(
     )
 
 
-_NON_XML_BODY: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?nonXMLBody\b[^>]*>")
-_BASE64_TEXT: Final = re.compile(rb"[A-Za-z0-9+/=\s]*")
 _LARGE: Final = 1 << 20
 
 
-def _cut_large_body(data: bytes) -> tuple[bytes, bytes | None]:
+def _cut_large_body(data: bytes) -> tuple[bytes, bytes | None, str | None]:
     """A large level-1 body's base64 cut out before parsing: libxml2 refuses a text node over 10 MB.
 
     Only a single ``nonXMLBody`` whose ``text`` holds nothing but base64 and white space (checked)
-    is cut; the rest of the document is parsed by the hardened parser as usual.
+    is cut; the rest of the document is parsed by the hardened parser as usual. A random marker
+    takes the text's place: the cut is used only if the parser reads the marker as that text (a
+    copy of a body in a comment, with the real one elsewhere, is never shown as the document's).
     """
-    found = list(_NON_XML_BODY.finditer(data))
-    if len(found) != 1:
-        return data, None
-    prefix = found[0].group(1)
-    name = (prefix + b":" if prefix else b"") + b"text"
-    opening = re.compile(rb"\s*<" + re.escape(name) + rb"\b[^>]*(?<!/)>").match(data, found[0].end())
-    if opening is None:
-        return data, None
-    start = opening.end()
-    end = data.find(b"</" + name, start)
-    if end < 0 or end - start < _LARGE or _BASE64_TEXT.fullmatch(data, start, end) is None:
-        return data, None
-    return data[:start] + data[end:], data[start:end]
+    span = non_xml_body_text(data)
+    if span is None:
+        return data, None, None
+    start, end = span
+    if end - start < _LARGE or base64_spaces(data, start, end) is None:
+        return data, None, None
+    marker = "DMPC" + secrets.token_hex(12)
+    return data[:start] + marker.encode("ascii") + data[end:], data[start:end], marker
 
 
 def _named_stylesheet(root: etree._Element) -> bool:
@@ -599,7 +596,9 @@ def _non_xml(body: etree._Element, title: str, state: _State) -> Iterator[str]:
     yield '<section class="cda-section" aria-labelledby="cda-h-corps"><h2 id="cda-h-corps">Document joint</h2>'
     yield "<p>Le corps de ce document n'est pas structuré : il est proposé en pièce jointe, à ouvrir à l'extérieur.</p>"
     text = _child(body, "text")
-    cut = state.body_text if text is not None and not text.text and len(text) == 0 else None
+    cut = None
+    if text is not None and state.body_marker is not None and text.text == state.body_marker and len(text) == 0:
+        cut = state.body_text
     yield from _offer(text, title, state, cut)
     yield "</section>"
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from dmp_connector.cda import ClinicalDocument, NonXmlBody, build, extract_metadata, parse
 from dmp_connector.cda.metadata import PDF_FORMAT
-from dmp_connector.cda.parse import _base64_spaces, _pdf_ends
+from dmp_connector.cda.parse import _pdf_ends
 from dmp_connector.errors import MalformedResponseError, ValidationError
-from dmp_connector.xml import non_xml_body_text, start_tags
+from dmp_connector.xml import base64_spaces, non_xml_body_text, start_tags
 
 MakeDocument = Callable[..., ClinicalDocument]
 _TEXT = re.compile(rb'(representation="B64"[^>]*>)([^<]*)(</)')
@@ -120,7 +120,7 @@ def test_pdf_ends_agree_with_a2b_base64(seed: int, size: int, width: int, suffix
         text = b"\n".join(text[i : i + width] for i in range(0, len(text), width))
     text = b" \n" + text.rstrip(b"=") + bytes(suffix)
     data = b"<t>" + text + b"</t>"
-    spaces = _base64_spaces(data, 3, 3 + len(text))
+    spaces = base64_spaces(data, 3, 3 + len(text))
     assert spaces is not None
     try:
         whole: bytes | None = binascii.a2b_base64(text)

@@ -173,3 +173,20 @@ def test_a_large_pdf_body_is_offered_whole() -> None:
     page = render_cda(document.replace(b">BODY<", b">" + encoded + b"<"))
     assert [a.content for a in page.attachments] == [pdf]
     assert [a.media_type for a in page.attachments] == ["application/pdf"]
+
+
+def test_a_large_pdf_in_a_comment_is_never_shown_as_the_body() -> None:
+    # The real body under a prefix the byte scan does not take for a tag (é:) and empty; a comment
+    # holds what looks like the body, with a large PDF: no XML reader sees that PDF, nor may the page.
+    pdf = PDF + b"%" + b"x" * (2 * 1024 * 1024)
+    hidden = (
+        '<é:nonXMLBody xmlns:é="urn:hl7-org:v3"><é:text mediaType="application/pdf" representation="B64"></é:text>'
+        "</é:nonXMLBody><!--<nonXMLBody><text>BODY</text>-->"
+    )
+    base = non_xml_body('<text mediaType="application/pdf" representation="B64">X</text>')
+    found = re.search(rb"<nonXMLBody[^>]*>.*</nonXMLBody>", base, re.S)
+    assert found is not None
+    forged = base[: found.start()] + hidden.encode() + base[found.end() :]
+    forged = forged.replace(b">BODY<", b">" + base64.encodebytes(pdf) + b"<")
+    page = render_cda(forged)
+    assert all(a.content != pdf for a in page.attachments)
