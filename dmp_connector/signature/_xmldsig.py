@@ -79,6 +79,7 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 from dmp_connector.errors import MalformedResponseError, SignatureVerificationError, UnsafeXmlError, ValidationError
 from dmp_connector.xml import parse_xml
 
+from .keys import certificate_memo
 from .signer import DigestAlgorithm, SignatureAlgorithm, Signer
 
 __all__ = [
@@ -201,6 +202,10 @@ def digest(data: bytes, algorithm: DigestAlgorithm) -> bytes:
 
 def certificate_base64(cert: x509.Certificate) -> str:
     """The DER certificate in base64 on one line, as ``ds:X509Certificate`` holds it."""
+    return certificate_memo(cert, "der_base64", _der_base64)
+
+
+def _der_base64(cert: x509.Certificate) -> str:
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
 
 

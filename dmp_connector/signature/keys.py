@@ -16,8 +16,10 @@ and the setting to fix, never a secret.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +33,7 @@ from dmp_connector.errors import ConfigurationError
 
 __all__ = [
     "certificate_dn",
+    "certificate_memo",
     "check_signing_certificate",
     "leaf_certificate",
     "load_certificates",
@@ -38,6 +41,61 @@ __all__ = [
 ]
 
 _DN_NAMES = {NameOID.GIVEN_NAME: "GN", NameOID.SURNAME: "SN", NameOID.STATE_OR_PROVINCE_NAME: "ST"}
+
+_T = TypeVar("_T")
+_KEPT_CERTIFICATES: Final = 16
+_MEMO_LOCK = threading.Lock()
+_MEMOS: dict[int, tuple[x509.Certificate, dict[str, object]]] = {}
+
+
+def certificate_memo(cert: x509.Certificate, name: str, compute: Callable[[x509.Certificate], _T]) -> _T:
+    """``compute(cert)``, computed once per certificate *object* and kept while that object is kept here.
+
+    Signing reads the same facts of the same certificate for every deposit (its DER, its subject and
+    issuer strings, its dates, its key type and usage): they are kept per certificate object, found by
+    identity. The entry holds the object itself, so its ``id`` cannot be reused while the entry
+    lives, and an entry is used only when it holds that very object (``is``): another certificate,
+    even an equal one, never reads an entry it did not fill. A certificate object is immutable, so
+    what is kept is what ``compute`` would give again; what depends on the moment (is it valid
+    now?) is never kept, only its inputs. A ``compute`` that raises keeps nothing (the next call
+    raises again). ``name`` tells the facts apart: one name, one ``compute``. Thread-safe; at most
+    :data:`_KEPT_CERTIFICATES` certificates are kept (the oldest goes first).
+    """
+    key = id(cert)
+    entry = _MEMOS.get(key)
+    if entry is None or entry[0] is not cert:
+        with _MEMO_LOCK:
+            entry = _MEMOS.get(key)
+            if entry is None or entry[0] is not cert:
+                while len(_MEMOS) >= _KEPT_CERTIFICATES:
+                    del _MEMOS[next(iter(_MEMOS))]
+                entry = _MEMOS[key] = (cert, {})
+    memo = entry[1]
+    try:
+        return memo[name]  # type: ignore[return-value]  # filled by the same ``compute`` under this name
+    except KeyError:
+        value = compute(cert)
+        memo[name] = value
+        return value
+
+
+def _subject_dn(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string(_DN_NAMES)
+
+
+def _validity(cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime]:
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def _key_facts(cert: x509.Certificate) -> tuple[bool, bool]:
+    """(the key is RSA, the key usage allows signing): what :func:`check_signing_certificate` asks, in its order."""
+    if not isinstance(cert.public_key(), rsa.RSAPublicKey):
+        return False, False
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True, True  # no restriction stated
+    return True, bool(usage.digital_signature or usage.content_commitment)
 
 
 def certificate_dn(name: x509.Name | x509.Certificate) -> str:
@@ -49,8 +107,9 @@ def certificate_dn(name: x509.Name | x509.Certificate) -> str:
 
         CN=DMP SIGN,OU=1123456789,O=CABINET MARTIN,ST=Paris (75),C=FR
     """
-    subject = name.subject if isinstance(name, x509.Certificate) else name
-    return subject.rfc4514_string(_DN_NAMES)
+    if isinstance(name, x509.Certificate):
+        return certificate_memo(name, "subject_dn", _subject_dn)
+    return name.rfc4514_string(_DN_NAMES)
 
 
 def _read(path: Path, what: str, *, hint: str = "check the path in [signing.credentials]") -> bytes:
@@ -138,23 +197,21 @@ def _spki(public_key: PublicKeyTypes) -> bytes:
 def check_signing_certificate(cert: x509.Certificate, *, what: str, now: dt.datetime | None = None) -> None:
     """Refuse a certificate that cannot sign now: dates, RSA key, key usage. ``what`` names it in errors."""
     moment = now or dt.datetime.now(dt.UTC)
-    if moment < cert.not_valid_before_utc:
+    not_before, not_after = certificate_memo(cert, "validity", _validity)
+    if moment < not_before:
         raise ConfigurationError(
-            f"{what} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            f"{what} is not valid before {not_before:%Y-%m-%d %H:%M} UTC",
             hint="check the machine's clock or sign once the certificate is valid",
         )
-    if moment > cert.not_valid_after_utc:
+    if moment > not_after:
         raise ConfigurationError(
-            f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+            f"{what} expired on {not_after:%Y-%m-%d %H:%M} UTC",
             hint="renew it (IGC-Santé certificates are renewed from the ANS portal) and update [signing.credentials]",
         )
-    if not isinstance(cert.public_key(), rsa.RSAPublicKey):
+    is_rsa, may_sign = certificate_memo(cert, "signing_key", _key_facts)
+    if not is_rsa:
         raise ConfigurationError(f"{what} does not hold an RSA key; the national services sign with RSA")
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return  # no restriction stated
-    if not (usage.digital_signature or usage.content_commitment):
+    if not may_sign:
         raise ConfigurationError(
             f"the key usage of {what} allows neither digitalSignature nor nonRepudiation",
             hint="use the organisation's signature (SIGN) certificate, not its authentication one",

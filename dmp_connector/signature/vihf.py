@@ -39,8 +39,10 @@ checks, trust chain, signature (signxml), dates and mandatory attributes, then a
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
+import hashlib
 import re
 import threading
 import uuid
@@ -68,7 +70,7 @@ from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml
 
 from . import _xmldsig as xmldsig
 from .keys import certificate_dn
-from .signer import Signer, algorithms_from_settings, check_signer
+from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, algorithms_from_settings, check_signer
 
 __all__ = [
     "AC_PASSWORD",
@@ -531,6 +533,159 @@ def _append_value(attribute: etree._Element, value: VihfValue) -> None:
     coded.set(f"{{{XSI}}}type", "CE")
 
 
+_OUTSIDE_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_TEXT_SPECIAL: Final = re.compile("[&<>\r]")
+_ATTRIBUTE_SPECIAL: Final = re.compile('[&<"\t\n\r]')
+_TEXT_ESCAPES: Final = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#xD;"})
+_ATTRIBUTE_ESCAPES: Final = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", '"': "&quot;", "\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}
+)
+_ELEMENT_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\Z")
+_MAX_TEXT: Final = 1 << 20
+"""Characters of the largest assertion the text path writes (a VIHF is about 3,000); larger ones take the tree path."""
+_DS_OPEN: Final = f'<Signature xmlns="{xmldsig.DS}">'
+_SIGNED_INFO_OPEN: Final = f'<SignedInfo xmlns="{xmldsig.DS}">'
+_TRANSFORMS: Final = (
+    f'<Transforms><Transform Algorithm="{xmldsig.ENVELOPED_SIGNATURE}"></Transform>'
+    f'<Transform Algorithm="{xmldsig.C14nMethod.EXC_C14N.value}">'
+    f'<ec:InclusiveNamespaces xmlns:ec="{xmldsig.EC}" PrefixList="{" ".join(INCLUSIVE_PREFIXES)}">'
+    "</ec:InclusiveNamespaces></Transform></Transforms>"
+)
+_HASHLIB: Final = {DigestAlgorithm.SHA256: hashlib.sha256, DigestAlgorithm.SHA1: hashlib.sha1}
+
+
+class _NotText(Exception):
+    """A value the text path does not write; the tree path decides."""
+
+
+def _text(value: object) -> str:
+    """``value`` as the canonical form writes element text; a value that is not plain non-empty XML text raises."""
+    if type(value) is not str or not value or _OUTSIDE_XML.search(value):
+        raise _NotText
+    return value.translate(_TEXT_ESCAPES) if _TEXT_SPECIAL.search(value) else value
+
+
+def _attribute(value: object) -> str:
+    """``value`` as the canonical form writes an attribute value (between double quotes)."""
+    if type(value) is not str or _OUTSIDE_XML.search(value):
+        raise _NotText
+    return value.translate(_ATTRIBUTE_ESCAPES) if _ATTRIBUTE_SPECIAL.search(value) else value
+
+
+def _coded_text(value: CodedValue) -> str:
+    if not _ELEMENT_NAME.match(value.element if type(value.element) is str else ""):
+        raise _NotText
+    optional = ""
+    if value.code_system_name:
+        optional += f' codeSystemName="{_attribute(value.code_system_name)}"'
+    if value.display_name:
+        optional += f' displayName="{_attribute(value.display_name)}"'
+    return (
+        f'<AttributeValue><{value.element} xmlns="{HL7}" code="{_attribute(value.code)}" '
+        f'codeSystem="{_attribute(value.code_system)}"{optional} xsi:type="CE"></{value.element}></AttributeValue>'
+    )
+
+
+@dataclass(frozen=True)
+class _VihfText:
+    """What one assertion says, already decided: both builders write exactly this."""
+
+    assertion_id: str
+    issue_instant: str
+    issuer: str
+    name_id: str
+    validity: tuple[str, str] | None
+    authn_instant: str
+    class_ref: str
+    reinforced: bool
+    rows: Sequence[tuple[str, Sequence[VihfValue]]]
+
+    def render(self) -> tuple[str, str] | None:
+        """The assertion in exclusive canonical form, cut where the signature goes (after ``Issuer``).
+
+        The canonical form of the tree :func:`_build_tree` builds (the inclusive prefix ``xsi``
+        declared on the assertion, attributes in canonical order, which is also the order they are
+        set in, empty elements as start and end tags, text and attributes escaped as C14N does),
+        hence also a text that parses back into that tree. None when a value is not plain XML text
+        (a character XML does not allow, an empty text, an odd coded value): the tree path then
+        builds it, or refuses it with its own error.
+        """
+        try:
+            head = (
+                f'<Assertion xmlns="{SAML2}" xmlns:xsi="{XSI}" ID="{_attribute(self.assertion_id)}" '
+                f'IssueInstant="{_attribute(self.issue_instant)}" Version="2.0">'
+                f'<Issuer Format="{ISSUER_FORMAT}">{_text(self.issuer)}</Issuer>'
+            )
+            parts = [f"<Subject><NameID>{_text(self.name_id)}</NameID></Subject>"]
+            if self.validity is not None:
+                not_before, not_on_or_after = self.validity
+                parts.append(
+                    f'<Conditions NotBefore="{_attribute(not_before)}" '
+                    f'NotOnOrAfter="{_attribute(not_on_or_after)}"></Conditions>'
+                )
+            parts.append(
+                f'<AuthnStatement AuthnInstant="{_attribute(self.authn_instant)}"><AuthnContext>'
+                f"<AuthnContextClassRef>{_text(self.class_ref)}</AuthnContextClassRef>"
+            )
+            if self.reinforced:
+                parts.append(f"<AuthnContextDecl>{_AIR_DECL}</AuthnContextDecl>")
+            parts.append("</AuthnContext></AuthnStatement><AttributeStatement>")
+            for name, values in self.rows:
+                parts.append(f'<Attribute Name="{_attribute(name)}">')
+                for value in values:
+                    if type(value) is CodedValue:
+                        parts.append(_coded_text(value))
+                    else:
+                        parts.append(f"<AttributeValue>{_text(value)}</AttributeValue>")
+                parts.append("</Attribute>")
+            parts.append("</AttributeStatement></Assertion>")
+        except _NotText:
+            return None
+        tail = "".join(parts)
+        if len(head) + len(tail) > _MAX_TEXT:
+            return None
+        return head, tail
+
+
+def _sign_rendered(
+    text: _VihfText,
+    rendered: tuple[str, str],
+    signer: Signer,
+    signature_algorithm: SignatureAlgorithm,
+    digest_algorithm: DigestAlgorithm,
+) -> etree._Element:
+    """Sign the canonical text as :func:`._xmldsig.sign_enveloped` signs the tree, and read the result once.
+
+    The reference digest is taken over the canonical assertion, the signer signs the canonical
+    ``SignedInfo`` (exclusive C14N, its default namespace declared on it), then ``SignatureValue``
+    and ``KeyInfo`` (the signing certificate only) follow, and the signature goes right after
+    ``Issuer``. No tree is built, serialised and read back to canonicalise it: the assertion is
+    parsed once, from the text that is its canonical form.
+    """
+    head, tail = rendered
+    digest_value = base64.b64encode(_HASHLIB[digest_algorithm]((head + tail).encode("utf-8")).digest())
+    signed_info = (
+        f'<CanonicalizationMethod Algorithm="{xmldsig.C14nMethod.EXC_C14N.value}"></CanonicalizationMethod>'
+        f'<SignatureMethod Algorithm="{signature_algorithm.value}"></SignatureMethod>'
+        f'<Reference URI="#{_attribute(text.assertion_id)}">{_TRANSFORMS}'
+        f'<DigestMethod Algorithm="{digest_algorithm.value}"></DigestMethod>'
+        f"<DigestValue>{digest_value.decode('ascii')}</DigestValue></Reference></SignedInfo>"
+    )
+    value = signer.sign((_SIGNED_INFO_OPEN + signed_info).encode("utf-8"), signature_algorithm)
+    chain = list(signer.certificate_chain())
+    key_info = (
+        f"<KeyInfo><X509Data><X509Certificate>{xmldsig.certificate_base64(chain[0])}</X509Certificate>"
+        "</X509Data></KeyInfo>"
+        if chain
+        else ""
+    )
+    document = (
+        f"{head}{_DS_OPEN}<SignedInfo>{signed_info}"
+        f"<SignatureValue>{base64.b64encode(value).decode('ascii')}</SignatureValue>{key_info}</Signature>{tail}"
+    )
+    return parse_xml(document.encode("utf-8"), what="the VIHF")
+
+
 def build_vihf(
     settings: Settings,
     signer: Signer,
@@ -576,31 +731,67 @@ def build_vihf(
         raise ValidationError(message, problems=problems)
     assert name_id is not None
     cert = check_signer(signer, now=moment)
-
-    assertion = etree.Element(_saml("Assertion"), nsmap=_default_ns(SAML2, xsi=XSI))
-    assertion.set("ID", f"_{uuid.uuid4()}")
-    assertion.set("IssueInstant", _instant(moment))
-    assertion.set("Version", "2.0")
-    issuer = etree.SubElement(assertion, _saml("Issuer"), Format=ISSUER_FORMAT)
-    issuer.text = certificate_dn(cert)
-    subject = etree.SubElement(assertion, _saml("Subject"))
-    etree.SubElement(subject, _saml("NameID")).text = name_id
+    assertion_id = f"_{uuid.uuid4()}"
     if signing.vihf_validity_seconds is not None:
-        end = moment + dt.timedelta(seconds=signing.vihf_validity_seconds)
-        etree.SubElement(assertion, _saml("Conditions"), NotBefore=_instant(moment), NotOnOrAfter=_instant(end))
-    authn = etree.SubElement(assertion, _saml("AuthnStatement"), AuthnInstant=_instant(request.authn_instant or moment))
-    context = etree.SubElement(authn, _saml("AuthnContext"))
+        validity: tuple[str, str] | None = (
+            _instant(moment),
+            _instant(moment + dt.timedelta(seconds=signing.vihf_validity_seconds)),
+        )
+    else:
+        validity = None
     if request.authn_context_class:
         class_ref = request.authn_context_class
     elif request.automaton is not None:
         class_ref = AC_UNSPECIFIED
     else:
         class_ref = request.authentication_mode.default_context_class
-    etree.SubElement(context, _saml("AuthnContextClassRef")).text = class_ref
-    if request.authentication_mode is AuthenticationMode.INDIRECTE_RENFORCEE:
+    text = _VihfText(
+        assertion_id=assertion_id,
+        issue_instant=_instant(moment),
+        issuer=certificate_dn(cert),
+        name_id=name_id,
+        validity=validity,
+        authn_instant=_instant(request.authn_instant or moment),
+        class_ref=class_ref,
+        reinforced=request.authentication_mode is AuthenticationMode.INDIRECTE_RENFORCEE,
+        rows=rows,
+    )
+    rendered = text.render()
+    if rendered is not None:
+        return _sign_rendered(text, rendered, signer, signature_algorithm, digest_algorithm)
+    return _build_tree(text, signer, signature_algorithm, digest_algorithm)
+
+
+def _build_tree(
+    text: _VihfText,
+    signer: Signer,
+    signature_algorithm: SignatureAlgorithm,
+    digest_algorithm: DigestAlgorithm,
+) -> etree._Element:
+    """The assertion built element by element and signed through :mod:`._xmldsig`: the reference of the text path.
+
+    Every input the text path does not take (a character XML does not allow, an empty text, a
+    coded value that is not plain text …) comes here, so that its error or its bytes are the ones
+    this builder has always given.
+    """
+    assertion = etree.Element(_saml("Assertion"), nsmap=_default_ns(SAML2, xsi=XSI))
+    assertion.set("ID", text.assertion_id)
+    assertion.set("IssueInstant", text.issue_instant)
+    assertion.set("Version", "2.0")
+    issuer = etree.SubElement(assertion, _saml("Issuer"), Format=ISSUER_FORMAT)
+    issuer.text = text.issuer
+    subject = etree.SubElement(assertion, _saml("Subject"))
+    etree.SubElement(subject, _saml("NameID")).text = text.name_id
+    if text.validity is not None:
+        not_before, not_on_or_after = text.validity
+        etree.SubElement(assertion, _saml("Conditions"), NotBefore=not_before, NotOnOrAfter=not_on_or_after)
+    authn = etree.SubElement(assertion, _saml("AuthnStatement"), AuthnInstant=text.authn_instant)
+    context = etree.SubElement(authn, _saml("AuthnContext"))
+    etree.SubElement(context, _saml("AuthnContextClassRef")).text = text.class_ref
+    if text.reinforced:
         etree.SubElement(context, _saml("AuthnContextDecl")).text = _AIR_DECL
     statement = etree.SubElement(assertion, _saml("AttributeStatement"))
-    for name, values in rows:
+    for name, values in text.rows:
         attribute = etree.SubElement(statement, _saml("Attribute"), Name=name)
         for value in values:
             _append_value(attribute, value)
@@ -654,20 +845,29 @@ class VihfSecurity:
 
     def assertion(self) -> etree._Element:
         """A signed assertion valid now (a new one, or the cached one while it is valid); do not modify it."""
+        return self._assertion()[0]
+
+    def _assertion(self) -> tuple[etree._Element, bool]:
+        """The assertion, and whether it is shared (the cached one) rather than signed for this call alone."""
         now = self._clock()
         seconds = self._settings.signing.vihf_validity_seconds
         if seconds is None:  # nothing shared: no lock, concurrent calls sign in parallel
-            return build_vihf(self._settings, self._signer, self._request, attributes=self._attributes, now=now)
+            return build_vihf(self._settings, self._signer, self._request, attributes=self._attributes, now=now), False
         with self._lock:
             if self._cached is not None and now + _REUSE_MARGIN < self._cached[1]:
-                return self._cached[0]
+                return self._cached[0], True
             assertion = build_vihf(self._settings, self._signer, self._request, attributes=self._attributes, now=now)
             self._cached = (assertion, now + dt.timedelta(seconds=seconds))
-            return assertion
+            return assertion, True
 
     def apply(self, envelope: etree._Element, security: etree._Element) -> None:
-        """Append a copy of a valid assertion to ``wsse:Security``."""
-        security.append(copy.deepcopy(self.assertion()))
+        """Append a valid assertion to ``wsse:Security``: a copy of the cached one, or the one signed for this call.
+
+        An assertion signed for this call is held by nothing else: it moves into the envelope as it
+        is. The cached one stays where it is for the next calls, and each envelope gets its copy.
+        """
+        assertion, shared = self._assertion()
+        security.append(copy.deepcopy(assertion) if shared else assertion)
 
 
 # --- verification ------------------------------------------------------------------------------------
