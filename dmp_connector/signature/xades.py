@@ -42,6 +42,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -77,6 +78,7 @@ from ._manifest import (
     unb64,
 )
 from ._xmldsig import load_certificate, verify_certificate_path
+from .keys import certificate_memo
 from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, algorithms_from_settings, check_signer
 
 __all__ = [
@@ -370,14 +372,26 @@ def _reference(
 
 
 def _der(cert: x509.Certificate) -> bytes:
+    return certificate_memo(cert, "der", _read_der)
+
+
+def _read_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _issuer_name(cert: x509.Certificate) -> str:
+    return certificate_memo(cert, "issuer_rfc4514", _read_issuer_name)
+
+
+def _read_issuer_name(cert: x509.Certificate) -> str:
+    return cert.issuer.rfc4514_string()
 
 
 def _signed_properties(
     parent: etree._Element,
     version: XadesVersion,
     *,
-    signing_time: dt.datetime,
+    signing_time: str,
     certificates: Sequence[x509.Certificate],
     cert_digest: DigestAlgorithm,
 ) -> etree._Element:
@@ -403,7 +417,7 @@ def _signed_properties(
 
     props = etree.SubElement(parent, x("SignedProperties"), Id=SIGNED_PROPERTIES_ID)
     ssp = etree.SubElement(props, x("SignedSignatureProperties"))
-    etree.SubElement(ssp, x("SigningTime")).text = _format_time(signing_time)
+    etree.SubElement(ssp, x("SigningTime")).text = signing_time
     signing_certificate = etree.SubElement(ssp, x("SigningCertificate"))
     for cert in certificates:
         cert_node = etree.SubElement(signing_certificate, x("Cert"))
@@ -411,7 +425,7 @@ def _signed_properties(
         etree.SubElement(cert_digest_node, d("DigestMethod"), Algorithm=cert_digest.value)
         etree.SubElement(cert_digest_node, d("DigestValue")).text = b64(digest(_der(cert), cert_digest))
         issuer_serial = etree.SubElement(cert_node, x("IssuerSerial"))
-        etree.SubElement(issuer_serial, _ds("X509IssuerName")).text = cert.issuer.rfc4514_string()
+        etree.SubElement(issuer_serial, _ds("X509IssuerName")).text = _issuer_name(cert)
         etree.SubElement(issuer_serial, _ds("X509SerialNumber")).text = str(cert.serial_number)
     policy = etree.SubElement(ssp, x("SignaturePolicyIdentifier"))
     etree.SubElement(policy, x("SignaturePolicyImplied"))
@@ -419,12 +433,33 @@ def _signed_properties(
     return props
 
 
-def _manifest(
-    parent: etree._Element,
+ManifestReference = tuple[str, str | None, str]
+"""One manifest reference: its URI, its transform (or None) and its digest value in base64."""
+
+
+def _manifest_references(
     submission_set_unique_id: str,
     documents: Sequence[SubmittedDocument],
     digest_algorithm: DigestAlgorithm,
     limits: XmlLimits,
+) -> list[ManifestReference]:
+    """The manifest's references: the submission set (placeholder digest), then each document with its digest."""
+    references: list[ManifestReference] = [(f"urn:oid:{submission_set_unique_id}", None, SUBMISSION_SET_DUMMY_DIGEST)]
+    for doc in documents:
+        transform = C14N_WITH_COMMENTS if doc.is_cda else None
+        try:
+            value = document_digest(doc.content, digest_algorithm, transform=transform, limits=limits)
+        except NotXmlError as exc:
+            raise ValidationError(
+                f"document {doc.unique_id} is declared as a CDA but is not XML the parser accepts",
+                hint="set is_cda=False for a non-XML document, or fix the document",
+            ) from exc
+        references.append((f"urn:oid:{doc.unique_id}", transform, b64(value)))
+    return references
+
+
+def _manifest(
+    parent: etree._Element, references: Sequence[ManifestReference], digest_algorithm: DigestAlgorithm
 ) -> etree._Element:
     """Append the manifest: the submission set (placeholder digest), then each document::
 
@@ -438,19 +473,8 @@ def _manifest(
     </ds:Manifest>
     """
     manifest = etree.SubElement(parent, _ds("Manifest"), Id=MANIFEST_ID)
-    _reference(
-        manifest, f"urn:oid:{submission_set_unique_id}", digest_algorithm, digest_value=SUBMISSION_SET_DUMMY_DIGEST
-    )
-    for doc in documents:
-        transform = C14N_WITH_COMMENTS if doc.is_cda else None
-        try:
-            value = document_digest(doc.content, digest_algorithm, transform=transform, limits=limits)
-        except NotXmlError as exc:
-            raise ValidationError(
-                f"document {doc.unique_id} is declared as a CDA but is not XML the parser accepts",
-                hint="set is_cda=False for a non-XML document, or fix the document",
-            ) from exc
-        _reference(manifest, f"urn:oid:{doc.unique_id}", digest_algorithm, transform=transform, digest_value=b64(value))
+    for uri, transform, value in references:
+        _reference(manifest, uri, digest_algorithm, transform=transform, digest_value=value)
     return manifest
 
 
@@ -502,27 +526,86 @@ def sign_submission_set(
     xades_version = profile.xades_version
     xml_id = signature_xml_id or sig_unique_id
 
+    references = _manifest_references(submission_set_unique_id, documents, digest_algorithm, limits)
+    parts = _XadesParts(
+        xml_id=xml_id,
+        signature_algorithm=profile.signature_algorithm,
+        digest_algorithm=digest_algorithm,
+        xades_version=xades_version,
+        certificates=listed,
+        cert_digest=profile.cert_digest,
+        signing_time=_format_time(moment),
+        references=tuple(references),
+    )
+    document = _text_document(parts) or _tree_document(parts)
+    signed_info_c14n = document.signed_info
+    raw = signer.sign(signed_info_c14n, profile.signature_algorithm)
+    if not _signature_matches(certificate, raw, signed_info_c14n, profile.signature_algorithm):
+        raise ConfigurationError(
+            "the signer's signature does not verify with its own certificate",
+            hint="the Signer signs with a key that does not belong to certificate_chain()[0], "
+            "or not with RSA PKCS#1 v1.5 over the given algorithm's hash",
+        )
+    return SubmissionSetSignature(
+        xml=document.finish(b64(raw)),
+        unique_id=sig_unique_id,
+        submission_set_unique_id=submission_set_unique_id,
+        document_unique_ids=tuple(ids),
+        signing_time=moment.astimezone(dt.UTC).replace(microsecond=0),
+        profile=profile,
+    )
+
+
+@dataclass(frozen=True)
+class _XadesParts:
+    """What one submission-set signature says, decided before it is written: both writers write exactly this."""
+
+    xml_id: str
+    signature_algorithm: SignatureAlgorithm
+    digest_algorithm: DigestAlgorithm
+    xades_version: XadesVersion
+    certificates: tuple[x509.Certificate, ...]
+    cert_digest: DigestAlgorithm
+    signing_time: str
+    references: tuple[ManifestReference, ...]
+
+
+@dataclass(frozen=True)
+class _Document:
+    """A signature document before its value: the canonical ``ds:SignedInfo`` to sign, and how to finish it."""
+
+    signed_info: bytes
+    finish: Callable[[str], bytes]
+    """The document's bytes (as :func:`~dmp_connector.xml.to_bytes` writes them) given the base64 signature value."""
+
+
+def _tree_document(parts: _XadesParts) -> _Document:
+    """The signature built element by element, canonicalised by libxml2: the reference of the text writer.
+
+    Every value the text writer does not take (one that XML would escape, an empty one) comes here.
+    """
+    digest_algorithm = parts.digest_algorithm
+    xades_version = parts.xades_version
+    xml_id = parts.xml_id
     root = etree.Element(_ds("Signature"), nsmap={"ds": DS_NS})
     root.set("Id", xml_id)
     signed_info = etree.SubElement(root, _ds("SignedInfo"))
     etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=C14N_WITH_COMMENTS)
-    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=profile.signature_algorithm.value)
+    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=parts.signature_algorithm.value)
     manifest_digest = _reference(signed_info, f"#{MANIFEST_ID}", digest_algorithm, type_=MANIFEST_TYPE)
     properties_digest = _reference(
         signed_info, f"#{SIGNED_PROPERTIES_ID}", digest_algorithm, type_=xades_version.signed_properties_type
     )
     signature_value = etree.SubElement(root, _ds("SignatureValue"))
     x509_data = etree.SubElement(etree.SubElement(root, _ds("KeyInfo")), _ds("X509Data"))
-    for cert in listed:
+    for cert in parts.certificates:
         etree.SubElement(x509_data, _ds("X509Certificate")).text = b64(_der(cert))
 
     properties = etree.SubElement(etree.SubElement(root, _ds("Object")), _ds("SignatureProperties"))
     purpose = etree.SubElement(properties, _ds("SignatureProperty"), Id=PURPOSE_PROPERTY_ID, Target=f"#{xml_id}")
     purpose.text = PURPOSE_OF_SIGNATURE
 
-    manifest = _manifest(
-        etree.SubElement(root, _ds("Object")), submission_set_unique_id, documents, digest_algorithm, limits
-    )
+    manifest = _manifest(etree.SubElement(root, _ds("Object")), parts.references, digest_algorithm)
 
     qualifying = etree.SubElement(
         etree.SubElement(root, _ds("Object")),
@@ -531,7 +614,11 @@ def sign_submission_set(
         Target=f"#{xml_id}",
     )
     signed_properties = _signed_properties(
-        qualifying, xades_version, signing_time=moment, certificates=listed, cert_digest=profile.cert_digest
+        qualifying,
+        xades_version,
+        signing_time=parts.signing_time,
+        certificates=parts.certificates,
+        cert_digest=parts.cert_digest,
     )
 
     # Same-document references without transforms are digested after C14N 1.0 without comments
@@ -539,23 +626,135 @@ def sign_submission_set(
     # with-comments digest is the same value.
     manifest_digest.text = b64(digest(canonicalize(manifest, C14N), digest_algorithm))
     properties_digest.text = b64(digest(canonicalize(signed_properties, C14N), digest_algorithm))
-    signed_info_c14n = canonicalize(signed_info, C14N_WITH_COMMENTS)
-    raw = signer.sign(signed_info_c14n, profile.signature_algorithm)
-    if not _signature_matches(certificate, raw, signed_info_c14n, profile.signature_algorithm):
-        raise ConfigurationError(
-            "the signer's signature does not verify with its own certificate",
-            hint="the Signer signs with a key that does not belong to certificate_chain()[0], "
-            "or not with RSA PKCS#1 v1.5 over the given algorithm's hash",
+
+    def finish(value: str) -> bytes:
+        signature_value.text = value
+        return to_bytes(root)
+
+    return _Document(canonicalize(signed_info, C14N_WITH_COMMENTS), finish)
+
+
+_PLAIN: Final = re.compile(r"[^&<>\"\t\n\r]+\Z")
+"""A value that canonical XML and lxml's serialisation both write as it is (nothing to escape)."""
+_OUTSIDE_XML: Final = re.compile("[^\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _plain(value: object) -> str:
+    if type(value) is not str or not _PLAIN.match(value) or _OUTSIDE_XML.search(value):
+        raise _NotPlain
+    return value
+
+
+class _NotPlain(Exception):
+    """A value the text writer does not take; the tree builder decides."""
+
+
+def _empty(tag: str, attribute: str, value: str, *, canonical: bool) -> str:
+    """An empty element with one attribute: start and end tags in canonical XML, one tag as lxml writes it."""
+    if canonical:
+        return f'<{tag} {attribute}="{value}"></{tag}>'
+    return f'<{tag} {attribute}="{value}"/>'
+
+
+def _text_document(parts: _XadesParts) -> _Document | None:
+    """The signature written as text, in its canonical form for the digests and lxml's form for the document.
+
+    Every value written is plain (no character that either form escapes, none that XML refuses, not
+    empty), so the two forms differ only where the forms themselves do: the namespace declarations
+    inclusive C14N repeats on the apex of each canonicalised part, and empty elements (start and
+    end tags when canonical, one tag in the document). None when a value is not plain: the tree
+    builder then writes it.
+    """
+    try:
+        xml_id = _plain(parts.xml_id)
+        certificates = [
+            (
+                b64(digest(_der(cert), parts.cert_digest)),
+                _plain(_issuer_name(cert)),
+                _plain(str(cert.serial_number)),
+                b64(_der(cert)),
+            )
+            for cert in parts.certificates
+        ]
+        references = [(_plain(uri), transform, _plain(value)) for uri, transform, value in parts.references]
+        signing_time = _plain(parts.signing_time)
+    except _NotPlain:
+        return None
+    digest_method = parts.digest_algorithm.value
+    ds_declaration = f' xmlns:ds="{DS_NS}"'
+    x = "xades:"
+    d = "xades:" if parts.xades_version is XadesVersion.V1_1_1 else "ds:"
+
+    def manifest(canonical: bool) -> str:
+        items = [f'<ds:Manifest{ds_declaration if canonical else ""} Id="{MANIFEST_ID}">']
+        for uri, transform, value in references:
+            items.append(f'<ds:Reference URI="{uri}">')
+            if transform is not None:
+                items.append(f"<ds:Transforms>{_empty('ds:Transform', 'Algorithm', transform, canonical=canonical)}")
+                items.append("</ds:Transforms>")
+            items.append(_empty("ds:DigestMethod", "Algorithm", digest_method, canonical=canonical))
+            items.append(f"<ds:DigestValue>{value}</ds:DigestValue></ds:Reference>")
+        items.append("</ds:Manifest>")
+        return "".join(items)
+
+    def signed_properties(canonical: bool) -> str:
+        namespaces = f' xmlns:ds="{DS_NS}" xmlns:xades="{parts.xades_version.value}"' if canonical else ""
+        items = [
+            f'<{x}SignedProperties{namespaces} Id="{SIGNED_PROPERTIES_ID}"><{x}SignedSignatureProperties>'
+            f"<{x}SigningTime>{signing_time}</{x}SigningTime><{x}SigningCertificate>"
+        ]
+        for cert_digest, issuer, serial, _ in certificates:
+            items.append(
+                f"<{x}Cert><{x}CertDigest>"
+                f"{_empty(d + 'DigestMethod', 'Algorithm', parts.cert_digest.value, canonical=canonical)}"
+                f"<{d}DigestValue>{cert_digest}</{d}DigestValue></{x}CertDigest><{x}IssuerSerial>"
+                f"<ds:X509IssuerName>{issuer}</ds:X509IssuerName><ds:X509SerialNumber>{serial}</ds:X509SerialNumber>"
+                f"</{x}IssuerSerial></{x}Cert>"
+            )
+        implied = (
+            f"<{x}SignaturePolicyImplied></{x}SignaturePolicyImplied>" if canonical else f"<{x}SignaturePolicyImplied/>"
         )
-    signature_value.text = b64(raw)
-    return SubmissionSetSignature(
-        xml=to_bytes(root),
-        unique_id=sig_unique_id,
-        submission_set_unique_id=submission_set_unique_id,
-        document_unique_ids=tuple(ids),
-        signing_time=moment.astimezone(dt.UTC).replace(microsecond=0),
-        profile=profile,
-    )
+        objects = (
+            f"<{x}SignedDataObjectProperties></{x}SignedDataObjectProperties>"
+            if canonical
+            else f"<{x}SignedDataObjectProperties/>"
+        )
+        items.append(
+            f"</{x}SigningCertificate><{x}SignaturePolicyIdentifier>{implied}</{x}SignaturePolicyIdentifier>"
+            f"</{x}SignedSignatureProperties>{objects}</{x}SignedProperties>"
+        )
+        return "".join(items)
+
+    def signed_info(canonical: bool, manifest_value: str, properties_value: str) -> str:
+        return (
+            f"<ds:SignedInfo{ds_declaration if canonical else ''}>"
+            f"{_empty('ds:CanonicalizationMethod', 'Algorithm', C14N_WITH_COMMENTS, canonical=canonical)}"
+            f"{_empty('ds:SignatureMethod', 'Algorithm', parts.signature_algorithm.value, canonical=canonical)}"
+            f'<ds:Reference Type="{MANIFEST_TYPE}" URI="#{MANIFEST_ID}">'
+            f"{_empty('ds:DigestMethod', 'Algorithm', digest_method, canonical=canonical)}"
+            f"<ds:DigestValue>{manifest_value}</ds:DigestValue></ds:Reference>"
+            f'<ds:Reference Type="{parts.xades_version.signed_properties_type}" URI="#{SIGNED_PROPERTIES_ID}">'
+            f"{_empty('ds:DigestMethod', 'Algorithm', digest_method, canonical=canonical)}"
+            f"<ds:DigestValue>{properties_value}</ds:DigestValue></ds:Reference></ds:SignedInfo>"
+        )
+
+    manifest_value = b64(digest(manifest(True).encode("utf-8"), parts.digest_algorithm))
+    properties_value = b64(digest(signed_properties(True).encode("utf-8"), parts.digest_algorithm))
+    key_info = "".join(f"<ds:X509Certificate>{der}</ds:X509Certificate>" for *_, der in certificates)
+
+    def finish(value: str) -> bytes:
+        return (
+            f"<?xml version='1.0' encoding='UTF-8'?>\n"
+            f'<ds:Signature xmlns:ds="{DS_NS}" Id="{xml_id}">{signed_info(False, manifest_value, properties_value)}'
+            f"<ds:SignatureValue>{value}</ds:SignatureValue><ds:KeyInfo><ds:X509Data>{key_info}</ds:X509Data>"
+            f"</ds:KeyInfo><ds:Object><ds:SignatureProperties>"
+            f'<ds:SignatureProperty Id="{PURPOSE_PROPERTY_ID}" Target="#{xml_id}">{PURPOSE_OF_SIGNATURE}'
+            f"</ds:SignatureProperty></ds:SignatureProperties></ds:Object><ds:Object>{manifest(False)}</ds:Object>"
+            f'<ds:Object><xades:QualifyingProperties xmlns:xades="{parts.xades_version.value}" Target="#{xml_id}">'
+            f"{signed_properties(False)}</xades:QualifyingProperties></ds:Object></ds:Signature>"
+        ).encode()
+
+    return _Document(signed_info(True, manifest_value, properties_value).encode("utf-8"), finish)
 
 
 def _signature_matches(cert: x509.Certificate, raw: bytes, data: bytes, algorithm: SignatureAlgorithm) -> bool:

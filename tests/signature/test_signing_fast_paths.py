@@ -33,12 +33,14 @@ from dmp_connector.config import (
     StructureIdKind,
 )
 from dmp_connector.errors import ConfigurationError
-from dmp_connector.sandbox import IssuedCertificate
+from dmp_connector.sandbox import IssuedCertificate, TestPki
 from dmp_connector.signature import FileSigner, VihfRequest, VihfSecurity, build_vihf, check_signer
 from dmp_connector.signature import _xmldsig as xmldsig
 from dmp_connector.signature import keys as keys_mod
 from dmp_connector.signature import vihf as vihf_mod
+from dmp_connector.signature import xades as xades_mod
 from dmp_connector.signature.keys import certificate_dn, certificate_memo, check_signing_certificate
+from dmp_connector.signature.signer import DigestAlgorithm
 from dmp_connector.signature.vihf import (
     VIHF_ATTRIBUTES,
     AccessMode,
@@ -401,3 +403,116 @@ def test_facts_across_threads(pki_files: PkiFiles, empty_memo: None) -> None:
     for thread in threads:
         thread.join()
     assert not wrong
+
+
+# --- the submission-set signature written as text ------------------------------------------------------------------
+
+CDA_BYTES = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<?xml-stylesheet type="text/xsl" href="x.xsl"?>\n'
+    b'<ClinicalDocument xmlns="urn:hl7-org:v3"><!-- c --><id root="1.2.250.1.999.7.2"/>'
+    b"<title>Compte rendu</title></ClinicalDocument>\n"
+)
+PROFILES = [
+    xades_mod.SubmissionSetSignatureProfile(),
+    xades_mod.SubmissionSetSignatureProfile.sha1(),
+    xades_mod.SubmissionSetSignatureProfile(xades_version=xades_mod.XadesVersion.V1_3_2),
+    xades_mod.SubmissionSetSignatureProfile(
+        certificate_scope=xades_mod.SigningCertificateScope.CHAIN,
+        certificate_digest_algorithm=DigestAlgorithm.SHA1,
+        xades_version=xades_mod.XadesVersion.V1_3_2,
+    ),
+]
+
+
+def sign_both_ways(
+    monkeypatch: pytest.MonkeyPatch, **arguments: Any
+) -> tuple[tuple[str, Any], tuple[str, Any], list[int]]:
+    """The outcome by the text writer, then by the tree builder (the text writer switched off), and the text writes."""
+    written: list[int] = []
+    original = xades_mod._text_document
+
+    def counted(parts: Any) -> Any:
+        document = original(parts)
+        written.append(document is not None)
+        return document
+
+    def run() -> tuple[str, Any]:
+        try:
+            return "ok", xades_mod.sign_submission_set(**arguments)
+        except Exception as exc:
+            return type(exc).__name__, str(exc)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(xades_mod, "_text_document", counted)
+        fast = run()
+    with monkeypatch.context() as patch:
+        patch.setattr(xades_mod, "_text_document", lambda parts: None)
+        reference = run()
+    return fast, reference, written
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=["default", "sha1", "1.3.2", "chain"])
+@pytest.mark.parametrize("xml_id", [None, "_1.2.250.1.999.7.3", "sig-é"])
+def test_the_submission_set_signature_text_is_the_tree_builders(
+    profile: Any, xml_id: str | None, pki_files: PkiFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sign = pki_files.pki.issue_organisation_sign(organisation="CABINET XADES", structure_id="1000000006")
+    signer = FileSigner([sign.certificate, pki_files.pki.ca.certificate], sign.key)
+    documents = [
+        xades_mod.SubmittedDocument(unique_id="1.2.250.1.999.7.2", content=CDA_BYTES, is_cda=True),
+        xades_mod.SubmittedDocument(unique_id="1.2.250.1.999.7.4", content=b"%PDF-1.4 <&>", is_cda=False),
+    ]
+    fast, reference, written = sign_both_ways(
+        monkeypatch,
+        submission_set_unique_id="1.2.250.1.999.7.1",
+        documents=documents,
+        signer=signer,
+        unique_id="1.2.250.1.999.7.3",
+        profile=profile,
+        signing_time=NOW,
+        signature_xml_id=xml_id,
+    )
+    assert written == [True]
+    assert fast[0] == reference[0] == "ok"
+    assert fast[1].xml == reference[1].xml
+    assert fast[1] == reference[1]
+    xades_mod.verify_submission_set_signature(
+        fast[1].xml,
+        documents={d.unique_id: d.content for d in documents},
+        submission_set_unique_id="1.2.250.1.999.7.1",
+        trusted=[pki_files.pki.ca.certificate],
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize("xml_id", ['id "quoted"', "a&b", "<x>", "tab\tid", "nl\nid", "cr\rid", "ctl\x01id"])
+def test_values_the_text_writer_leaves_to_the_tree_builder(
+    xml_id: str, pki_files: PkiFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sign = pki_files.pki.issue_organisation_sign(organisation="CABINET XADES", structure_id="1000000006")
+    fast, reference, written = sign_both_ways(
+        monkeypatch,
+        submission_set_unique_id="1.2.250.1.999.7.1",
+        documents=[xades_mod.SubmittedDocument(unique_id="1.2.250.1.999.7.2", content=CDA_BYTES, is_cda=True)],
+        signer=FileSigner([sign.certificate], sign.key),
+        unique_id="1.2.250.1.999.7.3",
+        signing_time=NOW,
+        signature_xml_id=xml_id,
+    )
+    assert written == [False]
+    assert fast == reference
+
+
+def test_an_issuer_name_to_escape_goes_to_the_tree_builder(monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = TestPki.create(name='CA <Santé> & "Co"')
+    sign = ca.issue_organisation_sign(organisation="CABINET XADES", structure_id="1000000006")
+    fast, reference, written = sign_both_ways(
+        monkeypatch,
+        submission_set_unique_id="1.2.250.1.999.7.1",
+        documents=[xades_mod.SubmittedDocument(unique_id="1.2.250.1.999.7.2", content=CDA_BYTES, is_cda=True)],
+        signer=FileSigner([sign.certificate], sign.key),
+        unique_id="1.2.250.1.999.7.3",
+        signing_time=NOW,
+    )
+    assert written == [False]
+    assert fast[0] == "ok" and fast[1].xml == reference[1].xml and b"&amp;" in fast[1].xml
