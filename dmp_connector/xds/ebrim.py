@@ -162,13 +162,17 @@ class _Ids:
 
 def _urn_uuid5(name: str) -> str:
     """``f"urn:uuid:{uuid.uuid5(_ID_NAMESPACE, name)}"`` without building a ``UUID`` (its checks and integer
-    arithmetic cost three times the SHA-1; 27 ids per deposit, issue 22): RFC 4122 §4.3, version and variant bits
-    set on the first 16 bytes of the SHA-1 of the namespace and the name."""
-    raw = bytearray(hashlib.sha1(_ID_NAMESPACE_BYTES + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    text = raw.hex()
-    return f"urn:uuid:{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    arithmetic cost three times the SHA-1; 27 ids per deposit, issue 22): RFC 4122 §4.3, the first 16 bytes
+    of the SHA-1 of the namespace and the name, in hexadecimal, with the version nibble set to 5 and the
+    variant's two high bits to 10 (the hexadecimal digit 8, 9, a or b). The namespace is hashed once."""
+    digest = _ID_NAMESPACE_SHA1.copy()
+    digest.update(name.encode("utf-8"))
+    text = digest.hexdigest()
+    return f"urn:uuid:{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:32]}"
+
+
+_ID_NAMESPACE_SHA1: Final = hashlib.sha1(_ID_NAMESPACE_BYTES, usedforsecurity=False)
+_VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def _slot(parent: etree._Element, name: str, values: Iterable[str | None]) -> None:
@@ -509,10 +513,13 @@ class _Markup:
                 extra += f' xml:lang="{_a(attributes.lang)}"'
         self.out.append(f'<rim:{tag}><rim:LocalizedString{extra} value="{_a(text)}"/></rim:{tag}>')
 
+    # In the methods below ``owner`` is already escaped (once an object), ``scheme`` is a constant of
+    # the vocabulary and the ids made by _Ids are urn:uuid: in hexadecimal: none needs escaping.
+
     def code(self, scheme: str, owner: str, ids: _Ids, code: AnyCode, strings: _Strings | None = None) -> None:
         self.out.append(
-            f'<rim:Classification classificationScheme="{_a(scheme)}" classifiedObject="{_a(owner)}" '
-            f'id="{_a(ids.next("code"))}" nodeRepresentation="{_a(code.code)}">'
+            f'<rim:Classification classificationScheme="{scheme}" classifiedObject="{owner}" '
+            f'id="{ids.next("code")}" nodeRepresentation="{_a(code.code)}">'
         )
         self.slot("codingScheme", [code.code_system])
         self.localized("Name", code.display_name, strings.next_code(scheme) if strings else None)
@@ -520,8 +527,8 @@ class _Markup:
 
     def author(self, scheme: str, owner: str, ids: _Ids, author: Author) -> None:
         self.out.append(
-            f'<rim:Classification classificationScheme="{_a(scheme)}" classifiedObject="{_a(owner)}" '
-            f'id="{_a(ids.next("author"))}" nodeRepresentation="">'
+            f'<rim:Classification classificationScheme="{scheme}" classifiedObject="{owner}" '
+            f'id="{ids.next("author")}" nodeRepresentation="">'
         )
         self.slot("authorPerson", [author.person.text if author.person else None])
         self.slot("authorInstitution", [x.text for x in author.institutions])
@@ -533,20 +540,19 @@ class _Markup:
 
     def external_id(self, scheme: str, owner: str, ids: _Ids, value: str, name: str) -> None:
         self.out.append(
-            f'<rim:ExternalIdentifier id="{_a(ids.next("external"))}" identificationScheme="{_a(scheme)}" '
-            f'registryObject="{_a(owner)}" value="{_a(value)}">'
+            f'<rim:ExternalIdentifier id="{ids.next("external")}" identificationScheme="{scheme}" '
+            f'registryObject="{owner}" value="{_a(value)}"><rim:Name><rim:LocalizedString value="{name}"/></rim:Name>'
+            "</rim:ExternalIdentifier>"
         )
-        self.localized("Name", name)
-        self.out.append("</rim:ExternalIdentifier>")
 
     def classification(self, owner: str, ids: _Ids, classification: Classification) -> None:
         head = "<rim:Classification"
         if classification.scheme is not None:
             head += f' classificationScheme="{_a(classification.scheme)}"'
-        head += f' classifiedObject="{_a(owner)}"'
+        head += f' classifiedObject="{owner}"'
         if classification.node is not None:
             head += f' classificationNode="{_a(classification.node)}"'
-        head += f' id="{_a(ids.next("classification"))}"'
+        head += f' id="{ids.next("classification")}"'
         if classification.node_representation is not None:
             head += f' nodeRepresentation="{_a(classification.node_representation)}"'
         self.out.append(head + ">")
@@ -559,15 +565,14 @@ class _Markup:
 
     def node(self, node: str, owner: str, ids: _Ids) -> None:
         self.out.append(
-            f'<rim:Classification classifiedObject="{_a(owner)}" classificationNode="{_a(node)}" '
-            f'id="{_a(ids.next("node"))}"/>'
+            f'<rim:Classification classifiedObject="{owner}" classificationNode="{node}" id="{ids.next("node")}"/>'
         )
 
     def document(self, entry: DocumentEntry) -> None:
-        owner = entry.entry_uuid
-        ids = _Ids(owner, entry.unique_id)
+        ids = _Ids(entry.entry_uuid, entry.unique_id)
+        owner = _a(entry.entry_uuid)
         self.out.append(
-            f'<rim:ExtrinsicObject id="{_a(owner)}" mimeType="{_a(entry.mime_type)}" '
+            f'<rim:ExtrinsicObject id="{owner}" mimeType="{_a(entry.mime_type)}" '
             f'objectType="{_a(entry.object_type.value)}"'
             f"{_status_markup(entry.availability_status, entry.home, entry.logical_id)}>"
         )
@@ -613,10 +618,10 @@ class _Markup:
         self.out.append("</rim:ExtrinsicObject>")
 
     def submission_set(self, ss: SubmissionSet) -> None:
-        owner = ss.entry_uuid
-        ids = _Ids(owner, ss.unique_id)
+        ids = _Ids(ss.entry_uuid, ss.unique_id)
+        owner = _a(ss.entry_uuid)
         self.out.append(
-            f'<rim:RegistryPackage id="{_a(owner)}"{_status_markup(ss.availability_status, ss.home, ss.logical_id)}>'
+            f'<rim:RegistryPackage id="{owner}"{_status_markup(ss.availability_status, ss.home, ss.logical_id)}>'
         )
         strings = _Strings(ss.localized)
         self.slot("submissionTime", [ss.submission_time.text])
@@ -640,10 +645,10 @@ class _Markup:
         self.out.append("</rim:RegistryPackage>")
 
     def folder(self, folder: Folder) -> None:
-        owner = folder.entry_uuid
-        ids = _Ids(owner, folder.unique_id)
+        ids = _Ids(folder.entry_uuid, folder.unique_id)
+        owner = _a(folder.entry_uuid)
         status = _status_markup(folder.availability_status, folder.home, folder.logical_id)
-        self.out.append(f'<rim:RegistryPackage id="{_a(owner)}"{status}>')
+        self.out.append(f'<rim:RegistryPackage id="{owner}"{status}>')
         strings = _Strings(folder.localized)
         self.slot("lastUpdateTime", [_wire(folder.last_update_time)])
         self.extra_slots(folder.extra_slots)
@@ -671,8 +676,9 @@ class _Markup:
         self.slot("NewStatus", [None if association.new_status is None else str(association.new_status)])
         self.extra_slots(association.extra_slots)
         ids = _Ids(association.entry_uuid, association.source_object + "|" + association.target_object)
+        owner = _a(association.entry_uuid)
         for classification in association.classifications:
-            self.classification(association.entry_uuid, ids, classification)
+            self.classification(owner, ids, classification)
         self.out.append("</rim:Association>")
 
     def request(self, request: SubmissionRequest) -> None:
@@ -723,9 +729,15 @@ def _parsed_request(head: str, request: SubmissionRequest, tail: str) -> etree._
     markup.request(request)
     markup.out.append(tail)
     text = "".join(markup.out)
-    if _NOT_LXML_TEXT.search(text) is not None:
-        raise ValueError("a value holds a character lxml refuses")
-    root = etree.fromstring(text.encode("utf-8"), _markup_parser())  # noqa: TID251 - our own markup
+    # A lone surrogate fails the encoding (UnicodeEncodeError, a ValueError, as lxml raises); the parser
+    # refuses the other characters lxml refuses, which are exactly the rest of what XML 1.0 excludes.
+    data = text.encode("utf-8")
+    try:
+        root = etree.fromstring(data, _markup_parser())  # noqa: TID251 - our own markup
+    except etree.XMLSyntaxError:
+        if _NOT_LXML_TEXT.search(text) is not None:
+            raise ValueError("a value holds a character lxml refuses") from None
+        raise
     if markup.empty_values:
         for value in root.iter(f"{{{RIM}}}Value"):
             if value.text is None:
