@@ -484,10 +484,19 @@ class _Markup:
         """Whether a ``rim:Value`` is the empty string: lxml writes ``<rim:Value></rim:Value>`` for it, which
         parses as no text at all, so the parsed tree gets its empty text back afterwards."""
 
-    def slot(self, name: str, values: Iterable[str | None]) -> None:
-        present = [v for v in values if v is not None]
-        if present:
-            self.values(name, present)
+    def one(self, name: str, value: str | None) -> None:
+        """A slot of one value, none when the value is None (``name`` is a constant: not escaped)."""
+        if value is not None:
+            if not value:
+                self.empty_values = True
+            self.out.append(
+                f'<rim:Slot name="{name}"><rim:ValueList><rim:Value>{_t(value)}</rim:Value></rim:ValueList></rim:Slot>'
+            )
+
+    def many(self, name: str, values: Sequence[str]) -> None:
+        """A slot of these values, none when there are none."""
+        if values:
+            self.values(name, values)
 
     def values(self, name: str, values: Sequence[str]) -> None:
         out = self.out
@@ -521,7 +530,7 @@ class _Markup:
             f'<rim:Classification classificationScheme="{scheme}" classifiedObject="{owner}" '
             f'id="{ids.next("code")}" nodeRepresentation="{_a(code.code)}">'
         )
-        self.slot("codingScheme", [code.code_system])
+        self.one("codingScheme", code.code_system)
         self.localized("Name", code.display_name, strings.next_code(scheme) if strings else None)
         self.out.append("</rim:Classification>")
 
@@ -530,11 +539,11 @@ class _Markup:
             f'<rim:Classification classificationScheme="{scheme}" classifiedObject="{owner}" '
             f'id="{ids.next("author")}" nodeRepresentation="">'
         )
-        self.slot("authorPerson", [author.person.text if author.person else None])
-        self.slot("authorInstitution", [x.text for x in author.institutions])
-        self.slot("authorRole", author.roles)
-        self.slot("authorSpecialty", author.specialties)
-        self.slot("authorTelecommunication", author.telecommunications)
+        self.one("authorPerson", author.person.text if author.person else None)
+        self.many("authorInstitution", [x.text for x in author.institutions])
+        self.many("authorRole", author.roles)
+        self.many("authorSpecialty", author.specialties)
+        self.many("authorTelecommunication", author.telecommunications)
         self.extra_slots(author.extra_slots)
         self.out.append("</rim:Classification>")
 
@@ -577,18 +586,17 @@ class _Markup:
             f"{_status_markup(entry.availability_status, entry.home, entry.logical_id)}>"
         )
         strings = _Strings(entry.localized)
-        slot = self.slot
-        slot("creationTime", [_wire(entry.creation_time)])
-        slot("hash", [entry.hash])
-        slot("languageCode", [entry.language_code])
-        slot("legalAuthenticator", [_wire(entry.legal_authenticator)])
-        slot("repositoryUniqueId", [entry.repository_unique_id])
-        slot("serviceStartTime", [_wire(entry.service_start_time)])
-        slot("serviceStopTime", [_wire(entry.service_stop_time)])
-        slot("size", [None if entry.size is None else str(entry.size)])
-        slot("sourcePatientId", [_wire(entry.source_patient_id)])
-        slot("sourcePatientInfo", entry.source_patient_info)
-        slot(REFERENCE_ID_LIST_SLOT, entry.reference_ids)
+        self.one("creationTime", _wire(entry.creation_time))
+        self.one("hash", entry.hash)
+        self.one("languageCode", entry.language_code)
+        self.one("legalAuthenticator", _wire(entry.legal_authenticator))
+        self.one("repositoryUniqueId", entry.repository_unique_id)
+        self.one("serviceStartTime", _wire(entry.service_start_time))
+        self.one("serviceStopTime", _wire(entry.service_stop_time))
+        self.one("size", None if entry.size is None else str(entry.size))
+        self.one("sourcePatientId", _wire(entry.source_patient_id))
+        self.many("sourcePatientInfo", entry.source_patient_info)
+        self.many(REFERENCE_ID_LIST_SLOT, entry.reference_ids)
         self.extra_slots(entry.extra_slots)
         self.localized("Name", entry.title, strings.get("Name"))
         self.localized("Description", entry.comments, strings.get("Description"))
@@ -624,8 +632,8 @@ class _Markup:
             f'<rim:RegistryPackage id="{owner}"{_status_markup(ss.availability_status, ss.home, ss.logical_id)}>'
         )
         strings = _Strings(ss.localized)
-        self.slot("submissionTime", [ss.submission_time.text])
-        self.slot("intendedRecipient", ss.intended_recipients)
+        self.one("submissionTime", ss.submission_time.text)
+        self.many("intendedRecipient", ss.intended_recipients)
         self.extra_slots(ss.extra_slots)
         self.localized("Name", ss.title, strings.get("Name"))
         self.localized("Description", ss.comments, strings.get("Description"))
@@ -650,7 +658,7 @@ class _Markup:
         status = _status_markup(folder.availability_status, folder.home, folder.logical_id)
         self.out.append(f'<rim:RegistryPackage id="{owner}"{status}>')
         strings = _Strings(folder.localized)
-        self.slot("lastUpdateTime", [_wire(folder.last_update_time)])
+        self.one("lastUpdateTime", _wire(folder.last_update_time))
         self.extra_slots(folder.extra_slots)
         self.localized("Name", folder.title, strings.get("Name"))
         self.localized("Description", folder.comments, strings.get("Description"))
@@ -669,11 +677,11 @@ class _Markup:
             f"{_status_markup(association.availability_status, association.home)}>"
         )
         status = association.submission_set_status
-        self.slot("SubmissionSetStatus", [None if status is None else str(status)])
-        self.slot("PreviousVersion", [association.previous_version])
+        self.one("SubmissionSetStatus", None if status is None else str(status))
+        self.one("PreviousVersion", association.previous_version)
         original = association.original_status
-        self.slot("OriginalStatus", [None if original is None else str(original)])
-        self.slot("NewStatus", [None if association.new_status is None else str(association.new_status)])
+        self.one("OriginalStatus", None if original is None else str(original))
+        self.one("NewStatus", None if association.new_status is None else str(association.new_status))
         self.extra_slots(association.extra_slots)
         ids = _Ids(association.entry_uuid, association.source_object + "|" + association.target_object)
         owner = _a(association.entry_uuid)
