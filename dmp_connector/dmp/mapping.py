@@ -23,6 +23,7 @@ under the same CDA id gets other derived ids, which is how the client tells the 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Final
@@ -72,6 +73,7 @@ __all__ = [
 DOCUMENT_ENTRY_ID: Final = symbolic_id("Document", 1)
 """The document's entry id in a deposit (the signature's is ``Signature01``)."""
 _NAMESPACE: Final = uuid.UUID("3c1b8f0e-6a52-5d47-9e1f-0d2c7a4b9e61")
+_NAMESPACE_BYTES: Final = _NAMESPACE.bytes
 _MAX_OID: Final = 64
 
 
@@ -83,10 +85,19 @@ def derived_oid(root: str, *parts: str) -> str:
     """
     if not is_oid(root) or len(root) > 40:
         raise ValidationError("the unique id root must be an OID of at most 40 characters")
-    number = uuid.uuid5(_NAMESPACE, "\x1f".join(parts)).int
+    number = _uuid5_int("\x1f".join(parts))
     room = _MAX_OID - len(root) - 1
     digits = str(number)[:room].lstrip("0") or "0"
     return f"{root}.{digits}"
+
+
+def _uuid5_int(name: str) -> int:
+    """``uuid.uuid5(_NAMESPACE, name).int`` without building the ``UUID`` (RFC 4122 §4.3: the first 16 bytes
+    of the SHA-1 of the namespace and the name, version 5, variant 10); three a deposit (issue 22)."""
+    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return int.from_bytes(raw, "big")
 
 
 class DepositIds(BaseModel):
