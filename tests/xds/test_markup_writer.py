@@ -8,6 +8,8 @@ needs escaping (``& < > "``, tabs, line ends, carriage returns, empty slot value
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -228,3 +230,26 @@ def test_a_value_lxml_takes_is_written() -> None:
     entry = make_document().model_copy(update={"title": "\ufdd0\U0001fffe\x7f\x85\u2028"})
     request = SubmissionRequest.build(make_submission_set(), [entry])
     assert to_bytes(build_submit_objects_request(request)) == reference_submit_objects(request)
+
+
+_ATTRIBUTE_REFERENCES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "\t": "&#9;",
+    "\n": "&#10;",
+    "\r": "&#13;",
+}
+
+
+@given(st.text(st.sampled_from("&<>\"\t\n\r a'é;#")) | st.text())
+def test_values_are_escaped_as_the_parser_needs(value: str) -> None:
+    from dmp_connector.xds.ebrim import _NOT_LXML_TEXT, _a, _t
+
+    assert _a(value) == re.sub('[&<>"\t\n\r]', lambda m: _ATTRIBUTE_REFERENCES[m.group()], value)
+    assert _t(value) == re.sub("[&<>\r]", lambda m: _ATTRIBUTE_REFERENCES[m.group()], value)
+    if _NOT_LXML_TEXT.search(value) is None:  # what the parser gives back is the value itself
+        root = parse_xml(f'<a v="{_a(value)}">{_t(value)}</a>'.encode())
+        assert root.get("v") == value
+        assert (root.text or "") == value
