@@ -450,10 +450,6 @@ def write_registry_objects(
 # the element writers above build: the same elements, attributes in the same order, the same values
 # (escaped below so that the parser gives each back unchanged), the namespaces declared on the root
 # only. tests/xds compares the two writers' bytes over the NIST corpus and generated submissions.
-_ATTRIBUTE_ESCAPES: Final = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
-)
-_TEXT_ESCAPES: Final = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 # What lxml refuses in a value (ValueError, or UnicodeEncodeError for a lone surrogate): ASCII control
 # characters but tab, line feed and carriage return; lone surrogates; U+FFFE and U+FFFF.
 _NOT_LXML_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -465,14 +461,17 @@ def _a(value: str) -> str:
     """An attribute value as markup (between double quotes): white space as references, kept by the parser."""
     # Seven substring tests cost less than a regular expression's search on the short values written.
     if "&" in value or "<" in value or ">" in value or '"' in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_ATTRIBUTE_ESCAPES)
+        # str.replace, not str.translate: translate looks every character up in a dict, and the HL7 values
+        # (patientId, authorPerson …) all hold an "&". The ampersand first: the others bring new ones.
+        value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+        return value.replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;")
     return value
 
 
 def _t(value: str) -> str:
     """Element text as markup (a carriage return as a reference: the parser would make ``\r\n`` a ``\n``)."""
     if "&" in value or "<" in value or ">" in value or "\r" in value:
-        return value.translate(_TEXT_ESCAPES)
+        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
     return value
 
 
