@@ -23,6 +23,8 @@ under the same CDA id gets other derived ids, which is how the client tells the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Final
@@ -72,6 +74,7 @@ __all__ = [
 DOCUMENT_ENTRY_ID: Final = symbolic_id("Document", 1)
 """The document's entry id in a deposit (the signature's is ``Signature01``)."""
 _NAMESPACE: Final = uuid.UUID("3c1b8f0e-6a52-5d47-9e1f-0d2c7a4b9e61")
+_NAMESPACE_BYTES: Final = _NAMESPACE.bytes
 _MAX_OID: Final = 64
 
 
@@ -83,10 +86,19 @@ def derived_oid(root: str, *parts: str) -> str:
     """
     if not is_oid(root) or len(root) > 40:
         raise ValidationError("the unique id root must be an OID of at most 40 characters")
-    number = uuid.uuid5(_NAMESPACE, "\x1f".join(parts)).int
+    number = _uuid5_int("\x1f".join(parts))
     room = _MAX_OID - len(root) - 1
     digits = str(number)[:room].lstrip("0") or "0"
     return f"{root}.{digits}"
+
+
+def _uuid5_int(name: str) -> int:
+    """``uuid.uuid5(_NAMESPACE, name).int`` without building the ``UUID`` (RFC 4122 §4.3: the first 16 bytes
+    of the SHA-1 of the namespace and the name, version 5, variant 10); three a deposit (issue 22)."""
+    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return int.from_bytes(raw, "big")
 
 
 class DepositIds(BaseModel):
@@ -118,7 +130,13 @@ def source_id(settings: Settings) -> str:
     if settings.dmp.source_id is not None:
         return settings.dmp.source_id
     software = settings.software
-    return derived_oid("2.25", "source-id", software.name, software.editor)
+    return _derived_source_id(software.name, software.editor)
+
+
+@functools.lru_cache(maxsize=16)
+def _derived_source_id(name: str, editor: str) -> str:
+    """The sourceId derived from the software's name and editor, made once for each pair (issue 22)."""
+    return derived_oid("2.25", "source-id", name, editor)
 
 
 def document_entry(metadata: DocumentMetadata, *, entry_id: str = DOCUMENT_ENTRY_ID) -> DocumentEntry:
@@ -134,17 +152,34 @@ def submission_author(settings: Settings, fallback: Author | None = None) -> Aut
     configured professional the document's first author person is used.
     """
     organisation = settings.require_organisation()
-    institution = Xon.national_structure(organisation.name, organisation.national_id)
     professional = settings.professional
     if professional is not None:
-        person = Xcn.national_professional(professional.national_id, professional.family_name, professional.given_name)
-    elif fallback is not None and fallback.person is not None:
+        return _configured_author(
+            organisation.name,
+            organisation.national_id,
+            professional.national_id,
+            professional.family_name,
+            professional.given_name,
+        )
+    institution = Xon.national_structure(organisation.name, organisation.national_id)
+    if fallback is not None and fallback.person is not None:
         person = fallback.person
     else:
         raise ValidationError(
             "the submission set needs an author person and none is configured",
             hint="set [professional] in the settings",
         )
+    return Author(person=person, institutions=(institution,))
+
+
+@functools.lru_cache(maxsize=16)
+def _configured_author(
+    organisation_name: str, organisation_id: str, professional_id: str, family_name: str, given_name: str
+) -> Author:
+    """The configured professional on behalf of the configured organisation: the same frozen value for the
+    same settings, made once (issue 22). Invalid values raise as they did, and nothing is kept for them."""
+    institution = Xon.national_structure(organisation_name, organisation_id)
+    person = Xcn.national_professional(professional_id, family_name, given_name)
     return Author(person=person, institutions=(institution,))
 
 

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -109,9 +109,13 @@ class _BytesSource:
         return self._size
 
     def open(self) -> BinaryIO:
+        return io.BytesIO(self.data())
+
+    def data(self) -> bytes:
+        """The bytes themselves (no reader, no copy)."""
         if self._data is None:
             raise ValueError("I/O operation on a closed attachment")
-        return io.BytesIO(self._data)
+        return self._data
 
     def close(self) -> None:
         self._data = None
@@ -399,19 +403,42 @@ class MtomPayload:
         record and a system call per part header (each write costs the async client a round of
         its TLS layer).
         """
-        buffer = bytearray()
+        # Each byte is copied once, into the chunk that carries it (issue 22): a chunk that lies within one
+        # piece is a slice of it (the piece itself when it is the whole chunk), one that straddles pieces
+        # is joined from views of them. An attachment held in memory is one piece, not read through a reader.
+        pending: list[memoryview] = []
+        filled = 0
         for segment in self.segments:
-            pieces = (segment,) if isinstance(segment, bytes) else segment.iter_chunks()
+            if isinstance(segment, bytes):
+                pieces: Iterable[bytes] = (segment,)
+            else:
+                source = segment._source
+                pieces = (source.data(),) if isinstance(source, _BytesSource) else segment.iter_chunks()
             for piece in pieces:
-                if not buffer and len(piece) == CHUNK_SIZE:
-                    yield piece
-                    continue
-                buffer += piece
-                while len(buffer) >= CHUNK_SIZE:
-                    yield bytes(buffer[:CHUNK_SIZE])
-                    del buffer[:CHUNK_SIZE]
-        if buffer:
-            yield bytes(buffer)
+                size = len(piece)
+                start = 0
+                if not filled:
+                    if size == CHUNK_SIZE:
+                        yield piece
+                        continue
+                    while size - start >= CHUNK_SIZE:
+                        yield piece[start : start + CHUNK_SIZE]
+                        start += CHUNK_SIZE
+                view = memoryview(piece)
+                while start < size:
+                    take = min(CHUNK_SIZE - filled, size - start)
+                    pending.append(view[start : start + take])
+                    filled += take
+                    start += take
+                    if filled == CHUNK_SIZE:
+                        yield b"".join(pending)
+                        pending = []
+                        filled = 0
+                        while size - start >= CHUNK_SIZE:
+                            yield piece[start : start + CHUNK_SIZE]
+                            start += CHUNK_SIZE
+        if pending:
+            yield b"".join(pending)
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The same chunks for an async transport.

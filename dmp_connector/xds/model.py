@@ -1494,6 +1494,18 @@ def _code_lengths(name: str, code: AnyCode) -> Iterator[tuple[str, str | None, i
     yield f"{name} display name", code.display_name, _FREE_FORM
 
 
+def _code_length_problems(where: str, name: str, code: AnyCode) -> list[str]:
+    """``_check_lengths(where, _code_lengths(name, code))``, without naming the three values when all fit."""
+    system, display = code.code_system, code.display_name
+    if (
+        len(code.code) <= _LONG_NAME
+        and (system is None or len(system) <= _LONG_NAME)
+        and (display is None or len(display) <= _FREE_FORM)
+    ):
+        return []
+    return _check_lengths(where, _code_lengths(name, code))
+
+
 def _author_problems(authors: Sequence[Author], where: str) -> list[str]:
     found: list[str] = []
     for index, author in enumerate(authors, 1):
@@ -1530,9 +1542,10 @@ def _submission_set_problems(ss: SubmissionSet) -> list[str]:
         ("comments", ss.comments, _FREE_FORM),
     ]
     lengths += [("intendedRecipient", r, _LONG_NAME) for r in ss.intended_recipients]
+    found += _check_lengths(where, iter(lengths))
     if ss.content_type_code is not None:
-        lengths += _code_lengths("contentTypeCode", ss.content_type_code)
-    lengths += [(f"slot {s.name}", v, _LONG_NAME) for s in ss.extra_slots for v in s.values]
+        found += _code_length_problems(where, "contentTypeCode", ss.content_type_code)
+    lengths = [(f"slot {s.name}", v, _LONG_NAME) for s in ss.extra_slots for v in s.values]
     return found + _check_lengths(where, iter(lengths))
 
 
@@ -1569,9 +1582,11 @@ def _document_problems(document: DocumentEntry, patient: Cx | None) -> list[str]
         ("languageCode", document.language_code, _LONG_NAME),
         ("legalAuthenticator", document.legal_authenticator.text if document.legal_authenticator else None, _LONG_NAME),
     ]
+    # The problems in the order of the values: these six, each code's three, then the lists.
+    found += _check_lengths(where, iter(lengths))
     for name, code in document.codes():
-        lengths += _code_lengths(name, code)
-    lengths += [("sourcePatientInfo", v, _LONG_NAME) for v in document.source_patient_info]
+        found += _code_length_problems(where, name, code)
+    lengths = [("sourcePatientInfo", v, _LONG_NAME) for v in document.source_patient_info]
     lengths += [("referenceIdList", v, _LONG_NAME) for v in document.reference_ids]
     lengths += [(f"slot {s.name}", v, _LONG_NAME) for s in document.extra_slots for v in s.values]
     return found + _check_lengths(where, iter(lengths))
@@ -1584,6 +1599,7 @@ def _folder_problems(folder: Folder, patient: Cx | None) -> list[str]:
         found.append(f"{where}: patientId differs from the submission set's")
     lengths: list[tuple[str, str | None, int]] = [("title", folder.title, _FREE_FORM)]
     lengths += [("comments", folder.comments, _FREE_FORM)]
+    found += _check_lengths(where, iter(lengths))
     for code in folder.codes:
-        lengths += _code_lengths("codeList", code)
-    return found + _check_lengths(where, iter(lengths))
+        found += _code_length_problems(where, "codeList", code)
+    return found
