@@ -192,9 +192,9 @@ class LoopPoolTransport(httpx.AsyncBaseTransport):
             async for chunk in request.stream:
                 await connection.send(h11.Data(data=chunk), write_timeout)
             await connection.send(h11.EndOfMessage(), write_timeout)
-        except (httpcore.WriteError, httpcore.WriteTimeout):
+        except httpcore.WriteError:
             # The server may have answered and closed before taking the whole body (e.g. 413): read its
-            # answer if it sent one; the connection is not reused either way.
+            # answer if it sent one (as httpcore does); the connection is not reused either way.
             pass
         while True:
             event = await connection.next_event(read_timeout)
@@ -231,14 +231,18 @@ class LoopPoolTransport(httpx.AsyncBaseTransport):
                 continue
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
+            woken = False
             try:
                 async with asyncio.timeout_at(end):
                     await waiter
+                woken = True
             except TimeoutError as exc:
                 raise httpcore.PoolTimeout("no connection became free in time") from exc
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                if not woken and waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled or timed out: the turn goes to the next waiter
         self._open += 1
         try:
             return await self._connect(origin, timeouts.get("connect"))

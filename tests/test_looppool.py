@@ -439,3 +439,41 @@ def test_keep_alive_expiry_drops_an_old_idle_connection(pki_files: PkiFiles, tmp
 
         asyncio.run(run())
     assert server.connections == 2
+
+
+def test_a_waiter_cancelled_as_it_is_woken_passes_its_turn_on(pki_files: PkiFiles, tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def hold(exchange: Exchange, sock: ssl.SSLSocket) -> bool:
+        if exchange.path == "/hold":
+            release.wait(10)
+        return _echo(exchange, sock)
+
+    with keep_alive(pki_files, tmp_path, hold) as server:
+
+        async def run() -> tuple[bool, int]:
+            async with _client(pki_files, max_connections=1) as client:
+                transport = client._transport
+                assert isinstance(transport, LoopPoolTransport)
+                holding = asyncio.create_task(client.get(server.url + "/hold"))
+                await asyncio.sleep(0.2)
+                first = asyncio.create_task(client.get(server.url + "/first"))
+                await asyncio.sleep(0.05)
+                second = asyncio.create_task(client.get(server.url + "/second", timeout=httpx.Timeout(5, pool=2)))
+                await asyncio.sleep(0.05)
+                wake = transport._wake_one
+
+                def wake_then_cancel_the_woken() -> None:
+                    # The connection comes back and wakes the first waiter, which is cancelled in the same
+                    # turn of the loop (its caller's deadline): the second must get the connection.
+                    wake()
+                    first.cancel()
+
+                transport._wake_one = wake_then_cancel_the_woken  # type: ignore[method-assign]
+                release.set()
+                await holding
+                with suppress(asyncio.CancelledError):
+                    await first
+                return first.cancelled(), (await second).status_code
+
+        assert asyncio.run(run()) == (True, 200)
