@@ -32,9 +32,8 @@ import ssl
 from collections.abc import Iterable
 
 import httpcore
-import httpx
 
-__all__ = ["LoopBackend", "LoopStream", "loop_transport"]
+__all__ = ["LoopBackend", "LoopStream"]
 
 _READ, _WRITE = 0, 1
 
@@ -132,6 +131,10 @@ class LoopStream(httpcore.AsyncNetworkStream):
             view.release()
 
     async def aclose(self) -> None:
+        self._sock.close()
+
+    def close(self) -> None:
+        """Close the socket now (no TLS close_notify is sent, as :meth:`aclose`)."""
         self._sock.close()
 
     async def start_tls(
@@ -294,18 +297,3 @@ class LoopBackend(httpcore.AsyncNetworkBackend):
             await self._fallback.sleep(seconds)
         else:
             await asyncio.sleep(seconds)
-
-
-def loop_transport(verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """An async httpx transport whose pool uses :class:`LoopBackend` (httpx offers no other way to pass one)."""
-    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
-    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        return transport  # another httpx than the one this was written for: its own backend, slower but sound
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=verify,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=LoopBackend(),
-    )
-    return transport

@@ -44,7 +44,7 @@ from ._deadline import (
     expired,
     release,
 )
-from ._loopnet import loop_transport
+from ._looppool import loop_transport
 from ._tls import build_ssl_context, ssl_cause
 from .audit import (
     AuditEvent,

@@ -22,7 +22,8 @@ import httpcore
 import httpx
 import pytest
 
-from dmp_connector._loopnet import YIELD_EVERY, LoopBackend, LoopStream, loop_transport
+from dmp_connector._loopnet import YIELD_EVERY, LoopBackend, LoopStream
+from dmp_connector._looppool import loop_transport
 from dmp_connector._tls import build_ssl_context
 from dmp_connector._transport import AsyncClient
 from dmp_connector.config import Environment, TlsCredentials
