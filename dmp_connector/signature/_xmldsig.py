@@ -92,6 +92,9 @@ __all__ = [
     "append_reference",
     "canonicalize",
     "certificate_base64",
+    "certificate_path",
+    "check_key_usage",
+    "check_validity",
     "complete_signature",
     "digest",
     "key_info_certificates",
@@ -458,14 +461,32 @@ def verify_certificate_path(
     must allow signing. Raises :class:`SignatureVerificationError` with reason
     ``untrusted_certificate`` or ``expired_certificate``.
     """
+    path = certificate_path(chain, trusted)
+    check_validity(path, now or dt.datetime.now(dt.UTC))
+    check_key_usage(path[0])
+    return path[0]
+
+
+def certificate_path(chain: Sequence[x509.Certificate], trusted: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """The first step of :func:`verify_certificate_path`: the path from ``chain[0]`` to ``trusted``, leaf first.
+
+    Every signature on the path is checked and every issuer must be a CA; the dates
+    (:func:`check_validity`) and the leaf's key usage (:func:`check_key_usage`) are the caller's
+    next steps, in that order. A signature checked at two moments (XAdES: its signing time and
+    now) builds the path once and checks the dates twice.
+    """
     if not chain:
         raise SignatureVerificationError("the signature carries no certificate", reason="malformed")
     if not trusted:
         raise SignatureVerificationError(
             "no trusted certificate was given to check the signer against", reason="untrusted_certificate"
         )
-    moment = now or dt.datetime.now(dt.UTC)
-    leaf, pool = chain[0], list(chain[1:])
+    return _certificate_path(chain[0], list(chain[1:]), trusted)
+
+
+def _certificate_path(
+    leaf: x509.Certificate, pool: list[x509.Certificate], trusted: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
     path = [leaf]
     current = leaf
     for _ in range(_MAX_PATH):
@@ -486,6 +507,11 @@ def verify_certificate_path(
         current = issuer
     else:
         raise SignatureVerificationError("the certificate path is too long", reason="untrusted_certificate")
+    return path
+
+
+def check_validity(path: Sequence[x509.Certificate], moment: dt.datetime) -> None:
+    """Every certificate of ``path`` must be valid at ``moment`` (``expired_certificate`` otherwise)."""
     for cert in path:
         if moment < cert.not_valid_before_utc:
             raise SignatureVerificationError(
@@ -497,15 +523,18 @@ def verify_certificate_path(
                 f"certificate {_describe(cert)} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
                 reason="expired_certificate",
             )
+
+
+def check_key_usage(leaf: x509.Certificate) -> None:
+    """The leaf's key usage, when stated, must allow signing (``untrusted_certificate`` otherwise)."""
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
-        return leaf
+        return
     if not (usage.digital_signature or usage.content_commitment):
         raise SignatureVerificationError(
             f"the key usage of {_describe(leaf)} does not allow signing", reason="untrusted_certificate"
         )
-    return leaf
 
 
 _SIGNATURE_METHODS = {
