@@ -17,8 +17,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
 from dmp_connector.errors import SignatureVerificationError
@@ -244,3 +246,122 @@ def test_the_trust_check_refuses_what_two_path_checks_refused(chain_name: str) -
         assert "accepted" in outcomes
     if chain_name != "empty":
         assert "untrusted_certificate" in outcomes  # trusted=[] or the foreign CA
+
+
+# --------------------------------------------------------------------------------------------
+# "Issued by": the RSA shortcut against cryptography's verify_directly_issued_by
+
+
+def _directly_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _tampered(cert: x509.Certificate, offset_from_end: int) -> x509.Certificate:
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    der[-offset_from_end] ^= 0x01
+    return x509.load_der_x509_certificate(bytes(der))
+
+
+def _outer_algorithm_swapped(cert: x509.Certificate) -> x509.Certificate:
+    """The outer signatureAlgorithm says SHA-384 while the signed (inner) one says SHA-256."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    sha256_rsa = bytes.fromhex("06092a864886f70d01010b")
+    sha384_rsa = bytes.fromhex("06092a864886f70d01010c")
+    at = der.rindex(sha256_rsa)
+    return x509.load_der_x509_certificate(der[:at] + sha384_rsa + der[at + len(sha256_rsa) :])
+
+
+def _printable_ca() -> x509.Certificate:
+    """A CA named "CA" as a PrintableString: equal to the leaves' UTF8String issuer for Python, not in DER."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA", _type=_ASN1Type.PrintableString)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(_KEY.public_key())
+        .serial_number(1)
+        .not_valid_before(_T0 - dt.timedelta(days=10))
+        .not_valid_after(_T0 + dt.timedelta(days=10))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(_KEY, hashes.SHA256())
+    )
+
+
+def _other_certificates() -> list[x509.Certificate]:
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec_ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("CA"))
+        .issuer_name(_name("CA"))
+        .public_key(ec_key.public_key())
+        .serial_number(2)
+        .not_valid_before(_T0 - dt.timedelta(days=10))
+        .not_valid_after(_T0 + dt.timedelta(days=10))
+        .sign(ec_key, hashes.SHA256())
+    )
+    leaf = _CHAINS["good"][0]
+    pss = (
+        x509.CertificateBuilder()
+        .subject_name(_name("PSS leaf"))
+        .issuer_name(_name("CA"))
+        .public_key(_KEY.public_key())
+        .serial_number(3)
+        .not_valid_before(_T0 - dt.timedelta(days=10))
+        .not_valid_after(_T0 + dt.timedelta(days=10))
+        .sign(_KEY, hashes.SHA256(), rsa_padding=padding.PSS(padding.MGF1(hashes.SHA256()), 32))
+    )
+    sha512 = (
+        x509.CertificateBuilder()
+        .subject_name(_name("SHA-512 leaf"))
+        .issuer_name(_name("CA"))
+        .public_key(_KEY.public_key())
+        .serial_number(4)
+        .not_valid_before(_T0 - dt.timedelta(days=10))
+        .not_valid_after(_T0 + dt.timedelta(days=10))
+        .sign(_KEY, hashes.SHA512())
+    )
+    return [
+        ec_ca,
+        pss,
+        sha512,
+        _printable_ca(),
+        _tampered(leaf, 1),
+        _tampered(leaf, 200),
+        _outer_algorithm_swapped(leaf),
+    ]
+
+
+def test_the_rsa_issued_by_shortcut_answers_as_cryptography() -> None:
+    certificates = [_CA, _SHORT_CA, _NOT_CA, _FOREIGN_CA, *(c for chain in _CHAINS.values() for c in chain)]
+    certificates += _other_certificates()
+    shortcut_taken = 0
+    for cert in certificates:
+        for issuer in certificates:
+            expected = _directly_issued_by(cert, issuer)
+            assert xmldsig._issued_by(cert, issuer) is expected, (cert.subject, issuer.subject)
+            if xmldsig._rsa_issued_by(cert, issuer):
+                assert expected, (cert.subject, issuer.subject)  # the shortcut accepts nothing cryptography refuses
+                shortcut_taken += 1
+    assert shortcut_taken > 10  # the usual case does take it
+    swapped = _outer_algorithm_swapped(_CHAINS["good"][0])
+    assert not _directly_issued_by(swapped, _CA)
+    assert not xmldsig._rsa_issued_by(_CHAINS["good"][0], _printable_ca())
+
+
+def test_the_der_reader_reads_the_names_cryptography_reads() -> None:
+    for cert in [_CA, _SHORT_CA, _NOT_CA, *_CHAINS["good"], *_CHAINS["via short CA"], *_other_certificates()[:-1]]:
+        parts = xmldsig._der_parts(cert)
+        assert parts is not None
+        inner, outer, issuer, subject = parts
+        assert issuer == cert.issuer.public_bytes()
+        assert subject == cert.subject.public_bytes()
+        der = cert.public_bytes(serialization.Encoding.DER)
+        assert outer + b"\x03" in der[len(cert.tbs_certificate_bytes) :]  # then the signature's BIT STRING
+        assert inner in cert.tbs_certificate_bytes
+        assert inner == outer
+    inner, outer, _, _ = xmldsig._der_parts(_outer_algorithm_swapped(_CHAINS["good"][0])) or (b"", b"", b"", b"")
+    assert inner != outer
