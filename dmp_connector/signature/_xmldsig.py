@@ -466,9 +466,6 @@ def _rsa_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     hash_type = _RSA_PKCS1_HASHES.get(cert.signature_algorithm_oid)
     if hash_type is None:
         return False
-    key = issuer.public_key()
-    if not isinstance(key, rsa.RSAPublicKey):
-        return False
     parts = certificate_memo(cert, "der_parts", _der_parts)
     issuer_parts = certificate_memo(issuer, "der_parts", _der_parts)
     if parts is None or issuer_parts is None:
@@ -477,8 +474,11 @@ def _rsa_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     if inner_algorithm != outer_algorithm or issuer_name != issuer_parts[3]:
         return False
     try:
+        key = issuer.public_key()  # after the names, as cryptography: an unreadable key of another CA is not read
+        if not isinstance(key, rsa.RSAPublicKey):
+            return False
         key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), hash_type())
-    except (CryptoInvalidSignature, ValueError, TypeError):
+    except Exception:  # any failure is verify_directly_issued_by's to decide and to report
         return False
     return True
 
