@@ -70,6 +70,7 @@ from typing import Final, cast
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm as SxDigest
 from signxml.algorithms import SignatureMethod as SxMethod
@@ -92,6 +93,9 @@ __all__ = [
     "append_reference",
     "canonicalize",
     "certificate_base64",
+    "certificate_path",
+    "check_key_usage",
+    "check_validity",
     "complete_signature",
     "digest",
     "key_info_certificates",
@@ -433,11 +437,99 @@ def _describe(cert: x509.Certificate) -> str:
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if _rsa_issued_by(cert, issuer):
+        return True
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, CryptoInvalidSignature):
         return False
     return True
+
+
+_RSA_PKCS1_HASHES: Final[dict[x509.ObjectIdentifier, type[hashes.HashAlgorithm]]] = {
+    x509.SignatureAlgorithmOID.RSA_WITH_SHA256: hashes.SHA256,
+    x509.SignatureAlgorithmOID.RSA_WITH_SHA384: hashes.SHA384,
+    x509.SignatureAlgorithmOID.RSA_WITH_SHA512: hashes.SHA512,
+}
+
+
+def _rsa_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True only when ``cert.verify_directly_issued_by(issuer)`` would accept; False means "ask it".
+
+    The same three checks for the usual case (an RSA issuer, RSA PKCS#1 v1.5 with SHA-2): the
+    certificate's inner and outer signature algorithms are the same DER bytes, its issuer name is
+    the issuer's subject name, byte for byte, and the issuer's key verifies the signature over the
+    to-be-signed part. cryptography parses the issuer's key from its DER at every call (two thirds
+    of the cost); here the key object the certificate keeps is used. Any other case, and any failure,
+    is left to ``verify_directly_issued_by``, so that a refusal is always its refusal.
+    """
+    hash_type = _RSA_PKCS1_HASHES.get(cert.signature_algorithm_oid)
+    if hash_type is None:
+        return False
+    parts = certificate_memo(cert, "der_parts", _der_parts)
+    issuer_parts = certificate_memo(issuer, "der_parts", _der_parts)
+    if parts is None or issuer_parts is None:
+        return False
+    inner_algorithm, outer_algorithm, issuer_name, _ = parts
+    if inner_algorithm != outer_algorithm or issuer_name != issuer_parts[3]:
+        return False
+    try:
+        key = issuer.public_key()  # after the names, as cryptography: an unreadable key of another CA is not read
+        if not isinstance(key, rsa.RSAPublicKey):
+            return False
+        key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), hash_type())
+    except Exception:  # any failure is verify_directly_issued_by's to decide and to report
+        return False
+    return True
+
+
+def _der_parts(cert: x509.Certificate) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The DER of (tbs signature algorithm, outer signature algorithm, tbs issuer, tbs subject), or None.
+
+    Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
+    signature AlgorithmIdentifier, issuer Name, validity, subject Name, … }, signatureAlgorithm,
+    signatureValue }. None for anything this short reader does not expect.
+    """
+    try:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        certificate = _tlv(der, 0, 0x30)
+        tbs = _tlv(der, certificate[1], 0x30)
+        outer_algorithm = _tlv(der, tbs[2], 0x30)
+        fields: list[tuple[int, int, int]] = []
+        at = tbs[1]
+        while at < tbs[2] and len(fields) < 6:
+            fields.append(_tlv(der, at, None))
+            at = fields[-1][2]
+        if der[fields[0][0]] == 0xA0:
+            fields = fields[1:]
+        serial, algorithm, issuer_name, validity, subject = fields[:5]
+        if [der[f[0]] for f in (serial, algorithm, issuer_name, validity, subject)] != [2, 0x30, 0x30, 0x30, 0x30]:
+            return None
+    except (IndexError, ValueError):
+        return None
+
+    def raw(field: tuple[int, int, int]) -> bytes:
+        return der[field[0] : field[2]]
+
+    return raw(algorithm), raw(outer_algorithm), raw(issuer_name), raw(subject)
+
+
+def _tlv(der: bytes, at: int, tag: int | None) -> tuple[int, int, int]:
+    """(start, start of the content, end) of the DER element at ``at``, whose tag must be ``tag`` if given."""
+    if tag is not None and der[at] != tag:
+        raise ValueError("unexpected tag")
+    length = der[at + 1]
+    content = at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 4:
+            raise ValueError("unexpected length")
+        length = int.from_bytes(der[content : content + count], "big")
+        content += count
+    end = content + length
+    if end > len(der):
+        raise ValueError("truncated")
+    return at, content, end
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -458,14 +550,32 @@ def verify_certificate_path(
     must allow signing. Raises :class:`SignatureVerificationError` with reason
     ``untrusted_certificate`` or ``expired_certificate``.
     """
+    path = certificate_path(chain, trusted)
+    check_validity(path, now or dt.datetime.now(dt.UTC))
+    check_key_usage(path[0])
+    return path[0]
+
+
+def certificate_path(chain: Sequence[x509.Certificate], trusted: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """The first step of :func:`verify_certificate_path`: the path from ``chain[0]`` to ``trusted``, leaf first.
+
+    Every signature on the path is checked and every issuer must be a CA; the dates
+    (:func:`check_validity`) and the leaf's key usage (:func:`check_key_usage`) are the caller's
+    next steps, in that order. A signature checked at two moments (XAdES: its signing time and
+    now) builds the path once and checks the dates twice.
+    """
     if not chain:
         raise SignatureVerificationError("the signature carries no certificate", reason="malformed")
     if not trusted:
         raise SignatureVerificationError(
             "no trusted certificate was given to check the signer against", reason="untrusted_certificate"
         )
-    moment = now or dt.datetime.now(dt.UTC)
-    leaf, pool = chain[0], list(chain[1:])
+    return _certificate_path(chain[0], list(chain[1:]), trusted)
+
+
+def _certificate_path(
+    leaf: x509.Certificate, pool: list[x509.Certificate], trusted: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
     path = [leaf]
     current = leaf
     for _ in range(_MAX_PATH):
@@ -486,6 +596,11 @@ def verify_certificate_path(
         current = issuer
     else:
         raise SignatureVerificationError("the certificate path is too long", reason="untrusted_certificate")
+    return path
+
+
+def check_validity(path: Sequence[x509.Certificate], moment: dt.datetime) -> None:
+    """Every certificate of ``path`` must be valid at ``moment`` (``expired_certificate`` otherwise)."""
     for cert in path:
         if moment < cert.not_valid_before_utc:
             raise SignatureVerificationError(
@@ -497,15 +612,18 @@ def verify_certificate_path(
                 f"certificate {_describe(cert)} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
                 reason="expired_certificate",
             )
+
+
+def check_key_usage(leaf: x509.Certificate) -> None:
+    """The leaf's key usage, when stated, must allow signing (``untrusted_certificate`` otherwise)."""
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
-        return leaf
+        return
     if not (usage.digital_signature or usage.content_commitment):
         raise SignatureVerificationError(
             f"the key usage of {_describe(leaf)} does not allow signing", reason="untrusted_certificate"
         )
-    return leaf
 
 
 _SIGNATURE_METHODS = {

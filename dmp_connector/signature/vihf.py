@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import functools
 import hashlib
 import re
 import threading
@@ -959,9 +960,28 @@ def _locate_assertion(root: etree._Element) -> etree._Element:
 
 
 _ID_NAMES: Final = frozenset({"ID", "Id", "id"})
-_SAME_ID: Final = etree.XPath(
-    "//*[@*[(" + " or ".join(f"local-name() = '{name}'" for name in sorted(_ID_NAMES)) + ") and . = $value]]"
-)
+_ID_TEST: Final = "(" + " or ".join(f"local-name() = '{name}'" for name in sorted(_ID_NAMES)) + ") and . = $value"
+_SAME_ID: Final = etree.XPath(f"//*[@*[{_ID_TEST}]]")
+"""The elements carrying an ID/Id/id attribute (any namespace) of value ``$value``: the reference for
+:func:`_same_id_elements`, which finds the same elements ten times faster (kept for the tests)."""
+_ANY_ATTRIBUTE_OF_VALUE: Final = etree.XPath("//@*[. = $value]")
+_ID_ATTRIBUTE_OF_VALUE: Final = etree.XPath(f"@*[{_ID_TEST}]")
+
+
+def _same_id_elements(document: etree._Element, value: str) -> list[etree._Element]:
+    """The elements of ``document`` carrying an ID/Id/id attribute (any namespace) of value ``value``.
+
+    What :data:`_SAME_ID` finds, in document order: libxml2 compares every attribute's value with
+    ``value`` (one string comparison each), and only the elements holding an equal one (one, as a
+    rule) are tested with :data:`_SAME_ID`'s own predicate, instead of three ``local-name()`` calls
+    per attribute of the message.
+    """
+    found: list[etree._Element] = []
+    for attribute in cast("list[Any]", _ANY_ATTRIBUTE_OF_VALUE(document, value=value)):
+        element = attribute.getparent()
+        if not any(element is seen for seen in found) and _ID_ATTRIBUTE_OF_VALUE(element, value=value):
+            found.append(element)
+    return found
 
 
 def _check_structure(assertion: etree._Element) -> etree._Element:
@@ -972,7 +992,7 @@ def _check_structure(assertion: etree._Element) -> etree._Element:
     document = assertion.getroottree().getroot()
     # Every element carrying an ID/Id/id attribute (any namespace) of that value, found by libxml2's
     # XPath: the whole message is searched (a deposit's envelope holds hundreds of elements).
-    same_id = cast("list[etree._Element]", _SAME_ID(document, value=assertion_id))
+    same_id = _same_id_elements(document, assertion_id)
     if len(same_id) != 1:
         raise _refuse("the assertion's ID is used by more than one element (signature wrapping)", "wrapping")
     children = [c for c in assertion if isinstance(c.tag, str)]
@@ -1005,7 +1025,25 @@ def _check_structure(assertion: etree._Element) -> etree._Element:
 _DN_ALIASES: Final = {"G": "GN", "GIVENNAME": "GN", "2.5.4.42": "GN", "S": "ST", "SURNAME": "SN", "2.5.4.4": "SN"}
 
 
-def _dn_parts(text: str) -> list[tuple[str, str]]:
+_KEPT_DN: Final = 1024
+"""Characters of the longest DN whose split is kept (a sender cannot fill the cache with big ones)."""
+
+
+def _dn_parts(text: str) -> tuple[tuple[str, str], ...]:
+    """The (attribute, value) pairs of an RFC 2253 / 4514 DN, attribute names upper-cased and aliased.
+
+    The split of a short DN is kept per distinct text (the same certificate names every message):
+    a pure function of the string, which is its only key.
+    """
+    return _kept_dn_parts(text) if len(text) <= _KEPT_DN else _split_dn(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_dn_parts(text: str) -> tuple[tuple[str, str], ...]:
+    return _split_dn(text)
+
+
+def _split_dn(text: str) -> tuple[tuple[str, str], ...]:
     parts: list[tuple[str, str]] = []
     current: list[str] = []
     escaped = False
@@ -1022,7 +1060,7 @@ def _dn_parts(text: str) -> list[tuple[str, str]]:
         else:
             current.append(char)
     parts.append(_dn_pair("".join(current)))
-    return parts
+    return tuple(parts)
 
 
 def _dn_pair(rdn: str) -> tuple[str, str]:

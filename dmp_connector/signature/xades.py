@@ -77,7 +77,7 @@ from ._manifest import (
     document_digest,
     unb64,
 )
-from ._xmldsig import load_certificate, verify_certificate_path
+from ._xmldsig import certificate_path, check_key_usage, check_validity, load_certificate
 from .keys import certificate_memo
 from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, algorithms_from_settings, check_signer
 
@@ -1099,13 +1099,17 @@ def _check_trust(
 
     There is no time-stamp to prove when it signed, so a certificate that expired since is refused.
     """
-    for moment, when in ((signing_time, "at the signing time"), (now, "now")):
+    # verify_certificate_path at the signing time, then now: the path (its signatures and CA flags)
+    # and the key usage do not depend on the moment, so they are checked once, in the same order
+    # (path, dates at the signing time, key usage, dates now) and with the same errors.
+    path = certificate_path(certificates, trusted)
+    for index, (moment, when) in enumerate(((signing_time, "at the signing time"), (now, "now"))):
         try:
-            verify_certificate_path(certificates, trusted, now=moment)
+            check_validity(path, moment)
         except SignatureVerificationError as exc:
-            if exc.reason != "expired_certificate":
-                raise
             raise _fail("expired_certificate", f"{exc.message} (checked {when})", hint=exc.hint) from exc
+        if index == 0:
+            check_key_usage(path[0])
 
 
 def _cda_rule(is_cda: Mapping[str, bool] | Callable[[str], bool] | None, unique_id: str) -> bool | None:
