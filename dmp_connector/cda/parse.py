@@ -32,7 +32,7 @@ from __future__ import annotations
 import binascii
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -157,22 +157,33 @@ def parse_ts(text: str, *, lenient: bool = False) -> datetime | date:
         raise ValidationError(
             "a CDA time is YYYYMMDD or YYYYMMDDHH[MM[SS]][.f]±ZZZZ", problems=("time: unsupported format",)
         )
-    g = match.groupdict()
-    year, month, day = int(g["y"]), int(g["m"]), int(g["d"])
+    y, m, d, hour, minute, second, fraction, z = match.groups()
     try:
-        if g["H"] is None:
-            return date(year, month, day)
+        if hour is None:
+            return date(int(y), int(m), int(d))
         zone = None
-        if g["z"] is not None:
-            if len(g["z"]) == 4 and not lenient:
+        if z is not None:
+            if len(z) == 4 and not lenient:
                 raise ValidationError("a CDA time zone is ±HHMM", problems=("time: time zone of 3 digits",))
-            digits = g["z"][1:].rjust(4, "0")  # "+100" read as +0100, as the ANS BIO-TROD examples mean it
-            sign = -1 if g["z"][0] == "-" else 1
-            zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-        micro = int((g["f"] or "0").ljust(6, "0"))
-        return datetime(year, month, day, int(g["H"]), int(g["M"] or 0), int(g["S"] or 0), micro, tzinfo=zone)
+            zone = _ZONES.get(z) or _zone(z)
+        micro = int(fraction.ljust(6, "0")) if fraction is not None else 0
+        return datetime(int(y), int(m), int(d), int(hour), int(minute or 0), int(second or 0), micro, tzinfo=zone)
     except ValueError:
         raise ValidationError("a CDA time is not on the calendar", problems=("time: impossible date",)) from None
+
+
+_ZONES: Final[dict[str, timezone]] = {}
+_ZONES_MAX: Final = 64
+
+
+def _zone(z: str) -> timezone:
+    """The time zone ``±HHMM`` (or ``±HMM``) names; ValueError when it is a day or more (kept: a few distinct ones)."""
+    digits = z[1:].rjust(4, "0")  # "+100" read as +0100, as the ANS BIO-TROD examples mean it
+    sign = -1 if z[0] == "-" else 1
+    zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    if len(_ZONES) < _ZONES_MAX:
+        _ZONES[z] = zone
+    return zone
 
 
 # --------------------------------------------------------------------------- tree
@@ -371,20 +382,76 @@ def _body_text(document: etree._Element) -> etree._Element | None:
 # --------------------------------------------------------------------------- helpers
 
 
+class _Tags(dict[str, str]):
+    """Clark names of CDA elements by local name, made once (``_TAGS["id"]`` is ``hl7("id")``)."""
+
+    def __missing__(self, name: str) -> str:
+        tag = self[name] = hl7(name)
+        return tag
+
+
+_TAGS: Final = _Tags()
+
+
 def _children(element: etree._Element, name: str) -> Iterator[etree._Element]:
-    return element.iterchildren(hl7(name))
+    return element.iterchildren(_TAGS[name])
 
 
 def _child(element: etree._Element, name: str) -> etree._Element | None:
     # The first child of that tag, as element.find(tag) gives it, without the ElementPath machinery: half the time.
-    return next(element.iterchildren(hl7(name)), None)
+    return next(element.iterchildren(_TAGS[name]), None)
 
 
 def _require(element: etree._Element, name: str, where: str) -> etree._Element:
-    found = next(element.iterchildren(hl7(name)), None)
+    found = next(element.iterchildren(_TAGS[name]), None)
     if found is None:
-        raise ValidationError(f"the CDA document has no {where}/{name}", problems=(f"{where}/{name}: missing",))
+        raise _missing(name, where)
     return found
+
+
+def _missing(name: str, where: str) -> ValidationError:
+    return ValidationError(f"the CDA document has no {where}/{name}", problems=(f"{where}/{name}: missing",))
+
+
+class _ChildIndex:
+    """The children of one element by tag, read in one pass: :func:`_child`, :func:`_children` and :func:`_require`
+    for an element asked about many times (the document's root: some twenty names, each an ``iterchildren`` with its
+    own tag matcher otherwise)."""
+
+    __slots__ = ("_by_tag",)
+
+    def __init__(self, element: etree._Element) -> None:
+        by_tag: dict[object, list[etree._Element]] = {}
+        for child in element:
+            found = by_tag.get(child.tag)
+            if found is None:
+                by_tag[child.tag] = [child]
+            else:
+                found.append(child)
+        self._by_tag = by_tag
+
+    def child(self, name: str) -> etree._Element | None:
+        found = self._by_tag.get(_TAGS[name])
+        return found[0] if found else None
+
+    def children(self, name: str) -> list[etree._Element]:
+        return self._by_tag.get(_TAGS[name]) or []
+
+    def require(self, name: str, where: str) -> etree._Element:
+        found = self._by_tag.get(_TAGS[name])
+        if not found:
+            raise _missing(name, where)
+        return found[0]
+
+
+def _path(elements: Iterable[etree._Element], *names: str) -> Iterator[etree._Element]:
+    """What ``e.iterfind("n1/n2/…")`` finds for each ``e`` of ``elements`` in turn, in its order (``names``: the
+    CDA local names ``n1``, ``n2`` …), without the ElementPath machinery; ``elements`` themselves without names."""
+    if not names:
+        yield from elements
+        return
+    for element in elements:
+        yield from _path(element.iterchildren(_TAGS[names[0]]), *names[1:])
 
 
 def _text(element: etree._Element | None) -> str | None:
@@ -401,7 +468,11 @@ def _ii(element: etree._Element | None) -> InstanceId | None:
 
 
 def _iis(element: etree._Element, name: str = "id") -> tuple[InstanceId, ...]:
-    return tuple(i for i in (_ii(e) for e in _children(element, name)) if i is not None)
+    return _iis_of(_children(element, name))
+
+
+def _iis_of(elements: Iterable[etree._Element]) -> tuple[InstanceId, ...]:
+    return tuple(i for i in (_ii(e) for e in elements) if i is not None)
 
 
 def _code(element: etree._Element | None) -> Code | None:
@@ -523,19 +594,20 @@ def _assigned(element: etree._Element) -> AssignedEntity:
 
 def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | bytes | None) -> ClinicalDocument:
     where = "ClinicalDocument"
-    ident = _ii(_require(doc, "id", where))
-    set_id = _ii(_child(doc, "setId"))
-    version = _child(doc, "versionNumber")
+    kids = _ChildIndex(doc)
+    ident = _ii(kids.require("id", where))
+    set_id = _ii(kids.child("setId"))
+    version = kids.child("versionNumber")
     version_text = version.get("value") if version is not None else None
-    type_code = _code(_require(doc, "code", where))
-    effective = _ts(_require(doc, "effectiveTime", where))
+    type_code = _code(kids.require("code", where))
+    effective = _ts(kids.require("effectiveTime", where))
     if ident is None or type_code is None or effective is None:
         raise ValidationError(
             "the CDA document lacks its id root, its type code or its effectiveTime value",
             problems=("ClinicalDocument: id/code/effectiveTime",),
         )
     replaces = None
-    related = _child(doc, "relatedDocument")
+    related = kids.child("relatedDocument")
     if related is not None:
         if related.get("typeCode") != "RPLC":
             raise ValidationError(
@@ -544,16 +616,16 @@ def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | byt
             )
         parent = _child(related, "parentDocument")
         replaces = _ii(_child(parent, "id")) if parent is not None else None
-    custodian = doc.find(f"{hl7('custodian')}/{hl7('assignedCustodian')}/{hl7('representedCustodianOrganization')}")
-    legal = _require(doc, "legalAuthenticator", where)
-    encounter = doc.find(f"{hl7('componentOf')}/{hl7('encompassingEncounter')}")
+    custodian = next(_path(kids.children("custodian"), "assignedCustodian", "representedCustodianOrganization"), None)
+    legal = kids.require("legalAuthenticator", where)
+    encounter = next(_path(kids.children("componentOf"), "encompassingEncounter"), None)
     if custodian is None or encounter is None:
         raise ValidationError(
             "the CDA document lacks its custodian organisation or its encompassing encounter",
             problems=("custodian/componentOf: missing",),
         )
-    confidentiality = _code(_child(doc, "confidentialityCode"))
-    language = _child(doc, "languageCode")
+    confidentiality = _code(kids.child("confidentialityCode"))
+    language = kids.child("languageCode")
     fields: dict[str, object] = {}
     if confidentiality is not None:
         fields["confidentiality"] = confidentiality
@@ -562,21 +634,19 @@ def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | byt
     document = ClinicalDocument(
         id=ident,
         type_code=type_code,
-        title=_text(_child(doc, "title")) or "",
+        title=_text(kids.child("title")) or "",
         effective_time=effective,
         set_id=set_id,
         version=int(version_text) if version_text and version_text.strip().isdigit() else 1,
         replaces=replaces,
-        template_ids=_iis(doc, "templateId"),
-        patient=_patient(_require(_require(doc, "recordTarget", where), "patientRole", "recordTarget")),
-        authors=tuple(_author(a) for a in _children(doc, "author")),
+        template_ids=_iis_of(kids.children("templateId")),
+        patient=_patient(_require(kids.require("recordTarget", where), "patientRole", "recordTarget")),
+        authors=tuple(_author(a) for a in kids.children("author")),
         custodian=_organization(custodian) or Organization(),
         legal_authenticator=_legal(legal),
-        participants=tuple(_participant(p) for p in _children(doc, "participant")),
-        information_recipients=tuple(_recipient(r) for r in _children(doc, "informationRecipient")),
-        service_events=tuple(
-            _service_event(e) for e in doc.iterfind(f"{hl7('documentationOf')}/{hl7('serviceEvent')}")
-        ),
+        participants=tuple(_participant(p) for p in kids.children("participant")),
+        information_recipients=tuple(_recipient(r) for r in kids.children("informationRecipient")),
+        service_events=tuple(_service_event(e) for e in _path(kids.children("documentationOf"), "serviceEvent")),
         encounter=_encounter(encounter),
         body=_body(doc, pdf, layout),
         other_header=_raw([c for c in doc if isinstance(c.tag, str) and local_name(c) in OTHER_HEADER_ELEMENTS]),

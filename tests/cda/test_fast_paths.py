@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
 from pydantic import PrivateAttr
 from pydantic._internal._model_construction import init_private_attributes
 
 import dmp_connector.cda.volets  # noqa: F401 - registers the volets' models as _Model subclasses
+from dmp_connector.cda import parse_ts
+from dmp_connector.cda._namespaces import hl7
 from dmp_connector.cda.model import InstanceId, PersonName, _init_source, _Model
+from dmp_connector.errors import DmpConnectorError, ValidationError
+from dmp_connector.xml import DEFAULT_LIMITS, parse_xml
+
+_parse = sys.modules["dmp_connector.cda.parse"]
 
 
 def _models() -> list[type[_Model]]:
@@ -66,3 +79,146 @@ def test_a_model_with_its_own_post_init_keeps_it() -> None:
     assert len(calls) == 1
     assert More(family="A").__pydantic_private__ == {"_source": None, "_other": 3}
     assert PersonName.model_post_init is _init_source
+
+
+# --------------------------------------------------------------------------- parse_ts
+
+_OLD_TS = re.compile(
+    r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})"
+    r"(?:(?P<H>\d{2})(?P<M>\d{2})?(?P<S>\d{2})?(?:\.(?P<f>\d{1,6})\d*)?)?"
+    r"(?P<z>[+-]\d{3,4})?$"
+)
+
+
+def _old_parse_ts(text: str, *, lenient: bool = False) -> datetime | date:
+    """parse_ts as it was before issue 22f (groupdict, a new timezone per call)."""
+    match = _OLD_TS.match(text.strip())
+    if match is None:
+        raise ValidationError(
+            "a CDA time is YYYYMMDD or YYYYMMDDHH[MM[SS]][.f]±ZZZZ", problems=("time: unsupported format",)
+        )
+    g = match.groupdict()
+    year, month, day = int(g["y"]), int(g["m"]), int(g["d"])
+    try:
+        if g["H"] is None:
+            return date(year, month, day)
+        zone = None
+        if g["z"] is not None:
+            if len(g["z"]) == 4 and not lenient:
+                raise ValidationError("a CDA time zone is ±HHMM", problems=("time: time zone of 3 digits",))
+            digits = g["z"][1:].rjust(4, "0")
+            sign = -1 if g["z"][0] == "-" else 1
+            zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        micro = int((g["f"] or "0").ljust(6, "0"))
+        return datetime(year, month, day, int(g["H"]), int(g["M"] or 0), int(g["S"] or 0), micro, tzinfo=zone)
+    except ValueError:
+        raise ValidationError("a CDA time is not on the calendar", problems=("time: impossible date",)) from None
+
+
+def _outcome(function: Any, text: str, lenient: bool) -> tuple[str, Any]:
+    try:
+        value = function(text, lenient=lenient)
+    except ValidationError as exc:
+        return "refused", (exc.message, exc.problems)
+    return type(value).__name__, (value, value.utcoffset() if isinstance(value, datetime) else None)
+
+
+_TS_TEXT = st.one_of(
+    st.text(alphabet="0123456789+-. \n", max_size=26),
+    st.builds(
+        lambda day, time, fraction, zone: day + time + fraction + zone,
+        st.sampled_from(["20240110", "20240229", "20230229", "19991231", "00000101", "20241301", "٢٠٢٤0110"]),
+        st.sampled_from(["", "09", "0930", "093000", "2460", "235959", "99"]),
+        st.sampled_from(["", ".1", ".123456", ".1234567", "."]),
+        st.sampled_from(["", "+0100", "-0530", "+100", "-000", "+2400", "+2359", "+0", "+12345", "+٠١٠٠", "Z"]),
+    ),
+)
+
+
+@given(_TS_TEXT, st.booleans())
+@settings(max_examples=400)
+def test_parse_ts_reads_and_refuses_as_before(text: str, lenient: bool) -> None:
+    assert _outcome(parse_ts, text, lenient) == _outcome(_old_parse_ts, text, lenient)
+
+
+def test_parse_ts_zones_are_remembered_and_bounded() -> None:
+    first, again = parse_ts("20240110093000+0100"), parse_ts("20240110093000+0100")
+    assert isinstance(first, datetime) and isinstance(again, datetime)
+    assert first.tzinfo is again.tzinfo
+    for minutes in range(200):
+        parse_ts(f"20240110093000+{minutes // 60:02d}{minutes % 60:02d}")
+    assert len(_parse._ZONES) <= _parse._ZONES_MAX
+
+
+# --------------------------------------------------------------------------- the root's children in one pass
+
+_NAMES = (
+    "id",
+    "setId",
+    "versionNumber",
+    "code",
+    "effectiveTime",
+    "relatedDocument",
+    "custodian",
+    "legalAuthenticator",
+    "componentOf",
+    "confidentialityCode",
+    "languageCode",
+    "title",
+    "templateId",
+    "recordTarget",
+    "author",
+    "participant",
+    "informationRecipient",
+    "documentationOf",
+    "component",
+    "realmCode",
+    "nothing",
+)
+_PATHS = (
+    ("custodian", "assignedCustodian", "representedCustodianOrganization"),
+    ("componentOf", "encompassingEncounter"),
+    ("documentationOf", "serviceEvent"),
+    ("author",),
+)
+_TREE = b"""<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:o="urn:other">
+<!-- a comment --><?pi x?><o:id root="9"/><id root="1"/><id root="2"/><title>T</title><o:title>O</o:title>
+<documentationOf><serviceEvent n="1"/><serviceEvent n="2"/></documentationOf><documentationOf/>
+<documentationOf><o:serviceEvent/><serviceEvent n="3"/></documentationOf>
+<custodian/><custodian><assignedCustodian><representedCustodianOrganization n="a"/></assignedCustodian>
+<assignedCustodian><representedCustodianOrganization n="b"/></assignedCustodian></custodian>
+</ClinicalDocument>"""
+
+
+def _roots(example_files: Mapping[str, bytes]) -> list[etree._Element]:
+    roots = [parse_xml(_TREE)]
+    for data in example_files.values():
+        try:
+            root, _, _ = _parse._parse_tree(data, DEFAULT_LIMITS, keep_layout=False)
+            roots.append(_parse._find_document(root))
+        except (DmpConnectorError, ValueError):
+            continue  # the refusals are the golden outputs' concern
+    return roots
+
+
+def test_the_child_index_finds_what_iterchildren_finds(example_files: Mapping[str, bytes]) -> None:
+    roots = _roots(example_files)
+    assert len(roots) > 90
+    for root in roots:
+        kids = _parse._ChildIndex(root)
+        for name in _NAMES:
+            assert kids.children(name) == list(_parse._children(root, name))
+            assert kids.child(name) == _parse._child(root, name)
+            try:
+                expected: object = _parse._require(root, name, "ClinicalDocument")
+            except ValidationError as exc:
+                expected = (exc.message, exc.problems)
+            try:
+                got: object = kids.require(name, "ClinicalDocument")
+            except ValidationError as exc:
+                got = (exc.message, exc.problems)
+            assert got == expected
+        for path in _PATHS:
+            clark = "/".join(hl7(n) for n in path)
+            assert list(_parse._path((root,), *path)) == list(root.iterfind(clark))
+            assert list(_parse._path(kids.children(path[0]), *path[1:])) == list(root.iterfind(clark))
