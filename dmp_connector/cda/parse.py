@@ -30,6 +30,7 @@ without a second copy. A PDF is then limited only by :attr:`dmp_connector.xml.Xm
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import secrets
 from collections.abc import Iterable, Iterator
@@ -393,17 +394,21 @@ class _Tags(dict[str, str]):
 _TAGS: Final = _Tags()
 
 
-def _children(element: etree._Element, name: str) -> Iterator[etree._Element]:
-    return element.iterchildren(_TAGS[name])
+def _children(parent: _Parent, name: str) -> Iterable[etree._Element]:
+    if isinstance(parent, _ChildIndex):
+        return parent.children(name)
+    return parent.iterchildren(_TAGS[name])
 
 
-def _child(element: etree._Element, name: str) -> etree._Element | None:
+def _child(parent: _Parent, name: str) -> etree._Element | None:
+    if isinstance(parent, _ChildIndex):
+        return parent.child(name)
     # The first child of that tag, as element.find(tag) gives it, without the ElementPath machinery: half the time.
-    return next(element.iterchildren(_TAGS[name]), None)
+    return next(parent.iterchildren(_TAGS[name]), None)
 
 
-def _require(element: etree._Element, name: str, where: str) -> etree._Element:
-    found = next(element.iterchildren(_TAGS[name]), None)
+def _require(parent: _Parent, name: str, where: str) -> etree._Element:
+    found = _child(parent, name)
     if found is None:
         raise _missing(name, where)
     return found
@@ -414,20 +419,22 @@ def _missing(name: str, where: str) -> ValidationError:
 
 
 class _ChildIndex:
-    """The children of one element by tag, read in one pass: :func:`_child`, :func:`_children` and :func:`_require`
-    for an element asked about many times (the document's root: some twenty names, each an ``iterchildren`` with its
-    own tag matcher otherwise)."""
+    """The children of one element by tag, read in one pass, for :func:`_child`, :func:`_children`, :func:`_require`
+    and :func:`_untyped` on an element asked about several times: each ``iterchildren(tag)`` builds its own tag
+    matcher, which costs more than reading the few children of a header element once (issue 22)."""
 
-    __slots__ = ("_by_tag",)
+    __slots__ = ("_by_tag", "_pairs")
 
     def __init__(self, element: etree._Element) -> None:
+        pairs = [(child.tag, child) for child in element]
         by_tag: dict[object, list[etree._Element]] = {}
-        for child in element:
-            found = by_tag.get(child.tag)
+        for tag, child in pairs:
+            found = by_tag.get(tag)
             if found is None:
-                by_tag[child.tag] = [child]
+                by_tag[tag] = [child]
             else:
                 found.append(child)
+        self._pairs = pairs
         self._by_tag = by_tag
 
     def child(self, name: str) -> etree._Element | None:
@@ -443,6 +450,25 @@ class _ChildIndex:
             raise _missing(name, where)
         return found[0]
 
+    def untyped(self, typed: frozenset[str]) -> list[etree._Element]:
+        # A CDA tag "{urn:hl7-org:v3}x" has local name x ("}" is no name character): in the Clark set exactly when
+        # _untyped's test (namespace HL7, local name in typed) holds.
+        clark = _clark(typed)
+        return [child for tag, child in self._pairs if isinstance(tag, str) and tag not in clark]
+
+    def local_named(self, names: Iterable[str]) -> list[etree._Element]:
+        """The children whose local name is one of ``names``, whatever their namespace, in document order."""
+        wanted = {tag for tag in self._by_tag if isinstance(tag, str) and tag.rsplit("}", 1)[-1] in names}
+        return [child for tag, child in self._pairs if tag in wanted] if wanted else []
+
+
+_Parent = etree._Element | _ChildIndex
+
+
+@functools.cache
+def _clark(names: frozenset[str]) -> frozenset[str]:
+    return frozenset(hl7(name) for name in names)
+
 
 def _path(elements: Iterable[etree._Element], *names: str) -> Iterator[etree._Element]:
     """What ``e.iterfind("n1/n2/…")`` finds for each ``e`` of ``elements`` in turn, in its order (``names``: the
@@ -457,18 +483,20 @@ def _path(elements: Iterable[etree._Element], *names: str) -> Iterator[etree._El
 def _text(element: etree._Element | None) -> str | None:
     if element is None:
         return None
-    text = "".join(str(t) for t in element.itertext()).strip()
-    return text or None
+    if not len(element):  # no child: its text is all itertext() gives, without an iterator and a generator
+        return (element.text or "").strip() or None
+    return "".join(str(t) for t in element.itertext()).strip() or None
 
 
 def _ii(element: etree._Element | None) -> InstanceId | None:
-    if element is None or element.get("root") is None:
+    root = element.get("root") if element is not None else None
+    if element is None or root is None:
         return None
-    return InstanceId(root=(element.get("root") or "").strip(), extension=element.get("extension") or None)
+    return InstanceId(root=root.strip(), extension=element.get("extension") or None)
 
 
-def _iis(element: etree._Element, name: str = "id") -> tuple[InstanceId, ...]:
-    return _iis_of(_children(element, name))
+def _iis(parent: _Parent, name: str = "id") -> tuple[InstanceId, ...]:
+    return _iis_of(_children(parent, name))
 
 
 def _iis_of(elements: Iterable[etree._Element]) -> tuple[InstanceId, ...]:
@@ -476,13 +504,12 @@ def _iis_of(elements: Iterable[etree._Element]) -> tuple[InstanceId, ...]:
 
 
 def _code(element: etree._Element | None) -> Code | None:
-    if element is None or not element.get("code") or not element.get("codeSystem"):
+    if element is None:
         return None
-    return Code(
-        code=element.get("code") or "",
-        code_system=(element.get("codeSystem") or "").strip(),
-        display_name=element.get("displayName") or None,
-    )
+    code, system = element.get("code"), element.get("codeSystem")
+    if not code or not system:
+        return None
+    return Code(code=code, code_system=system.strip(), display_name=element.get("displayName") or None)
 
 
 def _ts(element: etree._Element | None) -> datetime | date | None:
@@ -494,26 +521,29 @@ def _ts(element: etree._Element | None) -> datetime | date | None:
 def _period(element: etree._Element | None) -> Period | None:
     if element is None:
         return None
-    low, high, value = _ts(_child(element, "low")), _ts(_child(element, "high")), _ts(element)
+    kids = _ChildIndex(element)
+    low, high, value = _ts(_child(kids, "low")), _ts(_child(kids, "high")), _ts(element)
     null_flavor = element.get("nullFlavor") or None
     if low is None and high is None and value is None and null_flavor is None:
         return None
     return Period(low=low, high=high, value=value, null_flavor=null_flavor)
 
 
-def _raw(elements: Iterator[etree._Element] | list[etree._Element]) -> tuple[RawElement, ...]:
+def _raw(elements: Iterable[etree._Element]) -> tuple[RawElement, ...]:
     return tuple(RawElement.from_element(e) for e in elements)
 
 
-def _untyped(element: etree._Element, typed: frozenset[str]) -> list[etree._Element]:
+def _untyped(parent: _Parent, typed: frozenset[str]) -> list[etree._Element]:
+    if isinstance(parent, _ChildIndex):
+        return parent.untyped(typed)
     return [
-        c for c in element if isinstance(c.tag, str) and not (c.tag.startswith(f"{{{HL7}}}") and local_name(c) in typed)
+        c for c in parent if isinstance(c.tag, str) and not (c.tag.startswith(f"{{{HL7}}}") and local_name(c) in typed)
     ]
 
 
-def _addresses(element: etree._Element) -> tuple[Address, ...]:
+def _addresses(parent: _Parent) -> tuple[Address, ...]:
     out = []
-    for addr in _children(element, "addr"):
+    for addr in _children(parent, "addr"):
         parts = tuple(
             AddressPart(kind=AddressPartKind(local_name(p)), value=(p.text or "").strip())
             for p in addr
@@ -530,9 +560,9 @@ def _addresses(element: etree._Element) -> tuple[Address, ...]:
     return tuple(out)
 
 
-def _telecoms(element: etree._Element) -> tuple[Telecom, ...]:
+def _telecoms(parent: _Parent) -> tuple[Telecom, ...]:
     out = []
-    for tel in _children(element, "telecom"):
+    for tel in _children(parent, "telecom"):
         value, flavor = tel.get("value") or None, tel.get("nullFlavor") or None
         if value is None and flavor is None:
             continue
@@ -544,33 +574,36 @@ def _person_name(element: etree._Element | None) -> PersonName | None:
     name = _child(element, "name") if element is not None else None
     if name is None:
         return None
-    family = _text(_child(name, "family"))
+    kids = _ChildIndex(name)
+    family = _text(_child(kids, "family"))
     if family is None:
         return None
     return PersonName(
         family=family,
-        given=_text(_child(name, "given")),
-        prefix=_text(_child(name, "prefix")),
-        suffix=_text(_child(name, "suffix")),
+        given=_text(_child(kids, "given")),
+        prefix=_text(_child(kids, "prefix")),
+        suffix=_text(_child(kids, "suffix")),
     )
 
 
 def _organization(element: etree._Element | None) -> Organization | None:
     if element is None:
         return None
+    kids = _ChildIndex(element)
     organization = Organization(
-        id=_ii(_child(element, "id")),
-        name=_text(_child(element, "name")),
-        telecoms=_telecoms(element),
-        addresses=_addresses(element),
-        industry_class=_code(_child(element, "standardIndustryClassCode")),
+        id=_ii(_child(kids, "id")),
+        name=_text(_child(kids, "name")),
+        telecoms=_telecoms(kids),
+        addresses=_addresses(kids),
+        industry_class=_code(_child(kids, "standardIndustryClassCode")),
     )
     return _kept(organization, element)
 
 
 def _assigned(element: etree._Element) -> AssignedEntity:
-    ident = _ii(_child(element, "id"))
-    device_element = _child(element, "assignedAuthoringDevice")
+    kids = _ChildIndex(element)
+    ident = _ii(_child(kids, "id"))
+    device_element = _child(kids, "assignedAuthoringDevice")
     device = None
     if device_element is not None:
         device = Device(
@@ -579,12 +612,12 @@ def _assigned(element: etree._Element) -> AssignedEntity:
         )
     entity = AssignedEntity(
         id=ident,
-        code=_code(_child(element, "code")),
-        addresses=_addresses(element),
-        telecoms=_telecoms(element),
-        person=_person_name(_child(element, "assignedPerson")),
+        code=_code(_child(kids, "code")),
+        addresses=_addresses(kids),
+        telecoms=_telecoms(kids),
+        person=_person_name(_child(kids, "assignedPerson")),
         device=device,
-        organization=_organization(_child(element, "representedOrganization")),
+        organization=_organization(_child(kids, "representedOrganization")),
     )
     return _kept(entity, element)
 
@@ -649,7 +682,7 @@ def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | byt
         service_events=tuple(_service_event(e) for e in _path(kids.children("documentationOf"), "serviceEvent")),
         encounter=_encounter(encounter),
         body=_body(doc, pdf, layout),
-        other_header=_raw([c for c in doc if isinstance(c.tag, str) and local_name(c) in OTHER_HEADER_ELEMENTS]),
+        other_header=_raw(kids.local_named(OTHER_HEADER_ELEMENTS)),
         **fields,
     )
     # The comments and processing instructions around the root (<?xml-stylesheet …?>) belong to the file we
@@ -740,21 +773,23 @@ def _birth_date(value: str) -> BirthDate:
 
 
 def _author(element: etree._Element) -> Author:
-    time = _ts(_child(element, "time"))
-    entity = _child(element, "assignedAuthor")
+    kids = _ChildIndex(element)
+    time = _ts(_child(kids, "time"))
+    entity = _child(kids, "assignedAuthor")
     if time is None or entity is None:
         raise ValidationError("an author lacks its time or assignedAuthor", problems=("author: time/assignedAuthor",))
     author = Author(
         time=time,
         entity=_assigned(entity),
-        function_code=_code(_child(element, "functionCode")),
+        function_code=_code(_child(kids, "functionCode")),
     )
     return _kept(author, element)
 
 
 def _legal(element: etree._Element) -> LegalAuthenticator:
-    time = _ts(_child(element, "time"))
-    entity = _child(element, "assignedEntity")
+    kids = _ChildIndex(element)
+    time = _ts(_child(kids, "time"))
+    entity = _child(kids, "assignedEntity")
     if time is None or entity is None:
         raise ValidationError(
             "the legal authenticator lacks its time or assignedEntity", problems=("legalAuthenticator",)
@@ -763,25 +798,27 @@ def _legal(element: etree._Element) -> LegalAuthenticator:
 
 
 def _participant(element: etree._Element) -> Participant:
+    kids = _ChildIndex(element)
     participant = Participant(
         type_code=element.get("typeCode") or "",
-        template_ids=_iis(element, "templateId"),
-        function_code=_code(_child(element, "functionCode")),
-        time=_period(_child(element, "time")),
-        entity=_associated(_require(element, "associatedEntity", "participant")),
+        template_ids=_iis(kids, "templateId"),
+        function_code=_code(_child(kids, "functionCode")),
+        time=_period(_child(kids, "time")),
+        entity=_associated(_require(kids, "associatedEntity", "participant")),
     )
     return _kept(participant, element)
 
 
 def _associated(entity: etree._Element) -> AssociatedEntity:
+    kids = _ChildIndex(entity)
     associated = AssociatedEntity(
         class_code=entity.get("classCode") or "",
-        ids=_iis(entity),
-        code=_code(_child(entity, "code")),
-        addresses=_addresses(entity),
-        telecoms=_telecoms(entity),
-        person=_person_name(_child(entity, "associatedPerson")),
-        organization=_organization(_child(entity, "scopingOrganization")),
+        ids=_iis(kids),
+        code=_code(_child(kids, "code")),
+        addresses=_addresses(kids),
+        telecoms=_telecoms(kids),
+        person=_person_name(_child(kids, "associatedPerson")),
+        organization=_organization(_child(kids, "scopingOrganization")),
     )
     return _kept(associated, entity)
 
@@ -803,15 +840,16 @@ _EVENT_TYPED: Final = frozenset({"id", "code", "effectiveTime"})
 
 
 def _service_event(element: etree._Element) -> ServiceEvent:
-    performers = list(_children(element, "performer"))
+    kids = _ChildIndex(element)
+    performers = list(_children(kids, "performer"))
     performer = _performer(performers[0]) if performers else None
-    extras = [e for e in _untyped(element, _EVENT_TYPED) if e not in performers[:1]]
-    code = _child(element, "code")
+    extras = [e for e in _untyped(kids, _EVENT_TYPED) if e not in performers[:1]]
+    code = _child(kids, "code")
     event = ServiceEvent(
-        ids=_iis(element),
+        ids=_iis(kids),
         code=_code(code),
         code_translations=_raw(_children(code, "translation")) if code is not None and _code(code) else (),
-        effective_time=_period(_child(element, "effectiveTime")),
+        effective_time=_period(_child(kids, "effectiveTime")),
         performer=performer,
         class_code=element.get("classCode") or None,
         extras=_raw(extras),
@@ -820,11 +858,12 @@ def _service_event(element: etree._Element) -> ServiceEvent:
 
 
 def _performer(element: etree._Element) -> Performer:
+    kids = _ChildIndex(element)
     performer = Performer(
-        template_ids=_iis(element, "templateId"),
-        function_code=_code(_child(element, "functionCode")),
-        time=_period(_child(element, "time")),
-        entity=_assigned(_require(element, "assignedEntity", "performer")),
+        template_ids=_iis(kids, "templateId"),
+        function_code=_code(_child(kids, "functionCode")),
+        time=_period(_child(kids, "time")),
+        entity=_assigned(_require(kids, "assignedEntity", "performer")),
     )
     return _kept(performer, element)
 
@@ -833,14 +872,15 @@ _ENCOUNTER_TYPED: Final = frozenset({"id", "code", "effectiveTime", "location"})
 
 
 def _encounter(element: etree._Element) -> Encounter:
-    period = _period(_child(element, "effectiveTime"))
+    kids = _ChildIndex(element)
+    period = _period(_child(kids, "effectiveTime"))
     hcf = element.find(f"{hl7('location')}/{hl7('healthCareFacility')}")
     encounter = Encounter(
-        ids=_iis(element),
-        code=_code(_child(element, "code")),
+        ids=_iis(kids),
+        code=_code(_child(kids, "code")),
         effective_time=period,
         facility=_facility(hcf) if hcf is not None else None,
-        extras=_raw(_untyped(element, _ENCOUNTER_TYPED)),
+        extras=_raw(_untyped(kids, _ENCOUNTER_TYPED)),
     )
     return _kept(encounter, element)
 

@@ -18,7 +18,7 @@ from pydantic._internal._model_construction import init_private_attributes
 import dmp_connector.cda.volets  # noqa: F401 - registers the volets' models as _Model subclasses
 from dmp_connector.cda import parse_ts
 from dmp_connector.cda._namespaces import hl7
-from dmp_connector.cda.model import InstanceId, PersonName, _init_source, _Model
+from dmp_connector.cda.model import OTHER_HEADER_ELEMENTS, InstanceId, PersonName, _init_source, _Model
 from dmp_connector.errors import DmpConnectorError, ValidationError
 from dmp_connector.xml import DEFAULT_LIMITS, parse_xml
 
@@ -222,3 +222,48 @@ def test_the_child_index_finds_what_iterchildren_finds(example_files: Mapping[st
             clark = "/".join(hl7(n) for n in path)
             assert list(_parse._path((root,), *path)) == list(root.iterfind(clark))
             assert list(_parse._path(kids.children(path[0]), *path[1:])) == list(root.iterfind(clark))
+
+
+_TYPED = (
+    _parse._PATIENT_TYPED,
+    _parse._ROLE_TYPED,
+    _parse._EVENT_TYPED,
+    _parse._ENCOUNTER_TYPED,
+    _parse._SECTION_TYPED,
+)
+_UNTYPED_TREE = b"""<r xmlns="urn:hl7-org:v3" xmlns:o="urn:other"><!-- c --><?pi x?><id/><o:id/><code/><o:name/>
+<name/><lab xmlns="urn:oid:1.3.6.1.4.1.19376.1.3.2"/><effectiveTime/><guardian/><id/></r>"""
+
+
+def _text_by_itertext(element: etree._Element) -> str | None:
+    return "".join(str(t) for t in element.itertext()).strip() or None
+
+
+def test_every_element_reads_the_same_through_its_index(example_files: Mapping[str, bytes]) -> None:
+    roots = [parse_xml(_UNTYPED_TREE), *_roots(example_files)]
+    seen = 0
+    for root in roots:
+        for element in root.iter(etree.Element):
+            kids = _parse._ChildIndex(element)
+            for typed in _TYPED:
+                assert _parse._untyped(kids, typed) == _parse._untyped(element, typed)
+            for name in ("id", "code", "name", "addr", "telecom", "templateId", "performer", "low", "family"):
+                assert _parse._children(kids, name) == list(_parse._children(element, name))
+                assert _parse._child(kids, name) == _parse._child(element, name)
+            assert _parse._addresses(kids) == _parse._addresses(element)
+            assert _parse._telecoms(kids) == _parse._telecoms(element)
+            assert _parse._text(element) == _text_by_itertext(element)
+            seen += 1
+    assert seen > 10_000
+
+
+def test_the_other_header_elements_are_those_of_any_namespace(example_files: Mapping[str, bytes]) -> None:
+    tree = b"""<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:o="urn:other"><!-- c --><informant n="1"/><id/>
+    <o:authenticator/><dataEnterer/><informant n="2"/><authorization/></ClinicalDocument>"""
+    roots = [parse_xml(tree), *_roots(example_files)]
+    found = 0
+    for root in roots:
+        expected = [c for c in root if isinstance(c.tag, str) and _parse.local_name(c) in OTHER_HEADER_ELEMENTS]
+        assert _parse._ChildIndex(root).local_named(OTHER_HEADER_ELEMENTS) == expected
+        found += len(expected)
+    assert found > 5
