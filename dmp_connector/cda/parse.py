@@ -360,7 +360,12 @@ def base64_layout(text: bytes | memoryview, pdf: bytes) -> Base64Layout | bytes:
 
 def _kept(model: _M, element: etree._Element, extra: object = None) -> _M:
     """``model`` remembering the element it was read from (see ``_source.py``)."""
-    model._source = Source(element, dict(model.__dict__), extra)
+    source = Source(element, dict(model.__dict__), extra)
+    private = model.__pydantic_private__
+    if private is not None:  # what pydantic's __setattr__ does for a private attribute, without its handler lookup
+        private["_source"] = source
+    else:  # pragma: no cover - every model here has its private attributes set by its post-init
+        model._source = source
     return model
 
 
@@ -700,10 +705,12 @@ _ROLE_TYPED: Final = frozenset({"id", "addr", "telecom", "patient"})
 
 
 def _patient(role: etree._Element) -> Patient:
-    person = _require(role, "patient", "patientRole")
+    role_kids = _ChildIndex(role)
+    person = _require(role_kids, "patient", "patientRole")
+    person_kids = _ChildIndex(person)
     ins: INS | None = None
     others = []
-    for element in _children(role, "id"):
+    for element in _children(role_kids, "id"):
         ident = _ii(element)
         if ident is None:
             continue
@@ -711,7 +718,7 @@ def _patient(role: etree._Element) -> Patient:
             ins = INS.from_cda_id(ident.root, ident.extension, lenient=True)
         else:
             others.append(ident)
-    name = _require(person, "name", "patient")
+    name = _require(person_kids, "name", "patient")
     parts: dict[tuple[str, str | None], str] = {}
     for part in name:
         if isinstance(part.tag, str) and (text := _text(part)) is not None:
@@ -720,15 +727,15 @@ def _patient(role: etree._Element) -> Patient:
     if birth_name is None:
         raise ValidationError("the patient has no family name", problems=("patient/name/family: missing",))
     first_names = _first_names(parts.get(("given", None)), parts.get(("given", "BR")), parts.get(("given", "CL")))
-    gender = _child(person, "administrativeGenderCode")
+    gender = _child(person_kids, "administrativeGenderCode")
     sex = {"M": Sex.M, "F": Sex.F, "UN": Sex.I}.get(gender.get("code") or "" if gender is not None else "")
     if sex is None:
         raise ValidationError("the patient has no administrative sex (M, F, UN)", problems=("patient/sex",))
-    birth = _child(person, "birthTime")
+    birth = _child(person_kids, "birthTime")
     birth_value = (birth.get("value") or "").strip() if birth is not None else ""
     if len(birth_value) < 4:
         raise ValidationError("the patient has no birth time", problems=("patient/birthTime: missing",))
-    place = person.find(f"{hl7('birthplace')}/{hl7('place')}/{hl7('addr')}")
+    place = next(_path(person_kids.children("birthplace"), "place", "addr"), None)
     traits = IdentityTraits(
         birth_name=birth_name,
         birth_first_names=first_names,
@@ -742,13 +749,13 @@ def _patient(role: etree._Element) -> Patient:
     patient = Patient(
         identity=Identity(traits=traits, ins=ins, status=status),
         other_ids=tuple(others),
-        addresses=_addresses(role),
-        telecoms=_telecoms(role),
+        addresses=_addresses(role_kids),
+        telecoms=_telecoms(role_kids),
         name_prefix=parts.get(("prefix", None)),
         usage_name=parts.get(("family", "SP")),
         birth_place_name=_text(_child(place, "city")) if place is not None else None,
-        extras=_raw(_untyped(person, _PATIENT_TYPED)),
-        role_extras=_raw(_untyped(role, _ROLE_TYPED)),
+        extras=_raw(_untyped(person_kids, _PATIENT_TYPED)),
+        role_extras=_raw(_untyped(role_kids, _ROLE_TYPED)),
     )
     return _kept(patient, role)
 
@@ -825,13 +832,14 @@ def _associated(entity: etree._Element) -> AssociatedEntity:
 
 def _recipient(element: etree._Element) -> InformationRecipient:
     intended = _require(element, "intendedRecipient", "informationRecipient")
+    kids = _ChildIndex(intended)
     recipient = InformationRecipient(
         type_code=element.get("typeCode") or "PRCP",
-        ids=_iis(intended),
-        addresses=_addresses(intended),
-        telecoms=_telecoms(intended),
-        person=_person_name(_child(intended, "informationRecipient")),
-        organization=_organization(_child(intended, "receivedOrganization")),
+        ids=_iis(kids),
+        addresses=_addresses(kids),
+        telecoms=_telecoms(kids),
+        person=_person_name(_child(kids, "informationRecipient")),
+        organization=_organization(_child(kids, "receivedOrganization")),
     )
     return _kept(recipient, element)
 
@@ -886,11 +894,12 @@ def _encounter(element: etree._Element) -> Encounter:
 
 
 def _facility(hcf: etree._Element) -> HealthCareFacility:
-    place = _child(hcf, "location")
+    kids = _ChildIndex(hcf)
+    place = _child(kids, "location")
     place_addresses = _addresses(place) if place is not None else ()
     facility = HealthCareFacility(
-        id=_ii(_child(hcf, "id")),
-        code=_code(_child(hcf, "code")),
+        id=_ii(_child(kids, "id")),
+        code=_code(_child(kids, "code")),
         place_name=_text(_child(place, "name")) if place is not None else None,
         place_address=place_addresses[0] if place_addresses else None,
     )
@@ -935,16 +944,17 @@ _SECTION_TYPED: Final = frozenset({"templateId", "id", "code", "title", "text", 
 
 
 def _section(element: etree._Element) -> Section:
-    text = _child(element, "text")
+    kids = _ChildIndex(element)
+    text = _child(kids, "text")
     section = Section(
         xml_id=element.get("ID") or None,
-        template_ids=_iis(element, "templateId"),
-        id=_ii(_child(element, "id")),
-        code=_code(_child(element, "code")),
-        title=_text(_child(element, "title")),
+        template_ids=_iis(kids, "templateId"),
+        id=_ii(_child(kids, "id")),
+        code=_code(_child(kids, "code")),
+        title=_text(_child(kids, "title")),
         text=Narrative.from_element(text) if text is not None else None,
-        extras=_raw(_untyped(element, _SECTION_TYPED)),
-        entries=tuple(read_entry(e) for e in _children(element, "entry")),
-        subsections=tuple(_section(s) for s in element.iterfind(f"{hl7('component')}/{hl7('section')}")),
+        extras=_raw(_untyped(kids, _SECTION_TYPED)),
+        entries=tuple(read_entry(e) for e in _children(kids, "entry")),
+        subsections=tuple(_section(s) for s in _path(_children(kids, "component"), "section")),
     )
     return _kept(section, element)
