@@ -57,6 +57,7 @@ from dmp_connector.xml import (
 from ._namespaces import HL7, hl7, local_name
 from ._source import Source
 from .model import (
+    _READING,
     OTHER_HEADER_ELEMENTS,
     Address,
     AddressPart,
@@ -497,7 +498,21 @@ def _ii(element: etree._Element | None) -> InstanceId | None:
     root = element.get("root") if element is not None else None
     if element is None or root is None:
         return None
-    return InstanceId(root=root.strip(), extension=element.get("extension") or None)
+    return _instance_id(root.strip(), element.get("extension") or None, _READING.get())
+
+
+@functools.lru_cache(maxsize=1024)
+def _instance_id(root: str, extension: str | None, reading: bool) -> InstanceId:
+    """``InstanceId(root=…, extension=…)``, validated once per value (issue 22).
+
+    Ids repeat within a document and from one document to the next (the author's and the
+    organisation's, the templateIds), and a model costs more to validate than to look up. An
+    InstanceId is frozen, and :func:`parse` never gives one a source, so one instance serves every
+    reader. ``reading`` is the mode of :func:`~dmp_connector.cda.model._reading` the value is
+    validated in (a received document's roots are read more leniently): part of the key only.
+    A refused value raises each time (a raised error is not cached).
+    """
+    return InstanceId(root=root, extension=extension)
 
 
 def _iis(parent: _Parent, name: str = "id") -> tuple[InstanceId, ...]:
@@ -514,7 +529,14 @@ def _code(element: etree._Element | None) -> Code | None:
     code, system = element.get("code"), element.get("codeSystem")
     if not code or not system:
         return None
-    return Code(code=code, code_system=system.strip(), display_name=element.get("displayName") or None)
+    return _code_of(code, system.strip(), element.get("displayName") or None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _code_of(code: str, code_system: str, display_name: str | None) -> Code:
+    """``Code(code=…, code_system=…, display_name=…)``, validated once per value, as :func:`_instance_id` (a Code is
+    frozen, its validation depends on its values alone, and codes repeat even more than ids)."""
+    return Code(code=code, code_system=code_system, display_name=display_name)
 
 
 def _ts(element: etree._Element | None) -> datetime | date | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +20,8 @@ from pydantic._internal._model_construction import init_private_attributes
 import dmp_connector.cda.volets  # noqa: F401 - registers the volets' models as _Model subclasses
 from dmp_connector.cda import parse_ts
 from dmp_connector.cda._namespaces import hl7
-from dmp_connector.cda.model import OTHER_HEADER_ELEMENTS, InstanceId, PersonName, _init_source, _Model
+from dmp_connector.cda.model import OTHER_HEADER_ELEMENTS, InstanceId, PersonName, _init_source, _Model, _reading
+from dmp_connector.codes import Code
 from dmp_connector.errors import DmpConnectorError, ValidationError
 from dmp_connector.xml import DEFAULT_LIMITS, parse_xml
 
@@ -267,3 +270,62 @@ def test_the_other_header_elements_are_those_of_any_namespace(example_files: Map
         assert _parse._ChildIndex(root).local_named(OTHER_HEADER_ELEMENTS) == expected
         found += len(expected)
     assert found > 5
+
+
+# --------------------------------------------------------------------------- validated values kept
+
+
+def _ii_element(root: str, extension: str | None = None) -> etree._Element:
+    element = etree.Element(hl7("id"), root=root)
+    if extension is not None:
+        element.set("extension", extension)
+    return element
+
+
+def test_a_kept_id_is_the_id_validated_in_the_same_mode() -> None:
+    _parse._instance_id.cache_clear()
+    malformed = "1.2.250.1.213.1.1.1.1,3"  # no OID, no UUID: read from a received document, refused when built
+    with _reading():
+        read = _parse._ii(_ii_element(malformed, "x"))
+        assert read == InstanceId.model_construct(root=malformed, extension="x")
+        assert _parse._ii(_ii_element(malformed, "x")) is read
+    with pytest.raises(ValidationError) as kept:
+        _parse._ii(_ii_element(malformed, "x"))
+    with pytest.raises(ValidationError) as fresh:
+        InstanceId(root=malformed, extension="x")
+    assert (kept.value.message, kept.value.problems) == (fresh.value.message, fresh.value.problems)
+    for mode in (False, True):
+        with _reading() if mode else contextlib.nullcontext():
+            for root, extension in (("1.2.3", None), (" 1.2.3 ", "e"), ("", None), ("1 2", "x"), ("1.2.3", "")):
+                element = _ii_element(root, extension)
+                expected = _outcome_of(_fresh_id, root.strip(), extension or None)
+                for _ in range(2):  # validated, then looked up
+                    assert _outcome_of(_parse._ii, element) == expected
+
+
+def _fresh_id(root: str, extension: str | None) -> InstanceId:
+    return InstanceId(root=root, extension=extension)
+
+
+def _fresh_code(code: str, system: str, display: str | None) -> Code:
+    return Code(code=code, code_system=system, display_name=display)
+
+
+def test_a_kept_code_is_the_code_validated() -> None:
+    _parse._code_of.cache_clear()
+    cases = (("N", "2.16.840.1.113883.5.25", "Normal"), ("X", " 1.2.3 ", None), ("X", "no oid", None))
+    for code, system, display in cases:
+        element = etree.Element(hl7("code"), code=code, codeSystem=system)
+        if display is not None:
+            element.set("displayName", display)
+        expected = _outcome_of(_fresh_code, code, system.strip(), display)
+        for _ in range(2):
+            assert _outcome_of(_parse._code, element) == expected
+
+
+def _outcome_of(make: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        value = make(*args)
+    except (ValidationError, pydantic.ValidationError) as exc:
+        return "refused", str(exc)
+    return "read", (value, value.__pydantic_private__ if isinstance(value, _Model) else None)
