@@ -542,7 +542,15 @@ def _code_of(code: str, code_system: str, display_name: str | None) -> Code:
 def _ts(element: etree._Element | None) -> datetime | date | None:
     if element is None or not element.get("value"):
         return None
-    return parse_ts(element.get("value") or "", lenient=True)
+    return _read_ts(element.get("value") or "")
+
+
+@functools.lru_cache(maxsize=256)
+def _read_ts(text: str) -> datetime | date:
+    """``parse_ts(text, lenient=True)`` once per value: a document repeats its times (its effectiveTime is mostly
+    its author's and its legal authenticator's time, its service event's period its encounter's); a date or a
+    datetime is immutable, and a refused value raises each time."""
+    return parse_ts(text, lenient=True)
 
 
 def _period(element: etree._Element | None) -> Period | None:

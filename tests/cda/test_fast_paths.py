@@ -329,3 +329,13 @@ def _outcome_of(make: Any, *args: Any) -> tuple[str, Any]:
     except (ValidationError, pydantic.ValidationError) as exc:
         return "refused", str(exc)
     return "read", (value, value.__pydantic_private__ if isinstance(value, _Model) else None)
+
+
+@given(_TS_TEXT)
+@settings(max_examples=200)
+def test_a_kept_time_is_the_time_read(text: str) -> None:
+    expected = _outcome(parse_ts, text, True)
+    element = etree.Element(hl7("time"), value=text)
+    for _ in range(2):  # read, then looked up
+        got = _outcome(lambda value, lenient: _parse._ts(element), text, True)
+        assert got == (expected if text else ("NoneType", (None, None)))
