@@ -237,7 +237,10 @@ def _cut_base64(data: bytes | bytearray) -> tuple[int, int, int] | None:
 
 
 _ENDS_MIN: Final = 16 * 1024
-_ENDS_SPAN: Final = 4096
+_ENDS_SPAN: Final = 2048
+_TAIL_CHARS: Final = 1400
+"""Base64 characters the tail must hold: at least 1047 bytes once decoded, more than the last kilobyte
+(``_PDF_TAIL``) in which :class:`NonXmlBody` looks for ``%%EOF`` (issue 22: decoding 4 kB was twice that)."""
 _PADDING_SPAN: Final = 256
 
 
@@ -251,8 +254,8 @@ def _pdf_ends(data: bytes | bytearray, start: int, end: int, spaces: int) -> byt
     holds base64 characters and ``spaces`` white-space bytes alone (checked). When the ``=`` are
     all at its end, ``a2b_base64`` accepts it exactly when the count of the other characters is a
     multiple of 4, or 2 more with two ``=``, or 3 more with one (it stops at a complete padding);
-    then the first 8 characters give the first 6 bytes, and the last ~4 kB, cut on a group of 4,
-    the last ~3 kB. None (decode the whole) for a short text or ``=`` anywhere else.
+    then the first 8 characters give the first 6 bytes, and the last ~2 kB, cut on a group of 4,
+    the last ~1.5 kB. None (decode the whole) for a short text or ``=`` anywhere else.
     """
     if end - start < _ENDS_MIN:
         return None
@@ -274,7 +277,7 @@ def _pdf_ends(data: bytes | bytearray, start: int, end: int, spaces: int) -> byt
         return None  # pragma: no cover - a2b_base64 refuses every such text
     head = bytes(data[start : start + 64]).translate(None, _WHITE_SPACE)[:8]
     tail = bytes(data[max(start, data_end - _ENDS_SPAN) : data_end]).translate(None, _WHITE_SPACE)
-    if len(head) < 8 or len(tail) < _ENDS_SPAN // 2:
+    if len(head) < 8 or len(tail) < _TAIL_CHARS:
         return None
     tail = tail[(len(tail) - count) % 4 :] + b"=" * (-count % 4)
     return binascii.a2b_base64(head) + binascii.a2b_base64(tail)
