@@ -233,14 +233,30 @@ def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, what: str = "X
     if size == 0:
         raise MalformedResponseError(f"{what} is empty")
     try:
-        root = etree.fromstring(bytes(data), parser=_parser())
+        root = etree.fromstring(raw := bytes(data), parser=_parser())
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, what) from None  # libxml2 quotes the input: only its sanitised reason is kept
     if root is None:  # pragma: no cover - lxml raises on an empty document
         raise MalformedResponseError(f"{what} has no root element")
     _refuse_dtd(root, what)
-    _check_depth(root, limits.max_depth, what)
+    if not _too_short_to_nest(raw, limits.max_depth):
+        _check_depth(root, limits.max_depth, what)
     return root
+
+
+_COUNT_MAX: Final = 8192
+
+
+def _too_short_to_nest(data: bytes, max_depth: int) -> bool:
+    """Whether ``data`` (well-formed) is too short to nest deeper than ``max_depth``, told without its tree.
+
+    An element at depth d has d - 1 ancestors, each written with a start and an end tag, and a tag
+    of its own: 2d - 1 ``<`` at least (comments, CDATA sections and processing instructions only
+    add some; a ``<`` is nowhere else in well-formed XML). For a short input (a SOAP answer, a kept
+    CDA element) counting them costs less than the depth check's XPath, a fixed cost of some 40 k
+    instructions (issue 22); a long one goes to the XPath.
+    """
+    return len(data) <= _COUNT_MAX and (data.count(b"<") + 1) // 2 <= max_depth
 
 
 def _refuse_dtd(root: etree._Element, what: str) -> None:
@@ -369,7 +385,16 @@ def _deeper_than(max_depth: int) -> etree.XPath:
     return etree.XPath("boolean(" + "/".join(["*"] * max_depth) + ")")
 
 
+_SHALLOW: Final = 16
+"""Depth first looked past: most inputs (a CDA header, a narrative, a SOAP answer) end before it."""
+
+
 def _check_depth(root: etree._Element, max_depth: int, what: str) -> None:
+    # The full path costs one step per level whatever the tree's depth (about 50 k instructions for 128, issue 22):
+    # a tree with no element under the first _SHALLOW levels has none under max_depth either (every element's
+    # ancestors fill the levels above it), so the long path runs only for a tree that deep.
+    if max_depth > _SHALLOW and not _deeper_than(_SHALLOW)(root):
+        return
     if _deeper_than(max_depth)(root):
         raise UnsafeXmlError(
             f"{what} nests elements deeper than {max_depth} levels",
