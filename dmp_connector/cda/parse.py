@@ -497,10 +497,14 @@ def _text(element: etree._Element | None) -> str | None:
     return "".join(str(t) for t in element.itertext()).strip() or None
 
 
-def _ii(element: etree._Element | None) -> InstanceId | None:
+def _ii(element: etree._Element | None, *, kept: bool = True) -> InstanceId | None:
+    """The id ``element`` holds; ``kept=False`` for an id about the patient (their INS, IPP, stay or act numbers,
+    their relatives'), which is validated each time rather than kept in :func:`_instance_id`'s memory."""
     root = element.get("root") if element is not None else None
     if element is None or root is None:
         return None
+    if not kept:
+        return InstanceId(root=root.strip(), extension=element.get("extension") or None)
     return _instance_id(root.strip(), element.get("extension") or None, _READING.get())
 
 
@@ -509,7 +513,8 @@ def _instance_id(root: str, extension: str | None, reading: bool) -> InstanceId:
     """``InstanceId(root=…, extension=…)``, validated once per value (issue 22).
 
     Ids repeat within a document and from one document to the next (the author's and the
-    organisation's, the templateIds), and a model costs more to validate than to look up. An
+    organisation's, the templateIds), and a model costs more to validate than to look up; the
+    patient's are not kept (see :func:`_ii`). An
     InstanceId is frozen, and :func:`parse` never gives one a source, so one instance serves every
     reader. ``reading`` is the mode of :func:`~dmp_connector.cda.model._reading` the value is
     validated in (a received document's roots are read more leniently): part of the key only.
@@ -518,12 +523,12 @@ def _instance_id(root: str, extension: str | None, reading: bool) -> InstanceId:
     return InstanceId(root=root, extension=extension)
 
 
-def _iis(parent: _Parent, name: str = "id") -> tuple[InstanceId, ...]:
-    return _iis_of(_children(parent, name))
+def _iis(parent: _Parent, name: str = "id", *, kept: bool = True) -> tuple[InstanceId, ...]:
+    return _iis_of(_children(parent, name), kept=kept)
 
 
-def _iis_of(elements: Iterable[etree._Element]) -> tuple[InstanceId, ...]:
-    return tuple(i for i in (_ii(e) for e in elements) if i is not None)
+def _iis_of(elements: Iterable[etree._Element], *, kept: bool = True) -> tuple[InstanceId, ...]:
+    return tuple(i for i in (_ii(e, kept=kept) for e in elements) if i is not None)
 
 
 def _code(element: etree._Element | None) -> Code | None:
@@ -744,7 +749,7 @@ def _patient(role: etree._Element) -> Patient:
     ins: INS | None = None
     others = []
     for element in _children(role_kids, "id"):
-        ident = _ii(element)
+        ident = _ii(element, kept=False)
         if ident is None:
             continue
         if ins is None and ident.root in _INS_ROOTS and ident.extension:
@@ -853,7 +858,7 @@ def _associated(entity: etree._Element) -> AssociatedEntity:
     kids = _ChildIndex(entity)
     associated = AssociatedEntity(
         class_code=entity.get("classCode") or "",
-        ids=_iis(kids),
+        ids=_iis(kids, kept=False),
         code=_code(_child(kids, "code")),
         addresses=_addresses(kids),
         telecoms=_telecoms(kids),
@@ -887,7 +892,7 @@ def _service_event(element: etree._Element) -> ServiceEvent:
     extras = [e for e in _untyped(kids, _EVENT_TYPED) if e not in performers[:1]]
     code = _child(kids, "code")
     event = ServiceEvent(
-        ids=_iis(kids),
+        ids=_iis(kids, kept=False),
         code=_code(code),
         code_translations=_raw(_children(code, "translation")) if code is not None and _code(code) else (),
         effective_time=_period(_child(kids, "effectiveTime")),
@@ -917,7 +922,7 @@ def _encounter(element: etree._Element) -> Encounter:
     period = _period(_child(kids, "effectiveTime"))
     hcf = element.find(f"{hl7('location')}/{hl7('healthCareFacility')}")
     encounter = Encounter(
-        ids=_iis(kids),
+        ids=_iis(kids, kept=False),
         code=_code(_child(kids, "code")),
         effective_time=period,
         facility=_facility(hcf) if hcf is not None else None,

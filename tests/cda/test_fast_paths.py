@@ -18,7 +18,7 @@ from pydantic import PrivateAttr
 from pydantic._internal._model_construction import init_private_attributes
 
 import dmp_connector.cda.volets  # noqa: F401 - registers the volets' models as _Model subclasses
-from dmp_connector.cda import parse_ts
+from dmp_connector.cda import parse, parse_ts
 from dmp_connector.cda._namespaces import hl7
 from dmp_connector.cda.model import OTHER_HEADER_ELEMENTS, InstanceId, PersonName, _init_source, _Model, _reading
 from dmp_connector.codes import Code
@@ -339,3 +339,24 @@ def test_a_kept_time_is_the_time_read(text: str) -> None:
     for _ in range(2):  # read, then looked up
         got = _outcome(lambda value, lenient: _parse._ts(element), text, True)
         assert got == (expected if text else ("NoneType", (None, None)))
+
+
+def test_the_patient_ids_are_not_kept(example_files: Mapping[str, bytes]) -> None:
+    _parse._instance_id.cache_clear()
+    data = example_files[next(name for name in example_files if name.startswith("DOC_NON_STRUCTURE"))]
+    document = parse(data)
+    ins = document.patient.identity.ins
+    assert ins is not None
+    patient_ids: list[tuple[str, str | None]] = [(ins.oid.value, ins.matricule)]
+    patient_ids += [(i.root, i.extension) for i in (*document.patient.other_ids, *document.encounter.ids)]
+    patient_ids += [(i.root, i.extension) for i in document.service_events[0].ids]
+    for root, extension in patient_ids:
+        assert not _was_kept(root, extension)
+    assert _was_kept(document.id.root, document.id.extension)  # the memory is used at all
+
+
+def _was_kept(root: str, extension: str | None) -> bool:
+    before = _parse._instance_id.cache_info().hits
+    with _reading():
+        _parse._instance_id(root, extension, True)
+    return bool(_parse._instance_id.cache_info().hits > before)
