@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dmp_connector.errors import MalformedResponseError, UnsafeXmlError
 from dmp_connector.xml import XmlLimits, parse_xml, parse_xml_file, parse_xml_head, to_bytes
@@ -188,3 +190,57 @@ def test_threads_parsing_at_once_each_get_their_own_document() -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert all(pool.map(parse_many, range(32)))
+
+
+def _nested(depth: int, siblings: int = 0) -> bytes:
+    inner = b"<x/>" if depth >= 1 else b""
+    for _ in range(depth - 1):
+        inner = b"<a>" + b"<s/>" * siblings + inner + b"</a>"
+    return inner
+
+
+@pytest.mark.parametrize("max_depth", [1, 2, 15, 16, 17, 20, 128])
+def test_the_depth_check_refuses_exactly_past_its_limit(max_depth: int) -> None:
+    from dmp_connector import xml as xml_module
+
+    for depth in {1, 2, 15, 16, 17, 18, max_depth - 1, max_depth, max_depth + 1, max_depth + 2} - {0}:
+        root = parse_xml(_nested(depth, siblings=depth % 3), limits=XmlLimits(max_depth=256))
+        refused = xml_module._deeper_than(max_depth)(root)  # the full path alone: the check before issue 22f
+        assert refused == (depth > max_depth)
+        if refused:
+            with pytest.raises(UnsafeXmlError, match=f"deeper than {max_depth} levels"):
+                xml_module._check_depth(root, max_depth, "input")
+        else:
+            xml_module._check_depth(root, max_depth, "input")
+
+
+_OTHER_PIECES = {"leaf": "<b/>", "comment": "<!--<<-->", "cdata": "<![CDATA[<]]>", "pi": "<?p <?>"}
+_PIECES = st.sampled_from(["open", "close", "leaf", "comment", "cdata", "pi", "text"])
+
+
+@given(st.lists(_PIECES, max_size=60), st.integers(1, 12))
+def test_a_short_input_is_refused_for_depth_exactly_as_the_xpath_refuses_it(pieces: list[str], max_depth: int) -> None:
+    from dmp_connector import xml as xml_module
+
+    out, open_ = ["<r>"], 0
+    for piece in pieces:
+        if piece == "open":
+            out.append("<a>")
+            open_ += 1
+        elif piece == "close" and open_:
+            out.append("</a>")
+            open_ -= 1
+        else:
+            out.append(
+                {"leaf": "<b/>", "comment": "<!--<<-->", "cdata": "<![CDATA[<]]>", "pi": "<?p <?>"}.get(piece, "t")
+            )
+    data = ("".join(out) + "</a>" * open_ + "</r>").encode()
+    root = parse_xml(data, limits=XmlLimits(max_depth=64))
+    deeper = bool(xml_module._deeper_than(max_depth)(root))  # the check as it was: the XPath alone
+    if xml_module._too_short_to_nest(data, max_depth):
+        assert not deeper
+    if deeper:
+        with pytest.raises(UnsafeXmlError, match=f"deeper than {max_depth} levels"):
+            parse_xml(data, limits=XmlLimits(max_depth=max_depth))
+    else:
+        assert parse_xml(data, limits=XmlLimits(max_depth=max_depth)).tag == "r"

@@ -208,6 +208,54 @@ class _Model(BaseModel):
         except pydantic.ValidationError as exc:
             raise _translate(exc, type(self).__name__) from None
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _use_source_post_init(cls)
+
+
+def _init_source(self: BaseModel, context: Any, /) -> None:
+    """The post-init pydantic generates for a model whose one private attribute is ``_source`` (default None).
+
+    pydantic's own (``init_private_attributes``, wrapped once more per subclass level) runs twice per model and
+    looks the default up through ``PrivateAttr.get_default`` each time: about half of what building a small model
+    costs (issue 22). This sets the same ``__pydantic_private__`` in one step.
+    """
+    if getattr(self, "__pydantic_private__", None) is None:
+        object.__setattr__(self, "__pydantic_private__", {"_source": None})
+
+
+def _generated_post_init(function: Any) -> bool:
+    """Whether ``function`` is pydantic's generated private-attribute post-init (possibly wrapped), or ours."""
+    while function is not None and function is not _init_source:
+        if getattr(function, "__qualname__", None) == "init_private_attributes" and getattr(
+            function, "__module__", ""
+        ).startswith("pydantic."):
+            return True
+        function = getattr(function, "__wrapped__", None)
+    return function is _init_source
+
+
+def _use_source_post_init(cls: type[BaseModel]) -> None:
+    """Give ``cls`` :func:`_init_source` as its post-init when that is exactly what pydantic generated for it.
+
+    Only when its private attributes are ``_source`` alone, with default None, and no class of its own
+    hierarchy defines a ``model_post_init`` of its own (pydantic wraps a user-defined one: that is kept).
+    """
+    private = cls.__private_attributes__
+    if set(private) != {"_source"} or private["_source"].get_default(call_default_factory=True) is not None:
+        return
+    for klass in cls.__mro__:
+        if klass is BaseModel:
+            break
+        own = vars(klass).get("model_post_init")
+        if own is not None and not _generated_post_init(own):
+            return
+    cls.model_post_init = _init_source  # type: ignore[method-assign]
+
+
+_use_source_post_init(_Model)
+
 
 def _fail(problems: list[str], what: str) -> None:
     if problems:

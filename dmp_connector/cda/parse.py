@@ -30,9 +30,10 @@ without a second copy. A PDF is then limited only by :attr:`dmp_connector.xml.Xm
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -56,6 +57,7 @@ from dmp_connector.xml import (
 from ._namespaces import HL7, hl7, local_name
 from ._source import Source
 from .model import (
+    _READING,
     OTHER_HEADER_ELEMENTS,
     Address,
     AddressPart,
@@ -157,22 +159,33 @@ def parse_ts(text: str, *, lenient: bool = False) -> datetime | date:
         raise ValidationError(
             "a CDA time is YYYYMMDD or YYYYMMDDHH[MM[SS]][.f]±ZZZZ", problems=("time: unsupported format",)
         )
-    g = match.groupdict()
-    year, month, day = int(g["y"]), int(g["m"]), int(g["d"])
+    y, m, d, hour, minute, second, fraction, z = match.groups()
     try:
-        if g["H"] is None:
-            return date(year, month, day)
+        if hour is None:
+            return date(int(y), int(m), int(d))
         zone = None
-        if g["z"] is not None:
-            if len(g["z"]) == 4 and not lenient:
+        if z is not None:
+            if len(z) == 4 and not lenient:
                 raise ValidationError("a CDA time zone is ±HHMM", problems=("time: time zone of 3 digits",))
-            digits = g["z"][1:].rjust(4, "0")  # "+100" read as +0100, as the ANS BIO-TROD examples mean it
-            sign = -1 if g["z"][0] == "-" else 1
-            zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-        micro = int((g["f"] or "0").ljust(6, "0"))
-        return datetime(year, month, day, int(g["H"]), int(g["M"] or 0), int(g["S"] or 0), micro, tzinfo=zone)
+            zone = _ZONES.get(z) or _zone(z)
+        micro = int(fraction.ljust(6, "0")) if fraction is not None else 0
+        return datetime(int(y), int(m), int(d), int(hour), int(minute or 0), int(second or 0), micro, tzinfo=zone)
     except ValueError:
         raise ValidationError("a CDA time is not on the calendar", problems=("time: impossible date",)) from None
+
+
+_ZONES: Final[dict[str, timezone]] = {}
+_ZONES_MAX: Final = 64
+
+
+def _zone(z: str) -> timezone:
+    """The time zone ``±HHMM`` (or ``±HMM``) names; ValueError when it is a day or more (kept: a few distinct ones)."""
+    digits = z[1:].rjust(4, "0")  # "+100" read as +0100, as the ANS BIO-TROD examples mean it
+    sign = -1 if z[0] == "-" else 1
+    zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    if len(_ZONES) < _ZONES_MAX:
+        _ZONES[z] = zone
+    return zone
 
 
 # --------------------------------------------------------------------------- tree
@@ -224,7 +237,10 @@ def _cut_base64(data: bytes | bytearray) -> tuple[int, int, int] | None:
 
 
 _ENDS_MIN: Final = 16 * 1024
-_ENDS_SPAN: Final = 4096
+_ENDS_SPAN: Final = 2048
+_TAIL_CHARS: Final = 1400
+"""Base64 characters the tail must hold: at least 1047 bytes once decoded, more than the last kilobyte
+(``_PDF_TAIL``) in which :class:`NonXmlBody` looks for ``%%EOF`` (issue 22: decoding 4 kB was twice that)."""
 _PADDING_SPAN: Final = 256
 
 
@@ -238,8 +254,8 @@ def _pdf_ends(data: bytes | bytearray, start: int, end: int, spaces: int) -> byt
     holds base64 characters and ``spaces`` white-space bytes alone (checked). When the ``=`` are
     all at its end, ``a2b_base64`` accepts it exactly when the count of the other characters is a
     multiple of 4, or 2 more with two ``=``, or 3 more with one (it stops at a complete padding);
-    then the first 8 characters give the first 6 bytes, and the last ~4 kB, cut on a group of 4,
-    the last ~3 kB. None (decode the whole) for a short text or ``=`` anywhere else.
+    then the first 8 characters give the first 6 bytes, and the last ~2 kB, cut on a group of 4,
+    the last ~1.5 kB. None (decode the whole) for a short text or ``=`` anywhere else.
     """
     if end - start < _ENDS_MIN:
         return None
@@ -261,7 +277,7 @@ def _pdf_ends(data: bytes | bytearray, start: int, end: int, spaces: int) -> byt
         return None  # pragma: no cover - a2b_base64 refuses every such text
     head = bytes(data[start : start + 64]).translate(None, _WHITE_SPACE)[:8]
     tail = bytes(data[max(start, data_end - _ENDS_SPAN) : data_end]).translate(None, _WHITE_SPACE)
-    if len(head) < 8 or len(tail) < _ENDS_SPAN // 2:
+    if len(head) < 8 or len(tail) < _TAIL_CHARS:
         return None
     tail = tail[(len(tail) - count) % 4 :] + b"=" * (-count % 4)
     return binascii.a2b_base64(head) + binascii.a2b_base64(tail)
@@ -348,7 +364,12 @@ def base64_layout(text: bytes | memoryview, pdf: bytes) -> Base64Layout | bytes:
 
 def _kept(model: _M, element: etree._Element, extra: object = None) -> _M:
     """``model`` remembering the element it was read from (see ``_source.py``)."""
-    model._source = Source(element, dict(model.__dict__), extra)
+    source = Source(element, dict(model.__dict__), extra)
+    private = model.__pydantic_private__
+    if private is not None:  # what pydantic's __setattr__ does for a private attribute, without its handler lookup
+        private["_source"] = source
+    else:  # pragma: no cover - every model here has its private attributes set by its post-init
+        model._source = source
     return model
 
 
@@ -371,78 +392,201 @@ def _body_text(document: etree._Element) -> etree._Element | None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _children(element: etree._Element, name: str) -> Iterator[etree._Element]:
-    return element.iterchildren(hl7(name))
+class _Tags(dict[str, str]):
+    """Clark names of CDA elements by local name, made once (``_TAGS["id"]`` is ``hl7("id")``)."""
+
+    def __missing__(self, name: str) -> str:
+        tag = self[name] = hl7(name)
+        return tag
 
 
-def _child(element: etree._Element, name: str) -> etree._Element | None:
+_TAGS: Final = _Tags()
+
+
+def _children(parent: _Parent, name: str) -> Iterable[etree._Element]:
+    if isinstance(parent, _ChildIndex):
+        return parent.children(name)
+    return parent.iterchildren(_TAGS[name])
+
+
+def _child(parent: _Parent, name: str) -> etree._Element | None:
+    if isinstance(parent, _ChildIndex):
+        return parent.child(name)
     # The first child of that tag, as element.find(tag) gives it, without the ElementPath machinery: half the time.
-    return next(element.iterchildren(hl7(name)), None)
+    return next(parent.iterchildren(_TAGS[name]), None)
 
 
-def _require(element: etree._Element, name: str, where: str) -> etree._Element:
-    found = next(element.iterchildren(hl7(name)), None)
+def _require(parent: _Parent, name: str, where: str) -> etree._Element:
+    found = _child(parent, name)
     if found is None:
-        raise ValidationError(f"the CDA document has no {where}/{name}", problems=(f"{where}/{name}: missing",))
+        raise _missing(name, where)
     return found
+
+
+def _missing(name: str, where: str) -> ValidationError:
+    return ValidationError(f"the CDA document has no {where}/{name}", problems=(f"{where}/{name}: missing",))
+
+
+class _ChildIndex:
+    """The children of one element by tag, read in one pass, for :func:`_child`, :func:`_children`, :func:`_require`
+    and :func:`_untyped` on an element asked about several times: each ``iterchildren(tag)`` builds its own tag
+    matcher, which costs more than reading the few children of a header element once (issue 22)."""
+
+    __slots__ = ("_by_tag", "_pairs")
+
+    def __init__(self, element: etree._Element) -> None:
+        pairs = [(child.tag, child) for child in element]
+        by_tag: dict[object, list[etree._Element]] = {}
+        for tag, child in pairs:
+            found = by_tag.get(tag)
+            if found is None:
+                by_tag[tag] = [child]
+            else:
+                found.append(child)
+        self._pairs = pairs
+        self._by_tag = by_tag
+
+    def child(self, name: str) -> etree._Element | None:
+        found = self._by_tag.get(_TAGS[name])
+        return found[0] if found else None
+
+    def children(self, name: str) -> list[etree._Element]:
+        return self._by_tag.get(_TAGS[name]) or []
+
+    def require(self, name: str, where: str) -> etree._Element:
+        found = self._by_tag.get(_TAGS[name])
+        if not found:
+            raise _missing(name, where)
+        return found[0]
+
+    def untyped(self, typed: frozenset[str]) -> list[etree._Element]:
+        # A CDA tag "{urn:hl7-org:v3}x" has local name x ("}" is no name character): in the Clark set exactly when
+        # _untyped's test (namespace HL7, local name in typed) holds.
+        clark = _clark(typed)
+        return [child for tag, child in self._pairs if isinstance(tag, str) and tag not in clark]
+
+    def local_named(self, names: Iterable[str]) -> list[etree._Element]:
+        """The children whose local name is one of ``names``, whatever their namespace, in document order."""
+        wanted = {tag for tag in self._by_tag if isinstance(tag, str) and tag.rsplit("}", 1)[-1] in names}
+        return [child for tag, child in self._pairs if tag in wanted] if wanted else []
+
+
+_Parent = etree._Element | _ChildIndex
+
+
+@functools.cache
+def _clark(names: frozenset[str]) -> frozenset[str]:
+    return frozenset(hl7(name) for name in names)
+
+
+def _path(elements: Iterable[etree._Element], *names: str) -> Iterator[etree._Element]:
+    """What ``e.iterfind("n1/n2/…")`` finds for each ``e`` of ``elements`` in turn, in its order (``names``: the
+    CDA local names ``n1``, ``n2`` …), without the ElementPath machinery; ``elements`` themselves without names."""
+    if not names:
+        yield from elements
+        return
+    for element in elements:
+        yield from _path(element.iterchildren(_TAGS[names[0]]), *names[1:])
 
 
 def _text(element: etree._Element | None) -> str | None:
     if element is None:
         return None
-    text = "".join(str(t) for t in element.itertext()).strip()
-    return text or None
+    if not len(element):  # no child: its text is all itertext() gives, without an iterator and a generator
+        return (element.text or "").strip() or None
+    return "".join(str(t) for t in element.itertext()).strip() or None
 
 
-def _ii(element: etree._Element | None) -> InstanceId | None:
-    if element is None or element.get("root") is None:
+def _ii(element: etree._Element | None, *, kept: bool = True) -> InstanceId | None:
+    """The id ``element`` holds; ``kept=False`` for an id about the patient (their INS, IPP, stay or act numbers,
+    their relatives'), which is validated each time rather than kept in :func:`_instance_id`'s memory."""
+    root = element.get("root") if element is not None else None
+    if element is None or root is None:
         return None
-    return InstanceId(root=(element.get("root") or "").strip(), extension=element.get("extension") or None)
+    if not kept:
+        return InstanceId(root=root.strip(), extension=element.get("extension") or None)
+    return _instance_id(root.strip(), element.get("extension") or None, _READING.get())
 
 
-def _iis(element: etree._Element, name: str = "id") -> tuple[InstanceId, ...]:
-    return tuple(i for i in (_ii(e) for e in _children(element, name)) if i is not None)
+@functools.lru_cache(maxsize=1024)
+def _instance_id(root: str, extension: str | None, reading: bool) -> InstanceId:
+    """``InstanceId(root=…, extension=…)``, validated once per value (issue 22).
+
+    Ids repeat within a document and from one document to the next (the author's and the
+    organisation's, the templateIds), and a model costs more to validate than to look up; the
+    patient's are not kept (see :func:`_ii`). An
+    InstanceId is frozen, and :func:`parse` never gives one a source, so one instance serves every
+    reader. ``reading`` is the mode of :func:`~dmp_connector.cda.model._reading` the value is
+    validated in (a received document's roots are read more leniently): part of the key only.
+    A refused value raises each time (a raised error is not cached).
+    """
+    return InstanceId(root=root, extension=extension)
+
+
+def _iis(parent: _Parent, name: str = "id", *, kept: bool = True) -> tuple[InstanceId, ...]:
+    return _iis_of(_children(parent, name), kept=kept)
+
+
+def _iis_of(elements: Iterable[etree._Element], *, kept: bool = True) -> tuple[InstanceId, ...]:
+    return tuple(i for i in (_ii(e, kept=kept) for e in elements) if i is not None)
 
 
 def _code(element: etree._Element | None) -> Code | None:
-    if element is None or not element.get("code") or not element.get("codeSystem"):
+    if element is None:
         return None
-    return Code(
-        code=element.get("code") or "",
-        code_system=(element.get("codeSystem") or "").strip(),
-        display_name=element.get("displayName") or None,
-    )
+    code, system = element.get("code"), element.get("codeSystem")
+    if not code or not system:
+        return None
+    return _code_of(code, system.strip(), element.get("displayName") or None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _code_of(code: str, code_system: str, display_name: str | None) -> Code:
+    """``Code(code=…, code_system=…, display_name=…)``, validated once per value, as :func:`_instance_id` (a Code is
+    frozen, its validation depends on its values alone, and codes repeat even more than ids)."""
+    return Code(code=code, code_system=code_system, display_name=display_name)
 
 
 def _ts(element: etree._Element | None) -> datetime | date | None:
     if element is None or not element.get("value"):
         return None
-    return parse_ts(element.get("value") or "", lenient=True)
+    return _read_ts(element.get("value") or "")
+
+
+@functools.lru_cache(maxsize=256)
+def _read_ts(text: str) -> datetime | date:
+    """``parse_ts(text, lenient=True)`` once per value: a document repeats its times (its effectiveTime is mostly
+    its author's and its legal authenticator's time, its service event's period its encounter's); a date or a
+    datetime is immutable, and a refused value raises each time."""
+    return parse_ts(text, lenient=True)
 
 
 def _period(element: etree._Element | None) -> Period | None:
     if element is None:
         return None
-    low, high, value = _ts(_child(element, "low")), _ts(_child(element, "high")), _ts(element)
+    kids = _ChildIndex(element)
+    low, high, value = _ts(_child(kids, "low")), _ts(_child(kids, "high")), _ts(element)
     null_flavor = element.get("nullFlavor") or None
     if low is None and high is None and value is None and null_flavor is None:
         return None
     return Period(low=low, high=high, value=value, null_flavor=null_flavor)
 
 
-def _raw(elements: Iterator[etree._Element] | list[etree._Element]) -> tuple[RawElement, ...]:
+def _raw(elements: Iterable[etree._Element]) -> tuple[RawElement, ...]:
     return tuple(RawElement.from_element(e) for e in elements)
 
 
-def _untyped(element: etree._Element, typed: frozenset[str]) -> list[etree._Element]:
+def _untyped(parent: _Parent, typed: frozenset[str]) -> list[etree._Element]:
+    if isinstance(parent, _ChildIndex):
+        return parent.untyped(typed)
     return [
-        c for c in element if isinstance(c.tag, str) and not (c.tag.startswith(f"{{{HL7}}}") and local_name(c) in typed)
+        c for c in parent if isinstance(c.tag, str) and not (c.tag.startswith(f"{{{HL7}}}") and local_name(c) in typed)
     ]
 
 
-def _addresses(element: etree._Element) -> tuple[Address, ...]:
+def _addresses(parent: _Parent) -> tuple[Address, ...]:
     out = []
-    for addr in _children(element, "addr"):
+    for addr in _children(parent, "addr"):
         parts = tuple(
             AddressPart(kind=AddressPartKind(local_name(p)), value=(p.text or "").strip())
             for p in addr
@@ -459,9 +603,9 @@ def _addresses(element: etree._Element) -> tuple[Address, ...]:
     return tuple(out)
 
 
-def _telecoms(element: etree._Element) -> tuple[Telecom, ...]:
+def _telecoms(parent: _Parent) -> tuple[Telecom, ...]:
     out = []
-    for tel in _children(element, "telecom"):
+    for tel in _children(parent, "telecom"):
         value, flavor = tel.get("value") or None, tel.get("nullFlavor") or None
         if value is None and flavor is None:
             continue
@@ -473,33 +617,36 @@ def _person_name(element: etree._Element | None) -> PersonName | None:
     name = _child(element, "name") if element is not None else None
     if name is None:
         return None
-    family = _text(_child(name, "family"))
+    kids = _ChildIndex(name)
+    family = _text(_child(kids, "family"))
     if family is None:
         return None
     return PersonName(
         family=family,
-        given=_text(_child(name, "given")),
-        prefix=_text(_child(name, "prefix")),
-        suffix=_text(_child(name, "suffix")),
+        given=_text(_child(kids, "given")),
+        prefix=_text(_child(kids, "prefix")),
+        suffix=_text(_child(kids, "suffix")),
     )
 
 
 def _organization(element: etree._Element | None) -> Organization | None:
     if element is None:
         return None
+    kids = _ChildIndex(element)
     organization = Organization(
-        id=_ii(_child(element, "id")),
-        name=_text(_child(element, "name")),
-        telecoms=_telecoms(element),
-        addresses=_addresses(element),
-        industry_class=_code(_child(element, "standardIndustryClassCode")),
+        id=_ii(_child(kids, "id")),
+        name=_text(_child(kids, "name")),
+        telecoms=_telecoms(kids),
+        addresses=_addresses(kids),
+        industry_class=_code(_child(kids, "standardIndustryClassCode")),
     )
     return _kept(organization, element)
 
 
 def _assigned(element: etree._Element) -> AssignedEntity:
-    ident = _ii(_child(element, "id"))
-    device_element = _child(element, "assignedAuthoringDevice")
+    kids = _ChildIndex(element)
+    ident = _ii(_child(kids, "id"))
+    device_element = _child(kids, "assignedAuthoringDevice")
     device = None
     if device_element is not None:
         device = Device(
@@ -508,12 +655,12 @@ def _assigned(element: etree._Element) -> AssignedEntity:
         )
     entity = AssignedEntity(
         id=ident,
-        code=_code(_child(element, "code")),
-        addresses=_addresses(element),
-        telecoms=_telecoms(element),
-        person=_person_name(_child(element, "assignedPerson")),
+        code=_code(_child(kids, "code")),
+        addresses=_addresses(kids),
+        telecoms=_telecoms(kids),
+        person=_person_name(_child(kids, "assignedPerson")),
         device=device,
-        organization=_organization(_child(element, "representedOrganization")),
+        organization=_organization(_child(kids, "representedOrganization")),
     )
     return _kept(entity, element)
 
@@ -523,19 +670,20 @@ def _assigned(element: etree._Element) -> AssignedEntity:
 
 def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | bytes | None) -> ClinicalDocument:
     where = "ClinicalDocument"
-    ident = _ii(_require(doc, "id", where))
-    set_id = _ii(_child(doc, "setId"))
-    version = _child(doc, "versionNumber")
+    kids = _ChildIndex(doc)
+    ident = _ii(kids.require("id", where))
+    set_id = _ii(kids.child("setId"))
+    version = kids.child("versionNumber")
     version_text = version.get("value") if version is not None else None
-    type_code = _code(_require(doc, "code", where))
-    effective = _ts(_require(doc, "effectiveTime", where))
+    type_code = _code(kids.require("code", where))
+    effective = _ts(kids.require("effectiveTime", where))
     if ident is None or type_code is None or effective is None:
         raise ValidationError(
             "the CDA document lacks its id root, its type code or its effectiveTime value",
             problems=("ClinicalDocument: id/code/effectiveTime",),
         )
     replaces = None
-    related = _child(doc, "relatedDocument")
+    related = kids.child("relatedDocument")
     if related is not None:
         if related.get("typeCode") != "RPLC":
             raise ValidationError(
@@ -544,16 +692,16 @@ def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | byt
             )
         parent = _child(related, "parentDocument")
         replaces = _ii(_child(parent, "id")) if parent is not None else None
-    custodian = doc.find(f"{hl7('custodian')}/{hl7('assignedCustodian')}/{hl7('representedCustodianOrganization')}")
-    legal = _require(doc, "legalAuthenticator", where)
-    encounter = doc.find(f"{hl7('componentOf')}/{hl7('encompassingEncounter')}")
+    custodian = next(_path(kids.children("custodian"), "assignedCustodian", "representedCustodianOrganization"), None)
+    legal = kids.require("legalAuthenticator", where)
+    encounter = next(_path(kids.children("componentOf"), "encompassingEncounter"), None)
     if custodian is None or encounter is None:
         raise ValidationError(
             "the CDA document lacks its custodian organisation or its encompassing encounter",
             problems=("custodian/componentOf: missing",),
         )
-    confidentiality = _code(_child(doc, "confidentialityCode"))
-    language = _child(doc, "languageCode")
+    confidentiality = _code(kids.child("confidentialityCode"))
+    language = kids.child("languageCode")
     fields: dict[str, object] = {}
     if confidentiality is not None:
         fields["confidentiality"] = confidentiality
@@ -562,24 +710,22 @@ def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | byt
     document = ClinicalDocument(
         id=ident,
         type_code=type_code,
-        title=_text(_child(doc, "title")) or "",
+        title=_text(kids.child("title")) or "",
         effective_time=effective,
         set_id=set_id,
         version=int(version_text) if version_text and version_text.strip().isdigit() else 1,
         replaces=replaces,
-        template_ids=_iis(doc, "templateId"),
-        patient=_patient(_require(_require(doc, "recordTarget", where), "patientRole", "recordTarget")),
-        authors=tuple(_author(a) for a in _children(doc, "author")),
+        template_ids=_iis_of(kids.children("templateId")),
+        patient=_patient(_require(kids.require("recordTarget", where), "patientRole", "recordTarget")),
+        authors=tuple(_author(a) for a in kids.children("author")),
         custodian=_organization(custodian) or Organization(),
         legal_authenticator=_legal(legal),
-        participants=tuple(_participant(p) for p in _children(doc, "participant")),
-        information_recipients=tuple(_recipient(r) for r in _children(doc, "informationRecipient")),
-        service_events=tuple(
-            _service_event(e) for e in doc.iterfind(f"{hl7('documentationOf')}/{hl7('serviceEvent')}")
-        ),
+        participants=tuple(_participant(p) for p in kids.children("participant")),
+        information_recipients=tuple(_recipient(r) for r in kids.children("informationRecipient")),
+        service_events=tuple(_service_event(e) for e in _path(kids.children("documentationOf"), "serviceEvent")),
         encounter=_encounter(encounter),
         body=_body(doc, pdf, layout),
-        other_header=_raw([c for c in doc if isinstance(c.tag, str) and local_name(c) in OTHER_HEADER_ELEMENTS]),
+        other_header=_raw(kids.local_named(OTHER_HEADER_ELEMENTS)),
         **fields,
     )
     # The comments and processing instructions around the root (<?xml-stylesheet …?>) belong to the file we
@@ -597,18 +743,20 @@ _ROLE_TYPED: Final = frozenset({"id", "addr", "telecom", "patient"})
 
 
 def _patient(role: etree._Element) -> Patient:
-    person = _require(role, "patient", "patientRole")
+    role_kids = _ChildIndex(role)
+    person = _require(role_kids, "patient", "patientRole")
+    person_kids = _ChildIndex(person)
     ins: INS | None = None
     others = []
-    for element in _children(role, "id"):
-        ident = _ii(element)
+    for element in _children(role_kids, "id"):
+        ident = _ii(element, kept=False)
         if ident is None:
             continue
         if ins is None and ident.root in _INS_ROOTS and ident.extension:
             ins = INS.from_cda_id(ident.root, ident.extension, lenient=True)
         else:
             others.append(ident)
-    name = _require(person, "name", "patient")
+    name = _require(person_kids, "name", "patient")
     parts: dict[tuple[str, str | None], str] = {}
     for part in name:
         if isinstance(part.tag, str) and (text := _text(part)) is not None:
@@ -617,15 +765,15 @@ def _patient(role: etree._Element) -> Patient:
     if birth_name is None:
         raise ValidationError("the patient has no family name", problems=("patient/name/family: missing",))
     first_names = _first_names(parts.get(("given", None)), parts.get(("given", "BR")), parts.get(("given", "CL")))
-    gender = _child(person, "administrativeGenderCode")
+    gender = _child(person_kids, "administrativeGenderCode")
     sex = {"M": Sex.M, "F": Sex.F, "UN": Sex.I}.get(gender.get("code") or "" if gender is not None else "")
     if sex is None:
         raise ValidationError("the patient has no administrative sex (M, F, UN)", problems=("patient/sex",))
-    birth = _child(person, "birthTime")
+    birth = _child(person_kids, "birthTime")
     birth_value = (birth.get("value") or "").strip() if birth is not None else ""
     if len(birth_value) < 4:
         raise ValidationError("the patient has no birth time", problems=("patient/birthTime: missing",))
-    place = person.find(f"{hl7('birthplace')}/{hl7('place')}/{hl7('addr')}")
+    place = next(_path(person_kids.children("birthplace"), "place", "addr"), None)
     traits = IdentityTraits(
         birth_name=birth_name,
         birth_first_names=first_names,
@@ -639,13 +787,13 @@ def _patient(role: etree._Element) -> Patient:
     patient = Patient(
         identity=Identity(traits=traits, ins=ins, status=status),
         other_ids=tuple(others),
-        addresses=_addresses(role),
-        telecoms=_telecoms(role),
+        addresses=_addresses(role_kids),
+        telecoms=_telecoms(role_kids),
         name_prefix=parts.get(("prefix", None)),
         usage_name=parts.get(("family", "SP")),
         birth_place_name=_text(_child(place, "city")) if place is not None else None,
-        extras=_raw(_untyped(person, _PATIENT_TYPED)),
-        role_extras=_raw(_untyped(role, _ROLE_TYPED)),
+        extras=_raw(_untyped(person_kids, _PATIENT_TYPED)),
+        role_extras=_raw(_untyped(role_kids, _ROLE_TYPED)),
     )
     return _kept(patient, role)
 
@@ -670,21 +818,23 @@ def _birth_date(value: str) -> BirthDate:
 
 
 def _author(element: etree._Element) -> Author:
-    time = _ts(_child(element, "time"))
-    entity = _child(element, "assignedAuthor")
+    kids = _ChildIndex(element)
+    time = _ts(_child(kids, "time"))
+    entity = _child(kids, "assignedAuthor")
     if time is None or entity is None:
         raise ValidationError("an author lacks its time or assignedAuthor", problems=("author: time/assignedAuthor",))
     author = Author(
         time=time,
         entity=_assigned(entity),
-        function_code=_code(_child(element, "functionCode")),
+        function_code=_code(_child(kids, "functionCode")),
     )
     return _kept(author, element)
 
 
 def _legal(element: etree._Element) -> LegalAuthenticator:
-    time = _ts(_child(element, "time"))
-    entity = _child(element, "assignedEntity")
+    kids = _ChildIndex(element)
+    time = _ts(_child(kids, "time"))
+    entity = _child(kids, "assignedEntity")
     if time is None or entity is None:
         raise ValidationError(
             "the legal authenticator lacks its time or assignedEntity", problems=("legalAuthenticator",)
@@ -693,38 +843,41 @@ def _legal(element: etree._Element) -> LegalAuthenticator:
 
 
 def _participant(element: etree._Element) -> Participant:
+    kids = _ChildIndex(element)
     participant = Participant(
         type_code=element.get("typeCode") or "",
-        template_ids=_iis(element, "templateId"),
-        function_code=_code(_child(element, "functionCode")),
-        time=_period(_child(element, "time")),
-        entity=_associated(_require(element, "associatedEntity", "participant")),
+        template_ids=_iis(kids, "templateId"),
+        function_code=_code(_child(kids, "functionCode")),
+        time=_period(_child(kids, "time")),
+        entity=_associated(_require(kids, "associatedEntity", "participant")),
     )
     return _kept(participant, element)
 
 
 def _associated(entity: etree._Element) -> AssociatedEntity:
+    kids = _ChildIndex(entity)
     associated = AssociatedEntity(
         class_code=entity.get("classCode") or "",
-        ids=_iis(entity),
-        code=_code(_child(entity, "code")),
-        addresses=_addresses(entity),
-        telecoms=_telecoms(entity),
-        person=_person_name(_child(entity, "associatedPerson")),
-        organization=_organization(_child(entity, "scopingOrganization")),
+        ids=_iis(kids, kept=False),
+        code=_code(_child(kids, "code")),
+        addresses=_addresses(kids),
+        telecoms=_telecoms(kids),
+        person=_person_name(_child(kids, "associatedPerson")),
+        organization=_organization(_child(kids, "scopingOrganization")),
     )
     return _kept(associated, entity)
 
 
 def _recipient(element: etree._Element) -> InformationRecipient:
     intended = _require(element, "intendedRecipient", "informationRecipient")
+    kids = _ChildIndex(intended)
     recipient = InformationRecipient(
         type_code=element.get("typeCode") or "PRCP",
-        ids=_iis(intended),
-        addresses=_addresses(intended),
-        telecoms=_telecoms(intended),
-        person=_person_name(_child(intended, "informationRecipient")),
-        organization=_organization(_child(intended, "receivedOrganization")),
+        ids=_iis(kids),
+        addresses=_addresses(kids),
+        telecoms=_telecoms(kids),
+        person=_person_name(_child(kids, "informationRecipient")),
+        organization=_organization(_child(kids, "receivedOrganization")),
     )
     return _kept(recipient, element)
 
@@ -733,15 +886,16 @@ _EVENT_TYPED: Final = frozenset({"id", "code", "effectiveTime"})
 
 
 def _service_event(element: etree._Element) -> ServiceEvent:
-    performers = list(_children(element, "performer"))
+    kids = _ChildIndex(element)
+    performers = list(_children(kids, "performer"))
     performer = _performer(performers[0]) if performers else None
-    extras = [e for e in _untyped(element, _EVENT_TYPED) if e not in performers[:1]]
-    code = _child(element, "code")
+    extras = [e for e in _untyped(kids, _EVENT_TYPED) if e not in performers[:1]]
+    code = _child(kids, "code")
     event = ServiceEvent(
-        ids=_iis(element),
+        ids=_iis(kids, kept=False),
         code=_code(code),
         code_translations=_raw(_children(code, "translation")) if code is not None and _code(code) else (),
-        effective_time=_period(_child(element, "effectiveTime")),
+        effective_time=_period(_child(kids, "effectiveTime")),
         performer=performer,
         class_code=element.get("classCode") or None,
         extras=_raw(extras),
@@ -750,11 +904,12 @@ def _service_event(element: etree._Element) -> ServiceEvent:
 
 
 def _performer(element: etree._Element) -> Performer:
+    kids = _ChildIndex(element)
     performer = Performer(
-        template_ids=_iis(element, "templateId"),
-        function_code=_code(_child(element, "functionCode")),
-        time=_period(_child(element, "time")),
-        entity=_assigned(_require(element, "assignedEntity", "performer")),
+        template_ids=_iis(kids, "templateId"),
+        function_code=_code(_child(kids, "functionCode")),
+        time=_period(_child(kids, "time")),
+        entity=_assigned(_require(kids, "assignedEntity", "performer")),
     )
     return _kept(performer, element)
 
@@ -763,24 +918,26 @@ _ENCOUNTER_TYPED: Final = frozenset({"id", "code", "effectiveTime", "location"})
 
 
 def _encounter(element: etree._Element) -> Encounter:
-    period = _period(_child(element, "effectiveTime"))
+    kids = _ChildIndex(element)
+    period = _period(_child(kids, "effectiveTime"))
     hcf = element.find(f"{hl7('location')}/{hl7('healthCareFacility')}")
     encounter = Encounter(
-        ids=_iis(element),
-        code=_code(_child(element, "code")),
+        ids=_iis(kids, kept=False),
+        code=_code(_child(kids, "code")),
         effective_time=period,
         facility=_facility(hcf) if hcf is not None else None,
-        extras=_raw(_untyped(element, _ENCOUNTER_TYPED)),
+        extras=_raw(_untyped(kids, _ENCOUNTER_TYPED)),
     )
     return _kept(encounter, element)
 
 
 def _facility(hcf: etree._Element) -> HealthCareFacility:
-    place = _child(hcf, "location")
+    kids = _ChildIndex(hcf)
+    place = _child(kids, "location")
     place_addresses = _addresses(place) if place is not None else ()
     facility = HealthCareFacility(
-        id=_ii(_child(hcf, "id")),
-        code=_code(_child(hcf, "code")),
+        id=_ii(_child(kids, "id")),
+        code=_code(_child(kids, "code")),
         place_name=_text(_child(place, "name")) if place is not None else None,
         place_address=place_addresses[0] if place_addresses else None,
     )
@@ -825,16 +982,17 @@ _SECTION_TYPED: Final = frozenset({"templateId", "id", "code", "title", "text", 
 
 
 def _section(element: etree._Element) -> Section:
-    text = _child(element, "text")
+    kids = _ChildIndex(element)
+    text = _child(kids, "text")
     section = Section(
         xml_id=element.get("ID") or None,
-        template_ids=_iis(element, "templateId"),
-        id=_ii(_child(element, "id")),
-        code=_code(_child(element, "code")),
-        title=_text(_child(element, "title")),
+        template_ids=_iis(kids, "templateId"),
+        id=_ii(_child(kids, "id")),
+        code=_code(_child(kids, "code")),
+        title=_text(_child(kids, "title")),
         text=Narrative.from_element(text) if text is not None else None,
-        extras=_raw(_untyped(element, _SECTION_TYPED)),
-        entries=tuple(read_entry(e) for e in _children(element, "entry")),
-        subsections=tuple(_section(s) for s in element.iterfind(f"{hl7('component')}/{hl7('section')}")),
+        extras=_raw(_untyped(kids, _SECTION_TYPED)),
+        entries=tuple(read_entry(e) for e in _children(kids, "entry")),
+        subsections=tuple(_section(s) for s in _path(_children(kids, "component"), "section")),
     )
     return _kept(section, element)

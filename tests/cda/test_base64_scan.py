@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dmp_connector import xml
 from dmp_connector.cda.parse import _only_base64
 
 _REGEX = re.compile(rb"[A-Za-z0-9+/= \t\n\r]*")
@@ -21,3 +23,45 @@ def test_the_scan_accepts_what_the_regex_accepts(text: bytes, before: int, after
     data = b"<" * before + text + b"<" * after
     start, end = before, before + len(text)
     assert _only_base64(data, start, end) is (_REGEX.fullmatch(data, start, end) is not None)
+
+
+_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def _reference_spaces(data: bytes, start: int, end: int) -> int | None:
+    """The scan as it was before issue 22's third pass: delete the base64 bytes, what is left must be white space."""
+    left = data[start:end].translate(None, _BASE64)
+    return None if left.translate(None, b" \t\n\r") else len(left)
+
+
+def test_isalnum_is_ascii_letters_and_digits_whatever_the_byte() -> None:
+    alnum = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+    assert {b for b in range(256) if bytes([b]).isalnum()} == alnum
+
+
+@given(st.lists(_NEAR, max_size=64).map(bytes), st.integers(0, 8), st.integers(0, 8), st.integers(1, 9))
+def test_the_scan_counts_white_space_as_the_translate_scan_did(text: bytes, before: int, after: int, step: int) -> None:
+    data = b"<" * before + text + b"<" * after
+    start, end = before, before + len(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(xml, "_SCAN_STEP", step)  # pieces of a few bytes: every cut between pieces
+        assert xml._base64_spaces(data, start, end) == _reference_spaces(data, start, end)
+        assert xml._base64_spaces(bytearray(data), start, end) == _reference_spaces(data, start, end)
+
+
+def test_a_large_text_is_scanned_once_per_bytes_object() -> None:
+    body = b"\n  " + b"QUJD" * 4000 + b"\n"
+    data = b"<t>" + body + b"</t>"
+    start, end = 3, 3 + len(body)
+    assert xml.base64_spaces(data, start, end) == 4
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(xml, "_base64_spaces", lambda *args: pytest.fail("scanned again"))
+        assert xml.base64_spaces(data, start, end) == 4
+    # An equal copy, other offsets, a mutable buffer: scanned.
+    bad = data.replace(b"QUJD", b"QU\x00D", 1)
+    assert xml.base64_spaces(bad, start, end) is None
+    assert xml.base64_spaces(data, start, end) == 4
+    assert xml.base64_spaces(bytes(bytearray(data)), start, end) == 4
+    assert xml.base64_spaces(data, start + 1, end) == 3
+    assert xml.base64_spaces(bytearray(bad), start, end) is None
+    assert xml.base64_spaces(bad, start, end) is None
