@@ -16,7 +16,8 @@ Behaviour a caller sees is httpx's: connections are kept alive and reused (at mo
 closed (or wrote to) is dropped, never reused. A connection is reused only when its exchange ended
 cleanly; one whose answer was not read to the end, or that failed in any way, is closed. Where the
 loop cannot wait on sockets (Windows' proactor loop, trio) requests go through httpcore's pool, and
-so they do while a test mocks httpcore's pool (respx does by default), so that the mock sees them.
+so they do while a test mocks httpx's transport or httpcore's pool (pytest-httpx, respx), so that the
+mock sees them.
 """
 
 from __future__ import annotations
@@ -38,13 +39,21 @@ __all__ = ["LoopPoolTransport", "loop_transport"]
 _READ_SIZE = 64 * 1024
 
 
-def _httpcore_mocked() -> bool:
-    """Whether httpcore's async pool method has been replaced (respx's default mocker patches it): requests
-    then take httpcore's pool so that the mock sees them, as it would with httpx's own transport."""
-    method = httpcore.AsyncConnectionPool.handle_async_request
-    return getattr(method, "__qualname__", None) != "AsyncConnectionPool.handle_async_request" or not str(
-        getattr(method, "__module__", "")
-    ).startswith("httpcore.")
+def _replaced(method: object, qualname: str, package: str) -> bool:
+    return getattr(method, "__qualname__", None) != qualname or not str(getattr(method, "__module__", "")).startswith(
+        package
+    )
+
+
+def _mocked() -> bool:
+    """Whether a test replaced the method httpx's own async transport or httpcore's pool sends with (respx's
+    default mocker patches httpcore's, pytest-httpx and no-network guards patch httpx's): requests then take
+    httpx's transport, so that the mock sees them as it would without this pool."""
+    return _replaced(
+        httpx.AsyncHTTPTransport.handle_async_request, "AsyncHTTPTransport.handle_async_request", "httpx."
+    ) or _replaced(
+        httpcore.AsyncConnectionPool.handle_async_request, "AsyncConnectionPool.handle_async_request", "httpcore."
+    )
 
 
 _MAPPED: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -159,7 +168,7 @@ class LoopPoolTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if _waitable_loop() is None or _httpcore_mocked():
+        if _waitable_loop() is None or _mocked():
             return await self._fallback.handle_async_request(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         url = request.url

@@ -22,6 +22,7 @@ even before the declaration is seen.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
@@ -36,6 +37,7 @@ from .errors import MalformedResponseError, UnsafeXmlError
 
 __all__ = [
     "XmlLimits",
+    "base64_scans_kept",
     "base64_spaces",
     "non_xml_body_text",
     "parse_xml",
@@ -87,20 +89,35 @@ def base64_spaces(data: bytes | bytearray, start: int, end: int) -> int | None:
     """How many white-space bytes ``data[start:end]`` holds when it holds base64 and XML white space alone, else None.
 
     For a PDF body's text, which the CDA reader and the signature's manifest both cut out rather
-    than parse: one definition for both, so that they never disagree on what may be cut. A deposit
-    asks twice about the same document: the answer for the last ``bytes`` object asked about (an
-    immutable object, held while remembered) is given again without a second scan.
+    than parse: one definition for both, so that they never disagree on what may be cut. Inside
+    :func:`base64_scans_kept` (a deposit reads, then signs, the same document) the answer for the
+    last ``bytes`` object asked about (immutable, held while remembered) is given again without a
+    second scan; the block forgets it, so that no document outlives its call.
     """
-    if type(data) is not bytes or end - start < _MEMO_MIN or end - start > _MEMO_MAX:
+    memo: object = getattr(_LOCAL, "base64_memo", _OFF)
+    if memo is _OFF or type(data) is not bytes or end - start < _MEMO_MIN or end - start > _MEMO_MAX:
         return _base64_spaces(data, start, end)
-    memo: tuple[bytes, int, int, int | None] | None = getattr(_LOCAL, "base64_memo", None)
-    if memo is not None and memo[0] is data and memo[1] == start and memo[2] == end:
-        return memo[3]
+    if isinstance(memo, tuple) and memo[0] is data and memo[1] == start and memo[2] == end:
+        return memo[3]  # type: ignore[no-any-return]
     spaces = _base64_spaces(data, start, end)
     _LOCAL.base64_memo = (data, start, end, spaces)
     return spaces
 
 
+@contextlib.contextmanager
+def base64_scans_kept() -> Iterator[None]:
+    """Within the block, :func:`base64_spaces` answers again for the same ``bytes`` without scanning them;
+    at its end, the document it held is let go (this thread's memory, nested blocks restore the outer's)."""
+    outer = getattr(_LOCAL, "base64_memo", _OFF)
+    _LOCAL.base64_memo = None
+    try:
+        yield
+    finally:
+        _LOCAL.base64_memo = outer
+
+
+_OFF: Final = object()
+"""No :func:`base64_scans_kept` block is open on this thread: nothing is remembered."""
 _MEMO_MIN: Final = 4096
 _MEMO_MAX: Final = 16 * 1024 * 1024
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
 
@@ -477,3 +478,26 @@ def test_a_waiter_cancelled_as_it_is_woken_passes_its_turn_on(pki_files: PkiFile
                 return first.cancelled(), (await second).status_code
 
         assert asyncio.run(run()) == (True, 200)
+
+
+def test_a_test_that_mocks_httpx_or_httpcore_still_sees_the_async_calls(
+    pki_files: PkiFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest-httpx and no-network guards patch httpx's transport, respx httpcore's pool: with the pool in
+    # place, a request must still reach the mock, never the network (nothing listens on port 9).
+    async def mocked_httpx(self: object, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="mocked")
+
+    async def mocked_httpcore(self: object, request: httpcore.Request) -> httpcore.Response:
+        return httpcore.Response(200, content=b"mocked")
+
+    async def run() -> str:
+        async with _client(pki_files) as client:
+            return (await client.get("http://127.0.0.1:9/x")).text
+
+    for target, mocked in ((httpx.AsyncHTTPTransport, mocked_httpx), (httpcore.AsyncConnectionPool, mocked_httpcore)):
+        with monkeypatch.context() as patch:
+            patch.setattr(target, "handle_async_request", mocked)
+            assert asyncio.run(run()) == "mocked"
+    with pytest.raises(httpx.ConnectError):
+        asyncio.run(run())  # unpatched: the pool dials, and nothing answers

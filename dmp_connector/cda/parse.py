@@ -33,11 +33,13 @@ import binascii
 import functools
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import pydantic
 from lxml import etree
@@ -93,6 +95,7 @@ from .model import (
 __all__ = ["Base64Layout", "parse", "parse_file", "parse_ts"]
 
 _M = TypeVar("_M", bound=_Model)
+_V = TypeVar("_V")
 
 _INS_ROOTS: Final = frozenset(oid.value for oid in InsOid)
 _ADDRESS_PARTS: Final = frozenset(kind.value for kind in AddressPartKind)
@@ -128,7 +131,7 @@ def _parse(data: bytes, limits: XmlLimits, *, keep_layout: bool) -> ClinicalDocu
     root, pdf, layout = _parse_tree(data, limits, keep_layout=keep_layout)
     document = _find_document(root)
     try:
-        with _reading():
+        with _reading(), _values_kept():
             return _document(document, pdf, layout)
     except pydantic.ValidationError as exc:  # from models of other packages (Code, IdentityTraits …)
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
@@ -508,18 +511,20 @@ def _ii(element: etree._Element | None, *, kept: bool = True) -> InstanceId | No
     return _instance_id(root.strip(), element.get("extension") or None, _READING.get())
 
 
-@functools.lru_cache(maxsize=1024)
 def _instance_id(root: str, extension: str | None, reading: bool) -> InstanceId:
-    """``InstanceId(root=…, extension=…)``, validated once per value (issue 22).
+    """``InstanceId(root=…, extension=…)``, validated once per value while one document is read (issue 22).
 
-    Ids repeat within a document and from one document to the next (the author's and the
-    organisation's, the templateIds), and a model costs more to validate than to look up; the
-    patient's are not kept (see :func:`_ii`). An
+    Ids repeat within a document (the author's and the organisation's, the templateIds), and a
+    model costs more to validate than to look up; the patient's are not kept (see :func:`_ii`). An
     InstanceId is frozen, and :func:`parse` never gives one a source, so one instance serves every
     reader. ``reading`` is the mode of :func:`~dmp_connector.cda.model._reading` the value is
     validated in (a received document's roots are read more leniently): part of the key only.
-    A refused value raises each time (a raised error is not cached).
+    A refused value raises each time (a raised error is not kept). See :func:`_values_kept`.
     """
+    return _kept_value(("id", root, extension, reading), _new_id, root, extension)
+
+
+def _new_id(root: str, extension: str | None) -> InstanceId:
     return InstanceId(root=root, extension=extension)
 
 
@@ -540,10 +545,13 @@ def _code(element: etree._Element | None) -> Code | None:
     return _code_of(code, system.strip(), element.get("displayName") or None)
 
 
-@functools.lru_cache(maxsize=1024)
 def _code_of(code: str, code_system: str, display_name: str | None) -> Code:
-    """``Code(code=…, code_system=…, display_name=…)``, validated once per value, as :func:`_instance_id` (a Code is
-    frozen, its validation depends on its values alone, and codes repeat even more than ids)."""
+    """``Code(code=…, code_system=…, display_name=…)``, validated once per value while one document is read, as
+    :func:`_instance_id` (a Code is frozen, its validation depends on its values alone, and codes repeat)."""
+    return _kept_value(("code", code, code_system, display_name), _new_code, code, code_system, display_name)
+
+
+def _new_code(code: str, code_system: str, display_name: str | None) -> Code:
     return Code(code=code, code_system=code_system, display_name=display_name)
 
 
@@ -553,12 +561,44 @@ def _ts(element: etree._Element | None) -> datetime | date | None:
     return _read_ts(element.get("value") or "")
 
 
-@functools.lru_cache(maxsize=256)
 def _read_ts(text: str) -> datetime | date:
-    """``parse_ts(text, lenient=True)`` once per value: a document repeats its times (its effectiveTime is mostly
-    its author's and its legal authenticator's time, its service event's period its encounter's); a date or a
-    datetime is immutable, and a refused value raises each time."""
+    """``parse_ts(text, lenient=True)`` once per value while one document is read: a document repeats its times
+    (its effectiveTime is mostly its author's and its legal authenticator's time, its service event's period its
+    encounter's); a date or a datetime is immutable, and a refused value raises each time."""
+    return _kept_value(("ts", text), _lenient_ts, text)
+
+
+def _lenient_ts(text: str) -> datetime | date:
     return parse_ts(text, lenient=True)
+
+
+_VALUES: ContextVar[dict[tuple[object, ...], Any] | None] = ContextVar("dmp_connector_cda_values", default=None)
+
+
+@contextmanager
+def _values_kept() -> Iterator[None]:
+    """While one document is read: its ids, codes and times validated once each (they repeat within it).
+
+    Forgotten when the read ends, so that nothing of a document (its ids, its dates of care, the
+    display names of its codes) outlives it in the process's memory.
+    """
+    token = _VALUES.set({})
+    try:
+        yield
+    finally:
+        _VALUES.reset(token)
+
+
+def _kept_value(key: tuple[object, ...], make: Callable[..., _V], *args: Any) -> _V:
+    """``make(*args)``, or what it gave for ``key`` earlier in this read (a refusal raises each time)."""
+    values = _VALUES.get()
+    if values is None:
+        return make(*args)
+    try:
+        return values[key]  # type: ignore[no-any-return]
+    except KeyError:
+        value = values[key] = make(*args)
+        return value
 
 
 def _period(element: etree._Element | None) -> Period | None:

@@ -741,7 +741,14 @@ def _parsed_request(head: str, request: SubmissionRequest, tail: str) -> etree._
     text = "".join(markup.out)
     # A lone surrogate fails the encoding (UnicodeEncodeError, a ValueError, as lxml raises); the parser
     # refuses the other characters lxml refuses, which are exactly the rest of what XML 1.0 excludes.
-    data = text.encode("utf-8")
+    try:
+        data: bytes | None = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = None
+    if data is None:
+        # Raised outside the handler, so that no error of the chain holds the encoder's, which holds the whole
+        # submission (the patient's INS among it).
+        raise ValueError("a value holds a character lxml refuses")
     try:
         root = etree.fromstring(data, _markup_parser())  # noqa: TID251 - our own markup
     except etree.XMLSyntaxError:

@@ -6,6 +6,7 @@ The regex it replaced (``\\s``) also took form feed and vertical tab, which are 
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 from hypothesis import given
@@ -49,19 +50,47 @@ def test_the_scan_counts_white_space_as_the_translate_scan_did(text: bytes, befo
         assert xml._base64_spaces(bytearray(data), start, end) == _reference_spaces(data, start, end)
 
 
-def test_a_large_text_is_scanned_once_per_bytes_object() -> None:
+def test_a_large_text_is_scanned_once_per_bytes_object_within_a_block() -> None:
     body = b"\n  " + b"QUJD" * 4000 + b"\n"
     data = b"<t>" + body + b"</t>"
     start, end = 3, 3 + len(body)
-    assert xml.base64_spaces(data, start, end) == 4
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(xml, "_base64_spaces", lambda *args: pytest.fail("scanned again"))
+    with xml.base64_scans_kept():
         assert xml.base64_spaces(data, start, end) == 4
-    # An equal copy, other offsets, a mutable buffer: scanned.
-    bad = data.replace(b"QUJD", b"QU\x00D", 1)
-    assert xml.base64_spaces(bad, start, end) is None
-    assert xml.base64_spaces(data, start, end) == 4
-    assert xml.base64_spaces(bytes(bytearray(data)), start, end) == 4
-    assert xml.base64_spaces(data, start + 1, end) == 3
-    assert xml.base64_spaces(bytearray(bad), start, end) is None
-    assert xml.base64_spaces(bad, start, end) is None
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(xml, "_base64_spaces", lambda *args: pytest.fail("scanned again"))
+            assert xml.base64_spaces(data, start, end) == 4
+        # An equal copy, other offsets, a mutable buffer: scanned.
+        bad = data.replace(b"QUJD", b"QU\x00D", 1)
+        assert xml.base64_spaces(bad, start, end) is None
+        assert xml.base64_spaces(data, start, end) == 4
+        assert xml.base64_spaces(bytes(bytearray(data)), start, end) == 4
+        assert xml.base64_spaces(data, start + 1, end) == 3
+        assert xml.base64_spaces(bytearray(bad), start, end) is None
+        assert xml.base64_spaces(bad, start, end) is None
+
+
+def test_outside_a_block_nothing_is_kept_and_a_block_lets_its_document_go() -> None:
+    body = b"QUJD" * 4000
+    data = b"<t>" + body + b"</t>"
+    start, end = 3, 3 + len(body)
+    scans: list[int] = []
+    real = xml._base64_spaces
+
+    def counted(*args: object) -> int | None:
+        scans.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(xml, "_base64_spaces", counted)
+        assert xml.base64_spaces(data, start, end) == 0
+        assert xml.base64_spaces(data, start, end) == 0
+        assert len(scans) == 2  # no block: scanned each time, nothing held
+        with xml.base64_scans_kept():
+            xml.base64_spaces(data, start, end)
+            with xml.base64_scans_kept():  # a nested block starts empty and gives the outer its memory back
+                xml.base64_spaces(data, start, end)
+            xml.base64_spaces(data, start, end)
+        assert len(scans) == 4
+    # The document is no longer referenced by the module: only this test's name and getrefcount's argument.
+    assert getattr(xml._LOCAL, "base64_memo", None) is xml._OFF
+    assert sys.getrefcount(data) == 2

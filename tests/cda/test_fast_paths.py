@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -283,7 +283,11 @@ def _ii_element(root: str, extension: str | None = None) -> etree._Element:
 
 
 def test_a_kept_id_is_the_id_validated_in_the_same_mode() -> None:
-    _parse._instance_id.cache_clear()
+    with _parse._values_kept():
+        _check_kept_ids()
+
+
+def _check_kept_ids() -> None:
     malformed = "1.2.250.1.213.1.1.1.1,3"  # no OID, no UUID: read from a received document, refused when built
     with _reading():
         read = _parse._ii(_ii_element(malformed, "x"))
@@ -312,7 +316,11 @@ def _fresh_code(code: str, system: str, display: str | None) -> Code:
 
 
 def test_a_kept_code_is_the_code_validated() -> None:
-    _parse._code_of.cache_clear()
+    with _parse._values_kept():
+        _check_kept_codes()
+
+
+def _check_kept_codes() -> None:
     cases = (("N", "2.16.840.1.113883.5.25", "Normal"), ("X", " 1.2.3 ", None), ("X", "no oid", None))
     for code, system, display in cases:
         element = etree.Element(hl7("code"), code=code, codeSystem=system)
@@ -336,27 +344,38 @@ def _outcome_of(make: Any, *args: Any) -> tuple[str, Any]:
 def test_a_kept_time_is_the_time_read(text: str) -> None:
     expected = _outcome(parse_ts, text, True)
     element = etree.Element(hl7("time"), value=text)
-    for _ in range(2):  # read, then looked up
-        got = _outcome(lambda value, lenient: _parse._ts(element), text, True)
-        assert got == (expected if text else ("NoneType", (None, None)))
+    with _parse._values_kept():
+        for _ in range(2):  # read, then looked up
+            got = _outcome(lambda value, lenient: _parse._ts(element), text, True)
+            assert got == (expected if text else ("NoneType", (None, None)))
 
 
-def test_the_patient_ids_are_not_kept(example_files: Mapping[str, bytes]) -> None:
-    _parse._instance_id.cache_clear()
+def test_the_patient_ids_are_not_kept_and_nothing_outlives_the_read(
+    example_files: Mapping[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[tuple[object, ...], Any]] = []
+    real = _parse._values_kept
+
+    @contextlib.contextmanager
+    def watched() -> Iterator[None]:
+        with real():
+            values = _parse._VALUES.get()
+            assert values is not None
+            seen.append(values)
+            yield
+
+    monkeypatch.setattr(_parse, "_values_kept", watched)
     data = example_files[next(name for name in example_files if name.startswith("DOC_NON_STRUCTURE"))]
     document = parse(data)
+    assert _parse._VALUES.get() is None  # the read's memory went with it
+    (values,) = seen
+    kept_ids = {(key[1], key[2]) for key in values if key[0] == "id"}
     ins = document.patient.identity.ins
     assert ins is not None
     patient_ids: list[tuple[str, str | None]] = [(ins.oid.value, ins.matricule)]
     patient_ids += [(i.root, i.extension) for i in (*document.patient.other_ids, *document.encounter.ids)]
     patient_ids += [(i.root, i.extension) for i in document.service_events[0].ids]
-    for root, extension in patient_ids:
-        assert not _was_kept(root, extension)
-    assert _was_kept(document.id.root, document.id.extension)  # the memory is used at all
-
-
-def _was_kept(root: str, extension: str | None) -> bool:
-    before = _parse._instance_id.cache_info().hits
-    with _reading():
-        _parse._instance_id(root, extension, True)
-    return bool(_parse._instance_id.cache_info().hits > before)
+    assert patient_ids
+    for pair in patient_ids:
+        assert pair not in kept_ids
+    assert (document.id.root, document.id.extension) in kept_ids  # the memory is used at all

@@ -213,3 +213,23 @@ def test_one_specialty_gives_each_place_its_code_and_code_system() -> None:
         professional.model_validate(
             {**professional.model_dump(), "specialty": Code.of("SM26", XDS_AUTHOR_SPECIALTY_SYSTEM)}
         )
+
+
+def test_a_deposit_checks_the_body_once_and_keeps_nothing_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dmp_connector import xml
+
+    data = cda_document("x" * 20000)  # a body above the size from which a scan is remembered
+    scans: list[int] = []
+    real = xml._base64_spaces
+
+    def counted(*args: object) -> int | None:
+        scans.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(xml, "_base64_spaces", counted)
+    prepare_deposit(data, settings=SETTINGS, signer=signer(), patient=PATIENT, submission_time=WHEN)
+    assert len(scans) == 1  # the metadata read scanned it, the signature's manifest was given its answer
+    assert getattr(xml._LOCAL, "base64_memo", xml._OFF) is xml._OFF  # and the document was let go
+    extract_metadata(data)
+    extract_metadata(data)
+    assert len(scans) == 3  # outside a deposit, nothing is remembered

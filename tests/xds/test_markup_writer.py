@@ -224,6 +224,13 @@ def test_a_value_lxml_refuses_is_refused_as_before(bad: str) -> None:
         with pytest.raises(ValidationError) as caught:
             build(request)
         assert caught.value.message == f"{build.__name__}: a value holds characters XML cannot carry"
+        # No error in the chain carries the submission (its patient id among it), only what failed.
+        chained: BaseException | None = caught.value
+        while chained is not None:
+            assert request.submission_set.patient_id is None or request.submission_set.patient_id.id not in repr(
+                vars(chained)
+            ) + repr(getattr(chained, "object", ""))
+            chained = chained.__cause__ or chained.__context__
 
 
 def test_a_value_lxml_takes_is_written() -> None:
