@@ -205,6 +205,7 @@ class PreparedDeposit(BaseModel):
     """The entryUUID the document replaces (RPLC), if any."""
 
 
+@base64_scans_kept()  # read, then signed: the body's base64 is checked once, and let go at the end
 def prepare_deposit(
     document: bytes | ClinicalDocument,
     *,
@@ -223,31 +224,6 @@ def prepare_deposit(
     CDA's own. ``content_type_code`` defaults to ``settings.dmp.content_type_code``.
     ``submission_time`` (now by default) is also the signing time.
     """
-    with base64_scans_kept():  # read, then signed: the body's base64 is checked once, and let go at the end
-        return _prepare_deposit(
-            document,
-            settings=settings,
-            signer=signer,
-            patient=patient,
-            replaces=replaces,
-            content_type_code=content_type_code,
-            confidentiality=confidentiality,
-            submission_time=submission_time,
-        )
-
-
-def _prepare_deposit(
-    document: bytes | ClinicalDocument,
-    *,
-    settings: Settings,
-    signer: Signer,
-    patient: Identity,
-    replaces: str | None = None,
-    content_type_code: Code | None = None,
-    confidentiality: Sequence[Code] = (),
-    submission_time: dt.datetime | None = None,
-) -> PreparedDeposit:
-    """:func:`prepare_deposit`, inside its block."""
     ins = patient.require_qualified("a DMP deposit")
     if isinstance(document, ClinicalDocument):
         data = build(document)
