@@ -107,9 +107,6 @@ class _Connection:
         if data:
             await self.stream.write(data, seconds)
 
-    async def close(self) -> None:
-        await self.stream.aclose()
-
 
 class _ResponseStream(httpx.AsyncByteStream):
     """The answer's body, read as it is iterated; the connection goes back to the pool at its end."""
