@@ -304,6 +304,20 @@ def _status(element: etree._Element, status: str | None, home: str | None = None
         element.set("lid", lid)
 
 
+def _entry_codes(entry: DocumentEntry) -> list[tuple[str, AnyCode]]:
+    """The entry's coded classifications, in the order both writers write them (one list: they cannot disagree)."""
+    singles: list[tuple[str, AnyCode | None]] = [
+        (DocumentEntryScheme.CLASS_CODE, entry.class_code),
+        *((DocumentEntryScheme.CONFIDENTIALITY_CODE, c) for c in entry.confidentiality_codes),
+        *((DocumentEntryScheme.EVENT_CODE_LIST, c) for c in entry.event_codes),
+        (DocumentEntryScheme.FORMAT_CODE, entry.format_code),
+        (DocumentEntryScheme.HEALTHCARE_FACILITY_TYPE_CODE, entry.healthcare_facility_type_code),
+        (DocumentEntryScheme.PRACTICE_SETTING_CODE, entry.practice_setting_code),
+        (DocumentEntryScheme.TYPE_CODE, entry.type_code),
+    ]
+    return [(scheme, code) for scheme, code in singles if code is not None]
+
+
 def _write_document(parent: etree._Element, entry: DocumentEntry) -> None:
     owner = entry.entry_uuid
     ids = _Ids(owner, entry.unique_id)
@@ -332,18 +346,8 @@ def _write_document(parent: etree._Element, entry: DocumentEntry) -> None:
         _node(element, ClassificationNode.DOCUMENT_ENTRY_LIMITED_METADATA, owner, ids)
     for author in entry.authors:
         _author(element, DocumentEntryScheme.AUTHOR, owner, ids, author)
-    singles: list[tuple[str, AnyCode | None]] = [
-        (DocumentEntryScheme.CLASS_CODE, entry.class_code),
-        *((DocumentEntryScheme.CONFIDENTIALITY_CODE, c) for c in entry.confidentiality_codes),
-        *((DocumentEntryScheme.EVENT_CODE_LIST, c) for c in entry.event_codes),
-        (DocumentEntryScheme.FORMAT_CODE, entry.format_code),
-        (DocumentEntryScheme.HEALTHCARE_FACILITY_TYPE_CODE, entry.healthcare_facility_type_code),
-        (DocumentEntryScheme.PRACTICE_SETTING_CODE, entry.practice_setting_code),
-        (DocumentEntryScheme.TYPE_CODE, entry.type_code),
-    ]
-    for scheme, code in singles:
-        if code is not None:
-            _code(element, scheme, owner, ids, code, strings)
+    for scheme, code in _entry_codes(entry):
+        _code(element, scheme, owner, ids, code, strings)
     if entry.patient_id is not None:
         _external_id(
             element, DocumentEntryScheme.PATIENT_ID, owner, ids, entry.patient_id.text, "XDSDocumentEntry.patientId"
@@ -608,18 +612,8 @@ class _Markup:
             self.node(ClassificationNode.DOCUMENT_ENTRY_LIMITED_METADATA, owner, ids)
         for author in entry.authors:
             self.author(DocumentEntryScheme.AUTHOR, owner, ids, author)
-        singles: list[tuple[str, AnyCode | None]] = [
-            (DocumentEntryScheme.CLASS_CODE, entry.class_code),
-            *((DocumentEntryScheme.CONFIDENTIALITY_CODE, c) for c in entry.confidentiality_codes),
-            *((DocumentEntryScheme.EVENT_CODE_LIST, c) for c in entry.event_codes),
-            (DocumentEntryScheme.FORMAT_CODE, entry.format_code),
-            (DocumentEntryScheme.HEALTHCARE_FACILITY_TYPE_CODE, entry.healthcare_facility_type_code),
-            (DocumentEntryScheme.PRACTICE_SETTING_CODE, entry.practice_setting_code),
-            (DocumentEntryScheme.TYPE_CODE, entry.type_code),
-        ]
-        for scheme, code in singles:
-            if code is not None:
-                self.code(scheme, owner, ids, code, strings)
+        for scheme, code in _entry_codes(entry):
+            self.code(scheme, owner, ids, code, strings)
         if entry.patient_id is not None:
             self.external_id(
                 DocumentEntryScheme.PATIENT_ID, owner, ids, entry.patient_id.text, "XDSDocumentEntry.patientId"
