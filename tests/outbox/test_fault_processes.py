@@ -57,12 +57,20 @@ def _ready(config: Path, name: str, process: subprocess.Popen[str]) -> None:
 
 
 def _kill_while_holding(outbox: Outbox, process: subprocess.Popen[str], name: str, deadline: float) -> bool:
-    """SIGKILL ``process`` at a moment it holds an item (its name on an in-flight row); True if it did."""
+    """SIGKILL ``process`` at a moment it holds an item (its name on an in-flight row); True if it did.
+
+    The worker is stopped (SIGSTOP) before the look, and a statement it had already sent is given time
+    to finish on the server: what the look sees is then what the kill leaves. Looking at a running
+    worker raced with it (its outcome recorded between the look and the kill, no lease left to expire).
+    """
     while time.monotonic() < deadline:
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(0.05)
         if any(item.worker == name for item in outbox.items(ItemState.IN_FLIGHT, limit=50)):
             process.send_signal(signal.SIGKILL)
             process.wait()
             return True
+        process.send_signal(signal.SIGCONT)
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
