@@ -126,8 +126,9 @@ def parse(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS) -> ClinicalDocumen
 
 
 def _parse(data: bytes, limits: XmlLimits, *, keep_layout: bool) -> ClinicalDocument:
-    """:func:`parse`; without ``keep_layout`` the PDF body's base64 layout is not recorded (the model is
-    read for its metadata and never rebuilt: re-encoding 200 kB to compare costs more than the rest of the body)."""
+    """:func:`parse`; without ``keep_layout`` the PDF body's base64 layout is not recorded, nor any model's source
+    (the model is read for its metadata and never rebuilt: re-encoding 200 kB to compare costs more than the rest
+    of the body)."""
     root, pdf, layout = _parse_tree(data, limits, keep_layout=keep_layout)
     document = _find_document(root)
     token = _SOURCES.set(keep_layout)
