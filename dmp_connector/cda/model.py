@@ -203,8 +203,13 @@ class _Model(BaseModel):
     """The element this model was read from (set by :func:`~dmp_connector.cda.parse`); see ``_source.py``."""
 
     def __init__(self, /, **data: Any) -> None:
+        # What BaseModel.__init__ does, without its frame and a second packing of ``data`` (issue 22: some 3 k
+        # instructions a model, forty models a document read); a validator giving another instance than ``self``
+        # (none of ours does) goes through BaseModel.__init__ again, which validates the same and warns.
         try:
-            super().__init__(**data)
+            validated = self.__pydantic_validator__.validate_python(data, self_instance=self)
+            if validated is not self:
+                super().__init__(**data)
         except pydantic.ValidationError as exc:
             raise _translate(exc, type(self).__name__) from None
 

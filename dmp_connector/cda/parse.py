@@ -126,10 +126,12 @@ def parse(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS) -> ClinicalDocumen
 
 
 def _parse(data: bytes, limits: XmlLimits, *, keep_layout: bool) -> ClinicalDocument:
-    """:func:`parse`; without ``keep_layout`` the PDF body's base64 layout is not recorded (the model is
-    read for its metadata and never rebuilt: re-encoding 200 kB to compare costs more than the rest of the body)."""
+    """:func:`parse`; without ``keep_layout`` the PDF body's base64 layout is not recorded, nor any model's source
+    (the model is read for its metadata and never rebuilt: re-encoding 200 kB to compare costs more than the rest
+    of the body)."""
     root, pdf, layout = _parse_tree(data, limits, keep_layout=keep_layout)
     document = _find_document(root)
+    token = _SOURCES.set(keep_layout)
     try:
         with _reading(), _values_kept():
             return _document(document, pdf, layout)
@@ -138,6 +140,13 @@ def _parse(data: bytes, limits: XmlLimits, *, keep_layout: bool) -> ClinicalDocu
         raise ValidationError(
             "the CDA document has invalid values: " + "; ".join(problems), problems=problems
         ) from None
+    finally:
+        _SOURCES.reset(token)
+
+
+_SOURCES: ContextVar[bool] = ContextVar("dmp_connector_cda_sources", default=True)
+"""Whether the models read remember their elements (:func:`_kept`): not when read for metadata only, never
+built again (issue 22: a source per model, with a copy of its values, for a model that is dropped unread)."""
 
 
 def parse_file(path: str | Path, *, limits: XmlLimits = DEFAULT_LIMITS) -> ClinicalDocument:
@@ -366,7 +375,9 @@ def base64_layout(text: bytes | memoryview, pdf: bytes) -> Base64Layout | bytes:
 
 
 def _kept(model: _M, element: etree._Element, extra: object = None) -> _M:
-    """``model`` remembering the element it was read from (see ``_source.py``)."""
+    """``model`` remembering the element it was read from (see ``_source.py``); as it is when read for metadata."""
+    if not _SOURCES.get():
+        return model
     source = Source(element, dict(model.__dict__), extra)
     private = model.__pydantic_private__
     if private is not None:  # what pydantic's __setattr__ does for a private attribute, without its handler lookup
@@ -768,6 +779,8 @@ def _document(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | byt
         other_header=_raw(kids.local_named(OTHER_HEADER_ELEMENTS)),
         **fields,
     )
+    if not _SOURCES.get():
+        return document
     # The comments and processing instructions around the root (<?xml-stylesheet …?>) belong to the file we
     # write back; a self-presenting document's root is its stylesheet, which is not kept.
     prolog = (
