@@ -648,20 +648,72 @@ class _VihfText:
         return head, tail
 
 
+class _Signed:
+    """A signed assertion: the canonical text the text path signed, or the tree the tree path built."""
+
+    __slots__ = ("_document", "_tree")
+
+    def __init__(self, document: str | None = None, tree: etree._Element | None = None) -> None:
+        self._document = document
+        self._tree = tree
+
+    def element(self) -> etree._Element:
+        """The assertion's element: the text path's parsed once, on first use (as :func:`build_vihf` returns it)."""
+        if self._tree is None:
+            assert self._document is not None
+            self._tree = parse_xml(self._document.encode("utf-8"), what="the VIHF")
+        return self._tree
+
+    def serialized(self) -> bytes:
+        """The bytes :meth:`element` serialises to (in an envelope too: it declares every namespace it uses).
+
+        Written from the canonical text when that text differs from lxml's output only by its empty
+        elements (see :func:`_lxml_form`); otherwise the element is serialised.
+        """
+        if self._document is not None:
+            written = _lxml_form(self._document)
+            if written is not None:
+                return written
+        return etree.tostring(self.element(), encoding="UTF-8", xml_declaration=False)
+
+
+_EMPTY_ELEMENT: Final = re.compile(r"<([^\s/<>!?]+)([^<>]*)></\1>")
+_MAX_LXML_FORM: Final = 50_000
+"""Characters of the largest canonical assertion :func:`_lxml_form` rewrites: below libxml2's longest name
+(50,000 characters), so that what it writes is what :func:`parse_xml` would have taken (a coded value's
+element name is the only name a caller chooses). A VIHF is about 3,000."""
+
+
+def _lxml_form(document: str) -> bytes | None:
+    """The canonical assertion as lxml serialises the element parsed from it, or None when that takes the tree.
+
+    Exclusive C14N and lxml write the same text but for empty elements (``<x></x>`` against
+    ``<x/>``) and for escaped characters, which C14N and lxml write differently (``&#xD;``
+    against ``&#13;``; ``>`` in an attribute kept as it is against ``&gt;``). A value with an
+    escaped character brings an ``&``; a ``>`` in an attribute makes more ``>`` than ``<``
+    (a ``<`` in a value is always escaped). Without either, every ``<`` and ``>`` is a tag's, and
+    an empty element is a start tag right before its own end tag.
+    """
+    if len(document) > _MAX_LXML_FORM or "&" in document or document.count("<") != document.count(">"):
+        return None
+    return _EMPTY_ELEMENT.sub(r"<\1\2/>", document).encode("utf-8")
+
+
 def _sign_rendered(
     text: _VihfText,
     rendered: tuple[str, str],
     signer: Signer,
     signature_algorithm: SignatureAlgorithm,
     digest_algorithm: DigestAlgorithm,
-) -> etree._Element:
-    """Sign the canonical text as :func:`._xmldsig.sign_enveloped` signs the tree, and read the result once.
+) -> _Signed:
+    """Sign the canonical text as :func:`._xmldsig.sign_enveloped` signs the tree, without a tree.
 
     The reference digest is taken over the canonical assertion, the signer signs the canonical
     ``SignedInfo`` (exclusive C14N, its default namespace declared on it), then ``SignatureValue``
     and ``KeyInfo`` (the signing certificate only) follow, and the signature goes right after
     ``Issuer``. No tree is built, serialised and read back to canonicalise it: the assertion is
-    parsed once, from the text that is its canonical form.
+    parsed at most once, from the text that is its canonical form, and not at all when only its
+    bytes are wanted (:meth:`VihfSecurity.wsse_token_bytes`).
     """
     head, tail = rendered
     digest_value = base64.b64encode(_HASHLIB[digest_algorithm]((head + tail).encode("utf-8")).digest())
@@ -684,7 +736,7 @@ def _sign_rendered(
         f"{head}{_DS_OPEN}<SignedInfo>{signed_info}"
         f"<SignatureValue>{base64.b64encode(value).decode('ascii')}</SignatureValue>{key_info}</Signature>{tail}"
     )
-    return parse_xml(document.encode("utf-8"), what="the VIHF")
+    return _Signed(document=document)
 
 
 def build_vihf(
@@ -703,6 +755,18 @@ def build_vihf(
     activity sector, a physician without specialty …), :class:`ValidationError` when the
     request is. The signer's certificate is checked (dates, usage) before it signs.
     """
+    return _sign(settings, signer, request, attributes=attributes, now=now).element()
+
+
+def _sign(
+    settings: Settings,
+    signer: Signer,
+    request: VihfRequest | None,
+    *,
+    attributes: Sequence[VihfAttribute] | None,
+    now: dt.datetime | None,
+) -> _Signed:
+    """:func:`build_vihf`'s assertion, as its text when the text path signed it."""
     request = request or VihfRequest()
     moment = now or dt.datetime.now(dt.UTC)
     signing = settings.signing
@@ -760,7 +824,7 @@ def build_vihf(
     rendered = text.render()
     if rendered is not None:
         return _sign_rendered(text, rendered, signer, signature_algorithm, digest_algorithm)
-    return _build_tree(text, signer, signature_algorithm, digest_algorithm)
+    return _Signed(tree=_build_tree(text, signer, signature_algorithm, digest_algorithm))
 
 
 def _build_tree(
@@ -837,7 +901,7 @@ class VihfSecurity:
         self._attributes = attributes
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._lock = threading.Lock()
-        self._cached: tuple[etree._Element, dt.datetime] | None = None
+        self._cached: tuple[_Signed, dt.datetime] | None = None
 
     @property
     def request(self) -> VihfRequest:
@@ -850,16 +914,21 @@ class VihfSecurity:
 
     def _assertion(self) -> tuple[etree._Element, bool]:
         """The assertion, and whether it is shared (the cached one) rather than signed for this call alone."""
+        signed, shared = self._signed()
+        return signed.element(), shared
+
+    def _signed(self) -> tuple[_Signed, bool]:
         now = self._clock()
         seconds = self._settings.signing.vihf_validity_seconds
         if seconds is None:  # nothing shared: no lock, concurrent calls sign in parallel
-            return build_vihf(self._settings, self._signer, self._request, attributes=self._attributes, now=now), False
+            return _sign(self._settings, self._signer, self._request, attributes=self._attributes, now=now), False
         with self._lock:
             if self._cached is not None and now + _REUSE_MARGIN < self._cached[1]:
                 return self._cached[0], True
-            assertion = build_vihf(self._settings, self._signer, self._request, attributes=self._attributes, now=now)
-            self._cached = (assertion, now + dt.timedelta(seconds=seconds))
-            return assertion, True
+            signed = _sign(self._settings, self._signer, self._request, attributes=self._attributes, now=now)
+            signed.element()  # parsed here, under the lock: the calls that share it never parse it at once
+            self._cached = (signed, now + dt.timedelta(seconds=seconds))
+            return signed, True
 
     def apply(self, envelope: etree._Element, security: etree._Element) -> None:
         """Append a valid assertion to ``wsse:Security``: a copy of the cached one, or the one signed for this call.
@@ -869,6 +938,14 @@ class VihfSecurity:
         """
         assertion, shared = self._assertion()
         security.append(copy.deepcopy(assertion) if shared else assertion)
+
+    def wsse_token_bytes(self) -> bytes:
+        """What :meth:`apply` appends, as the bytes the envelope serialises it to.
+
+        The transport's envelope writer splices them into ``wsse:Security``:
+        an assertion signed as text (the usual case) is then never parsed into a tree.
+        """
+        return self._signed()[0].serialized()
 
 
 # --- verification ------------------------------------------------------------------------------------
