@@ -511,12 +511,24 @@ class _Markup:
 
     def values(self, name: str, values: Sequence[str]) -> None:
         out = self.out
+        if not values:  # an extra slot may have none
+            out.append(f'<rim:Slot name="{_a(name)}"><rim:ValueList/></rim:Slot>')
+            return
         out.append(f'<rim:Slot name="{_a(name)}"><rim:ValueList>')
         for value in values:
             if not value:
                 self.empty_values = True
             out.append(f"<rim:Value>{_t(value)}</rim:Value>")
         out.append("</rim:ValueList></rim:Slot>")
+
+    def end(self, start: int, end_tag: str) -> None:
+        """Close the element whose start tag is ``out[start]``: as ``/>`` when nothing followed it, as lxml
+        writes an element without content, so that the markup is also the bytes of the element parsed from it."""
+        out = self.out
+        if len(out) == start + 1:
+            out[start] = out[start][:-1] + "/>"
+        else:
+            out.append(end_tag)
 
     def extra_slots(self, slots: Sequence[Slot]) -> None:
         for slot in slots:
@@ -537,15 +549,17 @@ class _Markup:
     # the vocabulary and the ids made by _Ids are urn:uuid: in hexadecimal: none needs escaping.
 
     def code(self, scheme: str, owner: str, ids: _Ids, code: AnyCode, strings: _Strings | None = None) -> None:
+        start = len(self.out)
         self.out.append(
             f'<rim:Classification classificationScheme="{scheme}" classifiedObject="{owner}" '
             f'id="{ids.next("code")}" nodeRepresentation="{_a(code.code)}">'
         )
         self.one("codingScheme", code.code_system)
         self.localized("Name", code.display_name, strings.next_code(scheme) if strings else None)
-        self.out.append("</rim:Classification>")
+        self.end(start, "</rim:Classification>")
 
     def author(self, scheme: str, owner: str, ids: _Ids, author: Author) -> None:
+        start = len(self.out)
         self.out.append(
             f'<rim:Classification classificationScheme="{scheme}" classifiedObject="{owner}" '
             f'id="{ids.next("author")}" nodeRepresentation="">'
@@ -556,7 +570,7 @@ class _Markup:
         self.many("authorSpecialty", author.specialties)
         self.many("authorTelecommunication", author.telecommunications)
         self.extra_slots(author.extra_slots)
-        self.out.append("</rim:Classification>")
+        self.end(start, "</rim:Classification>")
 
     def external_id(self, scheme: str, owner: str, ids: _Ids, value: str, name: str) -> None:
         self.out.append(
@@ -575,13 +589,14 @@ class _Markup:
         head += f' id="{ids.next("classification")}"'
         if classification.node_representation is not None:
             head += f' nodeRepresentation="{_a(classification.node_representation)}"'
+        start = len(self.out)
         self.out.append(head + ">")
         self.extra_slots(classification.slots)
         attributes = None
         if classification.name_lang is not None or classification.name_charset is not None:
             attributes = TextAttributes(part="Name", lang=classification.name_lang, charset=classification.name_charset)
         self.localized("Name", classification.name, attributes)
-        self.out.append("</rim:Classification>")
+        self.end(start, "</rim:Classification>")
 
     def node(self, node: str, owner: str, ids: _Ids) -> None:
         self.out.append(
@@ -671,6 +686,7 @@ class _Markup:
         self.out.append("</rim:RegistryPackage>")
 
     def association(self, association: Association) -> None:
+        start = len(self.out)
         self.out.append(
             f'<rim:Association id="{_a(association.entry_uuid)}" '
             f'associationType="{_a(str(association.association_type))}" '
@@ -688,7 +704,7 @@ class _Markup:
         owner = _a(association.entry_uuid)
         for classification in association.classifications:
             self.classification(owner, ids, classification)
-        self.out.append("</rim:Association>")
+        self.end(start, "</rim:Association>")
 
     def request(self, request: SubmissionRequest) -> None:
         """``rim:RegistryObjectList`` with the request's objects, in the order of :func:`write_registry_objects`."""
