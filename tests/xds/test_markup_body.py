@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmp_connector.errors import ValidationError
 from dmp_connector.xds import SubmissionRequest, build_provide_and_register_request
 from dmp_connector.xds import ebrim as ebrim_mod
 from dmp_connector.xds.ebrim import _NOT_LXML_TEXT, _lxml_text, _provide_and_register_body
