@@ -688,13 +688,14 @@ def _lxml_form(document: str) -> bytes | None:
     """The canonical assertion as lxml serialises the element parsed from it, or None when that takes the tree.
 
     Exclusive C14N and lxml write the same text but for empty elements (``<x></x>`` against
-    ``<x/>``) and for escaped characters, which C14N and lxml write differently (``&#xD;``
-    against ``&#13;``; ``>`` in an attribute kept as it is against ``&gt;``). A value with an
-    escaped character brings an ``&``; a ``>`` in an attribute makes more ``>`` than ``<``
-    (a ``<`` in a value is always escaped). Without either, every ``<`` and ``>`` is a tag's, and
-    an empty element is a start tag right before its own end tag.
+    ``<x/>``) and for some escaped characters: both write ``&amp;``, ``&lt;``, ``&quot;`` and a
+    text's ``&gt;`` (the ``&`` of the patient's CX among them), but white space as ``&#xD;``
+    against ``&#13;`` and so on, and a ``>`` in an attribute as it is against ``&gt;``. The former
+    brings an ``&#x``; the latter makes more ``>`` than ``<`` (a ``<`` in a value is always
+    escaped). Without either, every ``<`` and ``>`` is a tag's, and an empty element is a start
+    tag right before its own end tag.
     """
-    if len(document) > _MAX_LXML_FORM or "&" in document or document.count("<") != document.count(">"):
+    if len(document) > _MAX_LXML_FORM or "&#x" in document or document.count("<") != document.count(">"):
         return None
     return _EMPTY_ELEMENT.sub(r"<\1\2/>", document).encode("utf-8")
 
