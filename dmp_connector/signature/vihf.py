@@ -649,13 +649,23 @@ class _VihfText:
 
 
 class _Signed:
-    """A signed assertion: the canonical text the text path signed, or the tree the tree path built."""
+    """A signed assertion: the canonical text the text path signed, or the tree the tree path built.
 
-    __slots__ = ("_document", "_tree")
+    The text path also keeps its pieces for :meth:`serialized`: the canonical head (up to
+    ``Issuer``) and tail (after the signature), and the signature as lxml writes it.
+    """
 
-    def __init__(self, document: str | None = None, tree: etree._Element | None = None) -> None:
+    __slots__ = ("_document", "_pieces", "_tree")
+
+    def __init__(
+        self,
+        document: str | None = None,
+        tree: etree._Element | None = None,
+        pieces: tuple[str, str, str] | None = None,
+    ) -> None:
         self._document = document
         self._tree = tree
+        self._pieces = pieces
 
     def element(self) -> etree._Element:
         """The assertion's element: the text path's parsed once, on first use (as :func:`build_vihf` returns it)."""
@@ -667,24 +677,30 @@ class _Signed:
     def serialized(self) -> bytes:
         """The bytes :meth:`element` serialises to (in an envelope too: it declares every namespace it uses).
 
-        Written from the canonical text when that text differs from lxml's output only by its empty
-        elements (see :func:`_lxml_form`); otherwise the element is serialised.
+        Written from the text path's pieces when lxml writes their values as C14N does (see
+        :func:`_lxml_form`); otherwise the element is serialised.
         """
-        if self._document is not None:
-            written = _lxml_form(self._document)
+        if self._pieces is not None:
+            written = _lxml_form(*self._pieces)
             if written is not None:
                 return written
         return etree.tostring(self.element(), encoding="UTF-8", xml_declaration=False)
 
 
-_EMPTY_ELEMENT: Final = re.compile(r"<([^\s/<>!?]+)([^<>]*)></\1>")
 _MAX_LXML_FORM: Final = 50_000
 """Characters of the largest canonical assertion :func:`_lxml_form` rewrites: below libxml2's longest name
 (50,000 characters), so that what it writes is what :func:`parse_xml` would have taken (a coded value's
 element name is the only name a caller chooses). A VIHF is about 3,000."""
+_EMPTY_CODED: Final = re.compile(' xsi:type="CE"></[^<>]*>')
+_TRANSFORMS_LXML: Final = (
+    f'<Transforms><Transform Algorithm="{xmldsig.ENVELOPED_SIGNATURE}"/>'
+    f'<Transform Algorithm="{xmldsig.C14nMethod.EXC_C14N.value}">'
+    f'<ec:InclusiveNamespaces xmlns:ec="{xmldsig.EC}" PrefixList="{" ".join(INCLUSIVE_PREFIXES)}"/>'
+    "</Transform></Transforms>"
+)
 
 
-def _lxml_form(document: str) -> bytes | None:
+def _lxml_form(head: str, signature: str, tail: str) -> bytes | None:
     """The canonical assertion as lxml serialises the element parsed from it, or None when that takes the tree.
 
     Exclusive C14N and lxml write the same text but for empty elements (``<x></x>`` against
@@ -692,12 +708,24 @@ def _lxml_form(document: str) -> bytes | None:
     text's ``&gt;`` (the ``&`` of the patient's CX among them), but white space as ``&#xD;``
     against ``&#13;`` and so on, and a ``>`` in an attribute as it is against ``&gt;``. The former
     brings an ``&#x``; the latter makes more ``>`` than ``<`` (a ``<`` in a value is always
-    escaped). Without either, every ``<`` and ``>`` is a tag's, and an empty element is a start
-    tag right before its own end tag.
+    escaped). Without either, every ``<`` and ``>`` is a tag's, so the empty elements the writer
+    may leave in the tail (``Conditions``, the coded values, an ``AttributeStatement`` of no
+    attribute) are found by their end tags. ``signature`` is already in lxml's form.
     """
-    if len(document) > _MAX_LXML_FORM or "&#x" in document or document.count("<") != document.count(">"):
+    if (
+        len(head) + len(tail) > _MAX_LXML_FORM
+        or "&#x" in head
+        or "&#x" in tail
+        or head.count("<") != head.count(">")
+        or tail.count("<") != tail.count(">")
+    ):
         return None
-    return _EMPTY_ELEMENT.sub(r"<\1\2/>", document).encode("utf-8")
+    tail = tail.replace("></Conditions>", "/>").replace(
+        "<AttributeStatement></AttributeStatement>", "<AttributeStatement/>"
+    )
+    if ' xsi:type="CE"></' in tail:
+        tail = _EMPTY_CODED.sub(' xsi:type="CE"/>', tail)
+    return (head + signature + tail).encode("utf-8")
 
 
 def _sign_rendered(
@@ -718,12 +746,14 @@ def _sign_rendered(
     """
     head, tail = rendered
     digest_value = base64.b64encode(_HASHLIB[digest_algorithm]((head + tail).encode("utf-8")).digest())
+    reference = f'<Reference URI="#{_attribute(text.assertion_id)}">'
+    digest_method = f'<DigestMethod Algorithm="{digest_algorithm.value}"'
+    digest = f"<DigestValue>{digest_value.decode('ascii')}</DigestValue></Reference></SignedInfo>"
+    c14n = f'<CanonicalizationMethod Algorithm="{xmldsig.C14nMethod.EXC_C14N.value}"'
+    method = f'<SignatureMethod Algorithm="{signature_algorithm.value}"'
     signed_info = (
-        f'<CanonicalizationMethod Algorithm="{xmldsig.C14nMethod.EXC_C14N.value}"></CanonicalizationMethod>'
-        f'<SignatureMethod Algorithm="{signature_algorithm.value}"></SignatureMethod>'
-        f'<Reference URI="#{_attribute(text.assertion_id)}">{_TRANSFORMS}'
-        f'<DigestMethod Algorithm="{digest_algorithm.value}"></DigestMethod>'
-        f"<DigestValue>{digest_value.decode('ascii')}</DigestValue></Reference></SignedInfo>"
+        f"{c14n}></CanonicalizationMethod>{method}></SignatureMethod>"
+        f"{reference}{_TRANSFORMS}{digest_method}></DigestMethod>{digest}"
     )
     value = signer.sign((_SIGNED_INFO_OPEN + signed_info).encode("utf-8"), signature_algorithm)
     chain = list(signer.certificate_chain())
@@ -733,11 +763,11 @@ def _sign_rendered(
         if chain
         else ""
     )
-    document = (
-        f"{head}{_DS_OPEN}<SignedInfo>{signed_info}"
-        f"<SignatureValue>{base64.b64encode(value).decode('ascii')}</SignatureValue>{key_info}</Signature>{tail}"
-    )
-    return _Signed(document=document)
+    rest = f"<SignatureValue>{base64.b64encode(value).decode('ascii')}</SignatureValue>{key_info}</Signature>"
+    document = f"{head}{_DS_OPEN}<SignedInfo>{signed_info}{rest}{tail}"
+    # The same signature as lxml writes it: its empty elements as <x/> (its values are base64 and constants).
+    signature = f"{_DS_OPEN}<SignedInfo>{c14n}/>{method}/>{reference}{_TRANSFORMS_LXML}{digest_method}/>{digest}{rest}"
+    return _Signed(document=document, pieces=(head, signature, tail))
 
 
 def build_vihf(

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lxml import etree
 
 from dmp_connector.errors import MalformedResponseError
 from dmp_connector.sandbox import IssuedCertificate
@@ -63,8 +62,8 @@ def rewritten(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     calls: list[bool] = []
     original = vihf_mod._lxml_form
 
-    def noted(document: str) -> bytes | None:
-        written = original(document)
+    def noted(*pieces: str) -> bytes | None:
+        written = original(*pieces)
         calls.append(written is not None)
         return written
 
@@ -170,17 +169,23 @@ def test_the_cached_assertion_gives_the_same_bytes_each_time(plain: FileSigner, 
         assert spliced == tree_envelope(made)
 
 
-def test_the_empty_elements_are_rewritten_as_lxml_writes_them() -> None:
-    document = (
-        '<A xmlns="urn:a" ID="_1"><B></B><C x="1"></C><D>t</D><E><F a="b"></F></E>'
-        '<ec:G xmlns:ec="urn:g" P="q"></ec:G><H></H2></A>'
-    )
-    written = vihf_mod._lxml_form(document)
-    assert written == (
-        b'<A xmlns="urn:a" ID="_1"><B/><C x="1"/><D>t</D><E><F a="b"/></E><ec:G xmlns:ec="urn:g" P="q"/><H></H2></A>'
-    )
-    valid = document.replace("<H></H2>", "<H></H>")
-    assert vihf_mod._lxml_form(valid) == etree.tostring(parse_xml(valid.encode()))
+def test_an_assertion_without_attributes_is_the_same_bytes(plain: FileSigner, rewritten: list[bool]) -> None:
+    tokens = security(plain, []).wsse_token_bytes()  # <AttributeStatement/>
+    assert tokens == to_bytes(security(plain, []).assertion(), xml_declaration=False)
+    assert b"<AttributeStatement/>" in tokens and rewritten == [True]
+
+
+@pytest.mark.parametrize("validity", [None, 600])
+@pytest.mark.parametrize("mode", ["rsa-sha1", "rsa-sha256"])
+def test_conditions_and_algorithms_are_the_same_bytes(
+    validity: int | None, mode: str, plain: FileSigner, rewritten: list[bool]
+) -> None:
+    signing: dict[str, Any] = {"signature_algorithm": mode, "digest_algorithm": mode.removeprefix("rsa-")}
+    made = security(plain, None, vihf_validity_seconds=validity, **signing)
+    tokens = made.wsse_token_bytes()
+    assert tokens == to_bytes(made.assertion(), xml_declaration=False)
+    assert (b"<Conditions NotBefore=" in tokens) is (validity is not None)
+    assert rewritten[0] is True
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -190,3 +195,23 @@ def test_any_value_gives_the_bytes_of_the_assertion(value: str, plain: FileSigne
     assert outcome(security(plain, table).wsse_token_bytes) == outcome(
         lambda: to_bytes(security(plain, table).assertion(), xml_declaration=False)
     )
+
+
+class _OddId:
+    def __str__(self) -> str:
+        return "a>b"
+
+
+@pytest.mark.parametrize("where", ["issuer", "instant", "id"])
+def test_what_the_head_writes_differently_is_serialised_from_the_tree(
+    where: str, plain: FileSigner, rewritten: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if where == "issuer":
+        monkeypatch.setattr(vihf_mod, "certificate_dn", lambda cert: "CN=a\rb")  # &#xD; against &#13;
+    elif where == "instant":
+        monkeypatch.setattr(vihf_mod, "_instant", lambda moment: "2024>01")  # > kept against &gt;
+    else:
+        monkeypatch.setattr(uuid, "uuid4", _OddId)  # in the head only: ID="_a>b"
+    tokens = security(plain).wsse_token_bytes()
+    assert tokens == to_bytes(security(plain).assertion(), xml_declaration=False)
+    assert rewritten == [False]
