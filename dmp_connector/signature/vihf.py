@@ -970,12 +970,16 @@ class VihfSecurity:
         assertion, shared = self._assertion()
         security.append(copy.deepcopy(assertion) if shared else assertion)
 
-    def wsse_token_bytes(self) -> bytes:
+    def wsse_token_bytes(self) -> bytes | None:
         """What :meth:`apply` appends, as the bytes the envelope serialises it to.
 
-        The transport's envelope writer splices them into ``wsse:Security``:
-        an assertion signed as text (the usual case) is then never parsed into a tree.
+        The transport's envelope writer splices them into ``wsse:Security``: an assertion signed
+        as text (the usual case) is then never parsed into a tree. None, before anything is
+        signed, in a subclass with its own :meth:`apply`: the envelope is then built as a tree
+        and that ``apply`` fills it.
         """
+        if type(self).apply is not VihfSecurity.apply:
+            return None
         return self._signed()[0].serialized()
 
 

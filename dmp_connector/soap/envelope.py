@@ -165,7 +165,7 @@ class _MarkupBody(Sequence[etree._Element]):
 
 
 class _TokenWriter(Protocol):
-    def __call__(self) -> bytes: ...
+    def __call__(self) -> bytes | None: ...
 
 
 def _envelope_bytes(
@@ -177,39 +177,37 @@ def _envelope_bytes(
 ) -> bytes:
     """``to_bytes(build_envelope(...))``, written as text when nothing in it needs a tree.
 
-    That is when ``body`` is a ``_MarkupBody`` not yet parsed, there are no extra headers,
-    the security is none or writes its tokens itself (a ``wsse_token_bytes()`` method returning
-    what :meth:`WsSecurity.apply` appends, serialised as the envelope would serialise it, like
-    :class:`~dmp_connector.signature.VihfSecurity`'s), and no addressing value needs escaping.
-    The text is then the envelope's bytes as lxml writes them; anything else goes through
-    :func:`build_envelope`, as before.
+    That is when ``body`` is a ``_MarkupBody`` not yet parsed, there are no extra headers, no
+    addressing value needs escaping, and the security is none or writes its tokens itself: a
+    ``wsse_token_bytes()`` method that returns what its :meth:`WsSecurity.apply` would append,
+    serialised as the envelope serialises it (as :class:`~dmp_connector.signature.VihfSecurity`'s
+    does), or None, before any work, to be asked through ``apply``. The text is then the
+    envelope's bytes as lxml writes them; anything else goes through :func:`build_envelope`.
     """
-    writer = cast("_TokenWriter | None", getattr(security, "wsse_token_bytes", None))
-    if (
-        type(body) is _MarkupBody
-        and not body.parsed
-        and not headers
-        and (security is None or writer is not None)
-        and _plain(addressing)
-    ):
-        parts = [
-            _ENVELOPE_OPEN,
-            addressing.message_id.encode("utf-8"),
-            b"</wsa:MessageID><wsa:To>",
-            addressing.to.encode("utf-8"),
-            b'</wsa:To><wsa:Action env:mustUnderstand="true">'
-            if addressing.must_understand_action
-            else b"</wsa:To><wsa:Action>",
-            addressing.action.encode("utf-8"),
-            b"</wsa:Action>",
-        ]
-        if addressing.reply_to is not None:
-            parts += (b"<wsa:ReplyTo><wsa:Address>", addressing.reply_to.encode("utf-8"))
-            parts.append(b"</wsa:Address></wsa:ReplyTo>")
-        if writer is not None:
-            parts += (_SECURITY_OPEN, writer(), b"</wsse:Security>")
-        parts += (b"</env:Header><env:Body>", body.data, b"</env:Body></env:Envelope>")
-        return b"".join(parts)
+    if type(body) is _MarkupBody and not body.parsed and not headers and _plain(addressing):
+        tokens: bytes | None = b""
+        if security is not None:
+            writer = cast("_TokenWriter | None", getattr(security, "wsse_token_bytes", None))
+            tokens = writer() if writer is not None else None
+        if tokens is not None:
+            parts = [
+                _ENVELOPE_OPEN,
+                addressing.message_id.encode("utf-8"),
+                b"</wsa:MessageID><wsa:To>",
+                addressing.to.encode("utf-8"),
+                b'</wsa:To><wsa:Action env:mustUnderstand="true">'
+                if addressing.must_understand_action
+                else b"</wsa:To><wsa:Action>",
+                addressing.action.encode("utf-8"),
+                b"</wsa:Action>",
+            ]
+            if addressing.reply_to is not None:
+                parts += (b"<wsa:ReplyTo><wsa:Address>", addressing.reply_to.encode("utf-8"))
+                parts.append(b"</wsa:Address></wsa:ReplyTo>")
+            if security is not None:
+                parts += (_SECURITY_OPEN, tokens, b"</wsse:Security>")
+            parts += (b"</env:Header><env:Body>", body.data, b"</env:Body></env:Envelope>")
+            return b"".join(parts)
     return to_bytes(build_envelope(body, addressing=addressing, headers=headers, security=security))
 
 

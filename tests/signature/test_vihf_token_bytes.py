@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from dmp_connector.errors import MalformedResponseError
 from dmp_connector.sandbox import IssuedCertificate
@@ -215,3 +216,19 @@ def test_what_the_head_writes_differently_is_serialised_from_the_tree(
     tokens = security(plain).wsse_token_bytes()
     assert tokens == to_bytes(security(plain).assertion(), xml_declaration=False)
     assert rewritten == [False]
+
+
+def test_a_subclass_with_its_own_apply_is_asked_through_it(plain: FileSigner, monkeypatch: pytest.MonkeyPatch) -> None:
+    class WithTimestamp(VihfSecurity):
+        def apply(self, envelope: etree._Element, security: etree._Element) -> None:
+            super().apply(envelope, security)
+            etree.SubElement(security, "{urn:test}Timestamp")
+
+    signed: list[int] = []
+    original = vihf_mod._sign
+    monkeypatch.setattr(vihf_mod, "_sign", lambda *a, **k: signed.append(1) or original(*a, **k))
+    made = WithTimestamp(settings_with(), plain, VihfRequest(patient_resource_id=INS_CX), clock=lambda: NOW)
+    assert made.wsse_token_bytes() is None and signed == []  # declined before signing anything
+    written = _envelope_bytes(_MarkupBody(BODY, parse_xml), addressing=ADDRESSING, security=made)
+    assert b"Timestamp" in written and signed == [1]
+    assert written == tree_envelope(made)

@@ -160,3 +160,16 @@ def test_a_markup_body_is_a_sequence_of_its_one_element() -> None:
     assert list(body) == [first] and body[:1] == [first] and body[-1] is first
     with pytest.raises(IndexError):
         body[1]
+
+
+def test_a_security_that_declines_to_write_its_tokens_fills_the_tree() -> None:
+    class Declining(TokenSecurity):
+        def wsse_token_bytes(self) -> bytes | None:  # type: ignore[override]
+            self.written += 1
+            return None
+
+    addressing = Addressing(action="urn:a", to="https://h/x", message_id="urn:uuid:1")
+    security = Declining()
+    written = _envelope_bytes(markup(), addressing=addressing, security=security)
+    assert (security.written, security.applied) == (1, 1)
+    assert written == to_bytes(build_envelope(markup(), addressing=addressing, security=TokenSecurity()))
