@@ -47,6 +47,8 @@ _MUST_UNDERSTAND: Final = f"{{{SOAP12_ENV}}}mustUnderstand"
 _XOP_INCLUDE: Final = f"{{{XOP}}}Include"
 # RFC 3986 pchar minus unreserved (which quote() always keeps): what a cid: URL may hold as is.
 _CID_SAFE: Final = "!$&'()*+,;=:@"
+# What quote() keeps as it is: unreserved characters and _CID_SAFE (a Content-ID made here holds nothing else).
+_CID_KEPT: Final = re.compile(r"[A-Za-z0-9_.~!$&'()*+,;=:@-]+")
 _NO_REASON: Final = "(no reason given)"
 # What lxml escapes in element text (``&<>`` and a carriage return) or refuses (characters XML 1.0 excludes):
 # an addressing value holding one is written by the tree path, which escapes or refuses it as it always has.
@@ -390,7 +392,7 @@ def _cid_url(content_id: str) -> str:
         cid = cid[1:-1]
     if not cid:
         raise ValidationError("xop:Include needs a non-empty Content-ID")
-    return "cid:" + quote(cid, safe=_CID_SAFE)
+    return "cid:" + (cid if _CID_KEPT.fullmatch(cid) else quote(cid, safe=_CID_SAFE))
 
 
 def resolve_xop(element: etree._Element, attachments: Mapping[str, Attachment]) -> Attachment:

@@ -173,3 +173,23 @@ def test_a_security_that_declines_to_write_its_tokens_fills_the_tree() -> None:
     written = _envelope_bytes(markup(), addressing=addressing, security=security)
     assert (security.written, security.applied) == (1, 1)
     assert written == to_bytes(build_envelope(markup(), addressing=addressing, security=TokenSecurity()))
+
+
+@given(st.text(st.sampled_from("aZ09_.~-!$&'()*+,;=:@ %/?#<>é\x00")) | st.text())
+def test_a_cid_url_is_the_quoted_content_id(content_id: str) -> None:
+    from urllib.parse import quote
+
+    from dmp_connector.soap.envelope import _CID_SAFE, _cid_url
+
+    cid = content_id.strip()
+    if cid.startswith("<") and cid.endswith(">"):
+        cid = cid[1:-1]
+    if not cid:
+        return
+    try:
+        expected = "cid:" + quote(cid, safe=_CID_SAFE)
+    except UnicodeEncodeError:  # a lone surrogate: quote() refuses it, and so must the shortcut
+        with pytest.raises(UnicodeEncodeError):
+            _cid_url(content_id)
+        return
+    assert _cid_url(content_id) == expected
