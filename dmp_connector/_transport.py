@@ -66,9 +66,8 @@ from .errors import (
     UnsafeXmlError,
 )
 from .retries import RetryPolicy, parse_retry_after, tenacity_kwargs
-from .soap.envelope import Addressing, SoapMessage, WsSecurity, build_envelope, new_message_id, parse_envelope
+from .soap.envelope import Addressing, SoapMessage, WsSecurity, _envelope_bytes, new_message_id, parse_envelope
 from .soap.mtom import Attachment, MtomPayload, MultipartRelatedParser, encode_mtom, is_multipart
-from .xml import to_bytes
 
 __all__ = ["AsyncClient", "BaseClient", "CallContext", "Client", "Operation", "SoapRequest", "deadline"]
 
@@ -265,7 +264,8 @@ class BaseClient:
         message_id = operation.new_message_id(self.settings)
         url = operation.endpoint(self.settings.environment)
         request = operation.build(CallContext(settings=self.settings, message_id=message_id))
-        envelope = build_envelope(
+        # The envelope's bytes, spliced from text when the body and the security were written as text.
+        envelope = _envelope_bytes(
             request.body,
             addressing=Addressing(action=operation.action, to=url, message_id=message_id),
             headers=request.headers,
@@ -279,7 +279,7 @@ class BaseClient:
             headers["Content-Type"] = mtom.content_type
             headers["Content-Length"] = str(mtom.content_length)
         else:
-            body = to_bytes(envelope)
+            body = envelope
             headers["Content-Type"] = f'{_SOAP12}; charset=utf-8; action="{operation.action}"'
         return _Prepared(
             operation=operation,  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from dmp_connector.config import DmpService, Environment, Settings
 from dmp_connector.errors import DmpConnectorError, LimitExceededError, PatientMismatchError, SoapFaultError
 from dmp_connector.ins import INS, InsOid
 from dmp_connector.soap import Attachment, SoapMessage, WsSecurity
+from dmp_connector.soap.envelope import _MarkupBody
 from dmp_connector.xds import (
     Action,
     AdhocQueryRequest,
@@ -44,13 +45,13 @@ from dmp_connector.xds import (
     RetrieveDocumentSetResponse,
     SubmissionRequest,
     build_adhoc_query_request,
-    build_provide_and_register_request,
     build_retrieve_document_set_request,
     build_submit_objects_request,
     parse_adhoc_query_response,
     parse_registry_response,
     parse_retrieve_document_set_response,
 )
+from dmp_connector.xds.ebrim import _provide_and_register_body
 from dmp_connector.xml import XmlLimits, parse_xml_head
 
 from .errors import (
@@ -138,9 +139,9 @@ class DmpOperation(Operation[T]):
             error.args = (error.message,)
         return error
 
-    def _request(self, body: etree._Element, attachments: Sequence[Attachment] = ()) -> SoapRequest:
+    def _request(self, body: etree._Element | _MarkupBody, attachments: Sequence[Attachment] = ()) -> SoapRequest:
         return SoapRequest(
-            body=[body],
+            body=body if isinstance(body, _MarkupBody) else [body],
             attachments=attachments,
             security=self.security,
             patient=self.patient,
@@ -192,7 +193,8 @@ class ProvideAndRegister(DmpOperation[RegistryResponse]):
 
     def build(self, call: CallContext) -> SoapRequest:
         """``xdsb:ProvideAndRegisterDocumentSetRequest`` with an ``xop:Include`` per document part."""
-        body = build_provide_and_register_request(self.prepared.request)
+        # Its markup, which the envelope takes as it is; the element is parsed from it only if asked for.
+        body = _provide_and_register_body(self.prepared.request)
         return self._request(body, attachments=self.prepared.attachments)
 
     def parse(self, message: SoapMessage) -> RegistryResponse:

@@ -648,29 +648,112 @@ class _VihfText:
         return head, tail
 
 
+class _Signed:
+    """A signed assertion: the canonical text the text path signed, or the tree the tree path built.
+
+    The text path also keeps its pieces for :meth:`serialized`: the canonical head (up to
+    ``Issuer``) and tail (after the signature), and the signature as lxml writes it.
+    """
+
+    __slots__ = ("_document", "_pieces", "_tree")
+
+    def __init__(
+        self,
+        document: str | None = None,
+        tree: etree._Element | None = None,
+        pieces: tuple[str, str, str] | None = None,
+    ) -> None:
+        self._document = document
+        self._tree = tree
+        self._pieces = pieces
+
+    def element(self) -> etree._Element:
+        """The assertion's element: the text path's parsed once, on first use (as :func:`build_vihf` returns it)."""
+        if self._tree is None:
+            assert self._document is not None
+            self._tree = parse_xml(self._document.encode("utf-8"), what="the VIHF")
+        return self._tree
+
+    def serialized(self) -> bytes:
+        """The bytes :meth:`element` serialises to (in an envelope too: it declares every namespace it uses).
+
+        Written from the text path's pieces when lxml writes their values as C14N does (see
+        :func:`_lxml_form`); otherwise the element is serialised.
+        """
+        if self._pieces is not None:
+            written = _lxml_form(*self._pieces)
+            if written is not None:
+                return written
+        return etree.tostring(self.element(), encoding="UTF-8", xml_declaration=False)
+
+
+_MAX_LXML_FORM: Final = 50_000
+"""Characters of the largest canonical assertion :func:`_lxml_form` rewrites: below libxml2's longest name
+(50,000 characters), so that what it writes is what :func:`parse_xml` would have taken (a coded value's
+element name is the only name a caller chooses). A VIHF is about 3,000."""
+_EMPTY_CODED: Final = re.compile(' xsi:type="CE"></[^<>]*>')
+_TRANSFORMS_LXML: Final = (
+    f'<Transforms><Transform Algorithm="{xmldsig.ENVELOPED_SIGNATURE}"/>'
+    f'<Transform Algorithm="{xmldsig.C14nMethod.EXC_C14N.value}">'
+    f'<ec:InclusiveNamespaces xmlns:ec="{xmldsig.EC}" PrefixList="{" ".join(INCLUSIVE_PREFIXES)}"/>'
+    "</Transform></Transforms>"
+)
+
+
+def _lxml_form(head: str, signature: str, tail: str) -> bytes | None:
+    """The canonical assertion as lxml serialises the element parsed from it, or None when that takes the tree.
+
+    Exclusive C14N and lxml write the same text but for empty elements (``<x></x>`` against
+    ``<x/>``) and for some escaped characters: both write ``&amp;``, ``&lt;``, ``&quot;`` and a
+    text's ``&gt;`` (the ``&`` of the patient's CX among them), but white space as ``&#xD;``
+    against ``&#13;`` and so on, and a ``>`` in an attribute as it is against ``&gt;``. The former
+    brings an ``&#x``; the latter makes more ``>`` than ``<`` (a ``<`` in a value is always
+    escaped). Without either, every ``<`` and ``>`` is a tag's, so the empty elements the writer
+    may leave in the tail (``Conditions``, the coded values, an ``AttributeStatement`` of no
+    attribute) are found by their end tags. ``signature`` is already in lxml's form.
+    """
+    if (
+        len(head) + len(tail) > _MAX_LXML_FORM
+        or "&#x" in head
+        or "&#x" in tail
+        or head.count("<") != head.count(">")
+        or tail.count("<") != tail.count(">")
+    ):
+        return None
+    tail = tail.replace("></Conditions>", "/>").replace(
+        "<AttributeStatement></AttributeStatement>", "<AttributeStatement/>"
+    )
+    if ' xsi:type="CE"></' in tail:
+        tail = _EMPTY_CODED.sub(' xsi:type="CE"/>', tail)
+    return (head + signature + tail).encode("utf-8")
+
+
 def _sign_rendered(
     text: _VihfText,
     rendered: tuple[str, str],
     signer: Signer,
     signature_algorithm: SignatureAlgorithm,
     digest_algorithm: DigestAlgorithm,
-) -> etree._Element:
-    """Sign the canonical text as :func:`._xmldsig.sign_enveloped` signs the tree, and read the result once.
+) -> _Signed:
+    """Sign the canonical text as :func:`._xmldsig.sign_enveloped` signs the tree, without a tree.
 
     The reference digest is taken over the canonical assertion, the signer signs the canonical
     ``SignedInfo`` (exclusive C14N, its default namespace declared on it), then ``SignatureValue``
     and ``KeyInfo`` (the signing certificate only) follow, and the signature goes right after
     ``Issuer``. No tree is built, serialised and read back to canonicalise it: the assertion is
-    parsed once, from the text that is its canonical form.
+    parsed at most once, from the text that is its canonical form, and not at all when only its
+    bytes are wanted (:meth:`VihfSecurity.wsse_token_bytes`).
     """
     head, tail = rendered
     digest_value = base64.b64encode(_HASHLIB[digest_algorithm]((head + tail).encode("utf-8")).digest())
+    reference = f'<Reference URI="#{_attribute(text.assertion_id)}">'
+    digest_method = f'<DigestMethod Algorithm="{digest_algorithm.value}"'
+    digest = f"<DigestValue>{digest_value.decode('ascii')}</DigestValue></Reference></SignedInfo>"
+    c14n = f'<CanonicalizationMethod Algorithm="{xmldsig.C14nMethod.EXC_C14N.value}"'
+    method = f'<SignatureMethod Algorithm="{signature_algorithm.value}"'
     signed_info = (
-        f'<CanonicalizationMethod Algorithm="{xmldsig.C14nMethod.EXC_C14N.value}"></CanonicalizationMethod>'
-        f'<SignatureMethod Algorithm="{signature_algorithm.value}"></SignatureMethod>'
-        f'<Reference URI="#{_attribute(text.assertion_id)}">{_TRANSFORMS}'
-        f'<DigestMethod Algorithm="{digest_algorithm.value}"></DigestMethod>'
-        f"<DigestValue>{digest_value.decode('ascii')}</DigestValue></Reference></SignedInfo>"
+        f"{c14n}></CanonicalizationMethod>{method}></SignatureMethod>"
+        f"{reference}{_TRANSFORMS}{digest_method}></DigestMethod>{digest}"
     )
     value = signer.sign((_SIGNED_INFO_OPEN + signed_info).encode("utf-8"), signature_algorithm)
     chain = list(signer.certificate_chain())
@@ -680,11 +763,11 @@ def _sign_rendered(
         if chain
         else ""
     )
-    document = (
-        f"{head}{_DS_OPEN}<SignedInfo>{signed_info}"
-        f"<SignatureValue>{base64.b64encode(value).decode('ascii')}</SignatureValue>{key_info}</Signature>{tail}"
-    )
-    return parse_xml(document.encode("utf-8"), what="the VIHF")
+    rest = f"<SignatureValue>{base64.b64encode(value).decode('ascii')}</SignatureValue>{key_info}</Signature>"
+    document = f"{head}{_DS_OPEN}<SignedInfo>{signed_info}{rest}{tail}"
+    # The same signature as lxml writes it: its empty elements as <x/> (its values are base64 and constants).
+    signature = f"{_DS_OPEN}<SignedInfo>{c14n}/>{method}/>{reference}{_TRANSFORMS_LXML}{digest_method}/>{digest}{rest}"
+    return _Signed(document=document, pieces=(head, signature, tail))
 
 
 def build_vihf(
@@ -703,6 +786,18 @@ def build_vihf(
     activity sector, a physician without specialty …), :class:`ValidationError` when the
     request is. The signer's certificate is checked (dates, usage) before it signs.
     """
+    return _sign(settings, signer, request, attributes=attributes, now=now).element()
+
+
+def _sign(
+    settings: Settings,
+    signer: Signer,
+    request: VihfRequest | None,
+    *,
+    attributes: Sequence[VihfAttribute] | None,
+    now: dt.datetime | None,
+) -> _Signed:
+    """:func:`build_vihf`'s assertion, as its text when the text path signed it."""
     request = request or VihfRequest()
     moment = now or dt.datetime.now(dt.UTC)
     signing = settings.signing
@@ -760,7 +855,7 @@ def build_vihf(
     rendered = text.render()
     if rendered is not None:
         return _sign_rendered(text, rendered, signer, signature_algorithm, digest_algorithm)
-    return _build_tree(text, signer, signature_algorithm, digest_algorithm)
+    return _Signed(tree=_build_tree(text, signer, signature_algorithm, digest_algorithm))
 
 
 def _build_tree(
@@ -837,7 +932,7 @@ class VihfSecurity:
         self._attributes = attributes
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._lock = threading.Lock()
-        self._cached: tuple[etree._Element, dt.datetime] | None = None
+        self._cached: tuple[_Signed, dt.datetime] | None = None
 
     @property
     def request(self) -> VihfRequest:
@@ -850,16 +945,21 @@ class VihfSecurity:
 
     def _assertion(self) -> tuple[etree._Element, bool]:
         """The assertion, and whether it is shared (the cached one) rather than signed for this call alone."""
+        signed, shared = self._signed()
+        return signed.element(), shared
+
+    def _signed(self) -> tuple[_Signed, bool]:
         now = self._clock()
         seconds = self._settings.signing.vihf_validity_seconds
         if seconds is None:  # nothing shared: no lock, concurrent calls sign in parallel
-            return build_vihf(self._settings, self._signer, self._request, attributes=self._attributes, now=now), False
+            return _sign(self._settings, self._signer, self._request, attributes=self._attributes, now=now), False
         with self._lock:
             if self._cached is not None and now + _REUSE_MARGIN < self._cached[1]:
                 return self._cached[0], True
-            assertion = build_vihf(self._settings, self._signer, self._request, attributes=self._attributes, now=now)
-            self._cached = (assertion, now + dt.timedelta(seconds=seconds))
-            return assertion, True
+            signed = _sign(self._settings, self._signer, self._request, attributes=self._attributes, now=now)
+            signed.element()  # parsed here, under the lock: the calls that share it never parse it at once
+            self._cached = (signed, now + dt.timedelta(seconds=seconds))
+            return signed, True
 
     def apply(self, envelope: etree._Element, security: etree._Element) -> None:
         """Append a valid assertion to ``wsse:Security``: a copy of the cached one, or the one signed for this call.
@@ -869,6 +969,18 @@ class VihfSecurity:
         """
         assertion, shared = self._assertion()
         security.append(copy.deepcopy(assertion) if shared else assertion)
+
+    def wsse_token_bytes(self) -> bytes | None:
+        """What :meth:`apply` appends, as the bytes the envelope serialises it to.
+
+        The transport's envelope writer splices them into ``wsse:Security``: an assertion signed
+        as text (the usual case) is then never parsed into a tree. None, before anything is
+        signed, in a subclass with its own :meth:`apply`: the envelope is then built as a tree
+        and that ``apply`` fills it.
+        """
+        if type(self).apply is not VihfSecurity.apply:
+            return None
+        return self._signed()[0].serialized()
 
 
 # --- verification ------------------------------------------------------------------------------------

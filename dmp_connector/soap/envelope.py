@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import binascii
 import copy
+import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final, Protocol
+from typing import Final, Protocol, cast, overload
 from urllib.parse import quote, unquote
 
 from lxml import etree
 
 from dmp_connector.errors import MalformedResponseError, SoapFaultError, ValidationError
-from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml
+from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits, parse_xml, to_bytes
 
 from .mtom import Attachment
 from .namespaces import SOAP11_ENV, SOAP12_ENV, WSA, WSSE, XMIME, XML, XOP
@@ -46,7 +47,17 @@ _MUST_UNDERSTAND: Final = f"{{{SOAP12_ENV}}}mustUnderstand"
 _XOP_INCLUDE: Final = f"{{{XOP}}}Include"
 # RFC 3986 pchar minus unreserved (which quote() always keeps): what a cid: URL may hold as is.
 _CID_SAFE: Final = "!$&'()*+,;=:@"
+# What quote() keeps as it is: unreserved characters and _CID_SAFE (a Content-ID made here holds nothing else).
+_CID_KEPT: Final = re.compile(r"[A-Za-z0-9_.~!$&'()*+,;=:@-]+")
 _NO_REASON: Final = "(no reason given)"
+# What lxml escapes in element text (``&<>`` and a carriage return) or refuses (characters XML 1.0 excludes):
+# an addressing value holding one is written by the tree path, which escapes or refuses it as it always has.
+_NOT_PLAIN_TEXT: Final = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ENVELOPE_OPEN: Final = (
+    f"<?xml version='1.0' encoding='UTF-8'?>\n<env:Envelope xmlns:env=\"{SOAP12_ENV}\" xmlns:wsa=\"{WSA}\">"
+    "<env:Header><wsa:MessageID>"
+).encode("ascii")
+_SECURITY_OPEN: Final = f'<wsse:Security xmlns:wsse="{WSSE}">'.encode("ascii")
 
 
 def new_message_id() -> str:
@@ -110,6 +121,102 @@ class AssertionSecurity:
     def apply(self, envelope: etree._Element, security: etree._Element) -> None:
         for token in self._tokens:
             security.append(_detached_copy(token))
+
+
+class _MarkupBody(Sequence[etree._Element]):
+    """Body elements a writer of this package already wrote as the UTF-8 markup they serialise to.
+
+    ``_envelope_bytes`` splices :attr:`data` into the envelope as it is: no tree is built,
+    copied into ``env:Body`` and serialised again. Read as a sequence (by :func:`build_envelope`, say),
+    it is the element ``parse`` makes of :attr:`data`, parsed once on first use; the writer vouches
+    that this element serialises back to :attr:`data` exactly (tests/xds compares them).
+    """
+
+    __slots__ = ("_element", "_parse", "data")
+
+    def __init__(self, data: bytes, parse: Callable[[bytes], etree._Element]) -> None:
+        self.data = data
+        """The body's one element as UTF-8 markup, namespaces declared on it, no XML declaration."""
+        self._parse = parse
+        self._element: etree._Element | None = None
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the element was asked for (it may then have been changed: the markup no longer speaks for it)."""
+        return self._element is not None
+
+    def _elements(self) -> list[etree._Element]:
+        if self._element is None:
+            self._element = self._parse(self.data)
+        return [self._element]
+
+    def __len__(self) -> int:
+        return 1
+
+    @overload
+    def __getitem__(self, index: int) -> etree._Element: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[etree._Element]: ...
+
+    def __getitem__(self, index: int | slice) -> etree._Element | Sequence[etree._Element]:
+        return self._elements()[index]
+
+    def __iter__(self) -> Iterator[etree._Element]:
+        return iter(self._elements())
+
+
+class _TokenWriter(Protocol):
+    def __call__(self) -> bytes | None: ...
+
+
+def _envelope_bytes(
+    body: etree._Element | Sequence[etree._Element],
+    *,
+    addressing: Addressing,
+    headers: Sequence[etree._Element] = (),
+    security: WsSecurity | None = None,
+) -> bytes:
+    """``to_bytes(build_envelope(...))``, written as text when nothing in it needs a tree.
+
+    That is when ``body`` is a ``_MarkupBody`` not yet parsed, there are no extra headers, no
+    addressing value needs escaping, and the security is none or writes its tokens itself: a
+    ``wsse_token_bytes()`` method that returns what its :meth:`WsSecurity.apply` would append,
+    serialised as the envelope serialises it (as :class:`~dmp_connector.signature.VihfSecurity`'s
+    does), or None, before any work, to be asked through ``apply``. The text is then the
+    envelope's bytes as lxml writes them; anything else goes through :func:`build_envelope`.
+    """
+    if type(body) is _MarkupBody and not body.parsed and not headers and _plain(addressing):
+        tokens: bytes | None = b""
+        if security is not None:
+            writer = cast("_TokenWriter | None", getattr(security, "wsse_token_bytes", None))
+            tokens = writer() if writer is not None else None
+        if tokens is not None:
+            parts = [
+                _ENVELOPE_OPEN,
+                addressing.message_id.encode("utf-8"),
+                b"</wsa:MessageID><wsa:To>",
+                addressing.to.encode("utf-8"),
+                b'</wsa:To><wsa:Action env:mustUnderstand="true">'
+                if addressing.must_understand_action
+                else b"</wsa:To><wsa:Action>",
+                addressing.action.encode("utf-8"),
+                b"</wsa:Action>",
+            ]
+            if addressing.reply_to is not None:
+                parts += (b"<wsa:ReplyTo><wsa:Address>", addressing.reply_to.encode("utf-8"))
+                parts.append(b"</wsa:Address></wsa:ReplyTo>")
+            if security is not None:
+                parts += (_SECURITY_OPEN, tokens, b"</wsse:Security>")
+            parts += (b"</env:Header><env:Body>", body.data, b"</env:Body></env:Envelope>")
+            return b"".join(parts)
+    return to_bytes(build_envelope(body, addressing=addressing, headers=headers, security=security))
+
+
+def _plain(addressing: Addressing) -> bool:
+    """Whether every addressing value is written as it is (nothing to escape, nothing lxml refuses)."""
+    values = (addressing.message_id, addressing.to, addressing.action, addressing.reply_to or "")
+    return all(type(value) is str and _NOT_PLAIN_TEXT.search(value) is None for value in values)
 
 
 def build_envelope(
@@ -273,14 +380,19 @@ def xop_include(content_id: str) -> etree._Element:
 
     Characters a URL may not hold as they are (space, ``%``, ``/``, ``?``, ``#`` …) become ``%hh``.
     """
+    element = etree.Element(_XOP_INCLUDE, nsmap={"xop": XOP})
+    element.set("href", _cid_url(content_id))
+    return element
+
+
+def _cid_url(content_id: str) -> str:
+    """The ``cid:`` URL of an MTOM part, as :func:`xop_include` writes it in ``href``."""
     cid = content_id.strip()
     if cid.startswith("<") and cid.endswith(">"):
         cid = cid[1:-1]
     if not cid:
         raise ValidationError("xop:Include needs a non-empty Content-ID")
-    element = etree.Element(_XOP_INCLUDE, nsmap={"xop": XOP})
-    element.set("href", "cid:" + quote(cid, safe=_CID_SAFE))
-    return element
+    return "cid:" + (cid if _CID_KEPT.fullmatch(cid) else quote(cid, safe=_CID_SAFE))
 
 
 def resolve_xop(element: etree._Element, attachments: Mapping[str, Attachment]) -> Attachment:

@@ -451,7 +451,7 @@ class MtomPayload:
 
 
 def encode_mtom(
-    envelope: etree._Element,
+    envelope: etree._Element | bytes,
     attachments: Sequence[Attachment],
     *,
     boundary: str | None = None,
@@ -463,6 +463,7 @@ def encode_mtom(
     :func:`~dmp_connector.soap.envelope.xop_include`). When ``action`` is given it is added,
     as the SOAP 1.2 binding of ``application/soap+xml`` wants, to ``start-info`` and to the
     root part's ``type``: ``type="application/soap+xml; action=\\"urn:ihe:iti:2007:…\\""``.
+    ``envelope`` may also be given already serialised, as UTF-8 bytes.
     """
     boundary = boundary if boundary is not None else f"MIMEBoundary_{uuid.uuid4().hex}"
     if not _BOUNDARY_RE.fullmatch(boundary):
@@ -481,7 +482,7 @@ def encode_mtom(
     if len(set(content_ids)) != len(content_ids):
         raise ValidationError("two MTOM parts share the same Content-ID", hint="each attachment needs its own id")
 
-    root = to_bytes(envelope)
+    root = envelope if isinstance(envelope, bytes) else to_bytes(envelope)
     delimiter = b"--" + boundary.encode("ascii")
     if delimiter in root:
         raise ValidationError("the MTOM boundary occurs in the envelope", hint="leave boundary out to get a random one")

@@ -252,18 +252,19 @@ def envelope_slot() -> tuple[etree._Element, etree._Element]:
 
 
 def test_a_fresh_assertion_moves_into_its_envelope(signer: FileSigner, monkeypatch: pytest.MonkeyPatch) -> None:
-    built: list[etree._Element] = []
-    original = vihf_mod.build_vihf
+    signed: list[Any] = []
+    original = vihf_mod._sign
 
-    def keep(*args: Any, **kwargs: Any) -> etree._Element:
-        built.append(original(*args, **kwargs))
-        return built[-1]
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        signed.append(original(*args, **kwargs))
+        return signed[-1]
 
-    monkeypatch.setattr(vihf_mod, "build_vihf", keep)
+    monkeypatch.setattr(vihf_mod, "_sign", keep)
     security = VihfSecurity(settings_with(), signer, clock=lambda: NOW)
     slots = [envelope_slot() for _ in range(2)]
     for envelope, slot in slots:
         security.apply(envelope, slot)
+    built = [one.element() for one in signed]
     assert [slot[0] for _, slot in slots] == built  # the very assertions signed, one per envelope
     assert built[0].get("ID") != built[1].get("ID")
 
