@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 
 from dmp_connector.errors import SignatureVerificationError
 from dmp_connector.sandbox import TestPki
-from dmp_connector.signature import FileSigner, VihfRequest, build_vihf, verify_vihf
+from dmp_connector.signature import (
+    FileSigner,
+    VihfRequest,
+    build_vihf,
+    sign_submission_set,
+    verify_submission_set_signature,
+    verify_vihf,
+)
 from dmp_connector.signature import _xmldsig as xmldsig
 from dmp_connector.signature.keys import certificate_memo
 from dmp_connector.xml import to_bytes
@@ -212,19 +219,31 @@ def test_vihf_outcomes_do_not_depend_on_what_was_verified_before(pkis: _Pkis, mo
     assert kept[1][0] == "untrusted_certificate"
 
 
-def test_xades_outcomes_do_not_depend_on_what_was_verified_before(
-    pki_files: object, tmp_path_factory: pytest.TempPathFactory, pkis: _Pkis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    keys = xades_tests.keys.__wrapped__(pki_files, tmp_path_factory)  # type: ignore[attr-defined]
-    signed = xades_tests._sign(keys)
-    own_ca = keys.pki.ca.certificate
-    twin = TestPki.create(name=own_ca.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
-    trusted_lists = [[own_ca], [twin.ca.certificate], [pkis.twin.ca.certificate, own_ca], [], [_fresh(own_ca)]]
+def test_xades_outcomes_do_not_depend_on_what_was_verified_before(pkis: _Pkis, monkeypatch: pytest.MonkeyPatch) -> None:
+    signing = pkis.pki.issue_organisation_sign(organisation="CABINET TEST", structure_id="1123456789")
+    own_ca = pkis.pki.ca.certificate
+    signer = FileSigner([signing.certificate, own_ca], signing.key)  # the chain: the CA is in the pool too
+    signed = sign_submission_set(
+        submission_set_unique_id=xades_tests.SUBMISSION_SET,
+        documents=xades_tests._documents(),
+        signer=signer,
+        unique_id=xades_tests.SIGNATURE_ID,
+    ).xml
+    documents = {xades_tests.CDA_ID: xades_tests.CDA, xades_tests.PDF_ID: xades_tests.PDF}
+    trusted_lists = [[own_ca], [pkis.twin.ca.certificate], [pkis.twin.ca.certificate, own_ca], [], [_fresh(own_ca)]]
     checks = [
-        (lambda trusted=trusted: xades_tests._verify(keys, signed, trusted=trusted))
+        (
+            lambda trusted=trusted: verify_submission_set_signature(
+                signed,
+                documents=documents,
+                submission_set_unique_id=xades_tests.SUBMISSION_SET,
+                trusted=trusted,
+                is_cda=xades_tests.IS_CDA,
+            )
+        )
         for trusted in trusted_lists + list(reversed(trusted_lists))
     ]
     former, kept = _outcomes_with_and_without_memo(monkeypatch, checks)
     assert kept == former
     assert kept[0] == ("accepted", "VerifiedSignature")
-    assert kept[1] != kept[0]
+    assert kept[1][0] == "untrusted_certificate", kept[1]
