@@ -421,7 +421,8 @@ def _read_certificate(text: str) -> x509.Certificate:
     """The certificate of one base64 text, parsed once: a sender signs every message with the same one.
 
     Only the parsing is kept (a certificate is immutable); every check on it (path, dates, key
-    usage, the signature itself) runs for each message. A text that fails is not kept.
+    usage) runs for each message, and whether an issuer signed it is kept per pair of objects
+    (:func:`_issued_by`). A text that fails is not kept.
     """
     cert = x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
     cert.public_key()
@@ -436,7 +437,36 @@ def _describe(cert: x509.Certificate) -> str:
         return f"serial {cert.serial_number}"
 
 
+_KEPT_VERDICTS: Final = 8
+"""Issuers whose verdict is kept per certificate (a sender's chain has one or two; a full memo is emptied)."""
+
+
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key signed ``cert`` (and names match), kept per pair of certificate objects.
+
+    A sender signs every message with the same certificate (one object, see :func:`load_certificate`)
+    and it is checked against the same trusted ones: the verdict, a pure function of the two
+    immutable objects, is computed once (one RSA verification per pair, not per message). It is
+    kept in ``cert``'s memo (:func:`~dmp_connector.signature.keys.certificate_memo`) under the
+    issuer's ``id`` with the issuer object itself, and read only for that very object (``is``).
+    The path, the dates and the key usage are still checked for every message.
+    """
+    verdicts = certificate_memo(cert, "issued_by", _no_verdicts)
+    kept = verdicts.get(id(issuer))
+    if kept is not None and kept[0] is issuer:
+        return kept[1]
+    verdict = _check_issued_by(cert, issuer)
+    if len(verdicts) >= _KEPT_VERDICTS:
+        verdicts.clear()
+    verdicts[id(issuer)] = (issuer, verdict)
+    return verdict
+
+
+def _no_verdicts(_cert: x509.Certificate) -> dict[int, tuple[x509.Certificate, bool]]:
+    return {}
+
+
+def _check_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     if _rsa_issued_by(cert, issuer):
         return True
     try:

@@ -713,8 +713,8 @@ class MultipartRelatedParser:
         self._seen_ids: set[str] = set()
         self._done = False
 
-    def feed(self, chunk: bytes) -> None:
-        """Take the next piece of the body, of any size."""
+    def feed(self, chunk: bytes | memoryview) -> None:
+        """Take the next piece of the body, of any size (it is copied: the caller may reuse it)."""
         if self._done:
             raise RuntimeError("MultipartRelatedParser.feed called after close() or abort()")
         if not chunk:
@@ -824,10 +824,10 @@ class MultipartRelatedParser:
                 if index < 0:
                     keep = len(delimiter) - 1
                     if len(buffer) > keep:
-                        part.write(bytes(buffer[: len(buffer) - keep]))
+                        part.write(_head(buffer, len(buffer) - keep))
                         del buffer[: len(buffer) - keep]
                     return
-                part.write(bytes(buffer[:index]))
+                part.write(_head(buffer, index))
                 del buffer[: index + len(delimiter)]
                 self._end_part(part)
                 self._state = _State.AFTER_DELIMITER
@@ -885,10 +885,17 @@ def decode_mtom(
         max_total_bytes=max_total_bytes,
         max_part_bytes=limits.max_attachment_bytes,
     )
-    view = memoryview(body)
-    for offset in range(0, len(view), CHUNK_SIZE):
-        parser.feed(bytes(view[offset : offset + CHUNK_SIZE]))
+    with memoryview(body) as view:
+        for offset in range(0, len(view), CHUNK_SIZE):
+            # A view of the chunk, not a copy: feed only appends it to its buffer.
+            parser.feed(view[offset : offset + CHUNK_SIZE])
     return parser.close()
+
+
+def _head(buffer: bytearray, size: int) -> bytes:
+    """``bytes(buffer[:size])`` in one copy instead of two; the view is released before the caller cuts the buffer."""
+    with memoryview(buffer) as view:
+        return bytes(view[:size])
 
 
 def _parse_part_headers(block: bytes) -> dict[str, str]:
