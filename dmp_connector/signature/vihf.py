@@ -975,12 +975,27 @@ class VihfSecurity:
 
         The transport's envelope writer splices them into ``wsse:Security``: an assertion signed
         as text (the usual case) is then never parsed into a tree. None, before anything is
-        signed, in a subclass with its own :meth:`apply`: the envelope is then built as a tree
-        and that ``apply`` fills it.
+        signed, when :meth:`apply` or a method it calls is not this class's own (a subclass, an
+        instance attribute, a patch): the envelope is then built as a tree and that ``apply`` fills it.
         """
-        if type(self).apply is not VihfSecurity.apply:
+        if not _writes_as_applied(self):
             return None
         return self._signed()[0].serialized()
+
+
+_APPLIED_BY: Final = {name: VihfSecurity.__dict__[name] for name in ("apply", "_assertion", "_signed")}
+"""The methods :meth:`VihfSecurity.apply` goes through, as defined here (taken once, at import)."""
+
+
+def _writes_as_applied(security: VihfSecurity) -> bool:
+    """Whether ``apply`` would append exactly the assertion ``wsse_token_bytes`` writes.
+
+    Not when a subclass, the instance or a patch of the class replaces ``apply`` or a method it
+    calls: the tree is then built and that ``apply`` fills it, so nothing it adds is lost.
+    """
+    kind = type(security)
+    own = getattr(security, "__dict__", {})
+    return all(getattr(kind, name, None) is method and name not in own for name, method in _APPLIED_BY.items())
 
 
 # --- verification ------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ class _MarkupBody(Sequence[etree._Element]):
 
 
 class _TokenWriter(Protocol):
-    def __call__(self) -> bytes | None: ...
+    def __call__(self, security: WsSecurity, /) -> object: ...
 
 
 def _envelope_bytes(
@@ -181,17 +181,25 @@ def _envelope_bytes(
 
     That is when ``body`` is a ``_MarkupBody`` not yet parsed, there are no extra headers, no
     addressing value needs escaping, and the security is none or writes its tokens itself: a
-    ``wsse_token_bytes()`` method that returns what its :meth:`WsSecurity.apply` would append,
-    serialised as the envelope serialises it (as :class:`~dmp_connector.signature.VihfSecurity`'s
-    does), or None, before any work, to be asked through ``apply``. The text is then the
+    ``wsse_token_bytes()`` method of its class that returns what its :meth:`WsSecurity.apply`
+    would append, serialised as the envelope serialises it (as
+    :class:`~dmp_connector.signature.VihfSecurity`'s does), or None, before any work, to be asked
+    through ``apply``; anything but non-empty ``bytes`` is asked through ``apply``. The text is then the
     envelope's bytes as lxml writes them; anything else goes through :func:`build_envelope`.
     """
     if type(body) is _MarkupBody and not body.parsed and not headers and _plain(addressing):
-        tokens: bytes | None = b""
+        tokens: object = b""
         if security is not None:
-            writer = cast("_TokenWriter | None", getattr(security, "wsse_token_bytes", None))
-            tokens = writer() if writer is not None else None
-        if tokens is not None:
+            # Looked up on the type, as a method: an object answering any attribute (a proxy, a
+            # mock) or an instance attribute of that name is not taken for a writer of its tokens.
+            writer = cast("_TokenWriter | None", getattr(type(security), "wsse_token_bytes", None))
+            if writer is None or "wsse_token_bytes" in getattr(security, "__dict__", {}):
+                tokens = None
+            else:
+                written = writer(security)
+                # Bytes only, and not empty: lxml writes an empty wsse:Security as <wsse:Security …/>.
+                tokens = written if type(written) is bytes and written else None
+        if type(tokens) is bytes:
             parts = [
                 _ENVELOPE_OPEN,
                 addressing.message_id.encode("utf-8"),

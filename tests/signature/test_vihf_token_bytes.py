@@ -232,3 +232,38 @@ def test_a_subclass_with_its_own_apply_is_asked_through_it(plain: FileSigner, mo
     written = _envelope_bytes(_MarkupBody(BODY, parse_xml), addressing=ADDRESSING, security=made)
     assert b"Timestamp" in written and signed == [1]
     assert written == tree_envelope(made)
+
+
+def test_apply_replaced_on_the_instance_or_patched_on_the_class_is_called(
+    plain: FileSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review finding: both kept the text path, and what the replaced apply adds was lost.
+    def stamped(self: VihfSecurity, envelope: etree._Element, security_element: etree._Element) -> None:
+        original(self, envelope, security_element)
+        etree.SubElement(security_element, "{urn:test}Timestamp")
+
+    original = VihfSecurity.apply
+    made = security(plain)
+    made.apply = stamped.__get__(made)  # type: ignore[method-assign]
+    assert made.wsse_token_bytes() is None
+    written = _envelope_bytes(_MarkupBody(BODY, parse_xml), addressing=ADDRESSING, security=made)
+    assert b"Timestamp" in written and written == tree_envelope(made)
+
+    monkeypatch.setattr(VihfSecurity, "apply", stamped)
+    made = security(plain)
+    assert made.wsse_token_bytes() is None
+    written = _envelope_bytes(_MarkupBody(BODY, parse_xml), addressing=ADDRESSING, security=made)
+    assert b"Timestamp" in written and written == tree_envelope(made)
+
+
+def test_a_subclass_giving_its_own_assertion_is_asked_through_apply(plain: FileSigner) -> None:
+    class Marked(VihfSecurity):
+        def _assertion(self) -> tuple[etree._Element, bool]:
+            assertion, _shared = super()._assertion()
+            assertion.set("marked", "yes")
+            return assertion, False
+
+    made = Marked(settings_with(), plain, VihfRequest(patient_resource_id=INS_CX), clock=lambda: NOW)
+    assert made.wsse_token_bytes() is None
+    written = _envelope_bytes(_MarkupBody(BODY, parse_xml), addressing=ADDRESSING, security=made)
+    assert b'marked="yes"' in written and written == tree_envelope(made)

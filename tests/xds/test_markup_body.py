@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from dmp_connector.xds import SubmissionRequest, build_provide_and_register_request
 from dmp_connector.xds import ebrim as ebrim_mod
@@ -106,3 +107,21 @@ def test_the_byte_check_finds_what_the_expression_finds(value: str) -> None:
         assert _NOT_LXML_TEXT.search(value) is not None  # a lone surrogate: refused before the check
         return
     assert _lxml_text(data) == (_NOT_LXML_TEXT.search(value) is None)
+
+
+def _lxml_takes(value: str) -> bool:
+    try:
+        etree.Element("x").text = value
+        etree.Element("x").set("a", value)
+    except ValueError:
+        return False
+    return True
+
+
+def test_the_byte_check_refuses_what_lxml_itself_refuses() -> None:
+    # lxml as the reference (review): every BMP character but the surrogates, which UTF-8 cannot carry, and
+    # characters beyond it, alone and between plain text.
+    points = [*range(0xD800), *range(0xE000, 0x10000), 0x10000, 0x1F600, 0xEFFFF, 0xFFFFE, 0x10FFFF]
+    differ = [p for p in points if _lxml_text(f"a{chr(p)}b".encode()) != _lxml_takes(f"a{chr(p)}b")]
+    assert differ == []
+    assert not _lxml_takes("a\x01b") and _lxml_takes("a\tb")  # the reference refuses something
