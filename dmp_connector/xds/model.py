@@ -202,6 +202,8 @@ class TimePrecision(IntEnum):
     SECOND = 14
 
 
+_SECOND: Final = TimePrecision.SECOND
+_SECOND_DIGITS: Final = int(TimePrecision.SECOND)
 _DTM_RE: Final = re.compile(r"^[0-9]{4}(?:[0-9]{2}){0,5}$")
 
 
@@ -237,7 +239,9 @@ class XdsTime(BaseModel):
             moment: dt.datetime = data["moment"]
             if moment.tzinfo is None or moment.utcoffset() is None:
                 raise ValueError("an XDS time needs a timezone-aware datetime (XDS times are UTC)")
-            precision = TimePrecision(int(data.get("precision", TimePrecision.SECOND)))
+            given = data.get("precision", _SECOND)
+            # A member is its own TimePrecision(int(…)): no enum lookup for the usual call (XdsTime.of).
+            precision = given if type(given) is TimePrecision else TimePrecision(int(given))
             data = {**data, "moment": _truncate(moment.astimezone(dt.UTC), precision), "precision": precision}
         return data
 
@@ -283,6 +287,8 @@ def _parse_dtm(text: str) -> dict[str, object]:
 
 def _truncate(moment: dt.datetime, precision: TimePrecision) -> dt.datetime:
     moment = moment.replace(microsecond=0)
+    if precision >= _SECOND_DIGITS:  # to the second, the usual precision: nothing more to cut
+        return moment
     if precision < TimePrecision.SECOND:
         moment = moment.replace(second=0)
     if precision < TimePrecision.MINUTE:

@@ -3,7 +3,9 @@ the same wire forms, the same refusals. ``tests.xds._reference_rules`` is the fo
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from typing import Any
 
 import pydantic
 import pytest
@@ -22,7 +24,9 @@ from dmp_connector.xds import (
     MetadataProfile,
     Slot,
     SubmissionRequest,
+    TimePrecision,
     Xcn,
+    XdsTime,
     Xon,
 )
 from dmp_connector.xds import model as xds_model
@@ -334,3 +338,44 @@ def test_tab_and_line_ends_are_still_text() -> None:
         "a\tb\r\nc"
     )
     assert DocumentEntry(entry_uuid="Document01", unique_id="1.2.3", mime_type="t", title="b\x7f").title == "b\x7f"
+
+
+# ---------------------------------------------------------------------------- times
+
+
+def _former_truncate(moment: dt.datetime, precision: TimePrecision) -> dt.datetime:
+    moment = moment.replace(microsecond=0)
+    if precision < TimePrecision.SECOND:
+        moment = moment.replace(second=0)
+    if precision < TimePrecision.MINUTE:
+        moment = moment.replace(minute=0)
+    if precision < TimePrecision.HOUR:
+        moment = moment.replace(hour=0)
+    if precision < TimePrecision.DAY:
+        moment = moment.replace(day=1)
+    if precision < TimePrecision.MONTH:
+        moment = moment.replace(month=1)
+    return moment
+
+
+@given(
+    moment=st.datetimes(timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5, minutes=-30))])),
+    precision=st.sampled_from(list(TimePrecision)),
+    form=st.sampled_from([lambda p: p, int, lambda p: str(int(p))]),
+)
+def test_xds_times_are_cut_as_before(moment: dt.datetime, precision: TimePrecision, form: Any) -> None:
+    expected = _former_truncate(moment.astimezone(dt.UTC), precision)
+    made = XdsTime(moment=moment, precision=form(precision))
+    assert (made.moment, made.precision) == (expected, precision)
+    assert type(made.precision) is TimePrecision
+    assert XdsTime.of(moment, precision) == made
+
+
+def test_a_day_is_cut_to_its_start() -> None:
+    """The guard of the early return: only a time to the second keeps its hours, minutes and seconds."""
+    moment = dt.datetime(2025, 3, 4, 5, 6, 7, 8, tzinfo=dt.UTC)
+    assert XdsTime.of(moment, TimePrecision.DAY).moment == dt.datetime(2025, 3, 4, tzinfo=dt.UTC)
+    assert XdsTime.of(moment, TimePrecision.MINUTE).moment == dt.datetime(2025, 3, 4, 5, 6, tzinfo=dt.UTC)
+    assert XdsTime.of(moment).moment == dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    with pytest.raises(pydantic.ValidationError):
+        XdsTime(moment=moment, precision=7)
