@@ -1172,11 +1172,18 @@ class SubmissionRequest(BaseModel):
 
     def _fingerprint(self) -> tuple[Any, ...]:
         """The field values by identity (they are frozen), and a copy of ``contents`` (a dict, mutable)."""
-        return (*(id(value) for value in self.__dict__.values()), tuple(self.contents.items()))
+        return (*map(id, self.__dict__.values()), tuple(self.contents.items()))
 
     def _unchanged(self) -> bool:
-        """True when the XDS rules were checked on exactly these values (not a ``model_copy(update=…)``)."""
-        return self._checked is not None and self._checked == self._fingerprint()
+        """True when the XDS rules were checked on exactly these values (not a ``model_copy(update=…)``).
+
+        The memo is read from ``__pydantic_private__`` (where pydantic keeps it): pydantic's ``__getattr__``
+        for a private attribute first asks its default for a ``__get__``, an AttributeError raised and
+        caught at every read, three a deposit (issue 22).
+        """
+        private = self.__pydantic_private__
+        checked = None if private is None else private.get("_checked")
+        return checked is not None and checked == self._fingerprint()
 
     @classmethod
     def build(
@@ -1290,12 +1297,14 @@ class SubmissionRequest(BaseModel):
         association_ids = [a.entry_uuid for a in self.associations]
         counted = [ss_id, *(d.entry_uuid for d in self.documents), *(f.entry_uuid for f in self.folders)]
         counted += association_ids
-        for repeated in sorted({i for i in counted if counted.count(i) > 1}):
-            found.append(f"the id {repeated} is used by more than one object of the submission")
+        if len(set(counted)) != len(counted):
+            for repeated in sorted({i for i in counted if counted.count(i) > 1}):
+                found.append(f"the id {repeated} is used by more than one object of the submission")
         unique_ids = [self.submission_set.unique_id, *(d.unique_id for d in self.documents)]
         unique_ids += [f.unique_id for f in self.folders]
-        for repeated in sorted({i for i in unique_ids if unique_ids.count(i) > 1}):
-            found.append(f"the uniqueId {repeated} is used by more than one entry of the submission")
+        if len(set(unique_ids)) != len(unique_ids):
+            for repeated in sorted({i for i in unique_ids if unique_ids.count(i) > 1}):
+                found.append(f"the uniqueId {repeated} is used by more than one entry of the submission")
 
         known = set(counted) | {ref.id for ref in self.object_refs}
         members: set[str] = set()
@@ -1304,7 +1313,7 @@ class SubmissionRequest(BaseModel):
         submitted_alone = {
             a.target_object
             for a in self.associations
-            if a.association_type == AssociationType.SUBMIT_ASSOCIATION and a.source_object == ss_id
+            if a.association_type == _SUBMIT_ASSOCIATION and a.source_object == ss_id
         }
         for association in self.associations:
             where = f"association {association.entry_uuid}"
@@ -1318,13 +1327,13 @@ class SubmissionRequest(BaseModel):
             if not isinstance(kind, AssociationType):
                 found.append(f"{where}: associationType {kind} is not an XDS association type")
                 continue
-            if kind == AssociationType.HAS_MEMBER and association.target_object == ss_id:
+            if kind == _HAS_MEMBER and association.target_object == ss_id:
                 found.append(f"{where}: the submission set cannot be a member (HasMember target) of anything")
-            if kind == AssociationType.HAS_MEMBER and association.source_object == ss_id:
+            if kind == _HAS_MEMBER and association.source_object == ss_id:
                 found += self._has_member_problems(association, where, documents, folders, association_ids)
                 members.add(association.target_object)
                 versions[association.target_object] = association.previous_version
-            elif kind == AssociationType.UPDATE_AVAILABILITY_STATUS:
+            elif kind == _UPDATE_AVAILABILITY_STATUS:
                 found += _status_update_problems(association, where, ss_id)
             elif (
                 kind in _DOCUMENT_RELATIONS
@@ -1334,11 +1343,12 @@ class SubmissionRequest(BaseModel):
                 found.append(
                     f"{where}: the source of a {_short(kind)} association must be a document of the submission"
                 )
-            if kind != AssociationType.HAS_MEMBER and association.submission_set_status is not None:
+            if kind != _HAS_MEMBER and association.submission_set_status is not None:
                 found += _submission_set_status_problems(association, where)
-            if kind != AssociationType.HAS_MEMBER and association.previous_version is not None:
+            if kind != _HAS_MEMBER and association.previous_version is not None:
                 found.append(f"{where}: PreviousVersion belongs on the HasMember of a new version only")
-            found += _propagation_problems(association, where)
+            if association.extra_slots:
+                found += _propagation_problems(association, where)
         entries: list[DocumentEntry | Folder] = [*self.documents, *self.folders]
         for entry in entries:
             if entry.entry_uuid not in members:
@@ -1458,6 +1468,10 @@ _DOCUMENT_RELATIONS: Final = frozenset(
 )
 
 
+_HAS_MEMBER: Final = AssociationType.HAS_MEMBER
+_SUBMIT_ASSOCIATION: Final = AssociationType.SUBMIT_ASSOCIATION
+_UPDATE_AVAILABILITY_STATUS: Final = AssociationType.UPDATE_AVAILABILITY_STATUS
+"""Association types the graph rules compare with, read once (an enum member read from its class is a call)."""
 _VERSION_RE: Final = re.compile(r"^[1-9][0-9]*$")
 
 

@@ -128,6 +128,17 @@ def submissions(draw: st.DrawFn) -> SubmissionRequest:
     associations = [
         Association.has_member(f"Association{i:02d}", ss.entry_uuid, d.entry_uuid) for i, d in enumerate(docs, 1)
     ]
+    if docs and draw(st.booleans()):  # an id used twice, a slot to check, a version without its logicalId
+        associations.append(
+            Association(
+                entry_uuid=draw(st.sampled_from(["Association01", "Document01", "SubmissionSet01", "Association08"])),
+                association_type=draw(st.sampled_from([AssociationType.HAS_MEMBER, AssociationType.APPEND])),
+                source_object=ss.entry_uuid,
+                target_object=docs[-1].entry_uuid,
+                previous_version=draw(st.none() | st.sampled_from(["1", "x"])),
+                extra_slots=draw(st.sampled_from([(), (Slot(name="AssociationPropagation", values=("maybe",)),)])),
+            )
+        )
     if docs and draw(st.booleans()):
         associations.append(
             Association(
