@@ -106,14 +106,18 @@ def base64_spaces(data: bytes | bytearray, start: int, end: int) -> int | None:
 
 @contextlib.contextmanager
 def base64_scans_kept() -> Iterator[None]:
-    """Within the block, :func:`base64_spaces` answers again for the same ``bytes`` without scanning them;
-    at its end, the document it held is let go (this thread's memory, nested blocks restore the outer's)."""
+    """Within the block, :func:`base64_spaces` and :func:`non_xml_body_text` answer again for the same ``bytes``
+    without scanning them; at its end, the document they held is let go (this thread's memory, nested blocks
+    restore the outer's)."""
     outer = getattr(_LOCAL, "base64_memo", _OFF)
+    outer_body = getattr(_LOCAL, "body_memo", _OFF)
     _LOCAL.base64_memo = None
+    _LOCAL.body_memo = None
     try:
         yield
     finally:
         _LOCAL.base64_memo = outer
+        _LOCAL.body_memo = outer_body
 
 
 _OFF: Final = object()
@@ -182,6 +186,23 @@ def _start_tags(data: bytes, name: bytes) -> Iterator[re.Match[bytes]]:
 
 def non_xml_body_text(data: bytes) -> tuple[int, int] | None:
     """Offsets of the text of a CDA's ``nonXMLBody/text`` in raw bytes, found without reading the text through.
+
+    Inside :func:`base64_scans_kept` (the CDA reader, then the signature's manifest, look for the same
+    document's body) the answer for the last ``bytes`` object asked about is given again, as
+    :func:`base64_spaces` does.
+    """
+    memo: object = getattr(_LOCAL, "body_memo", _OFF)
+    if memo is _OFF or type(data) is not bytes or len(data) < _MEMO_MIN:
+        return _non_xml_body_text(data)
+    if isinstance(memo, tuple) and memo[0] is data:
+        return memo[1]  # type: ignore[no-any-return]
+    span = _non_xml_body_text(data)
+    _LOCAL.body_memo = (data, span)
+    return span
+
+
+def _non_xml_body_text(data: bytes) -> tuple[int, int] | None:
+    """:func:`non_xml_body_text` without its memory.
 
     Given when the bytes hold exactly one ``nonXMLBody`` start tag (as :func:`start_tags` finds
     them), followed, after white space, by a ``text`` start tag of the same prefix that is not

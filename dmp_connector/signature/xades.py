@@ -77,7 +77,7 @@ from ._manifest import (
     document_digest,
     unb64,
 )
-from ._xmldsig import certificate_path, check_key_usage, check_validity, load_certificate
+from ._xmldsig import certificate_base64, certificate_path, check_key_usage, check_validity, load_certificate
 from .keys import certificate_memo
 from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, algorithms_from_settings, check_signer
 
@@ -379,6 +379,17 @@ def _read_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def _der_base64(cert: x509.Certificate) -> str:
+    """``ds:X509Certificate``: the DER in base64, made once per certificate (the VIHF's KeyInfo shares it)."""
+    return certificate_base64(cert)
+
+
+def _cert_digest(cert: x509.Certificate, algorithm: DigestAlgorithm) -> str:
+    """``xades:CertDigest``'s value in base64, computed once per certificate and algorithm (issue 22)."""
+    algorithm = DigestAlgorithm(algorithm)
+    return certificate_memo(cert, f"xades_cert_digest_{algorithm.name}", lambda c: b64(digest(_der(c), algorithm)))
+
+
 def _issuer_name(cert: x509.Certificate) -> str:
     return certificate_memo(cert, "issuer_rfc4514", _read_issuer_name)
 
@@ -423,7 +434,7 @@ def _signed_properties(
         cert_node = etree.SubElement(signing_certificate, x("Cert"))
         cert_digest_node = etree.SubElement(cert_node, x("CertDigest"))
         etree.SubElement(cert_digest_node, d("DigestMethod"), Algorithm=cert_digest.value)
-        etree.SubElement(cert_digest_node, d("DigestValue")).text = b64(digest(_der(cert), cert_digest))
+        etree.SubElement(cert_digest_node, d("DigestValue")).text = _cert_digest(cert, cert_digest)
         issuer_serial = etree.SubElement(cert_node, x("IssuerSerial"))
         etree.SubElement(issuer_serial, _ds("X509IssuerName")).text = _issuer_name(cert)
         etree.SubElement(issuer_serial, _ds("X509SerialNumber")).text = str(cert.serial_number)
@@ -479,7 +490,10 @@ def _manifest(
 
 
 def _format_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(dt.UTC)
+    if utc.year >= 1000:  # strftime's %Y has four digits from year 1000 on (glibc pads no shorter year)
+        return f"{utc.year}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z"
+    return utc.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def sign_submission_set(
@@ -599,7 +613,7 @@ def _tree_document(parts: _XadesParts) -> _Document:
     signature_value = etree.SubElement(root, _ds("SignatureValue"))
     x509_data = etree.SubElement(etree.SubElement(root, _ds("KeyInfo")), _ds("X509Data"))
     for cert in parts.certificates:
-        etree.SubElement(x509_data, _ds("X509Certificate")).text = b64(_der(cert))
+        etree.SubElement(x509_data, _ds("X509Certificate")).text = _der_base64(cert)
 
     properties = etree.SubElement(etree.SubElement(root, _ds("Object")), _ds("SignatureProperties"))
     purpose = etree.SubElement(properties, _ds("SignatureProperty"), Id=PURPOSE_PROPERTY_ID, Target=f"#{xml_id}")
@@ -669,10 +683,10 @@ def _text_document(parts: _XadesParts) -> _Document | None:
         xml_id = _plain(parts.xml_id)
         certificates = [
             (
-                b64(digest(_der(cert), parts.cert_digest)),
+                _cert_digest(cert, parts.cert_digest),
                 _plain(_issuer_name(cert)),
                 _plain(str(cert.serial_number)),
-                b64(_der(cert)),
+                _der_base64(cert),
             )
             for cert in parts.certificates
         ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -125,6 +126,8 @@ def symbolic_id(kind: str, number: int) -> str:
 
 
 def _xml_chars(value: str) -> str:
+    if value.isascii() and value.isprintable():  # U+0020 to U+007E only: all XML characters, no search needed
+        return value
     if _NOT_XML_CHAR.search(value):
         raise ValueError("holds a character XML 1.0 cannot carry (a control character or a lone surrogate)")
     return value
@@ -139,6 +142,8 @@ def _hl7_component(value: str) -> str:
 
 
 def _entry_id(value: str) -> str:
+    if value.isascii() and value.isalnum():  # a symbolic id (Document01): not empty, no space, no urn:uuid: prefix
+        return value
     _xml_chars(value)
     if not value or _SPACE.search(value):
         raise ValueError("an entry id is a non-empty string without spaces (a symbolic id or a urn:uuid:)")
@@ -197,6 +202,8 @@ class TimePrecision(IntEnum):
     SECOND = 14
 
 
+_SECOND: Final = TimePrecision.SECOND
+_SECOND_DIGITS: Final = int(TimePrecision.SECOND)
 _DTM_RE: Final = re.compile(r"^[0-9]{4}(?:[0-9]{2}){0,5}$")
 
 
@@ -232,7 +239,9 @@ class XdsTime(BaseModel):
             moment: dt.datetime = data["moment"]
             if moment.tzinfo is None or moment.utcoffset() is None:
                 raise ValueError("an XDS time needs a timezone-aware datetime (XDS times are UTC)")
-            precision = TimePrecision(int(data.get("precision", TimePrecision.SECOND)))
+            given = data.get("precision", _SECOND)
+            # A member is its own TimePrecision(int(…)): no enum lookup for the usual call (XdsTime.of).
+            precision = given if type(given) is TimePrecision else TimePrecision(int(given))
             data = {**data, "moment": _truncate(moment.astimezone(dt.UTC), precision), "precision": precision}
         return data
 
@@ -278,6 +287,8 @@ def _parse_dtm(text: str) -> dict[str, object]:
 
 def _truncate(moment: dt.datetime, precision: TimePrecision) -> dt.datetime:
     moment = moment.replace(microsecond=0)
+    if precision >= _SECOND_DIGITS:  # to the second, the usual precision: nothing more to cut
+        return moment
     if precision < TimePrecision.SECOND:
         moment = moment.replace(second=0)
     if precision < TimePrecision.MINUTE:
@@ -317,10 +328,24 @@ def _parse_hd(text: str, what: str) -> str | None:
 
 
 def _format(components: Sequence[str | None]) -> str:
+    """The components joined by ``^``, the empty ones (None or "") at the end left out."""
     values = ["" if c is None else c for c in components]
     while values and not values[-1]:
         values.pop()
     return "^".join(values)
+
+
+def _joined(values: tuple[str, ...]) -> str:
+    """:func:`_format` of components already written as strings ("" for an absent one), in C loops.
+
+    When no component holds a ``^`` (a validated one never does: ``^`` is an HL7 separator), the
+    ``^`` at the end of the joined text are the separators of the empty components at the end,
+    which ``rstrip`` takes off; otherwise :func:`_format` decides.
+    """
+    text = "^".join(values)
+    if text.count("^") == len(values) - 1:
+        return text.rstrip("^")
+    return _format(values)
 
 
 def _hd(universal_id: str | None) -> str | None:
@@ -376,7 +401,12 @@ class Cx(BaseModel):
     @property
     def text(self) -> str:
         """The wire form."""
-        return _format([self.id, None, None, _hd(self.assigning_authority), self.id_type])
+        authority, id_type = self.assigning_authority, self.id_type
+        if authority is None or self.id is None:  # only a model_construct'ed CX: the general form
+            return _format([self.id, None, None, _hd(authority), id_type])
+        # _format's result when component 4 is there (never empty): nothing before it is dropped.
+        text = f"{self.id}^^^&{authority}&ISO"
+        return f"{text}^{id_type}" if id_type else text
 
     def __str__(self) -> str:
         return self.text
@@ -462,22 +492,23 @@ class Xcn(BaseModel):
     @property
     def text(self) -> str:
         """The wire form."""
-        return _format(
-            [
-                self.id,
-                self.family_name,
-                self.given_name,
-                self.further_given_names,
-                self.suffix,
-                self.prefix,
-                self.degree,
-                None,
-                _hd(self.assigning_authority),
-                self.name_type_code,
-                None,
-                None,
-                self.identifier_type_code,
-            ]
+        authority = self.assigning_authority
+        return _joined(
+            (
+                self.id or "",
+                self.family_name or "",
+                self.given_name or "",
+                self.further_given_names or "",
+                self.suffix or "",
+                self.prefix or "",
+                self.degree or "",
+                "",
+                "" if authority is None else f"&{authority}&ISO",
+                self.name_type_code or "",
+                "",
+                "",
+                self.identifier_type_code or "",
+            )
         )
 
     def __str__(self) -> str:
@@ -535,19 +566,20 @@ class Xon(BaseModel):
     @property
     def text(self) -> str:
         """The wire form."""
-        return _format(
-            [
-                self.organization_name,
-                None,
-                None,
-                None,
-                None,
-                _hd(self.assigning_authority),
-                self.identifier_type_code,
-                None,
-                None,
-                self.organization_identifier,
-            ]
+        authority = self.assigning_authority
+        return _joined(
+            (
+                self.organization_name or "",
+                "",
+                "",
+                "",
+                "",
+                "" if authority is None else f"&{authority}&ISO",
+                self.identifier_type_code or "",
+                "",
+                "",
+                self.organization_identifier or "",
+            )
         )
 
     def __str__(self) -> str:
@@ -690,6 +722,16 @@ _DOCUMENT_SLOTS: Final = frozenset(
         "urn:ihe:iti:xds:2013:referenceIdList",
     }
 )
+_CODE_FIELDS: Final = (
+    "class_code",
+    "type_code",
+    "format_code",
+    "healthcare_facility_type_code",
+    "practice_setting_code",
+)
+"""The single-code attributes of a DocumentEntry, in the order of :meth:`DocumentEntry.codes`."""
+
+
 _SUBMISSION_SET_SLOTS: Final = frozenset({"submissionTime", "intendedRecipient"})
 _FOLDER_SLOTS: Final = frozenset({"lastUpdateTime"})
 _ASSOCIATION_SLOTS: Final = frozenset({"SubmissionSetStatus", "PreviousVersion", "OriginalStatus", "NewStatus"})
@@ -870,13 +912,7 @@ class DocumentEntry(BaseModel):
 
     def codes(self) -> Iterator[tuple[str, AnyCode]]:
         """Every code of the entry with the attribute it sits in (for checks and filters)."""
-        for name in (
-            "class_code",
-            "type_code",
-            "format_code",
-            "healthcare_facility_type_code",
-            "practice_setting_code",
-        ):
+        for name in _CODE_FIELDS:
             code = getattr(self, name)
             if code is not None:
                 yield name, code
@@ -1136,11 +1172,18 @@ class SubmissionRequest(BaseModel):
 
     def _fingerprint(self) -> tuple[Any, ...]:
         """The field values by identity (they are frozen), and a copy of ``contents`` (a dict, mutable)."""
-        return (*(id(value) for value in self.__dict__.values()), tuple(self.contents.items()))
+        return (*map(id, self.__dict__.values()), tuple(self.contents.items()))
 
     def _unchanged(self) -> bool:
-        """True when the XDS rules were checked on exactly these values (not a ``model_copy(update=…)``)."""
-        return self._checked is not None and self._checked == self._fingerprint()
+        """True when the XDS rules were checked on exactly these values (not a ``model_copy(update=…)``).
+
+        The memo is read from ``__pydantic_private__`` (where pydantic keeps it): pydantic's ``__getattr__``
+        for a private attribute first asks its default for a ``__get__``, an AttributeError raised and
+        caught at every read, three a deposit (issue 22).
+        """
+        private = self.__pydantic_private__
+        checked = None if private is None else private.get("_checked")
+        return checked is not None and checked == self._fingerprint()
 
     @classmethod
     def build(
@@ -1254,12 +1297,14 @@ class SubmissionRequest(BaseModel):
         association_ids = [a.entry_uuid for a in self.associations]
         counted = [ss_id, *(d.entry_uuid for d in self.documents), *(f.entry_uuid for f in self.folders)]
         counted += association_ids
-        for repeated in sorted({i for i in counted if counted.count(i) > 1}):
-            found.append(f"the id {repeated} is used by more than one object of the submission")
+        if len(set(counted)) != len(counted):
+            for repeated in sorted({i for i in counted if counted.count(i) > 1}):
+                found.append(f"the id {repeated} is used by more than one object of the submission")
         unique_ids = [self.submission_set.unique_id, *(d.unique_id for d in self.documents)]
         unique_ids += [f.unique_id for f in self.folders]
-        for repeated in sorted({i for i in unique_ids if unique_ids.count(i) > 1}):
-            found.append(f"the uniqueId {repeated} is used by more than one entry of the submission")
+        if len(set(unique_ids)) != len(unique_ids):
+            for repeated in sorted({i for i in unique_ids if unique_ids.count(i) > 1}):
+                found.append(f"the uniqueId {repeated} is used by more than one entry of the submission")
 
         known = set(counted) | {ref.id for ref in self.object_refs}
         members: set[str] = set()
@@ -1268,7 +1313,7 @@ class SubmissionRequest(BaseModel):
         submitted_alone = {
             a.target_object
             for a in self.associations
-            if a.association_type == AssociationType.SUBMIT_ASSOCIATION and a.source_object == ss_id
+            if a.association_type == _SUBMIT_ASSOCIATION and a.source_object == ss_id
         }
         for association in self.associations:
             where = f"association {association.entry_uuid}"
@@ -1282,13 +1327,13 @@ class SubmissionRequest(BaseModel):
             if not isinstance(kind, AssociationType):
                 found.append(f"{where}: associationType {kind} is not an XDS association type")
                 continue
-            if kind == AssociationType.HAS_MEMBER and association.target_object == ss_id:
+            if kind == _HAS_MEMBER and association.target_object == ss_id:
                 found.append(f"{where}: the submission set cannot be a member (HasMember target) of anything")
-            if kind == AssociationType.HAS_MEMBER and association.source_object == ss_id:
+            if kind == _HAS_MEMBER and association.source_object == ss_id:
                 found += self._has_member_problems(association, where, documents, folders, association_ids)
                 members.add(association.target_object)
                 versions[association.target_object] = association.previous_version
-            elif kind == AssociationType.UPDATE_AVAILABILITY_STATUS:
+            elif kind == _UPDATE_AVAILABILITY_STATUS:
                 found += _status_update_problems(association, where, ss_id)
             elif (
                 kind in _DOCUMENT_RELATIONS
@@ -1298,11 +1343,12 @@ class SubmissionRequest(BaseModel):
                 found.append(
                     f"{where}: the source of a {_short(kind)} association must be a document of the submission"
                 )
-            if kind != AssociationType.HAS_MEMBER and association.submission_set_status is not None:
+            if kind != _HAS_MEMBER and association.submission_set_status is not None:
                 found += _submission_set_status_problems(association, where)
-            if kind != AssociationType.HAS_MEMBER and association.previous_version is not None:
+            if kind != _HAS_MEMBER and association.previous_version is not None:
                 found.append(f"{where}: PreviousVersion belongs on the HasMember of a new version only")
-            found += _propagation_problems(association, where)
+            if association.extra_slots:
+                found += _propagation_problems(association, where)
         entries: list[DocumentEntry | Folder] = [*self.documents, *self.folders]
         for entry in entries:
             if entry.entry_uuid not in members:
@@ -1374,21 +1420,27 @@ class SubmissionRequest(BaseModel):
     def _dmp_problems(self) -> list[str]:
         found: list[str] = []
         ss = self.submission_set
-        entries: list[tuple[str, Iterator[tuple[str, AnyCode]]]] = [
-            ("submission set", iter([("content_type_code", ss.content_type_code)] if ss.content_type_code else []))
-        ]
-        entries += [(f"document {d.entry_uuid}", d.codes()) for d in self.documents]
-        entries += [(f"folder {f.entry_uuid}", iter([("codes", c) for c in f.codes])) for f in self.folders]
-        for where, codes in entries:
-            for attribute, code in codes:
+        # Each object named only when one of its codes is foreign: the usual submission builds no name.
+        if isinstance(ss.content_type_code, ForeignCode):
+            found.append("submission set: the coding scheme of content_type_code is not an OID (the DMP wants OIDs)")
+        for d in self.documents:
+            for attribute, code in d.codes():
                 if isinstance(code, ForeignCode):
-                    found.append(f"{where}: the coding scheme of {attribute} is not an OID (the DMP wants OIDs)")
-        patients = [("submission set", ss.patient_id)] + [
-            (f"document {d.entry_uuid}", d.patient_id) for d in self.documents
-        ]
+                    found.append(
+                        f"document {d.entry_uuid}: the coding scheme of {attribute} is not an OID (the DMP wants OIDs)"
+                    )
+        for f in self.folders:
+            for code in f.codes:
+                if isinstance(code, ForeignCode):
+                    found.append(
+                        f"folder {f.entry_uuid}: the coding scheme of codes is not an OID (the DMP wants OIDs)"
+                    )
+        patients: list[tuple[str | DocumentEntry, Cx | None]] = [("submission set", ss.patient_id)]
+        patients += [(d, d.patient_id) for d in self.documents]
         for where, patient in patients:
             if patient is None or patient.id_type != "NH" or patient.assigning_authority not in _INS_AUTHORITIES:
-                found.append(f"{where}: the patientId must be an INS (^^^&1.2.250.1.213.1.4.8&ISO^NH or a test OID)")
+                name = where if isinstance(where, str) else f"document {where.entry_uuid}"
+                found.append(f"{name}: the patientId must be an INS (^^^&1.2.250.1.213.1.4.8&ISO^NH or a test OID)")
         if not any(author.person is not None for author in ss.authors):
             found.append("submission set: the DMP requires an author with authorPerson (who or what sends)")
         return found
@@ -1416,6 +1468,10 @@ _DOCUMENT_RELATIONS: Final = frozenset(
 )
 
 
+_HAS_MEMBER: Final = AssociationType.HAS_MEMBER
+_SUBMIT_ASSOCIATION: Final = AssociationType.SUBMIT_ASSOCIATION
+_UPDATE_AVAILABILITY_STATUS: Final = AssociationType.UPDATE_AVAILABILITY_STATUS
+"""Association types the graph rules compare with, read once (an enum member read from its class is a call)."""
 _VERSION_RE: Final = re.compile(r"^[1-9][0-9]*$")
 
 
@@ -1509,12 +1565,17 @@ def _code_length_problems(where: str, name: str, code: AnyCode) -> list[str]:
 def _author_problems(authors: Sequence[Author], where: str) -> list[str]:
     found: list[str] = []
     for index, author in enumerate(authors, 1):
-        if author.person is None and not author.institutions and not author.telecommunications:
+        person, institutions = author.person, author.institutions
+        if person is None and not institutions and not author.telecommunications:
             found.append(f"{where}: author {index} has neither authorPerson, authorInstitution nor telecommunication")
-        values: list[tuple[str, str | None, int]] = [
-            ("authorPerson", author.person.text if author.person else None, _LONG_NAME)
-        ]
-        values += [("authorInstitution", x.text, _LONG_NAME) for x in author.institutions]
+        person_text = person.text if person is not None else None
+        texts = [x.text for x in institutions]
+        if (person_text is None or len(person_text) <= _LONG_NAME) and _longest(
+            texts, author.roles, author.specialties, author.telecommunications
+        ) <= _LONG_NAME:
+            continue  # the usual author: every value fits, no list of them to make
+        values: list[tuple[str, str | None, int]] = [("authorPerson", person_text, _LONG_NAME)]
+        values += [("authorInstitution", text, _LONG_NAME) for text in texts]
         values += [("authorRole", r, _LONG_NAME) for r in author.roles]
         values += [("authorSpecialty", s, _LONG_NAME) for s in author.specialties]
         values += [("authorTelecommunication", t, _LONG_NAME) for t in author.telecommunications]
@@ -1522,9 +1583,22 @@ def _author_problems(authors: Sequence[Author], where: str) -> list[str]:
     return found
 
 
+def _longest(*groups: Sequence[str]) -> int:
+    """The length of the longest string of ``groups`` (0 when there is none): one C loop for the usual all-fit case."""
+    return max(map(len, itertools.chain(*groups)), default=0)
+
+
 def _patient_problems(patient: Cx, where: str, attribute: str = "patientId") -> list[str]:
-    problems = _check_oid(patient.assigning_authority, where, f"{attribute} assigning authority")
-    return problems + _check_lengths(where, iter([(attribute, patient.text, _LONG_NAME)]))
+    authority = patient.assigning_authority
+    found = (
+        _check_oid(authority, where, f"{attribute} assigning authority")
+        if authority is not None and not is_oid(authority)
+        else []
+    )
+    text = patient.text
+    if len(text) > _LONG_NAME:
+        found += _check_lengths(where, iter([(attribute, text, _LONG_NAME)]))
+    return found
 
 
 def _submission_set_problems(ss: SubmissionSet) -> list[str]:
@@ -1537,59 +1611,88 @@ def _submission_set_problems(ss: SubmissionSet) -> list[str]:
     if ss.content_type_code is None and not ss.limited_metadata:
         found.append(f"{where}: contentTypeCode is missing")
     found += _author_problems(ss.authors, where)
-    lengths: list[tuple[str, str | None, int]] = [
-        ("title", ss.title, _FREE_FORM),
-        ("comments", ss.comments, _FREE_FORM),
-    ]
-    lengths += [("intendedRecipient", r, _LONG_NAME) for r in ss.intended_recipients]
-    found += _check_lengths(where, iter(lengths))
+    title, comments = ss.title, ss.comments
+    if (
+        (title is not None and len(title) > _FREE_FORM)
+        or (comments is not None and len(comments) > _FREE_FORM)
+        or _longest(ss.intended_recipients) > _LONG_NAME
+    ):
+        lengths: list[tuple[str, str | None, int]] = [("title", title, _FREE_FORM), ("comments", comments, _FREE_FORM)]
+        lengths += [("intendedRecipient", r, _LONG_NAME) for r in ss.intended_recipients]
+        found += _check_lengths(where, iter(lengths))
     if ss.content_type_code is not None:
         found += _code_length_problems(where, "contentTypeCode", ss.content_type_code)
-    lengths = [(f"slot {s.name}", v, _LONG_NAME) for s in ss.extra_slots for v in s.values]
-    return found + _check_lengths(where, iter(lengths))
+    if ss.extra_slots:
+        found += _check_lengths(
+            where, iter([(f"slot {s.name}", v, _LONG_NAME) for s in ss.extra_slots for v in s.values])
+        )
+    return found
 
 
 def _document_problems(document: DocumentEntry, patient: Cx | None) -> list[str]:
     where = f"document {document.entry_uuid}"
-    found = _check_unique_id(document.unique_id, where)
-    limited = document.limited_metadata
-    on_demand = document.object_type is DocumentEntryType.ON_DEMAND
-    for field, name in _MANDATORY_IN_SUBMISSION:
-        # TF-3 Table 4.3.1-3: limited metadata makes these R2; an On-Demand entry has no creationTime.
-        if getattr(document, field) is None and not limited and not (on_demand and field == "creation_time"):
-            found.append(f"{where}: {name} is missing")
-    if not document.confidentiality_codes and not limited:
-        found.append(f"{where}: confidentialityCode is missing")
-    if document.patient_id is None:
-        if not limited:
+    unique_id = document.unique_id
+    found = _check_unique_id(unique_id, where)
+    if not document.limited_metadata:  # TF-3 Table 4.3.1-3: limited metadata makes these R2
+        on_demand = document.object_type is DocumentEntryType.ON_DEMAND
+        for field, name in _MANDATORY_IN_SUBMISSION:
+            # An On-Demand entry has no creationTime.
+            if getattr(document, field) is None and not (on_demand and field == "creation_time"):
+                found.append(f"{where}: {name} is missing")
+        if not document.confidentiality_codes:
+            found.append(f"{where}: confidentialityCode is missing")
+    patient_id = document.patient_id
+    if patient_id is None:
+        if not document.limited_metadata:
             found.append(f"{where}: patientId is missing")
     else:
-        if patient is not None and document.patient_id != patient:
+        if patient is not None and patient_id is not patient and patient_id != patient:
             found.append(f"{where}: patientId differs from the submission set's (one submission, one patient)")
-        found += _patient_problems(document.patient_id, where)
+        found += _patient_problems(patient_id, where)
     if document.source_patient_id is not None:
         found += _patient_problems(document.source_patient_id, where, "sourcePatientId")
-    found += _check_oid(document.repository_unique_id, where, "repositoryUniqueId")
+    if document.repository_unique_id is not None:
+        found += _check_oid(document.repository_unique_id, where, "repositoryUniqueId")
     start, stop = document.service_start_time, document.service_stop_time
     if start is not None and stop is not None and start.moment > stop.moment:
         found.append(f"{where}: serviceStartTime is after serviceStopTime")
     found += _author_problems(document.authors, where)
-    lengths: list[tuple[str, str | None, int]] = [
-        ("title", document.title, _FREE_FORM),
-        ("comments", document.comments, _FREE_FORM),
-        ("uniqueId", document.unique_id, _LONG_NAME),
-        ("mimeType", document.mime_type, _LONG_NAME),
-        ("languageCode", document.language_code, _LONG_NAME),
-        ("legalAuthenticator", document.legal_authenticator.text if document.legal_authenticator else None, _LONG_NAME),
-    ]
-    # The problems in the order of the values: these six, each code's three, then the lists.
-    found += _check_lengths(where, iter(lengths))
+    title, comments, language = document.title, document.comments, document.language_code
+    legal = document.legal_authenticator
+    legal_text = legal.text if legal is not None else None
+    if (
+        (title is not None and len(title) > _FREE_FORM)
+        or (comments is not None and len(comments) > _FREE_FORM)
+        or len(unique_id) > _LONG_NAME
+        or len(document.mime_type) > _LONG_NAME
+        or (language is not None and len(language) > _LONG_NAME)
+        or (legal_text is not None and len(legal_text) > _LONG_NAME)
+    ):
+        lengths: list[tuple[str, str | None, int]] = [
+            ("title", title, _FREE_FORM),
+            ("comments", comments, _FREE_FORM),
+            ("uniqueId", unique_id, _LONG_NAME),
+            ("mimeType", document.mime_type, _LONG_NAME),
+            ("languageCode", language, _LONG_NAME),
+            ("legalAuthenticator", legal_text, _LONG_NAME),
+        ]
+        found += _check_lengths(where, iter(lengths))
+    # The problems in the order of the values: the six above, each code's three (in the order of codes()),
+    # then the lists.
     for name, code in document.codes():
-        found += _code_length_problems(where, name, code)
-    lengths = [("sourcePatientInfo", v, _LONG_NAME) for v in document.source_patient_info]
-    lengths += [("referenceIdList", v, _LONG_NAME) for v in document.reference_ids]
-    lengths += [(f"slot {s.name}", v, _LONG_NAME) for s in document.extra_slots for v in s.values]
-    return found + _check_lengths(where, iter(lengths))
+        system, display = code.code_system, code.display_name
+        if (
+            len(code.code) > _LONG_NAME
+            or (system is not None and len(system) > _LONG_NAME)
+            or (display is not None and len(display) > _FREE_FORM)
+        ):  # the test of _code_length_problems, without a call for each code that fits
+            found += _code_length_problems(where, name, code)
+    if _longest(document.source_patient_info, document.reference_ids) > _LONG_NAME or document.extra_slots:
+        lengths = [("sourcePatientInfo", v, _LONG_NAME) for v in document.source_patient_info]
+        lengths += [("referenceIdList", v, _LONG_NAME) for v in document.reference_ids]
+        lengths += [(f"slot {s.name}", v, _LONG_NAME) for s in document.extra_slots for v in s.values]
+        found += _check_lengths(where, iter(lengths))
+    return found
 
 
 def _folder_problems(folder: Folder, patient: Cx | None) -> list[str]:
