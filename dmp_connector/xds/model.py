@@ -1171,8 +1171,12 @@ class SubmissionRequest(BaseModel):
     __hash__ = BaseModel.__hash__
 
     def _fingerprint(self) -> tuple[Any, ...]:
-        """The field values by identity (they are frozen), and a copy of ``contents`` (a dict, mutable)."""
-        return (*map(id, self.__dict__.values()), tuple(self.contents.items()))
+        """The field values themselves (frozen; compared by identity), and a copy of ``contents`` (a dict, mutable).
+
+        The values, not their ``id()``: held here, none of them can be freed and its address given to
+        another value that a ``model_copy(update=…)`` would then pass off as checked (review, issue 22).
+        """
+        return (*self.__dict__.values(), tuple(self.contents.items()))
 
     def _unchanged(self) -> bool:
         """True when the XDS rules were checked on exactly these values (not a ``model_copy(update=…)``).
@@ -1183,7 +1187,14 @@ class SubmissionRequest(BaseModel):
         """
         private = self.__pydantic_private__
         checked = None if private is None else private.get("_checked")
-        return checked is not None and checked == self._fingerprint()
+        if checked is None:
+            return False
+        values = self.__dict__.values()
+        return (
+            len(checked) == len(values) + 1
+            and all(kept is value for kept, value in zip(checked, values, strict=False))
+            and checked[-1] == tuple(self.contents.items())
+        )
 
     @classmethod
     def build(

@@ -390,3 +390,27 @@ def test_a_day_is_cut_to_its_start() -> None:
     assert XdsTime.of(moment).moment == dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
     with pytest.raises(pydantic.ValidationError):
         XdsTime(moment=moment, precision=7)
+
+
+def test_a_copy_is_not_taken_for_checked_when_a_freed_value_s_address_is_reused() -> None:
+    # Review finding: the memo kept the values' id()s; once the original was freed, a new tuple at the old
+    # address passed a copy's invalid documents off as checked, and check() let them through.
+    import gc
+
+    from dmp_connector.errors import ValidationError
+    from tests.xds.conftest import make_deposit
+
+    first = make_deposit()
+    second = first.model_copy(update={"documents": (make_document(),)})
+    old_address = id(first.documents)
+    bad = make_document(unique_id="not-an-oid", title="x" * 2000)
+    del first
+    gc.collect()
+    candidates = [(bad,) for _ in range(5000)]
+    for documents in (t for t in candidates if id(t) == old_address):
+        third = second.model_copy(update={"documents": documents})
+        with pytest.raises(ValidationError):
+            third.check()
+    unchecked = second.model_copy(update={"documents": (bad,)})
+    with pytest.raises(ValidationError):
+        unchecked.check()
