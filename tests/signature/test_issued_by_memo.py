@@ -15,6 +15,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -177,7 +178,7 @@ def _outcome(verify: Callable[[], object]) -> object:
 
 def _outcomes_with_and_without_memo(
     monkeypatch: pytest.MonkeyPatch, checks: Sequence[Callable[[], object]]
-) -> tuple[list[object], list[object]]:
+) -> tuple[list[Any], list[Any]]:
     with monkeypatch.context() as patched:
         patched.setattr(xmldsig, "_issued_by", xmldsig._check_issued_by)
         former = [_outcome(check) for check in checks]

@@ -126,7 +126,7 @@ def _graph_problems(self: Any) -> list[str]:
 
 
 def _has_member_problems(
-    self,
+    self: Any,
     association: Association,
     where: str,
     documents: Mapping[str, DocumentEntry],
@@ -197,9 +197,6 @@ def _status_update_problems(association: Association, where: str, ss_id: str) ->
     if original is not None and original == new:
         found.append(f"{where}: NewStatus equals OriginalStatus (nothing to update)")
     return found
-
-
-_PROPAGATION: Final = frozenset({"yes", "no"})
 
 
 def _propagation_problems(association: Association, where: str) -> list[str]:
