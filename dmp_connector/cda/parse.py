@@ -446,32 +446,29 @@ class _ChildIndex:
     and :func:`_untyped` on an element asked about several times: each ``iterchildren(tag)`` builds its own tag
     matcher, which costs more than reading the few children of a header element once (issue 22)."""
 
-    __slots__ = ("_by_tag", "_pairs")
+    __slots__ = ("_first", "_pairs")
 
     def __init__(self, element: etree._Element) -> None:
         pairs = [(child.tag, child) for child in element]
-        by_tag: dict[object, list[etree._Element]] = {}
-        for tag, child in pairs:
-            found = by_tag.get(tag)
-            if found is None:
-                by_tag[tag] = [child]
-            else:
-                found.append(child)
         self._pairs = pairs
-        self._by_tag = by_tag
+        # The first child of each tag, made in C: dict() keeps the last value of a repeated key, and the pairs
+        # are given last first (a dict of lists, made in a Python loop, cost as much as reading the children).
+        self._first: dict[object, etree._Element] = dict(reversed(pairs))
 
     def child(self, name: str) -> etree._Element | None:
-        found = self._by_tag.get(_TAGS[name])
-        return found[0] if found else None
+        return self._first.get(_TAGS[name])
 
     def children(self, name: str) -> list[etree._Element]:
-        return self._by_tag.get(_TAGS[name]) or []
+        tag = _TAGS[name]
+        if tag not in self._first:
+            return []
+        return [child for child_tag, child in self._pairs if child_tag == tag]
 
     def require(self, name: str, where: str) -> etree._Element:
-        found = self._by_tag.get(_TAGS[name])
-        if not found:
+        found = self._first.get(_TAGS[name])
+        if found is None:
             raise _missing(name, where)
-        return found[0]
+        return found
 
     def untyped(self, typed: frozenset[str]) -> list[etree._Element]:
         # A CDA tag "{urn:hl7-org:v3}x" has local name x ("}" is no name character): in the Clark set exactly when
@@ -481,7 +478,7 @@ class _ChildIndex:
 
     def local_named(self, names: Iterable[str]) -> list[etree._Element]:
         """The children whose local name is one of ``names``, whatever their namespace, in document order."""
-        wanted = {tag for tag in self._by_tag if isinstance(tag, str) and tag.rsplit("}", 1)[-1] in names}
+        wanted = {tag for tag in self._first if isinstance(tag, str) and tag.rsplit("}", 1)[-1] in names}
         return [child for tag, child in self._pairs if tag in wanted] if wanted else []
 
 
@@ -605,11 +602,13 @@ def _kept_value(key: tuple[object, ...], make: Callable[..., _V], *args: Any) ->
     values = _VALUES.get()
     if values is None:
         return make(*args)
-    try:
-        return values[key]  # type: ignore[no-any-return]
-    except KeyError:
+    value = values.get(key, _NOT_KEPT)  # a miss without a KeyError raised and caught: most values come once
+    if value is _NOT_KEPT:
         value = values[key] = make(*args)
-        return value
+    return value  # type: ignore[no-any-return]
+
+
+_NOT_KEPT: Final = object()
 
 
 def _period(element: etree._Element | None) -> Period | None:
