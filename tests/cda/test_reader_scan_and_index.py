@@ -127,8 +127,9 @@ def _former_by_tag(element: etree._Element) -> dict[object, list[etree._Element]
 
 
 def test_the_child_index_answers_as_the_lists_by_tag_did(example_files: Mapping[str, bytes]) -> None:
-    """Every element of the kit (comments and processing instructions among the children), every question the
-    reader asks: the first child of a tag, all of them in order, a missing one refused with the same message."""
+    """The header elements of every example of the kit (comments and processing instructions among the children),
+    the questions the reader asks: the first child of a tag, all of them in order, a missing one refused with the
+    same message."""
     repeated = 0
     for data in example_files.values():
         for element in _elements(data):
