@@ -127,14 +127,17 @@ _MEMO_MAX: Final = 16 * 1024 * 1024
 
 
 def _base64_spaces(data: bytes | bytearray, start: int, end: int) -> int | None:
-    """:func:`base64_spaces` without its memory, 1 MiB at a time (no big copy).
+    """:func:`base64_spaces` without its memory: a document of at most 4 MiB in one pass
+    (:func:`_whole_scan_spaces`), a larger one 1 MiB at a time (no big copy).
 
-    Each piece loses its white space (``replace`` of each of the four bytes: a ``memchr`` per
+    Each piece of a larger one loses its white space (``replace`` of each of the four bytes: a ``memchr`` per
     occurrence, nothing for a byte absent), then ``+``, ``/`` and ``=`` become ``A`` (``memchr``
     again, a few per 100 bytes) and what is left must be ASCII letters and digits: ``isalnum``,
     one table test per byte (issue 22: a third fewer instructions than ``translate``'s deletion
     loop, which wrote every byte it kept). Its white space is what the replacements removed.
     """
+    if type(data) is bytes and 0 <= start < end <= len(data) <= _WHOLE_SCAN_MAX:
+        return _whole_scan_spaces(data, start, end)
     view = memoryview(data)
     spaces = 0
     for i in range(start, end, _SCAN_STEP):
@@ -152,6 +155,29 @@ def _base64_spaces(data: bytes | bytearray, start: int, end: int) -> int | None:
                 return None
         spaces += len(piece) - len(core)
     return spaces
+
+
+_WHOLE_SCAN_MAX: Final = 4 << 20
+_BASE64_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def _whole_scan_spaces(data: bytes, start: int, end: int) -> int | None:
+    """:func:`_base64_spaces` of a document of at most 4 MiB, without a copy of its text.
+
+    ``translate`` deleting the base64 bytes keeps what is left in order, so what is left of the text is
+    what is left of the whole document once what is left of the bytes before and after it is taken
+    off; it must be XML white space alone. The whole is translated rather than a slice of it: the
+    slice (and the isalnum scan's two replacements) were copies of the text in fresh memory, which
+    cost more than the scan itself on a loaded machine (issue 22: 0.39 ms against 0.13 ms for a
+    277 kB document, though it runs a few more instructions a byte).
+    """
+    left = data.translate(None, _BASE64_BYTES)
+    before = len(data[:start].translate(None, _BASE64_BYTES))
+    after = len(data[end:].translate(None, _BASE64_BYTES))
+    text = left[before : len(left) - after]
+    if text and text.translate(None, XML_WHITE_SPACE):
+        return None
+    return len(text)
 
 
 def start_tags(data: bytes, name: bytes) -> list[re.Match[bytes]]:

@@ -446,32 +446,29 @@ class _ChildIndex:
     and :func:`_untyped` on an element asked about several times: each ``iterchildren(tag)`` builds its own tag
     matcher, which costs more than reading the few children of a header element once (issue 22)."""
 
-    __slots__ = ("_by_tag", "_pairs")
+    __slots__ = ("_first", "_pairs")
 
     def __init__(self, element: etree._Element) -> None:
         pairs = [(child.tag, child) for child in element]
-        by_tag: dict[object, list[etree._Element]] = {}
-        for tag, child in pairs:
-            found = by_tag.get(tag)
-            if found is None:
-                by_tag[tag] = [child]
-            else:
-                found.append(child)
         self._pairs = pairs
-        self._by_tag = by_tag
+        # The first child of each tag, made in C: dict() keeps the last value of a repeated key, and the pairs
+        # are given last first (a dict of lists, made in a Python loop, cost as much as reading the children).
+        self._first: dict[object, etree._Element] = dict(reversed(pairs))
 
     def child(self, name: str) -> etree._Element | None:
-        found = self._by_tag.get(_TAGS[name])
-        return found[0] if found else None
+        return self._first.get(_TAGS[name])
 
     def children(self, name: str) -> list[etree._Element]:
-        return self._by_tag.get(_TAGS[name]) or []
+        tag = _TAGS[name]
+        if tag not in self._first:
+            return []
+        return [child for child_tag, child in self._pairs if child_tag == tag]
 
     def require(self, name: str, where: str) -> etree._Element:
-        found = self._by_tag.get(_TAGS[name])
-        if not found:
+        found = self._first.get(_TAGS[name])
+        if found is None:
             raise _missing(name, where)
-        return found[0]
+        return found
 
     def untyped(self, typed: frozenset[str]) -> list[etree._Element]:
         # A CDA tag "{urn:hl7-org:v3}x" has local name x ("}" is no name character): in the Clark set exactly when
@@ -481,7 +478,7 @@ class _ChildIndex:
 
     def local_named(self, names: Iterable[str]) -> list[etree._Element]:
         """The children whose local name is one of ``names``, whatever their namespace, in document order."""
-        wanted = {tag for tag in self._by_tag if isinstance(tag, str) and tag.rsplit("}", 1)[-1] in names}
+        wanted = {tag for tag in self._first if isinstance(tag, str) and tag.rsplit("}", 1)[-1] in names}
         return [child for tag, child in self._pairs if tag in wanted] if wanted else []
 
 
@@ -605,18 +602,20 @@ def _kept_value(key: tuple[object, ...], make: Callable[..., _V], *args: Any) ->
     values = _VALUES.get()
     if values is None:
         return make(*args)
-    try:
-        return values[key]  # type: ignore[no-any-return]
-    except KeyError:
+    value = values.get(key, _NOT_KEPT)  # a miss without a KeyError raised and caught: most values come once
+    if value is _NOT_KEPT:
         value = values[key] = make(*args)
-        return value
+    return value  # type: ignore[no-any-return]
+
+
+_NOT_KEPT: Final = object()
 
 
 def _period(element: etree._Element | None) -> Period | None:
     if element is None:
         return None
     kids = _ChildIndex(element)
-    low, high, value = _ts(_child(kids, "low")), _ts(_child(kids, "high")), _ts(element)
+    low, high, value = _ts(kids.child("low")), _ts(kids.child("high")), _ts(element)
     null_flavor = element.get("nullFlavor") or None
     if low is None and high is None and value is None and null_flavor is None:
         return None
@@ -669,14 +668,14 @@ def _person_name(element: etree._Element | None) -> PersonName | None:
     if name is None:
         return None
     kids = _ChildIndex(name)
-    family = _text(_child(kids, "family"))
+    family = _text(kids.child("family"))
     if family is None:
         return None
     return PersonName(
         family=family,
-        given=_text(_child(kids, "given")),
-        prefix=_text(_child(kids, "prefix")),
-        suffix=_text(_child(kids, "suffix")),
+        given=_text(kids.child("given")),
+        prefix=_text(kids.child("prefix")),
+        suffix=_text(kids.child("suffix")),
     )
 
 
@@ -685,19 +684,19 @@ def _organization(element: etree._Element | None) -> Organization | None:
         return None
     kids = _ChildIndex(element)
     organization = Organization(
-        id=_ii(_child(kids, "id")),
-        name=_text(_child(kids, "name")),
+        id=_ii(kids.child("id")),
+        name=_text(kids.child("name")),
         telecoms=_telecoms(kids),
         addresses=_addresses(kids),
-        industry_class=_code(_child(kids, "standardIndustryClassCode")),
+        industry_class=_code(kids.child("standardIndustryClassCode")),
     )
     return _kept(organization, element)
 
 
 def _assigned(element: etree._Element) -> AssignedEntity:
     kids = _ChildIndex(element)
-    ident = _ii(_child(kids, "id"))
-    device_element = _child(kids, "assignedAuthoringDevice")
+    ident = _ii(kids.child("id"))
+    device_element = kids.child("assignedAuthoringDevice")
     device = None
     if device_element is not None:
         device = Device(
@@ -706,12 +705,12 @@ def _assigned(element: etree._Element) -> AssignedEntity:
         )
     entity = AssignedEntity(
         id=ident,
-        code=_code(_child(kids, "code")),
+        code=_code(kids.child("code")),
         addresses=_addresses(kids),
         telecoms=_telecoms(kids),
-        person=_person_name(_child(kids, "assignedPerson")),
+        person=_person_name(kids.child("assignedPerson")),
         device=device,
-        organization=_organization(_child(kids, "representedOrganization")),
+        organization=_organization(kids.child("representedOrganization")),
     )
     return _kept(entity, element)
 
@@ -801,7 +800,7 @@ def _patient(role: etree._Element) -> Patient:
     person_kids = _ChildIndex(person)
     ins: INS | None = None
     others = []
-    for element in _children(role_kids, "id"):
+    for element in role_kids.children("id"):
         ident = _ii(element, kept=False)
         if ident is None:
             continue
@@ -818,11 +817,11 @@ def _patient(role: etree._Element) -> Patient:
     if birth_name is None:
         raise ValidationError("the patient has no family name", problems=("patient/name/family: missing",))
     first_names = _first_names(parts.get(("given", None)), parts.get(("given", "BR")), parts.get(("given", "CL")))
-    gender = _child(person_kids, "administrativeGenderCode")
+    gender = person_kids.child("administrativeGenderCode")
     sex = {"M": Sex.M, "F": Sex.F, "UN": Sex.I}.get(gender.get("code") or "" if gender is not None else "")
     if sex is None:
         raise ValidationError("the patient has no administrative sex (M, F, UN)", problems=("patient/sex",))
-    birth = _child(person_kids, "birthTime")
+    birth = person_kids.child("birthTime")
     birth_value = (birth.get("value") or "").strip() if birth is not None else ""
     if len(birth_value) < 4:
         raise ValidationError("the patient has no birth time", problems=("patient/birthTime: missing",))
@@ -872,22 +871,22 @@ def _birth_date(value: str) -> BirthDate:
 
 def _author(element: etree._Element) -> Author:
     kids = _ChildIndex(element)
-    time = _ts(_child(kids, "time"))
-    entity = _child(kids, "assignedAuthor")
+    time = _ts(kids.child("time"))
+    entity = kids.child("assignedAuthor")
     if time is None or entity is None:
         raise ValidationError("an author lacks its time or assignedAuthor", problems=("author: time/assignedAuthor",))
     author = Author(
         time=time,
         entity=_assigned(entity),
-        function_code=_code(_child(kids, "functionCode")),
+        function_code=_code(kids.child("functionCode")),
     )
     return _kept(author, element)
 
 
 def _legal(element: etree._Element) -> LegalAuthenticator:
     kids = _ChildIndex(element)
-    time = _ts(_child(kids, "time"))
-    entity = _child(kids, "assignedEntity")
+    time = _ts(kids.child("time"))
+    entity = kids.child("assignedEntity")
     if time is None or entity is None:
         raise ValidationError(
             "the legal authenticator lacks its time or assignedEntity", problems=("legalAuthenticator",)
@@ -900,8 +899,8 @@ def _participant(element: etree._Element) -> Participant:
     participant = Participant(
         type_code=element.get("typeCode") or "",
         template_ids=_iis(kids, "templateId"),
-        function_code=_code(_child(kids, "functionCode")),
-        time=_period(_child(kids, "time")),
+        function_code=_code(kids.child("functionCode")),
+        time=_period(kids.child("time")),
         entity=_associated(_require(kids, "associatedEntity", "participant")),
     )
     return _kept(participant, element)
@@ -912,11 +911,11 @@ def _associated(entity: etree._Element) -> AssociatedEntity:
     associated = AssociatedEntity(
         class_code=entity.get("classCode") or "",
         ids=_iis(kids, kept=False),
-        code=_code(_child(kids, "code")),
+        code=_code(kids.child("code")),
         addresses=_addresses(kids),
         telecoms=_telecoms(kids),
-        person=_person_name(_child(kids, "associatedPerson")),
-        organization=_organization(_child(kids, "scopingOrganization")),
+        person=_person_name(kids.child("associatedPerson")),
+        organization=_organization(kids.child("scopingOrganization")),
     )
     return _kept(associated, entity)
 
@@ -929,8 +928,8 @@ def _recipient(element: etree._Element) -> InformationRecipient:
         ids=_iis(kids),
         addresses=_addresses(kids),
         telecoms=_telecoms(kids),
-        person=_person_name(_child(kids, "informationRecipient")),
-        organization=_organization(_child(kids, "receivedOrganization")),
+        person=_person_name(kids.child("informationRecipient")),
+        organization=_organization(kids.child("receivedOrganization")),
     )
     return _kept(recipient, element)
 
@@ -940,15 +939,15 @@ _EVENT_TYPED: Final = frozenset({"id", "code", "effectiveTime"})
 
 def _service_event(element: etree._Element) -> ServiceEvent:
     kids = _ChildIndex(element)
-    performers = list(_children(kids, "performer"))
+    performers = list(kids.children("performer"))
     performer = _performer(performers[0]) if performers else None
     extras = [e for e in _untyped(kids, _EVENT_TYPED) if e not in performers[:1]]
-    code = _child(kids, "code")
+    code = kids.child("code")
     event = ServiceEvent(
         ids=_iis(kids, kept=False),
         code=_code(code),
         code_translations=_raw(_children(code, "translation")) if code is not None and _code(code) else (),
-        effective_time=_period(_child(kids, "effectiveTime")),
+        effective_time=_period(kids.child("effectiveTime")),
         performer=performer,
         class_code=element.get("classCode") or None,
         extras=_raw(extras),
@@ -960,8 +959,8 @@ def _performer(element: etree._Element) -> Performer:
     kids = _ChildIndex(element)
     performer = Performer(
         template_ids=_iis(kids, "templateId"),
-        function_code=_code(_child(kids, "functionCode")),
-        time=_period(_child(kids, "time")),
+        function_code=_code(kids.child("functionCode")),
+        time=_period(kids.child("time")),
         entity=_assigned(_require(kids, "assignedEntity", "performer")),
     )
     return _kept(performer, element)
@@ -972,11 +971,11 @@ _ENCOUNTER_TYPED: Final = frozenset({"id", "code", "effectiveTime", "location"})
 
 def _encounter(element: etree._Element) -> Encounter:
     kids = _ChildIndex(element)
-    period = _period(_child(kids, "effectiveTime"))
+    period = _period(kids.child("effectiveTime"))
     hcf = element.find(f"{hl7('location')}/{hl7('healthCareFacility')}")
     encounter = Encounter(
         ids=_iis(kids, kept=False),
-        code=_code(_child(kids, "code")),
+        code=_code(kids.child("code")),
         effective_time=period,
         facility=_facility(hcf) if hcf is not None else None,
         extras=_raw(_untyped(kids, _ENCOUNTER_TYPED)),
@@ -986,11 +985,11 @@ def _encounter(element: etree._Element) -> Encounter:
 
 def _facility(hcf: etree._Element) -> HealthCareFacility:
     kids = _ChildIndex(hcf)
-    place = _child(kids, "location")
+    place = kids.child("location")
     place_addresses = _addresses(place) if place is not None else ()
     facility = HealthCareFacility(
-        id=_ii(_child(kids, "id")),
-        code=_code(_child(kids, "code")),
+        id=_ii(kids.child("id")),
+        code=_code(kids.child("code")),
         place_name=_text(_child(place, "name")) if place is not None else None,
         place_address=place_addresses[0] if place_addresses else None,
     )
@@ -1036,16 +1035,16 @@ _SECTION_TYPED: Final = frozenset({"templateId", "id", "code", "title", "text", 
 
 def _section(element: etree._Element) -> Section:
     kids = _ChildIndex(element)
-    text = _child(kids, "text")
+    text = kids.child("text")
     section = Section(
         xml_id=element.get("ID") or None,
         template_ids=_iis(kids, "templateId"),
-        id=_ii(_child(kids, "id")),
-        code=_code(_child(kids, "code")),
-        title=_text(_child(kids, "title")),
+        id=_ii(kids.child("id")),
+        code=_code(kids.child("code")),
+        title=_text(kids.child("title")),
         text=Narrative.from_element(text) if text is not None else None,
         extras=_raw(_untyped(kids, _SECTION_TYPED)),
-        entries=tuple(read_entry(e) for e in _children(kids, "entry")),
-        subsections=tuple(_section(s) for s in _path(_children(kids, "component"), "section")),
+        entries=tuple(read_entry(e) for e in kids.children("entry")),
+        subsections=tuple(_section(s) for s in _path(kids.children("component"), "section")),
     )
     return _kept(section, element)
