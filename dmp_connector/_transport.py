@@ -29,7 +29,6 @@ from types import TracebackType
 from typing import ClassVar, Generic, Self, TypeVar
 
 import httpx
-import tenacity
 from lxml import etree
 
 from ._audit_trail import AuditTrail, error_code_of
@@ -37,6 +36,7 @@ from ._deadline import (
     ATTEMPT_END,
     AttemptExpired,
     Budget,
+    RetryLoop,
     bounded_timeout,
     capped_policy,
     deadline,
@@ -65,7 +65,7 @@ from .errors import (
     TransportError,
     UnsafeXmlError,
 )
-from .retries import RetryPolicy, parse_retry_after, tenacity_kwargs
+from .retries import RetryPolicy, parse_retry_after
 from .soap.envelope import Addressing, SoapMessage, WsSecurity, _envelope_bytes, new_message_id, parse_envelope
 from .soap.mtom import Attachment, MtomPayload, MultipartRelatedParser, encode_mtom, is_multipart
 
@@ -237,6 +237,9 @@ class BaseClient:
         self._pseudonymizer = self._trail.pseudonymizer
         self._actor = self._trail.actor
         self._owns_sinks = True
+        # The endpoints this client posts to, parsed once (see _target): a few URLs of the environment's settings.
+        self._urls: dict[str, httpx.URL] = {}
+        self._endpoints: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return client_repr(self, self.settings.environment)
@@ -291,6 +294,22 @@ class BaseClient:
             patient=request.patient,
             document_ids=request.document_ids,
         )
+
+    def _target(self, url: str) -> httpx.URL:
+        """``url`` parsed for httpx, once per endpoint rather than at every call (0.1 M instructions a parse)."""
+        target = self._urls.get(url)
+        if target is None:
+            target = httpx.URL(url)
+            _keep(self._urls, url, target)
+        return target
+
+    def _endpoint(self, url: str) -> str:
+        """``url`` as an audit event holds it (:func:`endpoint_of`), once per endpoint."""
+        endpoint = self._endpoints.get(url)
+        if endpoint is None:
+            endpoint = endpoint_of(url)
+            _keep(self._endpoints, url, endpoint)
+        return endpoint
 
     def _reader(self, response: httpx.Response) -> _ResponseReader:
         return _ResponseReader(response, self.settings, self.max_response_bytes)
@@ -356,7 +375,7 @@ class BaseClient:
             timestamp=datetime.now(UTC) - timedelta(seconds=duration),
             service=prepared.operation.service,
             operation=prepared.operation.name,
-            endpoint=endpoint_of(prepared.url),
+            endpoint=self._endpoint(prepared.url),
             correlation_id=prepared.message_id,
             attempt=attempt,
             actor=self._actor,
@@ -370,12 +389,27 @@ class BaseClient:
         )
         self.audit.emit(event)
 
-    def _retrying_kwargs(self, operation: Operation[T], budget: Budget) -> dict[str, object]:
-        """tenacity's arguments; no wait is begun that would end past the call's deadline."""
-        return tenacity_kwargs(capped_policy(self.retry, budget), safe_to_repeat=operation.safe_to_repeat)
+    def _retry_loop(self, operation: Operation[T], budget: Budget) -> RetryLoop:
+        """The call's retry decisions (tenacity's, see :class:`RetryLoop`); no wait is begun that would end past
+        the call's deadline."""
+        return RetryLoop(capped_policy(self.retry, budget), safe_to_repeat=operation.safe_to_repeat)
 
     def _close_sinks(self) -> None:
         self._trail.close()
+
+
+_KEPT_URLS = 16
+
+
+def _keep(memo: dict[str, T], url: str, value: T) -> None:
+    """Remember what was derived from an endpoint URL, for a client's later calls.
+
+    Only a URL without query, fragment or user information, which could carry an identifier or a
+    secret (an operation's endpoint comes from the environment's settings, the client holds them
+    already), and only a few: a client posts to a handful of services.
+    """
+    if len(memo) < _KEPT_URLS and not ("?" in url or "#" in url or "@" in url):
+        memo[url] = value
 
 
 def _status_hint(status: int) -> str:
@@ -471,11 +505,15 @@ class Client(BaseClient):
         """
         budget = Budget.start(self.settings)
         prepared = self._prepare(operation)
-        result: object = None
-        for attempt in tenacity.Retrying(**self._retrying_kwargs(operation, budget)):  # type: ignore[arg-type]
-            with attempt:
-                result = self._attempt(prepared, attempt.retry_state.attempt_number, budget)
-        return result  # type: ignore[return-value]
+        attempts = self._retry_loop(operation, budget)
+        while True:
+            try:
+                return self._attempt(prepared, attempts.number, budget)  # type: ignore[return-value]
+            except BaseException as exc:
+                delay = attempts.failed(exc)
+                if delay is None:
+                    raise
+            time.sleep(delay)
 
     def _attempt(self, prepared: _Prepared, number: int, budget: Budget) -> object:
         started = time.monotonic()
@@ -483,12 +521,12 @@ class Client(BaseClient):
         reader: _ResponseReader | None = None
         try:
             end = budget.attempt_end(f"{prepared.operation.service} {prepared.operation.name}")
-            content = prepared.body if prepared.body is not None else prepared.mtom.iter_bytes()  # type: ignore[union-attr]
+            content = prepared.body if prepared.body is not None else prepared.mtom._writes()  # type: ignore[union-attr]
             token = ATTEMPT_END.set(end)
             try:
                 with self._http.stream(
                     "POST",
-                    prepared.url,
+                    self._target(prepared.url),
                     content=content,
                     headers=prepared.headers,
                     timeout=bounded_timeout(self._http, end),
@@ -579,11 +617,15 @@ class AsyncClient(BaseClient):
             prepared = await asyncio.to_thread(self._prepare, operation)
         else:
             prepared = self._prepare(operation)
-        result: object = None
-        async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(operation, budget)):  # type: ignore[arg-type]
-            with attempt:
-                result = await self._attempt(prepared, attempt.retry_state.attempt_number, budget)
-        return result  # type: ignore[return-value]
+        attempts = self._retry_loop(operation, budget)
+        while True:
+            try:
+                return await self._attempt(prepared, attempts.number, budget)  # type: ignore[return-value]
+            except BaseException as exc:
+                delay = attempts.failed(exc)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
 
     async def _attempt(self, prepared: _Prepared, number: int, budget: Budget) -> object:
         started = time.monotonic()
@@ -591,12 +633,12 @@ class AsyncClient(BaseClient):
         reader: _ResponseReader | None = None
         try:
             end = budget.attempt_end(f"{prepared.operation.service} {prepared.operation.name}")
-            content = prepared.body if prepared.body is not None else prepared.mtom.aiter_bytes()  # type: ignore[union-attr]
+            content = prepared.body if prepared.body is not None else prepared.mtom._awrites()  # type: ignore[union-attr]
             try:
                 async with asyncio.timeout(end - time.monotonic()):
                     async with self._http.stream(
                         "POST",
-                        prepared.url,
+                        self._target(prepared.url),
                         content=content,
                         headers=prepared.headers,
                         timeout=bounded_timeout(self._http, end),
@@ -662,13 +704,38 @@ def _http_options(settings: Settings) -> tuple[ssl.SSLContext, httpx.Timeout]:
     return build_ssl_context(settings.tls), httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
 
 
+_SET_COOKIE = frozenset({b"set-cookie", b"set-cookie2"})
+
+
+class _Cookies(httpx.Cookies):
+    """The cookie jar of the HTTP clients we create: an answer that sets no cookie is not handed to it.
+
+    httpx gives every answer to :class:`http.cookiejar.CookieJar`, through a urllib request and an
+    email message built for the purpose (0.2 M instructions per call), which finds no ``Set-Cookie``
+    in a SOAP answer and returns. An answer that sets one (a load balancer's sticky session) is
+    read as before, and the cookie goes with the next requests.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        for name, _ in response.headers.raw:
+            # What the email message would find (its names compared lower-cased, as str: a non-ASCII name
+            # may lower to ASCII, so it goes the whole way).
+            if name.lower() in _SET_COOKIE or not name.isascii():
+                super().extract_cookies(response)
+                return
+
+
 def _sync_http(settings: Settings) -> httpx.Client:
     verify, timeout = _http_options(settings)
     # A transport whose network backend holds every socket wait to the attempt's deadline.
-    return httpx.Client(transport=deadline_transport(verify, _LIMITS), timeout=timeout, follow_redirects=False)
+    http = httpx.Client(transport=deadline_transport(verify, _LIMITS), timeout=timeout, follow_redirects=False)
+    http._cookies = _Cookies()  # httpx's setter would copy it into a plain jar
+    return http
 
 
 def _async_http(settings: Settings) -> httpx.AsyncClient:
     verify, timeout = _http_options(settings)
     # A transport whose connections are non-blocking TLS sockets waited on by the event loop (see _loopnet).
-    return httpx.AsyncClient(transport=loop_transport(verify, _LIMITS), timeout=timeout, follow_redirects=False)
+    http = httpx.AsyncClient(transport=loop_transport(verify, _LIMITS), timeout=timeout, follow_redirects=False)
+    http._cookies = _Cookies()  # httpx's setter would copy it into a plain jar
+    return http

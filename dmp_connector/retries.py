@@ -4,7 +4,9 @@ The policy is data (:class:`RetryPolicy`) and the rules are pure functions, so t
 sync and async send loops cannot drift apart and every rule can be tested without a
 clock or a network. :func:`next_delay` is the one decision the loops use; the tenacity
 wiring in :func:`tenacity_kwargs` is built on it, so tenacity and the pure rules always
-agree.
+agree. The SOAP clients apply it without tenacity's objects, deciding as tenacity does with
+those arguments (the time since the first attempt or the waits ordered, one jitter draw per
+failure).
 
 A request is repeated only when all of these hold:
 
