@@ -532,8 +532,10 @@ class _Markup:
         if value is not None:
             if not value:
                 self.empty_values = True
+            elif "&" in value or "<" in value or ">" in value or "\r" in value:  # _t's test, without a call (issue 22)
+                value = _t(value)
             self.out.append(
-                f'<rim:Slot name="{name}"><rim:ValueList><rim:Value>{_t(value)}</rim:Value></rim:ValueList></rim:Slot>'
+                f'<rim:Slot name="{name}"><rim:ValueList><rim:Value>{value}</rim:Value></rim:ValueList></rim:Slot>'
             )
 
     def many(self, name: str, values: Sequence[str]) -> None:
@@ -618,12 +620,19 @@ class _Markup:
             f'<rim:Classification classificationScheme="{scheme}" classifiedObject="{owner}" '
             f'id="{ids.next("author")}" nodeRepresentation="">'
         )
-        self.one("authorPerson", author.person.text if author.person else None)
-        self.many("authorInstitution", [x.text for x in author.institutions])
-        self.many("authorRole", author.roles)
-        self.many("authorSpecialty", author.specialties)
-        self.many("authorTelecommunication", author.telecommunications)
-        self.extra_slots(author.extra_slots)
+        person, institutions = author.person, author.institutions
+        self.one("authorPerson", person.text if person else None)
+        # many()'s test here: most of these lists are empty (issue 22).
+        if institutions:
+            self.values("authorInstitution", [x.text for x in institutions])
+        if author.roles:
+            self.values("authorRole", author.roles)
+        if author.specialties:
+            self.values("authorSpecialty", author.specialties)
+        if author.telecommunications:
+            self.values("authorTelecommunication", author.telecommunications)
+        if author.extra_slots:
+            self.extra_slots(author.extra_slots)
         self.end(start, "</rim:Classification>")
 
     def external_id(self, scheme: str, owner: str, ids: _Ids, value: str, name: str) -> None:

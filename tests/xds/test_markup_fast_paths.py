@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dmp_connector.codes import Code
-from dmp_connector.xds import TextAttributes, XdsTime
+from dmp_connector.xds import Author, Slot, TextAttributes, Xcn, XdsTime, Xon
 from dmp_connector.xds import ebrim as ebrim_mod
 from dmp_connector.xds.ebrim import (
     _ID_NAMESPACE,
@@ -204,3 +204,81 @@ def test_a_time_before_the_year_1000_keeps_its_four_digits(year: int) -> None:
     time = XdsTime.of(dt.datetime(year, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
     assert time.text == f"{year:04d}0102030405"
     assert len(time.text) == 14
+
+
+# ----------------------------------------------------------------------------- slots and authors
+
+
+def _former_one(markup: _Markup, name: str, value: str | None) -> None:
+    if value is not None:
+        if not value:
+            markup.empty_values = True
+        markup.out.append(
+            f'<rim:Slot name="{name}"><rim:ValueList><rim:Value>{_t(value)}</rim:Value></rim:ValueList></rim:Slot>'
+        )
+
+
+@given(st.none() | _VALUES)
+def test_a_slot_of_one_value_is_written_as_before(value: str | None) -> None:
+    new, old = _Markup(), _Markup()
+    new.one("hash", value)
+    _former_one(old, "hash", value)
+    assert (new.out, new.empty_values) == (old.out, old.empty_values)
+
+
+@pytest.mark.parametrize("value", ["a&b", "a<b", "a>b", "a\rb"])
+def test_a_slot_value_is_escaped(value: str) -> None:
+    # The guarding rule: each character _t escapes sends the value through it.
+    markup = _Markup()
+    markup.one("hash", value)
+    assert f"<rim:Value>{_t(value)}</rim:Value>" in markup.out[0] and value not in markup.out[0]
+
+
+def _former_author(markup: _Markup, scheme: str, owner: str, ids: _Ids, author: Author) -> None:
+    start = len(markup.out)
+    markup.out.append(
+        f'<rim:Classification classificationScheme="{scheme}" classifiedObject="{owner}" '
+        f'id="{ids.next("author")}" nodeRepresentation="">'
+    )
+    markup.one("authorPerson", author.person.text if author.person else None)
+    markup.many("authorInstitution", [x.text for x in author.institutions])
+    markup.many("authorRole", author.roles)
+    markup.many("authorSpecialty", author.specialties)
+    markup.many("authorTelecommunication", author.telecommunications)
+    markup.extra_slots(author.extra_slots)
+    markup.end(start, "</rim:Classification>")
+
+
+_WORDS = st.text(st.sampled_from("ab&<é"), min_size=1, max_size=4)
+
+
+@given(
+    person=st.booleans(),
+    institutions=st.lists(_WORDS, max_size=2),
+    roles=st.lists(_WORDS, max_size=2),
+    specialties=st.lists(_WORDS, max_size=2),
+    telecoms=st.lists(_WORDS, max_size=2),
+    extra=st.lists(st.tuples(_WORDS, st.lists(st.text(st.sampled_from("a&"), max_size=2), max_size=2)), max_size=2),
+)
+def test_an_author_is_written_as_before(
+    person: bool,
+    institutions: list[str],
+    roles: list[str],
+    specialties: list[str],
+    telecoms: list[str],
+    extra: list[tuple[str, list[str]]],
+) -> None:
+    author = Author.model_construct(
+        person=Xcn.model_construct(id="1", family_name="A&B", assigning_authority="1.2", name_type_code="D")
+        if person
+        else None,
+        institutions=tuple(Xon.model_construct(organization_name=name) for name in institutions),
+        roles=tuple(roles),
+        specialties=tuple(specialties),
+        telecommunications=tuple(telecoms),
+        extra_slots=tuple(Slot(name=name, values=tuple(values)) for name, values in extra),
+    )
+    new, old = _Markup(), _Markup()
+    new.author("scheme", "Document01", _Ids("Document01", "1.2.3"), author)
+    _former_author(old, "scheme", "Document01", _Ids("Document01", "1.2.3"), author)
+    assert (new.out, new.empty_values) == (old.out, old.empty_values)
