@@ -489,6 +489,10 @@ def vihf_attributes(
 
 def _instant(moment: dt.datetime) -> str:
     utc = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if utc.year >= 1000:
+        # The same text from isoformat (milliseconds truncated, as below; "+00:00" for "Z"): half the cost of
+        # strftime and a format (three an assertion, issue 22). strftime writes a year before 1000 unpadded.
+        return utc.isoformat(timespec="milliseconds")[:-6] + "Z"
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
@@ -560,15 +564,29 @@ class _NotText(Exception):
 
 
 def _text(value: object) -> str:
-    """``value`` as the canonical form writes element text; a value that is not plain non-empty XML text raises."""
-    if type(value) is not str or not value or _OUTSIDE_XML.search(value):
+    """``value`` as the canonical form writes element text; a value that is not plain non-empty XML text raises.
+
+    A printable ASCII value (U+0020 to U+007E: every one an XML character, no carriage return) is told by two
+    C tests and looked through for the three characters to escape, without the two regular expressions (some
+    40 values an assertion, issue 22).
+    """
+    if type(value) is not str or not value:
+        raise _NotText
+    if value.isascii() and value.isprintable():
+        return value.translate(_TEXT_ESCAPES) if "&" in value or "<" in value or ">" in value else value
+    if _OUTSIDE_XML.search(value):
         raise _NotText
     return value.translate(_TEXT_ESCAPES) if _TEXT_SPECIAL.search(value) else value
 
 
 def _attribute(value: object) -> str:
-    """``value`` as the canonical form writes an attribute value (between double quotes)."""
-    if type(value) is not str or _OUTSIDE_XML.search(value):
+    """``value`` as the canonical form writes an attribute value (between double quotes); printable ASCII as in
+    :func:`_text` (no tab, line feed or carriage return to escape)."""
+    if type(value) is not str:
+        raise _NotText
+    if value.isascii() and value.isprintable():
+        return value.translate(_ATTRIBUTE_ESCAPES) if "&" in value or "<" in value or '"' in value else value
+    if _OUTSIDE_XML.search(value):
         raise _NotText
     return value.translate(_ATTRIBUTE_ESCAPES) if _ATTRIBUTE_SPECIAL.search(value) else value
 

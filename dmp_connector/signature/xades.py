@@ -36,6 +36,7 @@ and raises :class:`~dmp_connector.errors.SignatureVerificationError` with a stab
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import secrets
@@ -79,7 +80,7 @@ from ._manifest import (
 )
 from ._xmldsig import certificate_base64, certificate_path, check_key_usage, check_validity, load_certificate
 from .keys import certificate_memo
-from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, algorithms_from_settings, check_signer
+from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, check_signer
 
 __all__ = [
     "SIGNATURE_ENTRY_ID",
@@ -232,18 +233,44 @@ class SubmissionSetSignatureProfile(BaseModel):
     @classmethod
     def from_settings(cls, signing: SigningSettings) -> SubmissionSetSignatureProfile:
         """The profile ``[signing]`` describes (algorithms, XAdES version, certificate scope)."""
-        signature_algorithm, digest_algorithm = algorithms_from_settings(signing)
+        values = (
+            signing.signature_algorithm,
+            signing.digest_algorithm,
+            signing.xades_version,
+            signing.xades_signing_certificate,
+        )
+        if all(type(value) is str for value in values):
+            return _profile_from_settings(cls, *values)
+        return cls._from_values(*values)
+
+    @classmethod
+    def _from_values(
+        cls, signature_algorithm: str, digest_algorithm: str, xades_version: str, certificate_scope: str
+    ) -> SubmissionSetSignatureProfile:
         return cls(
-            signature_algorithm=signature_algorithm,
-            digest_algorithm=digest_algorithm,
-            xades_version=XadesVersion.from_setting(signing.xades_version),
-            certificate_scope=SigningCertificateScope(signing.xades_signing_certificate),
+            signature_algorithm=SignatureAlgorithm.from_setting(signature_algorithm),
+            digest_algorithm=DigestAlgorithm.from_setting(digest_algorithm),
+            xades_version=XadesVersion.from_setting(xades_version),
+            certificate_scope=SigningCertificateScope(certificate_scope),
         )
 
     @property
     def cert_digest(self) -> DigestAlgorithm:
         """The CertDigest algorithm in effect."""
         return self.certificate_digest_algorithm or self.digest_algorithm
+
+
+@functools.lru_cache(maxsize=16)
+def _profile_from_settings(
+    cls: type[SubmissionSetSignatureProfile],
+    signature_algorithm: str,
+    digest_algorithm: str,
+    xades_version: str,
+    certificate_scope: str,
+) -> SubmissionSetSignatureProfile:
+    """:meth:`SubmissionSetSignatureProfile.from_settings` made once for the same four settings (a frozen value, one
+    a deposit, issue 22). Invalid values raise as they did, and nothing is kept for them."""
+    return cls._from_values(signature_algorithm, digest_algorithm, xades_version, certificate_scope)
 
 
 DEFAULT_PROFILE = SubmissionSetSignatureProfile()
@@ -654,7 +681,15 @@ _OUTSIDE_XML: Final = re.compile("[^\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010fff
 
 
 def _plain(value: object) -> str:
-    if type(value) is not str or not _PLAIN.match(value) or _OUTSIDE_XML.search(value):
+    if type(value) is not str:
+        raise _NotPlain
+    # Printable ASCII (U+0020 to U+007E: XML characters, no white space to escape) needs four substring tests
+    # rather than the two regular expressions (eight values a signature, issue 22).
+    if value.isascii() and value.isprintable():
+        if not value or "&" in value or "<" in value or ">" in value or '"' in value:
+            raise _NotPlain
+        return value
+    if not _PLAIN.match(value) or _OUTSIDE_XML.search(value):
         raise _NotPlain
     return value
 

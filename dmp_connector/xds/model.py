@@ -264,7 +264,11 @@ class XdsTime(BaseModel):
     def text(self) -> str:
         """The wire form, e.g. ``20250102030506``."""
         m = self.moment
-        full = f"{m.year:04d}{m.month:02d}{m.day:02d}{m.hour:02d}{m.minute:02d}{m.second:02d}"
+        year = m.year
+        if year >= 1000:  # fourteen digits as one integer written in C: a third of the formatting's cost (issue 22)
+            full = str(((((year * 100 + m.month) * 100 + m.day) * 100 + m.hour) * 100 + m.minute) * 100 + m.second)
+        else:
+            full = f"{year:04d}{m.month:02d}{m.day:02d}{m.hour:02d}{m.minute:02d}{m.second:02d}"
         return full[: self.precision]
 
     def __str__(self) -> str:
