@@ -39,6 +39,8 @@ _READ, _WRITE = 0, 1
 
 YIELD_EVERY = 1024 * 1024
 """Bytes read or written without any wait after which the loop is handed back once."""
+WRITE_SLICE = 64 * 1024
+"""Bytes a write may send within one write timeout before the next bytes get a timeout of their own."""
 
 
 def _wake(waiter: asyncio.Future[bool], ready: bool) -> None:
@@ -111,8 +113,10 @@ class LoopStream(httpcore.AsyncNetworkStream):
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 (httpcore's API)
         if not buffer:
             return
-        end = _deadline_of(asyncio.get_running_loop(), timeout)
+        loop = asyncio.get_running_loop()
+        end = _deadline_of(loop, timeout)
         view = memoryview(buffer)
+        sent_since = 0
         try:
             while view:
                 try:
@@ -126,6 +130,12 @@ class LoopStream(httpcore.AsyncNetworkStream):
                     raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
                 else:
                     view = view[sent:]
+                    sent_since += sent
+                    if sent_since >= WRITE_SLICE:
+                        # Each 64 KiB sent gets its own write timeout, as when the body came in 64 KiB chunks:
+                        # a large piece written whole is not held to one timeout (the attempt's deadline holds).
+                        sent_since = 0
+                        end = _deadline_of(loop, timeout)
                     await self._moved(sent)
         finally:
             view.release()

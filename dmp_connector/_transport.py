@@ -491,6 +491,8 @@ class Client(BaseClient):
     ) -> None:
         super().__init__(settings, security=security, audit=audit, retry=retry, max_response_bytes=max_response_bytes)
         self._owns_http = http_client is None
+        # Our transport gives each 64 KiB of a write its own write timeout; another gets the body in 64 KiB chunks.
+        self._sliced_writes = http_client is None
         try:
             self._http = http_client if http_client is not None else _sync_http(settings)
         except BaseException:
@@ -521,7 +523,13 @@ class Client(BaseClient):
         reader: _ResponseReader | None = None
         try:
             end = budget.attempt_end(f"{prepared.operation.service} {prepared.operation.name}")
-            content = prepared.body if prepared.body is not None else prepared.mtom._writes()  # type: ignore[union-attr]
+            content = (
+                prepared.body
+                if prepared.body is not None
+                else (
+                    prepared.mtom._writes() if self._sliced_writes else prepared.mtom.iter_bytes()  # type: ignore[union-attr]
+                )
+            )
             token = ATTEMPT_END.set(end)
             try:
                 with self._http.stream(
@@ -600,6 +608,8 @@ class AsyncClient(BaseClient):
     ) -> None:
         super().__init__(settings, security=security, audit=audit, retry=retry, max_response_bytes=max_response_bytes)
         self._owns_http = http_client is None
+        # Our transport gives each 64 KiB of a write its own write timeout; another gets the body in 64 KiB chunks.
+        self._sliced_writes = http_client is None
         try:
             self._http = http_client if http_client is not None else _async_http(settings)
         except BaseException:
@@ -633,7 +643,13 @@ class AsyncClient(BaseClient):
         reader: _ResponseReader | None = None
         try:
             end = budget.attempt_end(f"{prepared.operation.service} {prepared.operation.name}")
-            content = prepared.body if prepared.body is not None else prepared.mtom._awrites()  # type: ignore[union-attr]
+            content = (
+                prepared.body
+                if prepared.body is not None
+                else (
+                    prepared.mtom._awrites() if self._sliced_writes else prepared.mtom.aiter_bytes()  # type: ignore[union-attr]
+                )
+            )
             try:
                 async with asyncio.timeout(end - time.monotonic()):
                     async with self._http.stream(

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dmp_connector._deadline import ATTEMPT_END, DeadlineStream, RetryLoop
+from dmp_connector._loopnet import LoopStream
 from dmp_connector._transport import AsyncClient, Client, _Cookies
 from dmp_connector.audit import MemorySink
 from dmp_connector.config import Environment, Settings
@@ -204,14 +207,79 @@ def test_a_deposit_like_body_goes_in_three_writes_and_the_document_uncopied() ->
     assert pieces[1] is document
 
 
-async def _collect(payload: MtomPayload) -> list[bytes]:
-    return [piece async for piece in payload._awrites()]
+class _ChunkRecorder(httpx.BaseTransport):
+    """A vendor's own transport: records the pieces of each request body, then lets the echo service answer."""
+
+    def __init__(self) -> None:
+        self.pieces: list[int] = []
+        self._inner = as_transport(echo_service)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        body = []
+        for piece in request.stream:
+            self.pieces.append(len(piece))
+            body.append(piece)
+        return self._inner.handle_request(
+            httpx.Request(request.method, request.url, headers=request.headers, content=b"".join(body))
+        )
 
 
-def test_the_async_pieces_are_the_same() -> None:
-    attachment = Attachment.from_bytes(_bytes(3 * CHUNK_SIZE, 1), content_id="a@x")
-    payload = MtomPayload(content_type="m", content_length=3 * CHUNK_SIZE + 8, segments=(b"head", attachment, b"tail"))
-    assert asyncio.run(_collect(payload)) == list(payload._writes())
+def test_a_client_given_its_own_http_client_sends_the_body_in_64_kib_chunks() -> None:
+    """Only our transports hold each 64 KiB of a write to its own write timeout: another gets the chunks as before
+    (httpcore's sync stream sends a piece with one sendall, held to one timeout as a whole)."""
+    recorder = _ChunkRecorder()
+    document = Attachment.from_bytes(_bytes(5 * CHUNK_SIZE + 7, 3), content_id="d@x")
+    with httpx.Client(transport=recorder) as http, Client(SETTINGS, http_client=http) as client:
+        result = client.send(EchoOperation("chunks", [document]))
+    assert [d.read() for d in result.documents] == [document.read()]
+    assert recorder.pieces and max(recorder.pieces) <= CHUNK_SIZE
+    assert len(recorder.pieces) >= 6
+
+
+def _slow_reader(sock: socket.socket, total: int, stop: threading.Event, pause: float) -> None:
+    got = 0
+    while got < total and not stop.is_set():
+        if pause < 0:  # a stalled reader
+            time.sleep(0.01)
+            continue
+        data = sock.recv(16_384)
+        if not data:
+            break
+        got += len(data)
+        time.sleep(pause)
+
+
+async def _one_write(size: int, write_timeout: float, pause: float) -> float:
+    """Write ``size`` bytes in one LoopStream.write to a reader taking 16 KiB every ``pause`` s; the seconds taken."""
+    ours, theirs = socket.socketpair()
+    for sock in (ours, theirs):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16_384)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)
+    ours.setblocking(False)
+    stop = threading.Event()
+    reader = threading.Thread(target=_slow_reader, args=(theirs, size, stop, pause))
+    reader.start()
+    started = time.monotonic()
+    try:
+        await LoopStream(ours).write(b"x" * size, timeout=write_timeout)
+        return time.monotonic() - started
+    finally:
+        stop.set()
+        ours.close()
+        reader.join()
+        theirs.close()
+
+
+def test_the_async_stream_gives_each_64_kib_of_a_large_write_its_own_write_timeout() -> None:
+    """An attachment handed whole to our async transport is not held to one write timeout (review finding): a
+    slow reader that takes 512 KiB in ~0.7 s, each 64 KiB well within 0.4 s, gets it all; one that stalls does not."""
+    took = asyncio.run(_one_write(512 * 1024, write_timeout=0.4, pause=0.02))
+    assert took > 0.4  # longer than one timeout: only the renewal lets it through
+    started = time.monotonic()
+    with pytest.raises(httpcore.WriteTimeout):
+        asyncio.run(_one_write(512 * 1024, write_timeout=0.4, pause=-1))
+    assert time.monotonic() - started < 5
 
 
 # --- the sync stream's deadline slices ------------------------------------------------------------
