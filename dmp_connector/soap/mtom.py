@@ -408,12 +408,7 @@ class MtomPayload:
         # is joined from views of them. An attachment held in memory is one piece, not read through a reader.
         pending: list[memoryview] = []
         filled = 0
-        for segment in self.segments:
-            if isinstance(segment, bytes):
-                pieces: Iterable[bytes] = (segment,)
-            else:
-                source = segment._source
-                pieces = (source.data(),) if isinstance(source, _BytesSource) else segment.iter_chunks()
+        for pieces in self._pieces():
             for piece in pieces:
                 size = len(piece)
                 start = 0
@@ -440,6 +435,15 @@ class MtomPayload:
         if pending:
             yield b"".join(pending)
 
+    def _pieces(self) -> Iterator[Iterable[bytes]]:
+        """Each segment's bytes: itself, an attachment held in memory as one piece, a file read a chunk at a time."""
+        for segment in self.segments:
+            if isinstance(segment, bytes):
+                yield (segment,)
+            else:
+                source = segment._source
+                yield (source.data(),) if isinstance(source, _BytesSource) else segment.iter_chunks()
+
     def _writes(self) -> Iterator[bytes]:
         """The body as the SOAP clients hand it to their transport: the same bytes in fewer, uncopied pieces.
 
@@ -452,12 +456,7 @@ class MtomPayload:
         """
         pending: list[bytes] = []
         filled = 0
-        for segment in self.segments:
-            if isinstance(segment, bytes):
-                pieces: Iterable[bytes] = (segment,)
-            else:
-                source = segment._source
-                pieces = (source.data(),) if isinstance(source, _BytesSource) else segment.iter_chunks()
+        for pieces in self._pieces():
             for piece in pieces:
                 size = len(piece)
                 if pending and filled + size > CHUNK_SIZE:
