@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,30 +44,16 @@ from tests.signature.test_verification_fast_paths import (
     _NOT_CA,
     _OTHER_KEY,
     _SHORT_CA,
-    _T0,
+    _certificate,
     _directly_issued_by,
     _other_certificates,
 )
 from tests.signature.test_vihf import INS_CX, make_settings
 
-
-def _ca_with_the_other_key() -> x509.Certificate:
-    """A CA named "CA" whose key is the one that signed the "foreign" leaf (the pool's CAs all hold the other key)."""
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "CA")])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(_OTHER_KEY.public_key())
-        .serial_number(5)
-        .not_valid_before(_T0 - dt.timedelta(days=10))
-        .not_valid_after(_T0 + dt.timedelta(days=10))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(_OTHER_KEY, hashes.SHA256())
-    )
-
-
-_OTHER_CA = _ca_with_the_other_key()
+# A CA named "CA" whose key is the one that signed the "foreign" leaf (the pool's CAs all hold the other key).
+_OTHER_CA = _certificate(
+    "CA", issuer="CA", days=(-10, 10), ca=True, signing=None, key=_OTHER_KEY, subject_key=_OTHER_KEY
+)
 
 
 _POOL: list[x509.Certificate] = [

@@ -157,12 +157,13 @@ def _certificate(
     ca: bool = False,
     signing: bool | None = True,
     key: rsa.RSAPrivateKey = _KEY,
+    subject_key: rsa.RSAPrivateKey = _KEY,
 ) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
         .issuer_name(_name(issuer))
-        .public_key(_KEY.public_key())
+        .public_key(subject_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(_T0 + dt.timedelta(days=days[0]))
         .not_valid_after(_T0 + dt.timedelta(days=days[1]))
