@@ -46,9 +46,9 @@ from dmp_connector.ins import Sex
 from dmp_connector.xds import Author, Cx, DocumentEntry, Slot, Xcn, XdsTime, Xon
 from dmp_connector.xml import DEFAULT_LIMITS, XmlLimits
 
+from ._header import Entity, Facts, facts_of, read_facts
 from .build import build
-from .model import AssignedEntity, ClinicalDocument, InstanceId, NonXmlBody, Organization
-from .parse import _parse
+from .model import ClinicalDocument, InstanceId
 
 __all__ = [
     "CLASS_CODES",
@@ -446,85 +446,79 @@ def extract_metadata(
     data=data)``): the bytes are then hashed, not parsed or built again.
     """
     if isinstance(source, ClinicalDocument):
-        document = source
+        facts = facts_of(source)
         data = bytes(data) if data is not None else build(source)
     else:
         data = bytes(source)
-        document = _parse(data, limits, keep_layout=False)  # read for metadata, never rebuilt
+        facts = read_facts(data, limits)  # the header's values, checked as parse() checks them; no model built
     problems: list[str] = []
-    ins = document.patient.identity.ins
-    patient_id = ins.to_xds_cx() if ins is not None and document.patient.identity.status.value == "QUAL" else None
+    ins = facts.ins
+    patient_id = ins.to_xds_cx() if ins is not None and facts.qualified else None
     if patient_id is None:
         problems.append("patient_id: the document carries no INS of a qualified identity")
     if class_code is None:
         try:
-            class_code = class_code_for(document.type_code)
+            class_code = class_code_for(facts.type_code)
         except ValidationError as exc:
             problems.append(exc.message)
     if format_code is None:
-        format_code = _format_code(document)
+        format_code = _format_code(facts)
         if format_code is None:
             problems.append("format_code: no volet templateId of the document is in ASS_A11; pass format_code=")
-    main = document.service_events[0]
-    setting = _practice_setting(main.performer.entity.organization if main.performer is not None else None)
+    setting = facts.setting
     if setting is None:
         problems.append("practice_setting_code: the main service event's performer has no standardIndustryClassCode")
-    facility = document.encounter.facility.code if document.encounter.facility is not None else None
+    facility = facts.facility_code
     if facility is None:
         problems.append("healthcare_facility_type_code: the encounter has no healthCareFacility/code")
-    unique_id = _unique_id(document.id, "unique_id", problems)
+    unique_id = _unique_id(facts.id, "unique_id", problems)
     if problems:
         raise ValidationError("the document lacks XDS metadata: " + "; ".join(problems), problems=problems)
     assert class_code and format_code and setting and facility and patient_id and unique_id
-    period = main.effective_time
     return DocumentMetadata(
         unique_id=unique_id,
         class_code=class_code,
-        type_code=document.type_code,
+        type_code=facts.type_code,
         format_code=format_code,
         practice_setting_code=setting,
         healthcare_facility_type_code=facility,
-        confidentiality_codes=(document.confidentiality, *confidentiality),
-        event_codes=tuple(e.code for e in document.service_events if e.code is not None),
-        authors=tuple(_author(a.entity, a.function_code) for a in document.authors),
-        legal_authenticator=_person(document.legal_authenticator.entity),
+        confidentiality_codes=(facts.confidentiality, *confidentiality),
+        event_codes=facts.event_codes,
+        authors=tuple(_author(entity, function_code) for entity, function_code in facts.authors),
+        legal_authenticator=_person(facts.legal),
         patient_id=patient_id,
-        source_patient_id=_source_patient_id(document, patient_id),
-        source_patient_info=_source_patient_info(document),
-        creation_time=_utc(document.effective_time),
-        service_start_time=_utc(period.low) if period is not None and period.low is not None else None,
-        service_stop_time=_utc(period.high) if period is not None and period.high is not None else None,
-        title=document.title,
-        language_code=document.language,
+        source_patient_id=_source_patient_id(facts, patient_id),
+        source_patient_info=_source_patient_info(facts),
+        creation_time=_utc(facts.effective_time),
+        service_start_time=_utc(facts.service_start) if facts.service_start is not None else None,
+        service_stop_time=_utc(facts.service_stop) if facts.service_stop is not None else None,
+        title=facts.title,
+        language_code=facts.language,
         mime_type="application/xslt+xml" if _self_presenting(data) else "text/xml",
         hash=hashlib.sha1(data, usedforsecurity=False).hexdigest(),
         size=len(data),
         reference_id_list=tuple(
             f"{i.extension}^^^&{i.root}&ISO^urn:ihe:iti:xds:2013:encounterId"
-            for i in document.encounter.ids
+            for i in facts.encounter_ids
             if i.extension
         ),
-        replaced_unique_id=_unique_id(document.replaces, "replaced_unique_id", []) if document.replaces else None,
-        set_id=_joined(document.set_id or document.id),
-        version=document.version,
+        replaced_unique_id=_unique_id(facts.replaces, "replaced_unique_id", []) if facts.replaces else None,
+        set_id=_joined(facts.set_id or facts.id),
+        version=facts.version,
     )
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _format_code(document: ClinicalDocument) -> Code | None:
-    if isinstance(document.body, NonXmlBody):
+def _format_code(facts: Facts) -> Code | None:
+    if facts.pdf_body:
         return PDF_FORMAT
-    for template in document.template_ids:
-        found = FORMAT_OF_TEMPLATE.get(template.root)
+    for root in facts.template_roots:
+        found = FORMAT_OF_TEMPLATE.get(root)
         if found is not None:
             return found
     return None
-
-
-def _practice_setting(org: Organization | None) -> Code | None:
-    return org.industry_class if org is not None else None
 
 
 def _joined(ident: InstanceId) -> str:
@@ -541,39 +535,36 @@ def _unique_id(ident: InstanceId, field: str, problems: list[str]) -> str:
     return value
 
 
-def _person(entity: AssignedEntity) -> XdsPerson:
+def _person(entity: Entity) -> XdsPerson:
     name = entity.person
     return XdsPerson(
         id=entity.id,
-        family_name=name.family if name is not None else None,
-        given_name=name.given if name is not None else None,
-        prefix=name.prefix if name is not None else None,
+        family_name=name[0] if name is not None else None,
+        given_name=name[1] if name is not None else None,
+        prefix=name[2] if name is not None else None,
     )
 
 
-def _author(entity: AssignedEntity, function_code: Code | None) -> XdsAuthor:
-    org = entity.organization
+def _author(entity: Entity, function_code: Code | None) -> XdsAuthor:
     return XdsAuthor(
         person=_person(entity) if entity.person is not None or entity.id is not None else None,
-        institution_name=org.name if org is not None else None,
-        institution_id=org.id if org is not None else None,
+        institution_name=entity.org_name,
+        institution_id=entity.org_id,
         role=function_code,
         specialty=entity.code,
-        telecoms=tuple(t.value for t in entity.telecoms if t.value is not None),
+        telecoms=entity.telecoms,
     )
 
 
-def _source_patient_id(document: ClinicalDocument, patient_id: str) -> str:
-    local = next(
-        (i for i in document.patient.other_ids if i.extension and not i.root.startswith(_INS_SYSTEM_PREFIX)), None
-    )
+def _source_patient_id(facts: Facts, patient_id: str) -> str:
+    local = next((i for i in facts.other_ids if i.extension and not i.root.startswith(_INS_SYSTEM_PREFIX)), None)
     if local is None:
         return patient_id
     return f"{local.extension}^^^&{local.root}&ISO^PI"
 
 
-def _source_patient_info(document: ClinicalDocument) -> tuple[str, ...]:
-    traits = document.patient.identity.traits
+def _source_patient_info(facts: Facts) -> tuple[str, ...]:
+    traits = facts.traits
     sex = {Sex.M: "M", Sex.F: "F", Sex.I: "U"}[traits.sex]
     return (
         f"PID-5|{traits.birth_name}^{traits.first_first_name}^^^^^L",

@@ -129,12 +129,24 @@ def _parse(data: bytes, limits: XmlLimits, *, keep_layout: bool) -> ClinicalDocu
     """:func:`parse`; without ``keep_layout`` the PDF body's base64 layout is not recorded, nor any model's source
     (the model is read for its metadata and never rebuilt: re-encoding 200 kB to compare costs more than the rest
     of the body)."""
+    return _read(data, limits, _document, keep_layout=keep_layout)
+
+
+def _read(
+    data: bytes,
+    limits: XmlLimits,
+    reader: Callable[[etree._Element, bytes | None, Base64Layout | bytes | None], _V],
+    *,
+    keep_layout: bool,
+) -> _V:
+    """``reader`` (:func:`_document`, or the metadata reader of ``_header.py``) run on the ``ClinicalDocument``
+    element of ``data`` as :func:`parse` runs it: same tree, same reading mode, same errors."""
     root, pdf, layout = _parse_tree(data, limits, keep_layout=keep_layout)
     document = _find_document(root)
     token = _SOURCES.set(keep_layout)
     try:
         with _reading(), _values_kept():
-            return _document(document, pdf, layout)
+            return reader(document, pdf, layout)
     except pydantic.ValidationError as exc:  # from models of other packages (Code, IdentityTraits …)
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
         raise ValidationError(
