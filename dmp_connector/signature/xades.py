@@ -80,7 +80,7 @@ from ._manifest import (
 )
 from ._xmldsig import certificate_base64, certificate_path, check_key_usage, check_validity, load_certificate
 from .keys import certificate_memo
-from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, check_signer
+from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, check_signer, signs_with_key_of
 
 __all__ = [
     "SIGNATURE_ENTRY_ID",
@@ -581,7 +581,9 @@ def sign_submission_set(
     document = _text_document(parts) or _tree_document(parts)
     signed_info_c14n = document.signed_info
     raw = signer.sign(signed_info_c14n, profile.signature_algorithm)
-    if not _signature_matches(certificate, raw, signed_info_c14n, profile.signature_algorithm):
+    if not signs_with_key_of(signer, certificate) and not _signature_matches(
+        certificate, raw, signed_info_c14n, profile.signature_algorithm
+    ):
         raise ConfigurationError(
             "the signer's signature does not verify with its own certificate",
             hint="the Signer signs with a key that does not belong to certificate_chain()[0], "
