@@ -40,6 +40,7 @@ import functools
 import hashlib
 import re
 import secrets
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -80,7 +81,7 @@ from ._manifest import (
 )
 from ._xmldsig import certificate_base64, certificate_path, check_key_usage, check_validity, load_certificate
 from .keys import certificate_memo
-from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, check_signer
+from .signer import DigestAlgorithm, SignatureAlgorithm, Signer, check_signer, signs_with_key_of
 
 __all__ = [
     "SIGNATURE_ENTRY_ID",
@@ -581,7 +582,9 @@ def sign_submission_set(
     document = _text_document(parts) or _tree_document(parts)
     signed_info_c14n = document.signed_info
     raw = signer.sign(signed_info_c14n, profile.signature_algorithm)
-    if not _signature_matches(certificate, raw, signed_info_c14n, profile.signature_algorithm):
+    if not signs_with_key_of(signer, certificate) and not _signature_matches(
+        certificate, raw, signed_info_c14n, profile.signature_algorithm
+    ):
         raise ConfigurationError(
             "the signer's signature does not verify with its own certificate",
             hint="the Signer signs with a key that does not belong to certificate_chain()[0], "
@@ -705,58 +708,82 @@ def _empty(tag: str, attribute: str, value: str, *, canonical: bool) -> str:
     return f'<{tag} {attribute}="{value}"/>'
 
 
-def _text_document(parts: _XadesParts) -> _Document | None:
-    """The signature written as text, in its canonical form for the digests and lxml's form for the document.
+@dataclass(frozen=True)
+class _SignerText:
+    """The parts of the text writer's output that depend only on the signer's certificates and the profile.
 
-    Every value written is plain (no character that either form escapes, none that XML refuses, not
-    empty), so the two forms differ only where the forms themselves do: the namespace declarations
-    inclusive C14N repeats on the apex of each canonicalised part, and empty elements (start and
-    end tags when canonical, one tag in the document). None when a value is not plain: the tree
-    builder then writes it.
+    Written once for each list of certificate objects, CertDigest algorithm and XAdES version (issue 22):
+    the SignedProperties around their SigningTime in both forms (canonical, then as lxml writes it), and
+    the KeyInfo's certificates.
     """
+
+    properties_head: tuple[str, str]
+    """From ``<xades:SignedProperties`` to the ``<xades:SigningTime>`` start tag, canonical and not."""
+    properties_tail: tuple[str, str]
+    """From the ``</xades:SigningTime>`` end tag to ``</xades:SignedProperties>``, canonical and not."""
+    key_info: str
+    """The ``ds:X509Certificate`` elements."""
+
+
+_KEPT_SIGNER_TEXTS: Final = 16
+_SIGNER_TEXTS: dict[tuple[object, ...], tuple[tuple[x509.Certificate, ...], _SignerText | None]] = {}
+_SIGNER_TEXTS_LOCK: Final = threading.Lock()
+
+
+def _signer_text(
+    certificates: tuple[x509.Certificate, ...], cert_digest: DigestAlgorithm, xades_version: XadesVersion
+) -> _SignerText | None:
+    """:func:`_write_signer_text`, kept for these very certificate objects (found by identity, never another
+    certificate's, even an equal one: the entry holds the objects, so their ids are not reused while it lives)."""
+    key = (*map(id, certificates), cert_digest, xades_version)
+    entry = _SIGNER_TEXTS.get(key)
+    if (
+        entry is not None
+        and len(entry[0]) == len(certificates)
+        and all(kept is cert for kept, cert in zip(entry[0], certificates, strict=True))
+    ):
+        return entry[1]
+    text = _write_signer_text(certificates, cert_digest, xades_version)
+    with _SIGNER_TEXTS_LOCK:
+        while len(_SIGNER_TEXTS) >= _KEPT_SIGNER_TEXTS:
+            del _SIGNER_TEXTS[next(iter(_SIGNER_TEXTS))]
+        _SIGNER_TEXTS[key] = (certificates, text)
+    return text
+
+
+def _write_signer_text(
+    certificates: tuple[x509.Certificate, ...], cert_digest: DigestAlgorithm, xades_version: XadesVersion
+) -> _SignerText | None:
+    """The certificates' share of the text writer's output; None when a value is not plain (the tree decides)."""
     try:
-        xml_id = _plain(parts.xml_id)
-        certificates = [
+        facts = [
             (
-                _cert_digest(cert, parts.cert_digest),
+                _cert_digest(cert, cert_digest),
                 _plain(_issuer_name(cert)),
                 _plain(str(cert.serial_number)),
                 _der_base64(cert),
             )
-            for cert in parts.certificates
+            for cert in certificates
         ]
-        references = [(_plain(uri), transform, _plain(value)) for uri, transform, value in parts.references]
-        signing_time = _plain(parts.signing_time)
     except _NotPlain:
         return None
-    digest_method = parts.digest_algorithm.value
-    ds_declaration = f' xmlns:ds="{DS_NS}"'
     x = "xades:"
-    d = "xades:" if parts.xades_version is XadesVersion.V1_1_1 else "ds:"
+    d = "xades:" if xades_version is XadesVersion.V1_1_1 else "ds:"
 
-    def manifest(canonical: bool) -> str:
-        items = [f'<ds:Manifest{ds_declaration if canonical else ""} Id="{MANIFEST_ID}">']
-        for uri, transform, value in references:
-            items.append(f'<ds:Reference URI="{uri}">')
-            if transform is not None:
-                items.append(f"<ds:Transforms>{_empty('ds:Transform', 'Algorithm', transform, canonical=canonical)}")
-                items.append("</ds:Transforms>")
-            items.append(_empty("ds:DigestMethod", "Algorithm", digest_method, canonical=canonical))
-            items.append(f"<ds:DigestValue>{value}</ds:DigestValue></ds:Reference>")
-        items.append("</ds:Manifest>")
-        return "".join(items)
-
-    def signed_properties(canonical: bool) -> str:
-        namespaces = f' xmlns:ds="{DS_NS}" xmlns:xades="{parts.xades_version.value}"' if canonical else ""
-        items = [
+    def head(canonical: bool) -> str:
+        namespaces = f' xmlns:ds="{DS_NS}" xmlns:xades="{xades_version.value}"' if canonical else ""
+        return (
             f'<{x}SignedProperties{namespaces} Id="{SIGNED_PROPERTIES_ID}"><{x}SignedSignatureProperties>'
-            f"<{x}SigningTime>{signing_time}</{x}SigningTime><{x}SigningCertificate>"
-        ]
-        for cert_digest, issuer, serial, _ in certificates:
+            f"<{x}SigningTime>"
+        )
+
+    def tail(canonical: bool) -> str:
+        items = [f"</{x}SigningTime><{x}SigningCertificate>"]
+        for digest_value, issuer, serial, _ in facts:
             items.append(
                 f"<{x}Cert><{x}CertDigest>"
-                f"{_empty(d + 'DigestMethod', 'Algorithm', parts.cert_digest.value, canonical=canonical)}"
-                f"<{d}DigestValue>{cert_digest}</{d}DigestValue></{x}CertDigest><{x}IssuerSerial>"
+                f"{_empty(d + 'DigestMethod', 'Algorithm', cert_digest.value, canonical=canonical)}"
+                f"<{d}DigestValue>{digest_value}</{d}DigestValue></{x}CertDigest><{x}IssuerSerial>"
                 f"<ds:X509IssuerName>{issuer}</ds:X509IssuerName><ds:X509SerialNumber>{serial}</ds:X509SerialNumber>"
                 f"</{x}IssuerSerial></{x}Cert>"
             )
@@ -774,6 +801,50 @@ def _text_document(parts: _XadesParts) -> _Document | None:
         )
         return "".join(items)
 
+    return _SignerText(
+        properties_head=(head(True), head(False)),
+        properties_tail=(tail(True), tail(False)),
+        key_info="".join(f"<ds:X509Certificate>{der}</ds:X509Certificate>" for *_, der in facts),
+    )
+
+
+def _text_document(parts: _XadesParts) -> _Document | None:
+    """The signature written as text, in its canonical form for the digests and lxml's form for the document.
+
+    Every value written is plain (no character that either form escapes, none that XML refuses, not
+    empty), so the two forms differ only where the forms themselves do: the namespace declarations
+    inclusive C14N repeats on the apex of each canonicalised part, and empty elements (start and
+    end tags when canonical, one tag in the document). None when a value is not plain: the tree
+    builder then writes it. What depends on the certificates alone is written once (:func:`_signer_text`).
+    """
+    try:
+        xml_id = _plain(parts.xml_id)
+        references = [(_plain(uri), transform, _plain(value)) for uri, transform, value in parts.references]
+        signing_time = _plain(parts.signing_time)
+    except _NotPlain:
+        return None
+    signer = _signer_text(parts.certificates, parts.cert_digest, parts.xades_version)
+    if signer is None:
+        return None
+    digest_method = parts.digest_algorithm.value
+    ds_declaration = f' xmlns:ds="{DS_NS}"'
+
+    def manifest(canonical: bool) -> str:
+        items = [f'<ds:Manifest{ds_declaration if canonical else ""} Id="{MANIFEST_ID}">']
+        for uri, transform, value in references:
+            items.append(f'<ds:Reference URI="{uri}">')
+            if transform is not None:
+                items.append(f"<ds:Transforms>{_empty('ds:Transform', 'Algorithm', transform, canonical=canonical)}")
+                items.append("</ds:Transforms>")
+            items.append(_empty("ds:DigestMethod", "Algorithm", digest_method, canonical=canonical))
+            items.append(f"<ds:DigestValue>{value}</ds:DigestValue></ds:Reference>")
+        items.append("</ds:Manifest>")
+        return "".join(items)
+
+    def signed_properties(canonical: bool) -> str:
+        form = 0 if canonical else 1
+        return f"{signer.properties_head[form]}{signing_time}{signer.properties_tail[form]}"
+
     def signed_info(canonical: bool, manifest_value: str, properties_value: str) -> str:
         return (
             f"<ds:SignedInfo{ds_declaration if canonical else ''}>"
@@ -789,7 +860,7 @@ def _text_document(parts: _XadesParts) -> _Document | None:
 
     manifest_value = b64(digest(manifest(True).encode("utf-8"), parts.digest_algorithm))
     properties_value = b64(digest(signed_properties(True).encode("utf-8"), parts.digest_algorithm))
-    key_info = "".join(f"<ds:X509Certificate>{der}</ds:X509Certificate>" for *_, der in certificates)
+    key_info = signer.key_info
 
     def finish(value: str) -> bytes:
         return (

@@ -25,11 +25,12 @@ import datetime as dt
 import hashlib
 import itertools
 import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
-from typing import Annotated, Any, Final, Protocol, Self
+from typing import Annotated, Any, Final, Protocol, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -362,6 +363,34 @@ def _empty(parts: Sequence[str], positions: Sequence[int], what: str) -> None:
             raise ValueError(f"is not an XDS {what}: component {position} must be empty")
 
 
+_Parsed = TypeVar("_Parsed", bound=BaseModel)
+_KEPT_PARSES: Final = 64
+_PARSES: dict[tuple[type[BaseModel], str], BaseModel] = {}
+_PARSES_LOCK: Final = threading.Lock()
+
+
+def _parse_kept(cls: type[_Parsed], text: str) -> _Parsed:
+    """``cls.model_validate(text)``, the value kept for the same text of the same class (issue 22).
+
+    A deposit reads its author and legal authenticator (often the same person, the same at every deposit of
+    a practice) and its institution from their XCN and XON texts: the value is frozen, so the one read for a
+    text is the value of every later read of that text. Only ``str`` texts are kept, the
+    :data:`_KEPT_PARSES` last ones (the oldest goes first); a text that is refused raises each time, as it did.
+    """
+    if type(text) is not str:
+        return cls.model_validate(text)
+    key = (cls, text)
+    kept = _PARSES.get(key)
+    if kept is not None:
+        return kept  # type: ignore[return-value]  # stored under its own class just below
+    value = cls.model_validate(text)
+    with _PARSES_LOCK:
+        while len(_PARSES) >= _KEPT_PARSES:
+            del _PARSES[next(iter(_PARSES))]
+        _PARSES[key] = value
+    return value
+
+
 class Cx(BaseModel):
     """A patient identifier in HL7 CX form, ``<id>^^^&<OID>&ISO[^<type>]``.
 
@@ -478,8 +507,8 @@ class Xcn(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> Xcn:
-        """Read an XCN string."""
-        return cls.model_validate(text)
+        """Read an XCN string (the value read for the same text is kept: :func:`_parse_kept`)."""
+        return _parse_kept(cls, text)
 
     @classmethod
     def national_professional(cls, national_id: str, family_name: str, given_name: str) -> Xcn:
@@ -554,8 +583,8 @@ class Xon(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> Xon:
-        """Read an XON string."""
-        return cls.model_validate(text)
+        """Read an XON string (the value read for the same text is kept: :func:`_parse_kept`)."""
+        return _parse_kept(cls, text)
 
     @classmethod
     def national_structure(cls, name: str, national_id: str) -> Xon:
