@@ -157,6 +157,8 @@ class _Prepared:
     patient: str | None
     document_ids: tuple[str, ...]
     started: float = field(default_factory=time.monotonic)
+    pseudonym: str | None = None
+    """The patient's audit pseudonym, made at the first attempt's event and kept for the others (the same key)."""
 
 
 class _ResponseReader:
@@ -379,7 +381,7 @@ class BaseClient:
             correlation_id=prepared.message_id,
             attempt=attempt,
             actor=self._actor,
-            patient=self._pseudonymizer.patient(prepared.patient) if prepared.patient else None,
+            patient=self._pseudonym(prepared),
             document_ids=prepared.document_ids,
             outcome=Outcome.SUCCESS if error is None else Outcome.FAILURE,
             error_type=type(error).__name__ if error is not None else None,
@@ -388,6 +390,14 @@ class BaseClient:
             duration_ms=duration * 1000.0,
         )
         self.audit.emit(event)
+
+    def _pseudonym(self, prepared: _Prepared) -> str | None:
+        """The pseudonym of the call's patient, an HMAC made once per call rather than at each attempt's event."""
+        if not prepared.patient:
+            return None
+        if prepared.pseudonym is None:
+            prepared.pseudonym = self._pseudonymizer.patient(prepared.patient)
+        return prepared.pseudonym
 
     def _retry_loop(self, operation: Operation[T], budget: Budget) -> RetryLoop:
         """The call's retry decisions (tenacity's, see :class:`RetryLoop`); no wait is begun that would end past

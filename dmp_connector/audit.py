@@ -56,6 +56,11 @@ __all__ = [
 
 _logger = logging.getLogger("dmp_connector.audit")
 
+_KEPT_ENDPOINTS = 64
+_CHECKED_ENDPOINTS: set[str] = set()
+"""Endpoints an event was already given and found without query, fragment or credentials: a client posts to a
+handful of service URLs, each split once rather than at every event (issue 22); only ``str`` values, a few."""
+
 _PSEUDONYM_PREFIX = "hmac-sha256:"
 _PSEUDONYM = re.compile(r"hmac-sha256:[0-9a-f]{32}")
 # A NIR or NIA: 13 characters (sex, year, month, département — 2A/2B for Corsica —,
@@ -161,6 +166,8 @@ class AuditEvent(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is UTC:  # what the clients stamp: astimezone(UTC) would return it as it is
+            return value
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("timestamp must be timezone-aware")
         return value.astimezone(UTC)
@@ -168,11 +175,15 @@ class AuditEvent(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _no_query(cls, value: str) -> str:
+        if value in _CHECKED_ENDPOINTS:
+            return value
         parts = urlsplit(value)
         if parts.query or parts.fragment or "?" in value or "#" in value:
             raise ValueError("endpoint must not carry a query string or fragment (use endpoint_of)")
         if parts.username is not None or parts.password is not None:
             raise ValueError("endpoint must not carry credentials (use endpoint_of)")
+        if type(value) is str and len(_CHECKED_ENDPOINTS) < _KEPT_ENDPOINTS:
+            _CHECKED_ENDPOINTS.add(value)
         return value
 
     @field_validator("patient")

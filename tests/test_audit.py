@@ -419,3 +419,30 @@ def test_the_dispatcher_tallies_the_attempts_of_one_call() -> None:
         dispatcher.emit(make_event(correlation_id=mine, kind="outcome", attempt=2))  # not an attempt
     dispatcher.emit(make_event(correlation_id=mine, attempt=3))  # after the block
     assert tally.count == 2 and repr(tally) == "AttemptTally(count=2)"
+
+
+def test_a_utc_timestamp_is_kept_as_it_is_and_any_other_converted() -> None:
+    stamp = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+    assert make_event(timestamp=stamp).timestamp is stamp
+    utc_like = timezone(timedelta(0))  # offset 0 but not the UTC object: converted to UTC, as before
+    converted = make_event(timestamp=datetime(2025, 3, 14, 9, 0, tzinfo=utc_like)).timestamp
+    assert converted == stamp and converted.tzinfo is UTC
+
+
+def test_an_endpoint_checked_once_is_kept_and_a_refused_one_is_never(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit, "_CHECKED_ENDPOINTS", set())
+    good, bad = "https://kept.example.test/lps", "https://kept.example.test/lps?nir=184127645108946"
+    make_event(endpoint=good)
+    assert sorted(audit._CHECKED_ENDPOINTS) == [good]
+    for _ in range(2):  # refused again the second time: a refusal is not remembered as a pass
+        with pytest.raises(pydantic.ValidationError, match="endpoint"):
+            make_event(endpoint=bad)
+    assert sorted(audit._CHECKED_ENDPOINTS) == [good]
+    assert make_event(endpoint=good).endpoint == good
+
+
+def test_the_checked_endpoints_stay_few(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit, "_CHECKED_ENDPOINTS", set())
+    for n in range(audit._KEPT_ENDPOINTS + 10):
+        make_event(endpoint=f"https://host{n}.example.test/lps")
+    assert len(audit._CHECKED_ENDPOINTS) == audit._KEPT_ENDPOINTS

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from dmp_connector._deadline import ATTEMPT_END, DeadlineStream, RetryLoop
 from dmp_connector._loopnet import LoopStream
 from dmp_connector._transport import AsyncClient, Client, _Cookies
-from dmp_connector.audit import MemorySink
+from dmp_connector.audit import MemorySink, Pseudonymizer
 from dmp_connector.config import Environment, Settings
 from dmp_connector.errors import (
     ConnectError,
@@ -445,3 +445,53 @@ def test_a_client_keeps_a_few_endpoints_only(mode: str) -> None:
     operations = [EchoOperation(str(n), path=f"/echo/{n}") for n in range(20)]
     _, client = _sends(mode, operations, MemorySink())
     assert len(client._urls) == 16 and len(client._endpoints) == 16
+
+
+def _busy_then_echo() -> Callable[[HttpRequest], HttpResponse]:
+    answers = iter([HttpResponse(503, {"Content-Type": "text/plain"}, b"busy"), None, None, None])
+
+    def handler(request: HttpRequest) -> HttpResponse:
+        answer = next(answers)
+        return answer if answer is not None else echo_service(request)
+
+    return handler
+
+
+@MODES
+@respx.mock
+def test_the_patients_pseudonym_is_made_once_per_call_and_kept_for_its_attempts(mode: str) -> None:
+    respx.post(URL).mock(side_effect=as_transport(_busy_then_echo()).handle_request)
+    sink = MemorySink()
+    made: list[str] = []
+    original = Pseudonymizer.patient
+
+    def counted(self: Pseudonymizer, matricule: str) -> str:
+        made.append(matricule)
+        return original(self, matricule)
+
+    reference = Pseudonymizer(b"k" * 32)
+    with mock.patch.object(Pseudonymizer, "patient", counted):
+        _, client = _sends(
+            mode,
+            [EchoOperation("a", patient="184127645108946"), EchoOperation("b", patient="279035121518989")],
+            sink,
+        )
+    # The first call's two attempts (503, then the answer) share its pseudonym; the second call has its own.
+    assert [(event.attempt, event.outcome.value) for event in sink.events] == [
+        (1, "failure"),
+        (2, "success"),
+        (1, "success"),
+    ]
+    first, second = client._pseudonymizer.patient("184127645108946"), client._pseudonymizer.patient("279035121518989")
+    assert [event.patient for event in sink.events] == [first, first, second] and first != second
+    assert made == ["184127645108946", "279035121518989"]  # one HMAC per call, not per attempt
+    assert reference.patient("184127645108946") != first  # keyed by the client's own key
+
+
+@MODES
+@respx.mock
+def test_a_call_without_a_patient_has_no_pseudonym(mode: str) -> None:
+    respx.post(URL).mock(side_effect=as_transport(echo_service).handle_request)
+    sink = MemorySink()
+    _sends(mode, [EchoOperation("a"), EchoOperation("b", patient="")], sink)
+    assert [event.patient for event in sink.events] == [None, None]

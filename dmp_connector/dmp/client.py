@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dmp_connector._audit_trail import AuditTrail, error_code_of
 from dmp_connector._deadline import call_scope
-from dmp_connector._transport import AsyncClient, Client, Operation
+from dmp_connector._transport import AsyncClient, Client, Operation, _keep
 from dmp_connector.audit import AuditDispatcher, AuditEvent, AuditEventKind, AuditSink, Outcome, endpoint_of
 from dmp_connector.cda import ClinicalDocument, NonXmlBody
 from dmp_connector.cda.model import author_specialty
@@ -343,6 +343,7 @@ class _DmpCore:
     def __init__(self, settings: Settings, signer: Signer | None) -> None:
         self.settings = settings
         self._signer: Signer = signer if signer is not None else FileSigner.from_settings(settings.signing)
+        self._endpoints: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return client_repr(self, self.settings.environment, dmp=self.settings.environment.dmp_base_url)
@@ -389,7 +390,7 @@ class _DmpCore:
             timestamp=call.timestamp,
             service="dmp",
             operation="deposit",
-            endpoint=endpoint_of(self.settings.environment.dmp_url(DmpService.REPOSITORY)),
+            endpoint=self._audit_endpoint(self.settings.environment.dmp_url(DmpService.REPOSITORY)),
             correlation_id=call.correlation_id,
             attempt=attempts,
             actor=trail.actor,
@@ -401,6 +402,14 @@ class _DmpCore:
             http_status=error.status_code if isinstance(error, HttpStatusError) else None,
             duration_ms=(time.monotonic() - call.started) * 1000.0,
         )
+
+    def _audit_endpoint(self, url: str) -> str:
+        """``endpoint_of(url)``, split once per URL rather than at every deposit's outcome event."""
+        endpoint = self._endpoints.get(url)
+        if endpoint is None:
+            endpoint = endpoint_of(url)
+            _keep(self._endpoints, url, endpoint)
+        return endpoint
 
     # ------------------------------------------------------------------ helpers
 

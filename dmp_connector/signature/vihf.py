@@ -257,6 +257,10 @@ class VihfRequest(BaseModel):
     @field_validator("patient_resource_id", mode="before")
     @classmethod
     def _cx_from_ins(cls, value: Any) -> Any:
+        # A CX string or None (what the clients pass) is taken as it is: neither has ``to_xds_cx``, and the
+        # isinstance check against a runtime-checkable Protocol costs more than the rest of the model (issue 22).
+        if value is None or type(value) is str:
+            return value
         if isinstance(value, SupportsXdsCx):
             return value.to_xds_cx()
         return value
@@ -471,6 +475,8 @@ def vihf_attributes(
     overrides: Mapping[str, str | None], base: Sequence[VihfAttribute] = VIHF_ATTRIBUTES
 ) -> tuple[VihfAttribute, ...]:
     """``base`` with ``overrides`` applied: a text replaces (or appends) an attribute, ``None`` removes it."""
+    if not overrides:  # the usual case, at every assertion: nothing to apply, no list of names to make
+        return tuple(base)
     table = list(base)
     names = [a.name for a in table]
     for name, value in overrides.items():
@@ -591,6 +597,54 @@ def _attribute(value: object) -> str:
     return value.translate(_ATTRIBUTE_ESCAPES) if _ATTRIBUTE_SPECIAL.search(value) else value
 
 
+_KEPT_TEXTS: Final = 256
+_ROW_OPENS: dict[str, str] = {}
+"""``<Attribute Name="…">`` by attribute name: the names of the table (a few, the same at every assertion),
+escaped once rather than at every assertion (issue 22). At most :data:`_KEPT_TEXTS` names."""
+_CODED_TEXTS: dict[CodedValue, str] = {}
+"""What :func:`_coded_text` wrote for a coded value of plain ``str`` fields: the roles, purpose of use and
+confidentiality codes (codes of the settings and the access mode, never the patient's identity), written once
+rather than at every assertion. At most :data:`_KEPT_TEXTS` values."""
+
+
+def _row_open(name: object) -> str:
+    """``<Attribute Name="…">`` for ``name`` (see :data:`_ROW_OPENS`); raises :class:`_NotText` as :func:`_attribute`
+    does."""
+    if type(name) is str:
+        written = _ROW_OPENS.get(name)
+        if written is not None:
+            return written
+    written = f'<Attribute Name="{_attribute(name)}">'
+    if type(name) is str and len(_ROW_OPENS) < _KEPT_TEXTS:
+        _ROW_OPENS[name] = written
+    return written
+
+
+def _plain_coded(value: CodedValue) -> bool:
+    """Whether every field of ``value`` is a ``str`` (the optional ones may be None): a value made otherwise
+    (a ``str`` subclass, say) may compare equal to a kept one and yet not be written by the text path."""
+    optional = (value.code_system_name, value.display_name)
+    return (
+        type(value.element) is str
+        and type(value.code) is str
+        and type(value.code_system) is str
+        and all(field is None or type(field) is str for field in optional)
+    )
+
+
+def _coded_row_text(value: CodedValue) -> str:
+    """:func:`_coded_text` of ``value``, kept for later assertions when its fields are plain (:data:`_CODED_TEXTS`)."""
+    plain = _plain_coded(value)
+    if plain:
+        written = _CODED_TEXTS.get(value)
+        if written is not None:
+            return written
+    written = _coded_text(value)
+    if plain and len(_CODED_TEXTS) < _KEPT_TEXTS:
+        _CODED_TEXTS[value] = written
+    return written
+
+
 def _coded_text(value: CodedValue) -> str:
     if not _ELEMENT_NAME.match(value.element if type(value.element) is str else ""):
         raise _NotText
@@ -650,10 +704,10 @@ class _VihfText:
                 parts.append(f"<AuthnContextDecl>{_AIR_DECL}</AuthnContextDecl>")
             parts.append("</AuthnContext></AuthnStatement><AttributeStatement>")
             for name, values in self.rows:
-                parts.append(f'<Attribute Name="{_attribute(name)}">')
+                parts.append(_row_open(name))
                 for value in values:
                     if type(value) is CodedValue:
-                        parts.append(_coded_text(value))
+                        parts.append(_coded_row_text(value))
                     else:
                         parts.append(f"<AttributeValue>{_text(value)}</AttributeValue>")
                 parts.append("</Attribute>")

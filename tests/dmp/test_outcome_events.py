@@ -130,3 +130,19 @@ def test_an_interrupted_deposit_counts_the_attempt_it_sent() -> None:
     [final] = split(sink)[1]
     assert (final.outcome, final.error_type) == (Outcome.FAILURE, "KeyboardInterrupt")
     assert final.attempt == 1
+
+
+def test_the_outcome_endpoint_is_split_once_per_url_and_never_kept_with_a_query() -> None:
+    from dmp_connector.audit import endpoint_of
+    from dmp_connector.dmp import DmpClient
+    from tests.dmp.client_support import signer
+
+    with DmpClient(SETTINGS, signer=signer()) as client:
+        assert client._audit_endpoint(REPOSITORY) == endpoint_of(REPOSITORY) == REPOSITORY
+        assert client._audit_endpoint(REPOSITORY) == REPOSITORY and list(client._endpoints) == [REPOSITORY]
+        with_query = REPOSITORY + "?ticket=42"
+        assert client._audit_endpoint(with_query) == REPOSITORY  # reduced as endpoint_of reduces it
+        assert list(client._endpoints) == [REPOSITORY]  # a URL with a query (an identifier, a secret) is not kept
+        for n in range(20):
+            assert client._audit_endpoint(f"{REPOSITORY}/{n}") == f"{REPOSITORY}/{n}"
+        assert len(client._endpoints) == 16
