@@ -26,9 +26,22 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
+
+
+def _hold_connection(client: Any) -> None:
+    """Keep the pool's connection for the whole run: under valgrind a deposit takes seconds, and an idle
+    connection expiring (5 s) would put a new mutual-TLS handshake (~13 M instructions) in the count."""
+    transport = client._client._http._transport  # private attributes: this benchmark fails loudly if they move
+    if hasattr(transport, "_pool"):
+        transport._pool._keepalive_expiry = 3600.0  # httpx's sync transport (httpcore's pool)
+    elif hasattr(transport, "_expiry"):
+        transport._expiry = 3600.0  # the SDK's own async transport
+    else:
+        raise RuntimeError("the transport has neither _pool nor _expiry any more: update _hold_connection")
 
 
 def _child(mode: str, count: int) -> None:
@@ -46,6 +59,7 @@ def _child(mode: str, count: int) -> None:
         documents = [build(pdf_report(sandbox.settings, sandbox.patient, pdf)) for _ in range(count + 1)]
         if mode == "sync":
             with DmpClient(sandbox.settings, signer=sandbox.signer) as client:
+                _hold_connection(client)
                 client.deposit(documents[0], patient=sandbox.patient)
                 instrument("on")
                 for document in documents[1:]:
@@ -55,6 +69,7 @@ def _child(mode: str, count: int) -> None:
 
         async def go() -> None:
             async with AsyncDmpClient(sandbox.settings, signer=sandbox.signer) as client:
+                _hold_connection(client)
                 await client.deposit(documents[0], patient=sandbox.patient)
                 instrument("on")
                 for document in documents[1:]:
