@@ -30,10 +30,9 @@ from typing import Final, NamedTuple
 from lxml import etree
 
 from dmp_connector.codes import Code
-from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits, Sex
+from dmp_connector.ins import INS, Identity, IdentityStatus, IdentityTraits
 from dmp_connector.xml import XmlLimits
 
-from ._namespaces import local_name
 from .model import (
     _INS_ROOTS,
     CISIS_TEMPLATE,
@@ -62,18 +61,17 @@ from .parse import (
     _PATIENT_TYPED,
     _ROLE_TYPED,
     Base64Layout,
-    _birth_date,
     _body,
     _child,
     _ChildIndex,
     _code,
     _document,
-    _first_names,
     _ii,
     _iis,
     _iis_of,
     _participant,
     _path,
+    _patient_identity,
     _raw,
     _read,
     _recipient,
@@ -193,7 +191,6 @@ def _facts(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | bytes 
 
 
 _LANGUAGE: Final = re.compile(r"^[a-z]{2}-[A-Z]{2}$")
-_SEXES: Final = {"M": Sex.M, "F": Sex.F, "UN": Sex.I}
 
 
 def _header(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | bytes | None) -> Facts:
@@ -293,48 +290,7 @@ def _header(doc: etree._Element, pdf: bytes | None, layout: Base64Layout | bytes
 
 def _patient(role: etree._Element) -> tuple[INS | None, tuple[InstanceId, ...], IdentityTraits]:
     """``parse._patient`` without the :class:`Patient` model (its addresses and telecoms are never refused)."""
-    role_kids = _ChildIndex(role)
-    person = role_kids.child("patient")
-    if person is None:
-        raise _Unsure
-    person_kids = _ChildIndex(person)
-    ins: INS | None = None
-    others = []
-    for element in role_kids.children("id"):
-        ident = _ii(element, kept=False)
-        if ident is None:
-            continue
-        if ins is None and ident.root in _INS_ROOTS and ident.extension:
-            ins = INS.from_cda_id(ident.root, ident.extension, lenient=True)
-        else:
-            others.append(ident)
-    name = person_kids.child("name")
-    if name is None:
-        raise _Unsure
-    parts: dict[tuple[str, str | None], str] = {}
-    for part in name:
-        if isinstance(part.tag, str) and (text := _text(part)) is not None:
-            parts.setdefault((local_name(part), part.get("qualifier")), text)
-    birth_name = parts.get(("family", "BR")) or parts.get(("family", None)) or parts.get(("family", "CL"))
-    if birth_name is None:
-        raise _Unsure
-    first_names = _first_names(parts.get(("given", None)), parts.get(("given", "BR")), parts.get(("given", "CL")))
-    gender = person_kids.child("administrativeGenderCode")
-    sex = _SEXES.get(gender.get("code") or "" if gender is not None else "")
-    birth = person_kids.child("birthTime")
-    birth_value = (birth.get("value") or "").strip() if birth is not None else ""
-    if sex is None or len(birth_value) < 4:
-        raise _Unsure
-    place = next(_path(person_kids.children("birthplace"), "place", "addr"), None)
-    traits = IdentityTraits(
-        birth_name=birth_name,
-        birth_first_names=first_names,
-        sex=sex,
-        birth_date=_birth_date(birth_value),
-        birth_place=_text(_child(place, "county")) if place is not None else None,
-        used_name=parts.get(("family", "CL")),
-        used_first_name=parts.get(("given", "CL")),
-    )
+    ins, others, traits, _, _, role_kids, person_kids = _patient_identity(role)
     Identity(traits=traits, ins=ins, status=IdentityStatus.QUAL if ins is not None else IdentityStatus.PROV)
     extras = _untyped(person_kids, _PATIENT_TYPED)
     if extras:

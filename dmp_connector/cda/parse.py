@@ -39,7 +39,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import pydantic
 from lxml import etree
@@ -806,7 +806,25 @@ _PATIENT_TYPED: Final = frozenset({"name", "administrativeGenderCode", "birthTim
 _ROLE_TYPED: Final = frozenset({"id", "addr", "telecom", "patient"})
 
 
-def _patient(role: etree._Element) -> Patient:
+class _PatientIdentity(NamedTuple):
+    """What :func:`_patient_identity` reads of a ``patientRole``: the typed part of the patient."""
+
+    ins: INS | None
+    others: list[InstanceId]
+    traits: IdentityTraits
+    parts: dict[tuple[str, str | None], str]
+    """The ``name`` parts by (element, qualifier), the first of each."""
+    place: etree._Element | None
+    """``birthplace/place/addr``."""
+    role_kids: _ChildIndex
+    person_kids: _ChildIndex
+
+
+def _patient_identity(role: etree._Element) -> _PatientIdentity:
+    """The INS, other ids and identity traits of a ``patientRole``: refused as :func:`parse` refuses them.
+
+    Shared by the full reader and the metadata-only one (``_header``), so that both read the identity alike.
+    """
     role_kids = _ChildIndex(role)
     person = _require(role_kids, "patient", "patientRole")
     person_kids = _ChildIndex(person)
@@ -830,7 +848,7 @@ def _patient(role: etree._Element) -> Patient:
         raise ValidationError("the patient has no family name", problems=("patient/name/family: missing",))
     first_names = _first_names(parts.get(("given", None)), parts.get(("given", "BR")), parts.get(("given", "CL")))
     gender = person_kids.child("administrativeGenderCode")
-    sex = {"M": Sex.M, "F": Sex.F, "UN": Sex.I}.get(gender.get("code") or "" if gender is not None else "")
+    sex = _SEXES.get(gender.get("code") or "" if gender is not None else "")
     if sex is None:
         raise ValidationError("the patient has no administrative sex (M, F, UN)", problems=("patient/sex",))
     birth = person_kids.child("birthTime")
@@ -847,6 +865,14 @@ def _patient(role: etree._Element) -> Patient:
         used_name=parts.get(("family", "CL")),
         used_first_name=parts.get(("given", "CL")),
     )
+    return _PatientIdentity(ins, others, traits, parts, place, role_kids, person_kids)
+
+
+_SEXES: Final = {"M": Sex.M, "F": Sex.F, "UN": Sex.I}
+
+
+def _patient(role: etree._Element) -> Patient:
+    ins, others, traits, parts, place, role_kids, person_kids = _patient_identity(role)
     status = IdentityStatus.QUAL if ins is not None else IdentityStatus.PROV
     patient = Patient(
         identity=Identity(traits=traits, ins=ins, status=status),
