@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -166,6 +166,10 @@ class FileSigner:
         check_signing_certificate(self._chain[0], what="the signature certificate", now=now)
 
 
+_FILE_SIGNER_SIGN: Final = FileSigner.sign
+"""``FileSigner.sign`` as defined here: a signer whose ``sign`` was replaced since is verified like any other."""
+
+
 def check_signer(signer: Signer, *, now: dt.datetime | None = None) -> x509.Certificate:
     """The signer's certificate, checked before each signature: dates, RSA key, key usage.
 
@@ -185,4 +189,9 @@ def signs_with_key_of(signer: Signer, cert: x509.Certificate) -> bool:
     result against the public exponent before handing it out), so the XAdES builder need not verify each
     one again (0.35 M instructions a deposit, issue 22). Any other signer (a card, an HSM) is verified.
     """
-    return type(signer) is FileSigner and signer._holds_key_of(cert)
+    return (
+        type(signer) is FileSigner
+        and FileSigner.sign is _FILE_SIGNER_SIGN  # not patched on the class …
+        and "sign" not in vars(signer)  # … nor replaced on this object
+        and signer._holds_key_of(cert)
+    )

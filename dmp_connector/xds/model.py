@@ -367,6 +367,8 @@ _Parsed = TypeVar("_Parsed", bound=BaseModel)
 _KEPT_PARSES: Final = 64
 _PARSES: dict[tuple[type[BaseModel], str], BaseModel] = {}
 _PARSES_LOCK: Final = threading.Lock()
+_IDNAT_PS_HD: Final = "&1.2.250.1.71.4.2.1&ISO"
+"""The assigning authority of an XCN that :meth:`Xcn.parse` keeps: a professional's national id, never a patient's."""
 
 
 def _parse_kept(cls: type[_Parsed], text: str) -> _Parsed:
@@ -507,8 +509,13 @@ class Xcn(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> Xcn:
-        """Read an XCN string (the value read for the same text is kept: :func:`_parse_kept`)."""
-        return _parse_kept(cls, text)
+        """Read an XCN string; a professional's (IdNat_PS) value is kept for the same text (:func:`_parse_kept`).
+
+        Only a professional's: an author may be the patient, whose INS and names no process-wide memo may hold.
+        """
+        if type(text) is str and text.split("^", 9)[8:9] == [_IDNAT_PS_HD]:
+            return _parse_kept(cls, text)
+        return cls.model_validate(text)
 
     @classmethod
     def national_professional(cls, national_id: str, family_name: str, given_name: str) -> Xcn:

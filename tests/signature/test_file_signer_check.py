@@ -157,3 +157,25 @@ def test_the_skipped_check_gives_the_same_document(signing: IssuedCertificate) -
         for signer in (FileSigner([signing.certificate], signing.key), _PlainSigner([signing.certificate], signing.key))
     ]
     assert made[0] == made[1]
+
+
+def test_a_file_signer_whose_sign_was_replaced_is_verified(
+    signing: IssuedCertificate, other: IssuedCertificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sign`` replaced on the object, or patched on the class (a test double, a wrapper): verified as before."""
+
+    def with_other_key(data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+        return other.key.sign(data, padding.PKCS1v15(), SignatureAlgorithm(algorithm).hash)
+
+    on_object = FileSigner([signing.certificate], signing.key)
+    monkeypatch.setattr(on_object, "sign", with_other_key)
+    assert not signs_with_key_of(on_object, signing.certificate)
+    with pytest.raises(ConfigurationError, match=REFUSAL):
+        _sign(on_object)
+    monkeypatch.undo()
+
+    on_class = FileSigner([signing.certificate], signing.key)
+    monkeypatch.setattr(FileSigner, "sign", lambda self, data, algorithm: with_other_key(data, algorithm))
+    assert not signs_with_key_of(on_class, signing.certificate)
+    with pytest.raises(ConfigurationError, match=REFUSAL):
+        _sign(on_class)

@@ -86,3 +86,14 @@ def test_a_str_subclass_is_read_and_not_kept() -> None:
     text = Marked("Cabinet marqué")
     assert Xon.parse(text) == Xon.model_validate(str(text))
     assert all(type(key[1]) is str for key in model_mod._PARSES)
+
+
+def test_only_a_professional_xcn_is_kept_never_a_patient_author() -> None:
+    """An author may be the patient (INS root): no process-wide memo may hold the patient's INS and names."""
+    patient = "248092327650415^PATIENT^Marie^^^^^^&1.2.250.1.213.1.4.8&ISO^D^^^"
+    professional = "899700123457^DOC^Jean^^^^^^&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS"
+    for _ in range(2):
+        assert Xcn.parse(patient) == Xcn.model_validate(patient)
+        assert Xcn.parse(professional) == Xcn.model_validate(professional)
+    assert (Xcn, professional) in model_mod._PARSES
+    assert all("248092327650415" not in key[1] and "PATIENT" not in key[1] for key in model_mod._PARSES)
